@@ -1,0 +1,2 @@
+//! The Aegis engine.
+#![deny(missing_docs)]

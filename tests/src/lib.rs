@@ -1,0 +1,1 @@
+//! Aegis test kit.
