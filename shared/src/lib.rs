@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod command;
+pub mod config;
 pub mod event;
 pub mod ids;
 pub mod mode;

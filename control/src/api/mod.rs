@@ -1,0 +1,117 @@
+//! The HTTPS API (axum on hyper, rustls with the `ring` provider).
+//!
+//! Routes: `GET /api/health` (200 for ok/degraded, 503 for down) and `GET /api/status`. No response ever carries
+//! a secret: bodies are built from [`crate::state::Live`], which holds none. Authentication arrives with the
+//! dashboard issue; until then the configuration refuses any non-loopback `BIND_ADDR`, and [`bind`] checks again.
+
+use crate::state::Live;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// API start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Binding beyond loopback without authentication.
+    #[error("refusing to serve the API on {0}: authentication is not implemented yet, so only loopback addresses (127.0.0.1, ::1) are allowed; set BIND_ADDR=127.0.0.1 and use an SSH tunnel or a reverse proxy")]
+    NotLoopback(SocketAddr),
+    /// The port is taken or not permitted.
+    #[error(
+        "cannot listen on {addr}: {source}; is another aegis running? choose another API_PORT"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The router with every route.
+pub fn router(live: Arc<Live>) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/status", get(status))
+        .fallback(not_found)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ))
+        .with_state(live)
+}
+
+async fn health(State(live): State<Arc<Live>>) -> Response {
+    let (up, body) = live.health();
+    let code = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn status(State(live): State<Arc<Live>>) -> Response {
+    Json(live.status()).into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "not found"})),
+    )
+        .into_response()
+}
+
+/// Binds the listening socket (before the engine starts, so a taken port fails fast).
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, ApiError> {
+    if !addr.ip().is_loopback() {
+        return Err(ApiError::NotLoopback(addr));
+    }
+    let l = TcpListener::bind(addr).map_err(|source| ApiError::Bind { addr, source })?;
+    l.set_nonblocking(true)
+        .map_err(|source| ApiError::Bind { addr, source })?;
+    Ok(l)
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    handle: axum_server::Handle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Stops accepting, gives open requests `grace` to finish, and waits.
+    pub async fn shutdown(self, grace: Duration) {
+        self.handle.graceful_shutdown(Some(grace));
+        match tokio::time::timeout(grace + Duration::from_millis(200), self.task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API server ended with an error"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("API server did not stop in time"),
+        }
+    }
+}
+
+/// Serves the API over TLS on an already bound listener (must run inside a tokio runtime).
+pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, live: Arc<Live>) -> Server {
+    let handle = axum_server::Handle::new();
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    let app = router(live);
+    let server = axum_server::from_tcp_rustls(listener, config).handle(handle.clone());
+    let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+    Server { handle, task }
+}

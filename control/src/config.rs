@@ -1,0 +1,168 @@
+//! Loading the configuration: `.env` plus the process environment (the environment wins), the `.env`
+//! permission rule, and command-line overrides. Parsing and validation live in [`aegis_shared::config`].
+
+use crate::cli::RunArgs;
+use aegis_shared::config::{trading_mode_from, Config, ConfigError, FeedKind};
+use aegis_shared::TradingMode;
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// A loaded configuration and what the operator should hear about it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated configuration.
+    pub config: Config,
+    /// The `.env` file that was read, if one existed.
+    pub env_file: Option<PathBuf>,
+    /// Warnings to shout at start (e.g. a `.env` readable by others in paper mode).
+    pub warnings: Vec<String>,
+}
+
+/// Reads `env_file` (if it exists) without touching the process environment.
+fn read_env_file(path: &Path) -> Result<Option<HashMap<String, String>>, ConfigError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let iter = dotenvy::from_path_iter(path).map_err(|e| {
+        ConfigError::new(
+            ".env",
+            Some(&path.display().to_string()),
+            format!(
+                "cannot read the file ({}); check the path and its permissions",
+                io_kind(&e)
+            ),
+        )
+    })?;
+    let mut map = HashMap::new();
+    for item in iter {
+        match item {
+            Ok((k, v)) => {
+                map.insert(k, v);
+            }
+            // The offending line is not shown: it may hold a secret.
+            Err(_) => {
+                return Err(ConfigError::new(
+                    ".env",
+                    Some(&path.display().to_string()),
+                    format!(
+                        "the line after setting number {} cannot be parsed (line not shown, it may hold a secret); use KEY=value, quote values with spaces",
+                        map.len()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(Some(map))
+}
+
+fn io_kind(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::Io(io) => io.kind().to_string(),
+        _ => "unreadable".to_string(),
+    }
+}
+
+/// Loads and validates the configuration.
+pub fn load(env_file: &Path, run: &RunArgs) -> Result<Loaded, ConfigError> {
+    let file = read_env_file(env_file)?;
+    let lookup = |k: &str| -> Option<String> {
+        std::env::var(k)
+            .ok()
+            .or_else(|| file.as_ref().and_then(|m| m.get(k).cloned()))
+    };
+    let mut warnings = Vec::new();
+    if file.is_some() {
+        let mode = std::fs::metadata(env_file)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        if mode & 0o077 != 0 {
+            let trading_mode = trading_mode_from(lookup)?;
+            let fix = format!(
+                "{} is readable by group or others (mode {:04o}) and holds secrets: run `chmod 600 {}`",
+                env_file.display(),
+                mode,
+                env_file.display()
+            );
+            if trading_mode == TradingMode::Live {
+                return Err(ConfigError::new(
+                    ".env",
+                    Some(&format!("mode {mode:04o}")),
+                    format!("{fix} (refused in live mode)"),
+                ));
+            }
+            warnings.push(format!(
+                "SECURITY WARNING: {fix}; this is refused in live mode"
+            ));
+        }
+    }
+    let mut config = Config::from_lookup(lookup)?;
+    if let Some(file) = &run.replay {
+        let speed = run.speed.unwrap_or(1.0);
+        if !(speed.is_finite() && speed > 0.0) {
+            return Err(ConfigError::new(
+                "--speed",
+                Some(&speed.to_string()),
+                "use a positive speed multiplier, e.g. 1 or 10",
+            ));
+        }
+        config.feed = FeedKind::Replay {
+            file: file.clone(),
+            speed,
+        };
+    }
+    if let FeedKind::Replay { file, .. } = &config.feed {
+        if !file.is_file() {
+            return Err(ConfigError::new(
+                "REPLAY_FILE",
+                Some(&file.display().to_string()),
+                "the replay file does not exist; give a file of combined-stream JSON lines",
+            ));
+        }
+    }
+    Ok(Loaded {
+        config,
+        env_file: file.map(|_| env_file.to_path_buf()),
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aegis_shared::config::{keys, JWT_SECRET_PLACEHOLDER};
+
+    fn example() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.env.example")
+    }
+
+    #[test]
+    fn env_example_documents_every_key_and_is_valid() {
+        let text = std::fs::read_to_string(example()).unwrap();
+        for k in keys::ALL {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{k}="))),
+                "{k} missing from .env.example"
+            );
+        }
+        let map = read_env_file(&example()).unwrap().unwrap();
+        let cfg = Config::from_lookup(|k| map.get(k).cloned()).unwrap();
+        assert_eq!(cfg.trading_mode, TradingMode::Paper);
+        // The JWT placeholder is recognisably a placeholder, so the auth layer can refuse it.
+        assert_eq!(
+            cfg.auth.jwt_secret.as_ref().map(|s| s.expose().as_str()),
+            Some(JWT_SECRET_PLACEHOLDER)
+        );
+    }
+
+    #[test]
+    fn unparsable_env_line_is_reported_without_its_content() {
+        let d = crate::journal::test_support::temp_dir("envparse");
+        let p = d.join(".env");
+        std::fs::write(&p, "A=1\nBINANCE_SECRET_KEY='unterminated-s3cret\n").unwrap();
+        let e = read_env_file(&p).unwrap_err();
+        assert_eq!(e.key, ".env");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert!(read_env_file(&d.join("missing")).unwrap().is_none());
+    }
+}

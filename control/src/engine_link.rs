@@ -1,0 +1,164 @@
+//! Starting the real engine (`aegis_engine::spawn`) from the configuration and the replayed state.
+
+use crate::journal::now_ms;
+use crate::pump::EngineLink;
+use crate::runtime::{EngineStart, RunError, StartContext};
+use aegis_engine::risk::breaker::BreakerConfig;
+use aegis_engine::risk::limits::{LimitsConfig, SymbolFilters};
+use aegis_engine::strategy::scalp::ScalpParams;
+use aegis_engine::venue::FeeRates;
+use aegis_engine::{EngineParams, FeedSource, PinOutcome, SymbolSpec};
+use aegis_shared::config::{Config, ConfigError, FeedKind};
+use aegis_shared::{Notional, Price, Qty, Symbol, TradingMode};
+use std::io::BufRead;
+
+/// Filters for a symbol: Binance's for the built-in ones, the finest possible otherwise (paper only; a live
+/// venue takes them from `exchangeInfo`).
+fn spec_for(symbol: Symbol) -> SymbolSpec {
+    [SymbolSpec::btcusdt(), SymbolSpec::ethusdt()]
+        .into_iter()
+        .find(|s| s.symbol == symbol)
+        .unwrap_or_else(|| {
+            tracing::warn!(%symbol, "no exchange filters known for {symbol}: paper-trading it with tick and step 0.00000001");
+            SymbolSpec {
+                symbol,
+                filters: SymbolFilters {
+                    tick_size: Price::from_units(1),
+                    step_size: Qty::from_units(1),
+                    min_qty: Qty::from_units(1),
+                    min_notional: Notional::from_units(1),
+                },
+            }
+        })
+}
+
+/// Symbols seen in the first lines of a replay file (`data.s`), so `aegis run --replay FILE` trades what the
+/// file holds without extra configuration.
+fn replay_symbols(path: &std::path::Path) -> Vec<Symbol> {
+    let mut out = Vec::new();
+    let Ok(f) = std::fs::File::open(path) else {
+        return out;
+    };
+    for line in std::io::BufReader::new(f)
+        .lines()
+        .take(1000)
+        .map_while(Result::ok)
+    {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let s = v
+            .get("data")
+            .unwrap_or(&v)
+            .get("s")
+            .and_then(|s| s.as_str())
+            .and_then(|s| Symbol::new(s).ok());
+        if let Some(s) = s {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// Builds the engine parameters and feed for a run.
+pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunError> {
+    let cfg: &Config = ctx.config;
+    if cfg.trading_mode != TradingMode::Paper {
+        return Err(ConfigError::new(
+            "TRADING_MODE",
+            Some(cfg.trading_mode.as_str()),
+            "this version has only the paper venue; use TRADING_MODE=paper (testnet and live venues come later)",
+        )
+        .into());
+    }
+    let mut symbols = cfg.symbols.clone();
+    let feed = match &cfg.feed {
+        FeedKind::Sim => FeedSource::Sim {
+            seed: cfg.sim.seed,
+            rate: cfg.sim.rate as f64,
+            speed: cfg.sim.speed,
+            symbols: cfg.symbols.clone(),
+            limit: None,
+        },
+        FeedKind::Replay { file, speed } => {
+            for s in replay_symbols(file) {
+                if !symbols.contains(&s) {
+                    symbols.push(s);
+                }
+            }
+            FeedSource::Replay {
+                path: file.clone(),
+                speed: Some(*speed),
+            }
+        }
+    };
+    // A position the journal holds must stay manageable (its exits), so its symbol is always traded.
+    for p in ctx.ledger.open_positions() {
+        if !symbols.contains(&p.symbol) {
+            tracing::warn!(symbol = %p.symbol, "the journal holds an open position in {} which is not in SYMBOLS: managing it anyway", p.symbol);
+            symbols.push(p.symbol);
+        }
+    }
+    let restored_positions = ctx
+        .ledger
+        .positions
+        .values()
+        .filter(|p| symbols.contains(&p.symbol))
+        .copied()
+        .collect();
+    let limits = LimitsConfig {
+        max_position_usd: cfg.limits.max_position_usd,
+        max_daily_loss_usd: cfg.limits.max_daily_loss_usd,
+        ..LimitsConfig::default()
+    };
+    let scalp_default = ScalpParams::default();
+    let params = EngineParams {
+        symbols: symbols.into_iter().map(spec_for).collect(),
+        fees: FeeRates {
+            maker: cfg.fees.maker,
+            taker: cfg.fees.taker,
+        },
+        scalp: ScalpParams {
+            // An entry never asks for more than one position may hold.
+            notional: scalp_default.notional.min(cfg.limits.max_position_usd),
+            ..scalp_default
+        },
+        limits,
+        breakers: BreakerConfig {
+            enabled: cfg.breaker.enabled,
+            max_loss_per_hour: cfg.breaker.max_loss_per_hour,
+            max_consecutive_losses: cfg.breaker.max_consecutive_losses,
+            cooldown_ms: cfg.breaker.cooldown_minutes as u64 * 60_000,
+        },
+        engine_core: cfg.engine_core,
+        session: ctx.session_id,
+        restored_positions,
+        restored_day_pnl: ctx.ledger.day_net(now_ms()),
+        data_dir: Some(cfg.data_dir.clone()),
+        ..EngineParams::default()
+    };
+    Ok((params, feed))
+}
+
+/// Starts the engine thread.
+pub fn start(ctx: StartContext<'_>) -> Result<EngineStart, RunError> {
+    let (params, feed) = params(&ctx)?;
+    let h = aegis_engine::spawn(params, feed).map_err(|e| RunError::Engine(e.to_string()))?;
+    let pinned = match h.pinned {
+        PinOutcome::Pinned { core } => Ok(core),
+        PinOutcome::Failed { core } => Err(format!("pinning to core {core} failed; check ENGINE_CORE and the CPU affinity the process may use")),
+        PinOutcome::Unsupported => Err("the OS reports no CPU cores to pin to".to_string()),
+        PinOutcome::Disabled => Err("pinning disabled".to_string()),
+    };
+    Ok(EngineStart {
+        link: EngineLink {
+            events: h.events,
+            stats: h.stats,
+            commands: h.commands,
+        },
+        pinned,
+        thread: Box::new(h.join),
+    })
+}

@@ -1,0 +1,156 @@
+//! The state rebuilt from journal records: positions, PnL, fees, counts, breakers, last session.
+//!
+//! The same [`Ledger::apply`] runs during replay and for live events, so what `/api/status` shows after a restart
+//! is exactly what it showed before the restart (for every journaled record).
+
+use crate::journal::JournalRecord;
+use aegis_shared::event::{
+    BreakerChange, BreakerEvent, BreakerScope, EngineEvent, EngineState, OrderStatus,
+    PositionUpdate,
+};
+use aegis_shared::{ClientOrderId, Notional, StrategyMode, Symbol};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Positions, PnL and counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ledger {
+    /// Last position per (symbol, mode).
+    pub positions: BTreeMap<(Symbol, StrategyMode), PositionUpdate>,
+    /// Sum of every fill's realized PnL (before fees).
+    pub realized_pnl: Notional,
+    /// Sum of every fill's fee.
+    pub fees: Notional,
+    /// Number of fills.
+    pub fills: u64,
+    /// Number of orders (counted at their first event).
+    pub orders: u64,
+    /// Orders seen and not final yet (bounded by the open-order limit).
+    pub open_orders: HashSet<ClientOrderId>,
+    /// Number of order events of any status.
+    pub order_events: u64,
+    /// Number of rejected orders.
+    pub rejected: u64,
+    /// Last event per breaker.
+    pub breakers: HashMap<BreakerScope, BreakerEvent>,
+    /// Last journaled engine state.
+    pub engine_state: Option<EngineState>,
+    /// Last session id.
+    pub last_session: Option<u64>,
+    /// Number of commands issued.
+    pub commands: u64,
+    /// Net realized PnL (after fees) per UTC day (days since the epoch), from fill times.
+    pub day_net: BTreeMap<u64, Notional>,
+}
+
+/// Milliseconds in a day.
+const DAY_MS: u64 = 86_400_000;
+
+impl Ledger {
+    /// Applies one journal record.
+    pub fn apply(&mut self, rec: &JournalRecord) {
+        match rec {
+            JournalRecord::Session(s) => {
+                self.last_session = Some(self.last_session.map_or(s.id, |l| l.max(s.id)));
+            }
+            JournalRecord::Engine(e) => self.apply_event(e),
+            JournalRecord::Command(_) => self.commands += 1,
+        }
+    }
+
+    /// Applies one critical engine event (statistics are ignored: they are not state).
+    pub fn apply_event(&mut self, e: &EngineEvent) {
+        match e {
+            EngineEvent::Order(o) => {
+                self.order_events += 1;
+                let known = if o.status.is_final() {
+                    self.open_orders.remove(&o.client_id)
+                } else {
+                    !self.open_orders.insert(o.client_id)
+                };
+                if !known {
+                    self.orders += 1;
+                }
+                if o.status == OrderStatus::Rejected {
+                    self.rejected += 1;
+                }
+            }
+            EngineEvent::Fill(f) => {
+                self.fills += 1;
+                self.realized_pnl = self.realized_pnl.saturating_add(f.realized_pnl);
+                self.fees = self.fees.saturating_add(f.fee);
+                let d = self.day_net.entry(f.ts_ms / DAY_MS).or_default();
+                *d = d.saturating_add(f.realized_pnl).saturating_sub(f.fee);
+            }
+            EngineEvent::Position(p) => {
+                self.positions.insert((p.symbol, p.mode), *p);
+            }
+            EngineEvent::Breaker(b) => {
+                self.breakers.insert(b.scope, *b);
+            }
+            EngineEvent::State { state, .. } => self.engine_state = Some(*state),
+            EngineEvent::Alert { .. } | EngineEvent::Heartbeat { .. } | EngineEvent::Stats(_) => {}
+        }
+    }
+
+    /// Net realized PnL of the UTC day containing `now_ms` (for the daily loss limit after a restart).
+    pub fn day_net(&self, now_ms: u64) -> Notional {
+        self.day_net
+            .get(&(now_ms / DAY_MS))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Positions that are not flat.
+    pub fn open_positions(&self) -> impl Iterator<Item = &PositionUpdate> {
+        self.positions.values().filter(|p| !p.qty.is_zero())
+    }
+
+    /// Breakers that are tripped at `now_ms` (a restart does not reset a trip).
+    pub fn tripped_breakers(&self, now_ms: u64) -> Vec<BreakerEvent> {
+        self.breakers
+            .values()
+            .filter(|b| matches!(b.change, BreakerChange::Tripped { until_ms, .. } if until_ms > now_ms))
+            .copied()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::test_support::*;
+    use aegis_shared::event::TripReason;
+    use aegis_shared::mode::Side;
+
+    #[test]
+    fn sums_fills_keeps_last_position_and_trips() {
+        let mut l = Ledger::default();
+        l.apply_event(&fill(1, Side::Buy, "100", "0"));
+        l.apply_event(&position(1, "0.01", "0"));
+        l.apply_event(&fill(2, Side::Sell, "99", "-0.01"));
+        l.apply_event(&position(2, "0", "-0.01"));
+        assert_eq!(l.fills, 2);
+        assert_eq!(l.realized_pnl, Notional::parse("-0.01").unwrap());
+        assert_eq!(l.fees, Notional::parse("0.0008").unwrap());
+        assert_eq!(l.open_positions().count(), 0);
+        assert_eq!(
+            l.day_net(1_700_000_000_000),
+            Notional::parse("-0.0108").unwrap()
+        );
+        assert_eq!(l.day_net(1_700_000_000_000 + DAY_MS), Notional::ZERO);
+        l.apply_event(&EngineEvent::Breaker(BreakerEvent {
+            ts_ms: 1,
+            scope: BreakerScope::Global,
+            change: BreakerChange::Tripped {
+                reason: TripReason::HourlyLoss,
+                until_ms: 1000,
+            },
+        }));
+        assert_eq!(l.tripped_breakers(999).len(), 1);
+        assert_eq!(l.tripped_breakers(1000).len(), 0);
+        // Heartbeats are not state.
+        let before = l.clone();
+        l.apply_event(&EngineEvent::Heartbeat { ts_ms: 5, seq: 1 });
+        assert_eq!(l, before);
+    }
+}

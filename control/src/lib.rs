@@ -1,0 +1,25 @@
+//! The Aegis control plane: everything slow, kept off the engine's hot path.
+//!
+//! - [`config`]: `.env` + environment loading (parsing lives in `aegis_shared::config`).
+//! - [`journal`]: the append-only, checksummed, fsync-batched record of every critical event.
+//! - [`pump`]: the thread that drains the engine's queues, journaling first.
+//! - [`state`] / [`ledger`]: what the API shows, rebuilt identically from the journal on restart.
+//! - [`api`]: the HTTPS API; [`tls`]: its certificate.
+//! - [`runtime`]: `aegis run`; [`cli`]: the command line; [`logging`]: tracing setup.
+
+pub mod alerts;
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod engine_link;
+pub mod journal;
+pub mod ledger;
+pub mod logging;
+pub mod preflight;
+pub mod pump;
+pub mod runtime;
+pub mod state;
+pub mod tls;
+pub mod web;

@@ -1,0 +1,361 @@
+//! `aegis run`: wires journal, engine, pump and HTTPS API together, and shuts them down in order.
+//!
+//! Start order: journal replay (and tail repair) → TLS identity → bind the API port → journal the new session
+//! (fsync'd) → start the engine with the restored positions → pump → API → banner. A signal (SIGINT/SIGTERM)
+//! journals and sends `Shutdown`, waits for the engine's `Stopped`, lets the pump drain the queues and fsync,
+//! stops the API, and returns — all within [`SHUTDOWN_BUDGET`].
+
+use crate::api;
+use crate::journal::{self, now_ms, JournalError, JournalRecord, Recovered, SessionRecord};
+use crate::ledger::Ledger;
+use crate::pump::{self, EngineLink, Issued};
+use crate::state::{Live, RunInfo};
+use crate::tls::{self, CertSource, TlsError};
+use aegis_shared::config::{Config, ConfigError, FeedKind};
+use aegis_shared::Command;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Everything between the signal and the exit must fit in this.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
+/// Part of the budget the engine gets to report `Stopped`.
+const ENGINE_STOP_WAIT: Duration = Duration::from_millis(3500);
+
+/// Why `aegis run` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad configuration (exit code 2).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The journal could not be opened or written.
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    /// TLS material problem.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    /// The API could not start.
+    #[error("{0}")]
+    Api(#[from] api::ApiError),
+    /// The engine could not start.
+    #[error("engine: {0}")]
+    Engine(String),
+    /// The async runtime or a thread could not start.
+    #[error("cannot start {what}: {source}")]
+    Start {
+        /// What.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The engine did not stop within the shutdown budget (the journal was still flushed).
+    #[error("the engine did not stop within {0:?}; the journal was flushed and fsync'd anyway")]
+    ShutdownTimeout(Duration),
+}
+
+impl RunError {
+    /// Process exit code: 2 for configuration errors, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The engine thread, whatever its handle type.
+pub trait EngineThread: Send {
+    /// True once the thread has ended.
+    fn is_finished(&self) -> bool;
+    /// Waits for the thread.
+    fn join(self: Box<Self>);
+}
+
+impl<T: Send + 'static> EngineThread for std::thread::JoinHandle<T> {
+    fn is_finished(&self) -> bool {
+        std::thread::JoinHandle::is_finished(self)
+    }
+    fn join(self: Box<Self>) {
+        let _ = std::thread::JoinHandle::join(*self);
+    }
+}
+
+/// A started engine.
+pub struct EngineStart {
+    /// Its queues.
+    pub link: EngineLink,
+    /// `Ok(core)` when pinned, `Err(why)` when pinning failed (a warning, not a failure).
+    pub pinned: Result<usize, String>,
+    /// Its thread.
+    pub thread: Box<dyn EngineThread>,
+}
+
+impl std::fmt::Debug for EngineStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineStart")
+            .field("pinned", &self.pinned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the engine starter gets: the config, the replayed state and the new session id.
+#[derive(Debug)]
+pub struct StartContext<'a> {
+    /// Configuration.
+    pub config: &'a Config,
+    /// State replayed from the journal (positions, breakers).
+    pub ledger: &'a Ledger,
+    /// Client-order-id session for this run.
+    pub session_id: u64,
+}
+
+/// Describes the feed for the banner and the status API.
+pub fn feed_description(cfg: &Config) -> String {
+    match &cfg.feed {
+        FeedKind::Sim => format!(
+            "simulated market (seed {}, {} msg/s, {}x market speed)",
+            cfg.sim.seed, cfg.sim.rate, cfg.sim.speed
+        ),
+        FeedKind::Replay { file, speed } => format!("replay of {} at {}x", file.display(), speed),
+    }
+}
+
+/// `max(now_ms, last + 1)`: ids stay unique across restarts even if the clock steps back.
+pub fn next_session(last: Option<u64>, now: u64) -> u64 {
+    match last {
+        Some(l) => now.max(l.saturating_add(1)),
+        None => now,
+    }
+}
+
+/// Runs the bot until SIGINT/SIGTERM (or the engine stops by itself).
+pub fn run<F>(cfg: Config, warnings: Vec<String>, start_engine: F) -> Result<(), RunError>
+where
+    F: FnOnce(StartContext<'_>) -> Result<EngineStart, RunError>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        // The engine owns a core; the API needs little.
+        .worker_threads(1)
+        .thread_name("aegis-ctl")
+        .enable_all()
+        .build()
+        .map_err(|source| RunError::Start {
+            what: "the async runtime",
+            source,
+        })?;
+    rt.block_on(run_async(cfg, warnings, start_engine))
+}
+
+async fn run_async<F>(cfg: Config, warnings: Vec<String>, start_engine: F) -> Result<(), RunError>
+where
+    F: FnOnce(StartContext<'_>) -> Result<EngineStart, RunError>,
+{
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    // Signals first, so a Ctrl-C during start-up is not lost.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| RunError::Start {
+            what: "the SIGTERM handler",
+            source,
+        })?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|source| RunError::Start {
+            what: "the SIGINT handler",
+            source,
+        })?;
+
+    let jdir = journal::dir_in(&cfg.data_dir);
+    let t0 = Instant::now();
+    let (
+        mut writer,
+        Recovered {
+            ledger,
+            records,
+            valid_len,
+            cut,
+        },
+    ) = journal::open(&jdir, cfg.journal_fsync)?;
+    if let Some(c) = &cut {
+        tracing::warn!(
+            offset = c.offset,
+            bytes_cut = c.bytes,
+            reason = c.reason,
+            "journal replay: a torn or corrupted tail was cut off; state is restored from the {records} valid records before offset {}",
+            c.offset
+        );
+    }
+    tracing::info!(
+        records,
+        bytes = valid_len,
+        fills = ledger.fills,
+        open_positions = ledger.open_positions().count(),
+        realized_pnl = %ledger.realized_pnl,
+        fees = %ledger.fees,
+        last_session = ?ledger.last_session,
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        "journal replayed"
+    );
+
+    let configured = match (&cfg.api.tls_cert_path, &cfg.api.tls_key_path) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        _ => None,
+    };
+    let ident = tls::load_or_generate(configured, &cfg.data_dir)?;
+    let tls_config = ident.server_config()?;
+    let addr = SocketAddr::new(cfg.api.bind_addr, cfg.api.port);
+    let listener = api::bind(addr)?;
+
+    let session_id = next_session(ledger.last_session, now_ms());
+    writer.append_durable(&JournalRecord::Session(SessionRecord {
+        id: session_id,
+        ts_ms: now_ms(),
+        trading_mode: cfg.trading_mode,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }))?;
+
+    let info = RunInfo {
+        trading_mode: cfg.trading_mode,
+        environment: cfg.environment(),
+        feed: feed_description(&cfg),
+        database_configured: cfg.database_url.is_some(),
+        session_id,
+        symbols: cfg.symbols.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut live_ledger = ledger.clone();
+    live_ledger.last_session = Some(session_id);
+    let live = Live::new(live_ledger, writer.stats(), info);
+
+    let engine = start_engine(StartContext {
+        config: &cfg,
+        ledger: &ledger,
+        session_id,
+    })?;
+    let pinned = engine.pinned.clone();
+    let engine_thread = engine.thread;
+    let pump =
+        pump::spawn(writer, engine.link, live.clone()).map_err(|source| RunError::Start {
+            what: "the journal pump thread",
+            source,
+        })?;
+    let server = api::serve(listener, tls_config, live.clone());
+
+    // The banner: what runs, against what, where to look.
+    let host = match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    let url = format!("https://{host}:{}/api/health", addr.port());
+    let cert_note = match ident.source {
+        CertSource::Configured => "configured",
+        CertSource::Generated => "self-signed, generated now",
+        CertSource::Reused => "self-signed, generated earlier",
+    };
+    tracing::info!(
+        "==================== AEGIS {} ====================",
+        env!("CARGO_PKG_VERSION")
+    );
+    tracing::info!("mode:        {}", cfg.trading_mode.banner());
+    tracing::info!("environment: {}", cfg.environment());
+    tracing::info!("feed:        {}", feed_description(&cfg));
+    tracing::info!("symbols:     {}", live.info.symbols.join(","));
+    let data_dir = std::fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
+    tracing::info!("data dir:    {}", data_dir.display());
+    tracing::info!("session:     {session_id}");
+    tracing::info!("dashboard:   {url}");
+    tracing::info!(
+        "certificate: SHA-256 {} ({cert_note}: {})",
+        ident.fingerprint,
+        ident.cert_path.display()
+    );
+    match &pinned {
+        Ok(core) => tracing::info!("engine:      pinned to CPU core {core}"),
+        Err(why) => tracing::warn!(
+            "engine:      NOT pinned to a core ({why}); latency will be less predictable"
+        ),
+    }
+    if !matches!(cfg.log.output, aegis_shared::config::LogOutput::Stdout) {
+        // The log goes elsewhere: still tell the person at the terminal where to look.
+        println!(
+            "aegis {} running in {} mode; dashboard {url}; certificate SHA-256 {}",
+            env!("CARGO_PKG_VERSION"),
+            cfg.trading_mode.banner(),
+            ident.fingerprint
+        );
+    }
+
+    // Run until a signal, or until the engine ends by itself.
+    let why = loop {
+        tokio::select! {
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if engine_thread.is_finished() || live.engine_stopped() {
+                    break "engine stopped";
+                }
+            }
+        }
+    };
+    let t_stop = Instant::now();
+    tracing::info!(
+        reason = why,
+        "shutting down: no new entries, draining queues, flushing the journal"
+    );
+    let _ = pump.commands.send(Issued {
+        command: Command::Shutdown,
+        source: format!("signal:{why}"),
+    });
+    while !(live.engine_stopped() || engine_thread.is_finished())
+        && t_stop.elapsed() < ENGINE_STOP_WAIT
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let engine_stopped = live.engine_stopped() || engine_thread.is_finished();
+    // Give the engine thread a moment to exit and close its queues, so the pump ends on its own.
+    while !engine_thread.is_finished() && t_stop.elapsed() < ENGINE_STOP_WAIT {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pump.request_stop();
+    let writer = tokio::task::spawn_blocking(move || pump.join())
+        .await
+        .ok()
+        .flatten();
+    if engine_thread.is_finished() {
+        tokio::task::spawn_blocking(move || engine_thread.join())
+            .await
+            .ok();
+    }
+    server.shutdown(Duration::from_millis(300)).await;
+    let v = live.view();
+    tracing::info!(
+        fills = v.ledger.fills,
+        open_positions = v.ledger.open_positions().count(),
+        realized_pnl = %v.ledger.realized_pnl,
+        fees = %v.ledger.fees,
+        journal_records = live.journal.records.load(std::sync::atomic::Ordering::Relaxed),
+        durable_offset = live.journal.durable_offset(),
+        elapsed_ms = t_stop.elapsed().as_millis() as u64,
+        "stopped"
+    );
+    drop(v);
+    if writer.is_none() {
+        tracing::error!("the journal pump thread panicked; the journal may miss the last batch");
+    }
+    if !engine_stopped {
+        return Err(RunError::ShutdownTimeout(ENGINE_STOP_WAIT));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_only_go_up() {
+        assert_eq!(next_session(None, 100), 100);
+        assert_eq!(next_session(Some(50), 100), 100);
+        assert_eq!(next_session(Some(100), 100), 101);
+        assert_eq!(next_session(Some(500), 100), 501);
+        assert_eq!(next_session(Some(u64::MAX), 1), u64::MAX);
+    }
+}

@@ -1,0 +1,620 @@
+//! End-to-end tests of the real `aegis` binary: simulated market, journal, HTTPS API, signals, restarts, bad
+//! config, secrets, `.env` permissions. Each test that runs the bot holds [`SERIAL`]: the engine busy-polls a
+//! core, so two bots at once on a 2-core machine would only measure each other.
+
+use aegis_control::journal::{self, JournalReader, JournalRecord};
+use aegis_control::ledger::Ledger;
+use aegis_shared::EngineEvent;
+use serde_json::Value;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs one bot test at a time, each on its own runtime.
+fn serial<F: std::future::Future<Output = ()>>(f: F) {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "aegis-e2e-{tag}-{}-{}",
+        std::process::id(),
+        journal::now_ms()
+    ));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One line of real market data for a symbol the bot does not trade: a restart on it replays the journal and
+/// serves the API without any new trade, so the restored state can be compared exactly.
+fn quiet_feed(dir: &Path) -> PathBuf {
+    let p = dir.join("quiet.jsonl");
+    fs::write(
+        &p,
+        "{\"stream\":\"xrpeth@aggTrade\",\"data\":{\"e\":\"aggTrade\",\"E\":1570752000000,\"s\":\"XRPETH\",\"a\":1,\"p\":\"0.00150000\",\"q\":\"10\",\"f\":1,\"l\":1,\"T\":1570752000000,\"m\":true}}\n",
+    )
+    .unwrap();
+    p
+}
+
+struct Bot {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+    run: u32,
+}
+
+impl Bot {
+    fn start(dir: &Path, port: u16, run: u32, env: &[(&str, &str)], args: &[&str]) -> Bot {
+        let out = fs::File::create(dir.join(format!("stdout-{run}.txt"))).unwrap();
+        let err = fs::File::create(dir.join(format!("stderr-{run}.txt"))).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aegis"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATA_DIR", dir.join("data"))
+            .env("API_PORT", port.to_string())
+            .current_dir(dir)
+            .arg("--env-file")
+            .arg(dir.join(".env"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Bot {
+            child: cmd.spawn().unwrap(),
+            dir: dir.to_path_buf(),
+            port,
+            run,
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    fn stdout(&self) -> String {
+        fs::read_to_string(self.dir.join(format!("stdout-{}.txt", self.run))).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        fs::read_to_string(self.dir.join(format!("stderr-{}.txt", self.run))).unwrap_or_default()
+    }
+
+    /// SIGTERM, and the exit must be clean (code 0) within the 5 s budget.
+    fn stop_cleanly(&mut self) {
+        let t = Instant::now();
+        self.signal(libc::SIGTERM);
+        let s = self
+            .wait(Duration::from_secs(6))
+            .expect("no exit after SIGTERM");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "shutdown took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(
+            s.code(),
+            Some(0),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    // The certificate is self-signed: instead of trusting any, every response's peer certificate is compared with
+    // the one the bot wrote to DATA_DIR (pinning).
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .tls_info(true)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
+fn pinned_fingerprint(dir: &Path) -> String {
+    let pem = fs::read(dir.join("data/tls/cert.pem")).unwrap();
+    let der = rustls_pemfile::certs(&mut pem.as_slice())
+        .next()
+        .unwrap()
+        .unwrap();
+    aegis_control::tls::fingerprint(&der)
+}
+
+/// GET over HTTPS; `None` while the server is not up. Checks the certificate pin.
+async fn get(c: &reqwest::Client, bot: &Bot, path: &str) -> Option<(u16, Value)> {
+    let r = c
+        .get(format!("https://127.0.0.1:{}{path}", bot.port))
+        .send()
+        .await
+        .ok()?;
+    let info = r.extensions().get::<reqwest::tls::TlsInfo>().cloned();
+    let der = info
+        .and_then(|i| i.peer_certificate().map(|d| d.to_vec()))
+        .expect("no peer certificate");
+    assert_eq!(
+        aegis_control::tls::fingerprint(&der),
+        pinned_fingerprint(&bot.dir),
+        "certificate pin mismatch"
+    );
+    let code = r.status().as_u16();
+    Some((code, r.json().await.ok()?))
+}
+
+async fn wait_for<F: Fn(&Value, &Value) -> bool>(
+    c: &reqwest::Client,
+    bot: &mut Bot,
+    limit: Duration,
+    what: &str,
+    ok: F,
+) -> (Value, Value) {
+    let t = Instant::now();
+    let mut last = (Value::Null, Value::Null);
+    while t.elapsed() < limit {
+        if let Some(s) = bot.child.try_wait().unwrap() {
+            panic!(
+                "bot exited ({s}) while waiting for {what}\nstdout:\n{}\nstderr:\n{}",
+                bot.stdout(),
+                bot.stderr()
+            );
+        }
+        if let (Some((_, h)), Some((_, s))) = (
+            get(c, bot, "/api/health").await,
+            get(c, bot, "/api/status").await,
+        ) {
+            if ok(&h, &s) {
+                return (h, s);
+            }
+            last = (h, s);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "timed out after {limit:?} waiting for {what}; last health {} status {}\nstdout:\n{}",
+        last.0,
+        last.1,
+        bot.stdout()
+    );
+}
+
+/// The ledger of a journal, read-only.
+fn journal_ledger(dir: &Path) -> (Ledger, Vec<journal::Entry>) {
+    let mut r = JournalReader::open(&journal::dir_in(&dir.join("data"))).unwrap();
+    let mut l = Ledger::default();
+    let mut entries = Vec::new();
+    for e in r.records_from(0).unwrap() {
+        let e = e.unwrap();
+        l.apply(&e.record);
+        entries.push(e);
+    }
+    (l, entries)
+}
+
+fn positions_of(status: &Value) -> Vec<(String, String, String, String)> {
+    status["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["symbol"].as_str().unwrap().to_string(),
+                p["mode"].as_str().unwrap().to_string(),
+                p["qty"].as_str().unwrap().to_string(),
+                p["realized_pnl"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn ledger_positions(l: &Ledger) -> Vec<(String, String, String, String)> {
+    l.positions
+        .values()
+        .map(|p| {
+            (
+                p.symbol.to_string(),
+                p.mode.as_str().to_string(),
+                p.qty.to_string(),
+                p.realized_pnl.to_string(),
+            )
+        })
+        .collect()
+}
+
+const FAST: &[(&str, &str)] = &[("SIM_RATE", "20000"), ("SIM_SPEED", "3000")];
+
+fn trading(h: &Value, s: &Value) -> bool {
+    h["status"] == "ok" && s["counts"]["fills"].as_u64().unwrap_or(0) >= 1
+}
+
+/// Restarts on a quiet feed and checks that the API shows exactly the journal's state.
+async fn restart_and_compare(
+    c: &reqwest::Client,
+    dir: &Path,
+    port: u16,
+    run: u32,
+    expect: &Ledger,
+) {
+    let quiet = quiet_feed(dir);
+    let mut bot = Bot::start(
+        dir,
+        port,
+        run,
+        &[],
+        &["run", "--replay", quiet.to_str().unwrap()],
+    );
+    let (_, s) = wait_for(
+        c,
+        &mut bot,
+        Duration::from_secs(15),
+        "status after restart",
+        |_, s| s["engine"]["state"] != "starting",
+    )
+    .await;
+    assert_eq!(s["counts"]["fills"].as_u64().unwrap(), expect.fills, "{s}");
+    assert_eq!(
+        s["pnl"]["realized"].as_str().unwrap(),
+        expect.realized_pnl.to_string()
+    );
+    assert_eq!(s["pnl"]["fees"].as_str().unwrap(), expect.fees.to_string());
+    assert_eq!(positions_of(&s), ledger_positions(expect));
+    let out = bot.stdout();
+    assert!(
+        out.contains(&format!("fills={}", expect.fills))
+            && out.contains(&format!("realized_pnl={}", expect.realized_pnl)),
+        "replay summary missing:\n{out}"
+    );
+    bot.stop_cleanly();
+}
+
+#[test]
+fn sim_trades_over_https_then_sigterm_and_restart_restore_state() {
+    serial(sim_trades_over_https_then_sigterm_and_restart_restore_state_body());
+}
+
+async fn sim_trades_over_https_then_sigterm_and_restart_restore_state_body() {
+    let dir = temp_dir("sim");
+    let port = free_port();
+    let c = client();
+    let mut bot = Bot::start(&dir, port, 1, FAST, &[]);
+    let (h, s) = wait_for(
+        &c,
+        &mut bot,
+        Duration::from_secs(30),
+        "health ok and a fill",
+        trading,
+    )
+    .await;
+    assert_eq!(h["database"], "not configured");
+    assert_eq!(h["journal"]["state"], "ok");
+    assert_eq!(s["mode"], "PAPER");
+    // The banner names the mode and the certificate the client pinned.
+    let out = bot.stdout();
+    assert!(
+        out.contains("PAPER") && out.contains(&pinned_fingerprint(&dir)),
+        "{out}"
+    );
+    bot.stop_cleanly();
+
+    let (ledger, entries) = journal_ledger(&dir);
+    assert!(ledger.fills >= 1);
+    assert!(entries
+        .iter()
+        .any(|e| matches!(e.record, JournalRecord::Engine(EngineEvent::Fill(_)))));
+    // The clean stop is journaled: the Shutdown command and the engine's Stopped state.
+    assert!(entries.iter().any(|e| matches!(
+        &e.record,
+        JournalRecord::Command(c) if c.command == aegis_shared::Command::Shutdown
+    )));
+    restart_and_compare(&c, &dir, port, 2, &ledger).await;
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kill_9_then_torn_and_corrupt_tails_are_cut_and_reported() {
+    serial(kill_9_then_torn_and_corrupt_tails_are_cut_and_reported_body());
+}
+
+async fn kill_9_then_torn_and_corrupt_tails_are_cut_and_reported_body() {
+    let dir = temp_dir("kill9");
+    let port = free_port();
+    let c = client();
+    let mut bot = Bot::start(&dir, port, 1, FAST, &[]);
+    wait_for(&c, &mut bot, Duration::from_secs(30), "a fill", trading).await;
+    bot.signal(libc::SIGKILL);
+    bot.wait(Duration::from_secs(5))
+        .expect("no exit after SIGKILL");
+    drop(bot);
+
+    // Whatever the kill left is replayed (a torn tail would be cut; the comparison uses the valid prefix).
+    let (ledger, entries) = journal_ledger(&dir);
+    assert!(ledger.fills >= 1);
+    restart_and_compare(&c, &dir, port, 2, &ledger).await;
+
+    // Tear the last fill in half: everything from it on is cut, the prefix before it stays.
+    let (_, entries2) = journal_ledger(&dir);
+    assert!(entries2.len() > entries.len());
+    let last_fill = entries2
+        .iter()
+        .rev()
+        .find(|e| matches!(e.record, JournalRecord::Engine(EngineEvent::Fill(_))))
+        .unwrap()
+        .clone();
+    let jpath = journal::dir_in(&dir.join("data")).join(journal::FILE_NAME);
+    let f = fs::OpenOptions::new().write(true).open(&jpath).unwrap();
+    let full = f.metadata().unwrap().len();
+    f.set_len(last_fill.offset + 10).unwrap();
+    drop(f);
+    let mut expect = Ledger::default();
+    for e in entries2.iter().take_while(|e| e.offset < last_fill.offset) {
+        expect.apply(&e.record);
+    }
+    restart_and_compare(&c, &dir, port, 3, &expect).await;
+    let out = fs::read_to_string(dir.join("stdout-3.txt")).unwrap();
+    assert!(
+        out.contains("journal tail was torn or corrupted")
+            && out.contains(&format!("offset={}", last_fill.offset))
+            && out.contains("bytes_cut=10"),
+        "cut not reported:\n{out}"
+    );
+    assert!(full > last_fill.offset + 10);
+
+    // Flip a byte in the last record and append garbage: cut at the last record, reported, no panic.
+    let (_, entries3) = journal_ledger(&dir);
+    let last = entries3.last().unwrap().clone();
+    let mut bytes = fs::read(&jpath).unwrap();
+    let i = (last.next - 3) as usize;
+    bytes[i] ^= 0x01;
+    bytes.extend_from_slice(b"\x00\x01garbage after the end");
+    fs::write(&jpath, &bytes).unwrap();
+    let mut expect = Ledger::default();
+    for e in &entries3[..entries3.len() - 1] {
+        expect.apply(&e.record);
+    }
+    restart_and_compare(&c, &dir, port, 4, &expect).await;
+    let out = fs::read_to_string(dir.join("stdout-4.txt")).unwrap();
+    assert!(
+        out.contains("checksum mismatch") && out.contains(&format!("offset={}", last.offset)),
+        "{out}"
+    );
+    for run in 1..=4 {
+        let err = fs::read_to_string(dir.join(format!("stderr-{run}.txt"))).unwrap_or_default();
+        assert!(!err.contains("panicked"), "run {run} panicked:\n{err}");
+    }
+    // The cut bytes were kept beside the journal.
+    let cuts = fs::read_dir(journal::dir_in(&dir.join("data")))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("cut-")
+        })
+        .count();
+    assert!(cuts >= 2);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+fn run_expect_exit(dir: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let port = free_port();
+    let mut bot = Bot::start(dir, port, 1, env, &[]);
+    let s = bot.wait(Duration::from_secs(10)).expect("bot did not exit");
+    (s.code(), bot.stdout(), bot.stderr())
+}
+
+#[test]
+fn bad_config_exits_2_naming_key_value_and_fix() {
+    for (k, v) in [
+        ("FUTURES_AUTOPILOT_MAX_DAILY_LOSS", "abc"),
+        ("TRADING_MODE", "prod"),
+        ("API_PORT", "99999"),
+    ] {
+        let dir = temp_dir("badcfg");
+        let (code, out, err) = run_expect_exit(&dir, &[(k, v)]);
+        assert_eq!(code, Some(2), "{k}={v}: {err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "one message expected:\n{err}"
+        );
+        assert!(err.contains(k) && err.contains(v), "{err}");
+        assert!(err.contains("use "), "no fix in: {err}");
+        assert!(out.is_empty(), "nothing may start: {out}");
+        assert!(
+            !dir.join("data").exists(),
+            "nothing may start before validation"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+    // In the .env file too, and the environment wins over the file.
+    let dir = temp_dir("badenv");
+    fs::write(dir.join(".env"), "LOG_LEVEL=loud\n").unwrap();
+    fs::set_permissions(dir.join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, _, err) = run_expect_exit(&dir, &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("LOG_LEVEL") && err.contains("loud"), "{err}");
+    let (code, _, err) = run_expect_exit(&dir, &[("LOG_LEVEL", "info"), ("SIM_RATE", "-1")]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("SIM_RATE"),
+        "env should win over the file: {err}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn secrets_never_reach_stdout_stderr_log_file_or_api() {
+    serial(secrets_never_reach_stdout_stderr_log_file_or_api_body());
+}
+
+async fn secrets_never_reach_stdout_stderr_log_file_or_api_body() {
+    let dir = temp_dir("secrets");
+    let secrets = [
+        (
+            "BINANCE_API_KEY",
+            "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
+        ),
+        (
+            "BINANCE_SECRET_KEY",
+            "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j",
+        ),
+        (
+            "BINANCE_TESTNET_API_KEY",
+            "tstKEY-0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c",
+        ),
+        (
+            "BINANCE_TESTNET_SECRET_KEY",
+            "tstSECRET-1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d",
+        ),
+        ("JWT_SECRET", "jwt-Zq3xV9pL2mN8bR5tY7wK4cH6dF1gS0aE"),
+    ];
+    let db_pass = "Db-P4ssw0rd-Xk29vLq7";
+    let db_url = format!("postgres://aegis:{db_pass}@127.0.0.1:5/aegis");
+    let file_secret = "file-only-secret-7hG3kP9qW2";
+    fs::write(
+        dir.join(".env"),
+        format!("BINANCE_TESTNET_SECRET_KEY={file_secret}\nLOG_JSON=true\n"),
+    )
+    .unwrap();
+    fs::set_permissions(dir.join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+    let log = dir.join("logs/aegis.log");
+    let log_s = log.to_str().unwrap().to_string();
+    let mut env: Vec<(&str, &str)> = secrets.to_vec();
+    env.retain(|(k, _)| *k != "BINANCE_TESTNET_SECRET_KEY");
+    env.push(("DATABASE_URL", &db_url));
+    env.push(("LOG_LEVEL", "trace"));
+    env.push(("LOG_INCLUDE_FILE", "true"));
+    env.push(("LOG_OUTPUT", &log_s));
+    env.extend_from_slice(FAST);
+    let port = free_port();
+    let c = client();
+    let mut bot = Bot::start(&dir, port, 1, &env, &[]);
+    let (h, s) = wait_for(
+        &c,
+        &mut bot,
+        Duration::from_secs(30),
+        "health up",
+        |h, _| h["status"] == "ok",
+    )
+    .await;
+    bot.stop_cleanly();
+    let mut all = vec![
+        bot.stdout(),
+        bot.stderr(),
+        fs::read_to_string(&log).unwrap(),
+        h.to_string(),
+        s.to_string(),
+    ];
+    assert!(
+        all[2].contains("AEGIS") && all[2].contains("\"level\""),
+        "JSON log file expected"
+    );
+    // A refused secret is not echoed either.
+    let (code, out, err) = run_expect_exit(
+        &dir,
+        &[("DATABASE_URL", &format!("mysql://root:{db_pass}@db/x"))],
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("DATABASE_URL"));
+    all.push(out);
+    all.push(err);
+    for text in &all {
+        for (k, v) in secrets
+            .iter()
+            .filter(|(k, _)| *k != "BINANCE_TESTNET_SECRET_KEY")
+        {
+            assert!(!text.contains(v), "{k} leaked");
+        }
+        assert!(!text.contains(db_pass), "database password leaked");
+        assert!(!text.contains(file_secret), ".env secret leaked");
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn world_readable_env_warns_in_paper_and_is_refused_in_live() {
+    serial(world_readable_env_warns_in_paper_and_is_refused_in_live_body());
+}
+
+async fn world_readable_env_warns_in_paper_and_is_refused_in_live_body() {
+    let dir = temp_dir("perms");
+    let env_path = dir.join(".env");
+    let mut f = fs::File::create(&env_path).unwrap();
+    writeln!(f, "TRADING_MODE=paper").unwrap();
+    drop(f);
+    fs::set_permissions(&env_path, fs::Permissions::from_mode(0o644)).unwrap();
+    let port = free_port();
+    let c = client();
+    let mut bot = Bot::start(&dir, port, 1, &[], &[]);
+    wait_for(&c, &mut bot, Duration::from_secs(15), "API up", |h, _| {
+        h["engine"]["state"] == "running"
+    })
+    .await;
+    bot.stop_cleanly();
+    let err = bot.stderr();
+    assert!(
+        err.contains("SECURITY WARNING") && err.contains("chmod 600") && err.contains("0644"),
+        "{err}"
+    );
+    assert!(
+        bot.stdout().contains("SECURITY WARNING"),
+        "the warning must be in the log too"
+    );
+
+    fs::write(&env_path, "TRADING_MODE=live\n").unwrap();
+    fs::set_permissions(&env_path, fs::Permissions::from_mode(0o640)).unwrap();
+    let (code, out, err) = run_expect_exit(&dir, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(".env") && err.contains("chmod 600") && err.contains("live"),
+        "{err}"
+    );
+    assert!(out.is_empty());
+    let _ = fs::remove_dir_all(&dir);
+}
