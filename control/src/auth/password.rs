@@ -1,0 +1,122 @@
+//! argon2id password hashing. Hashing is CPU-heavy by design, so it runs on the blocking pool behind a small
+//! semaphore: a login flood cannot take every core away from the control plane.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Shortest accepted password.
+pub const MIN_PASSWORD_LEN: usize = 12;
+/// Longest accepted password (bounds hashing work per request).
+pub const MAX_PASSWORD_LEN: usize = 256;
+
+/// Why hashing failed (never says anything about the password).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("password hashing failed")]
+pub struct HashError;
+
+/// argon2id with OWASP's recommended parameters (19 MiB, 2 passes, 1 lane).
+#[derive(Clone)]
+pub struct PasswordHasher {
+    permits: Arc<Semaphore>,
+    /// Verified against when the user does not exist, so an unknown user costs the same time as a wrong password.
+    dummy: Arc<String>,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHasher(argon2id)")
+    }
+}
+
+fn argon() -> Argon2<'static> {
+    // Params::new only fails for out-of-range values; these are the crate's own defaults.
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_sync(password: &[u8]) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon()
+        .hash_password(password, &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| HashError)
+}
+
+fn verify_sync(password: &[u8], stored: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    // Only argon2id hashes are accepted; the comparison inside verify_password is constant-time.
+    if parsed.algorithm != Algorithm::Argon2id.ident() {
+        return false;
+    }
+    argon().verify_password(password, &parsed).is_ok()
+}
+
+impl PasswordHasher {
+    /// Creates the hasher; computes the dummy hash once (blocking, ~tens of ms).
+    pub fn new() -> Result<Self, HashError> {
+        let mut junk = [0u8; 24];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut junk);
+        let dummy = hash_sync(&junk)?;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(2)),
+            dummy: Arc::new(dummy),
+        })
+    }
+
+    /// Hashes a new password (PHC string with salt and parameters).
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let _permit = self.permits.acquire().await.map_err(|_| HashError)?;
+        tokio::task::spawn_blocking(move || hash_sync(password.as_bytes()))
+            .await
+            .map_err(|_| HashError)?
+    }
+
+    /// Verifies `password` against `stored`, or against the dummy hash when `stored` is `None` (unknown user):
+    /// both paths cost one argon2id evaluation and both answer `false` the same way.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        let known = stored.is_some();
+        let target = stored.unwrap_or_else(|| self.dummy.as_ref().clone());
+        let ok = tokio::task::spawn_blocking(move || verify_sync(password.as_bytes(), &target))
+            .await
+            .unwrap_or(false);
+        ok && known
+    }
+}
+
+/// Is a hash string an argon2id PHC string we can verify?
+pub fn is_argon2id_hash(s: &str) -> bool {
+    PasswordHash::new(s)
+        .map(|p| p.algorithm == Algorithm::Argon2id.ident())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hash_and_verify() {
+        let h = PasswordHasher::new().unwrap();
+        let stored = h.hash("correct horse battery".into()).await.unwrap();
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{stored}"
+        );
+        assert!(is_argon2id_hash(&stored));
+        assert!(
+            h.verify("correct horse battery".into(), Some(stored.clone()))
+                .await
+        );
+        assert!(!h.verify("wrong horse battery".into(), Some(stored)).await);
+        // The dummy path never succeeds, whatever the password.
+        assert!(!h.verify(String::new(), None).await);
+    }
+}

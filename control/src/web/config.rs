@@ -1,0 +1,244 @@
+//! Settings of the dashboard/API layer, parsed from the same environment keys as the rest of the config.
+
+use crate::auth::limits::{parse_cidrs, CidrError};
+use crate::auth::{validate_jwt_secret, IpAllowlist, LoginLimits, SecretProblem};
+use aegis_shared::Secret;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+/// Dashboard/API settings.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// `AUTH_ENABLED` (default true). `false` is only accepted when `bind` is a loopback address.
+    pub auth_enabled: bool,
+    /// `JWT_SECRET` (required when auth is enabled; >= 32 bytes, not weak, not the placeholder).
+    pub jwt_secret: Secret<String>,
+    /// `JWT_EXPIRY` (default 24h).
+    pub jwt_expiry: Duration,
+    /// Where the HTTPS listener binds (`BIND_ADDR`:`API_PORT`); used for the loopback checks.
+    pub bind: SocketAddr,
+    /// `DASHBOARD_ALLOWED_IPS` (empty: no allowlist).
+    pub allowed_ips: IpAllowlist,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed (e.g. the local nginx). Empty by default.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `API_RATE_LIMIT_PER_SEC` (default 20) requests per second per client IP.
+    pub rate_per_sec: NonZeroU32,
+    /// `API_RATE_LIMIT_BURST` (default 60).
+    pub rate_burst: NonZeroU32,
+    /// Login lockout settings (`LOGIN_MAX_FAILURES`, `LOGIN_MAX_FAILURES_PER_IP`, `LOGIN_LOCKOUT`).
+    pub login: LoginLimits,
+    /// `API_MAX_BODY_BYTES` (default 16 KiB): larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// How often the live stream looks for changes (default 1 s).
+    pub live_interval: Duration,
+}
+
+/// A bad dashboard/API setting. Messages name the key and the fix, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebConfigError {
+    /// `JWT_SECRET` refused.
+    #[error(transparent)]
+    Secret(#[from] SecretProblem),
+    /// `AUTH_ENABLED=false` on a non-loopback address.
+    #[error("AUTH_ENABLED=false is refused because the API binds to {0}, which is not loopback; set BIND_ADDR=127.0.0.1 or enable auth")]
+    AuthOffNotLoopback(IpAddr),
+    /// A malformed value.
+    #[error("{key}: {value:?} is invalid; {hint}")]
+    Invalid {
+        /// Key.
+        key: &'static str,
+        /// The value (these keys hold no secrets).
+        value: String,
+        /// What to write instead.
+        hint: &'static str,
+    },
+    /// A malformed IP list.
+    #[error(transparent)]
+    Cidr(#[from] CidrError),
+}
+
+/// Parses `24h`, `30m`, `90s`, `7d` or plain seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'd') => (&s[..i], 86_400),
+        (i, 'h') => (&s[..i], 3_600),
+        (i, 'm') => (&s[..i], 60),
+        (i, 's') => (&s[..i], 1),
+        _ => (s, 1),
+    };
+    let n: u64 = num.trim().parse().ok()?;
+    n.checked_mul(mult).map(Duration::from_secs)
+}
+
+fn bool_of(key: &'static str, v: &str) -> Result<bool, WebConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(WebConfigError::Invalid {
+            key,
+            value: v.to_string(),
+            hint: "use true or false",
+        }),
+    }
+}
+
+fn nonzero(key: &'static str, v: &str) -> Result<NonZeroU32, WebConfigError> {
+    v.trim()
+        .parse::<NonZeroU32>()
+        .map_err(|_| WebConfigError::Invalid {
+            key,
+            value: v.to_string(),
+            hint: "use a whole number above 0",
+        })
+}
+
+impl WebConfig {
+    /// Defaults for a given bind address and secret (auth on).
+    pub fn new(bind: SocketAddr, jwt_secret: Secret<String>) -> Self {
+        Self {
+            auth_enabled: true,
+            jwt_secret,
+            jwt_expiry: Duration::from_secs(24 * 3600),
+            bind,
+            allowed_ips: IpAllowlist::default(),
+            trusted_proxies: Vec::new(),
+            rate_per_sec: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
+            rate_burst: NonZeroU32::new(60).unwrap_or(NonZeroU32::MIN),
+            login: LoginLimits::default(),
+            max_body_bytes: 16 * 1024,
+            live_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Reads every key through `get` (environment or `.env` lookup), then [`WebConfig::validate`]s.
+    pub fn from_lookup(
+        bind: SocketAddr,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, WebConfigError> {
+        let mut c = Self::new(bind, Secret::new(get("JWT_SECRET").unwrap_or_default()));
+        if let Some(v) = get("AUTH_ENABLED") {
+            c.auth_enabled = bool_of("AUTH_ENABLED", &v)?;
+        }
+        if let Some(v) = get("JWT_EXPIRY") {
+            c.jwt_expiry = parse_duration(&v)
+                .filter(|d| *d >= Duration::from_secs(60) && *d <= Duration::from_secs(30 * 86_400))
+                .ok_or(WebConfigError::Invalid {
+                    key: "JWT_EXPIRY",
+                    value: v.clone(),
+                    hint: "use a duration between 1m and 30d such as 24h, 30m or 3600s",
+                })?;
+        }
+        if let Some(v) = get("DASHBOARD_ALLOWED_IPS") {
+            c.allowed_ips = IpAllowlist::parse(&v)?;
+        }
+        if let Some(v) = get("TRUSTED_PROXIES") {
+            c.trusted_proxies = parse_cidrs("TRUSTED_PROXIES", &v)?;
+        }
+        if let Some(v) = get("API_RATE_LIMIT_PER_SEC") {
+            c.rate_per_sec = nonzero("API_RATE_LIMIT_PER_SEC", &v)?;
+        }
+        if let Some(v) = get("API_RATE_LIMIT_BURST") {
+            c.rate_burst = nonzero("API_RATE_LIMIT_BURST", &v)?;
+        }
+        if let Some(v) = get("LOGIN_MAX_FAILURES") {
+            c.login.max_per_account = nonzero("LOGIN_MAX_FAILURES", &v)?.get();
+        }
+        if let Some(v) = get("LOGIN_MAX_FAILURES_PER_IP") {
+            c.login.max_per_ip = nonzero("LOGIN_MAX_FAILURES_PER_IP", &v)?.get();
+        }
+        if let Some(v) = get("LOGIN_LOCKOUT") {
+            c.login.base_lockout =
+                parse_duration(&v)
+                    .filter(|d| !d.is_zero())
+                    .ok_or(WebConfigError::Invalid {
+                        key: "LOGIN_LOCKOUT",
+                        value: v.clone(),
+                        hint: "use a duration such as 30s or 5m",
+                    })?;
+        }
+        if let Some(v) = get("API_MAX_BODY_BYTES") {
+            c.max_body_bytes = v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1024..=16 * 1024 * 1024).contains(n))
+                .ok_or(WebConfigError::Invalid {
+                    key: "API_MAX_BODY_BYTES",
+                    value: v.clone(),
+                    hint: "use a byte count between 1024 and 16777216",
+                })?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks the combination: a strong secret when auth is on; auth off only on loopback.
+    pub fn validate(&self) -> Result<(), WebConfigError> {
+        if self.auth_enabled {
+            validate_jwt_secret(&self.jwt_secret)?;
+        } else if !self.bind.ip().is_loopback() {
+            return Err(WebConfigError::AuthOffNotLoopback(self.bind.ip()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(bind: &str, kv: &[(&str, &str)]) -> Result<WebConfig, WebConfigError> {
+        let m: HashMap<String, String> = kv
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        WebConfig::from_lookup(bind.parse().unwrap(), |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn auth_off_only_on_loopback() {
+        assert!(cfg("127.0.0.1:8090", &[("AUTH_ENABLED", "false")]).is_ok());
+        assert_eq!(
+            cfg("0.0.0.0:8090", &[("AUTH_ENABLED", "false")]).unwrap_err(),
+            WebConfigError::AuthOffNotLoopback("0.0.0.0".parse().unwrap())
+        );
+        assert_eq!(
+            cfg("127.0.0.1:8090", &[]).unwrap_err(),
+            WebConfigError::Secret(SecretProblem::Missing)
+        );
+    }
+
+    #[test]
+    fn parses_keys() {
+        let c = cfg(
+            "127.0.0.1:8090",
+            &[
+                ("JWT_SECRET", "q8Vd0pX3LmZr7TnY2sKw9bHc4JfG6aUe1Q"),
+                ("JWT_EXPIRY", "30m"),
+                ("DASHBOARD_ALLOWED_IPS", "10.0.0.0/8"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.jwt_expiry, Duration::from_secs(1800));
+        assert!(!c.allowed_ips.allows("11.0.0.1".parse().unwrap()));
+        assert!(matches!(
+            cfg(
+                "127.0.0.1:8090",
+                &[
+                    ("JWT_SECRET", "q8Vd0pX3LmZr7TnY2sKw9bHc4JfG6aUe1Q"),
+                    ("JWT_EXPIRY", "soon")
+                ]
+            ),
+            Err(WebConfigError::Invalid {
+                key: "JWT_EXPIRY",
+                ..
+            })
+        ));
+        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("3600"), Some(Duration::from_secs(3600)));
+    }
+}

@@ -1,0 +1,277 @@
+//! Read API (any authenticated user) and controls (admins; each one audited and sent to the engine).
+
+use super::backend::TradesQuery;
+use super::error::ApiError;
+use super::session::{Admin, ClientIp, JsonBody, Session};
+use super::WebState;
+use aegis_shared::event::BreakerScope;
+use aegis_shared::{Command, StrategyMode};
+use axum::extract::{RawQuery, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn q_param(q: &Option<String>, name: &str) -> Option<String> {
+    q.as_deref()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+pub(super) async fn status(State(s): State<WebState>, _: Session) -> Json<Value> {
+    let snap = s.backend().snapshot();
+    Json(json!({ "status": snap.status, "now_ms": snap.now_ms }))
+}
+
+pub(super) async fn snapshot(State(s): State<WebState>, _: Session) -> Json<Value> {
+    Json(json!(s.backend().snapshot()))
+}
+
+pub(super) async fn positions(State(s): State<WebState>, _: Session) -> Json<Value> {
+    Json(json!({ "positions": s.backend().snapshot().positions }))
+}
+
+pub(super) async fn open_orders(State(s): State<WebState>, _: Session) -> Json<Value> {
+    Json(json!({ "orders": s.backend().snapshot().open_orders }))
+}
+
+pub(super) async fn pnl(State(s): State<WebState>, _: Session) -> Json<Value> {
+    Json(json!(s.backend().snapshot().pnl))
+}
+
+pub(super) async fn breakers(State(s): State<WebState>, _: Session) -> Json<Value> {
+    let snap = s.backend().snapshot();
+    Json(json!({ "breakers": snap.breakers, "now_ms": snap.now_ms }))
+}
+
+pub(super) async fn limits(State(s): State<WebState>, _: Session) -> Json<Value> {
+    Json(json!(s.backend().snapshot().limits))
+}
+
+pub(super) async fn latency(State(s): State<WebState>, _: Session) -> Json<Value> {
+    Json(json!(s.backend().snapshot().latency))
+}
+
+pub(super) async fn trades(
+    State(s): State<WebState>,
+    _: Session,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let page = match q_param(&q, "page") {
+        None => 0,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|p| *p <= 1_000_000)
+            .ok_or(ApiError::BadRequest("page must be a whole number"))?,
+    };
+    let limit = match q_param(&q, "limit") {
+        None => 50,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=200).contains(l))
+            .ok_or(ApiError::BadRequest("limit must be 1-200"))?,
+    };
+    let p = s
+        .backend()
+        .trades(TradesQuery { page, limit })
+        .await
+        .map_err(|_| ApiError::Unavailable("trade history unavailable"))?;
+    Ok(Json(json!(p)))
+}
+
+pub(super) async fn audit_log(
+    State(s): State<WebState>,
+    _: Admin,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match q_param(&q, "limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=500).contains(l))
+            .ok_or(ApiError::BadRequest("limit must be 1-500"))?,
+    };
+    let before = match q_param(&q, "before") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest("before must be an audit id"))?,
+        ),
+    };
+    let rows = s
+        .backend()
+        .audit_log(limit, before)
+        .await
+        .map_err(|_| ApiError::Unavailable("audit trail unavailable"))?;
+    Ok(Json(json!({ "entries": rows })))
+}
+
+/// Controls that only reduce risk (halt, kill) are sent even when the audit write fails — stopping must never
+/// depend on a database. Controls that add risk (resume, breaker reset) are refused unless audited first.
+async fn control(
+    s: &WebState,
+    Admin(who): Admin,
+    ip: std::net::IpAddr,
+    cmd: Command,
+    action: &str,
+    detail: Value,
+) -> Result<Json<Value>, ApiError> {
+    let reduces_risk = matches!(cmd, Command::Halt | Command::Kill { .. });
+    let ev = super::backend::AuditEvent {
+        ts_ms: aegis_now_ms(),
+        actor: who.user.clone(),
+        ip: Some(ip),
+        action: action.to_string(),
+        detail: detail.clone(),
+    };
+    if reduces_risk {
+        s.backend().send_command(cmd).map_err(|e| {
+            tracing::error!(error = %e, action, "command not delivered");
+            ApiError::Unavailable("engine not reachable")
+        })?;
+        let audited = match s.backend().audit(ev).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, action, "audit write failed for a control that was executed");
+                false
+            }
+        };
+        return Ok(Json(
+            json!({ "ok": true, "command": cmd, "audited": audited }),
+        ));
+    }
+    s.backend().audit(ev).await.map_err(|e| {
+        tracing::error!(error = %e, action, "audit unavailable: refusing control");
+        ApiError::Unavailable("audit trail unavailable; control refused")
+    })?;
+    s.backend().send_command(cmd).map_err(|e| {
+        tracing::error!(error = %e, action, "command not delivered");
+        ApiError::Unavailable("engine not reachable")
+    })?;
+    Ok(Json(json!({ "ok": true, "command": cmd, "audited": true })))
+}
+
+fn aegis_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReasonBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn reason_of(r: Option<String>) -> Value {
+    // Free text from an operator: bounded, control characters dropped.
+    let r: String = r
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    json!({ "reason": r })
+}
+
+pub(super) async fn halt(
+    State(s): State<WebState>,
+    ClientIp(ip): ClientIp,
+    admin: Admin,
+    JsonBody(b): JsonBody<ReasonBody>,
+) -> Result<Json<Value>, ApiError> {
+    control(
+        &s,
+        admin,
+        ip,
+        Command::Halt,
+        "control.halt",
+        reason_of(b.reason),
+    )
+    .await
+}
+
+pub(super) async fn resume(
+    State(s): State<WebState>,
+    ClientIp(ip): ClientIp,
+    admin: Admin,
+    JsonBody(b): JsonBody<ReasonBody>,
+) -> Result<Json<Value>, ApiError> {
+    control(
+        &s,
+        admin,
+        ip,
+        Command::Resume,
+        "control.resume",
+        reason_of(b.reason),
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KillBody {
+    #[serde(default)]
+    flatten: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub(super) async fn kill(
+    State(s): State<WebState>,
+    ClientIp(ip): ClientIp,
+    admin: Admin,
+    JsonBody(b): JsonBody<KillBody>,
+) -> Result<Json<Value>, ApiError> {
+    let mut detail = reason_of(b.reason);
+    detail["flatten"] = json!(b.flatten);
+    control(
+        &s,
+        admin,
+        ip,
+        Command::Kill { flatten: b.flatten },
+        "control.kill",
+        detail,
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResetBody {
+    /// `global` or a mode name.
+    scope: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub(super) async fn reset_breaker(
+    State(s): State<WebState>,
+    ClientIp(ip): ClientIp,
+    admin: Admin,
+    JsonBody(b): JsonBody<ResetBody>,
+) -> Result<Json<Value>, ApiError> {
+    let scope = match b.scope.as_str() {
+        "global" => BreakerScope::Global,
+        m => BreakerScope::Mode(StrategyMode::parse(m).ok_or(ApiError::BadRequest(
+            "scope must be global, ultra_fast_scalp, scalp, swing or position",
+        ))?),
+    };
+    let mut detail = reason_of(b.reason);
+    detail["scope"] = json!(b.scope);
+    control(
+        &s,
+        admin,
+        ip,
+        Command::ResetBreaker { scope },
+        "control.breaker_reset",
+        detail,
+    )
+    .await
+}

@@ -1,0 +1,66 @@
+//! Runs the headless-Chromium dashboard test (tests/browser/dashboard.test.mjs) against the `web_demo` example
+//! server, which `cargo test` builds. Needs node, /usr/bin/chromium and `npm ci` in tests/browser.
+//! Locally, a missing piece skips the test with a message; with `CI` set, it fails.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[test]
+fn dashboard_in_headless_chromium() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let browser_dir = root.join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let server = target.join("debug/examples/web_demo");
+    let mut missing = Vec::new();
+    if Command::new("node").arg("--version").output().is_err() {
+        missing.push("node (apt-get install -y nodejs npm)".to_string());
+    }
+    if !PathBuf::from(&chromium).exists() {
+        missing.push(format!("{chromium} (apt-get install -y chromium)"));
+    }
+    if !browser_dir.join("node_modules/playwright-core").exists() {
+        missing.push("tests/browser/node_modules (cd tests/browser && npm ci)".into());
+    }
+    if !server.exists() {
+        missing.push(format!(
+            "{} (cargo build -p aegis-control --example web_demo)",
+            server.display()
+        ));
+    }
+    if !missing.is_empty() {
+        let msg = format!("browser test cannot run; missing: {}", missing.join(", "));
+        if std::env::var_os("CI").is_some() {
+            panic!("{msg}");
+        }
+        eprintln!("SKIPPED: {msg}");
+        return;
+    }
+    let started = Instant::now();
+    let mut child = Command::new("node")
+        .arg(browser_dir.join("dashboard.test.mjs"))
+        .current_dir(&root)
+        .env("AEGIS_WEB_BIN", &server)
+        .env("CHROMIUM", &chromium)
+        .spawn()
+        .expect("start node");
+    // The test itself finishes in well under a minute; a hang must not hold CI.
+    let limit = Duration::from_secs(150);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for node") {
+            break s;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("browser test timed out after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        status.success(),
+        "browser test failed ({status}); screenshots in artifacts/browser/"
+    );
+}
