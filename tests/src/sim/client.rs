@@ -1,0 +1,234 @@
+//! A client for the admin API, for tests (async [`AdminClient`]; [`BlockingAdminClient`] for threads without a
+//! runtime). Every call maps 1:1 to an `/admin/...` endpoint and returns its JSON.
+
+use serde_json::{json, Value};
+
+/// Admin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Transport.
+    #[error("admin request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The simulator refused it.
+    #[error("admin API refused: {0}")]
+    Refused(String),
+}
+
+/// One admin request: method, path and optional JSON body. Built by the associated functions.
+#[derive(Debug, Clone)]
+pub struct AdminCall {
+    post: bool,
+    path: String,
+    body: Option<Value>,
+}
+
+impl AdminCall {
+    fn get(path: String) -> Self {
+        Self {
+            post: false,
+            path,
+            body: None,
+        }
+    }
+    fn post(path: String, body: Value) -> Self {
+        Self {
+            post: true,
+            path,
+            body: Some(body),
+        }
+    }
+    /// `GET /admin/accounts/{name}`: wallet, positions, open orders.
+    pub fn account(name: &str) -> Self {
+        Self::get(format!("/admin/accounts/{name}"))
+    }
+    /// `GET /admin/accounts/{name}/openOrders`.
+    pub fn open_orders(name: &str) -> Self {
+        Self::get(format!("/admin/accounts/{name}/openOrders"))
+    }
+    /// `GET /admin/accounts/{name}/positions` (non-zero positions only).
+    pub fn positions(name: &str) -> Self {
+        Self::get(format!("/admin/accounts/{name}/positions"))
+    }
+    /// `POST /admin/accounts/{name}/wallet`.
+    pub fn set_wallet(name: &str, usdt: &str) -> Self {
+        Self::post(
+            format!("/admin/accounts/{name}/wallet"),
+            json!({"usdt": usdt}),
+        )
+    }
+    /// `POST /admin/market/quote`: sets (and pins) a symbol's top of book.
+    pub fn set_quote(symbol: &str, bid: &str, bid_qty: &str, ask: &str, ask_qty: &str) -> Self {
+        Self::post(
+            "/admin/market/quote".into(),
+            json!({"symbol": symbol, "bid": bid, "bidQty": bid_qty, "ask": ask, "askQty": ask_qty}),
+        )
+    }
+    /// `POST /admin/market/release`: the price source drives the symbol (None = all) again.
+    pub fn release(symbol: Option<&str>) -> Self {
+        Self::post("/admin/market/release".into(), json!({"symbol": symbol}))
+    }
+    /// `GET /admin/market/{symbol}`.
+    pub fn market(symbol: &str) -> Self {
+        Self::get(format!("/admin/market/{symbol}"))
+    }
+    /// `POST /admin/clock`: server time = wall time + skew.
+    pub fn skew_clock(ms: i64) -> Self {
+        Self::post("/admin/clock".into(), json!({"skewMs": ms}))
+    }
+    /// `POST /admin/faults/delay`: hold REST (and WS-API) responses `ms` (count None = until cleared).
+    pub fn delay(ms: u64, count: Option<u32>, path_prefix: Option<&str>) -> Self {
+        Self::post(
+            "/admin/faults/delay".into(),
+            json!({"ms": ms, "count": count, "pathPrefix": path_prefix}),
+        )
+    }
+    /// `POST /admin/faults/order503`: the next `count` order placements answer 503 -1007; `placed` says
+    /// whether they were really placed.
+    pub fn order_503(count: u32, placed: bool) -> Self {
+        Self::post(
+            "/admin/faults/order503".into(),
+            json!({"count": count, "placed": placed}),
+        )
+    }
+    /// `POST /admin/faults/depthGap`: the symbol's next depth update is skipped.
+    pub fn depth_gap(symbol: &str) -> Self {
+        Self::post("/admin/faults/depthGap".into(), json!({"symbol": symbol}))
+    }
+    /// `POST /admin/faults/clear`: no delay, no 503s, no skew.
+    pub fn clear_faults() -> Self {
+        Self::post("/admin/faults/clear".into(), json!({}))
+    }
+    /// `POST /admin/keys`: adds a key (keys-file entry format).
+    pub fn add_key(entry: Value) -> Self {
+        Self::post("/admin/keys".into(), entry)
+    }
+    /// `POST /admin/keys/{key}/revoke`.
+    pub fn revoke_key(api_key: &str) -> Self {
+        Self::post(format!("/admin/keys/{api_key}/revoke"), json!({}))
+    }
+    /// `POST /admin/keys/{key}/permissions` with any of reading, futures, spot, withdrawals, ipRestrict,
+    /// allowedIps.
+    pub fn set_permissions(api_key: &str, changes: Value) -> Self {
+        Self::post(format!("/admin/keys/{api_key}/permissions"), changes)
+    }
+    /// `POST /admin/ws/drop`: cut connections without a close frame. target: all|market|user|api.
+    pub fn ws_drop(target: &str) -> Self {
+        Self::post("/admin/ws/drop".into(), json!({"target": target}))
+    }
+    /// `POST /admin/ws/stall`: stop sending (and answering pings) for `ms` (None: until unstalled).
+    pub fn ws_stall(target: &str, ms: Option<u64>) -> Self {
+        Self::post(
+            "/admin/ws/stall".into(),
+            json!({"target": target, "ms": ms}),
+        )
+    }
+    /// `POST /admin/ws/unstall`.
+    pub fn ws_unstall(target: &str) -> Self {
+        Self::post("/admin/ws/unstall".into(), json!({"target": target}))
+    }
+    /// `POST /admin/ws/malformed`: send a broken frame (default: a truncated bookTicker).
+    pub fn ws_malformed(target: &str, payload: Option<&str>) -> Self {
+        Self::post(
+            "/admin/ws/malformed".into(),
+            json!({"target": target, "payload": payload}),
+        )
+    }
+    /// `POST /admin/ws/disconnect`: the 24-hour disconnect, now (close frame 1000).
+    pub fn ws_disconnect(target: &str) -> Self {
+        Self::post("/admin/ws/disconnect".into(), json!({"target": target}))
+    }
+    /// `POST /admin/ws/lifetime`: connection lifetime for all connections (default 24 h).
+    pub fn ws_lifetime(ms: u64) -> Self {
+        Self::post("/admin/ws/lifetime".into(), json!({"ms": ms}))
+    }
+    /// `GET /admin/ws/connections`.
+    pub fn ws_connections() -> Self {
+        Self::get("/admin/ws/connections".into())
+    }
+    /// `POST /admin/listenKeys/expire`: one key, an account's keys, or all (both None).
+    pub fn expire_listen_keys(listen_key: Option<&str>, account: Option<&str>) -> Self {
+        Self::post(
+            "/admin/listenKeys/expire".into(),
+            json!({"listenKey": listen_key, "account": account}),
+        )
+    }
+    /// `POST /admin/limits` (weightPerMinute, ordersPer10s, ordersPerMinute, banAfter429s, banSecs); resets
+    /// counters.
+    pub fn set_limits(limits: Value) -> Self {
+        Self::post("/admin/limits".into(), limits)
+    }
+    /// `POST /admin/limits/reset`: forget counters and bans.
+    pub fn reset_limits() -> Self {
+        Self::post("/admin/limits/reset".into(), json!({}))
+    }
+    /// `GET /admin/state`.
+    pub fn state() -> Self {
+        Self::get("/admin/state".into())
+    }
+}
+
+fn check(status: reqwest::StatusCode, v: Value) -> Result<Value, AdminError> {
+    if status.is_success() {
+        Ok(v)
+    } else {
+        Err(AdminError::Refused(v.to_string()))
+    }
+}
+
+/// Async admin client.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// A client for the simulator at `base` (`http://127.0.0.1:PORT`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+    /// Runs one call.
+    pub async fn call(&self, c: AdminCall) -> Result<Value, AdminError> {
+        let url = format!("{}{}", self.base, c.path);
+        let req = if c.post {
+            self.http.post(url).json(&c.body.unwrap_or(Value::Null))
+        } else {
+            self.http.get(url)
+        };
+        let resp = req.send().await?;
+        let status = resp.status();
+        check(status, resp.json().await?)
+    }
+}
+
+/// Blocking admin client (do not use inside a tokio runtime).
+#[derive(Debug, Clone)]
+pub struct BlockingAdminClient {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl BlockingAdminClient {
+    /// A client for the simulator at `base`.
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::blocking::Client::new(),
+        }
+    }
+    /// Runs one call.
+    pub fn call(&self, c: AdminCall) -> Result<Value, AdminError> {
+        let url = format!("{}{}", self.base, c.path);
+        let req = if c.post {
+            self.http.post(url).json(&c.body.unwrap_or(Value::Null))
+        } else {
+            self.http.get(url)
+        };
+        let resp = req.send()?;
+        let status = resp.status();
+        check(status, resp.json()?)
+    }
+}
