@@ -1,1 +1,8 @@
-//! Benchmark support.
+//! Benchmark support: fixed inputs, "the usual way" baselines, and the report writer.
+//!
+//! The criterion benches (`benches/benches/*.rs`) and the latency harness (`src/bin/latency_harness.rs`) share
+//! these so both measure the same inputs.
+
+pub mod fixtures;
+pub mod report;
+pub mod usual;
