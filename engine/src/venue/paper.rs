@@ -1,0 +1,526 @@
+//! The paper venue: simulated execution against the engine's view of the top of book.
+//!
+//! - MARKET orders fill completely at the touch (buy at the best ask, sell at the best bid) as taker
+//!   (default fee 0.04 %). No book → rejected.
+//! - LIMIT orders that cross the touch on arrival fill at the touch as taker (GTC/IOC/FOK), or expire (GTX,
+//!   post-only). Otherwise GTC/GTX rest and fill completely, as maker (default 0.02 %) at their limit price, on the
+//!   first book update that crosses them; IOC/FOK expire.
+//! - Depth is not simulated: a fill takes the whole quantity at one price.
+//!
+//! Every fill gets a trade id unique per symbol (a per-symbol counter) and an exchange order id, updates the
+//! (symbol, mode) position, and is emitted in journal order: `Order(NEW)` → `Fill` → `Position` →
+//! `Order(FILLED)`. Open orders live in a vector allocated once with [`MAX_PAPER_ORDERS`] capacity.
+
+use super::{ExecReport, FeeRates, OrderRequest};
+use crate::book::TopOfBook;
+use crate::position::Positions;
+use crate::queues::EventOut;
+use aegis_shared::event::{Fill, Liquidity, OrderEvent, OrderStatus, OrderType, TimeInForce};
+use aegis_shared::{ClientOrderId, EngineEvent, Price, Qty, Side, Symbol};
+
+/// Most resting paper orders.
+pub const MAX_PAPER_ORDERS: usize = 256;
+/// Reject code for "no market to fill against" (Binance's generic "new order rejected").
+pub const REJECT_NO_MARKET: i32 = -2010;
+
+#[derive(Debug, Clone, Copy)]
+struct Resting {
+    req: OrderRequest,
+    client_id: ClientOrderId,
+    exchange_id: u64,
+}
+
+/// The paper venue. See the module docs.
+#[derive(Debug, Clone)]
+pub struct PaperVenue {
+    fees: FeeRates,
+    fee_asset: Symbol,
+    trade_ids: Vec<u64>,
+    next_order_id: u64,
+    open: Vec<Resting>,
+}
+
+impl PaperVenue {
+    /// A venue for `nsym` symbols.
+    pub fn new(nsym: usize, fees: FeeRates) -> Self {
+        Self {
+            fees,
+            // Invariant: a valid literal.
+            fee_asset: Symbol::from_bytes(b"USDT")
+                .unwrap_or_else(|_| unreachable!("USDT is a valid symbol")),
+            trade_ids: vec![0; nsym],
+            next_order_id: 0,
+            open: Vec::with_capacity(MAX_PAPER_ORDERS),
+        }
+    }
+
+    /// Resting orders.
+    pub fn open_orders(&self) -> usize {
+        self.open.len()
+    }
+
+    fn order_event(
+        req: &OrderRequest,
+        cid: ClientOrderId,
+        xid: u64,
+        ts: u64,
+        filled: Qty,
+        status: OrderStatus,
+        code: i32,
+    ) -> EngineEvent {
+        EngineEvent::Order(OrderEvent {
+            ts_ms: ts,
+            symbol: req.symbol,
+            client_id: cid,
+            exchange_id: Some(xid),
+            mode: req.mode,
+            intent: req.intent,
+            side: req.side,
+            order_type: req.order_type,
+            tif: req.tif,
+            price: req.price,
+            qty: req.qty,
+            filled,
+            reduce_only: req.reduce_only,
+            status,
+            reject_code: code,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn execute(
+        &mut self,
+        req: &OrderRequest,
+        cid: ClientOrderId,
+        xid: u64,
+        price: Price,
+        liq: Liquidity,
+        ts: u64,
+        positions: &mut Positions,
+        out: &mut impl EventOut,
+        on_exec: &mut impl FnMut(&ExecReport),
+    ) {
+        let rate = match liq {
+            Liquidity::Maker => self.fees.maker,
+            Liquidity::Taker => self.fees.taker,
+        };
+        let fee = price.notional(req.qty).mul_rate(rate);
+        let tid = &mut self.trade_ids[req.sym];
+        *tid += 1;
+        let trade_id = *tid;
+        let pos = positions.get_mut(req.sym, req.mode);
+        let r = pos.apply(req.side, price, req.qty, fee, ts);
+        out.emit(EngineEvent::Fill(Fill {
+            ts_ms: ts,
+            symbol: req.symbol,
+            client_id: cid,
+            exchange_order_id: xid,
+            trade_id,
+            mode: req.mode,
+            intent: req.intent,
+            side: req.side,
+            price,
+            qty: req.qty,
+            fee,
+            fee_asset: self.fee_asset,
+            liquidity: liq,
+            realized_pnl: r.realized,
+        }));
+        out.emit(EngineEvent::Position(pos.update(ts, req.symbol, req.mode)));
+        out.emit(Self::order_event(
+            req,
+            cid,
+            xid,
+            ts,
+            req.qty,
+            OrderStatus::Filled,
+            0,
+        ));
+        on_exec(&ExecReport {
+            sym: req.sym,
+            mode: req.mode,
+            ts_ms: ts,
+            qty: req.qty,
+            net: r.realized - fee,
+            closed_trade: r.closed_trade,
+            order_final: true,
+        });
+    }
+
+    /// Places an approved order. Emits its events to `out` and reports executions/final states to `on_exec`.
+    /// Returns the order's status after placement.
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit(
+        &mut self,
+        req: &OrderRequest,
+        cid: ClientOrderId,
+        top: &TopOfBook,
+        ts: u64,
+        positions: &mut Positions,
+        out: &mut impl EventOut,
+        on_exec: &mut impl FnMut(&ExecReport),
+    ) -> OrderStatus {
+        self.next_order_id += 1;
+        let xid = self.next_order_id;
+        let final_report = |on_exec: &mut dyn FnMut(&ExecReport)| {
+            on_exec(&ExecReport {
+                sym: req.sym,
+                mode: req.mode,
+                ts_ms: ts,
+                qty: Qty::ZERO,
+                net: aegis_shared::Notional::ZERO,
+                closed_trade: None,
+                order_final: true,
+            })
+        };
+        if !top.is_valid() {
+            out.emit(Self::order_event(
+                req,
+                cid,
+                xid,
+                ts,
+                Qty::ZERO,
+                OrderStatus::Rejected,
+                REJECT_NO_MARKET,
+            ));
+            final_report(on_exec);
+            return OrderStatus::Rejected;
+        }
+        let touch = match req.side {
+            Side::Buy => top.ask,
+            Side::Sell => top.bid,
+        };
+        let crosses = match (req.order_type, req.side) {
+            (OrderType::Market, _) => true,
+            (OrderType::Limit, Side::Buy) => req.price >= top.ask,
+            (OrderType::Limit, Side::Sell) => req.price <= top.bid,
+        };
+        if crosses && req.tif == Some(TimeInForce::Gtx) {
+            out.emit(Self::order_event(
+                req,
+                cid,
+                xid,
+                ts,
+                Qty::ZERO,
+                OrderStatus::Expired,
+                0,
+            ));
+            final_report(on_exec);
+            return OrderStatus::Expired;
+        }
+        if crosses {
+            out.emit(Self::order_event(
+                req,
+                cid,
+                xid,
+                ts,
+                Qty::ZERO,
+                OrderStatus::New,
+                0,
+            ));
+            self.execute(
+                req,
+                cid,
+                xid,
+                touch,
+                Liquidity::Taker,
+                ts,
+                positions,
+                out,
+                on_exec,
+            );
+            return OrderStatus::Filled;
+        }
+        if matches!(req.tif, Some(TimeInForce::Ioc | TimeInForce::Fok)) {
+            out.emit(Self::order_event(
+                req,
+                cid,
+                xid,
+                ts,
+                Qty::ZERO,
+                OrderStatus::Expired,
+                0,
+            ));
+            final_report(on_exec);
+            return OrderStatus::Expired;
+        }
+        if self.open.len() == MAX_PAPER_ORDERS {
+            out.emit(Self::order_event(
+                req,
+                cid,
+                xid,
+                ts,
+                Qty::ZERO,
+                OrderStatus::Rejected,
+                REJECT_NO_MARKET,
+            ));
+            final_report(on_exec);
+            return OrderStatus::Rejected;
+        }
+        self.open.push(Resting {
+            req: *req,
+            client_id: cid,
+            exchange_id: xid,
+        });
+        out.emit(Self::order_event(
+            req,
+            cid,
+            xid,
+            ts,
+            Qty::ZERO,
+            OrderStatus::New,
+            0,
+        ));
+        OrderStatus::New
+    }
+
+    /// A book update for symbol index `sym`: fills resting orders it crosses (maker, at their limit price).
+    pub fn on_book(
+        &mut self,
+        sym: usize,
+        top: &TopOfBook,
+        ts: u64,
+        positions: &mut Positions,
+        out: &mut impl EventOut,
+        on_exec: &mut impl FnMut(&ExecReport),
+    ) {
+        let mut i = 0;
+        while i < self.open.len() {
+            let o = self.open[i];
+            let hit = o.req.sym == sym
+                && match o.req.side {
+                    Side::Buy => top.ask <= o.req.price,
+                    Side::Sell => top.bid >= o.req.price,
+                };
+            if hit {
+                self.open.swap_remove(i);
+                self.execute(
+                    &o.req,
+                    o.client_id,
+                    o.exchange_id,
+                    o.req.price,
+                    Liquidity::Maker,
+                    ts,
+                    positions,
+                    out,
+                    on_exec,
+                );
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Cancels every resting order (kill switch). Returns how many were cancelled.
+    pub fn cancel_all(
+        &mut self,
+        ts: u64,
+        out: &mut impl EventOut,
+        on_exec: &mut impl FnMut(&ExecReport),
+    ) -> usize {
+        let n = self.open.len();
+        for o in self.open.drain(..) {
+            out.emit(Self::order_event(
+                &o.req,
+                o.client_id,
+                o.exchange_id,
+                ts,
+                Qty::ZERO,
+                OrderStatus::Canceled,
+                0,
+            ));
+            on_exec(&ExecReport {
+                sym: o.req.sym,
+                mode: o.req.mode,
+                ts_ms: ts,
+                qty: Qty::ZERO,
+                net: aegis_shared::Notional::ZERO,
+                closed_trade: None,
+                order_final: true,
+            });
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aegis_shared::event::OrderIntent;
+    use aegis_shared::{Notional, StrategyMode};
+
+    fn top(bid: &str, ask: &str) -> TopOfBook {
+        TopOfBook {
+            bid: Price::parse(bid).unwrap(),
+            bid_qty: Qty::ONE,
+            ask: Price::parse(ask).unwrap(),
+            ask_qty: Qty::ONE,
+            update_id: 1,
+            event_time: 1,
+        }
+    }
+
+    fn req(side: Side, ty: OrderType, price: &str, qty: &str) -> OrderRequest {
+        OrderRequest {
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            sym: 0,
+            mode: StrategyMode::Scalp,
+            intent: OrderIntent::Entry,
+            side,
+            order_type: ty,
+            tif: (ty == OrderType::Limit).then_some(TimeInForce::Gtc),
+            price: Price::parse(price).unwrap(),
+            ref_price: Price::parse(price).unwrap(),
+            qty: Qty::parse(qty).unwrap(),
+            reduce_only: false,
+        }
+    }
+
+    fn cid(n: u32) -> ClientOrderId {
+        ClientOrderId::new(&format!("ag-test-{n}")).unwrap()
+    }
+
+    #[test]
+    fn market_round_trip_with_fees_and_unique_trade_ids() {
+        let mut v = PaperVenue::new(2, FeeRates::default());
+        let mut pos = Positions::new(2);
+        let mut ev: Vec<EngineEvent> = Vec::new();
+        let mut reports = Vec::new();
+        let st = v.submit(
+            &req(Side::Buy, OrderType::Market, "0", "0.01"),
+            cid(1),
+            &top("50000", "50000.1"),
+            10,
+            &mut pos,
+            &mut ev,
+            &mut |r| reports.push(*r),
+        );
+        assert_eq!(st, OrderStatus::Filled);
+        let st = v.submit(
+            &req(Side::Sell, OrderType::Market, "0", "0.01"),
+            cid(2),
+            &top("50100", "50100.1"),
+            20,
+            &mut pos,
+            &mut ev,
+            &mut |r| reports.push(*r),
+        );
+        assert_eq!(st, OrderStatus::Filled);
+        let fills: Vec<Fill> = ev
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Fill(f) => Some(*f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fills.len(), 2);
+        assert_eq!(fills[0].price, Price::parse("50000.1").unwrap());
+        assert_eq!(fills[0].fee, Notional::parse("0.2000004").unwrap());
+        assert_eq!(fills[1].price, Price::from_int(50100));
+        assert_eq!(fills[1].realized_pnl, Notional::parse("0.999").unwrap());
+        assert_ne!(fills[0].trade_id, fills[1].trade_id);
+        assert_eq!(fills[0].liquidity, Liquidity::Taker);
+        let p = pos.get(0, StrategyMode::Scalp);
+        assert!(p.is_flat());
+        assert_eq!(p.realized(), Notional::parse("0.999").unwrap());
+        assert_eq!(p.fees(), fills[0].fee + fills[1].fee);
+        assert_eq!(reports[1].closed_trade, Some(p.realized() - p.fees()));
+        // Journal order: NEW, Fill, Position, FILLED.
+        assert!(matches!(ev[0], EngineEvent::Order(o) if o.status == OrderStatus::New));
+        assert!(matches!(ev[1], EngineEvent::Fill(_)));
+        assert!(matches!(ev[2], EngineEvent::Position(_)));
+        assert!(matches!(ev[3], EngineEvent::Order(o) if o.status == OrderStatus::Filled));
+    }
+
+    #[test]
+    fn limits_rest_then_fill_as_maker_or_get_cancelled() {
+        let mut v = PaperVenue::new(1, FeeRates::default());
+        let mut pos = Positions::new(1);
+        let mut ev: Vec<EngineEvent> = Vec::new();
+        let mut done = 0;
+        let st = v.submit(
+            &req(Side::Buy, OrderType::Limit, "49990", "0.01"),
+            cid(1),
+            &top("50000", "50000.1"),
+            1,
+            &mut pos,
+            &mut ev,
+            &mut |_| done += 1,
+        );
+        assert_eq!(st, OrderStatus::New);
+        assert_eq!(v.open_orders(), 1);
+        v.on_book(0, &top("49995", "49999"), 2, &mut pos, &mut ev, &mut |_| {
+            done += 1
+        });
+        assert_eq!(v.open_orders(), 1, "not crossed yet");
+        v.on_book(0, &top("49980", "49990"), 3, &mut pos, &mut ev, &mut |_| {
+            done += 1
+        });
+        assert_eq!(v.open_orders(), 0);
+        let f = ev
+            .iter()
+            .find_map(|e| match e {
+                EngineEvent::Fill(f) => Some(*f),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            (f.price, f.liquidity),
+            (Price::from_int(49990), Liquidity::Maker)
+        );
+        assert_eq!(f.fee, Notional::parse("0.099980").unwrap());
+        assert_eq!(done, 1);
+        // Crossing limit on arrival takes at the touch; GTX expires; resting order cancelled by kill.
+        let st = v.submit(
+            &req(Side::Sell, OrderType::Limit, "49900", "0.01"),
+            cid(2),
+            &top("49980", "49990"),
+            4,
+            &mut pos,
+            &mut ev,
+            &mut |_| (),
+        );
+        assert_eq!(st, OrderStatus::Filled);
+        let mut gtx = req(Side::Sell, OrderType::Limit, "49900", "0.01");
+        gtx.tif = Some(TimeInForce::Gtx);
+        assert_eq!(
+            v.submit(
+                &gtx,
+                cid(3),
+                &top("49980", "49990"),
+                5,
+                &mut pos,
+                &mut ev,
+                &mut |_| ()
+            ),
+            OrderStatus::Expired
+        );
+        v.submit(
+            &req(Side::Sell, OrderType::Limit, "60000", "0.01"),
+            cid(4),
+            &top("49980", "49990"),
+            6,
+            &mut pos,
+            &mut ev,
+            &mut |_| (),
+        );
+        let mut cancelled = 0;
+        assert_eq!(v.cancel_all(7, &mut ev, &mut |_| cancelled += 1), 1);
+        assert_eq!(cancelled, 1);
+        assert!(
+            matches!(ev.last(), Some(EngineEvent::Order(o)) if o.status == OrderStatus::Canceled)
+        );
+        assert_eq!(
+            v.submit(
+                &req(Side::Buy, OrderType::Market, "0", "0.01"),
+                cid(5),
+                &TopOfBook::default(),
+                8,
+                &mut pos,
+                &mut ev,
+                &mut |_| ()
+            ),
+            OrderStatus::Rejected
+        );
+    }
+}
