@@ -1,0 +1,470 @@
+//! Backtests over the recorded data in `../shared/data/`: they run to the end, and their reports add up against
+//! the raw engine events (fills → PnL and fees, per-mode sums → totals, no limit exceeded), reproducibly.
+
+use aegis_engine::backtest::{self, BacktestOptions, BacktestReport};
+use aegis_engine::risk::limits::LimitsConfig;
+use aegis_engine::strategy::position::PositionParams;
+use aegis_engine::strategy::swing::SwingParams;
+use aegis_engine::EngineParams;
+use aegis_shared::event::{Fill, PositionUpdate};
+use aegis_shared::{EngineEvent, Notional, StrategyMode};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(name)
+}
+fn xrpeth() -> PathBuf {
+    data("xrpeth-aggtrade-2019-10-11.jsonl")
+}
+fn xrpusdt() -> PathBuf {
+    data("xrpusdt-perp-kline5m-2021-11-15.jsonl")
+}
+
+/// Settings that make every bar mode trade on a few days of data (shorter bars than the defaults), with
+/// limits loose enough for the strategies to run but tight enough to be exercised.
+fn params() -> EngineParams {
+    EngineParams {
+        swing: Some(SwingParams {
+            bar_ms: 15 * 60_000,
+            ..SwingParams::default()
+        }),
+        position: Some(PositionParams {
+            bar_ms: 3_600_000,
+            ..PositionParams::default()
+        }),
+        limits: LimitsConfig {
+            max_position_usd: Notional::from_int(500),
+            max_daily_loss_usd: Notional::from_int(1_000),
+            ..LimitsConfig::default()
+        },
+        pin: false,
+        ..EngineParams::default()
+    }
+}
+
+struct Run {
+    report: BacktestReport,
+    events: Vec<EngineEvent>,
+    progress: Vec<(u64, u64)>,
+}
+
+fn run(files: &[PathBuf], p: EngineParams, opts: &BacktestOptions) -> Run {
+    let mut events = Vec::new();
+    let mut progress = Vec::new();
+    let report = backtest::run_with_events(
+        p,
+        files,
+        opts,
+        |d, t| progress.push((d, t)),
+        |e| events.push(*e),
+    )
+    .expect("backtest runs");
+    Run {
+        report,
+        events,
+        progress,
+    }
+}
+
+fn fills(events: &[EngineEvent]) -> Vec<Fill> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EngineEvent::Fill(f) => Some(*f),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Everything that must hold for any report, checked against the raw events.
+fn check_consistency(r: &Run, p: &EngineParams) {
+    let rep = &r.report;
+    let fl = fills(&r.events);
+    assert_eq!(rep.total.fills as usize, fl.len(), "fills counted");
+    assert_eq!(rep.run.fills as usize, fl.len());
+    let gross: Notional = fl
+        .iter()
+        .map(|f| f.realized_pnl)
+        .fold(Notional::ZERO, |a, b| a + b);
+    let fees: Notional = fl.iter().map(|f| f.fee).fold(Notional::ZERO, |a, b| a + b);
+    assert_eq!(
+        rep.total.gross_pnl, gross,
+        "sum of fills' realized PnL == gross PnL"
+    );
+    assert_eq!(rep.total.fees, fees, "sum of fill fees == fees");
+    assert_eq!(rep.total.net_pnl, rep.total.gross_pnl - rep.total.fees);
+
+    // Per mode: the same sums over that mode's fills, and the modes add up to the total.
+    let (mut g, mut f, mut n, mut t, mut w, mut o, mut fc) =
+        (Notional::ZERO, Notional::ZERO, Notional::ZERO, 0, 0, 0, 0);
+    for m in &rep.modes {
+        let mine: Vec<&Fill> = fl.iter().filter(|x| x.mode.as_str() == m.mode).collect();
+        assert_eq!(m.fills as usize, mine.len(), "{}", m.mode);
+        assert_eq!(
+            m.gross_pnl,
+            mine.iter().fold(Notional::ZERO, |a, x| a + x.realized_pnl),
+            "{}",
+            m.mode
+        );
+        assert_eq!(
+            m.fees,
+            mine.iter().fold(Notional::ZERO, |a, x| a + x.fee),
+            "{}",
+            m.mode
+        );
+        assert_eq!(m.net_pnl, m.gross_pnl - m.fees);
+        assert_eq!(m.equity_end, m.net_pnl + m.unrealized_pnl);
+        assert!(m.wins + m.losses <= m.trades);
+        assert!(m.max_drawdown >= Notional::ZERO && m.max_drawdown_realized >= Notional::ZERO);
+        assert!(m.curve.len() <= backtest::MAX_CURVE_POINTS);
+        assert!(
+            m.curve.windows(2).all(|w| w[0].t_ms <= w[1].t_ms),
+            "curve in time order"
+        );
+        if m.open_positions_end == 0 {
+            assert_eq!(m.unrealized_pnl, Notional::ZERO);
+        }
+        g += m.gross_pnl;
+        f += m.fees;
+        n += m.net_pnl;
+        t += m.trades;
+        w += m.wins;
+        o += m.orders;
+        fc += m.fills;
+    }
+    assert_eq!(
+        (g, f, n),
+        (rep.total.gross_pnl, rep.total.fees, rep.total.net_pnl),
+        "per-mode sums == totals"
+    );
+    assert_eq!(
+        (t, w, o, fc),
+        (
+            rep.total.trades,
+            rep.total.wins,
+            rep.total.orders,
+            rep.total.fills
+        )
+    );
+    assert_eq!(
+        rep.total.orders, rep.run.orders,
+        "orders seen as events == orders the engine counted"
+    );
+    let trips: u64 =
+        rep.modes.iter().map(|m| m.breaker_trips).sum::<u64>() + rep.run.global_breaker_trips;
+    assert_eq!(rep.total.breaker_trips, trips);
+    assert_eq!(
+        rep.run.trips_hourly_loss + rep.run.trips_consecutive_losses + rep.run.trips_daily_loss,
+        trips
+    );
+    assert_eq!(
+        rep.run.denials_total,
+        rep.run.denials.iter().map(|d| d.count).sum::<u64>()
+    );
+    let sym_gross = rep
+        .symbols
+        .iter()
+        .fold(Notional::ZERO, |a, s| a + s.gross_pnl);
+    assert_eq!(sym_gross, rep.total.gross_pnl, "per-symbol sums == totals");
+
+    // Round trips recounted independently from the position updates.
+    let mut sign: HashMap<(String, StrategyMode), i64> = HashMap::new();
+    let mut trades = 0u64;
+    for e in &r.events {
+        if let EngineEvent::Position(u) = e {
+            let s = sign
+                .entry((u.symbol.as_str().to_owned(), u.mode))
+                .or_insert(0);
+            if *s != 0 && u.qty.signum() != *s {
+                trades += 1;
+            }
+            *s = u.qty.signum();
+        }
+    }
+    assert_eq!(rep.total.trades, trades, "round trips");
+
+    // No limit exceeded at fill time: each position's notional at its fill price stays within the max position
+    // size, and no mode ever holds more positions than its allocation allows.
+    let mut last_fill: Option<Fill> = None;
+    let mut open: HashMap<(String, StrategyMode), bool> = HashMap::new();
+    for e in &r.events {
+        match e {
+            EngineEvent::Fill(f) => last_fill = Some(*f),
+            EngineEvent::Position(u) => {
+                let f = last_fill.expect("a position update follows a fill");
+                check_position_limit(&f, u, p);
+                open.insert((u.symbol.as_str().to_owned(), u.mode), !u.qty.is_zero());
+                let held = open.iter().filter(|(k, v)| k.1 == u.mode && **v).count() as u32;
+                assert!(held <= p.allocation.mode(u.mode).max_positions, "{u:?}");
+            }
+            _ => {}
+        }
+    }
+    for m in &rep.modes {
+        assert!(
+            m.max_position_notional <= p.limits.max_position_usd,
+            "{}",
+            m.mode
+        );
+        let mode = StrategyMode::parse(&m.mode).expect("mode name");
+        assert!(m.max_open_positions <= p.allocation.mode(mode).max_positions);
+    }
+    assert!(!r.progress.is_empty());
+    let (d, t) = *r.progress.last().expect("progress");
+    assert_eq!(d, t, "progress ends at 100 %");
+    assert!(
+        r.progress.windows(2).all(|w| w[0].0 <= w[1].0),
+        "progress never goes back"
+    );
+}
+
+fn check_position_limit(f: &Fill, u: &PositionUpdate, p: &EngineParams) {
+    assert_eq!((f.symbol, f.mode), (u.symbol, u.mode));
+    let after = f.price.notional(u.qty.abs());
+    if !f.intent.is_exit() {
+        assert!(
+            after <= p.limits.max_position_usd,
+            "entry {f:?} left {after} open"
+        );
+    }
+}
+
+#[test]
+fn xrpusdt_klines_run_to_the_end_and_add_up() {
+    let p = params();
+    let r = run(&[xrpusdt()], p.clone(), &BacktestOptions::default());
+    let rep = &r.report;
+    assert_eq!(rep.run.messages, 1999, "every line processed");
+    assert_eq!(rep.run.parse_errors, 0);
+    assert_eq!(
+        rep.run.synthetic_quotes, 1999,
+        "one synthesized quote per kline"
+    );
+    let s = &rep.symbols[0];
+    assert_eq!(
+        (
+            s.symbol.as_str(),
+            s.tick_size.as_str(),
+            s.step_size.as_str(),
+            s.min_notional.as_str()
+        ),
+        ("XRPUSDT", "0.0001", "0.1", "5")
+    );
+    assert_eq!(s.quote_asset.as_deref(), Some("USDT"));
+    // Klines only: swing and position run; scalp needs trades and ultra_fast a real book.
+    let ran: Vec<&str> = rep.modes.iter().map(|m| m.mode.as_str()).collect();
+    assert_eq!(ran, ["swing", "position"]);
+    let skipped: Vec<StrategyMode> = rep.modes_skipped.iter().map(|s| s.mode).collect();
+    assert_eq!(skipped, [StrategyMode::UltraFastScalp, StrategyMode::Scalp]);
+    assert!(
+        rep.total.fills > 0 && rep.total.trades > 0,
+        "the strategies traded: {rep}"
+    );
+    assert_eq!(rep.run.first_event_utc, "2021-11-15T00:05:00.000Z");
+    check_consistency(&r, &p);
+}
+
+#[test]
+fn xrpeth_trades_run_to_the_end_and_add_up() {
+    let p = params();
+    let r = run(&[xrpeth()], p.clone(), &BacktestOptions::default());
+    let rep = &r.report;
+    assert_eq!(rep.run.messages, 12_477);
+    assert_eq!(rep.run.parse_errors, 0);
+    let s = &rep.symbols[0];
+    assert_eq!(
+        (
+            s.symbol.as_str(),
+            s.tick_size.as_str(),
+            s.step_size.as_str()
+        ),
+        ("XRPETH", "0.00000001", "1")
+    );
+    assert_eq!(s.quote_asset.as_deref(), Some("ETH"));
+    let ran: Vec<&str> = rep.modes.iter().map(|m| m.mode.as_str()).collect();
+    assert_eq!(ran, ["scalp", "swing", "position"]);
+    assert!(rep.total.fills > 0, "the strategies traded: {rep}");
+    check_consistency(&r, &p);
+}
+
+#[test]
+fn both_files_merge_by_event_time_and_reports_are_byte_identical() {
+    let p = params();
+    let files = [xrpusdt(), xrpeth()];
+    let a = run(&files, p.clone(), &BacktestOptions::default());
+    check_consistency(&a, &p);
+    assert_eq!(a.report.run.messages, 12_477 + 1999);
+    assert!(a.report.run.mixed_quote_assets);
+    assert_eq!(a.report.run.quote_assets, ["ETH", "USDT"]);
+    // Merged by event time: the 2019 fills come before the 2021 ones although the 2021 file was given first.
+    let fl = fills(&a.events);
+    assert!(
+        fl.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms),
+        "fills in event-time order"
+    );
+    assert_eq!(fl.first().map(|f| f.symbol.as_str()), Some("XRPETH"));
+    let b = run(&files, p.clone(), &BacktestOptions::default());
+    let (ja, jb) = (a.report.to_json(), b.report.to_json());
+    assert_eq!(ja, jb, "same input → byte-identical JSON");
+    assert_eq!(
+        a.report.to_svg(),
+        b.report.to_svg(),
+        "same input → byte-identical SVG"
+    );
+    assert_eq!(a.report.to_string(), b.report.to_string());
+    let v: serde_json::Value = serde_json::from_str(&ja).expect("valid JSON");
+    assert_eq!(
+        v["run"]["denials"].as_object().map(|m| m.len()),
+        Some(16),
+        "denials by name"
+    );
+    assert!(v["run"]["denials"].get("position_too_large").is_some());
+    assert!(
+        v["total"]["gross_pnl"].is_string(),
+        "amounts are exact decimal strings"
+    );
+}
+
+#[test]
+fn mode_selection_and_flatten_at_end() {
+    let p = params();
+    let opts = BacktestOptions {
+        modes: Some(vec![StrategyMode::Swing]),
+        flatten_at_end: true,
+        ..BacktestOptions::default()
+    };
+    let r = run(&[xrpusdt()], p.clone(), &opts);
+    let ran: Vec<&str> = r.report.modes.iter().map(|m| m.mode.as_str()).collect();
+    assert_eq!(ran, ["swing"]);
+    assert!(r.report.modes_skipped.is_empty());
+    assert!(fills(&r.events)
+        .iter()
+        .all(|f| f.mode == StrategyMode::Swing));
+    assert_eq!(r.report.total.open_positions_end, 0, "flattened");
+    assert_eq!(r.report.total.unrealized_pnl, Notional::ZERO);
+    assert_eq!(r.report.total.equity_end, r.report.total.net_pnl);
+    check_consistency(&r, &p);
+
+    let only_fast = BacktestOptions {
+        modes: Some(vec![StrategyMode::UltraFastScalp]),
+        ..BacktestOptions::default()
+    };
+    let err =
+        backtest::run(p, &[xrpusdt()], &only_fast, |_, _| {}).expect_err("no book in the data");
+    assert!(err.to_string().contains("bookTicker"), "{err}");
+}
+
+#[test]
+fn tight_limits_are_enforced_and_denials_reported() {
+    // $30 per position: every entry the strategies ask for ($200–$750) is too large.
+    let mut p = params();
+    p.limits.max_position_usd = Notional::from_int(30);
+    p.scalp.notional = Notional::from_int(200);
+    let r = run(&[xrpusdt()], p.clone(), &BacktestOptions::default());
+    // Swing/position entries are capped to the limit by the engine; whatever filled respects it.
+    check_consistency(&r, &p);
+    let mut p2 = params();
+    p2.limits.max_position_usd = Notional::from_int(30);
+    let r2 = run(&[xrpeth()], p2.clone(), &BacktestOptions::default());
+    check_consistency(&r2, &p2);
+    let denied = r2
+        .report
+        .run
+        .denials
+        .iter()
+        .find(|d| aegis_engine::risk::gate::Denial::PositionTooLarge == d.reason)
+        .map(|d| d.count);
+    assert!(
+        denied > Some(0),
+        "scalp's 200 ETH entries were denied: {}",
+        r2.report
+    );
+    assert!(
+        r2.report
+            .mode(StrategyMode::Scalp)
+            .is_some_and(|m| m.fills == 0),
+        "no scalp entry got through"
+    );
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let p = params();
+    let o = BacktestOptions::default();
+    let e = backtest::run(p.clone(), &[], &o, |_, _| {}).expect_err("no files");
+    assert!(e.to_string().contains("no data files"));
+    let e = backtest::run(p.clone(), &[data("nope.jsonl")], &o, |_, _| {}).expect_err("missing");
+    assert!(e.to_string().contains("nope.jsonl"), "{e}");
+    let dir = std::env::temp_dir().join(format!("aegis-bt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let junk = dir.join("junk.jsonl");
+    std::fs::write(&junk, "hello\n{\"not\":\"binance\"}\n").expect("write");
+    let e = backtest::run(p, &[junk], &o, |_, _| {}).expect_err("no market data");
+    assert!(e.to_string().contains("no market data"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tiny well-formedness check: one root `<svg>`, every tag closed in order, attribute quotes balanced.
+fn check_svg(svg: &str) {
+    assert!(svg.starts_with("<svg "), "starts with <svg");
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = svg;
+    let mut roots = 0;
+    while let Some(i) = rest.find('<') {
+        let j = rest[i..].find('>').expect("tag closed") + i;
+        let tag = &rest[i + 1..j];
+        assert_eq!(
+            tag.matches('"').count() % 2,
+            0,
+            "quotes balanced in <{tag}>"
+        );
+        assert!(!tag.contains('<'), "no '<' inside a tag");
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(
+                stack.pop().as_deref(),
+                Some(name.trim()),
+                "closing tag matches"
+            );
+        } else if !tag.ends_with('/') {
+            let name = tag.split_whitespace().next().expect("tag name").to_owned();
+            if stack.is_empty() {
+                roots += 1;
+            }
+            stack.push(name);
+        } else if stack.is_empty() {
+            panic!("element outside the root");
+        }
+        rest = &rest[j + 1..];
+    }
+    assert!(stack.is_empty(), "all tags closed: {stack:?}");
+    assert_eq!(roots, 1);
+    assert!(rest.trim().is_empty());
+}
+
+#[test]
+fn svg_is_well_formed_with_a_path_per_mode() {
+    let p = params();
+    let r = run(&[xrpeth(), xrpusdt()], p, &BacktestOptions::default());
+    let svg = r.report.to_svg();
+    check_svg(&svg);
+    for m in r
+        .report
+        .modes
+        .iter()
+        .map(|m| m.mode.as_str())
+        .chain(["total"])
+    {
+        for kind in ["equity", "drawdown"] {
+            let tag = format!(r#"<path class="{kind}" data-mode="{m}" d="M"#);
+            assert_eq!(svg.matches(&tag).count(), 1, "{kind} path for {m}");
+        }
+        assert!(
+            svg.contains(&format!(">{m}</text>")),
+            "legend entry for {m}"
+        );
+    }
+    assert!(svg.contains("time (UTC)") && svg.contains("Drawdown"));
+}
