@@ -5,6 +5,7 @@
 //! busy loop) becomes one more [`Feed`] variant whose `poll` returns the next complete text frame — nothing
 //! downstream changes.
 
+pub mod frame;
 pub mod parse;
 pub mod replay;
 pub mod sim;

@@ -1,0 +1,219 @@
+//! Which Binance environment the bot talks to, and with which key: both follow `TRADING_MODE` only.
+//!
+//! A key is taken only from the variables of the selected mode (`BINANCE_*` for live, `BINANCE_TESTNET_*` for
+//! testnet), and the URLs only from that mode's defaults (or the explicit `BINANCE_*_URL` overrides used to point
+//! at the simulator). So a testnet key can never reach production or the reverse: there is no code path that
+//! reads the other mode's variables.
+
+use aegis_engine::sign::{ApiKey, SignError, Signer};
+use aegis_shared::config::{Config, ConfigError};
+use aegis_shared::{Secret, TradingMode};
+
+/// Base URLs of one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// `production` or `testnet`, for banners.
+    pub name: &'static str,
+    /// USD-M futures REST base.
+    pub fapi: String,
+    /// Market/user stream base (`/stream?streams=`, `/ws/<listenKey>` are appended).
+    pub fstream: String,
+    /// WebSocket API URL.
+    pub wsapi: String,
+    /// `/sapi` base (production only; `None` on testnet, which has no key restrictions endpoint).
+    pub sapi: Option<String>,
+    /// True when any URL was overridden (simulator).
+    pub overridden: bool,
+}
+
+impl Endpoints {
+    /// The endpoints for `cfg.trading_mode` (`None` for paper).
+    pub fn for_config(cfg: &Config) -> Option<Self> {
+        let x = &cfg.exchange;
+        let (name, fapi, fstream, wsapi, sapi) = match cfg.trading_mode {
+            TradingMode::Paper => return None,
+            TradingMode::Live => (
+                "production",
+                "https://fapi.binance.com",
+                "wss://fstream.binance.com",
+                "wss://ws-fapi.binance.com/ws-fapi/v1",
+                Some("https://api.binance.com"),
+            ),
+            TradingMode::Testnet => (
+                "testnet",
+                "https://testnet.binancefuture.com",
+                "wss://fstream.binancefuture.com",
+                "wss://testnet.binancefuture.com/ws-fapi/v1",
+                None,
+            ),
+        };
+        let overridden = x.fapi_url.is_some()
+            || x.fstream_url.is_some()
+            || x.wsapi_url.is_some()
+            || x.sapi_url.is_some();
+        Some(Self {
+            name,
+            fapi: x.fapi_url.clone().unwrap_or_else(|| fapi.into()),
+            fstream: x.fstream_url.clone().unwrap_or_else(|| fstream.into()),
+            wsapi: x.wsapi_url.clone().unwrap_or_else(|| wsapi.into()),
+            sapi: x.sapi_url.clone().or(sapi.map(String::from)),
+            overridden,
+        })
+    }
+}
+
+/// A usable key: the API key and what signs with it.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// API key (`X-MBX-APIKEY`).
+    pub api_key: ApiKey,
+    /// HMAC or Ed25519 signer.
+    pub signer: Signer,
+    /// The variable the key came from, for messages.
+    pub source: &'static str,
+}
+
+impl Credentials {
+    /// True for an Ed25519 key (WebSocket-API `session.logon` possible).
+    pub fn is_ed25519(&self) -> bool {
+        matches!(self.signer, Signer::Ed25519(_))
+    }
+}
+
+fn bad(key: &str, fix: &str) -> ConfigError {
+    ConfigError::new(key, None, fix.to_string())
+}
+
+/// The key of the selected mode, from that mode's variables only. `Ok(None)` = no API key: read-only mode.
+pub fn credentials(cfg: &Config) -> Result<Option<Credentials>, ConfigError> {
+    let k = &cfg.keys;
+    let (key_var, secret_var, path_var, api_key, secret, path) = match cfg.trading_mode {
+        TradingMode::Paper => return Ok(None),
+        TradingMode::Live => (
+            "BINANCE_API_KEY",
+            "BINANCE_SECRET_KEY",
+            "BINANCE_ED25519_PRIVATE_KEY_PATH",
+            &k.api_key,
+            &k.secret_key,
+            &cfg.exchange.ed25519_key_path,
+        ),
+        TradingMode::Testnet => (
+            "BINANCE_TESTNET_API_KEY",
+            "BINANCE_TESTNET_SECRET_KEY",
+            "BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH",
+            &k.testnet_api_key,
+            &k.testnet_secret_key,
+            &cfg.exchange.testnet_ed25519_key_path,
+        ),
+    };
+    if api_key.is_empty() {
+        return Ok(None);
+    }
+    let api_key = ApiKey::new(api_key.clone()).map_err(|_| {
+        bad(
+            key_var,
+            "an API key is 64 ASCII letters and digits as shown by Binance; paste it again without spaces or quotes",
+        )
+    })?;
+    let signer = match path {
+        Some(p) => {
+            let pem = std::fs::read_to_string(p).map_err(|e| {
+                ConfigError::new(
+                    path_var,
+                    Some(&p.display().to_string()),
+                    format!("cannot read the Ed25519 private key file ({}); check the path and that the bot's user can read it", e.kind()),
+                )
+            })?;
+            Signer::from_secret(&Secret::new(pem)).map_err(|_| {
+                ConfigError::new(
+                    path_var,
+                    Some(&p.display().to_string()),
+                    "the file is not a PKCS#8 PEM Ed25519 private key (-----BEGIN PRIVATE KEY-----)",
+                )
+            })?
+        }
+        None => Signer::from_secret(secret).map_err(|e| match e {
+            SignError::EmptySecret => bad(secret_var, "set the secret that belongs to the API key"),
+            _ => bad(
+                secret_var,
+                "the secret could not be read as an HMAC secret or an Ed25519 PEM key",
+            ),
+        })?,
+    };
+    Ok(Some(Credentials {
+        api_key,
+        signer,
+        source: key_var,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const PROD: &str = "Pr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0d";
+    const TEST: &str = "TestTestTestTestTestTestTestTestTestTestTestTestTestTestTestTest";
+
+    fn cfg(pairs: &[(&str, &str)]) -> Config {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| m.get(k).cloned()).unwrap()
+    }
+
+    #[test]
+    fn keys_and_urls_follow_the_mode_only() {
+        let both = [
+            ("BINANCE_API_KEY", PROD),
+            ("BINANCE_SECRET_KEY", "prod-secret"),
+            ("BINANCE_TESTNET_API_KEY", TEST),
+            ("BINANCE_TESTNET_SECRET_KEY", "test-secret"),
+        ];
+        let mut t = both.to_vec();
+        t.push(("TRADING_MODE", "testnet"));
+        let c = cfg(&t);
+        let cr = credentials(&c).unwrap().unwrap();
+        assert_eq!(cr.api_key.expose(), TEST);
+        let e = Endpoints::for_config(&c).unwrap();
+        assert_eq!(e.fapi, "https://testnet.binancefuture.com");
+        assert!(e.sapi.is_none());
+        let mut l = both.to_vec();
+        l.push(("TRADING_MODE", "live"));
+        let c = cfg(&l);
+        assert_eq!(credentials(&c).unwrap().unwrap().api_key.expose(), PROD);
+        assert_eq!(
+            Endpoints::for_config(&c).unwrap().fapi,
+            "https://fapi.binance.com"
+        );
+        // Testnet mode with only a production key: read-only, the production key is never picked up.
+        let c = cfg(&[
+            ("TRADING_MODE", "testnet"),
+            ("BINANCE_API_KEY", PROD),
+            ("BINANCE_SECRET_KEY", "prod-secret"),
+        ]);
+        assert!(credentials(&c).unwrap().is_none());
+        // And the reverse.
+        let c = cfg(&[
+            ("TRADING_MODE", "live"),
+            ("BINANCE_TESTNET_API_KEY", TEST),
+            ("BINANCE_TESTNET_SECRET_KEY", "test-secret"),
+        ]);
+        assert!(credentials(&c).unwrap().is_none());
+        assert!(Endpoints::for_config(&cfg(&[])).is_none());
+    }
+
+    #[test]
+    fn overrides_point_at_the_simulator() {
+        let c = cfg(&[
+            ("TRADING_MODE", "testnet"),
+            ("BINANCE_FAPI_URL", "http://127.0.0.1:9010/"),
+            ("BINANCE_FSTREAM_URL", "ws://127.0.0.1:9010"),
+        ]);
+        let e = Endpoints::for_config(&c).unwrap();
+        assert_eq!(e.fapi, "http://127.0.0.1:9010");
+        assert_eq!(e.fstream, "ws://127.0.0.1:9010");
+        assert!(e.overridden);
+    }
+}

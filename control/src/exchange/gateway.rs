@@ -1,0 +1,679 @@
+//! The order gateway (**interim**, see `aegis_engine::venue::binance`): a dedicated thread (`aegis-orders`,
+//! not the engine's) that takes approved orders from the engine's bounded queue, signs them with
+//! `aegis_engine::sign::OrderEncoder` and sends them over the WebSocket API (`order.place` / `order.cancel`;
+//! Ed25519 keys log the connection on with `session.logon` so orders carry no signature; HMAC keys sign each
+//! request), falling back to REST `POST /fapi/v1/order` while the WebSocket is down.
+//!
+//! Answers go back to the engine as [`Inbound`] messages. The rules:
+//! - Unknown outcome (5xx, no answer within [`ANSWER_TIMEOUT`], connection lost with requests in flight) →
+//!   query the order by client id (`GET /fapi/v1/order`) before anything else; found → acknowledged, not found
+//!   (-2013) → rejected. **Never a blind resend.**
+//! - -1021 (clock) → one clock resync and one resend of that order (it was refused, so no duplicate).
+//! - -2014/-2015 → the venue goes read-only, entries halt (`KeyRejected`), an alert is raised; no retry.
+//! - 429/418 → the order is rejected, entries halt (`RateLimited`) until `Retry-After` has passed.
+
+use super::rest::{wall_ms, RestClient, RestError};
+use aegis_engine::net::ws;
+use aegis_engine::sign::{
+    ws_api, CancelRef, CancelRequest, OrderEncoder, OrderRequest as WireOrder, RespType, Signer,
+    WirePrecision,
+};
+use aegis_engine::venue::binance::{GatewayEnds, Inbound, Outbound};
+use aegis_engine::venue::OrderRequest;
+use aegis_shared::event::{AlertKind, HaltReason};
+use aegis_shared::{ClientOrderId, Symbol};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tungstenite::Message;
+
+/// An order without an answer after this long has an unknown outcome.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_millis(2000);
+
+/// Counters (for tests and the log).
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// order.place / REST orders sent.
+    pub placed: AtomicU64,
+    /// Orders sent over REST (fallback).
+    pub rest_fallback: AtomicU64,
+    /// Unknown outcomes resolved by a query.
+    pub queried: AtomicU64,
+    /// Clock resyncs after -1021.
+    pub resyncs: AtomicU64,
+}
+
+/// How long a WebSocket-API 429/418 asks us to wait (the WebSocket API has no `Retry-After` header): the
+/// error's `data.retryAfter` (epoch ms), else the ban's end from the message `IP banned until <ms>`; both are
+/// server times, compared with `server_now_ms`.
+fn ws_retry_after(v: &Value, msg: &str, server_now_ms: u64) -> Option<Duration> {
+    let until = v
+        .get("error")
+        .and_then(|e| e.get("data"))
+        .and_then(|d| d.get("retryAfter"))
+        .and_then(Value::as_u64)
+        .or_else(|| {
+            let rest = msg.split("banned until ").nth(1)?;
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })?;
+    Some(Duration::from_millis(
+        until.saturating_sub(server_now_ms).max(1000),
+    ))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Place(OrderRequest, bool),
+    Cancel,
+    Logon,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    cid: ClientOrderId,
+    symbol: Symbol,
+    sent: Instant,
+    kind: Kind,
+}
+
+/// Handle of the running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Counters.
+    pub stats: Arc<GatewayStats>,
+    stop: Arc<AtomicBool>,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Stops after the queue is drained and in-flight answers arrived (bounded by `budget`).
+    pub fn stop(mut self, budget: Duration) {
+        self.stop.store(true, Ordering::Release);
+        let t = Instant::now();
+        if let Some(j) = self.join.take() {
+            while !j.is_finished() && t.elapsed() < budget {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if j.is_finished() {
+                let _ = j.join();
+            }
+        }
+    }
+}
+
+struct State {
+    client: RestClient,
+    rt: tokio::runtime::Handle,
+    ends: GatewayEnds,
+    encoder: OrderEncoder,
+    precision: HashMap<Symbol, WirePrecision>,
+    ws: Option<ws::Ws>,
+    logged_on: bool,
+    next_id: u64,
+    pending: HashMap<u64, Pending>,
+    read_only: bool,
+    rate_halt_until: Option<Instant>,
+    reconnect_at: Instant,
+    attempt: u32,
+    stats: Arc<GatewayStats>,
+}
+
+/// Starts the gateway thread. `precision` holds every traded symbol's tick/step.
+pub fn start(
+    client: RestClient,
+    rt: tokio::runtime::Handle,
+    ends: GatewayEnds,
+    precision: HashMap<Symbol, WirePrecision>,
+) -> std::io::Result<Gateway> {
+    let Some(creds) = client.credentials().cloned() else {
+        return Err(std::io::Error::other("the order gateway needs a key"));
+    };
+    let stats = Arc::new(GatewayStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut st = State {
+        encoder: OrderEncoder::new(creds.signer.clone(), creds.api_key.clone(), 5000),
+        client,
+        rt,
+        ends,
+        precision,
+        ws: None,
+        logged_on: false,
+        next_id: 1,
+        pending: HashMap::new(),
+        read_only: false,
+        rate_halt_until: None,
+        reconnect_at: Instant::now(),
+        attempt: 0,
+        stats: stats.clone(),
+    };
+    let s2 = stop.clone();
+    let join = std::thread::Builder::new()
+        .name("aegis-orders".into())
+        .spawn(move || st.run(&s2))?;
+    Ok(Gateway {
+        stats,
+        stop,
+        join: Some(join),
+    })
+}
+
+impl State {
+    fn send_in(&self, m: Inbound) {
+        let _ = self.ends.inbound.send(m);
+    }
+
+    fn run(&mut self, stop: &AtomicBool) {
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            if stop.load(Ordering::Acquire) {
+                // Drain: whatever the engine queued (shutdown cancels) and answers in flight, bounded.
+                let t = *idle_since.get_or_insert_with(Instant::now);
+                if (self.ends.outbound.is_empty() && self.pending.is_empty())
+                    || t.elapsed() > Duration::from_secs(3)
+                {
+                    break;
+                }
+            }
+            if self.ws.is_none() && Instant::now() >= self.reconnect_at {
+                self.connect();
+            }
+            let mut busy = false;
+            while let Ok(m) = self.ends.outbound.try_recv() {
+                busy = true;
+                self.outbound(m);
+            }
+            busy |= self.read_ws();
+            self.check_timeouts();
+            if let Some(t) = self.rate_halt_until {
+                if Instant::now() >= t {
+                    self.rate_halt_until = None;
+                    tracing::info!("rate limit wait over: new entries may resume");
+                    self.send_in(Inbound::Clear(HaltReason::RateLimited));
+                }
+            }
+            if !busy {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        if let Some(mut w) = self.ws.take() {
+            let _ = w.close(None);
+            let _ = w.flush();
+        }
+    }
+
+    fn connect(&mut self) {
+        match ws::connect(&self.client.endpoints.wsapi, Duration::from_secs(5)) {
+            Ok(w) => {
+                let _ = ws::set_read_timeout(&w, Some(Duration::from_millis(1)));
+                self.ws = Some(w);
+                self.attempt = 0;
+                self.logged_on = false;
+                if let Signer::Ed25519(ed) = self.encoder.signer().clone() {
+                    let id = self.take_id();
+                    let mut scratch = [0u8; 1024];
+                    let mut out = [0u8; 1024];
+                    if let Ok(n) = ws_api::encode_session_logon(
+                        id,
+                        self.encoder.api_key(),
+                        &ed,
+                        self.client.now_ms(),
+                        &mut scratch,
+                        &mut out,
+                    ) {
+                        let text = String::from_utf8_lossy(&out[..n]).into_owned();
+                        if self.ws_send(text) {
+                            self.pending.insert(
+                                id,
+                                Pending {
+                                    cid: ClientOrderId::new("logon")
+                                        .unwrap_or_else(|_| unreachable!("valid literal")),
+                                    symbol: Symbol::new("LOGON")
+                                        .unwrap_or_else(|_| unreachable!("valid literal")),
+                                    sent: Instant::now(),
+                                    kind: Kind::Logon,
+                                },
+                            );
+                        }
+                    }
+                }
+                tracing::info!(
+                    "order entry: WebSocket API connected ({})",
+                    ws::redact(&self.client.endpoints.wsapi)
+                );
+            }
+            Err(e) => {
+                self.attempt = self.attempt.saturating_add(1);
+                let ms = (100u64 << self.attempt.min(6)).min(5000);
+                self.reconnect_at = Instant::now() + Duration::from_millis(ms);
+                if self.attempt <= 3 {
+                    tracing::warn!(error = %e, "order entry: WebSocket API unavailable; using REST until it is back");
+                }
+            }
+        }
+    }
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn ws_send(&mut self, text: String) -> bool {
+        let Some(w) = self.ws.as_mut() else {
+            return false;
+        };
+        if w.send(Message::text(text)).is_ok() {
+            true
+        } else {
+            self.lost_connection();
+            false
+        }
+    }
+
+    fn lost_connection(&mut self) {
+        self.ws = None;
+        self.logged_on = false;
+        self.reconnect_at = Instant::now() + Duration::from_millis(100);
+        // Everything in flight has an unknown outcome now.
+        let ids: Vec<u64> = self.pending.keys().copied().collect();
+        for id in ids {
+            if let Some(p) = self.pending.remove(&id) {
+                self.unknown(p);
+            }
+        }
+    }
+
+    fn wire(&self, req: &OrderRequest, cid: ClientOrderId) -> WireOrder {
+        WireOrder {
+            symbol: req.symbol,
+            side: req.side,
+            order_type: req.order_type,
+            tif: req.tif,
+            qty: req.qty,
+            price: req.price,
+            reduce_only: req.reduce_only,
+            client_id: cid,
+            resp_type: RespType::Ack,
+        }
+    }
+
+    fn outbound(&mut self, m: Outbound) {
+        match m {
+            Outbound::Place { req, client_id } => self.place(req, client_id, false),
+            Outbound::Cancel { symbol, client_id } => self.cancel(symbol, client_id),
+        }
+    }
+
+    fn place(&mut self, req: OrderRequest, cid: ClientOrderId, resent: bool) {
+        let now = wall_ms();
+        if self.read_only {
+            self.send_in(Inbound::Rejected {
+                client_id: cid,
+                code: -2015,
+                ts_ms: now,
+            });
+            return;
+        }
+        if self.rate_halt_until.is_some()
+            || self.client.shared.blocked_until_ms.load(Ordering::Relaxed) > now
+        {
+            self.send_in(Inbound::Rejected {
+                client_id: cid,
+                code: -1003,
+                ts_ms: now,
+            });
+            return;
+        }
+        let Some(p) = self.precision.get(&req.symbol).copied() else {
+            self.send_in(Inbound::Rejected {
+                client_id: cid,
+                code: -1121,
+                ts_ms: now,
+            });
+            return;
+        };
+        let wire = self.wire(&req, cid);
+        let ts = self.client.now_ms();
+        self.stats.placed.fetch_add(1, Ordering::Relaxed);
+        if self.ws.is_some() {
+            let id = self.take_id();
+            let logged_on = self.logged_on;
+            match self.encoder.ws_order_place(id, &wire, &p, ts, logged_on) {
+                Ok(b) => {
+                    let text = String::from_utf8_lossy(b).into_owned();
+                    if self.ws_send(text) {
+                        self.pending.insert(
+                            id,
+                            Pending {
+                                cid,
+                                symbol: req.symbol,
+                                sent: Instant::now(),
+                                kind: Kind::Place(req, resent),
+                            },
+                        );
+                    } else {
+                        // The frame may or may not have left: treat as unknown.
+                        self.unknown(Pending {
+                            cid,
+                            symbol: req.symbol,
+                            sent: Instant::now(),
+                            kind: Kind::Place(req, resent),
+                        });
+                    }
+                }
+                Err(_) => self.send_in(Inbound::Rejected {
+                    client_id: cid,
+                    code: -1111,
+                    ts_ms: now,
+                }),
+            }
+            return;
+        }
+        // REST fallback.
+        self.stats.rest_fallback.fetch_add(1, Ordering::Relaxed);
+        let q = match self.encoder.rest_order(&wire, &p, ts) {
+            Ok(b) => String::from_utf8_lossy(b).into_owned(),
+            Err(_) => {
+                self.send_in(Inbound::Rejected {
+                    client_id: cid,
+                    code: -1111,
+                    ts_ms: now,
+                });
+                return;
+            }
+        };
+        let r = self.rt.block_on(self.client.place_order_raw(&q));
+        let pend = Pending {
+            cid,
+            symbol: req.symbol,
+            sent: Instant::now(),
+            kind: Kind::Place(req, resent),
+        };
+        match r {
+            Ok(v) => self.acked(cid, &v),
+            Err(e) => self.failed(pend, &e),
+        }
+    }
+
+    fn cancel(&mut self, symbol: Symbol, cid: ClientOrderId) {
+        if self.read_only {
+            return;
+        }
+        let ts = self.client.now_ms();
+        if self.ws.is_some() {
+            let id = self.take_id();
+            let logged_on = self.logged_on;
+            let c = CancelRequest {
+                symbol,
+                order: CancelRef::ClientId(cid),
+            };
+            if let Ok(b) = self.encoder.ws_order_cancel(id, &c, ts, logged_on) {
+                let text = String::from_utf8_lossy(b).into_owned();
+                if self.ws_send(text) {
+                    self.pending.insert(
+                        id,
+                        Pending {
+                            cid,
+                            symbol,
+                            sent: Instant::now(),
+                            kind: Kind::Cancel,
+                        },
+                    );
+                    return;
+                }
+            }
+        }
+        // The user data stream reports the CANCELED state; errors (already filled) need nothing.
+        let _ = self
+            .rt
+            .block_on(self.client.cancel_order(symbol.as_str(), cid.as_str()));
+    }
+
+    fn acked(&self, cid: ClientOrderId, v: &Value) {
+        let oid = v.get("orderId").and_then(Value::as_u64).unwrap_or(0);
+        self.send_in(Inbound::Ack {
+            client_id: cid,
+            exchange_id: oid,
+            ts_ms: wall_ms(),
+        });
+    }
+
+    fn key_rejected(&mut self, code: i32) {
+        if self.read_only {
+            return;
+        }
+        self.read_only = true;
+        tracing::error!("Binance rejected the API key ({code}): new orders halted, staying up read-only; fix the key on Binance and restart (no automatic retry)");
+        self.send_in(Inbound::ReadOnly);
+        self.send_in(Inbound::Halt(HaltReason::KeyRejected));
+        self.send_in(Inbound::Alert(AlertKind::KeyInvalid));
+    }
+
+    fn rate_limited(&mut self, wait: Duration) {
+        let until = Instant::now() + wait;
+        if self.rate_halt_until.is_none_or(|t| t < until) {
+            if self.rate_halt_until.is_none() {
+                tracing::warn!("rate limited by Binance: new entries halted for {wait:?}");
+                self.send_in(Inbound::Halt(HaltReason::RateLimited));
+                self.send_in(Inbound::Alert(AlertKind::ExchangeErrors));
+            }
+            self.rate_halt_until = Some(until);
+        }
+    }
+
+    /// A definite failure or an unknown outcome of a placement.
+    fn failed(&mut self, p: Pending, e: &RestError) {
+        let now = wall_ms();
+        match e {
+            RestError::KeyRejected { code, .. } => {
+                self.key_rejected(*code);
+                self.send_in(Inbound::Rejected {
+                    client_id: p.cid,
+                    code: *code,
+                    ts_ms: now,
+                });
+            }
+            RestError::RateLimited { retry_after, .. } => {
+                self.rate_limited(*retry_after);
+                self.send_in(Inbound::Rejected {
+                    client_id: p.cid,
+                    code: -1003,
+                    ts_ms: now,
+                });
+            }
+            RestError::Api { code: -1021, .. } => self.resync_and_resend(p, -1021),
+            RestError::Api { code, .. } => self.send_in(Inbound::Rejected {
+                client_id: p.cid,
+                code: *code,
+                ts_ms: now,
+            }),
+            RestError::Transport { .. } | RestError::NoKey => {
+                // Never left this machine.
+                self.send_in(Inbound::Rejected {
+                    client_id: p.cid,
+                    code: -1001,
+                    ts_ms: now,
+                })
+            }
+            RestError::Unknown { .. } | RestError::Decode { .. } => self.unknown(p),
+        }
+    }
+
+    fn resync_and_resend(&mut self, p: Pending, code: i32) {
+        match p.kind {
+            Kind::Place(req, false) => {
+                self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("order refused for the clock (-1021): resyncing once and resending that order once");
+                let _ = self.rt.block_on(self.client.sync_time());
+                self.place(req, p.cid, true);
+            }
+            _ => self.send_in(Inbound::Rejected {
+                client_id: p.cid,
+                code,
+                ts_ms: wall_ms(),
+            }),
+        }
+    }
+
+    /// Unknown outcome: query by client id, never resend.
+    fn unknown(&mut self, p: Pending) {
+        let Kind::Place(..) = p.kind else {
+            return;
+        };
+        self.stats.queried.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(client_id = %p.cid, "order outcome unknown: querying it by client id before anything else");
+        for attempt in 0..5u64 {
+            match self
+                .rt
+                .block_on(self.client.query_order(p.symbol.as_str(), p.cid.as_str()))
+            {
+                Ok(v) => {
+                    self.acked(p.cid, &v);
+                    return;
+                }
+                Err(RestError::Api { code: -2013, .. }) => {
+                    self.send_in(Inbound::Rejected {
+                        client_id: p.cid,
+                        code: -2013,
+                        ts_ms: wall_ms(),
+                    });
+                    return;
+                }
+                Err(RestError::KeyRejected { code, .. }) => {
+                    self.key_rejected(code);
+                    return;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200 * (attempt + 1))),
+            }
+        }
+        // Still unknown: the order stays PendingNew in the engine (no resend); the user data stream will report
+        // it if it exists, and reconciliation on the next start settles it.
+        tracing::error!(client_id = %p.cid, "order outcome still unknown after 5 queries; leaving it pending, never resending");
+    }
+
+    fn check_timeouts(&mut self) {
+        let late: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sent.elapsed() > ANSWER_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(p) = self.pending.remove(&id) {
+                self.unknown(p);
+            }
+        }
+    }
+
+    fn read_ws(&mut self) -> bool {
+        let mut busy = false;
+        loop {
+            let Some(w) = self.ws.as_mut() else {
+                return busy;
+            };
+            match w.read() {
+                Ok(Message::Text(t)) => {
+                    busy = true;
+                    if let Ok(v) = serde_json::from_str::<Value>(t.as_str()) {
+                        self.answer(&v);
+                    }
+                }
+                Ok(Message::Ping(_)) => {
+                    let _ = w.flush();
+                }
+                Ok(Message::Close(_)) => {
+                    self.lost_connection();
+                    return true;
+                }
+                Ok(_) => {}
+                Err(e) if ws::is_timeout(&e) => return busy,
+                Err(_) => {
+                    self.lost_connection();
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, v: &Value) {
+        let status = v.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
+        let code = v
+            .get("error")
+            .and_then(|e| e.get("code"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0) as i32;
+        let Some(id) = v.get("id").and_then(Value::as_u64) else {
+            // Unsolicited (`"id":null`): a key revoked mid-session.
+            if code == -2015 || code == -2014 || status == 401 {
+                self.key_rejected(code);
+            }
+            return;
+        };
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        if status == 200 {
+            match p.kind {
+                Kind::Logon => {
+                    self.logged_on = true;
+                    tracing::info!("order entry: WebSocket API session logged on (Ed25519)");
+                }
+                Kind::Place(..) => {
+                    if let Some(r) = v.get("result") {
+                        self.acked(p.cid, r);
+                    }
+                }
+                Kind::Cancel => {}
+            }
+            return;
+        }
+        let msg = v
+            .get("error")
+            .and_then(|e| e.get("msg"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let e = if status == 429 || status == 418 {
+            RestError::RateLimited {
+                status,
+                retry_after: ws_retry_after(v, &msg, self.client.now_ms())
+                    .unwrap_or(Duration::from_secs(if status == 418 { 120 } else { 5 })),
+            }
+        } else if code == -2014 || code == -2015 || status == 401 {
+            RestError::KeyRejected {
+                path: "ws-api".into(),
+                code,
+                msg,
+            }
+        } else if status >= 500 {
+            RestError::Unknown {
+                path: "ws-api".into(),
+                why: format!("status {status}"),
+            }
+        } else {
+            RestError::Api {
+                path: "ws-api".into(),
+                status,
+                code,
+                msg,
+            }
+        };
+        match p.kind {
+            Kind::Logon => {
+                tracing::warn!(error = %e, "session.logon refused; signing each request instead");
+                if let RestError::KeyRejected { code, .. } = e {
+                    self.key_rejected(code);
+                }
+            }
+            Kind::Cancel => {
+                if let RestError::KeyRejected { code, .. } = e {
+                    self.key_rejected(code);
+                }
+            }
+            Kind::Place(..) => self.failed(p, &e),
+        }
+    }
+}

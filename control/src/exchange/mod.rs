@@ -1,0 +1,277 @@
+//! The live exchange path of the control plane: Binance USD-M futures on testnet or production.
+//!
+//! - [`env`]: endpoints and the key of the selected `TRADING_MODE` (never the other mode's).
+//! - [`rest`]: the REST client (signing via `aegis_engine::sign`, clock offset, rate limits, error classes).
+//! - [`startup`]: proof that the key works here, `apiRestrictions` in live, exchange filters.
+//! - [`reconcile`]: the start-up reconciliation policy.
+//! - [`user_stream`]: listenKey life cycle and `ORDER_TRADE_UPDATE`s.
+//! - [`gateway`]: the order gateway thread (interim; WebSocket API with REST fallback).
+//!
+//! [`start_live`] wires them: clock → key proof (+ restrictions in live) → exchangeInfo → user data stream →
+//! reconciliation → gateway → engine (live venue, WebSocket market data) → periodic key re-check. Without an
+//! API key it starts read-only: market data and dashboard, no orders.
+
+pub mod env;
+pub mod gateway;
+pub mod reconcile;
+pub mod rest;
+pub mod startup;
+pub mod user_stream;
+
+use crate::runtime::{EngineStart, EngineThread, RunError, StartContext};
+use aegis_engine::net::ws_feed::WsFeedConfig;
+use aegis_engine::sign::WirePrecision;
+use aegis_engine::venue::binance::{self, Inbound};
+use aegis_engine::{EngineReport, FeedSource, PinOutcome};
+use aegis_shared::config::ConfigError;
+use aegis_shared::event::{AlertKind, HaltReason};
+use aegis_shared::TradingMode;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The engine thread plus the exchange threads that must outlive it until it has stopped.
+struct LiveThreads {
+    engine: std::thread::JoinHandle<EngineReport>,
+    gateway: Option<gateway::Gateway>,
+    user: Option<user_stream::UserStream>,
+    recheck: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl EngineThread for LiveThreads {
+    fn is_finished(&self) -> bool {
+        self.engine.is_finished()
+    }
+    fn join(self: Box<Self>) {
+        let s = *self;
+        let _ = s.engine.join();
+        if let Some(g) = s.gateway {
+            g.stop(Duration::from_secs(1));
+        }
+        if let Some(u) = s.user {
+            u.stop();
+        }
+        if let Some(r) = s.recheck {
+            r.abort();
+        }
+    }
+}
+
+fn run_err(e: impl std::fmt::Display) -> RunError {
+    RunError::Engine(e.to_string())
+}
+
+/// Starts the engine on Binance (testnet or live). See the module docs.
+pub fn start_live(ctx: StartContext<'_>) -> Result<EngineStart, RunError> {
+    tokio::task::block_in_place(|| {
+        let rt = tokio::runtime::Handle::current();
+        start_inner(ctx, rt)
+    })
+}
+
+fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<EngineStart, RunError> {
+    let cfg = ctx.config;
+    let endpoints =
+        env::Endpoints::for_config(cfg).ok_or_else(|| run_err("paper mode has no exchange"))?;
+    let creds = env::credentials(cfg)?;
+    tracing::info!(
+        "exchange:    Binance USD-M futures {} (REST {}, streams {}, WebSocket API {})",
+        endpoints.name.to_uppercase(),
+        endpoints.fapi,
+        endpoints.fstream,
+        endpoints.wsapi
+    );
+    if endpoints.overridden {
+        tracing::warn!("exchange:    URLs overridden by BINANCE_*_URL (simulator or proxy): this is not Binance itself");
+    }
+    let client = rest::RestClient::new(endpoints, creds).map_err(run_err)?;
+    let offset = rt.block_on(client.sync_time()).map_err(|e| {
+        run_err(format!(
+            "cannot reach Binance {}: {e}",
+            client.endpoints.name
+        ))
+    })?;
+    tracing::info!("clock:       server time offset {offset} ms (GET /fapi/v1/time)");
+    let read_only = client.credentials().is_none();
+    if read_only {
+        tracing::warn!("==================== READ-ONLY MODE ====================");
+        tracing::warn!(
+            "no API key for TRADING_MODE={} ({}): market data and dashboard only, NO ORDERS",
+            cfg.trading_mode,
+            if cfg.trading_mode == TradingMode::Live {
+                "BINANCE_API_KEY is empty"
+            } else {
+                "BINANCE_TESTNET_API_KEY is empty"
+            }
+        );
+    }
+    rt.block_on(startup::prove(&client, cfg))?;
+
+    let (mut params, _paper_feed) = crate::engine_link::params(&ctx)?;
+    let (link, ends) = binance::link();
+    // Stop nothing from opening until reconciliation has agreed with the exchange.
+    let _ = ends
+        .inbound
+        .send(Inbound::Halt(HaltReason::ReconcileMismatch));
+
+    let mut user = None;
+    let mut plan = reconcile::Plan::default();
+    if !read_only {
+        // The user data stream first, so no update between the snapshot and the stream is lost (the
+        // reconciliation's position settings are absolute, so an update seen twice cannot double count).
+        user = Some(
+            user_stream::start(client.clone(), rt.clone(), ends.inbound.clone())
+                .map_err(|e| run_err(format!("user data stream: {e}")))?,
+        );
+        let orders = rt.block_on(client.open_orders()).map_err(run_err)?;
+        let positions = rt.block_on(client.position_risk()).map_err(run_err)?;
+        plan = reconcile::plan(
+            &orders,
+            &positions,
+            &ctx.ledger.open_orders,
+            &ctx.ledger.positions,
+            client.now_ms(),
+        );
+    }
+    let mut symbols: Vec<_> = params.symbols.iter().map(|s| s.symbol).collect();
+    for s in &plan.position_symbols {
+        if !symbols.contains(s) {
+            tracing::warn!(symbol = %s, "the exchange holds a position in {s}, which is not in SYMBOLS: managing it anyway");
+            symbols.push(*s);
+        }
+    }
+    let info = rt.block_on(client.exchange_info()).map_err(run_err)?;
+    params.symbols = startup::specs_from_exchange_info(&info, &symbols)
+        .map_err(|fix| ConfigError::new("SYMBOLS", None, fix))?;
+    // Journal positions in symbols the exchange does not list cannot be restored into the engine.
+    params
+        .restored_positions
+        .retain(|p| symbols.contains(&p.symbol));
+
+    for n in &plan.notes {
+        tracing::info!("reconcile:   {n}");
+    }
+    let mut all_cancelled = true;
+    for c in &plan.cancel {
+        match rt.block_on(client.cancel_order(&c.symbol, &c.client_id)) {
+            Ok(_) | Err(rest::RestError::Api { code: -2011, .. }) => {}
+            Err(e) => {
+                all_cancelled = false;
+                tracing::error!(client_id = %c.client_id, error = %e, "reconcile: could not cancel an unknown order; new entries stay halted");
+            }
+        }
+    }
+    for m in plan.engine {
+        let _ = ends.inbound.send(m);
+    }
+    if read_only {
+        let _ = ends.inbound.send(Inbound::ReadOnly);
+        let _ = ends.inbound.send(Inbound::Halt(HaltReason::KeyRejected));
+        let _ = ends
+            .inbound
+            .send(Inbound::Clear(HaltReason::ReconcileMismatch));
+    } else if all_cancelled {
+        let _ = ends
+            .inbound
+            .send(Inbound::Clear(HaltReason::ReconcileMismatch));
+        tracing::info!(
+            "reconcile:   local and exchange state agree ({} cancelled, {} adjustments)",
+            plan.cancel.len(),
+            plan.notes.len() - plan.cancel.len()
+        );
+    } else {
+        let _ = ends
+            .inbound
+            .send(Inbound::Alert(AlertKind::ReconcileMismatch));
+    }
+
+    let gateway = if read_only {
+        None
+    } else {
+        let mut precision = HashMap::new();
+        for s in &params.symbols {
+            let p = WirePrecision::new(s.filters.tick_size, s.filters.step_size)
+                .map_err(|e| run_err(format!("{}: {e}", s.symbol)))?;
+            precision.insert(s.symbol, p);
+        }
+        Some(
+            gateway::start(client.clone(), rt.clone(), ends.clone(), precision).map_err(
+                |source| RunError::Start {
+                    what: "the order gateway thread",
+                    source,
+                },
+            )?,
+        )
+    };
+
+    let streams: Vec<String> = params
+        .symbols
+        .iter()
+        .flat_map(|s| {
+            let l = s.symbol.as_str().to_ascii_lowercase();
+            [format!("{l}@bookTicker"), format!("{l}@aggTrade")]
+        })
+        .collect();
+    let feed = FeedSource::Ws(WsFeedConfig::new(format!(
+        "{}/stream?streams={}",
+        client.endpoints.fstream,
+        streams.join("/")
+    )));
+    params.live = Some(link);
+    tracing::info!(
+        "market data: {}/stream ({} streams)",
+        client.endpoints.fstream,
+        streams.len()
+    );
+
+    let recheck = if cfg.trading_mode == TradingMode::Live && !read_only {
+        let (c, every, allow, tx) = (
+            client.clone(),
+            cfg.exchange.key_recheck,
+            cfg.exchange.allow_unrestricted_ip,
+            ends.inbound.clone(),
+        );
+        Some(rt.spawn(async move {
+            let mut tripped = false;
+            loop {
+                tokio::time::sleep(every).await;
+                match c.api_restrictions().await {
+                    Ok((w, ip)) => match startup::judge(w, ip, allow) {
+                        Ok(_) => {}
+                        Err(fix) if !tripped => {
+                            tripped = true;
+                            tracing::error!("key restrictions changed: new entries halted: {fix}");
+                            let _ = tx.send(Inbound::Halt(HaltReason::KeyRejected));
+                            let _ = tx.send(Inbound::Alert(AlertKind::KeyRestrictionsChanged));
+                        }
+                        Err(_) => {}
+                    },
+                    Err(e) => tracing::warn!(error = %e, "key restriction re-check failed; trying again next period"),
+                }
+            }
+        }))
+    } else {
+        None
+    };
+
+    let h = aegis_engine::spawn(params, feed).map_err(|e| RunError::Engine(e.to_string()))?;
+    let pinned = match h.pinned {
+        PinOutcome::Pinned { core } => Ok(core),
+        PinOutcome::Failed { core } => Err(format!("pinning to core {core} failed")),
+        PinOutcome::Unsupported => Err("the OS reports no CPU cores to pin to".to_string()),
+        PinOutcome::Disabled => Err("pinning disabled".to_string()),
+    };
+    Ok(EngineStart {
+        link: crate::pump::EngineLink {
+            events: h.events,
+            stats: h.stats,
+            commands: h.commands,
+        },
+        pinned,
+        thread: Box::new(LiveThreads {
+            engine: h.join,
+            gateway,
+            user,
+            recheck,
+        }),
+    })
+}

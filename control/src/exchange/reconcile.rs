@@ -1,0 +1,261 @@
+//! Reconciliation with the exchange on start: the documented policy.
+//!
+//! Inputs: the exchange's open orders (`GET /fapi/v1/openOrders`) and positions (`GET /fapi/v2/positionRisk`),
+//! and the journal's state (open order ids, positions per (symbol, mode)).
+//!
+//! Policy:
+//! 1. Open orders with our prefix (`ag…`) that the journal knows as open → **adopt** (tracked by the live venue,
+//!    attributed to the mode holding the symbol's journal position, else [`ADOPT_DEFAULT_MODE`]).
+//! 2. Any other open order (not ours, or ours but not in the journal, e.g. sent just before a crash) →
+//!    **cancel**. Nothing is left working that the bot does not know.
+//! 3. Positions: the exchange's net size per symbol is the truth. For each symbol with a position on either
+//!    side, the journal's modes are set so that they add up to it: a single journal mode keeps it; several modes
+//!    → all flat except the largest, which takes the exchange's size; none → [`ADOPT_DEFAULT_MODE`]. Entry
+//!    price from the exchange; realized PnL and fees stay the journal's.
+//! 4. The engine starts halted (`ReconcileMismatch`); the halt is lifted only after every cancel succeeded and
+//!    the adoptions were queued, so nothing new opens until local and exchange state agree.
+
+use super::rest::dec;
+use aegis_engine::venue::binance::{Inbound, ADOPT_DEFAULT_MODE};
+use aegis_shared::event::{OrderType, PositionUpdate};
+use aegis_shared::{ClientOrderId, Price, Qty, Side, StrategyMode, Symbol};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+
+/// An order to cancel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToCancel {
+    /// Symbol.
+    pub symbol: String,
+    /// Client order id as the exchange has it.
+    pub client_id: String,
+    /// Why (for the log).
+    pub why: &'static str,
+}
+
+/// What reconciliation will do.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// Orders to cancel.
+    pub cancel: Vec<ToCancel>,
+    /// Messages for the engine (adopted orders, positions).
+    pub engine: Vec<Inbound>,
+    /// Symbols with an exchange position (the engine must trade them to manage exits).
+    pub position_symbols: Vec<Symbol>,
+    /// Human-readable lines for the log.
+    pub notes: Vec<String>,
+}
+
+fn q(v: &Value, k: &str) -> Qty {
+    Qty::from_units(dec(v, k).units())
+}
+
+fn p(v: &Value, k: &str) -> Price {
+    Price::from_units(dec(v, k).units())
+}
+
+/// Builds the plan (pure; see the module docs).
+pub fn plan(
+    open_orders: &[Value],
+    positions: &[Value],
+    journal_open: &HashSet<ClientOrderId>,
+    journal_positions: &BTreeMap<(Symbol, StrategyMode), PositionUpdate>,
+    now_ms: u64,
+) -> Plan {
+    let mut out = Plan::default();
+    let mode_for = |sym: Symbol| -> StrategyMode {
+        journal_positions
+            .iter()
+            .filter(|((s, _), u)| *s == sym && !u.qty.is_zero())
+            .max_by_key(|(_, u)| u.qty.units().abs())
+            .map(|((_, m), _)| *m)
+            .unwrap_or(ADOPT_DEFAULT_MODE)
+    };
+    for o in open_orders {
+        let sym_s = o.get("symbol").and_then(Value::as_str).unwrap_or("");
+        let cid_s = o.get("clientOrderId").and_then(Value::as_str).unwrap_or("");
+        let cid = ClientOrderId::new(cid_s).ok();
+        let sym = Symbol::new(sym_s).ok();
+        let known = cid.is_some_and(|c| c.is_ours() && journal_open.contains(&c));
+        match (known, cid, sym) {
+            (true, Some(client_id), Some(symbol)) => {
+                let side = if o.get("side").and_then(Value::as_str) == Some("SELL") {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                };
+                let order_type = if o.get("type").and_then(Value::as_str) == Some("LIMIT") {
+                    OrderType::Limit
+                } else {
+                    OrderType::Market
+                };
+                out.engine.push(Inbound::AdoptOrder {
+                    symbol,
+                    mode: mode_for(symbol),
+                    side,
+                    order_type,
+                    price: p(o, "price"),
+                    qty: q(o, "origQty"),
+                    filled: q(o, "executedQty"),
+                    reduce_only: o
+                        .get("reduceOnly")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    client_id,
+                    exchange_id: o.get("orderId").and_then(Value::as_u64).unwrap_or(0),
+                });
+                out.notes.push(format!(
+                    "adopt open order {cid_s} on {sym_s} (ours, in the journal)"
+                ));
+            }
+            _ => {
+                let why = if cid.is_some_and(|c| c.is_ours()) {
+                    "ours but not in the journal"
+                } else {
+                    "not placed by this bot"
+                };
+                out.notes
+                    .push(format!("cancel open order {cid_s} on {sym_s} ({why})"));
+                out.cancel.push(ToCancel {
+                    symbol: sym_s.to_string(),
+                    client_id: cid_s.to_string(),
+                    why,
+                });
+            }
+        }
+    }
+    // Exchange net size per symbol (one-way mode: positionSide BOTH; hedge-mode legs are summed).
+    let mut exch: BTreeMap<Symbol, (Qty, Price)> = BTreeMap::new();
+    for r in positions {
+        let Some(sym) = r
+            .get("symbol")
+            .and_then(Value::as_str)
+            .and_then(|s| Symbol::new(s).ok())
+        else {
+            continue;
+        };
+        let amt = q(r, "positionAmt");
+        if amt.is_zero() {
+            continue;
+        }
+        let e = exch.entry(sym).or_insert((Qty::ZERO, p(r, "entryPrice")));
+        e.0 += amt;
+    }
+    let mut syms: Vec<Symbol> = exch.keys().copied().collect();
+    for ((s, _), u) in journal_positions {
+        if !u.qty.is_zero() && !syms.contains(s) {
+            syms.push(*s);
+        }
+    }
+    for sym in syms {
+        let (want, entry) = exch.get(&sym).copied().unwrap_or((Qty::ZERO, Price::ZERO));
+        if !want.is_zero() {
+            out.position_symbols.push(sym);
+        }
+        let held: Vec<(StrategyMode, Qty)> = journal_positions
+            .iter()
+            .filter(|((s, _), u)| *s == sym && !u.qty.is_zero())
+            .map(|((_, m), u)| (*m, u.qty))
+            .collect();
+        let local: i64 = held.iter().map(|(_, q)| q.units()).sum();
+        let keeper = mode_for(sym);
+        if local != want.units() {
+            out.notes.push(format!(
+                "position {sym}: journal {} vs exchange {want}: adopting the exchange's size into mode {keeper}",
+                Qty::from_units(local)
+            ));
+        }
+        // Absolute settings (idempotent, so updates that raced with the fetch cannot double count).
+        for (m, _) in &held {
+            if *m != keeper {
+                out.engine.push(Inbound::SetPosition(PositionUpdate {
+                    ts_ms: now_ms,
+                    symbol: sym,
+                    mode: *m,
+                    qty: Qty::ZERO,
+                    entry_price: Price::ZERO,
+                    realized_pnl: Default::default(),
+                    fees: Default::default(),
+                }));
+            }
+        }
+        out.engine.push(Inbound::SetPosition(PositionUpdate {
+            ts_ms: now_ms,
+            symbol: sym,
+            mode: keeper,
+            qty: want,
+            entry_price: if want.is_zero() { Price::ZERO } else { entry },
+            realized_pnl: Default::default(),
+            fees: Default::default(),
+        }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pu(sym: &str, mode: StrategyMode, qty: &str) -> PositionUpdate {
+        PositionUpdate {
+            ts_ms: 1,
+            symbol: Symbol::new(sym).unwrap(),
+            mode,
+            qty: Qty::parse(qty).unwrap(),
+            entry_price: Price::from_int(100),
+            realized_pnl: Default::default(),
+            fees: Default::default(),
+        }
+    }
+
+    #[test]
+    fn policy_adopts_known_cancels_unknown_and_takes_exchange_positions() {
+        let known = ClientOrderId::new("agabc-1").unwrap();
+        let orders = vec![
+            json!({"symbol":"BTCUSDT","clientOrderId":"agabc-1","orderId":5,"side":"BUY","type":"LIMIT","price":"50000","origQty":"0.002","executedQty":"0","reduceOnly":false}),
+            json!({"symbol":"BTCUSDT","clientOrderId":"agabc-2","orderId":6,"side":"BUY","type":"LIMIT","price":"50000","origQty":"0.002","executedQty":"0"}),
+            json!({"symbol":"ETHUSDT","clientOrderId":"manual-1","orderId":7,"side":"SELL","type":"LIMIT","price":"4000","origQty":"0.1","executedQty":"0"}),
+        ];
+        let positions = vec![
+            json!({"symbol":"BTCUSDT","positionAmt":"0.003","entryPrice":"60000.0"}),
+            json!({"symbol":"ETHUSDT","positionAmt":"0.000","entryPrice":"0.0"}),
+        ];
+        let mut jp = BTreeMap::new();
+        let j = pu("BTCUSDT", StrategyMode::Swing, "0.001");
+        jp.insert((j.symbol, j.mode), j);
+        let e = pu("ETHUSDT", StrategyMode::Scalp, "0.5");
+        jp.insert((e.symbol, e.mode), e);
+        let open: HashSet<_> = [known].into_iter().collect();
+        let p = plan(&orders, &positions, &open, &jp, 9);
+        let cancelled: Vec<_> = p.cancel.iter().map(|c| c.client_id.as_str()).collect();
+        assert_eq!(cancelled, ["agabc-2", "manual-1"]);
+        assert!(p.engine.iter().any(|m| matches!(m, Inbound::AdoptOrder { client_id, mode: StrategyMode::Swing, .. } if *client_id == known)));
+        let sets: Vec<_> = p
+            .engine
+            .iter()
+            .filter_map(|m| match m {
+                Inbound::SetPosition(u) => Some((u.symbol.to_string(), u.mode, u.qty)),
+                _ => None,
+            })
+            .collect();
+        assert!(sets.contains(&(
+            "BTCUSDT".into(),
+            StrategyMode::Swing,
+            Qty::parse("0.003").unwrap()
+        )));
+        assert!(sets.contains(&("ETHUSDT".into(), StrategyMode::Scalp, Qty::ZERO)));
+        assert_eq!(p.position_symbols, vec![Symbol::new("BTCUSDT").unwrap()]);
+    }
+
+    #[test]
+    fn unknown_position_goes_to_the_default_mode() {
+        let positions =
+            vec![json!({"symbol":"BTCUSDT","positionAmt":"-0.002","entryPrice":"60000"})];
+        let p = plan(&[], &positions, &HashSet::new(), &BTreeMap::new(), 1);
+        assert_eq!(p.engine.len(), 1);
+        assert!(
+            matches!(p.engine[0], Inbound::SetPosition(u) if u.mode == ADOPT_DEFAULT_MODE && u.qty.units() == -200_000)
+        );
+    }
+}

@@ -1,0 +1,590 @@
+//! The slow-path REST client for USD-M futures (and `/sapi` key restrictions): signed requests, the clock
+//! offset, rate-limit headers and Binance's error classes.
+//!
+//! - Signing reuses `aegis_engine::sign` (HMAC pre-keyed, or Ed25519); all params go in the query string,
+//!   `signature` last (Binance accepts that for every method).
+//! - Clock: `GET /fapi/v1/time` sets the offset at start and every [`CLOCK_REFRESH`]; a -1021 answer triggers
+//!   one resync and one retry of that request, never a loop.
+//! - Rate limits: `X-MBX-USED-WEIGHT-1M` above [`SLOW_DOWN_AT`] of the limit delays the next request; 429/418
+//!   record `Retry-After` and refuse to send anything until then ([`RestError::RateLimited`]); the caller halts
+//!   new entries meanwhile.
+//! - 5xx and timeouts are [`RestError::Unknown`]: for an order, query it by client id before anything else.
+//! - -2014/-2015 (and HTTP 401) are [`RestError::KeyRejected`].
+
+use super::env::{Credentials, Endpoints};
+use aegis_engine::sign::rest::encode_signed_query;
+use aegis_shared::num::Notional;
+use serde_json::Value;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// REQUEST_WEIGHT per minute of USD-M futures.
+pub const WEIGHT_LIMIT: u64 = 2400;
+/// Share of the weight limit above which requests are spaced out.
+pub const SLOW_DOWN_AT: f64 = 0.8;
+/// How often the clock offset is refreshed.
+pub const CLOCK_REFRESH: Duration = Duration::from_secs(600);
+/// `recvWindow` sent with signed requests.
+pub const RECV_WINDOW_MS: u32 = 5000;
+
+/// Why a request failed. Messages never contain key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestError {
+    /// The exchange refused the request (the request had no effect).
+    #[error("Binance refused {path}: {code} {msg} (HTTP {status})")]
+    Api {
+        /// Path.
+        path: String,
+        /// HTTP status.
+        status: u16,
+        /// Binance code.
+        code: i32,
+        /// Binance message.
+        msg: String,
+    },
+    /// The key was refused (-2014 format invalid, -2015 invalid key/IP/permissions, HTTP 401).
+    #[error("Binance refused the API key on {path}: {code} {msg}")]
+    KeyRejected {
+        /// Path.
+        path: String,
+        /// Binance code.
+        code: i32,
+        /// Binance message.
+        msg: String,
+    },
+    /// 429/418: nothing may be sent until `retry_after` has passed.
+    #[error("rate limited by Binance (HTTP {status}); retry after {retry_after:?}")]
+    RateLimited {
+        /// 429 or 418 (IP banned).
+        status: u16,
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// 5xx or timeout: the outcome is unknown (an order may or may not exist).
+    #[error("outcome unknown for {path}: {why}")]
+    Unknown {
+        /// Path.
+        path: String,
+        /// What happened.
+        why: String,
+    },
+    /// The request could not be sent (connection refused, DNS).
+    #[error("cannot reach {path}: {why}")]
+    Transport {
+        /// Path.
+        path: String,
+        /// What happened.
+        why: String,
+    },
+    /// No key configured (read-only mode).
+    #[error("no API key configured (read-only mode)")]
+    NoKey,
+    /// The answer was not what Binance sends.
+    #[error("unexpected answer from {path}: {why}")]
+    Decode {
+        /// Path.
+        path: String,
+        /// What was wrong.
+        why: String,
+    },
+}
+
+impl RestError {
+    /// The Binance error code, if the exchange answered with one.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            Self::Api { code, .. } | Self::KeyRejected { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Which base URL a path lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// USD-M futures (`/fapi`).
+    Fapi,
+    /// Wallet/key endpoints (`/sapi`).
+    Sapi,
+}
+
+/// How a request authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Public.
+    None,
+    /// `X-MBX-APIKEY` only (listenKey).
+    KeyOnly,
+    /// Key + timestamp + signature.
+    Signed,
+}
+
+/// Wall clock in ms.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Shared rate-limit and clock state.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Server time minus local time, ms.
+    pub offset_ms: AtomicI64,
+    /// Last `X-MBX-USED-WEIGHT-1M`.
+    pub used_weight: AtomicU64,
+    /// Nothing may be sent before this wall time (ms).
+    pub blocked_until_ms: AtomicU64,
+    /// Clock resyncs done.
+    pub resyncs: AtomicU64,
+}
+
+/// The REST client. Cheap to clone.
+#[derive(Clone)]
+pub struct RestClient {
+    http: reqwest::Client,
+    /// Endpoints.
+    pub endpoints: Arc<Endpoints>,
+    creds: Option<Arc<Credentials>>,
+    /// Clock and limits.
+    pub shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RestClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestClient")
+            .field("endpoints", &self.endpoints)
+            .field("has_key", &self.creds.is_some())
+            .finish()
+    }
+}
+
+fn hdr_u64(h: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
+    h.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+impl RestClient {
+    /// A client for `endpoints`, signing with `creds` (or read-only without).
+    pub fn new(endpoints: Endpoints, creds: Option<Credentials>) -> Result<Self, RestError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("aegis/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RestError::Transport {
+                path: String::new(),
+                why: e.to_string(),
+            })?;
+        Ok(Self {
+            http,
+            endpoints: Arc::new(endpoints),
+            creds: creds.map(Arc::new),
+            shared: Arc::new(Shared::default()),
+        })
+    }
+
+    /// The credentials, if any.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.creds.as_deref()
+    }
+
+    /// Exchange time now (local clock + offset), ms.
+    pub fn now_ms(&self) -> u64 {
+        (wall_ms() as i64 + self.shared.offset_ms.load(Ordering::Relaxed)).max(0) as u64
+    }
+
+    /// `GET /fapi/v1/time`: sets the offset (taking half the round trip as the one-way delay).
+    pub async fn sync_time(&self) -> Result<i64, RestError> {
+        let t0 = wall_ms();
+        let v = self
+            .request_once(
+                reqwest::Method::GET,
+                Base::Fapi,
+                "/fapi/v1/time",
+                &[],
+                Auth::None,
+            )
+            .await?;
+        let t1 = wall_ms();
+        let server =
+            v.get("serverTime")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| RestError::Decode {
+                    path: "/fapi/v1/time".into(),
+                    why: "no serverTime".into(),
+                })?;
+        let offset = server as i64 - ((t0 + t1) / 2) as i64;
+        self.shared.offset_ms.store(offset, Ordering::Relaxed);
+        Ok(offset)
+    }
+
+    /// Sends one request (see the module docs for the error classes). `params` values must be query-safe.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        base: Base,
+        path: &str,
+        params: &[(&str, String)],
+        auth: Auth,
+    ) -> Result<Value, RestError> {
+        match self
+            .request_once(method.clone(), base, path, params, auth)
+            .await
+        {
+            Err(RestError::Api { code: -1021, .. }) if auth == Auth::Signed => {
+                // The clock drifted: one resync and one retry. A second -1021 is returned as is.
+                self.shared.resyncs.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(path, "Binance says our timestamp is outside recvWindow (-1021): resyncing the clock once");
+                self.sync_time().await?;
+                self.request_once(method, base, path, params, auth).await
+            }
+            r => r,
+        }
+    }
+
+    async fn request_once(
+        &self,
+        method: reqwest::Method,
+        base: Base,
+        path: &str,
+        params: &[(&str, String)],
+        auth: Auth,
+    ) -> Result<Value, RestError> {
+        let now = wall_ms();
+        let blocked = self.shared.blocked_until_ms.load(Ordering::Relaxed);
+        if blocked > now {
+            return Err(RestError::RateLimited {
+                status: 429,
+                retry_after: Duration::from_millis(blocked - now),
+            });
+        }
+        let used = self.shared.used_weight.load(Ordering::Relaxed);
+        if used as f64 > WEIGHT_LIMIT as f64 * SLOW_DOWN_AT {
+            // Close to the limit: space requests out instead of running into 429.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let base_url = match base {
+            Base::Fapi => self.endpoints.fapi.as_str(),
+            Base::Sapi => self
+                .endpoints
+                .sapi
+                .as_deref()
+                .ok_or_else(|| RestError::Transport {
+                    path: path.into(),
+                    why: "this environment has no /sapi endpoint".into(),
+                })?,
+        };
+        let query = match auth {
+            Auth::Signed => {
+                let creds = self.creds.as_ref().ok_or(RestError::NoKey)?;
+                let ts = self.now_ms().to_string();
+                let rw = RECV_WINDOW_MS.to_string();
+                let mut ps: Vec<(&str, &[u8])> =
+                    params.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+                ps.push(("recvWindow", rw.as_bytes()));
+                ps.push(("timestamp", ts.as_bytes()));
+                let mut buf = vec![0u8; 8192];
+                let n = encode_signed_query(&ps, &creds.signer, &mut buf).map_err(|e| {
+                    RestError::Decode {
+                        path: path.into(),
+                        why: e.to_string(),
+                    }
+                })?;
+                String::from_utf8_lossy(&buf[..n]).into_owned()
+            }
+            _ => params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&"),
+        };
+        let url = if query.is_empty() {
+            format!("{base_url}{path}")
+        } else {
+            format!("{base_url}{path}?{query}")
+        };
+        let mut rb = self.http.request(method, &url);
+        if auth != Auth::None {
+            let creds = self.creds.as_ref().ok_or(RestError::NoKey)?;
+            rb = rb.header("X-MBX-APIKEY", creds.api_key.expose());
+        }
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return Err(RestError::Unknown {
+                    path: path.into(),
+                    why: "timed out".into(),
+                })
+            }
+            Err(e) if e.is_connect() => {
+                return Err(RestError::Transport {
+                    path: path.into(),
+                    why: "connection failed".into(),
+                })
+            }
+            Err(_) => {
+                // Sent or not, we cannot tell.
+                return Err(RestError::Unknown {
+                    path: path.into(),
+                    why: "connection lost".into(),
+                });
+            }
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        if let Some(w) = hdr_u64(&headers, "x-mbx-used-weight-1m") {
+            self.shared.used_weight.store(w, Ordering::Relaxed);
+        }
+        if status == 429 || status == 418 {
+            let secs =
+                hdr_u64(&headers, "retry-after").unwrap_or(if status == 418 { 120 } else { 5 });
+            let retry_after = Duration::from_secs(secs.max(1));
+            self.shared.blocked_until_ms.fetch_max(
+                wall_ms() + retry_after.as_millis() as u64,
+                Ordering::Relaxed,
+            );
+            return Err(RestError::RateLimited {
+                status,
+                retry_after,
+            });
+        }
+        let body = resp.bytes().await.map_err(|_| RestError::Unknown {
+            path: path.into(),
+            why: "body lost".into(),
+        })?;
+        if status >= 500 {
+            return Err(RestError::Unknown {
+                path: path.into(),
+                why: format!("HTTP {status}"),
+            });
+        }
+        let v: Value = serde_json::from_slice(&body).map_err(|_| RestError::Decode {
+            path: path.into(),
+            why: format!("HTTP {status}, body is not JSON"),
+        })?;
+        if status >= 400 {
+            let code = v.get("code").and_then(Value::as_i64).unwrap_or(0) as i32;
+            let msg = v
+                .get("msg")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if code == -2014 || code == -2015 || status == 401 {
+                return Err(RestError::KeyRejected {
+                    path: path.into(),
+                    code,
+                    msg,
+                });
+            }
+            return Err(RestError::Api {
+                path: path.into(),
+                status,
+                code,
+                msg,
+            });
+        }
+        Ok(v)
+    }
+
+    /// Signed GET.
+    pub async fn get_signed(
+        &self,
+        base: Base,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Value, RestError> {
+        self.request(reqwest::Method::GET, base, path, params, Auth::Signed)
+            .await
+    }
+
+    /// `GET /fapi/v2/account`.
+    pub async fn account(&self) -> Result<Value, RestError> {
+        self.get_signed(Base::Fapi, "/fapi/v2/account", &[]).await
+    }
+
+    /// `GET /sapi/v1/account/apiRestrictions` → (enableWithdrawals, ipRestrict).
+    pub async fn api_restrictions(&self) -> Result<(bool, bool), RestError> {
+        let p = "/sapi/v1/account/apiRestrictions";
+        let v = self.get_signed(Base::Sapi, p, &[]).await?;
+        let b = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_bool)
+                .ok_or_else(|| RestError::Decode {
+                    path: p.into(),
+                    why: format!("no boolean {k}"),
+                })
+        };
+        Ok((b("enableWithdrawals")?, b("ipRestrict")?))
+    }
+
+    /// `GET /fapi/v1/openOrders`.
+    pub async fn open_orders(&self) -> Result<Vec<Value>, RestError> {
+        let v = self
+            .get_signed(Base::Fapi, "/fapi/v1/openOrders", &[])
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// `GET /fapi/v2/positionRisk`.
+    pub async fn position_risk(&self) -> Result<Vec<Value>, RestError> {
+        let v = self
+            .get_signed(Base::Fapi, "/fapi/v2/positionRisk", &[])
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// `GET /fapi/v1/exchangeInfo`.
+    pub async fn exchange_info(&self) -> Result<Value, RestError> {
+        self.request(
+            reqwest::Method::GET,
+            Base::Fapi,
+            "/fapi/v1/exchangeInfo",
+            &[],
+            Auth::None,
+        )
+        .await
+    }
+
+    /// `GET /fapi/v1/order?origClientOrderId=`.
+    pub async fn query_order(&self, symbol: &str, client_id: &str) -> Result<Value, RestError> {
+        self.get_signed(
+            Base::Fapi,
+            "/fapi/v1/order",
+            &[
+                ("symbol", symbol.to_string()),
+                ("origClientOrderId", client_id.to_string()),
+            ],
+        )
+        .await
+    }
+
+    /// `DELETE /fapi/v1/order?origClientOrderId=`.
+    pub async fn cancel_order(&self, symbol: &str, client_id: &str) -> Result<Value, RestError> {
+        self.request(
+            reqwest::Method::DELETE,
+            Base::Fapi,
+            "/fapi/v1/order",
+            &[
+                ("symbol", symbol.to_string()),
+                ("origClientOrderId", client_id.to_string()),
+            ],
+            Auth::Signed,
+        )
+        .await
+    }
+
+    /// `POST /fapi/v1/order` with a query already encoded and signed by `OrderEncoder::rest_order`.
+    pub async fn place_order_raw(&self, signed_query: &str) -> Result<Value, RestError> {
+        let creds = self.creds.as_ref().ok_or(RestError::NoKey)?;
+        let path = "/fapi/v1/order";
+        let url = format!("{}{path}?{signed_query}", self.endpoints.fapi);
+        let blocked = self.shared.blocked_until_ms.load(Ordering::Relaxed);
+        let now = wall_ms();
+        if blocked > now {
+            return Err(RestError::RateLimited {
+                status: 429,
+                retry_after: Duration::from_millis(blocked - now),
+            });
+        }
+        let resp = self
+            .http
+            .post(&url)
+            .header("X-MBX-APIKEY", creds.api_key.expose())
+            .send()
+            .await
+            .map_err(|e| RestError::Unknown {
+                path: path.into(),
+                why: if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "connection lost"
+                }
+                .into(),
+            })?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        if status == 429 || status == 418 {
+            let secs = hdr_u64(&headers, "retry-after").unwrap_or(5).max(1);
+            self.shared
+                .blocked_until_ms
+                .fetch_max(wall_ms() + secs * 1000, Ordering::Relaxed);
+            return Err(RestError::RateLimited {
+                status,
+                retry_after: Duration::from_secs(secs),
+            });
+        }
+        let body = resp.bytes().await.unwrap_or_default();
+        if status >= 500 {
+            return Err(RestError::Unknown {
+                path: path.into(),
+                why: format!("HTTP {status}"),
+            });
+        }
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if status >= 400 {
+            let code = v.get("code").and_then(Value::as_i64).unwrap_or(0) as i32;
+            let msg = v
+                .get("msg")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if code == -2014 || code == -2015 || status == 401 {
+                return Err(RestError::KeyRejected {
+                    path: path.into(),
+                    code,
+                    msg,
+                });
+            }
+            return Err(RestError::Api {
+                path: path.into(),
+                status,
+                code,
+                msg,
+            });
+        }
+        Ok(v)
+    }
+
+    /// `POST /fapi/v1/listenKey`.
+    pub async fn listen_key_create(&self) -> Result<String, RestError> {
+        let v = self
+            .request(
+                reqwest::Method::POST,
+                Base::Fapi,
+                "/fapi/v1/listenKey",
+                &[],
+                Auth::KeyOnly,
+            )
+            .await?;
+        v.get("listenKey")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .ok_or_else(|| RestError::Decode {
+                path: "/fapi/v1/listenKey".into(),
+                why: "no listenKey".into(),
+            })
+    }
+
+    /// `PUT /fapi/v1/listenKey` (keep-alive).
+    pub async fn listen_key_keepalive(&self) -> Result<(), RestError> {
+        self.request(
+            reqwest::Method::PUT,
+            Base::Fapi,
+            "/fapi/v1/listenKey",
+            &[],
+            Auth::KeyOnly,
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// A decimal string field as exact money (`"0.00000"` → 0).
+pub fn dec(v: &Value, k: &str) -> Notional {
+    v.get(k)
+        .and_then(Value::as_str)
+        .and_then(|s| Notional::parse(s).ok())
+        .unwrap_or(Notional::ZERO)
+}

@@ -1,0 +1,276 @@
+//! The user data stream: listenKey create (REST), keep-alive every [`KEEPALIVE`], recreate on -1125 or
+//! `listenKeyExpired`, reconnect with backoff; `ORDER_TRADE_UPDATE`s become [`Inbound::Update`]s for the
+//! engine (whose events reach the journal through the normal critical queue).
+//!
+//! Runs on its own thread (`aegis-user`); REST calls go through the control runtime's handle.
+
+use super::rest::{RestClient, RestError};
+use aegis_engine::net::ws;
+use aegis_engine::venue::binance::{Inbound, OrderUpdate};
+use aegis_shared::event::{AlertKind, HaltReason, OrderStatus, OrderType};
+use aegis_shared::{ClientOrderId, Notional, Price, Qty, Side, Symbol};
+use crossbeam_channel::Sender;
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tungstenite::Message;
+
+/// Keep-alive period (Binance: valid 60 min; keep alive every 30–50 min).
+pub const KEEPALIVE: Duration = Duration::from_secs(30 * 60);
+
+/// Counters for tests and the log.
+#[derive(Debug, Default)]
+pub struct UserStreamStats {
+    /// listenKeys created.
+    pub keys_created: AtomicU64,
+    /// Connections opened.
+    pub connects: AtomicU64,
+    /// ORDER_TRADE_UPDATEs forwarded.
+    pub updates: AtomicU64,
+}
+
+fn s<'a>(o: &'a Value, k: &str) -> &'a str {
+    o.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn status(x: &str) -> Option<OrderStatus> {
+    Some(match x {
+        "NEW" => OrderStatus::New,
+        "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
+        "FILLED" => OrderStatus::Filled,
+        "CANCELED" => OrderStatus::Canceled,
+        "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Expired,
+        "REJECTED" => OrderStatus::Rejected,
+        _ => return None,
+    })
+}
+
+/// Parses an `ORDER_TRADE_UPDATE` (also used for `GET /fapi/v1/order` answers, whose names differ).
+pub fn parse_order_update(v: &Value) -> Option<OrderUpdate> {
+    let o = v.get("o")?;
+    let qty = |k: &str| Qty::parse(s(o, k)).unwrap_or(Qty::ZERO);
+    let price = |k: &str| Price::parse(s(o, k)).unwrap_or(Price::ZERO);
+    let ts = v
+        .get("T")
+        .or_else(|| v.get("E"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some(OrderUpdate {
+        ts_ms: ts,
+        symbol: Symbol::new(s(o, "s")).ok()?,
+        client_id: ClientOrderId::new(s(o, "c")).ok()?,
+        exchange_id: o.get("i").and_then(Value::as_u64).unwrap_or(0),
+        side: if s(o, "S") == "SELL" {
+            Side::Sell
+        } else {
+            Side::Buy
+        },
+        order_type: if s(o, "o") == "LIMIT" {
+            OrderType::Limit
+        } else {
+            OrderType::Market
+        },
+        status: status(s(o, "X"))?,
+        price: price("p"),
+        orig_qty: qty("q"),
+        last_qty: qty("l"),
+        last_price: price("L"),
+        cum_qty: qty("z"),
+        fee: Notional::parse(s(o, "n")).unwrap_or(Notional::ZERO),
+        fee_asset: Symbol::new(s(o, "N"))
+            .or_else(|_| Symbol::new("USDT"))
+            .ok()?,
+        trade_id: o.get("t").and_then(Value::as_u64).unwrap_or(0),
+        maker: o.get("m").and_then(Value::as_bool).unwrap_or(false),
+        reduce_only: o.get("R").and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+/// A running user data stream.
+#[derive(Debug)]
+pub struct UserStream {
+    /// Counters.
+    pub stats: Arc<UserStreamStats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl UserStream {
+    /// Asks the thread to end.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+enum End {
+    Recreate,
+    Reconnect,
+    Stop,
+    KeyRejected,
+}
+
+/// Creates the first listenKey and connects (so nothing is missed from here on), then keeps it running on a
+/// thread. Errors of the first connection are returned; later ones are retried by the thread.
+pub fn start(
+    client: RestClient,
+    rt: tokio::runtime::Handle,
+    inbound: Sender<Inbound>,
+) -> Result<UserStream, RestError> {
+    let stats = Arc::new(UserStreamStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let first = connect(&client, &rt, &stats)?;
+    let (st, sp) = (stats.clone(), stop.clone());
+    std::thread::Builder::new()
+        .name("aegis-user".into())
+        .spawn(move || run(client, rt, inbound, st, sp, first))
+        .map_err(|e| RestError::Transport {
+            path: "user data stream".into(),
+            why: e.to_string(),
+        })?;
+    Ok(UserStream { stats, stop })
+}
+
+fn connect(
+    client: &RestClient,
+    rt: &tokio::runtime::Handle,
+    stats: &UserStreamStats,
+) -> Result<ws::Ws, RestError> {
+    let key = rt.block_on(client.listen_key_create())?;
+    stats.keys_created.fetch_add(1, Ordering::Relaxed);
+    let url = format!("{}/ws/{key}", client.endpoints.fstream);
+    let w = ws::connect(&url, Duration::from_secs(10)).map_err(|e| RestError::Transport {
+        path: "user data stream".into(),
+        why: e.to_string(),
+    })?;
+    let _ = ws::set_read_timeout(&w, Some(Duration::from_millis(250)));
+    stats.connects.fetch_add(1, Ordering::Relaxed);
+    Ok(w)
+}
+
+fn run(
+    client: RestClient,
+    rt: tokio::runtime::Handle,
+    inbound: Sender<Inbound>,
+    stats: Arc<UserStreamStats>,
+    stop: Arc<AtomicBool>,
+    first: ws::Ws,
+) {
+    let mut cur = Some(first);
+    let mut attempt = 0u32;
+    while !stop.load(Ordering::Acquire) {
+        let mut w = match cur.take() {
+            Some(w) => w,
+            None => match connect(&client, &rt, &stats) {
+                Ok(w) => {
+                    attempt = 0;
+                    tracing::info!("user data stream reconnected (new listenKey)");
+                    w
+                }
+                Err(RestError::KeyRejected { code, .. }) => {
+                    key_rejected(&inbound, code);
+                    return;
+                }
+                Err(e) => {
+                    attempt = attempt.saturating_add(1);
+                    let ms = (200u64 << attempt.min(5)).min(5000);
+                    tracing::warn!(error = %e, "user data stream: reconnect failed, retrying in {ms} ms");
+                    std::thread::sleep(Duration::from_millis(ms));
+                    continue;
+                }
+            },
+        };
+        match session(&client, &rt, &inbound, &stats, &stop, &mut w) {
+            End::Stop => return,
+            End::KeyRejected => return,
+            End::Recreate => {
+                tracing::warn!("user data stream: listenKey expired; creating a new one")
+            }
+            End::Reconnect => tracing::warn!("user data stream: connection lost; reconnecting"),
+        }
+        let _ = w.close(None);
+        let _ = w.flush();
+    }
+}
+
+fn key_rejected(inbound: &Sender<Inbound>, code: i32) {
+    tracing::error!("Binance rejected the API key ({code}) on the user data stream: new orders halted, staying up read-only");
+    let _ = inbound.send(Inbound::ReadOnly);
+    let _ = inbound.send(Inbound::Halt(HaltReason::KeyRejected));
+    let _ = inbound.send(Inbound::Alert(AlertKind::KeyInvalid));
+}
+
+fn session(
+    client: &RestClient,
+    rt: &tokio::runtime::Handle,
+    inbound: &Sender<Inbound>,
+    stats: &UserStreamStats,
+    stop: &AtomicBool,
+    w: &mut ws::Ws,
+) -> End {
+    let mut last_keepalive = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        if last_keepalive.elapsed() >= KEEPALIVE {
+            last_keepalive = Instant::now();
+            match rt.block_on(client.listen_key_keepalive()) {
+                Ok(()) => {}
+                Err(RestError::Api { code: -1125, .. }) => return End::Recreate,
+                Err(RestError::KeyRejected { code, .. }) => {
+                    key_rejected(inbound, code);
+                    return End::KeyRejected;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "listenKey keep-alive failed; retrying next period")
+                }
+            }
+        }
+        match w.read() {
+            Ok(Message::Text(t)) => {
+                let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                    continue;
+                };
+                match v.get("e").and_then(Value::as_str) {
+                    Some("ORDER_TRADE_UPDATE") => {
+                        if let Some(u) = parse_order_update(&v) {
+                            stats.updates.fetch_add(1, Ordering::Relaxed);
+                            if u.client_id.as_str().starts_with("autoclose-")
+                                || u.client_id.as_str().starts_with("adl_autoclose")
+                            {
+                                tracing::warn!(symbol = %u.symbol, "LIQUIDATION/ADL fill reported by Binance ({})", u.client_id);
+                            }
+                            // Blocking send: an update must never be dropped (the engine drains in microseconds).
+                            let _ = inbound.send(Inbound::Update(u));
+                        }
+                    }
+                    Some("listenKeyExpired") => return End::Recreate,
+                    _ => {}
+                }
+            }
+            Ok(Message::Ping(_)) => {
+                let _ = w.flush();
+            }
+            Ok(Message::Close(_)) => return End::Reconnect,
+            Ok(_) => {}
+            Err(e) if ws::is_timeout(&e) => {}
+            Err(_) => return End::Reconnect,
+        }
+    }
+    End::Stop
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_order_trade_update() {
+        let v: Value = serde_json::from_str(r#"{"e":"ORDER_TRADE_UPDATE","E":1568879465651,"T":1568879465650,"o":{"s":"BTCUSDT","c":"TEST","S":"SELL","o":"TRAILING_STOP_MARKET","f":"GTC","q":"0.001","p":"0","ap":"0","sp":"7103.04","x":"NEW","X":"NEW","i":8886774,"l":"0","z":"0","L":"0","N":"USDT","n":"0","T":1568879465650,"t":0,"b":"0","a":"9.91","m":false,"R":false,"wt":"CONTRACT_PRICE","ot":"TRAILING_STOP_MARKET","ps":"LONG","cp":false,"AP":"7476.89","cr":"5.0","pP":false,"si":0,"ss":0,"rp":"0","V":"EXPIRE_TAKER","pm":"OPPONENT","gtd":0}}"#).unwrap();
+        let u = parse_order_update(&v).unwrap();
+        assert_eq!(u.client_id.as_str(), "TEST");
+        assert_eq!(u.status, OrderStatus::New);
+        assert_eq!(u.side, Side::Sell);
+        assert_eq!(u.exchange_id, 8886774);
+        assert_eq!(u.orig_qty, Qty::parse("0.001").unwrap());
+        assert!(u.last_qty.is_zero());
+        assert_eq!(u.ts_ms, 1568879465650);
+    }
+}

@@ -1,0 +1,170 @@
+//! A blocking WebSocket client over plain TCP (`ws://`, the simulator) or rustls (`wss://`, Binance).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tungstenite::http::Uri;
+
+/// Why a connection failed. Messages carry the URL's host and path, never credentials (none are in URLs
+/// except a listenKey, which the caller redacts by passing [`redact`]ed URLs to logs).
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The URL is not `ws://` or `wss://` with a host.
+    #[error("bad WebSocket URL {0:?}: expected ws://host[:port]/path or wss://host[:port]/path")]
+    BadUrl(String),
+    /// DNS or TCP failure.
+    #[error("cannot connect to {host}:{port}: {source}")]
+    Connect {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TLS setup failure.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// WebSocket handshake or protocol failure.
+    #[error("WebSocket: {0}")]
+    Ws(String),
+}
+
+/// A TCP or TLS stream.
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            Self::Tls(t) => &t.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.read(buf),
+            Self::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.write(buf),
+            Self::Tls(t) => t.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Plain(s) => s.flush(),
+            Self::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// A connected WebSocket.
+pub type Ws = tungstenite::WebSocket<Stream>;
+
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, NetError> {
+    static CFG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    if let Some(c) = CFG.get() {
+        return Ok(c.clone());
+    }
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| NetError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(CFG.get_or_init(|| Arc::new(cfg)).clone())
+}
+
+/// The URL without its query string (a user-data URL's query holds the listenKey): safe to log.
+pub fn redact(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+/// Connects and performs the WebSocket handshake. `timeout` bounds the TCP connect and each handshake read or
+/// write; afterwards the socket has no read timeout (see [`set_read_timeout`]).
+pub fn connect(url: &str, timeout: Duration) -> Result<Ws, NetError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| NetError::BadUrl(redact(url).to_string()))?;
+    let tls = match uri.scheme_str() {
+        Some("wss") => true,
+        Some("ws") => false,
+        _ => return Err(NetError::BadUrl(redact(url).to_string())),
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| NetError::BadUrl(redact(url).to_string()))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let cerr = |source| NetError::Connect {
+        host: host.clone(),
+        port,
+        source,
+    };
+    let addrs: Vec<_> = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(cerr)?
+        .collect();
+    let mut last = None;
+    let mut tcp = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let tcp = tcp.ok_or_else(|| {
+        cerr(last.unwrap_or_else(|| std::io::Error::other("no address for host")))
+    })?;
+    let _ = tcp.set_nodelay(true);
+    tcp.set_read_timeout(Some(timeout)).map_err(cerr)?;
+    tcp.set_write_timeout(Some(timeout)).map_err(cerr)?;
+    let stream = if tls {
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| NetError::Tls(e.to_string()))?;
+        let conn = rustls::ClientConnection::new(tls_config()?, name)
+            .map_err(|e| NetError::Tls(e.to_string()))?;
+        Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+    } else {
+        Stream::Plain(tcp)
+    };
+    let (ws, _resp) = tungstenite::client::client(url, stream).map_err(|e| match e {
+        tungstenite::HandshakeError::Failure(e) => NetError::Ws(e.to_string()),
+        tungstenite::HandshakeError::Interrupted(_) => NetError::Ws("handshake timed out".into()),
+    })?;
+    Ok(ws)
+}
+
+/// Sets the read timeout of the socket under `ws` (`None` = block).
+pub fn set_read_timeout(ws: &Ws, d: Option<Duration>) -> std::io::Result<()> {
+    ws.get_ref().tcp().set_read_timeout(d)
+}
+
+/// True for the error a read timeout produces (no data yet), as opposed to a broken connection.
+pub fn is_timeout(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}

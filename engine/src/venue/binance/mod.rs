@@ -1,0 +1,803 @@
+//! The live Binance USD-M futures venue: the engine side of order entry on testnet or production.
+//!
+//! **Interim architecture (documented, see issue 4):** the engine thread does not own a socket yet. An approved
+//! order becomes an [`Outbound`] message on a bounded lock-free queue to the control plane's *order gateway*
+//! thread (`aegis_control::exchange::gateway`), which signs it with `sign::OrderEncoder` and sends it over the
+//! WebSocket API (`order.place` / `order.cancel`), falling back to REST. Everything the exchange says comes back
+//! as [`Inbound`] messages on a second bounded queue that the engine drains in its busy loop
+//! ([`LiveVenue::poll`]): acknowledgements, rejections, `ORDER_TRADE_UPDATE`s from the user data stream (fills,
+//! partial fills, cancels, expiries, liquidations), reconciliation adoptions and halts (key rejected, rate
+//! limited, reconciliation pending). The target design moves the WebSocket into the engine thread (mio +
+//! rustls + tungstenite, `engine::net`); the message types stay the same.
+//!
+//! Rules enforced here:
+//! - An order is `PendingNew` until the exchange answers; fills update positions only when the exchange reports
+//!   them (never optimistically), in journal order `Fill` → `Position` → `Order`.
+//! - Updates for orders the engine did not place (liquidations `autoclose-…`, ADL `adl_autoclose`, manual orders)
+//!   still move positions: the reducing part goes to the modes holding the symbol's position (in
+//!   [`StrategyMode::ALL`] order), any remainder to [`ADOPT_DEFAULT_MODE`].
+//! - Read-only (no usable key, or the exchange rejected it with -2014/-2015): every order is refused locally
+//!   and silently (no request, no journal spam, no retry loop); exits included, since the exchange would refuse
+//!   them too.
+//!
+//! Nothing here allocates after construction: the working-order table is preallocated ([`MAX_LIVE_ORDERS`]).
+
+use super::{ExecReport, OrderRequest};
+use crate::position::{Position, Positions};
+use crate::queues::EventOut;
+use aegis_shared::event::{
+    AlertKind, Fill, HaltReason, Liquidity, OrderEvent, OrderIntent, OrderStatus, OrderType,
+    PositionUpdate, TimeInForce,
+};
+use aegis_shared::{ClientOrderId, EngineEvent, Notional, Price, Qty, Side, StrategyMode, Symbol};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::sync::Arc;
+
+/// Most orders the live venue tracks at once (working or awaiting an answer).
+pub const MAX_LIVE_ORDERS: usize = 256;
+/// Capacity of each of the two queues between the engine and the gateway.
+pub const LINK_CAPACITY: usize = 4096;
+/// Mode that positions and orders are adopted into when the journal does not say (documented policy).
+pub const ADOPT_DEFAULT_MODE: StrategyMode = StrategyMode::Scalp;
+/// Reject code used when the venue refuses an order itself because it has no usable key (Binance's -2015).
+pub const REJECT_KEY: i32 = -2015;
+/// Reject code used when the venue's tables or queues are full (Binance's generic -2010).
+pub const REJECT_FULL: i32 = -2010;
+/// Most halt/alert signals buffered between two engine polls.
+const MAX_SIGNALS: usize = 32;
+
+/// Engine → gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbound {
+    /// Place an approved order.
+    Place {
+        /// The order.
+        req: OrderRequest,
+        /// Its client order id.
+        client_id: ClientOrderId,
+    },
+    /// Cancel an order by client id.
+    Cancel {
+        /// Symbol.
+        symbol: Symbol,
+        /// Client order id.
+        client_id: ClientOrderId,
+    },
+}
+
+/// One `ORDER_TRADE_UPDATE` (or an order status learned by query), in engine types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderUpdate {
+    /// Event time (ms).
+    pub ts_ms: u64,
+    /// Symbol.
+    pub symbol: Symbol,
+    /// `c`: client order id (ours `ag…`, or e.g. `autoclose-…`).
+    pub client_id: ClientOrderId,
+    /// `i`: exchange order id.
+    pub exchange_id: u64,
+    /// `S`.
+    pub side: Side,
+    /// `o` (other types are reported as MARKET).
+    pub order_type: OrderType,
+    /// `X`: status after this update.
+    pub status: OrderStatus,
+    /// `p`: limit price (zero for market).
+    pub price: Price,
+    /// `q`: original quantity.
+    pub orig_qty: Qty,
+    /// `l`: quantity filled by this update (zero when no fill).
+    pub last_qty: Qty,
+    /// `L`: price of this fill.
+    pub last_price: Price,
+    /// `z`: cumulative filled quantity.
+    pub cum_qty: Qty,
+    /// `n`: commission (positive = paid).
+    pub fee: Notional,
+    /// `N`: commission asset (USDT when omitted).
+    pub fee_asset: Symbol,
+    /// `t`: trade id.
+    pub trade_id: u64,
+    /// `m`: maker.
+    pub maker: bool,
+    /// `R`: reduce-only.
+    pub reduce_only: bool,
+}
+
+/// Exchange (via the control plane) → engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Inbound {
+    /// The exchange accepted an order (`NEW`), with its id.
+    Ack {
+        /// Client id.
+        client_id: ClientOrderId,
+        /// Exchange order id.
+        exchange_id: u64,
+        /// When.
+        ts_ms: u64,
+    },
+    /// The exchange refused an order (or, after an unknown status, a query found no such order).
+    Rejected {
+        /// Client id.
+        client_id: ClientOrderId,
+        /// Binance error code.
+        code: i32,
+        /// When.
+        ts_ms: u64,
+    },
+    /// An order update (user data stream, or a status query after an unknown outcome).
+    Update(OrderUpdate),
+    /// Reconciliation: the exchange's position for (symbol, mode) is this; the engine adopts it.
+    SetPosition(PositionUpdate),
+    /// Reconciliation: an open order of ours found on the exchange, adopted into the working table.
+    AdoptOrder {
+        /// The order as the engine would have sent it (symbol index is resolved by the engine).
+        symbol: Symbol,
+        /// Mode it is attributed to.
+        mode: StrategyMode,
+        /// Side.
+        side: Side,
+        /// Type.
+        order_type: OrderType,
+        /// Limit price.
+        price: Price,
+        /// Original quantity.
+        qty: Qty,
+        /// Already filled.
+        filled: Qty,
+        /// Reduce-only.
+        reduce_only: bool,
+        /// Client id.
+        client_id: ClientOrderId,
+        /// Exchange id.
+        exchange_id: u64,
+    },
+    /// Halt new entries for this reason.
+    Halt(HaltReason),
+    /// Lift a halt of this reason.
+    Clear(HaltReason),
+    /// Raise an alert.
+    Alert(AlertKind),
+    /// The key is unusable (missing, or rejected with -2014/-2015): refuse every order from now on.
+    ReadOnly,
+}
+
+/// What [`LiveVenue::poll`] asks the engine to do beyond events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VenueSignal {
+    /// Halt entries.
+    Halt(HaltReason),
+    /// Lift a halt.
+    Clear(HaltReason),
+    /// Emit an alert.
+    Alert(AlertKind),
+}
+
+/// The engine's ends of the two queues to the gateway. Built by [`link`].
+#[derive(Debug, Clone)]
+pub struct LiveLink {
+    /// Orders out.
+    pub outbound: Sender<Outbound>,
+    /// Exchange news in.
+    pub inbound: Receiver<Inbound>,
+    id: Arc<()>,
+}
+
+impl PartialEq for LiveLink {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.id, &o.id)
+    }
+}
+
+/// The control plane's ends of the two queues.
+#[derive(Debug, Clone)]
+pub struct GatewayEnds {
+    /// Orders from the engine.
+    pub outbound: Receiver<Outbound>,
+    /// News for the engine (several producers: gateway, user data stream, reconciliation).
+    pub inbound: Sender<Inbound>,
+}
+
+/// Creates the queues: the engine's ends (for `EngineParams::live`) and the control plane's.
+pub fn link() -> (LiveLink, GatewayEnds) {
+    let (otx, orx) = crossbeam_channel::bounded(LINK_CAPACITY);
+    let (itx, irx) = crossbeam_channel::bounded(LINK_CAPACITY);
+    (
+        LiveLink {
+            outbound: otx,
+            inbound: irx,
+            id: Arc::new(()),
+        },
+        GatewayEnds {
+            outbound: orx,
+            inbound: itx,
+        },
+    )
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Working {
+    req: OrderRequest,
+    client_id: ClientOrderId,
+    exchange_id: Option<u64>,
+    filled: Qty,
+    status: OrderStatus,
+}
+
+/// The live venue. See the module docs.
+#[derive(Debug)]
+pub struct LiveVenue {
+    link: LiveLink,
+    symbols: Vec<Symbol>,
+    orders: Vec<Working>,
+    read_only: bool,
+    signals: [Option<VenueSignal>; MAX_SIGNALS],
+    nsignals: usize,
+    refused: u64,
+}
+
+impl LiveVenue {
+    /// A venue for the engine's symbols (index order).
+    pub fn new(link: LiveLink, symbols: Vec<Symbol>) -> Self {
+        Self {
+            link,
+            symbols,
+            orders: Vec::with_capacity(MAX_LIVE_ORDERS),
+            read_only: false,
+            signals: [None; MAX_SIGNALS],
+            nsignals: 0,
+            refused: 0,
+        }
+    }
+
+    /// Orders working or awaiting an answer.
+    pub fn open_orders(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// True once the key is unusable: every order is refused locally.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Orders refused locally while read-only.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    fn order_event(w: &Working, ts: u64, status: OrderStatus, code: i32) -> EngineEvent {
+        EngineEvent::Order(OrderEvent {
+            ts_ms: ts,
+            symbol: w.req.symbol,
+            client_id: w.client_id,
+            exchange_id: w.exchange_id,
+            mode: w.req.mode,
+            intent: w.req.intent,
+            side: w.req.side,
+            order_type: w.req.order_type,
+            tif: w.req.tif,
+            price: w.req.price,
+            qty: w.req.qty,
+            filled: w.filled,
+            reduce_only: w.req.reduce_only,
+            status,
+            reject_code: code,
+        })
+    }
+
+    fn final_report(req: &OrderRequest, ts: u64) -> ExecReport {
+        ExecReport {
+            sym: req.sym,
+            mode: req.mode,
+            ts_ms: ts,
+            qty: Qty::ZERO,
+            net: Notional::ZERO,
+            closed_trade: None,
+            order_final: true,
+        }
+    }
+
+    /// Sends an approved order to the gateway and reports it `PendingNew`. Refused locally (`Rejected`, or
+    /// silently while read-only) when the tables or the queue are full.
+    pub fn submit(
+        &mut self,
+        req: &OrderRequest,
+        cid: ClientOrderId,
+        ts: u64,
+        out: &mut impl EventOut,
+        on_exec: &mut impl FnMut(&ExecReport),
+    ) -> OrderStatus {
+        if self.read_only {
+            self.refused += 1;
+            on_exec(&Self::final_report(req, ts));
+            return OrderStatus::Rejected;
+        }
+        let w = Working {
+            req: *req,
+            client_id: cid,
+            exchange_id: None,
+            filled: Qty::ZERO,
+            status: OrderStatus::PendingNew,
+        };
+        if self.orders.len() == MAX_LIVE_ORDERS {
+            out.emit(Self::order_event(
+                &w,
+                ts,
+                OrderStatus::Rejected,
+                REJECT_FULL,
+            ));
+            on_exec(&Self::final_report(req, ts));
+            return OrderStatus::Rejected;
+        }
+        // Journal order: the PendingNew event is handed over before the request can reach the exchange.
+        out.emit(Self::order_event(&w, ts, OrderStatus::PendingNew, 0));
+        match self.link.outbound.try_send(Outbound::Place {
+            req: *req,
+            client_id: cid,
+        }) {
+            Ok(()) => {
+                self.orders.push(w);
+                OrderStatus::PendingNew
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                out.emit(Self::order_event(
+                    &w,
+                    ts,
+                    OrderStatus::Rejected,
+                    REJECT_FULL,
+                ));
+                on_exec(&Self::final_report(req, ts));
+                OrderStatus::Rejected
+            }
+        }
+    }
+
+    /// Asks the exchange to cancel every working order (kill switch, shutdown). The cancellations are applied
+    /// when the exchange confirms them. Returns how many were requested.
+    pub fn cancel_all(&mut self) -> usize {
+        let mut n = 0;
+        for w in &self.orders {
+            if self
+                .link
+                .outbound
+                .try_send(Outbound::Cancel {
+                    symbol: w.req.symbol,
+                    client_id: w.client_id,
+                })
+                .is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn signal(&mut self, s: VenueSignal) {
+        if self.nsignals < MAX_SIGNALS {
+            self.signals[self.nsignals] = Some(s);
+            self.nsignals += 1;
+        }
+    }
+
+    /// Takes the next halt/alert signal produced by [`LiveVenue::poll`].
+    pub fn next_signal(&mut self) -> Option<VenueSignal> {
+        if self.nsignals == 0 {
+            return None;
+        }
+        let s = self.signals[0];
+        self.signals.copy_within(1..self.nsignals, 0);
+        self.nsignals -= 1;
+        self.signals[self.nsignals] = None;
+        s
+    }
+
+    fn sym_index(&self, s: Symbol) -> Option<usize> {
+        self.symbols.iter().position(|x| *x == s)
+    }
+
+    /// Drains up to `max` inbound messages: applies fills to `positions`, emits events to `out`, reports
+    /// executions and final states to `on_exec`, and queues halts/alerts for [`LiveVenue::next_signal`].
+    /// Returns how many messages were handled.
+    pub fn poll(
+        &mut self,
+        max: usize,
+        positions: &mut Positions,
+        out: &mut impl EventOut,
+        on_exec: &mut impl FnMut(&ExecReport),
+    ) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Ok(m) = self.link.inbound.try_recv() else {
+                break;
+            };
+            n += 1;
+            self.apply(m, positions, out, on_exec);
+        }
+        n
+    }
+
+    fn find(&self, cid: &ClientOrderId) -> Option<usize> {
+        self.orders.iter().position(|w| w.client_id == *cid)
+    }
+
+    /// Applies one inbound message (see [`LiveVenue::poll`]).
+    pub fn apply(
+        &mut self,
+        m: Inbound,
+        positions: &mut Positions,
+        out: &mut impl EventOut,
+        on_exec: &mut impl FnMut(&ExecReport),
+    ) {
+        match m {
+            Inbound::Ack {
+                client_id,
+                exchange_id,
+                ts_ms,
+            } => {
+                if let Some(i) = self.find(&client_id) {
+                    let w = &mut self.orders[i];
+                    w.exchange_id = Some(exchange_id);
+                    if w.status == OrderStatus::PendingNew {
+                        w.status = OrderStatus::New;
+                        let w = *w;
+                        out.emit(Self::order_event(&w, ts_ms, OrderStatus::New, 0));
+                    }
+                }
+            }
+            Inbound::Rejected {
+                client_id,
+                code,
+                ts_ms,
+            } => {
+                if let Some(i) = self.find(&client_id) {
+                    let w = self.orders.swap_remove(i);
+                    out.emit(Self::order_event(&w, ts_ms, OrderStatus::Rejected, code));
+                    on_exec(&Self::final_report(&w.req, ts_ms));
+                }
+            }
+            Inbound::Update(u) => self.on_update(u, positions, out, on_exec),
+            Inbound::SetPosition(u) => {
+                if let Some(sym) = self.sym_index(u.symbol) {
+                    let p = positions.get_mut(sym, u.mode);
+                    // Keep the journal's realized PnL and fees; take the exchange's size and entry.
+                    let restored = PositionUpdate {
+                        realized_pnl: p.realized(),
+                        fees: p.fees(),
+                        ..u
+                    };
+                    *p = Position::restore(&restored);
+                    out.emit(EngineEvent::Position(p.update(u.ts_ms, u.symbol, u.mode)));
+                }
+            }
+            Inbound::AdoptOrder {
+                symbol,
+                mode,
+                side,
+                order_type,
+                price,
+                qty,
+                filled,
+                reduce_only,
+                client_id,
+                exchange_id,
+            } => {
+                let Some(sym) = self.sym_index(symbol) else {
+                    return;
+                };
+                if self.find(&client_id).is_some() || self.orders.len() == MAX_LIVE_ORDERS {
+                    return;
+                }
+                let w = Working {
+                    req: OrderRequest {
+                        symbol,
+                        sym,
+                        mode,
+                        intent: if reduce_only {
+                            OrderIntent::SignalExit
+                        } else {
+                            OrderIntent::Entry
+                        },
+                        side,
+                        order_type,
+                        tif: (order_type == OrderType::Limit).then_some(TimeInForce::Gtc),
+                        price,
+                        ref_price: price,
+                        qty,
+                        reduce_only,
+                    },
+                    client_id,
+                    exchange_id: Some(exchange_id),
+                    filled,
+                    status: OrderStatus::New,
+                };
+                self.orders.push(w);
+                out.emit(Self::order_event(&w, 0, OrderStatus::New, 0));
+            }
+            Inbound::Halt(r) => self.signal(VenueSignal::Halt(r)),
+            Inbound::Clear(r) => self.signal(VenueSignal::Clear(r)),
+            Inbound::Alert(k) => self.signal(VenueSignal::Alert(k)),
+            Inbound::ReadOnly => self.read_only = true,
+        }
+    }
+
+    fn on_update(
+        &mut self,
+        u: OrderUpdate,
+        positions: &mut Positions,
+        out: &mut impl EventOut,
+        on_exec: &mut impl FnMut(&ExecReport),
+    ) {
+        let Some(sym) = self.sym_index(u.symbol) else {
+            return;
+        };
+        let liq = if u.maker {
+            Liquidity::Maker
+        } else {
+            Liquidity::Taker
+        };
+        match self.find(&u.client_id) {
+            Some(i) => {
+                let mut w = self.orders[i];
+                w.exchange_id = Some(u.exchange_id);
+                if u.last_qty.units() > 0 {
+                    // A repeated update (same cumulative quantity) must not count twice.
+                    if u.cum_qty <= w.filled {
+                        return;
+                    }
+                    w.filled = u.cum_qty;
+                    let pos = positions.get_mut(sym, w.req.mode);
+                    let r = pos.apply(u.side, u.last_price, u.last_qty, u.fee, u.ts_ms);
+                    out.emit(EngineEvent::Fill(Fill {
+                        ts_ms: u.ts_ms,
+                        symbol: u.symbol,
+                        client_id: u.client_id,
+                        exchange_order_id: u.exchange_id,
+                        trade_id: u.trade_id,
+                        mode: w.req.mode,
+                        intent: w.req.intent,
+                        side: u.side,
+                        price: u.last_price,
+                        qty: u.last_qty,
+                        fee: u.fee,
+                        fee_asset: u.fee_asset,
+                        liquidity: liq,
+                        realized_pnl: r.realized,
+                    }));
+                    out.emit(EngineEvent::Position(
+                        pos.update(u.ts_ms, u.symbol, w.req.mode),
+                    ));
+                    on_exec(&ExecReport {
+                        sym,
+                        mode: w.req.mode,
+                        ts_ms: u.ts_ms,
+                        qty: u.last_qty,
+                        net: r.realized - u.fee,
+                        closed_trade: r.closed_trade,
+                        order_final: false,
+                    });
+                }
+                let changed = w.status != u.status;
+                w.status = u.status;
+                if changed || u.last_qty.units() > 0 {
+                    out.emit(Self::order_event(&w, u.ts_ms, u.status, 0));
+                }
+                if u.status.is_final() {
+                    self.orders.swap_remove(i);
+                    on_exec(&Self::final_report(&w.req, u.ts_ms));
+                } else {
+                    self.orders[i] = w;
+                }
+            }
+            None => {
+                if u.last_qty.units() <= 0 {
+                    return;
+                }
+                // Not ours (liquidation, ADL, a manual order) or already forgotten: the position still moved.
+                let mut left = u.last_qty;
+                let sign = u.side.sign();
+                for mode in StrategyMode::ALL {
+                    if left.is_zero() {
+                        break;
+                    }
+                    let q = positions.get(sym, mode).qty().units();
+                    if q == 0 || q.signum() == sign {
+                        continue;
+                    }
+                    let take = Qty::from_units(q.abs().min(left.units()));
+                    left -= take;
+                    self.foreign_fill(sym, mode, take, &u, liq, positions, out, on_exec);
+                }
+                if !left.is_zero() {
+                    self.foreign_fill(
+                        sym,
+                        ADOPT_DEFAULT_MODE,
+                        left,
+                        &u,
+                        liq,
+                        positions,
+                        out,
+                        on_exec,
+                    );
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // Private helper of one call site.
+    fn foreign_fill(
+        &self,
+        sym: usize,
+        mode: StrategyMode,
+        qty: Qty,
+        u: &OrderUpdate,
+        liq: Liquidity,
+        positions: &mut Positions,
+        out: &mut impl EventOut,
+        on_exec: &mut impl FnMut(&ExecReport),
+    ) {
+        // The fee is split pro rata to the share of the fill.
+        let fee = if qty == u.last_qty || u.last_qty.is_zero() {
+            u.fee
+        } else {
+            Notional::from_units(
+                (u.fee.units() as i128 * qty.units() as i128 / u.last_qty.units() as i128) as i64,
+            )
+        };
+        let pos = positions.get_mut(sym, mode);
+        let r = pos.apply(u.side, u.last_price, qty, fee, u.ts_ms);
+        out.emit(EngineEvent::Fill(Fill {
+            ts_ms: u.ts_ms,
+            symbol: u.symbol,
+            client_id: u.client_id,
+            exchange_order_id: u.exchange_id,
+            trade_id: u.trade_id,
+            mode,
+            intent: OrderIntent::Manual,
+            side: u.side,
+            price: u.last_price,
+            qty,
+            fee,
+            fee_asset: u.fee_asset,
+            liquidity: liq,
+            realized_pnl: r.realized,
+        }));
+        out.emit(EngineEvent::Position(pos.update(u.ts_ms, u.symbol, mode)));
+        on_exec(&ExecReport {
+            sym,
+            mode,
+            ts_ms: u.ts_ms,
+            qty,
+            net: r.realized - fee,
+            closed_trade: r.closed_trade,
+            order_final: false,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym() -> Symbol {
+        Symbol::new("BTCUSDT").unwrap()
+    }
+
+    fn req(side: Side, qty: &str) -> OrderRequest {
+        OrderRequest {
+            symbol: sym(),
+            sym: 0,
+            mode: StrategyMode::Scalp,
+            intent: OrderIntent::Entry,
+            side,
+            order_type: OrderType::Market,
+            tif: None,
+            price: Price::ZERO,
+            ref_price: Price::from_int(60_000),
+            qty: Qty::parse(qty).unwrap(),
+            reduce_only: false,
+        }
+    }
+
+    fn update(cid: &str, status: OrderStatus, last: &str, cum: &str, side: Side) -> OrderUpdate {
+        OrderUpdate {
+            ts_ms: 5,
+            symbol: sym(),
+            client_id: ClientOrderId::new(cid).unwrap(),
+            exchange_id: 77,
+            side,
+            order_type: OrderType::Market,
+            status,
+            price: Price::ZERO,
+            orig_qty: Qty::parse("0.01").unwrap(),
+            last_qty: Qty::parse(last).unwrap(),
+            last_price: Price::from_int(60_000),
+            cum_qty: Qty::parse(cum).unwrap(),
+            fee: Notional::parse("0.24").unwrap(),
+            fee_asset: Symbol::new("USDT").unwrap(),
+            trade_id: 9,
+            maker: false,
+            reduce_only: false,
+        }
+    }
+
+    #[test]
+    fn order_is_pending_until_the_exchange_fills_it_and_duplicates_count_once() {
+        let (l, g) = link();
+        let mut v = LiveVenue::new(l, vec![sym()]);
+        let mut pos = Positions::new(1);
+        let mut ev: Vec<EngineEvent> = Vec::new();
+        let mut rep = Vec::new();
+        let cid = ClientOrderId::new("ag1-1").unwrap();
+        let st = v.submit(&req(Side::Buy, "0.01"), cid, 1, &mut ev, &mut |r| {
+            rep.push(*r)
+        });
+        assert_eq!(st, OrderStatus::PendingNew);
+        assert!(matches!(g.outbound.try_recv(), Ok(Outbound::Place { .. })));
+        assert!(
+            pos.get(0, StrategyMode::Scalp).is_flat(),
+            "no optimistic fill"
+        );
+        let u = update(
+            "ag1-1",
+            OrderStatus::PartiallyFilled,
+            "0.004",
+            "0.004",
+            Side::Buy,
+        );
+        g.inbound.send(Inbound::Update(u)).unwrap();
+        g.inbound.send(Inbound::Update(u)).unwrap();
+        let u2 = update("ag1-1", OrderStatus::Filled, "0.006", "0.01", Side::Buy);
+        g.inbound.send(Inbound::Update(u2)).unwrap();
+        v.poll(16, &mut pos, &mut ev, &mut |r| rep.push(*r));
+        assert_eq!(
+            pos.get(0, StrategyMode::Scalp).qty(),
+            Qty::parse("0.01").unwrap()
+        );
+        let fills = ev
+            .iter()
+            .filter(|e| matches!(e, EngineEvent::Fill(_)))
+            .count();
+        assert_eq!(fills, 2);
+        assert_eq!(v.open_orders(), 0);
+        assert!(rep.iter().any(|r| r.order_final));
+    }
+
+    #[test]
+    fn liquidation_reduces_the_holding_mode_and_read_only_refuses_silently() {
+        let (l, g) = link();
+        let mut v = LiveVenue::new(l, vec![sym()]);
+        let mut pos = Positions::new(1);
+        pos.get_mut(0, StrategyMode::Swing).apply(
+            Side::Buy,
+            Price::from_int(60_000),
+            Qty::parse("0.01").unwrap(),
+            Notional::ZERO,
+            1,
+        );
+        let mut ev: Vec<EngineEvent> = Vec::new();
+        let u = update(
+            "autoclose-123",
+            OrderStatus::Filled,
+            "0.01",
+            "0.01",
+            Side::Sell,
+        );
+        v.apply(Inbound::Update(u), &mut pos, &mut ev, &mut |_| {});
+        assert!(pos.get(0, StrategyMode::Swing).is_flat());
+        assert!(pos.get(0, ADOPT_DEFAULT_MODE).is_flat());
+        v.apply(Inbound::ReadOnly, &mut pos, &mut ev, &mut |_| {});
+        ev.clear();
+        let mut finals = 0;
+        let st = v.submit(
+            &req(Side::Buy, "0.01"),
+            ClientOrderId::new("ag1-2").unwrap(),
+            1,
+            &mut ev,
+            &mut |r| finals += r.order_final as u32,
+        );
+        assert_eq!(st, OrderStatus::Rejected);
+        assert!(ev.is_empty(), "read-only refusals are silent");
+        assert_eq!(finals, 1);
+        assert!(g.outbound.try_recv().is_err(), "nothing sent");
+    }
+}

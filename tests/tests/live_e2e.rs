@@ -1,0 +1,317 @@
+//! End-to-end tests of the real `aegis` binary on the live path (TRADING_MODE=testnet/live) against the
+//! in-process Binance simulator: start-up proof and environment banner, the live key-restriction refusal,
+//! reconciliation (orphan order cancelled, exchange position adopted), SIGTERM consistency, and a key revoked
+//! mid-session (halted read-only, no retry loop). Build the binary first: `cargo build -p aegis-control`.
+//! Tests run one at a time ([`SERIAL`]): each bot busy-polls a core.
+
+mod live_support;
+use live_support::*;
+
+#[test]
+fn live_startup_proof_banner_and_reconciliation() {
+    let _g = serial();
+    let w = World::new("recon", keys(false, false));
+    // An orphan the bot never placed, and a position opened by hand.
+    let orphan = w.signed(
+        reqwest::Method::POST,
+        "/fapi/v1/order",
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "BUY"),
+            ("type", "LIMIT"),
+            ("timeInForce", "GTC"),
+            ("quantity", "0.002"),
+            ("price", "50000"),
+            ("newClientOrderId", "manual-orphan-1"),
+        ],
+    );
+    assert_eq!(orphan["status"], "NEW", "{orphan}");
+    let filled = w.signed(
+        reqwest::Method::POST,
+        "/fapi/v1/order",
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "BUY"),
+            ("type", "MARKET"),
+            ("quantity", "0.003"),
+        ],
+    );
+    assert!(filled.get("orderId").is_some(), "{filled}");
+    let t0 = Instant::now();
+    let mut bot = w.bot(1, &testnet_env());
+    assert!(
+        bot.wait_log("local and exchange state agree", Duration::from_secs(15)),
+        "{}",
+        bot.log()
+    );
+    let log = bot.log();
+    assert!(log.contains("TESTNET"), "{log}");
+    assert!(
+        log.contains("key check:") && log.contains("BINANCE_TESTNET_API_KEY works"),
+        "{log}"
+    );
+    assert!(log.contains("cancel open order manual-orphan-1"), "{log}");
+    assert!(
+        log.contains("position BTCUSDT: journal 0 vs exchange 0.003"),
+        "{log}"
+    );
+    let open = w.admin(AdminCall::open_orders("alice"));
+    assert_eq!(
+        open.as_array().map(Vec::len),
+        Some(0),
+        "orphan cancelled: {open}"
+    );
+    assert!(
+        !log.contains("Pr0dPr0d") && !log.contains(SECRET),
+        "no key in the log"
+    );
+    bot.signal(15);
+    assert_eq!(
+        bot.wait_exit(Duration::from_secs(8)),
+        Some(0),
+        "{}",
+        bot.log()
+    );
+    // The adopted position is journaled: a restart finds journal and exchange in agreement.
+    let bot2 = w.bot(2, &testnet_env());
+    assert!(
+        bot2.wait_log("local and exchange state agree", Duration::from_secs(15)),
+        "{}",
+        bot2.log()
+    );
+    assert!(
+        !bot2.log().contains("position BTCUSDT: journal"),
+        "{}",
+        bot2.log()
+    );
+    eprintln!("reconciliation e2e took {:?}", t0.elapsed());
+}
+
+#[test]
+fn live_mode_refuses_a_key_that_can_withdraw() {
+    let _g = serial();
+    let w = World::new("withdraw", keys(true, true));
+    let env = vec![
+        ("TRADING_MODE", "live".to_string()),
+        ("BINANCE_API_KEY", KEY.to_string()),
+        ("BINANCE_SECRET_KEY", SECRET.to_string()),
+        (
+            "JWT_SECRET",
+            "jwt-Zq3xV9pL2mN8bR5tY7wK4cH6dF1gS0aE-live".to_string(),
+        ),
+        // The ops preflight (control/src/ops) reads its own URL variable for apiRestrictions.
+        ("BINANCE_SPOT_URL", w.base()),
+        // The IP override must not help with withdrawals.
+        ("ALLOW_UNRESTRICTED_IP", "true".to_string()),
+    ];
+    // Refused before any trading: by the ops preflight (exit 1) or the exchange start-up check (exit 2),
+    // whichever runs first; both read apiRestrictions from the (simulated) exchange.
+    let mut bot = w.bot(1, &env);
+    let code = bot.wait_exit(Duration::from_secs(15));
+    let log = bot.log();
+    assert!(matches!(code, Some(1 | 2)), "{code:?} {log}");
+    assert!(log.to_lowercase().contains("withdraw"), "{log}");
+    assert!(
+        !log.contains("market data:"),
+        "never started trading: {log}"
+    );
+    // Withdrawals off but no IP restriction (and no override): refused too.
+    w.admin(AdminCall::set_permissions(
+        KEY,
+        serde_json::json!({"withdrawals": false, "ipRestrict": false}),
+    ));
+    let env2: Vec<_> = env.iter().take(4).cloned().collect();
+    let mut bot = w.bot(2, &env2);
+    let code = bot.wait_exit(Duration::from_secs(15));
+    let log = bot.log();
+    assert!(matches!(code, Some(1 | 2)), "{code:?} {log}");
+    assert!(log.contains("IP"), "{log}");
+    assert!(!log.contains("market data:"), "{log}");
+}
+
+#[test]
+fn live_revoked_key_halts_read_only_without_retry_loop() {
+    let _g = serial();
+    let w = World::new("revoke", keys(false, false));
+    let pem = ed_key().to_pkcs8_pem(Default::default()).unwrap();
+    let pem_path = w.dir.join("ed25519.pem");
+    fs::write(&pem_path, pem.as_bytes()).unwrap();
+    let env = vec![
+        ("TRADING_MODE", "testnet".to_string()),
+        ("BINANCE_TESTNET_API_KEY", ED_KEY.to_string()),
+        (
+            "BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH",
+            pem_path.display().to_string(),
+        ),
+    ];
+    let mut bot = w.bot(1, &env);
+    assert!(
+        bot.wait_log("session logged on (Ed25519)", Duration::from_secs(15)),
+        "{}",
+        bot.log()
+    );
+    w.admin(AdminCall::revoke_key(ED_KEY));
+    assert!(
+        bot.wait_log("rejected the API key", Duration::from_secs(10)),
+        "{}",
+        bot.log()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        bot.child.try_wait().unwrap().is_none(),
+        "stays up read-only"
+    );
+    let n = bot.log().matches("rejected the API key").count();
+    assert_eq!(n, 1, "no retry loop: {}", bot.log());
+    bot.signal(15);
+    assert_eq!(
+        bot.wait_exit(Duration::from_secs(8)),
+        Some(0),
+        "{}",
+        bot.log()
+    );
+}
+
+#[test]
+fn live_empty_key_is_read_only_with_a_banner() {
+    let _g = serial();
+    let w = World::new("readonly", keys(false, false));
+    let mut bot = w.bot(1, &[("TRADING_MODE", "testnet".to_string())]);
+    assert!(
+        bot.wait_log("READ-ONLY MODE", Duration::from_secs(15)),
+        "{}",
+        bot.log()
+    );
+    assert!(
+        bot.wait_log("NO ORDERS", Duration::from_secs(2)),
+        "{}",
+        bot.log()
+    );
+    bot.signal(15);
+    assert_eq!(
+        bot.wait_exit(Duration::from_secs(8)),
+        Some(0),
+        "{}",
+        bot.log()
+    );
+}
+
+#[test]
+fn live_ws_feed_receives_parsable_combined_streams_and_reconnects() {
+    use aegis_engine::feed::parse::Parser;
+    use aegis_engine::feed::FeedPoll;
+    use aegis_engine::net::ws_feed::{WsFeed, WsFeedConfig};
+    let _g = serial();
+    let w = World::with_source("feed", keys(false, false), SourceKind::EngineSim);
+    let url = format!(
+        "{}/stream?streams=btcusdt@bookTicker/btcusdt@aggTrade",
+        w.sim().ws_url()
+    );
+    let mut feed = WsFeed::start(WsFeedConfig::new(url)).unwrap();
+    let mut parser = Parser::new();
+    let count = |feed: &mut WsFeed, parser: &mut Parser, limit: Duration| {
+        let (mut ok, mut bad) = (0, 0);
+        let t = Instant::now();
+        while t.elapsed() < limit && ok < 50 {
+            match feed.poll() {
+                FeedPoll::Msg(b) => match parser.parse(b) {
+                    Ok(_) => ok += 1,
+                    Err(_) => bad += 1,
+                },
+                _ => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+        (ok, bad)
+    };
+    let (ok, bad) = count(&mut feed, &mut parser, Duration::from_secs(10));
+    assert!(ok >= 50 && bad == 0, "ok {ok} bad {bad}");
+    // A dropped connection (TCP cut, no close frame) is reconnected and the streams resubscribed.
+    w.admin(AdminCall::ws_drop("market"));
+    std::thread::sleep(Duration::from_millis(300));
+    while let FeedPoll::Msg(_) = feed.poll() {}
+    let (ok, _) = count(&mut feed, &mut parser, Duration::from_secs(10));
+    assert!(ok >= 50, "data flows again after the drop: {ok}");
+    assert!(
+        feed.counters
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
+}
+
+#[test]
+fn live_kill_flattens_an_adopted_position_and_an_unknown_outcome_is_queried_not_resent() {
+    let _g = serial();
+    let w = World::new("kill", keys(false, false));
+    let filled = w.signed(
+        reqwest::Method::POST,
+        "/fapi/v1/order",
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "BUY"),
+            ("type", "MARKET"),
+            ("quantity", "0.003"),
+        ],
+    );
+    assert!(filled.get("orderId").is_some(), "{filled}");
+    let env = testnet_env();
+    let mut bot = w.bot(1, &env);
+    assert!(
+        bot.wait_log("local and exchange state agree", Duration::from_secs(15)),
+        "{}",
+        bot.log()
+    );
+    // A fresh quote, so the bot has a book for the symbol (the frozen market publishes on changes).
+    std::thread::sleep(Duration::from_millis(300));
+    w.admin(AdminCall::set_quote(
+        "BTCUSDT", "60000.0", "5", "60000.1", "5",
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    // The answer to the next WebSocket-API request comes after our 2 s answer timeout: outcome unknown.
+    w.admin(AdminCall::delay(3000, Some(1), Some("/ws-fapi/v1")));
+    fs::write(w.dir.join("data").join("KILL"), b"test").unwrap();
+    let t = Instant::now();
+    let mut flat = false;
+    while t.elapsed() < Duration::from_secs(15) {
+        let p = w.admin(AdminCall::positions("alice"));
+        if p.as_array().is_some_and(|a| a.is_empty()) {
+            flat = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        flat,
+        "kill switch flattened the adopted position\n{}",
+        bot.log()
+    );
+    assert!(
+        bot.wait_log("querying it by client id", Duration::from_secs(5)),
+        "{}",
+        bot.log()
+    );
+    // Let the engine see the fill, then stop.
+    std::thread::sleep(Duration::from_millis(500));
+    let log = bot.log();
+    assert_eq!(log.matches("querying it by client id").count(), 1, "{log}");
+    bot.signal(15);
+    assert_eq!(
+        bot.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        bot.log()
+    );
+    let open = w.admin(AdminCall::open_orders("alice"));
+    assert_eq!(open.as_array().map(Vec::len), Some(0), "{open}");
+    fs::remove_file(w.dir.join("data").join("KILL")).unwrap();
+    let bot2 = w.bot(2, &env);
+    assert!(
+        bot2.wait_log(
+            "local and exchange state agree (0 cancelled, 0 adjustments)",
+            Duration::from_secs(15)
+        ),
+        "the journal saw the flattening fill:\n{}\n---\n{}",
+        log,
+        bot2.log()
+    );
+}
