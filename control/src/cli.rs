@@ -1,7 +1,7 @@
-//! Command line: `aegis [--env-file PATH] [run [--replay FILE] [--speed N]]`.
+//! Command line: `aegis [--env-file PATH] [COMMAND]`; `aegis` alone means `aegis run`.
 //!
-//! `aegis` alone means `aegis run`. Later subcommands (backtest, audit, export, preflight, keys, kill, halt,
-//! resume) slot into [`Cmd`].
+//! Commands: `run`, `preflight`, `keys audit`, `keys rotate`, `halt`, `resume`, `kill`, `incident-report`.
+//! Later subcommands (backtest, audit, export) slot into [`Cmd`].
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -19,10 +19,24 @@ pub struct Cli {
 }
 
 /// Subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Cmd {
-    /// Run the bot: engine, journal and HTTPS API (the default).
+    /// Run the bot: engine, journal and HTTPS API (the default). In live mode it refuses to start while
+    /// `aegis preflight` has a FAIL.
     Run(RunArgs),
+    /// Run the security guide's checklist (before going live): PASS/WARN/FAIL with a fix each; exit 1 on a FAIL.
+    Preflight(PreflightArgs),
+    /// API key hygiene: the monthly audit and key rotation.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Stop opening positions (exits keep working) on the running bot.
+    Halt(ControlArgs),
+    /// Undo `halt` on the running bot (does not override a tripped breaker or the kill switch).
+    Resume(ControlArgs),
+    /// Kill switch on the running bot: halt and cancel every open order; with --flatten also close every position.
+    Kill(KillArgs),
+    /// Write one file with the orders, fills, errors, commands, API access and key events of a recent window.
+    IncidentReport(IncidentArgs),
 }
 
 /// Options of `aegis run`.
@@ -36,15 +50,78 @@ pub struct RunArgs {
     pub speed: Option<f64>,
 }
 
+/// Options of `aegis preflight`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PreflightArgs {
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `aegis keys ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCmd {
+    /// The guide's monthly key audit (§1.5) as one command; exit 1 on a FAIL.
+    Audit(PreflightArgs),
+    /// Install a new key pair: read it from a file or stdin (never the command line, which lands in the shell
+    /// history), verify it against the exchange, update .env atomically, record and audit the change.
+    Rotate(RotateArgs),
+}
+
+/// Options of `aegis keys rotate`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RotateArgs {
+    /// Rotate the testnet pair instead of the production pair.
+    #[arg(long)]
+    pub testnet: bool,
+    /// Read the new pair from this file (`BINANCE_API_KEY=`/`BINANCE_SECRET_KEY=` lines, or two bare lines);
+    /// without it the pair is read from stdin.
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+    /// Do not ask the exchange (offline emergency); recorded as unverified.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+/// Options of `aegis halt` / `aegis resume`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ControlArgs {
+    /// Why (kept in the audit trail).
+    #[arg(long, default_value = "aegis CLI")]
+    pub reason: String,
+}
+
+/// Options of `aegis kill`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KillArgs {
+    /// Also close every position with reduce-only market orders.
+    #[arg(long)]
+    pub flatten: bool,
+    /// Why (kept in the audit trail).
+    #[arg(long, default_value = "aegis CLI")]
+    pub reason: String,
+}
+
+/// Options of `aegis incident-report`.
+#[derive(Debug, Clone, Args)]
+pub struct IncidentArgs {
+    /// The window: the last 30m, 1h (default), 24h, 7d, or seconds.
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub since: String,
+    /// Output file (default `incident-<UTC time>.md`, or `.json` with --json).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Write JSON instead of markdown.
+    #[arg(long)]
+    pub json: bool,
+}
+
 impl Cli {
     /// The subcommand, with `run` as the default.
     pub fn command(&self) -> Cmd {
-        match &self.command {
-            Some(c) => Cmd::Run(match c {
-                Cmd::Run(a) => a.clone(),
-            }),
-            None => Cmd::Run(RunArgs::default()),
-        }
+        self.command
+            .clone()
+            .unwrap_or_else(|| Cmd::Run(RunArgs::default()))
     }
 }
 
@@ -58,9 +135,36 @@ mod tests {
         assert!(matches!(c.command(), Cmd::Run(a) if a.replay.is_none()));
         let c =
             Cli::try_parse_from(["aegis", "run", "--replay", "f.jsonl", "--speed", "10"]).unwrap();
-        let Cmd::Run(a) = c.command();
+        let Cmd::Run(a) = c.command() else {
+            panic!("not run")
+        };
         assert_eq!(a.replay.unwrap(), PathBuf::from("f.jsonl"));
         assert_eq!(a.speed, Some(10.0));
         assert!(Cli::try_parse_from(["aegis", "run", "--speed", "2"]).is_err());
+    }
+
+    #[test]
+    fn operating_commands_parse() {
+        let c =
+            Cli::try_parse_from(["aegis", "--env-file", "x.env", "preflight", "--json"]).unwrap();
+        assert!(matches!(c.command(), Cmd::Preflight(a) if a.json));
+        assert_eq!(c.env_file, PathBuf::from("x.env"));
+        let c = Cli::try_parse_from(["aegis", "keys", "rotate", "--testnet", "--from-file", "k"])
+            .unwrap();
+        assert!(
+            matches!(c.command(), Cmd::Keys(KeysCmd::Rotate(a)) if a.testnet && a.from_file.is_some())
+        );
+        // No way to pass a key on the command line.
+        assert!(Cli::try_parse_from(["aegis", "keys", "rotate", "--key", "abc"]).is_err());
+        assert!(Cli::try_parse_from(["aegis", "keys", "rotate", "abc"]).is_err());
+        let c = Cli::try_parse_from(["aegis", "kill", "--flatten"]).unwrap();
+        assert!(matches!(c.command(), Cmd::Kill(a) if a.flatten));
+        let c =
+            Cli::try_parse_from(["aegis", "incident-report", "--since", "2h", "--json"]).unwrap();
+        assert!(matches!(c.command(), Cmd::IncidentReport(a) if a.since == "2h" && a.json));
+        assert!(matches!(
+            Cli::try_parse_from(["aegis", "halt"]).unwrap().command(),
+            Cmd::Halt(_)
+        ));
     }
 }

@@ -97,6 +97,10 @@ pub fn load(env_file: &Path, run: &RunArgs) -> Result<Loaded, ConfigError> {
         }
     }
     let mut config = Config::from_lookup(lookup)?;
+    // Checked here, before anything starts, so the operator gets one line and exit code 2; the runtime builds
+    // both again from the same values.
+    crate::dashboard::web_config(&config)?;
+    crate::dashboard::allocation(&config)?;
     if let Some(file) = &run.replay {
         let speed = run.speed.unwrap_or(1.0);
         if !(speed.is_finite() && speed > 0.0) {

@@ -3,13 +3,16 @@
 use crate::journal::now_ms;
 use crate::pump::EngineLink;
 use crate::runtime::{EngineStart, RunError, StartContext};
-use aegis_engine::risk::breaker::BreakerConfig;
+use aegis_engine::risk::breaker::{BreakerBankSnapshot, BreakerConfig};
 use aegis_engine::risk::limits::{LimitsConfig, SymbolFilters};
+use aegis_engine::strategy::position::PositionParams;
 use aegis_engine::strategy::scalp::ScalpParams;
+use aegis_engine::strategy::swing::SwingParams;
+use aegis_engine::strategy::ultra_fast::UltraFastParams;
 use aegis_engine::venue::FeeRates;
 use aegis_engine::{EngineParams, FeedSource, PinOutcome, SymbolSpec};
-use aegis_shared::config::{Config, ConfigError, FeedKind};
-use aegis_shared::{Notional, Price, Qty, Symbol, TradingMode};
+use aegis_shared::config::{Config, FeedKind};
+use aegis_shared::{Notional, Price, Qty, StrategyMode, Symbol, TradingMode};
 use std::io::BufRead;
 
 /// Filters for a symbol: Binance's for the built-in ones, the finest possible otherwise (paper only; a live
@@ -65,14 +68,6 @@ fn replay_symbols(path: &std::path::Path) -> Vec<Symbol> {
 /// Builds the engine parameters and feed for a run.
 pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunError> {
     let cfg: &Config = ctx.config;
-    if cfg.trading_mode != TradingMode::Paper {
-        return Err(ConfigError::new(
-            "TRADING_MODE",
-            Some(cfg.trading_mode.as_str()),
-            "this version has only the paper venue; use TRADING_MODE=paper (testnet and live venues come later)",
-        )
-        .into());
-    }
     let mut symbols = cfg.symbols.clone();
     let feed = match &cfg.feed {
         FeedKind::Sim => FeedSource::Sim {
@@ -94,6 +89,8 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
             }
         }
     };
+    // New entries only in what the operator asked for (SYMBOLS, or what the replay file holds).
+    let allowlist = symbols.clone();
     // A position the journal holds must stay manageable (its exits), so its symbol is always traded.
     for p in ctx.ledger.open_positions() {
         if !symbols.contains(&p.symbol) {
@@ -111,21 +108,59 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
     let limits = LimitsConfig {
         max_position_usd: cfg.limits.max_position_usd,
         max_daily_loss_usd: cfg.limits.max_daily_loss_usd,
+        max_leverage: cfg.limits.max_leverage,
         ..LimitsConfig::default()
     };
+    let allocation = crate::dashboard::allocation(cfg)?;
+    let on = |m: StrategyMode| cfg.modes_enabled.contains(&m);
+    let max_lev = cfg.limits.max_leverage;
     let scalp_default = ScalpParams::default();
+    // A trip journaled before the restart is still a trip (the contract: a restart does not reset it).
+    let restored_breakers = BreakerBankSnapshot::from_events(ctx.ledger.breakers.values());
+    for b in ctx.ledger.tripped_breakers(now_ms()) {
+        tracing::warn!(scope = ?b.scope, change = ?b.change, "circuit breaker restored from the journal: still tripped");
+    }
     let params = EngineParams {
         symbols: symbols.into_iter().map(spec_for).collect(),
         fees: FeeRates {
             maker: cfg.fees.maker,
             taker: cfg.fees.taker,
         },
+        scalp_enabled: on(StrategyMode::Scalp),
         scalp: ScalpParams {
-            // An entry never asks for more than one position may hold.
-            notional: scalp_default.notional.min(cfg.limits.max_position_usd),
+            // An entry never asks for more than one position may hold (the engine caps the other modes).
+            notional: scalp_default
+                .notional
+                .min(cfg.limits.max_position_usd)
+                .min(allocation.mode(StrategyMode::Scalp).max_usd_per_position),
             ..scalp_default
         },
+        ultra_fast: on(StrategyMode::UltraFastScalp).then(|| {
+            let d = UltraFastParams::default();
+            UltraFastParams {
+                leverage: d.leverage.min(max_lev),
+                ..d
+            }
+        }),
+        swing: on(StrategyMode::Swing).then(|| {
+            let d = SwingParams::default();
+            SwingParams {
+                leverage: d.leverage.min(max_lev),
+                ..d
+            }
+        }),
+        position: on(StrategyMode::Position).then(|| {
+            let d = PositionParams::default();
+            PositionParams {
+                leverage: d.leverage.min(max_lev),
+                ..d
+            }
+        }),
+        allocation,
+        capital: cfg.capital_usd,
         limits,
+        restored_breakers,
+        allowlist,
         breakers: BreakerConfig {
             enabled: cfg.breaker.enabled,
             max_loss_per_hour: cfg.breaker.max_loss_per_hour,
@@ -142,8 +177,11 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
     Ok((params, feed))
 }
 
-/// Starts the engine thread.
+/// Starts the engine thread: paper here, testnet/live through [`crate::exchange::start_live`].
 pub fn start(ctx: StartContext<'_>) -> Result<EngineStart, RunError> {
+    if ctx.config.trading_mode != TradingMode::Paper {
+        return crate::exchange::start_live(ctx);
+    }
     let (params, feed) = params(&ctx)?;
     let h = aegis_engine::spawn(params, feed).map_err(|e| RunError::Engine(e.to_string()))?;
     let pinned = match h.pinned {

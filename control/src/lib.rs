@@ -6,17 +6,21 @@
 //! - [`state`] / [`ledger`]: what the API shows, rebuilt identically from the journal on restart.
 //! - [`api`]: the HTTPS API; [`tls`]: its certificate.
 //! - [`runtime`]: `aegis run`; [`cli`]: the command line; [`logging`]: tracing setup.
+//! - [`ops`]: the operating commands (preflight, keys, halt/resume/kill, incident report) and the alert triggers.
 
 pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod engine_link;
+pub mod exchange;
 pub mod journal;
 pub mod ledger;
 pub mod logging;
+pub mod ops;
 pub mod preflight;
 pub mod pump;
 pub mod runtime;

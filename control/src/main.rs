@@ -1,25 +1,44 @@
 //! The `aegis` binary: the thin edge that turns typed errors into messages and exit codes.
 
-use aegis_control::cli::{Cli, Cmd};
+use aegis_control::cli::{Cli, Cmd, KeysCmd};
+use aegis_control::ops::commands;
 use aegis_control::{config, engine_link, logging, runtime};
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command() {
-        Cmd::Run(args) => run(&cli, &args),
-    }
+    let f = &cli.env_file;
+    let code = match cli.command() {
+        Cmd::Run(args) => return run(&cli, &args),
+        Cmd::Preflight(a) => commands::preflight_cmd(f, &a),
+        Cmd::Keys(KeysCmd::Audit(a)) => commands::keys_audit(f, &a),
+        Cmd::Keys(KeysCmd::Rotate(a)) => commands::keys_rotate(f, &a),
+        Cmd::Halt(a) => commands::halt(f, &a),
+        Cmd::Resume(a) => commands::resume(f, &a),
+        Cmd::Kill(a) => commands::kill(f, &a),
+        Cmd::IncidentReport(a) => commands::incident_report(f, &a),
+    };
+    ExitCode::from(code)
 }
 
 fn run(cli: &Cli, args: &aegis_control::cli::RunArgs) -> ExitCode {
     // Validate everything before anything starts; one message, exit code 2.
-    let loaded = match config::load(&cli.env_file, args) {
+    let mut loaded = match config::load(&cli.env_file, args) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("aegis: {e}");
             return ExitCode::from(2);
         }
+    };
+    // Live refuses to start while the preflight checklist has a FAIL; key-age warnings in every mode.
+    match commands::run_gate(&cli.env_file, &loaded.config) {
+        Ok(w) => loaded.warnings.extend(w),
+        Err(code) => return ExitCode::from(code),
+    }
+    let extras = match commands::run_extras(&cli.env_file, &loaded.config) {
+        Ok(x) => x,
+        Err(code) => return ExitCode::from(code),
     };
     for w in &loaded.warnings {
         // Loud on the terminal even when the log goes to a file.
@@ -32,7 +51,7 @@ fn run(cli: &Cli, args: &aegis_control::cli::RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = runtime::run(loaded.config, loaded.warnings, engine_link::start);
+    let result = runtime::run_with(loaded.config, loaded.warnings, extras, engine_link::start);
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -5,6 +5,7 @@
 //! drained even while the async runtime is busy serving HTTPS.
 
 use crate::journal::{now_ms, CommandRecord, JournalRecord, JournalWriter};
+use crate::ops::watch::AlertWatch;
 use crate::state::Live;
 use aegis_shared::{Command, EngineEvent};
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
@@ -66,12 +67,22 @@ pub fn spawn(
     link: EngineLink,
     live: Arc<Live>,
 ) -> std::io::Result<PumpHandle> {
+    spawn_with(writer, link, live, None)
+}
+
+/// Starts the pump thread with an alert hook, fed after each event is journaled and applied.
+pub fn spawn_with(
+    writer: JournalWriter,
+    link: EngineLink,
+    live: Arc<Live>,
+    watch: Option<AlertWatch>,
+) -> std::io::Result<PumpHandle> {
     let (tx, rx) = crossbeam_channel::bounded::<Issued>(1024);
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let join = std::thread::Builder::new()
         .name("aegis-pump".into())
-        .spawn(move || run(writer, link, rx, live, stop2))?;
+        .spawn(move || run(writer, link, rx, live, stop2, watch))?;
     Ok(PumpHandle {
         commands: tx,
         stop,
@@ -85,6 +96,7 @@ fn run(
     commands: Receiver<Issued>,
     live: Arc<Live>,
     stop: Arc<AtomicBool>,
+    mut watch: Option<AlertWatch>,
 ) -> JournalWriter {
     let mut batch: Vec<EngineEvent> = Vec::with_capacity(MAX_BATCH);
     let mut events_open = true;
@@ -141,9 +153,18 @@ fn run(
         }
         if !batch.is_empty() {
             live.apply_critical(&batch);
+            if let Some(w) = watch.as_mut() {
+                let now = now_ms();
+                for e in &batch {
+                    w.on_critical(e, now);
+                }
+            }
             batch.clear();
         }
         for c in forward {
+            if let Some(w) = watch.as_mut() {
+                w.on_command(&c);
+            }
             // The engine's command queue is bounded; a full queue means the engine is stuck, and waiting here
             // would stop the draining that lets it move.
             if link.commands.try_send(c).is_err() {
@@ -153,7 +174,12 @@ fn run(
         // 3. Statistics: droppable, never journaled.
         while stats_open {
             match link.stats.try_recv() {
-                Ok(e) => live.apply_stat(&e),
+                Ok(e) => {
+                    live.apply_stat(&e);
+                    if let Some(w) = watch.as_mut() {
+                        w.on_stat(&e, now_ms());
+                    }
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => stats_open = false,
             }

@@ -14,6 +14,7 @@ use crate::tls::{self, CertSource, TlsError};
 use aegis_shared::config::{Config, ConfigError, FeedKind};
 use aegis_shared::Command;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Everything between the signal and the exit must fit in this.
@@ -47,6 +48,9 @@ pub enum RunError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The dashboard could not start (its user store or password hasher).
+    #[error("dashboard: {0}")]
+    Dashboard(String),
     /// The engine did not stop within the shutdown budget (the journal was still flushed).
     #[error("the engine did not stop within {0:?}; the journal was flushed and fsync'd anyway")]
     ShutdownTimeout(Duration),
@@ -110,6 +114,15 @@ pub struct StartContext<'a> {
 
 /// Describes the feed for the banner and the status API.
 pub fn feed_description(cfg: &Config) -> String {
+    // Testnet/live read Binance's market streams whatever FEED says (the simulated market is paper-only).
+    if let Some(e) = crate::exchange::env::Endpoints::for_config(cfg) {
+        let over = if e.overridden { ", URL overridden" } else { "" };
+        return format!(
+            "Binance USD-M futures {} market streams ({}/stream{over})",
+            e.name,
+            aegis_engine::net::ws::redact(&e.fstream)
+        );
+    }
     match &cfg.feed {
         FeedKind::Sim => format!(
             "simulated market (seed {}, {} msg/s, {}x market speed)",
@@ -127,8 +140,42 @@ pub fn next_session(last: Option<u64>, now: u64) -> u64 {
     }
 }
 
+/// Optional parts of a run that need settings beyond [`Config`] (issue 8).
+#[derive(Debug, Clone)]
+pub struct RunExtras {
+    /// Alert channels (`ALERT_*`); `None`: no alert dispatcher.
+    pub alerts: Option<crate::alerts::AlertConfig>,
+    /// `ALERT_EXCHANGE_ERRORS_PER_MINUTE`.
+    pub errors_per_minute: u32,
+    /// `ALERT_HEARTBEAT_SECONDS`.
+    pub heartbeat_stall: Duration,
+}
+
+impl Default for RunExtras {
+    fn default() -> Self {
+        Self {
+            alerts: None,
+            errors_per_minute: crate::ops::watch::DEFAULT_ERRORS_PER_MINUTE,
+            heartbeat_stall: Duration::from_secs(crate::ops::watch::DEFAULT_HEARTBEAT_SECS),
+        }
+    }
+}
+
 /// Runs the bot until SIGINT/SIGTERM (or the engine stops by itself).
 pub fn run<F>(cfg: Config, warnings: Vec<String>, start_engine: F) -> Result<(), RunError>
+where
+    F: FnOnce(StartContext<'_>) -> Result<EngineStart, RunError>,
+{
+    run_with(cfg, warnings, RunExtras::default(), start_engine)
+}
+
+/// [`run`] with alerts and the other [`RunExtras`].
+pub fn run_with<F>(
+    cfg: Config,
+    warnings: Vec<String>,
+    extras: RunExtras,
+    start_engine: F,
+) -> Result<(), RunError>
 where
     F: FnOnce(StartContext<'_>) -> Result<EngineStart, RunError>,
 {
@@ -142,10 +189,15 @@ where
             what: "the async runtime",
             source,
         })?;
-    rt.block_on(run_async(cfg, warnings, start_engine))
+    rt.block_on(run_async(cfg, warnings, extras, start_engine))
 }
 
-async fn run_async<F>(cfg: Config, warnings: Vec<String>, start_engine: F) -> Result<(), RunError>
+async fn run_async<F>(
+    cfg: Config,
+    warnings: Vec<String>,
+    extras: RunExtras,
+    start_engine: F,
+) -> Result<(), RunError>
 where
     F: FnOnce(StartContext<'_>) -> Result<EngineStart, RunError>,
 {
@@ -203,7 +255,7 @@ where
     let ident = tls::load_or_generate(configured, &cfg.data_dir)?;
     let tls_config = ident.server_config()?;
     let addr = SocketAddr::new(cfg.api.bind_addr, cfg.api.port);
-    let listener = api::bind(addr)?;
+    let listener = api::bind(addr, cfg.auth.enabled)?;
 
     let session_id = next_session(ledger.last_session, now_ms());
     writer.append_durable(&JournalRecord::Session(SessionRecord {
@@ -225,6 +277,57 @@ where
     live_ledger.last_session = Some(session_id);
     let live = Live::new(live_ledger, writer.stats(), info);
 
+    // The dashboard (issue 7): settings validated again (config::load already refused bad ones), users in
+    // DATA_DIR/users.json, the read model seeded from the journal and fed by the pump from here on.
+    let web_cfg = crate::dashboard::web_config(&cfg)?;
+    let users = crate::auth::MemoryUserStore::open(&cfg.data_dir)
+        .map_err(|e| RunError::Dashboard(format!("user store: {e}")))?;
+    let command_slot = crate::dashboard::CommandSlot::default();
+    let model = {
+        let slot = command_slot.clone();
+        Arc::new(crate::web::model::LiveModel::new(
+            crate::dashboard::model_info(&cfg, &crate::dashboard::allocation(&cfg)?, now_ms()),
+            move |c| slot.send(c),
+        ))
+    };
+    let seeded = crate::dashboard::seed_model(&model, &jdir, valid_len)?;
+    tracing::debug!(events = seeded, "dashboard model seeded from the journal");
+    live.attach_dashboard(model.clone());
+    let web_state = crate::web::WebState::new(
+        web_cfg,
+        Arc::new(users),
+        Arc::new(crate::dashboard::RunBackend {
+            model,
+            live: live.clone(),
+        }),
+    )
+    .map_err(|e| RunError::Dashboard(e.to_string()))?;
+
+    // Alerts (guide §6.2): the dispatcher never blocks its callers; without channels it only counts.
+    let alerts = match extras.alerts {
+        Some(ac) => match crate::alerts::AlertDispatcher::spawn(ac) {
+            Ok((d, h)) => Some((d, h)),
+            Err(e) => {
+                tracing::error!(error = %e, "alerts disabled: the alert dispatcher could not start");
+                None
+            }
+        },
+        None => None,
+    };
+    let watch = alerts.as_ref().map(|(d, _)| {
+        crate::ops::watch::AlertWatch::new(
+            d.clone(),
+            extras.errors_per_minute,
+            cfg.limits.max_position_usd,
+        )
+    });
+    // The local admin token for `aegis halt|resume|kill` (fresh on every start, mode 600).
+    let admin_token =
+        crate::ops::admin::create_token(&cfg.data_dir).map_err(|source| RunError::Start {
+            what: "the local admin token (DATA_DIR/admin.token)",
+            source,
+        })?;
+
     let engine = start_engine(StartContext {
         config: &cfg,
         ledger: &ledger,
@@ -232,12 +335,31 @@ where
     })?;
     let pinned = engine.pinned.clone();
     let engine_thread = engine.thread;
-    let pump =
-        pump::spawn(writer, engine.link, live.clone()).map_err(|source| RunError::Start {
+    let pump = pump::spawn_with(writer, engine.link, live.clone(), watch).map_err(|source| {
+        RunError::Start {
             what: "the journal pump thread",
             source,
-        })?;
-    let server = api::serve(listener, tls_config, live.clone());
+        }
+    })?;
+    // Dashboard controls go through the pump: journaled, then forwarded to the engine.
+    command_slot.connect(pump.commands.clone());
+    let app = crate::web::app(
+        web_state,
+        api::public_routes(live.clone()).merge(crate::ops::admin::routes(
+            admin_token,
+            pump.commands.clone(),
+        )),
+    );
+    let server = api::serve_app(listener, tls_config, app);
+    let (hb_stop, hb_stop_rx) = tokio::sync::watch::channel(false);
+    if let Some((d, _)) = &alerts {
+        tokio::spawn(crate::ops::watch::heartbeat_watch(
+            live.clone(),
+            d.clone(),
+            extras.heartbeat_stall,
+            hb_stop_rx,
+        ));
+    }
 
     // The banner: what runs, against what, where to look.
     let host = match addr {
@@ -261,7 +383,15 @@ where
     let data_dir = std::fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
     tracing::info!("data dir:    {}", data_dir.display());
     tracing::info!("session:     {session_id}");
-    tracing::info!("dashboard:   {url}");
+    tracing::info!(
+        "dashboard:   https://{host}:{}/ (health {url}; auth {})",
+        addr.port(),
+        if cfg.auth.enabled {
+            "on"
+        } else {
+            "OFF, loopback only"
+        }
+    );
     tracing::info!(
         "certificate: SHA-256 {} ({cert_note}: {})",
         ident.fingerprint,
@@ -296,6 +426,16 @@ where
         }
     };
     let t_stop = Instant::now();
+    let _ = hb_stop.send(true);
+    if engine_thread.is_finished() && !live.engine_stopped() {
+        // The engine thread ended without reporting `Stopped` (a panic): the pump cannot see that, so say it here.
+        if let Some((d, _)) = &alerts {
+            let _ = d.send(crate::alerts::Alert::new(
+                crate::alerts::Kind::Control(crate::alerts::ControlAlert::EngineStopped),
+                now_ms(),
+            ));
+        }
+    }
     tracing::info!(
         reason = why,
         "shutting down: no new entries, draining queues, flushing the journal"
@@ -325,6 +465,17 @@ where
             .ok();
     }
     server.shutdown(Duration::from_millis(300)).await;
+    let _ = std::fs::remove_file(crate::ops::admin::token_path(&cfg.data_dir));
+    if let Some((d, h)) = alerts {
+        // Let queued alerts (a kill switch just before the signal) go out, within the shutdown budget.
+        drop(d);
+        if tokio::time::timeout(Duration::from_millis(800), h)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some alerts were still being delivered at exit");
+        }
+    }
     let v = live.view();
     tracing::info!(
         fills = v.ledger.fills,

@@ -2,6 +2,7 @@
 
 use crate::journal::{now_ms, JournalStats};
 use crate::ledger::Ledger;
+use crate::web::model::LiveModel;
 use aegis_shared::event::{
     BreakerChange, BreakerScope, EngineEvent, EngineState, EngineStats, FeedState, HaltReason,
 };
@@ -9,7 +10,7 @@ use aegis_shared::TradingMode;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The engine counts as down when its last heartbeat is older than this.
@@ -59,6 +60,8 @@ pub struct Live {
     pub info: RunInfo,
     /// Process start.
     pub started: Instant,
+    /// The dashboard's read model, fed with every event after the ledger (so after the journal write).
+    dashboard: OnceLock<Arc<LiveModel>>,
 }
 
 impl Live {
@@ -76,7 +79,13 @@ impl Live {
             journal,
             info,
             started: Instant::now(),
+            dashboard: OnceLock::new(),
         })
+    }
+
+    /// Feeds `model` with every event applied from now on (once; later calls are ignored).
+    pub fn attach_dashboard(&self, model: Arc<LiveModel>) {
+        let _ = self.dashboard.set(model);
     }
 
     /// Locks the view. A panic while holding it cannot leave it inconsistent in a way that matters for display,
@@ -92,6 +101,12 @@ impl Live {
             v.ledger.apply_event(e);
             if let EngineEvent::State { state, .. } = e {
                 v.engine_state = Some(*state);
+            }
+        }
+        drop(v);
+        if let Some(m) = self.dashboard.get() {
+            for e in events {
+                m.apply(e);
             }
         }
     }
@@ -112,6 +127,10 @@ impl Live {
             }
             // Critical events never arrive here; if one did, it is state and goes through the ledger.
             other => v.ledger.apply_event(other),
+        }
+        drop(v);
+        if let Some(m) = self.dashboard.get() {
+            m.apply(e);
         }
     }
 

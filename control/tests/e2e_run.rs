@@ -72,6 +72,9 @@ impl Bot {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aegis"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // These tests read /api/status without logging in; the loopback bind allows auth off (the
+            // authenticated paths are tested in e2e_breaker.rs and the web_* tests; the secrets test turns it on).
+            .env("AUTH_ENABLED", "false")
             .env("DATA_DIR", dir.join("data"))
             .env("API_PORT", port.to_string())
             .current_dir(dir)
@@ -531,6 +534,8 @@ async fn secrets_never_reach_stdout_stderr_log_file_or_api_body() {
     env.push(("LOG_LEVEL", "trace"));
     env.push(("LOG_INCLUDE_FILE", "true"));
     env.push(("LOG_OUTPUT", &log_s));
+    // Authentication on, with the JWT secret above: it must not leak either (/api/status then answers 401).
+    env.push(("AUTH_ENABLED", "true"));
     env.extend_from_slice(FAST);
     let port = free_port();
     let c = client();

@@ -1,5 +1,6 @@
-//! Runs the headless-Chromium dashboard test (tests/browser/dashboard.test.mjs) against the `web_demo` example
-//! server, which `cargo test` builds. Needs node, /usr/bin/chromium and `npm ci` in tests/browser.
+//! Runs the headless-Chromium dashboard test (tests/browser/dashboard.test.mjs) against the real `aegis` binary
+//! (`aegis run`: engine on the simulated market, journal, dashboard with auth). Needs node, /usr/bin/chromium and
+//! `npm ci` in tests/browser.
 //! Locally, a missing piece skips the test with a message; with `CI` set, it fails.
 
 use std::path::PathBuf;
@@ -11,10 +12,7 @@ fn dashboard_in_headless_chromium() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let browser_dir = root.join("tests/browser");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    let server = target.join("debug/examples/web_demo");
+    let server = PathBuf::from(env!("CARGO_BIN_EXE_aegis"));
     let mut missing = Vec::new();
     if Command::new("node").arg("--version").output().is_err() {
         missing.push("node (apt-get install -y nodejs npm)".to_string());
@@ -27,7 +25,7 @@ fn dashboard_in_headless_chromium() {
     }
     if !server.exists() {
         missing.push(format!(
-            "{} (cargo build -p aegis-control --example web_demo)",
+            "{} (cargo build -p aegis-control)",
             server.display()
         ));
     }

@@ -25,7 +25,7 @@ use crate::feed::{Feed, FeedError, FeedPoll, FeedSource};
 use crate::position::Positions;
 use crate::queues::{self, ControlEnds, EventSink, QueueConfig};
 use crate::risk::allocation::{Allocation, AllocationTracker};
-use crate::risk::breaker::BreakerConfig;
+use crate::risk::breaker::{BreakerBankSnapshot, BreakerConfig};
 use crate::risk::limits::{LimitsConfig, SymbolFilters};
 use crate::risk::{Denial, RiskContext, RiskGate};
 use crate::strategy::position::{PositionMode, PositionParams};
@@ -135,6 +135,12 @@ pub struct EngineParams {
     pub restored_positions: Vec<PositionUpdate>,
     /// Net realized PnL of the current UTC day so far (from the journal), for the daily loss limit.
     pub restored_day_pnl: Notional,
+    /// Breaker state from the journal (e.g. [`BreakerBankSnapshot::from_events`] of the journaled breaker
+    /// events), so a restart never resets a trip. Default: empty (every breaker fresh).
+    pub restored_breakers: BreakerBankSnapshot,
+    /// Symbols new entries may open in (`SYMBOLS`); other configured symbols only manage exits (e.g. a position
+    /// the journal holds). Empty (default): every configured symbol.
+    pub allowlist: Vec<Symbol>,
     /// Where the `KILL` file is watched (`<data_dir>/KILL`); `None` disables the file check.
     pub data_dir: Option<PathBuf>,
     /// The kill file flattens positions, not only halts (default true).
@@ -184,6 +190,8 @@ impl Default for EngineParams {
             session: wall_ms(),
             restored_positions: Vec::new(),
             restored_day_pnl: Notional::ZERO,
+            restored_breakers: BreakerBankSnapshot::default(),
+            allowlist: Vec::new(),
             data_dir: None,
             kill_file_flattens: true,
             sim_start_ms: None,
@@ -441,6 +449,10 @@ impl Engine {
         }
         let now = wall_ms();
         gate.limits.restore_day(now, params.restored_day_pnl);
+        gate.breakers.restore(&params.restored_breakers);
+        gate.limits
+            .set_allowlist(&params.allowlist)
+            .map_err(|_| EngineError::TooManySymbols)?;
         let infos: Vec<SymbolInfo> = specs
             .iter()
             .map(|s| SymbolInfo {

@@ -9,7 +9,7 @@
 //! Secrets (`BINANCE_*_KEY`, `JWT_SECRET`, `DATABASE_URL`, which holds the database password) are kept in
 //! [`Secret`], so `format!("{config:?}")` never shows one.
 
-use crate::mode::TradingMode;
+use crate::mode::{StrategyMode, TradingMode};
 use crate::num::{Notional, Rate};
 use crate::secret::Secret;
 use crate::symbol::Symbol;
@@ -92,6 +92,57 @@ pub mod keys {
     pub const TLS_KEY_PATH: &str = "TLS_KEY_PATH";
     /// Journal fsync batch window in milliseconds.
     pub const JOURNAL_FSYNC_MS: &str = "JOURNAL_FSYNC_MS";
+    /// Override of the USD-M futures REST base URL (e.g. the simulator's `http://127.0.0.1:9010`).
+    pub const BINANCE_FAPI_URL: &str = "BINANCE_FAPI_URL";
+    /// Override of the market stream base URL (e.g. `ws://127.0.0.1:9010`).
+    pub const BINANCE_FSTREAM_URL: &str = "BINANCE_FSTREAM_URL";
+    /// Override of the WebSocket API URL (e.g. `ws://127.0.0.1:9010/ws-fapi/v1`).
+    pub const BINANCE_WSAPI_URL: &str = "BINANCE_WSAPI_URL";
+    /// Override of the `/sapi` REST base URL (key restrictions; production `https://api.binance.com`).
+    pub const BINANCE_SAPI_URL: &str = "BINANCE_SAPI_URL";
+    /// PKCS#8 PEM Ed25519 private key file for the production key (then `BINANCE_SECRET_KEY` may stay empty).
+    pub const BINANCE_ED25519_PRIVATE_KEY_PATH: &str = "BINANCE_ED25519_PRIVATE_KEY_PATH";
+    /// PKCS#8 PEM Ed25519 private key file for the testnet key.
+    pub const BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH: &str =
+        "BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH";
+    /// Live only: accept a key without an IP restriction (logged loudly). Never overrides withdrawals.
+    pub const ALLOW_UNRESTRICTED_IP: &str = "ALLOW_UNRESTRICTED_IP";
+    /// How often the key's restrictions are re-checked in live mode (default 24h).
+    pub const KEY_RECHECK_INTERVAL: &str = "KEY_RECHECK_INTERVAL";
+    /// Comma-separated trading modes to run (default all four).
+    pub const MODES_ENABLED: &str = "MODES_ENABLED";
+    /// Account capital in USD that the per-mode allocation percents apply to (default 10000).
+    pub const CAPITAL_USD: &str = "CAPITAL_USD";
+    /// Highest leverage an entry may use (default 5).
+    pub const FUTURES_AUTOPILOT_MAX_LEVERAGE: &str = "FUTURES_AUTOPILOT_MAX_LEVERAGE";
+    /// Dashboard: comma-separated IPs/CIDRs allowed to reach the API (empty: everyone who can connect).
+    pub const DASHBOARD_ALLOWED_IPS: &str = "DASHBOARD_ALLOWED_IPS";
+    /// Dashboard: reverse proxies whose `X-Forwarded-For` is believed.
+    pub const TRUSTED_PROXIES: &str = "TRUSTED_PROXIES";
+    /// Dashboard: requests per second per client IP.
+    pub const API_RATE_LIMIT_PER_SEC: &str = "API_RATE_LIMIT_PER_SEC";
+    /// Dashboard: request burst per client IP.
+    pub const API_RATE_LIMIT_BURST: &str = "API_RATE_LIMIT_BURST";
+    /// Dashboard: failed logins per account before a lockout.
+    pub const LOGIN_MAX_FAILURES: &str = "LOGIN_MAX_FAILURES";
+    /// Dashboard: failed logins per client IP before a lockout.
+    pub const LOGIN_MAX_FAILURES_PER_IP: &str = "LOGIN_MAX_FAILURES_PER_IP";
+    /// Dashboard: first lockout duration (doubles on each further failure).
+    pub const LOGIN_LOCKOUT: &str = "LOGIN_LOCKOUT";
+    /// Dashboard: largest accepted request body in bytes.
+    pub const API_MAX_BODY_BYTES: &str = "API_MAX_BODY_BYTES";
+
+    /// Dashboard keys validated by the control plane's web layer (kept raw in [`super::Config::dashboard`]).
+    pub const DASHBOARD: &[&str] = &[
+        DASHBOARD_ALLOWED_IPS,
+        TRUSTED_PROXIES,
+        API_RATE_LIMIT_PER_SEC,
+        API_RATE_LIMIT_BURST,
+        LOGIN_MAX_FAILURES,
+        LOGIN_MAX_FAILURES_PER_IP,
+        LOGIN_LOCKOUT,
+        API_MAX_BODY_BYTES,
+    ];
 
     /// Every key, in `.env.example` order.
     pub const ALL: &[&str] = &[
@@ -131,6 +182,25 @@ pub mod keys {
         TLS_CERT_PATH,
         TLS_KEY_PATH,
         JOURNAL_FSYNC_MS,
+        BINANCE_FAPI_URL,
+        BINANCE_FSTREAM_URL,
+        BINANCE_WSAPI_URL,
+        BINANCE_SAPI_URL,
+        BINANCE_ED25519_PRIVATE_KEY_PATH,
+        BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH,
+        ALLOW_UNRESTRICTED_IP,
+        KEY_RECHECK_INTERVAL,
+        MODES_ENABLED,
+        CAPITAL_USD,
+        FUTURES_AUTOPILOT_MAX_LEVERAGE,
+        DASHBOARD_ALLOWED_IPS,
+        TRUSTED_PROXIES,
+        API_RATE_LIMIT_PER_SEC,
+        API_RATE_LIMIT_BURST,
+        LOGIN_MAX_FAILURES,
+        LOGIN_MAX_FAILURES_PER_IP,
+        LOGIN_LOCKOUT,
+        API_MAX_BODY_BYTES,
     ];
 
     /// Keys whose values are secrets: never echoed in an error or a log line.
@@ -285,6 +355,8 @@ pub struct LimitsConfig {
     pub max_position_usd: Notional,
     /// `FUTURES_AUTOPILOT_MAX_DAILY_LOSS` (USD per UTC day), default 20.
     pub max_daily_loss_usd: Notional,
+    /// `FUTURES_AUTOPILOT_MAX_LEVERAGE`, default 5 (1 to 125).
+    pub max_leverage: u32,
 }
 
 /// Dashboard/API authentication.
@@ -345,6 +417,27 @@ pub struct ApiConfig {
     pub tls_key_path: Option<PathBuf>,
 }
 
+/// Exchange connection settings (testnet/live).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExchangeConfig {
+    /// `BINANCE_FAPI_URL`: REST base override.
+    pub fapi_url: Option<String>,
+    /// `BINANCE_FSTREAM_URL`: market stream base override.
+    pub fstream_url: Option<String>,
+    /// `BINANCE_WSAPI_URL`: WebSocket API override.
+    pub wsapi_url: Option<String>,
+    /// `BINANCE_SAPI_URL`: `/sapi` base override.
+    pub sapi_url: Option<String>,
+    /// `BINANCE_ED25519_PRIVATE_KEY_PATH`.
+    pub ed25519_key_path: Option<PathBuf>,
+    /// `BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH`.
+    pub testnet_ed25519_key_path: Option<PathBuf>,
+    /// `ALLOW_UNRESTRICTED_IP`, default false.
+    pub allow_unrestricted_ip: bool,
+    /// `KEY_RECHECK_INTERVAL`, default 24 h.
+    pub key_recheck: Duration,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -380,6 +473,14 @@ pub struct Config {
     pub api: ApiConfig,
     /// `JOURNAL_FSYNC_MS`: the journal's fsync batch window, default 5 ms.
     pub journal_fsync: Duration,
+    /// Exchange URLs overrides, Ed25519 key files, key restriction policy.
+    pub exchange: ExchangeConfig,
+    /// `MODES_ENABLED`: the trading modes to run, default all four (in [`StrategyMode::ALL`] order).
+    pub modes_enabled: Vec<StrategyMode>,
+    /// `CAPITAL_USD`: capital the allocation percents apply to, default 10000.
+    pub capital_usd: Notional,
+    /// Raw values of the [`keys::DASHBOARD`] keys that are set (validated by the control plane's web layer).
+    pub dashboard: Vec<(&'static str, String)>,
 }
 
 /// Reads values through a lookup function, treating empty values as unset.
@@ -508,26 +609,23 @@ impl Config {
             testnet_api_key: src.secret(BINANCE_TESTNET_API_KEY),
             testnet_secret_key: src.secret(BINANCE_TESTNET_SECRET_KEY),
         };
+        let ed_path = src.path(BINANCE_ED25519_PRIVATE_KEY_PATH);
+        let testnet_ed_path = src.path(BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH);
+        // An empty API key is read-only mode (security guide §7.1: restart with an empty key); a key without
+        // anything to sign with is a mistake.
         match trading_mode {
             TradingMode::Paper => {}
             TradingMode::Testnet => {
-                for (k, v) in [
-                    (BINANCE_TESTNET_API_KEY, &keys.testnet_api_key),
-                    (BINANCE_TESTNET_SECRET_KEY, &keys.testnet_secret_key),
-                ] {
-                    if v.is_empty() {
-                        return Err(ConfigError::new(k, None, "TRADING_MODE=testnet needs the testnet key pair from testnet.binancefuture.com in .env"));
-                    }
+                if !keys.testnet_api_key.is_empty()
+                    && keys.testnet_secret_key.is_empty()
+                    && testnet_ed_path.is_none()
+                {
+                    return Err(ConfigError::new(BINANCE_TESTNET_SECRET_KEY, None, "BINANCE_TESTNET_API_KEY is set: also set its secret (HMAC) or BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH (Ed25519), or empty the API key for read-only mode"));
                 }
             }
             TradingMode::Live => {
-                for (k, v) in [
-                    (BINANCE_API_KEY, &keys.api_key),
-                    (BINANCE_SECRET_KEY, &keys.secret_key),
-                ] {
-                    if v.is_empty() {
-                        return Err(ConfigError::new(k, None, "TRADING_MODE=live needs the production key pair (trading only, withdrawals disabled, IP-restricted) in .env"));
-                    }
+                if !keys.api_key.is_empty() && keys.secret_key.is_empty() && ed_path.is_none() {
+                    return Err(ConfigError::new(BINANCE_SECRET_KEY, None, "BINANCE_API_KEY is set: also set its secret (HMAC) or BINANCE_ED25519_PRIVATE_KEY_PATH (Ed25519), or empty the API key for read-only mode"));
                 }
             }
         }
@@ -558,7 +656,33 @@ impl Config {
         let limits = LimitsConfig {
             max_position_usd: src.money(FUTURES_AUTOPILOT_MAX_POSITION_SIZE, "50")?,
             max_daily_loss_usd: src.money(FUTURES_AUTOPILOT_MAX_DAILY_LOSS, "20")?,
+            max_leverage: src.parse(
+                FUTURES_AUTOPILOT_MAX_LEVERAGE,
+                5,
+                "use a whole number from 1 to 125, e.g. 5",
+                |s| s.parse().ok().filter(|n| (1..=125).contains(n)),
+            )?,
         };
+        let modes_enabled = match src.get(MODES_ENABLED) {
+            None => StrategyMode::ALL.to_vec(),
+            Some(v) => {
+                let fix = "use a comma-separated list of ultra_fast_scalp, scalp, swing, position (e.g. scalp,swing), or leave it empty for all four";
+                let mut want = Vec::new();
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let m = StrategyMode::parse(&part.to_ascii_lowercase())
+                        .ok_or_else(|| ConfigError::new(MODES_ENABLED, Some(&v), fix))?;
+                    want.push(m);
+                }
+                if want.is_empty() {
+                    return Err(ConfigError::new(MODES_ENABLED, Some(&v), fix));
+                }
+                StrategyMode::ALL
+                    .into_iter()
+                    .filter(|m| want.contains(m))
+                    .collect()
+            }
+        };
+        let capital_usd = src.money(CAPITAL_USD, "10000")?;
         let auth = AuthConfig {
             enabled: src.bool(AUTH_ENABLED, true)?,
             jwt_secret: src.get(JWT_SECRET).map(Secret::new),
@@ -691,11 +815,12 @@ impl Config {
             "use an IP address, e.g. 127.0.0.1",
             |s| s.parse().ok(),
         )?;
-        if !bind_addr.is_loopback() {
+        // Without authentication the API is open to whoever can connect: only loopback then.
+        if !bind_addr.is_loopback() && !auth.enabled {
             return Err(ConfigError::new(
                 BIND_ADDR,
                 Some(&bind_addr.to_string()),
-                "this version has no dashboard authentication yet, so the API only binds to loopback (127.0.0.1 or ::1); reach it remotely through an SSH tunnel or a TLS reverse proxy",
+                "AUTH_ENABLED=false only works with a loopback BIND_ADDR (127.0.0.1 or ::1); enable AUTH_ENABLED or bind to 127.0.0.1 and use an SSH tunnel",
             ));
         }
         let api = ApiConfig {
@@ -733,7 +858,52 @@ impl Config {
             |s| s.parse::<u64>().ok().filter(|n| *n <= 1000),
         )?);
 
+        let url = |key: &str, schemes: &[&str]| -> Result<Option<String>, ConfigError> {
+            match src.get(key) {
+                None => Ok(None),
+                Some(u) if schemes.iter().any(|s| u.starts_with(s)) => {
+                    Ok(Some(u.trim_end_matches('/').to_string()))
+                }
+                Some(u) => Err(ConfigError::new(
+                    key,
+                    Some(&u),
+                    format!(
+                        "use a URL starting with {}, or leave it empty for Binance's own",
+                        schemes.join(" or ")
+                    ),
+                )),
+            }
+        };
+        let exchange = ExchangeConfig {
+            fapi_url: url(BINANCE_FAPI_URL, &["https://", "http://"])?,
+            fstream_url: url(BINANCE_FSTREAM_URL, &["wss://", "ws://"])?,
+            wsapi_url: url(BINANCE_WSAPI_URL, &["wss://", "ws://"])?,
+            sapi_url: url(BINANCE_SAPI_URL, &["https://", "http://"])?,
+            ed25519_key_path: ed_path,
+            testnet_ed25519_key_path: testnet_ed_path,
+            allow_unrestricted_ip: src.bool(ALLOW_UNRESTRICTED_IP, false)?,
+            key_recheck: src.parse(
+                KEY_RECHECK_INTERVAL,
+                Duration::from_secs(24 * 3600),
+                "use a duration such as 24h (between 1 second and 7 days)",
+                |s| {
+                    parse_duration(s).filter(|d| {
+                        *d >= Duration::from_secs(1) && *d <= Duration::from_secs(7 * 86_400)
+                    })
+                },
+            )?,
+        };
+
+        let dashboard = keys::DASHBOARD
+            .iter()
+            .filter_map(|k| src.get(k).map(|v| (*k, v)))
+            .collect();
+
         Ok(Config {
+            modes_enabled,
+            capital_usd,
+            dashboard,
+            exchange,
             trading_mode,
             keys,
             breaker,
@@ -836,20 +1006,75 @@ mod tests {
     }
 
     #[test]
-    fn non_loopback_bind_is_refused_until_auth_exists() {
-        let e = cfg(&[("BIND_ADDR", "0.0.0.0")]).unwrap_err();
+    fn non_loopback_bind_needs_auth() {
+        let e = cfg(&[("BIND_ADDR", "0.0.0.0"), ("AUTH_ENABLED", "false")]).unwrap_err();
         assert_eq!(e.key, "BIND_ADDR");
         assert!(e.fix.contains("loopback"));
-        assert!(cfg(&[("BIND_ADDR", "::1")]).is_ok());
+        assert!(cfg(&[("BIND_ADDR", "::1"), ("AUTH_ENABLED", "false")]).is_ok());
+        // With authentication on (the default) any address may be used.
+        assert!(cfg(&[("BIND_ADDR", "0.0.0.0")]).is_ok());
+    }
+
+    #[test]
+    fn modes_capital_leverage_and_dashboard_keys() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.modes_enabled, StrategyMode::ALL.to_vec());
+        assert_eq!(c.capital_usd, Notional::from_int(10_000));
+        assert_eq!(c.limits.max_leverage, 5);
+        assert!(c.dashboard.is_empty());
+        let c = cfg(&[
+            ("MODES_ENABLED", " Swing , scalp"),
+            ("CAPITAL_USD", "2500.5"),
+            ("FUTURES_AUTOPILOT_MAX_LEVERAGE", "3"),
+            ("DASHBOARD_ALLOWED_IPS", "10.0.0.0/8"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.modes_enabled,
+            vec![StrategyMode::Scalp, StrategyMode::Swing]
+        );
+        assert_eq!(c.capital_usd, Notional::parse("2500.5").unwrap());
+        assert_eq!(c.limits.max_leverage, 3);
+        assert_eq!(
+            c.dashboard,
+            vec![("DASHBOARD_ALLOWED_IPS", "10.0.0.0/8".to_string())]
+        );
+        for (k, v) in [
+            ("MODES_ENABLED", "scalp,hodl"),
+            ("MODES_ENABLED", ","),
+            ("CAPITAL_USD", "-1"),
+            ("FUTURES_AUTOPILOT_MAX_LEVERAGE", "200"),
+        ] {
+            let e = cfg(&[(k, v)]).unwrap_err();
+            assert_eq!(e.key, k);
+            assert!(e.to_string().contains("use "), "{e}");
+        }
     }
 
     #[test]
     fn live_and_testnet_need_their_own_keys() {
-        let e = cfg(&[("TRADING_MODE", "live")]).unwrap_err();
-        assert_eq!(e.key, "BINANCE_API_KEY");
+        // No key at all: read-only mode (market data and dashboard, no orders).
+        let c = cfg(&[("TRADING_MODE", "live")]).unwrap();
+        assert!(c.keys.api_key.is_empty());
+        let e = cfg(&[("TRADING_MODE", "live"), ("BINANCE_API_KEY", "k")]).unwrap_err();
+        assert_eq!(e.key, "BINANCE_SECRET_KEY");
         assert_eq!(e.value, None);
-        let e = cfg(&[("TRADING_MODE", "testnet"), ("BINANCE_API_KEY", "k")]).unwrap_err();
-        assert_eq!(e.key, "BINANCE_TESTNET_API_KEY");
+        // The production pair does not count for testnet.
+        let e = cfg(&[
+            ("TRADING_MODE", "testnet"),
+            ("BINANCE_TESTNET_API_KEY", "k"),
+            ("BINANCE_SECRET_KEY", "s"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "BINANCE_TESTNET_SECRET_KEY");
+        assert!(cfg(&[
+            ("TRADING_MODE", "testnet"),
+            ("BINANCE_TESTNET_API_KEY", "k"),
+            ("BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH", "/k.pem"),
+        ])
+        .is_ok());
+        let e = cfg(&[("BINANCE_FAPI_URL", "ftp://x")]).unwrap_err();
+        assert_eq!(e.key, "BINANCE_FAPI_URL");
         let ok = cfg(&[
             ("TRADING_MODE", "LIVE"),
             ("BINANCE_API_KEY", "prodkey"),

@@ -1,13 +1,15 @@
 // Browser test of the Aegis dashboard in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core).
 //
-// Starts the dashboard server (AEGIS_WEB_BIN, default target/debug/examples/web_demo: the real engine on the
-// simulated market) with a fresh DATA_DIR, then as a user would: creates the admin, logs in, watches positions/PnL
+// Starts the real bot (AEGIS_WEB_BIN, default target/debug/aegis: `aegis run` on the simulated market, with
+// authentication on) with a fresh DATA_DIR and a random JWT_SECRET, then as a user would: creates the admin, logs in, watches positions/PnL
 // update live, halts trading through the confirmation dialog and sees the state change, checks the audit view,
 // logs out; then a viewer sees no controls and is refused when calling them directly.
 // Screenshots go to artifacts/browser/. Exit code 0 = pass.
 
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -16,7 +18,7 @@ import assert from 'node:assert/strict';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
-const bin = process.env.AEGIS_WEB_BIN || join(root, 'target', 'debug', 'examples', 'web_demo');
+const bin = process.env.AEGIS_WEB_BIN || join(root, 'target', 'debug', 'aegis');
 const artifacts = join(root, 'artifacts', 'browser');
 mkdirSync(artifacts, { recursive: true });
 
@@ -25,17 +27,32 @@ const VIEWER = { user: 'watcher', pass: 'read-only-Viewer-2024' };
 const t0 = Date.now();
 const log = (m) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
 
-function startServer(dataDir) {
+function freePort() {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => res(port)); });
+  });
+}
+
+async function startServer(dataDir) {
+  const port = await freePort();
   return new Promise((resolveUrl, reject) => {
-    const child = spawn(bin, [], {
-      env: { ...process.env, DATA_DIR: dataDir, SIM_RATE: process.env.SIM_RATE || '4000', SIM_SPEED: process.env.SIM_SPEED || '300', LOG_LEVEL: 'warn' },
+    // `aegis run` with its defaults (paper, simulated market, auth on); no .env is read (the file does not exist).
+    const child = spawn(bin, ['--env-file', join(dataDir, 'no.env'), 'run'], {
+      env: {
+        PATH: process.env.PATH, DATA_DIR: join(dataDir, 'data'), API_PORT: String(port),
+        JWT_SECRET: randomBytes(33).toString('base64'), AUTH_ENABLED: 'true', LOG_LEVEL: 'info',
+        SIM_RATE: process.env.SIM_RATE || '4000', SIM_SPEED: process.env.SIM_SPEED || '300',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`server did not start in 20 s:\n${out}`)), 20000);
     child.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/LISTENING (https:\/\/[0-9.:]+)/);
+      // The bot's banner (`dashboard:   https://127.0.0.1:PORT/ ...`); the old demo server's line still works.
+      const m = out.match(/dashboard:\s+(https:\/\/[0-9.:]+)\//) || out.match(/LISTENING (https:\/\/[0-9.:]+)/);
       if (m) { clearTimeout(timer); resolveUrl({ child, url: m[1] }); }
     });
     child.stderr.on('data', (d) => { out += d; });

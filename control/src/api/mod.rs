@@ -1,8 +1,10 @@
 //! The HTTPS API (axum on hyper, rustls with the `ring` provider).
 //!
-//! Routes: `GET /api/health` (200 for ok/degraded, 503 for down) and `GET /api/status`. No response ever carries
-//! a secret: bodies are built from [`crate::state::Live`], which holds none. Authentication arrives with the
-//! dashboard issue; until then the configuration refuses any non-loopback `BIND_ADDR`, and [`bind`] checks again.
+//! Routes: `GET /api/health` (200 for ok/degraded, 503 for down) and `GET /api/status`. `aegis run` also mounts
+//! the local admin endpoints `POST /api/local/{halt,resume,kill}` (guarded by `DATA_DIR/admin.token`, see
+//! [`crate::ops::admin`]). No response ever carries a secret: bodies are built from [`crate::state::Live`], which holds none. `aegis run` serves the dashboard
+//! ([`crate::web::app`], authenticated) with [`serve_app`] and mounts only [`public_routes`] from here; without
+//! authentication the configuration refuses a non-loopback `BIND_ADDR`, and [`bind`] checks again.
 
 use crate::state::Live;
 use axum::extract::State;
@@ -19,7 +21,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Binding beyond loopback without authentication.
-    #[error("refusing to serve the API on {0}: authentication is not implemented yet, so only loopback addresses (127.0.0.1, ::1) are allowed; set BIND_ADDR=127.0.0.1 and use an SSH tunnel or a reverse proxy")]
+    #[error("refusing to serve the API on {0} with AUTH_ENABLED=false: without authentication only loopback addresses (127.0.0.1, ::1) are allowed; set AUTH_ENABLED=true (with a JWT_SECRET) or BIND_ADDR=127.0.0.1")]
     NotLoopback(SocketAddr),
     /// The port is taken or not permitted.
     #[error(
@@ -76,9 +78,18 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-/// Binds the listening socket (before the engine starts, so a taken port fails fast).
-pub fn bind(addr: SocketAddr) -> Result<TcpListener, ApiError> {
-    if !addr.ip().is_loopback() {
+/// The public routes the runtime mounts beside the dashboard: `GET /api/health` (no login needed, so load
+/// balancers and `deploy/` health checks can call it; it holds no secret and no position data).
+pub fn public_routes(live: Arc<Live>) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .with_state(live)
+}
+
+/// Binds the listening socket (before the engine starts, so a taken port fails fast). Without authentication
+/// only a loopback address is accepted.
+pub fn bind(addr: SocketAddr, auth_enabled: bool) -> Result<TcpListener, ApiError> {
+    if !addr.ip().is_loopback() && !auth_enabled {
         return Err(ApiError::NotLoopback(addr));
     }
     let l = TcpListener::bind(addr).map_err(|source| ApiError::Bind { addr, source })?;
@@ -113,5 +124,19 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, live: Arc<Li
     let app = router(live);
     let server = axum_server::from_tcp_rustls(listener, config).handle(handle.clone());
     let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+    Server { handle, task }
+}
+
+/// Serves a complete application (the dashboard of [`crate::web::app`]) over TLS, with each connection's peer
+/// address available to the handlers (the dashboard's client-IP checks fail closed without it).
+pub fn serve_app(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router) -> Server {
+    let handle = axum_server::Handle::new();
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    let server = axum_server::from_tcp_rustls(listener, config).handle(handle.clone());
+    let task = tokio::spawn(async move {
+        server
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+    });
     Server { handle, task }
 }

@@ -387,4 +387,9 @@ pub trait DashboardBackend: Send + Sync + 'static {
     ) -> BoxFut<'_, Result<Vec<AuditRecord>, BackendError>>;
     /// Records one API request. Must not block (queue it).
     fn record_access(&self, entry: AccessLogEntry);
+    /// More fields for `GET /api/status` (the runtime's mode, positions, PnL and counts); `status` and `now_ms`
+    /// are added on top. Default: none.
+    fn status_extra(&self) -> Option<serde_json::Value> {
+        None
+    }
 }

@@ -21,7 +21,13 @@ fn q_param(q: &Option<String>, name: &str) -> Option<String> {
 
 pub(super) async fn status(State(s): State<WebState>, _: Session) -> Json<Value> {
     let snap = s.backend().snapshot();
-    Json(json!({ "status": snap.status, "now_ms": snap.now_ms }))
+    let mut body = match s.backend().status_extra() {
+        Some(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    body.insert("status".into(), json!(snap.status));
+    body.insert("now_ms".into(), json!(snap.now_ms));
+    Json(Value::Object(body))
 }
 
 pub(super) async fn snapshot(State(s): State<WebState>, _: Session) -> Json<Value> {

@@ -1,0 +1,368 @@
+//! The operating commands as the binary runs them: load settings, do the work, print, return the exit code
+//! (0 fine, 1 refused or a FAIL, 2 bad configuration). Nothing printed here ever contains a secret.
+
+use super::admin::{self, Action, Credential};
+use super::env::{keys as envkeys, EnvSource};
+use super::probe::KeyEnv;
+use super::{incident, keycmd, preflight};
+use crate::cli::{ControlArgs, IncidentArgs, KillArgs, PreflightArgs, RotateArgs};
+use aegis_shared::config::{parse_duration, Config};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// Settings for a command: the `.env` source and the validated config. Unlike `aegis run`, a `.env` readable by
+/// others does not stop these commands (preflight and the audit must be able to report it).
+pub fn load(env_file: &Path) -> Result<(EnvSource, Config), u8> {
+    let env = EnvSource::load(env_file).map_err(|e| {
+        eprintln!("aegis: {e}");
+        2u8
+    })?;
+    let cfg = Config::from_lookup(|k| env.get(k)).map_err(|e| {
+        eprintln!("aegis: {e}");
+        2u8
+    })?;
+    Ok((env, cfg))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("aegis: cannot start the async runtime: {e}");
+            1u8
+        })
+}
+
+/// `aegis preflight [--json]`.
+pub fn preflight_cmd(env_file: &Path, args: &PreflightArgs) -> u8 {
+    let (env, cfg) = match load(env_file) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let g = rt.block_on(preflight::gather_all(&cfg, &env, crate::journal::now_ms()));
+    let r = preflight::report(&cfg, &g);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&preflight::render_json(&r, &g)).unwrap_or_default()
+        );
+    } else {
+        print!("{}", preflight::render_table(&r, &g));
+    }
+    u8::from(r.has_fail())
+}
+
+/// For `aegis run`: in live mode, the preflight gate; in every mode, key-age warnings. Returns the warnings to
+/// show, or the exit code when live must not start.
+pub fn run_gate(env_file: &Path, cfg: &Config) -> Result<Vec<String>, u8> {
+    let env = EnvSource::load(env_file).map_err(|e| {
+        eprintln!("aegis: {e}");
+        2u8
+    })?;
+    let mut warnings = Vec::new();
+    match super::keys::observe_configured(cfg, crate::journal::now_ms()) {
+        Ok(ages) => warnings.extend(ages.into_iter().filter_map(|a| a.warning)),
+        Err(e) => warnings.push(format!("key age unknown: {e}")),
+    }
+    if cfg.trading_mode == aegis_shared::TradingMode::Live {
+        let rt = runtime()?;
+        match rt.block_on(preflight::live_gate(cfg, &env)) {
+            Ok(w) => warnings.extend(w),
+            Err(table) => {
+                eprint!("{table}");
+                eprintln!("aegis: TRADING_MODE=live refused: the preflight checklist has a FAIL (above); fix it, run `aegis preflight`, then start again");
+                return Err(1);
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+/// The `ALERT_*` settings and thresholds for `aegis run`.
+pub fn run_extras(env_file: &Path, cfg: &Config) -> Result<crate::runtime::RunExtras, u8> {
+    let env = EnvSource::load(env_file).map_err(|e| {
+        eprintln!("aegis: {e}");
+        2u8
+    })?;
+    let alerts = crate::alerts::AlertConfig::from_lookup(|k| env.get(k), cfg.trading_mode)
+        .map_err(|e| {
+            eprintln!("aegis: {e}");
+            2u8
+        })?;
+    Ok(crate::runtime::RunExtras {
+        alerts: Some(alerts),
+        errors_per_minute: env.number(
+            envkeys::ALERT_EXCHANGE_ERRORS_PER_MINUTE,
+            super::watch::DEFAULT_ERRORS_PER_MINUTE as u64,
+        ) as u32,
+        heartbeat_stall: std::time::Duration::from_secs(env.number(
+            envkeys::ALERT_HEARTBEAT_SECONDS,
+            super::watch::DEFAULT_HEARTBEAT_SECS,
+        )),
+    })
+}
+
+/// `aegis keys audit [--json]`.
+pub fn keys_audit(env_file: &Path, args: &PreflightArgs) -> u8 {
+    let (env, cfg) = match load(env_file) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let r = rt.block_on(keycmd::audit(&cfg, &env, crate::journal::now_ms()));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r.json()).unwrap_or_default()
+        );
+    } else {
+        print!(
+            "{}",
+            r.table()
+                .replacen("Aegis preflight", "Aegis key audit", 1)
+                .replace(
+                    "the guide's checklist before going live",
+                    "the guide's monthly audit (§1.5)"
+                )
+        );
+    }
+    u8::from(r.has_fail())
+}
+
+/// `aegis keys rotate`.
+pub fn keys_rotate(env_file: &Path, args: &RotateArgs) -> u8 {
+    let (env, cfg) = match load(env_file) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let pair = match keycmd::read_input(args.from_file.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("aegis: {e}");
+            return 1;
+        }
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let opts = keycmd::RotateOptions {
+        which: if args.testnet {
+            KeyEnv::Testnet
+        } else {
+            KeyEnv::Production
+        },
+        no_verify: args.no_verify,
+    };
+    let result = rt.block_on(async {
+        let r = keycmd::rotate(&cfg, &env, pair, opts, crate::journal::now_ms()).await?;
+        // The expected key_changed alert, delivered before the command returns.
+        if let Ok(ac) = crate::alerts::AlertConfig::from_lookup(|k| env.get(k), cfg.trading_mode) {
+            if !ac.channels.is_empty() {
+                if let Ok((d, h)) = crate::alerts::AlertDispatcher::spawn(ac) {
+                    let _ = d.send(crate::alerts::Alert::new(
+                        crate::alerts::Kind::Control(crate::alerts::ControlAlert::KeyChanged),
+                        crate::journal::now_ms(),
+                    ));
+                    drop(d);
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), h).await;
+                }
+            }
+        }
+        Ok::<_, String>(r)
+    });
+    match result {
+        Ok(r) => {
+            println!(
+                "rotated the {} key: {} -> {} ({})",
+                opts.which.as_str(),
+                r.old.as_deref().unwrap_or("none"),
+                r.new,
+                if r.verified {
+                    "verified against the exchange"
+                } else {
+                    "NOT verified"
+                }
+            );
+            println!("{} updated atomically (mode 600)", env.path.display());
+            for n in &r.notes {
+                println!("- {n}");
+            }
+            println!("next: restart the bot so it signs with the new key (systemctl restart aegis / docker compose restart aegis); the running engine has no live key switch yet");
+            println!(
+                "then: watch it trade for 24 h, and delete the old key on Binance (guide §1.4)"
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("aegis: key rotation refused: {e}");
+            1
+        }
+    }
+}
+
+/// The bot's local API base URL and certificate.
+pub fn bot_endpoint(cfg: &Config) -> (String, PathBuf) {
+    let ip: IpAddr = if cfg.api.bind_addr.is_loopback() {
+        cfg.api.bind_addr
+    } else {
+        IpAddr::from([127, 0, 0, 1])
+    };
+    let host = match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    };
+    let cert = cfg
+        .api
+        .tls_cert_path
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("tls").join("cert.pem"));
+    (format!("https://{host}:{}", cfg.api.port), cert)
+}
+
+fn control(env_file: &Path, action: Action, reason: &str) -> u8 {
+    let (env, cfg) = match load(env_file) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let (base, cert) = bot_endpoint(&cfg);
+    let out = (|| {
+        let fp = admin::cert_fingerprint(&cert)?;
+        let cred = match env.get(envkeys::AEGIS_ADMIN_USER) {
+            Some(user) => {
+                let password = match env.get(envkeys::AEGIS_ADMIN_PASSWORD) {
+                    Some(p) => aegis_shared::Secret::new(p),
+                    None => admin::prompt_password(&format!("password for {user}: "))?,
+                };
+                Credential::User { user, password }
+            }
+            None => Credential::LocalToken(admin::read_token(&cfg.data_dir).map_err(|e| {
+                format!("{e} (or set AEGIS_ADMIN_USER to log in as a dashboard admin)")
+            })?),
+        };
+        let rt = runtime().map_err(|_| "cannot start the async runtime".to_string())?;
+        rt.block_on(async {
+            let c = admin::pinned_client(&fp)?;
+            admin::send(&c, &base, &cred, action, reason).await
+        })
+    })();
+    match out {
+        Ok(v) => {
+            println!(
+                "{}: sent to the bot at {base}; answer {}",
+                match action {
+                    Action::Halt => "halt",
+                    Action::Resume => "resume",
+                    Action::Kill { flatten: true } => "kill --flatten",
+                    Action::Kill { flatten: false } => "kill",
+                },
+                v
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("aegis: {e}");
+            if matches!(action, Action::Kill { .. }) {
+                eprintln!(
+                    "aegis: fallback that needs no API: touch {}/KILL (the engine checks it every 250 ms)",
+                    cfg.data_dir.display()
+                );
+            }
+            1
+        }
+    }
+}
+
+/// `aegis halt`.
+pub fn halt(env_file: &Path, a: &ControlArgs) -> u8 {
+    control(env_file, Action::Halt, &a.reason)
+}
+
+/// `aegis resume`.
+pub fn resume(env_file: &Path, a: &ControlArgs) -> u8 {
+    control(env_file, Action::Resume, &a.reason)
+}
+
+/// `aegis kill [--flatten]`.
+pub fn kill(env_file: &Path, a: &KillArgs) -> u8 {
+    control(env_file, Action::Kill { flatten: a.flatten }, &a.reason)
+}
+
+/// `aegis incident-report --since 1h`.
+pub fn incident_report(env_file: &Path, a: &IncidentArgs) -> u8 {
+    let (_env, cfg) = match load(env_file) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let Some(window) = parse_duration(&a.since) else {
+        eprintln!(
+            "aegis: --since {:?}: use a duration like 30m, 1h, 24h, 7d or seconds",
+            a.since
+        );
+        return 2;
+    };
+    let now = crate::journal::now_ms();
+    let since = now.saturating_sub(window.as_millis() as u64);
+    let mut inc = match incident::from_journal(&cfg.data_dir, since, now) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!(
+                "aegis: cannot read the journal in {}: {e}",
+                cfg.data_dir.display()
+            );
+            return 1;
+        }
+    };
+    if let Some(url) = &cfg.database_url {
+        match runtime() {
+            Ok(rt) => rt.block_on(incident::add_from_db(&mut inc, url.expose())),
+            Err(c) => return c,
+        }
+    } else {
+        inc.notes.push(
+            "no DATABASE_URL: the API access log and audited key events live in Postgres; the local key-event log is included"
+                .into(),
+        );
+    }
+    let ext = if a.json { "json" } else { "md" };
+    let path = a.out.clone().unwrap_or_else(|| {
+        let stamp = time::OffsetDateTime::now_utc();
+        PathBuf::from(format!(
+            "incident-{:04}{:02}{:02}T{:02}{:02}{:02}Z.{ext}",
+            stamp.year(),
+            stamp.month() as u8,
+            stamp.day(),
+            stamp.hour(),
+            stamp.minute(),
+            stamp.second()
+        ))
+    });
+    let body = if a.json {
+        serde_json::to_string_pretty(&inc.json()).unwrap_or_default()
+    } else {
+        inc.markdown()
+    };
+    if let Err(e) = super::write_private_atomic(&path, body.as_bytes()) {
+        eprintln!("aegis: cannot write {}: {e}", path.display());
+        return 1;
+    }
+    println!(
+        "incident report written to {} (mode 600): {} orders, {} fills, {} errors, {} commands, {} key events, {} API requests",
+        path.display(),
+        inc.orders.len(),
+        inc.fills.len(),
+        inc.errors.len(),
+        inc.commands.len(),
+        inc.key_events.len(),
+        inc.api_access.len()
+    );
+    0
+}
