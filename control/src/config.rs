@@ -97,6 +97,9 @@ pub fn load(env_file: &Path, run: &RunArgs) -> Result<Loaded, ConfigError> {
         }
     }
     let mut config = Config::from_lookup(lookup)?;
+    if let Some(note) = paper_jwt_secret(&mut config)? {
+        warnings.push(note);
+    }
     // Checked here, before anything starts, so the operator gets one line and exit code 2; the runtime builds
     // both again from the same values.
     crate::dashboard::web_config(&config)?;
@@ -131,6 +134,67 @@ pub fn load(env_file: &Path, run: &RunArgs) -> Result<Loaded, ConfigError> {
     })
 }
 
+/// File in `DATA_DIR` holding the dashboard secret generated for paper mode.
+pub const GENERATED_JWT_SECRET_FILE: &str = "jwt.secret";
+
+/// Paper mode only: when `JWT_SECRET` is not set, use a random per-installation secret kept in
+/// `DATA_DIR/jwt.secret` (mode 600), created once. A first `aegis run` on a fresh machine then works with no
+/// configuration at all while the dashboard stays authenticated. This is not a default credential: every
+/// installation gets its own 48 random bytes, and testnet/live still require an explicit `JWT_SECRET`.
+/// The `.env.example` placeholder is never replaced here; it stays refused.
+fn paper_jwt_secret(config: &mut Config) -> Result<Option<String>, ConfigError> {
+    use base64::Engine as _;
+    use rand::RngCore;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if config.trading_mode != TradingMode::Paper || !config.auth.enabled || config.auth.jwt_secret.is_some()
+    {
+        return Ok(None);
+    }
+    let path = config.data_dir.join(GENERATED_JWT_SECRET_FILE);
+    let fail = |what: &str, e: std::io::Error| {
+        ConfigError::new(
+            "JWT_SECRET",
+            None,
+            format!(
+                "JWT_SECRET is not set and {what} {} failed ({}); set JWT_SECRET in .env (openssl rand -base64 48)",
+                path.display(),
+                e.kind()
+            ),
+        )
+    };
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let mode = std::fs::metadata(&path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| fail("tightening", e))?;
+        }
+        config.auth.jwt_secret = Some(aegis_shared::Secret::new(existing.trim().to_string()));
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| fail("creating the data dir for", e))?;
+    let mut raw = [0u8; 48];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let secret = base64::engine::general_purpose::STANDARD.encode(raw);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| fail("creating", e))?;
+    f.write_all(secret.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| fail("writing", e))?;
+    config.auth.jwt_secret = Some(aegis_shared::Secret::new(secret));
+    Ok(Some(format!(
+        "JWT_SECRET is not set: paper mode generated a random dashboard secret in {} (mode 600). \
+         Set JWT_SECRET in .env before using testnet or live.",
+        path.display()
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +221,37 @@ mod tests {
             cfg.auth.jwt_secret.as_ref().map(|s| s.expose().as_str()),
             Some(JWT_SECRET_PLACEHOLDER)
         );
+    }
+
+    #[test]
+    fn paper_mode_without_jwt_secret_gets_a_private_random_one_and_keeps_it() {
+        let d = crate::journal::test_support::temp_dir("jwtgen");
+        let data = d.join("data");
+        let data_s = data.display().to_string();
+        let lookup = |k: &str| (k == keys::DATA_DIR).then(|| data_s.clone());
+        let mut cfg = Config::from_lookup(lookup).unwrap();
+        assert!(cfg.auth.jwt_secret.is_none());
+        let note = paper_jwt_secret(&mut cfg).unwrap().expect("a note about the generated secret");
+        let secret = cfg.auth.jwt_secret.as_ref().unwrap().expose().clone();
+        assert!(!note.contains(&secret), "the note must not show the secret");
+        assert!(secret.len() >= 32);
+        let file = data.join(GENERATED_JWT_SECRET_FILE);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(crate::auth::validate_jwt_secret(&aegis_shared::Secret::new(secret.clone())).is_ok());
+        // A restart reuses it (sessions survive), and says nothing.
+        let mut again = Config::from_lookup(lookup).unwrap();
+        assert!(paper_jwt_secret(&mut again).unwrap().is_none());
+        assert_eq!(again.auth.jwt_secret.as_ref().unwrap().expose(), &secret);
+        // Testnet never gets one generated.
+        let mut t = Config::from_lookup(|k: &str| match k {
+            k if k == keys::DATA_DIR => Some(data_s.clone()),
+            "TRADING_MODE" => Some("testnet".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(paper_jwt_secret(&mut t).unwrap().is_none());
+        assert!(t.auth.jwt_secret.is_none());
     }
 
     #[test]

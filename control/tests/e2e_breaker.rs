@@ -412,7 +412,11 @@ fn allocation_and_dashboard_config_errors_are_one_line_exit_2() {
             &[("MODE_ALLOCATION_FILE", a)],
             &["MODE_ALLOCATION_FILE", "modes.json", "over 100", "lower"],
         ),
-        (&[("JWT_SECRET", "")], &["JWT_SECRET", "openssl rand"]),
+        // Paper mode generates a per-installation secret when none is set (config.rs); testnet/live never do.
+        (
+            &[("JWT_SECRET", ""), ("TRADING_MODE", "testnet")],
+            &["JWT_SECRET", "openssl rand"],
+        ),
         (
             &[("AUTH_ENABLED", "false"), ("BIND_ADDR", "0.0.0.0")],
             &["BIND_ADDR", "loopback"],
