@@ -37,6 +37,31 @@ pub enum Cmd {
     Kill(KillArgs),
     /// Write one file with the orders, fills, errors, commands, API access and key events of a recent window.
     IncidentReport(IncidentArgs),
+    /// Run the engine's strategies, gate and paper venue over recorded combined-stream JSON lines and report.
+    Backtest(BacktestArgs),
+}
+
+/// Options of `aegis backtest`.
+#[derive(Debug, Clone, Args)]
+pub struct BacktestArgs {
+    /// Recorded combined-stream JSON lines (`{"stream":..,"data":..}` per line), comma-separated; merged by
+    /// event time.
+    #[arg(
+        long,
+        value_name = "FILE[,FILE…]",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub data: Vec<PathBuf>,
+    /// Also write the report as JSON (byte-identical for the same input and settings).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Also write an SVG plot of equity and drawdown per mode.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Close every open position at the end of the data (through the kill switch's reduce-only flatten).
+    #[arg(long)]
+    pub flatten_at_end: bool,
 }
 
 /// Options of `aegis run`.
@@ -166,5 +191,19 @@ mod tests {
             Cli::try_parse_from(["aegis", "halt"]).unwrap().command(),
             Cmd::Halt(_)
         ));
+        let c = Cli::try_parse_from([
+            "aegis",
+            "backtest",
+            "--data",
+            "a.jsonl,b.jsonl",
+            "--report",
+            "r.json",
+        ])
+        .unwrap();
+        assert!(matches!(c.command(), Cmd::Backtest(a) if a.data.len() == 2 && a.report.is_some()));
+        assert!(
+            Cli::try_parse_from(["aegis", "backtest"]).is_err(),
+            "--data is required"
+        );
     }
 }

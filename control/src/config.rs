@@ -147,7 +147,9 @@ fn paper_jwt_secret(config: &mut Config) -> Result<Option<String>, ConfigError> 
     use rand::RngCore;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    if config.trading_mode != TradingMode::Paper || !config.auth.enabled || config.auth.jwt_secret.is_some()
+    if config.trading_mode != TradingMode::Paper
+        || !config.auth.enabled
+        || config.auth.jwt_secret.is_some()
     {
         return Ok(None);
     }
@@ -231,14 +233,18 @@ mod tests {
         let lookup = |k: &str| (k == keys::DATA_DIR).then(|| data_s.clone());
         let mut cfg = Config::from_lookup(lookup).unwrap();
         assert!(cfg.auth.jwt_secret.is_none());
-        let note = paper_jwt_secret(&mut cfg).unwrap().expect("a note about the generated secret");
+        let note = paper_jwt_secret(&mut cfg)
+            .unwrap()
+            .expect("a note about the generated secret");
         let secret = cfg.auth.jwt_secret.as_ref().unwrap().expose().clone();
         assert!(!note.contains(&secret), "the note must not show the secret");
         assert!(secret.len() >= 32);
         let file = data.join(GENERATED_JWT_SECRET_FILE);
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(crate::auth::validate_jwt_secret(&aegis_shared::Secret::new(secret.clone())).is_ok());
+        assert!(
+            crate::auth::validate_jwt_secret(&aegis_shared::Secret::new(secret.clone())).is_ok()
+        );
         // A restart reuses it (sessions survive), and says nothing.
         let mut again = Config::from_lookup(lookup).unwrap();
         assert!(paper_jwt_secret(&mut again).unwrap().is_none());

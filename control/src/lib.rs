@@ -6,11 +6,13 @@
 //! - [`state`] / [`ledger`]: what the API shows, rebuilt identically from the journal on restart.
 //! - [`api`]: the HTTPS API; [`tls`]: its certificate.
 //! - [`runtime`]: `aegis run`; [`cli`]: the command line; [`logging`]: tracing setup.
+//! - [`backtest_cmd`]: `aegis backtest` over recorded data with the engine's own code.
 //! - [`ops`]: the operating commands (preflight, keys, halt/resume/kill, incident report) and the alert triggers.
 
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod backtest_cmd;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

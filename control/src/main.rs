@@ -18,8 +18,20 @@ fn main() -> ExitCode {
         Cmd::Resume(a) => commands::resume(f, &a),
         Cmd::Kill(a) => commands::kill(f, &a),
         Cmd::IncidentReport(a) => commands::incident_report(f, &a),
+        Cmd::Backtest(a) => backtest(&cli, &a),
     };
     ExitCode::from(code)
+}
+
+fn backtest(cli: &Cli, args: &aegis_control::cli::BacktestArgs) -> u8 {
+    let loaded = match config::load(&cli.env_file, &aegis_control::cli::RunArgs::default()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("aegis: {e}");
+            return 2;
+        }
+    };
+    aegis_control::backtest_cmd::run(&loaded.config, args)
 }
 
 fn run(cli: &Cli, args: &aegis_control::cli::RunArgs) -> ExitCode {

@@ -333,6 +333,8 @@ pub fn run_with_events(
         .then(|| p.position.unwrap_or_default());
     // A backtest starts flat, talks to no exchange and has no control plane: fixed ids, no restored state, no
     // KILL file, no pinning.
+    // New entries in exactly the symbols the data holds (a config built for live trading lists others).
+    p.allowlist = specs.iter().map(|s| s.symbol).collect();
     p.session = 1;
     p.restored_positions.clear();
     p.restored_day_pnl = Notional::ZERO;
