@@ -10,7 +10,8 @@
 //!    fill-to-Postgres p50/p99/max.
 //!
 //! Needs Postgres at `AEGIS_BENCH_PG` (default 127.0.0.1:5432, user postgres, trust auth); skips otherwise.
-//! `cargo bench -p aegis-benches --bench persistence` (`AEGIS_BENCH_FILLS` sets the sustained run's size).
+//! `cargo bench -p aegis-benches --bench persistence` (`AEGIS_BENCH_FILLS` sets the sustained run's size,
+//! `AEGIS_BENCH_FSYNC_MS` the journal's fsync window, default 5 like `JOURNAL_FSYNC_MS`).
 
 use aegis_control::db::{spawn_writer, DbState, WriterConfig};
 use aegis_control::journal::{self, JournalRecord};
@@ -35,7 +36,11 @@ fn pg_addr() -> String {
 }
 
 fn fill(i: u64) -> JournalRecord {
-    let symbol = if i % 3 == 0 { "ETHUSDT" } else { "BTCUSDT" };
+    let symbol = if i.is_multiple_of(3) {
+        "ETHUSDT"
+    } else {
+        "BTCUSDT"
+    };
     JournalRecord::Engine(EngineEvent::Fill(Fill {
         ts_ms: 1_700_000_000_000 + i,
         symbol: Symbol::new(symbol).expect("valid symbol"),
@@ -44,7 +49,11 @@ fn fill(i: u64) -> JournalRecord {
         trade_id: i,
         mode: StrategyMode::Scalp,
         intent: OrderIntent::Entry,
-        side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+        side: if i.is_multiple_of(2) {
+            Side::Buy
+        } else {
+            Side::Sell
+        },
         price: Price::from_units(2_000_000_000_000 + (i as i64 % 997) * 12_345_678),
         qty: Qty::from_units(100_000 + (i as i64 % 13) * 1_000_001),
         fee: Notional::from_units(40_000 + (i as i64 % 17) * 3),
@@ -129,7 +138,7 @@ async fn run(tag: &str, fills: u64, rate: Option<u64>) -> Option<Outcome> {
     let db = Db::create(tag).await?;
     let data = temp_dir(tag);
     let jdir = journal::dir_in(&data);
-    let window = Duration::from_millis(5);
+    let window = Duration::from_millis(env_u64("AEGIS_BENCH_FSYNC_MS", 5));
     let (mut jw, _) = journal::open(&jdir, window).expect("journal");
     let stats = jw.stats();
     if rate == Some(0) {

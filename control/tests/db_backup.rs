@@ -1,0 +1,293 @@
+//! deploy/backup.sh -> drop the database -> deploy/restore.sh: equal counts, a valid chain, the restore-tested
+//! marker; a failing backup exits non-zero and leaves nothing; a tampered backup is refused.
+
+mod db_support;
+
+use aegis_control::db::audit::{AuditAction, AuditEntry};
+use aegis_control::db::{audit_append, spawn_writer, verify_chain, DbState, WriterConfig};
+use aegis_shared::Secret;
+use db_support::{admin, open_journal, record, temp_dir, wait_until, TestDb, Totals};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const PASSWORD: &str = "s3cr3t-Pw0rd";
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(name)
+}
+
+/// The test server uses trust auth, so any password is accepted: it is there to prove it is never printed.
+fn url_with_password(db: &str) -> String {
+    format!(
+        "postgres://postgres:{PASSWORD}@{}/{db}?sslmode=disable",
+        db_support::pg_addr()
+    )
+}
+
+fn run(script_name: &str, args: &[&str], envs: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new("bash");
+    cmd.arg(script(script_name)).args(args);
+    // Only what we pass: no ./.env, no PG* of the developer's shell.
+    cmd.env("ENV_FILE", "/dev/null");
+    for v in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGDATABASE",
+        "DATABASE_URL",
+    ] {
+        cmd.env_remove(v);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains(PASSWORD),
+        "{script_name} printed the password:\n{text}"
+    );
+    out
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn filled_db(tag: &str) -> (TestDb, Totals) {
+    let db = TestDb::create(tag).await;
+    let data = temp_dir(tag);
+    let (mut jw, jdir) = open_journal(&data);
+    let mut totals = Totals::default();
+    for i in 0..2500 {
+        let r = record(i);
+        totals.add(&r);
+        jw.append(&r).unwrap();
+    }
+    jw.sync().unwrap();
+    let mut cfg = WriterConfig::new(Secret::new(db.url()));
+    cfg.idle_poll = Duration::from_millis(5);
+    let h = spawn_writer(cfg, jdir, jw.stats());
+    let durable = jw.stats().durable_offset();
+    wait_until(Duration::from_secs(15), "writer", || {
+        let hh = h.health();
+        async move { hh.state == DbState::Connected && hh.stored_offset == durable }
+    })
+    .await;
+    h.shutdown(Duration::from_secs(5)).await;
+    let c = db.client().await;
+    for who in ["alice", "bob", "carol"] {
+        audit_append(
+            &c,
+            &AuditEntry {
+                actor: who,
+                source_ip: "203.0.113.20",
+                action: AuditAction::Login,
+                detail: serde_json::json!({"ua": "test, \"quoted\"\nnew line"}),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    (db, totals)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_drop_restore_round_trip() {
+    let (db, totals) = filled_db("bk").await;
+    let c = db.client().await;
+    let before = verify_chain(&c).await.unwrap();
+    assert!(before.is_valid());
+    drop(c);
+
+    let backups = temp_dir("bk-out");
+    // An old backup (40 days) that the 30-day retention must delete, and a fresh one it must keep.
+    let stale = backups.join("aegis_old_20200101T000000Z.sql.gz");
+    std::fs::write(&stale, b"old").unwrap();
+    assert!(Command::new("touch")
+        .args(["-d", "40 days ago"])
+        .arg(&stale)
+        .status()
+        .unwrap()
+        .success());
+    let recent = backups.join("aegis_recent_20990101T000000Z.sql.gz");
+    std::fs::write(&recent, b"recent").unwrap();
+
+    let url = url_with_password(&db.name);
+    let env = vec![
+        ("DATABASE_URL", url.clone()),
+        ("BACKUP_DIR", backups.display().to_string()),
+    ];
+    let out = tokio::task::spawn_blocking(move || run("backup.sh", &[], &env))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        !stale.exists(),
+        "30-day retention did not delete the old backup"
+    );
+    assert!(recent.exists());
+    let dumps: Vec<PathBuf> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".sql.gz") && *p != recent)
+        .collect();
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    let dump = dumps[0].clone();
+    let anchor =
+        std::fs::read_to_string(dump.with_extension("").with_extension("audit-head")).unwrap();
+    let (head_id, head_hash) = before.head.clone().unwrap();
+    assert!(
+        anchor.contains(&format!("{head_id} {head_hash}")),
+        "{anchor}"
+    );
+
+    // Lose the database.
+    admin()
+        .await
+        .batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", db.name))
+        .await
+        .unwrap();
+
+    let data_dir = temp_dir("bk-data");
+    let env = vec![
+        ("DATABASE_URL", url.clone()),
+        ("DATA_DIR", data_dir.display().to_string()),
+    ];
+    let d = dump.display().to_string();
+    let out =
+        tokio::task::spawn_blocking(move || run("restore.sh", &["--no-halt", "--yes", &d], &env))
+            .await
+            .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+
+    let c = db.client().await;
+    assert_eq!(Totals::from_db(&c).await, totals);
+    let after = verify_chain(&c).await.unwrap();
+    assert!(after.is_valid(), "{after}");
+    // Everything that was there, plus the restore's own audit row.
+    assert_eq!(after.rows, before.rows + 1);
+    let action: String = c
+        .query_one("SELECT action FROM audit_log ORDER BY id DESC LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(action, "restore");
+    // Same rows byte for byte: the hash of the old head is unchanged.
+    let h: String = c
+        .query_one("SELECT hash FROM audit_log WHERE id = $1", &[&head_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(h, head_hash);
+    let marker = std::fs::read_to_string(data_dir.join("restore-tested")).unwrap();
+    assert!(marker.starts_with("tested_at=20"), "{marker}");
+    assert!(
+        marker.contains(&format!("database={}", db.name)),
+        "{marker}"
+    );
+    assert!(
+        marker.contains(&format!("audit_rows={}", before.rows)),
+        "{marker}"
+    );
+    // The writer's progress came back too, so a running bot resumes exactly where the backup stood.
+    let (_, recs) = aegis_control::db::writer::stored_progress(&c, "main")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recs, 2500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_backup_is_refused_and_target_untouched() {
+    let (db, totals) = filled_db("bkt").await;
+    let backups = temp_dir("bkt-out");
+    let url = url_with_password(&db.name);
+    let env = vec![
+        ("DATABASE_URL", url.clone()),
+        ("BACKUP_DIR", backups.display().to_string()),
+    ];
+    let out = tokio::task::spawn_blocking(move || run("backup.sh", &[], &env))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let dump = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".sql.gz"))
+        .unwrap();
+    // Edit one audit row inside the dump: bob becomes mallory.
+    let sql = String::from_utf8(
+        Command::new("gzip")
+            .arg("-dc")
+            .arg(&dump)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let tampered = sql.replacen("\tbob\t203.0.113.20\t", "\tmallory\t203.0.113.20\t", 1);
+    assert_ne!(tampered, sql);
+    let bad = backups.join("tampered.sql");
+    std::fs::write(&bad, tampered).unwrap();
+    assert!(Command::new("gzip")
+        .arg("-f")
+        .arg(&bad)
+        .status()
+        .unwrap()
+        .success());
+    let bad = backups.join("tampered.sql.gz");
+
+    let data_dir = temp_dir("bkt-data");
+    let env = vec![
+        ("DATABASE_URL", url.clone()),
+        ("DATA_DIR", data_dir.display().to_string()),
+    ];
+    let b = bad.display().to_string();
+    let out =
+        tokio::task::spawn_blocking(move || run("restore.sh", &["--no-halt", "--yes", &b], &env))
+            .await
+            .unwrap();
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("BROKEN at row id"),
+        "{}",
+        show(&out)
+    );
+    assert!(!data_dir.join("restore-tested").exists());
+    // The live database is untouched.
+    let c = db.client().await;
+    assert_eq!(Totals::from_db(&c).await, totals);
+    assert!(verify_chain(&c).await.unwrap().is_valid());
+}
+
+#[tokio::test]
+async fn failing_backup_exits_non_zero_and_leaves_nothing() {
+    let backups = temp_dir("bkf-out");
+    let env = vec![
+        (
+            "DATABASE_URL",
+            url_with_password("aegis_no_such_database_here"),
+        ),
+        ("BACKUP_DIR", backups.display().to_string()),
+    ];
+    let out = tokio::task::spawn_blocking(move || run("backup.sh", &[], &env))
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "{}", show(&out));
+    let left: Vec<_> = std::fs::read_dir(&backups).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
