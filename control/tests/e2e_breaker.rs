@@ -407,7 +407,8 @@ fn allocation_and_dashboard_config_errors_are_one_line_exit_2() {
     )
     .unwrap();
     let a = alloc.to_str().unwrap();
-    let cases: [(&[(&str, &str)], &[&str]); 4] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 4] = [
         (
             &[("MODE_ALLOCATION_FILE", a)],
             &["MODE_ALLOCATION_FILE", "modes.json", "over 100", "lower"],
