@@ -110,6 +110,8 @@ pub struct StartContext<'a> {
     pub ledger: &'a Ledger,
     /// Client-order-id session for this run.
     pub session_id: u64,
+    /// The journal-fed live state (what the bot believes now), for reconciliation after reconnects.
+    pub live: Option<Arc<Live>>,
 }
 
 /// Describes the feed for the banner and the status API.
@@ -293,12 +295,19 @@ where
     let seeded = crate::dashboard::seed_model(&model, &jdir, valid_len)?;
     tracing::debug!(events = seeded, "dashboard model seeded from the journal");
     live.attach_dashboard(model.clone());
+    // Postgres (issue 6): the writer connects, migrates and catches up in the background; a dead database never
+    // holds up trading (journal only, health degraded, an alert).
+    let mut db = cfg.database_url.clone().map(|url| {
+        crate::db_link::DbLink::start(url, jdir.clone(), writer.stats(), Some(model.clone()))
+    });
     let web_state = crate::web::WebState::new(
         web_cfg,
         Arc::new(users),
         Arc::new(crate::dashboard::RunBackend {
             model,
             live: live.clone(),
+            slot: Some(command_slot.clone()),
+            db: db.as_ref().map(|d| d.side.clone()),
         }),
     )
     .map_err(|e| RunError::Dashboard(e.to_string()))?;
@@ -314,6 +323,9 @@ where
         },
         None => None,
     };
+    if let Some(db) = db.as_mut() {
+        db.attach_alerts(alerts.as_ref().map(|(d, _)| d.clone()));
+    }
     let watch = alerts.as_ref().map(|(d, _)| {
         crate::ops::watch::AlertWatch::new(
             d.clone(),
@@ -332,20 +344,27 @@ where
         config: &cfg,
         ledger: &ledger,
         session_id,
+        live: Some(live.clone()),
     })?;
     let pinned = engine.pinned.clone();
     let engine_thread = engine.thread;
-    let pump = pump::spawn_with(writer, engine.link, live.clone(), watch).map_err(|source| {
-        RunError::Start {
-            what: "the journal pump thread",
-            source,
-        }
-    })?;
+    let db_waker = db.as_ref().map(|d| d.waker());
+    let pump =
+        pump::spawn_full(writer, engine.link, live.clone(), watch, db_waker).map_err(|source| {
+            RunError::Start {
+                what: "the journal pump thread",
+                source,
+            }
+        })?;
     // Dashboard controls go through the pump: journaled, then forwarded to the engine.
     command_slot.connect(pump.commands.clone());
     let app = crate::web::app(
         web_state,
-        api::public_routes(live.clone()).merge(crate::ops::admin::routes(
+        match &db {
+            Some(d) => api::public_routes_with_db(live.clone(), d.health_source()),
+            None => api::public_routes(live.clone()),
+        }
+        .merge(crate::ops::admin::routes(
             admin_token,
             pump.commands.clone(),
         )),
@@ -463,6 +482,14 @@ where
         tokio::task::spawn_blocking(move || engine_thread.join())
             .await
             .ok();
+    }
+    if let Some(db) = db.take() {
+        // After the final fsync: let the writer store the rest, bounded so the whole stop fits the budget.
+        let left = SHUTDOWN_BUDGET
+            .saturating_sub(t_stop.elapsed())
+            .saturating_sub(Duration::from_millis(1500));
+        db.shutdown(left.clamp(Duration::from_millis(200), Duration::from_secs(3)))
+            .await;
     }
     server.shutdown(Duration::from_millis(300)).await;
     let _ = std::fs::remove_file(crate::ops::admin::token_path(&cfg.data_dir));

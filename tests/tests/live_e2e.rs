@@ -1,7 +1,9 @@
 //! End-to-end tests of the real `aegis` binary on the live path (TRADING_MODE=testnet/live) against the
 //! in-process Binance simulator: start-up proof and environment banner, the live key-restriction refusal,
 //! reconciliation (orphan order cancelled, exchange position adopted), SIGTERM consistency, and a key revoked
-//! mid-session (halted read-only, no retry loop). Build the binary first: `cargo build -p aegis-control`.
+//! mid-session (halted read-only, no retry loop), the key re-check in live mode, the market feed's forced
+//! 24-hour rollover without a gap, and the depth book's resync on a sequence gap. Fault tests: `live_faults.rs`.
+//! Build the binary first: `cargo build -p aegis-control`.
 //! Tests run one at a time ([`SERIAL`]): each bot busy-polls a core.
 
 mod live_support;
@@ -99,8 +101,6 @@ fn live_mode_refuses_a_key_that_can_withdraw() {
             "JWT_SECRET",
             "jwt-Zq3xV9pL2mN8bR5tY7wK4cH6dF1gS0aE-live".to_string(),
         ),
-        // The ops preflight (control/src/ops) reads its own URL variable for apiRestrictions.
-        ("BINANCE_SPOT_URL", w.base()),
         // The IP override must not help with withdrawals.
         ("ALLOW_UNRESTRICTED_IP", "true".to_string()),
     ];
@@ -313,5 +313,226 @@ fn live_kill_flattens_an_adopted_position_and_an_unknown_outcome_is_queried_not_
         "the journal saw the flattening fill:\n{}\n---\n{}",
         log,
         bot2.log()
+    );
+}
+
+#[test]
+fn live_ws_feed_rollover_opens_the_new_connection_first_without_a_gap() {
+    use aegis_engine::feed::FeedPoll;
+    use aegis_engine::net::ws_feed::{WsFeed, WsFeedConfig};
+    let _g = serial();
+    let w = World::new("rollover", keys(false, false));
+    let url = format!("{}/stream?streams=btcusdt@bookTicker", w.sim().ws_url());
+    // The 24-hour rollover, forced early: a fresh connection every 700 ms.
+    let mut cfg = WsFeedConfig::new(url);
+    cfg.rollover_ms = 700;
+    let mut feed = WsFeed::start(cfg).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let admin = aegis_testkit::sim::client::BlockingAdminClient::new(&w.base());
+    let pusher = std::thread::spawn(move || {
+        let mut ids = Vec::new();
+        let mut overlap = false;
+        for i in 0..120u32 {
+            let (b, a) = if i.is_multiple_of(2) {
+                ("60000.0", "60000.1")
+            } else {
+                ("60000.1", "60000.2")
+            };
+            let r = admin
+                .call(AdminCall::set_quote("BTCUSDT", b, "5", a, "5"))
+                .unwrap();
+            ids.push(r["updateId"].as_u64().unwrap());
+            let conns = admin.call(AdminCall::ws_connections()).unwrap();
+            let markets = conns
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["kind"] == "market")
+                .count();
+            overlap |= markets >= 2;
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        (ids, overlap)
+    });
+    let mut got = std::collections::HashSet::new();
+    let t = Instant::now();
+    while !pusher.is_finished() || t.elapsed() < Duration::from_millis(500) {
+        match feed.poll() {
+            FeedPoll::Msg(b) => {
+                let v: Value = serde_json::from_slice(b).unwrap();
+                if let Some(u) = v["data"]["u"].as_u64() {
+                    got.insert(u);
+                }
+            }
+            _ => std::thread::sleep(Duration::from_millis(1)),
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+    }
+    let (ids, overlap) = pusher.join().unwrap();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(500) {
+        if let FeedPoll::Msg(b) = feed.poll() {
+            let v: Value = serde_json::from_slice(b).unwrap();
+            if let Some(u) = v["data"]["u"].as_u64() {
+                got.insert(u);
+            }
+        }
+    }
+    let rollovers = feed
+        .counters
+        .rollovers
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(rollovers >= 2, "rollovers {rollovers}");
+    // The overlap lasts only while the old connection is drained (milliseconds), so polling may miss it;
+    // the gap check below is what proves open-new-then-close-old.
+    eprintln!("rollovers {rollovers}, overlap observed: {overlap}");
+    let missing: Vec<_> = ids.iter().filter(|u| !got.contains(u)).collect();
+    assert!(
+        missing.is_empty(),
+        "no gap: missing updates {missing:?} of {}",
+        ids.len()
+    );
+}
+
+#[test]
+fn live_depth_book_resyncs_on_a_sequence_gap_and_matches_the_exchange_after() {
+    use aegis_engine::feed::FeedPoll;
+    use aegis_engine::net::ws_feed::{DepthSnapshot, DepthSync, WsFeed, WsFeedConfig};
+    use aegis_shared::{Price, Qty};
+    use std::sync::atomic::Ordering::Relaxed;
+    let _g = serial();
+    let w = World::new("depth", keys(false, false));
+    let base = w.base();
+    let rest = move |_s: aegis_shared::Symbol| -> Option<DepthSnapshot> {
+        let v: Value =
+            reqwest::blocking::get(format!("{base}/fapi/v1/depth?symbol=BTCUSDT&limit=1000"))
+                .ok()?
+                .json()
+                .ok()?;
+        let side = |k: &str| -> Vec<(Price, Qty)> {
+            v[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    (
+                        Price::parse(l[0].as_str().unwrap()).unwrap(),
+                        Qty::parse(l[1].as_str().unwrap()).unwrap(),
+                    )
+                })
+                .collect()
+        };
+        Some(DepthSnapshot {
+            last_update_id: v["lastUpdateId"].as_u64()?,
+            bids: side("bids"),
+            asks: side("asks"),
+        })
+    };
+    let fetch = rest.clone();
+    let mut cfg = WsFeedConfig::new(format!(
+        "{}/stream?streams=btcusdt@depth@100ms",
+        w.sim().ws_url()
+    ));
+    cfg.depth = Some(DepthSync {
+        fetch: std::sync::Arc::new(fetch),
+        capacity: 1000,
+    });
+    let mut feed = WsFeed::start(cfg).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let quotes = |feed: &mut WsFeed, from: u32, n: u32| {
+        for i in from..from + n {
+            let bid = format!("{}.{}", 60000 + i / 10, i % 10);
+            let ask = format!("{}.{}", 60001 + i / 10, i % 10);
+            w.admin(AdminCall::set_quote("BTCUSDT", &bid, "3", &ask, "4"));
+            std::thread::sleep(Duration::from_millis(30));
+            while let FeedPoll::Msg(_) = feed.poll() {}
+        }
+    };
+    quotes(&mut feed, 0, 10);
+    let c = feed.counters.clone();
+    assert!(c.depth_snapshots.load(Relaxed) >= 1);
+    assert!(
+        c.depth_applied.load(Relaxed) >= 5,
+        "{}",
+        c.depth_applied.load(Relaxed)
+    );
+    assert_eq!(c.depth_resyncs.load(Relaxed), 0);
+    let snaps = c.depth_snapshots.load(Relaxed);
+    // The simulator skips one depth update: the next event's `pu` breaks the chain.
+    w.admin(AdminCall::depth_gap("BTCUSDT"));
+    quotes(&mut feed, 10, 10);
+    std::thread::sleep(Duration::from_millis(300));
+    while let FeedPoll::Msg(_) = feed.poll() {}
+    assert_eq!(c.depth_resyncs.load(Relaxed), 1, "one gap, one resync");
+    assert_eq!(c.depth_snapshots.load(Relaxed), snaps + 1);
+    // After the resync the local book equals the exchange's.
+    let DepthSnapshot { bids, asks, .. } =
+        rest(aegis_shared::Symbol::new("BTCUSDT").unwrap()).unwrap();
+    let books = feed.books.lock().unwrap();
+    let b = &books[&aegis_shared::Symbol::new("BTCUSDT").unwrap()];
+    assert!(b.is_live());
+    assert_eq!(b.bids(), &bids[..]);
+    assert_eq!(b.asks(), &asks[..]);
+    assert_eq!(
+        b.best_bid().map(|x| x.0.to_string()),
+        Some("60001.9".to_string())
+    );
+}
+
+#[test]
+fn live_key_restrictions_are_rechecked_and_a_change_halts_entries_with_an_alert() {
+    let _g = serial();
+    let w = World::new("recheck", keys(false, true));
+    let env = vec![
+        ("TRADING_MODE", "live".to_string()),
+        ("BINANCE_API_KEY", KEY.to_string()),
+        ("BINANCE_SECRET_KEY", SECRET.to_string()),
+        (
+            "JWT_SECRET",
+            "jwt-Zq3xV9pL2mN8bR5tY7wK4cH6dF1gS0aE-live".to_string(),
+        ),
+        // Every 24 h in production; every second here.
+        ("KEY_RECHECK_INTERVAL", "1s".to_string()),
+    ];
+    let bot = w.bot(1, &env);
+    assert!(
+        bot.wait_log("local and exchange state agree", Duration::from_secs(15)),
+        "{}",
+        bot.log()
+    );
+    assert!(bot.log().contains("PRODUCTION"), "{}", bot.log());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !bot.log().contains("key restrictions changed"),
+        "{}",
+        bot.log()
+    );
+    // Someone enables withdrawals on the key while the bot runs.
+    w.admin(AdminCall::set_permissions(
+        KEY,
+        serde_json::json!({"withdrawals": true}),
+    ));
+    assert!(
+        bot.wait_log(
+            "key restrictions changed: new entries halted",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        bot.log()
+    );
+    let t = Instant::now();
+    let mut reason = None;
+    while t.elapsed() < Duration::from_secs(3) && reason.is_none() {
+        reason = bot.halt_reason();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(reason.is_some(), "entries halted");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        bot.log().matches("key restrictions changed").count(),
+        1,
+        "one halt and alert, no repetition: {}",
+        bot.log()
     );
 }

@@ -117,6 +117,8 @@ struct State {
     read_only: bool,
     rate_halt_until: Option<Instant>,
     reconnect_at: Instant,
+    connected_before: bool,
+    slot: Arc<super::resync::Slot>,
     attempt: u32,
     stats: Arc<GatewayStats>,
 }
@@ -127,6 +129,7 @@ pub fn start(
     rt: tokio::runtime::Handle,
     ends: GatewayEnds,
     precision: HashMap<Symbol, WirePrecision>,
+    slot: Arc<super::resync::Slot>,
 ) -> std::io::Result<Gateway> {
     let Some(creds) = client.credentials().cloned() else {
         return Err(std::io::Error::other("the order gateway needs a key"));
@@ -146,6 +149,8 @@ pub fn start(
         read_only: false,
         rate_halt_until: None,
         reconnect_at: Instant::now(),
+        connected_before: false,
+        slot,
         attempt: 0,
         stats: stats.clone(),
     };
@@ -211,6 +216,12 @@ impl State {
                 self.ws = Some(w);
                 self.attempt = 0;
                 self.logged_on = false;
+                if self.connected_before {
+                    // Answers lost with the old connection were queried; the rest is compared on the
+                    // user-stream thread (this one must keep serving orders).
+                    self.slot.wanted.store(true, Ordering::Release);
+                }
+                self.connected_before = true;
                 if let Signer::Ed25519(ed) = self.encoder.signer().clone() {
                     let id = self.take_id();
                     let mut scratch = [0u8; 1024];

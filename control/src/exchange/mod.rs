@@ -3,29 +3,34 @@
 //! - [`env`]: endpoints and the key of the selected `TRADING_MODE` (never the other mode's).
 //! - [`rest`]: the REST client (signing via `aegis_engine::sign`, clock offset, rate limits, error classes).
 //! - [`startup`]: proof that the key works here, `apiRestrictions` in live, exchange filters.
-//! - [`reconcile`]: the start-up reconciliation policy.
+//! - [`reconcile`]: the reconciliation policy (start-up; also journal-open orders the exchange no longer lists).
+//! - [`resync`]: the same comparison after every reconnect of the user data stream or the order gateway;
+//!   new entries halt until both sides agree.
 //! - [`user_stream`]: listenKey life cycle and `ORDER_TRADE_UPDATE`s.
 //! - [`gateway`]: the order gateway thread (interim; WebSocket API with REST fallback).
 //!
 //! [`start_live`] wires them: clock → key proof (+ restrictions in live) → exchangeInfo → user data stream →
-//! reconciliation → gateway → engine (live venue, WebSocket market data) → periodic key re-check. Without an
+//! reconciliation → gateway → engine (live venue, WebSocket market data with local depth books synced from
+//! `GET /fapi/v1/depth` snapshots, see [`depth_sync`]) → periodic key re-check. Without an
 //! API key it starts read-only: market data and dashboard, no orders.
 
 pub mod env;
 pub mod gateway;
 pub mod reconcile;
 pub mod rest;
+pub mod resync;
 pub mod startup;
 pub mod user_stream;
 
 use crate::runtime::{EngineStart, EngineThread, RunError, StartContext};
-use aegis_engine::net::ws_feed::WsFeedConfig;
+use aegis_engine::net::ws_feed::{DepthSnapshot, DepthSync, WsFeedConfig};
 use aegis_engine::sign::WirePrecision;
 use aegis_engine::venue::binance::{self, Inbound};
 use aegis_engine::{EngineReport, FeedSource, PinOutcome};
 use aegis_shared::config::ConfigError;
 use aegis_shared::event::{AlertKind, HaltReason};
 use aegis_shared::TradingMode;
+use aegis_shared::{Price, Qty};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -58,6 +63,43 @@ impl EngineThread for LiveThreads {
 
 fn run_err(e: impl std::fmt::Display) -> RunError {
     RunError::Engine(e.to_string())
+}
+
+/// The local depth books' snapshot source: `GET /fapi/v1/depth?limit=1000` through the REST client (its rate
+/// limits and clock apply), called from the feed thread.
+pub fn depth_sync(client: rest::RestClient, rt: tokio::runtime::Handle) -> DepthSync {
+    let fetch = move |s: aegis_shared::Symbol| {
+        let v = match rt.block_on(client.depth(s.as_str(), 1000)) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(symbol = %s, error = %e, "depth snapshot failed; retrying at the next update");
+                return None;
+            }
+        };
+        let side = |k: &str| -> Vec<(Price, Qty)> {
+            v.get(k)
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|l| {
+                    let p = Price::parse(l.get(0)?.as_str()?).ok()?;
+                    let q = Qty::parse(l.get(1)?.as_str()?).ok()?;
+                    Some((p, q))
+                })
+                .collect()
+        };
+        let snap = DepthSnapshot {
+            last_update_id: v.get("lastUpdateId")?.as_u64()?,
+            bids: side("bids"),
+            asks: side("asks"),
+        };
+        tracing::info!(symbol = %s, last_update_id = snap.last_update_id, "depth book: snapshot loaded");
+        Some(snap)
+    };
+    DepthSync {
+        fetch: std::sync::Arc::new(fetch),
+        capacity: 1000,
+    }
 }
 
 /// Starts the engine on Binance (testnet or live). See the module docs.
@@ -115,12 +157,19 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
 
     let mut user = None;
     let mut plan = reconcile::Plan::default();
+    let mut exch_orders = Vec::new();
+    let slot = std::sync::Arc::new(resync::Slot::default());
     if !read_only {
         // The user data stream first, so no update between the snapshot and the stream is lost (the
         // reconciliation's position settings are absolute, so an update seen twice cannot double count).
         user = Some(
-            user_stream::start(client.clone(), rt.clone(), ends.inbound.clone())
-                .map_err(|e| run_err(format!("user data stream: {e}")))?,
+            user_stream::start(
+                client.clone(),
+                rt.clone(),
+                ends.inbound.clone(),
+                slot.clone(),
+            )
+            .map_err(|e| run_err(format!("user data stream: {e}")))?,
         );
         let orders = rt.block_on(client.open_orders()).map_err(run_err)?;
         let positions = rt.block_on(client.position_risk()).map_err(run_err)?;
@@ -131,6 +180,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             &ctx.ledger.positions,
             client.now_ms(),
         );
+        exch_orders = orders;
     }
     let mut symbols: Vec<_> = params.symbols.iter().map(|s| s.symbol).collect();
     for s in &plan.position_symbols {
@@ -147,10 +197,40 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         .restored_positions
         .retain(|p| symbols.contains(&p.symbol));
 
+    let mut all_cancelled = true;
+    // Orders the journal holds open that the exchange no longer lists (filled, cancelled or never arrived
+    // while the bot was down, e.g. after `kill -9`): looked up by client id and closed with their real state.
+    for cid in reconcile::stale_orders(&exch_orders, &ctx.ledger.open_orders) {
+        let mode = |s| reconcile::mode_for(&ctx.ledger.positions, s);
+        match rt.block_on(reconcile::resolve_stale(&client, cid, &symbols, mode)) {
+            reconcile::Stale::Found(msgs) => {
+                plan.notes.push(format!(
+                    "close order {cid} (open in the journal, no longer open on the exchange)"
+                ));
+                plan.engine.extend(msgs);
+            }
+            reconcile::Stale::Missing => {
+                plan.notes.push(format!(
+                    "close order {cid} (open in the journal, unknown to the exchange: never placed)"
+                ));
+                if let Some(s) = symbols.first() {
+                    plan.engine.extend(reconcile::close_missing(
+                        cid,
+                        *s,
+                        mode(*s),
+                        client.now_ms(),
+                    ));
+                }
+            }
+            reconcile::Stale::Unknown => {
+                all_cancelled = false;
+                tracing::error!(client_id = %cid, "reconcile: could not look up an order the journal holds open; new entries stay halted");
+            }
+        }
+    }
     for n in &plan.notes {
         tracing::info!("reconcile:   {n}");
     }
-    let mut all_cancelled = true;
     for c in &plan.cancel {
         match rt.block_on(client.cancel_order(&c.symbol, &c.client_id)) {
             Ok(_) | Err(rest::RestError::Api { code: -2011, .. }) => {}
@@ -184,6 +264,19 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             .send(Inbound::Alert(AlertKind::ReconcileMismatch));
     }
 
+    // Reconnects from now on re-run the comparison (user data stream and order gateway threads).
+    if !read_only {
+        if let Some(live) = ctx.live.clone() {
+            let _ = slot.resync.set(resync::Resync {
+                client: client.clone(),
+                rt: rt.clone(),
+                inbound: ends.inbound.clone(),
+                live,
+                symbols: symbols.clone(),
+                session_prefix: resync::session_prefix(ctx.session_id),
+            });
+        }
+    }
     let gateway = if read_only {
         None
     } else {
@@ -194,12 +287,17 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             precision.insert(s.symbol, p);
         }
         Some(
-            gateway::start(client.clone(), rt.clone(), ends.clone(), precision).map_err(
-                |source| RunError::Start {
-                    what: "the order gateway thread",
-                    source,
-                },
-            )?,
+            gateway::start(
+                client.clone(),
+                rt.clone(),
+                ends.clone(),
+                precision,
+                slot.clone(),
+            )
+            .map_err(|source| RunError::Start {
+                what: "the order gateway thread",
+                source,
+            })?,
         )
     };
 
@@ -208,14 +306,20 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         .iter()
         .flat_map(|s| {
             let l = s.symbol.as_str().to_ascii_lowercase();
-            [format!("{l}@bookTicker"), format!("{l}@aggTrade")]
+            [
+                format!("{l}@bookTicker"),
+                format!("{l}@aggTrade"),
+                format!("{l}@depth@100ms"),
+            ]
         })
         .collect();
-    let feed = FeedSource::Ws(WsFeedConfig::new(format!(
+    let mut feed_cfg = WsFeedConfig::new(format!(
         "{}/stream?streams={}",
         client.endpoints.fstream,
         streams.join("/")
-    )));
+    ));
+    feed_cfg.depth = Some(depth_sync(client.clone(), rt.clone()));
+    let feed = FeedSource::Ws(feed_cfg);
     params.live = Some(link);
     tracing::info!(
         "market data: {}/stream ({} streams)",

@@ -12,12 +12,16 @@
 //!    side, the journal's modes are set so that they add up to it: a single journal mode keeps it; several modes
 //!    → all flat except the largest, which takes the exchange's size; none → [`ADOPT_DEFAULT_MODE`]. Entry
 //!    price from the exchange; realized PnL and fees stay the journal's.
-//! 4. The engine starts halted (`ReconcileMismatch`); the halt is lifted only after every cancel succeeded and
+//! 4. Orders the journal holds open but the exchange does not list (filled, cancelled or never placed while the
+//!    bot was down, e.g. `kill -9` with an order in flight) → looked up by client id ([`resolve_stale`]) and
+//!    closed in the engine with their real final state (-2013: closed as rejected); the position comes from
+//!    the exchange (rule 3), so nothing is counted twice.
+//! 5. The engine starts halted (`ReconcileMismatch`); the halt is lifted only after every cancel succeeded and
 //!    the adoptions were queued, so nothing new opens until local and exchange state agree.
 
 use super::rest::dec;
-use aegis_engine::venue::binance::{Inbound, ADOPT_DEFAULT_MODE};
-use aegis_shared::event::{OrderType, PositionUpdate};
+use aegis_engine::venue::binance::{Inbound, OrderUpdate, ADOPT_DEFAULT_MODE};
+use aegis_shared::event::{OrderStatus, OrderType, PositionUpdate};
 use aegis_shared::{ClientOrderId, Price, Qty, Side, StrategyMode, Symbol};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -54,6 +58,20 @@ fn p(v: &Value, k: &str) -> Price {
     Price::from_units(dec(v, k).units())
 }
 
+/// The mode an exchange order or position of `sym` is attributed to: the journal mode holding the largest
+/// position in it, else [`ADOPT_DEFAULT_MODE`].
+pub fn mode_for(
+    journal_positions: &BTreeMap<(Symbol, StrategyMode), PositionUpdate>,
+    sym: Symbol,
+) -> StrategyMode {
+    journal_positions
+        .iter()
+        .filter(|((s, _), u)| *s == sym && !u.qty.is_zero())
+        .max_by_key(|(_, u)| u.qty.units().abs())
+        .map(|((_, m), _)| *m)
+        .unwrap_or(ADOPT_DEFAULT_MODE)
+}
+
 /// Builds the plan (pure; see the module docs).
 pub fn plan(
     open_orders: &[Value],
@@ -63,14 +81,7 @@ pub fn plan(
     now_ms: u64,
 ) -> Plan {
     let mut out = Plan::default();
-    let mode_for = |sym: Symbol| -> StrategyMode {
-        journal_positions
-            .iter()
-            .filter(|((s, _), u)| *s == sym && !u.qty.is_zero())
-            .max_by_key(|(_, u)| u.qty.units().abs())
-            .map(|((_, m), _)| *m)
-            .unwrap_or(ADOPT_DEFAULT_MODE)
-    };
+    let mode_for = |sym: Symbol| mode_for(journal_positions, sym);
     for o in open_orders {
         let sym_s = o.get("symbol").and_then(Value::as_str).unwrap_or("");
         let cid_s = o.get("clientOrderId").and_then(Value::as_str).unwrap_or("");
@@ -78,32 +89,10 @@ pub fn plan(
         let sym = Symbol::new(sym_s).ok();
         let known = cid.is_some_and(|c| c.is_ours() && journal_open.contains(&c));
         match (known, cid, sym) {
-            (true, Some(client_id), Some(symbol)) => {
-                let side = if o.get("side").and_then(Value::as_str) == Some("SELL") {
-                    Side::Sell
-                } else {
-                    Side::Buy
-                };
-                let order_type = if o.get("type").and_then(Value::as_str) == Some("LIMIT") {
-                    OrderType::Limit
-                } else {
-                    OrderType::Market
-                };
-                out.engine.push(Inbound::AdoptOrder {
-                    symbol,
-                    mode: mode_for(symbol),
-                    side,
-                    order_type,
-                    price: p(o, "price"),
-                    qty: q(o, "origQty"),
-                    filled: q(o, "executedQty"),
-                    reduce_only: o
-                        .get("reduceOnly")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
-                    client_id,
-                    exchange_id: o.get("orderId").and_then(Value::as_u64).unwrap_or(0),
-                });
+            (true, Some(_), Some(symbol)) => {
+                if let Some(m) = adopt_msg(o, mode_for(symbol)) {
+                    out.engine.push(m);
+                }
                 out.notes.push(format!(
                     "adopt open order {cid_s} on {sym_s} (ours, in the journal)"
                 ));
@@ -190,6 +179,174 @@ pub fn plan(
         }));
     }
     out
+}
+
+/// An [`Inbound::AdoptOrder`] from an order as `GET /fapi/v1/openOrders` or `GET /fapi/v1/order` return it.
+pub fn adopt_msg(o: &Value, mode: StrategyMode) -> Option<Inbound> {
+    let symbol = Symbol::new(o.get("symbol").and_then(Value::as_str)?).ok()?;
+    let client_id = ClientOrderId::new(o.get("clientOrderId").and_then(Value::as_str)?).ok()?;
+    let side = if o.get("side").and_then(Value::as_str) == Some("SELL") {
+        Side::Sell
+    } else {
+        Side::Buy
+    };
+    let order_type = if o.get("type").and_then(Value::as_str) == Some("LIMIT") {
+        OrderType::Limit
+    } else {
+        OrderType::Market
+    };
+    Some(Inbound::AdoptOrder {
+        symbol,
+        mode,
+        side,
+        order_type,
+        price: p(o, "price"),
+        qty: q(o, "origQty"),
+        filled: q(o, "executedQty"),
+        reduce_only: o
+            .get("reduceOnly")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        client_id,
+        exchange_id: o.get("orderId").and_then(Value::as_u64).unwrap_or(0),
+    })
+}
+
+/// The order's state from a `GET /fapi/v1/order` answer, as an update that moves no position (`last_qty` 0):
+/// used to close orders the journal holds open but the exchange no longer lists. Positions are taken from the
+/// exchange separately, so a fill missed while the bot was away is not counted twice.
+pub fn final_update(o: &Value, now_ms: u64) -> Option<OrderUpdate> {
+    let status = match o.get("status").and_then(Value::as_str)? {
+        "NEW" => OrderStatus::New,
+        "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
+        "FILLED" => OrderStatus::Filled,
+        "CANCELED" => OrderStatus::Canceled,
+        "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Expired,
+        "REJECTED" => OrderStatus::Rejected,
+        _ => return None,
+    };
+    let Some(Inbound::AdoptOrder {
+        symbol,
+        side,
+        order_type,
+        price,
+        qty,
+        filled,
+        reduce_only,
+        client_id,
+        exchange_id,
+        ..
+    }) = adopt_msg(o, ADOPT_DEFAULT_MODE)
+    else {
+        return None;
+    };
+    Some(OrderUpdate {
+        ts_ms: o
+            .get("updateTime")
+            .and_then(Value::as_u64)
+            .unwrap_or(now_ms),
+        symbol,
+        client_id,
+        exchange_id,
+        side,
+        order_type,
+        status,
+        price,
+        orig_qty: qty,
+        last_qty: Qty::ZERO,
+        last_price: Price::ZERO,
+        cum_qty: filled,
+        fee: Default::default(),
+        fee_asset: Symbol::new("USDT").ok()?,
+        trade_id: 0,
+        maker: false,
+        reduce_only,
+    })
+}
+
+/// What a query found about an order the journal holds open but the exchange does not list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stale {
+    /// Found (its final state, or still open after all): the engine messages that settle it.
+    Found(Vec<Inbound>),
+    /// No such order on any traded symbol (-2013): it never reached the exchange.
+    Missing,
+    /// The query failed (network, limits): not settled.
+    Unknown,
+}
+
+/// Looks an order up by client id on each of `symbols` (the journal keeps ids only).
+pub async fn resolve_stale(
+    client: &super::rest::RestClient,
+    cid: ClientOrderId,
+    symbols: &[Symbol],
+    mode: impl Fn(Symbol) -> StrategyMode,
+) -> Stale {
+    for s in symbols {
+        match client.query_order(s.as_str(), cid.as_str()).await {
+            Ok(o) => {
+                let mut msgs = Vec::new();
+                if let Some(a) = adopt_msg(&o, mode(*s)) {
+                    msgs.push(a);
+                }
+                if let Some(u) = final_update(&o, client.now_ms()) {
+                    if u.status.is_final() {
+                        msgs.push(Inbound::Update(u));
+                    }
+                }
+                return Stale::Found(msgs);
+            }
+            Err(super::rest::RestError::Api { code: -2013, .. }) => {}
+            Err(_) => return Stale::Unknown,
+        }
+    }
+    Stale::Missing
+}
+
+/// The engine messages that close an order the exchange never saw (adopted, then rejected with -2013).
+pub fn close_missing(
+    cid: ClientOrderId,
+    symbol: Symbol,
+    mode: StrategyMode,
+    now_ms: u64,
+) -> [Inbound; 2] {
+    [
+        Inbound::AdoptOrder {
+            symbol,
+            mode,
+            side: Side::Buy,
+            order_type: OrderType::Market,
+            price: Price::ZERO,
+            qty: Qty::ZERO,
+            filled: Qty::ZERO,
+            reduce_only: true,
+            client_id: cid,
+            exchange_id: 0,
+        },
+        Inbound::Rejected {
+            client_id: cid,
+            code: -2013,
+            ts_ms: now_ms,
+        },
+    ]
+}
+
+/// Journal-open orders that the exchange's open orders do not list.
+pub fn stale_orders(
+    open_orders: &[Value],
+    journal_open: &HashSet<ClientOrderId>,
+) -> Vec<ClientOrderId> {
+    let listed: HashSet<&str> = open_orders
+        .iter()
+        .filter_map(|o| o.get("clientOrderId").and_then(Value::as_str))
+        .collect();
+    let mut v: Vec<ClientOrderId> = journal_open
+        .iter()
+        .filter(|c| !listed.contains(c.as_str()))
+        .copied()
+        .collect();
+    v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    v
 }
 
 #[cfg(test)]

@@ -435,6 +435,18 @@ impl RestClient {
         Ok(v.as_array().cloned().unwrap_or_default())
     }
 
+    /// `GET /fapi/v1/depth?symbol=&limit=` (the local order book's snapshot).
+    pub async fn depth(&self, symbol: &str, limit: u32) -> Result<Value, RestError> {
+        self.request(
+            reqwest::Method::GET,
+            Base::Fapi,
+            "/fapi/v1/depth",
+            &[("symbol", symbol.to_string()), ("limit", limit.to_string())],
+            Auth::None,
+        )
+        .await
+    }
+
     /// `GET /fapi/v1/exchangeInfo`.
     pub async fn exchange_info(&self) -> Result<Value, RestError> {
         self.request(

@@ -115,6 +115,7 @@ pub fn start(
     client: RestClient,
     rt: tokio::runtime::Handle,
     inbound: Sender<Inbound>,
+    slot: Arc<super::resync::Slot>,
 ) -> Result<UserStream, RestError> {
     let stats = Arc::new(UserStreamStats::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -122,7 +123,7 @@ pub fn start(
     let (st, sp) = (stats.clone(), stop.clone());
     std::thread::Builder::new()
         .name("aegis-user".into())
-        .spawn(move || run(client, rt, inbound, st, sp, first))
+        .spawn(move || run(client, rt, inbound, st, sp, first, slot))
         .map_err(|e| RestError::Transport {
             path: "user data stream".into(),
             why: e.to_string(),
@@ -154,6 +155,7 @@ fn run(
     stats: Arc<UserStreamStats>,
     stop: Arc<AtomicBool>,
     first: ws::Ws,
+    slot: Arc<super::resync::Slot>,
 ) {
     let mut cur = Some(first);
     let mut attempt = 0u32;
@@ -164,6 +166,9 @@ fn run(
                 Ok(w) => {
                     attempt = 0;
                     tracing::info!("user data stream reconnected (new listenKey)");
+                    // Whatever happened while it was down was not heard: compare with the exchange again.
+                    slot.wanted.store(false, Ordering::Release);
+                    slot.run("user data stream reconnect");
                     w
                 }
                 Err(RestError::KeyRejected { code, .. }) => {
@@ -179,7 +184,7 @@ fn run(
                 }
             },
         };
-        match session(&client, &rt, &inbound, &stats, &stop, &mut w) {
+        match session(&client, &rt, &inbound, &stats, &stop, &mut w, &slot) {
             End::Stop => return,
             End::KeyRejected => return,
             End::Recreate => {
@@ -206,9 +211,13 @@ fn session(
     stats: &UserStreamStats,
     stop: &AtomicBool,
     w: &mut ws::Ws,
+    slot: &super::resync::Slot,
 ) -> End {
     let mut last_keepalive = Instant::now();
     while !stop.load(Ordering::Acquire) {
+        if slot.wanted.swap(false, Ordering::AcqRel) {
+            slot.run("order gateway reconnect");
+        }
         if last_keepalive.elapsed() >= KEEPALIVE {
             last_keepalive = Instant::now();
             match rt.block_on(client.listen_key_keepalive()) {

@@ -1,0 +1,196 @@
+//! Reconciliation after a reconnect (user data stream or order gateway): while a stream was down, fills,
+//! cancels or foreign orders may have happened that the bot never heard of. So, after every reconnect:
+//!
+//! 1. New entries halt (`ReconcileMismatch`).
+//! 2. Rounds of: read what the bot believes (the journal-fed ledger: open client ids and positions per mode),
+//!    fetch the exchange's open orders and positions, compare with the start-up policy of [`super::reconcile`]:
+//!    unknown orders are cancelled; orders the bot holds open but the exchange does not list are looked up by
+//!    client id and closed with their real final state; positions are set to the exchange's sizes.
+//! 3. Entries resume only after a round in which both sides agree. Orders of this session that the ledger does
+//!    not know yet are in flight (their events are on the way to the journal), not orphans. After
+//!    [`ROUNDS`] rounds without agreement the bot stays halted and raises an alert.
+
+use super::reconcile::{self, Stale};
+use super::rest::RestClient;
+use crate::state::Live;
+use aegis_engine::venue::binance::Inbound;
+use aegis_shared::event::{AlertKind, HaltReason};
+use aegis_shared::ids::ClientOrderIdGen;
+use aegis_shared::{ClientOrderId, Symbol};
+use crossbeam_channel::Sender;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Comparison rounds before giving up (and staying halted).
+pub const ROUNDS: u32 = 8;
+
+/// Everything a resync needs; cheap to clone into the threads that reconnect.
+#[derive(Clone)]
+pub struct Resync {
+    /// REST client.
+    pub client: RestClient,
+    /// Control runtime.
+    pub rt: tokio::runtime::Handle,
+    /// To the engine.
+    pub inbound: Sender<Inbound>,
+    /// What the bot believes (journal-fed).
+    pub live: Arc<Live>,
+    /// Traded symbols.
+    pub symbols: Vec<Symbol>,
+    /// Client-id prefix of this session's orders (`ag<session>-`).
+    pub session_prefix: String,
+}
+
+impl std::fmt::Debug for Resync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resync")
+            .field("symbols", &self.symbols)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shared between the reconnecting threads: the resync (set once start-up reconciliation is done) and a flag
+/// the order gateway raises after it reconnected (the user-stream thread runs the resync).
+#[derive(Debug, Default)]
+pub struct Slot {
+    /// Set after start-up.
+    pub resync: std::sync::OnceLock<Resync>,
+    /// A reconnect elsewhere asks for a resync.
+    pub wanted: std::sync::atomic::AtomicBool,
+}
+
+impl Slot {
+    /// Runs the resync if it is configured (no-op before start-up reconciliation finished).
+    pub fn run(&self, why: &str) {
+        if let Some(r) = self.resync.get() {
+            r.run(why);
+        }
+    }
+}
+
+/// The client-id prefix of a session's orders.
+pub fn session_prefix(session: u64) -> String {
+    let id = ClientOrderIdGen::new(session).next_id();
+    let s = id.as_str();
+    s[..=s.find('-').unwrap_or(s.len() - 1)].to_string()
+}
+
+impl Resync {
+    /// Runs the comparison (see the module docs). Returns true when both sides agree and entries may resume.
+    pub fn run(&self, why: &str) -> bool {
+        let _ = self
+            .inbound
+            .send(Inbound::Halt(HaltReason::ReconcileMismatch));
+        tracing::warn!(
+            "reconcile:   {why}: new entries halted until local and exchange state agree"
+        );
+        for round in 0..ROUNDS {
+            // Let events already produced reach the journal-fed ledger before reading it.
+            std::thread::sleep(Duration::from_millis(if round == 0 { 150 } else { 400 }));
+            let (open, positions) = {
+                let v = self.live.view();
+                (v.ledger.open_orders.clone(), v.ledger.positions.clone())
+            };
+            let (orders, pos) = match self.rt.block_on(async {
+                let o = self.client.open_orders().await?;
+                let p = self.client.position_risk().await?;
+                Ok::<_, super::rest::RestError>((o, p))
+            }) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconcile: cannot read the exchange's state; trying again");
+                    continue;
+                }
+            };
+            let mut known = open.clone();
+            for o in &orders {
+                if let Some(c) = o
+                    .get("clientOrderId")
+                    .and_then(Value::as_str)
+                    .filter(|c| c.starts_with(self.session_prefix.as_str()))
+                    .and_then(|c| ClientOrderId::new(c).ok())
+                {
+                    known.insert(c);
+                }
+            }
+            let plan = reconcile::plan(&orders, &pos, &known, &positions, self.client.now_ms());
+            let stale = reconcile::stale_orders(&orders, &open);
+            let pos_mismatch = plan.notes.iter().any(|n| n.starts_with("position "));
+            if plan.cancel.is_empty() && stale.is_empty() && !pos_mismatch {
+                let _ = self
+                    .inbound
+                    .send(Inbound::Clear(HaltReason::ReconcileMismatch));
+                tracing::info!(
+                    "reconcile:   after {why}: local and exchange state agree (round {round})"
+                );
+                return true;
+            }
+            for n in &plan.notes {
+                if !n.starts_with("adopt ") {
+                    tracing::warn!("reconcile:   after {why}: {n}");
+                }
+            }
+            for c in &plan.cancel {
+                if let Err(e) = self
+                    .rt
+                    .block_on(self.client.cancel_order(&c.symbol, &c.client_id))
+                {
+                    tracing::warn!(client_id = %c.client_id, error = %e, "reconcile: cancel failed; checking again");
+                }
+            }
+            for cid in stale {
+                let mode = |s: Symbol| reconcile::mode_for(&positions, s);
+                match self.rt.block_on(reconcile::resolve_stale(
+                    &self.client,
+                    cid,
+                    &self.symbols,
+                    mode,
+                )) {
+                    Stale::Found(msgs) => {
+                        tracing::warn!(client_id = %cid, "reconcile:   after {why}: order {cid} is no longer open on the exchange: closing it with its real state");
+                        for m in msgs {
+                            let _ = self.inbound.send(m);
+                        }
+                    }
+                    // An order of this session may still be on its way (the gateway settles it itself).
+                    Stale::Missing if !cid.as_str().starts_with(self.session_prefix.as_str()) => {
+                        if let Some(s) = self.symbols.first() {
+                            for m in
+                                reconcile::close_missing(cid, *s, mode(*s), self.client.now_ms())
+                            {
+                                let _ = self.inbound.send(m);
+                            }
+                        }
+                    }
+                    Stale::Missing | Stale::Unknown => {}
+                }
+            }
+            if pos_mismatch {
+                for m in plan.engine {
+                    if matches!(m, Inbound::SetPosition(_)) {
+                        let _ = self.inbound.send(m);
+                    }
+                }
+            }
+        }
+        tracing::error!("reconcile:   after {why}: local and exchange state still disagree after {ROUNDS} rounds: new entries stay halted");
+        let _ = self
+            .inbound
+            .send(Inbound::Alert(AlertKind::ReconcileMismatch));
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn session_prefix_matches_generated_ids() {
+        let p = super::session_prefix(1_795_805_509_427);
+        let mut g = aegis_shared::ids::ClientOrderIdGen::new(1_795_805_509_427);
+        assert!(g.next_id().as_str().starts_with(&p));
+        assert!(p.ends_with('-') && p.starts_with("ag"));
+        let mut other = aegis_shared::ids::ClientOrderIdGen::new(1_795_805_509_428);
+        assert!(!other.next_id().as_str().starts_with(&p));
+    }
+}

@@ -1,0 +1,427 @@
+//! Fault e2e tests of the real `aegis` binary on the live path (TRADING_MODE=testnet) against the in-process
+//! Binance simulator: `kill -9` mid-order then restart, clock skew (-1021), 429 and 418, an expired listenKey,
+//! 503 on an order (placed and not placed), a dropped and a stalled market stream. After each: no duplicate
+//! order, no orphan order, positions equal on both sides ([`assert_consistent`]).
+//!
+//! Orders are made to happen at once with the kill switch's flatten of a position the bot adopted at start
+//! (a real product feature: the `KILL` file), not with a test-only backdoor. Build first:
+//! `cargo build -p aegis-control --bin aegis`. Tests run one at a time ([`SERIAL`]).
+
+mod live_support;
+use live_support::*;
+
+fn adopted(tag: &str) -> (World, Bot) {
+    let w = World::new(tag, keys(false, false));
+    manual_buy(&w, "0.003");
+    let bot = start_agreed(&w, 1, &testnet_env());
+    (w, bot)
+}
+
+fn count(bot: &Bot, needle: &str) -> usize {
+    bot.log().matches(needle).count()
+}
+
+fn long_3() -> std::collections::BTreeMap<String, i64> {
+    [("BTCUSDT".to_string(), 300_000i64)].into_iter().collect()
+}
+
+#[test]
+fn fault_kill9_mid_order_then_restart_has_no_duplicate_and_no_orphan() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let (w, mut bot) = adopted("kill9");
+    assert_eq!(
+        assert_consistent(&w, &bot, Duration::from_secs(5)).0,
+        long_3()
+    );
+    // The flattening order reaches the exchange, but its answer is held back: the bot dies not knowing.
+    w.admin(AdminCall::delay(5000, Some(1), Some("/ws-fapi/v1")));
+    w.admin(AdminCall::ws_stall("user", None));
+    kill_file(&w);
+    let t = Instant::now();
+    while !sim_positions(&w).is_empty() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        sim_positions(&w).is_empty(),
+        "the order reached the exchange"
+    );
+    bot.signal(9);
+    assert!(bot.wait_exit(Duration::from_secs(5)).is_some());
+    assert_eq!(
+        count(&bot, "querying it by client id"),
+        0,
+        "died before it knew"
+    );
+    w.admin(AdminCall::clear_faults());
+    fs::remove_file(w.dir.join("data").join("KILL")).unwrap();
+    // An order of ours the journal does not know as open must not survive the restart either.
+    let bot2 = w.bot(2, &testnet_env());
+    assert!(
+        bot2.wait_log("local and exchange state agree", Duration::from_secs(15)),
+        "{}",
+        bot2.log()
+    );
+    assert!(
+        bot2.log()
+            .contains("position BTCUSDT: journal 0.003 vs exchange 0"),
+        "the restart takes the exchange's (flat) position: {}",
+        bot2.log()
+    );
+    nudge(&w);
+    std::thread::sleep(Duration::from_millis(500));
+    let (pos, open) = assert_consistent(&w, &bot2, Duration::from_secs(5));
+    assert!(
+        pos.is_empty() && open.is_empty(),
+        "no duplicate (nothing re-sent), no orphan"
+    );
+    eprintln!("kill -9 e2e took {:?}", t0.elapsed());
+}
+
+#[test]
+fn fault_clock_skew_resyncs_once_and_the_order_succeeds() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let (w, bot) = adopted("skew");
+    // The exchange's clock jumps 8 s ahead: our timestamps fall outside recvWindow (5 s): -1021.
+    w.admin(AdminCall::skew_clock(8000));
+    kill_file(&w);
+    assert!(
+        wait_flat(&w, Duration::from_secs(10)),
+        "the resent order filled\n{}",
+        bot.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&bot, "resyncing once"), 1, "{}", bot.log());
+    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
+    assert!(pos.is_empty() && open.is_empty());
+    eprintln!("clock skew e2e took {:?}", t0.elapsed());
+}
+
+fn rate_limit_case(tag: &str, limits: serde_json::Value, min_wait: Duration) {
+    let t0 = Instant::now();
+    let (w, bot) = adopted(tag);
+    w.admin(AdminCall::set_limits(limits));
+    kill_file(&w);
+    assert!(
+        bot.wait_log("rate limited by Binance", Duration::from_secs(5)),
+        "{}",
+        bot.log()
+    );
+    let halted_at = Instant::now();
+    // The exchange would accept again now, but the bot must wait what it was told.
+    w.admin(AdminCall::set_limits(serde_json::json!({})));
+    for _ in 0..3 {
+        nudge(&w);
+    }
+    assert_eq!(
+        sim_positions(&w),
+        long_3(),
+        "no order while halted\n{}",
+        bot.log()
+    );
+    assert!(
+        bot.wait_log("rate limit wait over", Duration::from_secs(15)),
+        "{}",
+        bot.log()
+    );
+    let waited = halted_at.elapsed();
+    assert!(
+        waited + Duration::from_millis(1500) >= min_wait,
+        "{waited:?}"
+    );
+    assert!(
+        wait_flat(&w, Duration::from_secs(8)),
+        "resumed\n{}",
+        bot.log()
+    );
+    assert_eq!(
+        count(&bot, "rate limited by Binance"),
+        1,
+        "one halt, no hammering: {}",
+        bot.log()
+    );
+    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
+    assert!(pos.is_empty() && open.is_empty());
+    eprintln!("{tag} e2e took {:?}", t0.elapsed());
+}
+
+#[test]
+fn fault_429_halts_entries_then_resumes_after_the_wait() {
+    let _g = serial();
+    rate_limit_case(
+        "429",
+        serde_json::json!({"ordersPer10s": 0, "banAfter429s": 100}),
+        Duration::from_secs(5),
+    );
+}
+
+#[test]
+fn fault_418_ban_halts_until_the_ban_ends() {
+    let _g = serial();
+    rate_limit_case(
+        "418",
+        serde_json::json!({"ordersPer10s": 0, "banAfter429s": 0, "banSecs": 6}),
+        Duration::from_secs(6),
+    );
+}
+
+#[test]
+fn fault_expired_listen_key_is_recreated_and_fills_still_arrive() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let (w, bot) = adopted("listenkey");
+    w.admin(AdminCall::expire_listen_keys(None, Some("alice")));
+    assert!(
+        bot.wait_log(
+            "listenKey expired; creating a new one",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        bot.log()
+    );
+    assert!(
+        bot.wait_log("user data stream reconnected", Duration::from_secs(5)),
+        "{}",
+        bot.log()
+    );
+    kill_file(&w);
+    assert!(wait_flat(&w, Duration::from_secs(10)), "{}", bot.log());
+    // The bot's position goes flat only through the fill reported on the new stream.
+    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
+    assert!(pos.is_empty() && open.is_empty());
+    eprintln!("listenKey e2e took {:?}", t0.elapsed());
+}
+
+fn order_503_case(placed: bool) {
+    let t0 = Instant::now();
+    let (w, bot) = adopted(if placed { "503p" } else { "503n" });
+    w.admin(AdminCall::order_503(1, placed));
+    kill_file(&w);
+    assert!(
+        bot.wait_log("querying it by client id", Duration::from_secs(5)),
+        "{}",
+        bot.log()
+    );
+    assert!(wait_flat(&w, Duration::from_secs(10)), "{}", bot.log());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&bot, "querying it by client id"), 1, "{}", bot.log());
+    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
+    assert!(
+        pos.is_empty() && open.is_empty(),
+        "flat, not short: no duplicate"
+    );
+    eprintln!("503 placed={placed} e2e took {:?}", t0.elapsed());
+}
+
+#[test]
+fn fault_503_on_a_placed_order_is_queried_never_resent() {
+    let _g = serial();
+    order_503_case(true);
+}
+
+#[test]
+fn fault_503_on_an_order_not_placed_is_queried_then_a_new_order_goes() {
+    let _g = serial();
+    order_503_case(false);
+}
+
+fn market_conns(w: &World) -> Vec<u64> {
+    w.admin(AdminCall::ws_connections())
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["kind"] == "market")
+        .filter_map(|c| c["id"].as_u64())
+        .collect()
+}
+
+fn messages(bot: &Bot) -> u64 {
+    bot.api("/api/status")
+        .and_then(|s| s["engine_stats"]["messages"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn fault_dropped_and_stalled_market_stream_reconnects_and_the_stale_guard_blocks_entries() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let w = World::new("feedfault", keys(false, false));
+    let bot = start_agreed(&w, 1, &testnet_env());
+    // A steady market: a quote change every 25 ms (the frozen market publishes on changes only).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let (stop, admin) = (
+            stop.clone(),
+            aegis_testkit::sim::client::BlockingAdminClient::new(&w.base()),
+        );
+        std::thread::spawn(move || {
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (b, a) = if i.is_multiple_of(2) {
+                    ("60000.0", "60000.1")
+                } else {
+                    ("60000.1", "60000.2")
+                };
+                let _ = admin.call(AdminCall::set_quote("BTCUSDT", b, "5", a, "5"));
+                i += 1;
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        })
+    };
+    let wait_msgs = |more_than: u64| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(8) {
+            if messages(&bot) > more_than {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    };
+    assert!(wait_msgs(50), "{}", bot.log());
+    let before = market_conns(&w);
+    assert_eq!(before.len(), 1, "{before:?}");
+    // Dropped (TCP cut without a close frame): a new connection, data flows again.
+    w.admin(AdminCall::ws_drop("market"));
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(8)
+        && market_conns(&w).iter().all(|c| before.contains(c))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = market_conns(&w);
+    assert!(after.iter().any(|c| !before.contains(c)), "{after:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let m = messages(&bot);
+    assert!(
+        wait_msgs(m + 20),
+        "resubscribed: data flows ({m} -> {}; {:?})\n{}",
+        messages(&bot),
+        w.admin(AdminCall::ws_connections()),
+        bot.log()
+    );
+    assert_eq!(bot.halt_reason(), None);
+    // Stalled (open but silent): the stale guard halts entries while it lasts, then lifts.
+    w.admin(AdminCall::ws_stall("market", None));
+    let t = Instant::now();
+    let mut stale = None;
+    while t.elapsed() < Duration::from_secs(15) {
+        stale = bot.halt_reason();
+        if stale.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        stale
+            .as_deref()
+            .is_some_and(|r| r.to_lowercase().contains("stale")),
+        "{stale:?}"
+    );
+    w.admin(AdminCall::ws_unstall("market"));
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(8) && bot.halt_reason().is_some() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(bot.halt_reason(), None, "entries allowed again");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    ticker.join().unwrap();
+    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
+    assert!(pos.is_empty() && open.is_empty());
+    eprintln!("market stream faults e2e took {:?}", t0.elapsed());
+}
+
+#[test]
+fn fault_user_stream_lost_while_the_exchange_changed_is_reconciled_after_reconnect() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let (w, bot) = adopted("resync");
+    // The stream goes silent; meanwhile another client of the account trades and leaves an order working.
+    w.admin(AdminCall::ws_stall("user", None));
+    manual_buy(&w, "0.002");
+    let orphan = w.signed(
+        reqwest::Method::POST,
+        "/fapi/v1/order",
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "BUY"),
+            ("type", "LIMIT"),
+            ("timeInForce", "GTC"),
+            ("quantity", "0.002"),
+            ("price", "50000"),
+            ("newClientOrderId", "manual-during-gap"),
+        ],
+    );
+    assert_eq!(orphan["status"], "NEW", "{orphan}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        bot_state(&bot).map(|s| s.0),
+        Some(long_3()),
+        "the bot did not hear of it"
+    );
+    // The connection dies (what was sent meanwhile is lost): reconnect, then compare again.
+    w.admin(AdminCall::ws_drop("user"));
+    assert!(
+        bot.wait_log(
+            "after user data stream reconnect: local and exchange state agree",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        bot.log()
+    );
+    let log = bot.log();
+    assert!(
+        log.contains("new entries halted until local and exchange state agree"),
+        "{log}"
+    );
+    assert!(log.contains("cancel open order manual-during-gap"), "{log}");
+    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
+    let want: std::collections::BTreeMap<String, i64> =
+        [("BTCUSDT".to_string(), 500_000i64)].into_iter().collect();
+    assert_eq!(pos, want);
+    assert!(open.is_empty(), "{open:?}");
+    assert_eq!(bot.halt_reason(), None, "entries resumed");
+    // An order gateway reconnect runs the same comparison.
+    w.admin(AdminCall::ws_drop("api"));
+    assert!(
+        bot.wait_log(
+            "after order gateway reconnect: local and exchange state agree",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        bot.log()
+    );
+    assert_consistent(&w, &bot, Duration::from_secs(5));
+    eprintln!("reconnect reconciliation e2e took {:?}", t0.elapsed());
+}
+
+#[test]
+fn fault_depth_gap_in_the_running_bot_resyncs_its_book_from_a_new_snapshot() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let w = World::new("depthgap", keys(false, false));
+    let bot = start_agreed(&w, 1, &testnet_env());
+    let loads = |bot: &Bot| count(bot, "depth book: snapshot loaded");
+    let t = Instant::now();
+    while loads(&bot) < 1 && t.elapsed() < Duration::from_secs(5) {
+        nudge(&w);
+    }
+    assert_eq!(loads(&bot), 1, "first snapshot\n{}", bot.log());
+    for _ in 0..3 {
+        nudge(&w);
+    }
+    assert_eq!(loads(&bot), 1, "the chain holds: no resync\n{}", bot.log());
+    w.admin(AdminCall::depth_gap("BTCUSDT"));
+    for _ in 0..3 {
+        nudge(&w);
+    }
+    assert!(
+        bot.wait_log("depth book: snapshot loaded", Duration::from_secs(1)) && loads(&bot) == 2,
+        "one gap, one new snapshot\n{}",
+        bot.log()
+    );
+    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
+    assert!(pos.is_empty() && open.is_empty());
+    eprintln!("depth gap e2e took {:?}", t0.elapsed());
+}

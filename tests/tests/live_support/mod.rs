@@ -1,0 +1,442 @@
+//! Shared harness of the live-path e2e tests (`live_e2e.rs`, `live_faults.rs`): the in-process simulator, the
+//! real `aegis` binary as a child process, signed calls as another client of the same account.
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
+pub use aegis_engine::sign::rest::encode_signed_query;
+pub use aegis_engine::sign::{HmacSigner, Signer};
+pub use aegis_shared::Secret;
+pub use aegis_testkit::sim::client::AdminCall;
+pub use aegis_testkit::sim::keys::{KeyEntry, KeysFile, Permissions};
+pub use aegis_testkit::sim::{start, SimConfig, SimHandle, SourceKind};
+pub use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+pub use serde_json::Value;
+pub use std::fs;
+pub use std::path::{Path, PathBuf};
+pub use std::process::{Child, Command, Stdio};
+pub use std::sync::Mutex;
+pub use std::time::{Duration, Instant};
+
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+pub const KEY: &str = "L1veL1veL1veL1veL1veL1veL1veL1veL1veL1veL1veL1veL1veL1veL1veL1ve";
+pub const SECRET: &str = "live-hmac-secret-0123456789abcdef";
+pub const ED_KEY: &str = "EdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKe";
+
+pub fn bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/aegis")
+}
+
+pub fn ed_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[11u8; 32])
+}
+
+pub fn keys(withdrawals: bool, ip_restrict: bool) -> KeysFile {
+    let pem = ed_key()
+        .verifying_key()
+        .to_public_key_pem(Default::default())
+        .unwrap();
+    KeysFile {
+        keys: vec![
+            KeyEntry {
+                api_key: KEY.into(),
+                account: Some("alice".into()),
+                secret: Some(SECRET.into()),
+                ed25519_public_key: None,
+                permissions: Permissions {
+                    withdrawals,
+                    ..Permissions::default()
+                },
+                ip_restrict,
+                allowed_ips: if ip_restrict {
+                    vec!["127.0.0.1".into()]
+                } else {
+                    vec![]
+                },
+            },
+            KeyEntry {
+                api_key: ED_KEY.into(),
+                account: Some("bob".into()),
+                secret: None,
+                ed25519_public_key: Some(pem),
+                permissions: Permissions::default(),
+                ip_restrict: false,
+                allowed_ips: vec![],
+            },
+        ],
+        accounts: vec![],
+    }
+}
+
+pub struct World {
+    pub rt: tokio::runtime::Runtime,
+    pub sim: Option<SimHandle>,
+    pub dir: PathBuf,
+}
+
+impl World {
+    pub fn new(tag: &str, keys: KeysFile) -> World {
+        Self::with_source(tag, keys, SourceKind::Frozen)
+    }
+
+    pub fn with_source(tag: &str, keys: KeysFile, source: SourceKind) -> World {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = rt.block_on(async {
+            let h = start(SimConfig {
+                keys,
+                source,
+                tick_ms: 20,
+                ..SimConfig::default()
+            })
+            .await
+            .expect("simulator starts");
+            if source == SourceKind::Frozen {
+                h.admin()
+                    .call(AdminCall::set_quote(
+                        "BTCUSDT", "59999.9", "5", "60000", "5",
+                    ))
+                    .await
+                    .unwrap();
+            }
+            h
+        });
+        let dir = std::env::temp_dir().join(format!(
+            "aegis-live-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        World {
+            rt,
+            sim: Some(sim),
+            dir,
+        }
+    }
+
+    pub fn sim(&self) -> &SimHandle {
+        self.sim.as_ref().unwrap()
+    }
+
+    pub fn admin(&self, c: AdminCall) -> Value {
+        self.rt.block_on(self.sim().admin().call(c)).unwrap()
+    }
+
+    pub fn base(&self) -> String {
+        self.sim().base_url()
+    }
+
+    /// A signed REST call as another client of the same account would make it (orphans, manual positions).
+    pub fn signed(&self, method: reqwest::Method, path: &str, params: &[(&str, &str)]) -> Value {
+        let signer = Signer::Hmac(HmacSigner::new(&Secret::new(SECRET.to_string())));
+        let ts = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64)
+            .to_string();
+        let mut ps: Vec<(&str, &[u8])> = params.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        ps.push(("timestamp", ts.as_bytes()));
+        let mut buf = vec![0u8; 4096];
+        let n = encode_signed_query(&ps, &signer, &mut buf).unwrap();
+        let q = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let url = format!("{}{path}?{q}", self.base());
+        let c = reqwest::blocking::Client::new();
+        let r = c
+            .request(method, url)
+            .header("X-MBX-APIKEY", KEY)
+            .send()
+            .unwrap();
+        r.json().unwrap()
+    }
+
+    pub fn bot(&self, run: u32, env: &[(&str, String)]) -> Bot {
+        let out = fs::File::create(self.dir.join(format!("out-{run}.txt"))).unwrap();
+        let err = fs::File::create(self.dir.join(format!("err-{run}.txt"))).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new(bin());
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATA_DIR", self.dir.join("data"))
+            .env("API_PORT", port.to_string())
+            .env("SYMBOLS", "BTCUSDT")
+            .env("AUTH_ENABLED", "false")
+            .env("BINANCE_FAPI_URL", self.base())
+            .env("BINANCE_SAPI_URL", self.base())
+            .env("BINANCE_FSTREAM_URL", self.sim().ws_url())
+            .env(
+                "BINANCE_WSAPI_URL",
+                format!("{}/ws-fapi/v1", self.sim().ws_url()),
+            )
+            .current_dir(&self.dir)
+            .arg("--env-file")
+            .arg(self.dir.join("missing.env"))
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Bot {
+            port,
+            child: cmd
+                .spawn()
+                .expect("target/debug/aegis exists: cargo build -p aegis-control"),
+            dir: self.dir.clone(),
+            run,
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(s) = self.sim.take() {
+            self.rt.block_on(s.shutdown());
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Bot {
+    pub port: u16,
+    pub child: Child,
+    pub dir: PathBuf,
+    pub run: u32,
+}
+
+impl Bot {
+    pub fn log(&self) -> String {
+        let o =
+            fs::read_to_string(self.dir.join(format!("out-{}.txt", self.run))).unwrap_or_default();
+        let e =
+            fs::read_to_string(self.dir.join(format!("err-{}.txt", self.run))).unwrap_or_default();
+        format!("{o}\n{e}")
+    }
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc_kill(self.child.id() as i32, sig) };
+    }
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    pub fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+pub fn testnet_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("TRADING_MODE", "testnet".into()),
+        ("BINANCE_TESTNET_API_KEY", KEY.into()),
+        ("BINANCE_TESTNET_SECRET_KEY", SECRET.into()),
+        // A production pair is configured too: it must never be sent (the simulator does not know it).
+        (
+            "BINANCE_API_KEY",
+            "Pr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0d".into(),
+        ),
+        ("BINANCE_SECRET_KEY", "prod-secret".into()),
+    ]
+}
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Bot {
+    /// GET on the bot's own HTTPS API (self-signed certificate, auth off in these tests).
+    pub fn api(&self, path: &str) -> Option<Value> {
+        let c = reqwest::blocking::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(3))
+            .build()
+            .ok()?;
+        c.get(format!("https://127.0.0.1:{}{path}", self.port))
+            .send()
+            .ok()?
+            .json()
+            .ok()
+    }
+    /// The engine's halt reason as the status API shows it (None when trading or unreachable).
+    pub fn halt_reason(&self) -> Option<String> {
+        self.api("/api/status")
+            .and_then(|s| s["engine"]["halt_reason"].as_str().map(String::from))
+    }
+}
+
+fn units(v: &Value) -> i64 {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return 0,
+    };
+    aegis_shared::Qty::parse(&s).map(|q| q.units()).unwrap_or(0)
+}
+
+/// Net position per symbol on the simulator (account `alice`), zero sizes omitted.
+pub fn sim_positions(w: &World) -> std::collections::BTreeMap<String, i64> {
+    let mut m = std::collections::BTreeMap::new();
+    for p in w
+        .admin(AdminCall::positions("alice"))
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let q = units(&p["positionAmt"]);
+        if q != 0 {
+            *m.entry(p["symbol"].as_str().unwrap_or("").to_string())
+                .or_insert(0) += q;
+        }
+    }
+    m
+}
+
+/// Open client order ids on the simulator (account `alice`).
+pub fn sim_open(w: &World) -> Vec<String> {
+    let mut v: Vec<String> = w
+        .admin(AdminCall::open_orders("alice"))
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| o["clientOrderId"].as_str().unwrap_or("").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// What the bot believes: net position per symbol (all modes summed) and open client order ids.
+pub fn bot_state(bot: &Bot) -> Option<(std::collections::BTreeMap<String, i64>, Vec<String>)> {
+    let p = bot.api("/api/positions")?;
+    let o = bot.api("/api/orders/open")?;
+    let mut m = std::collections::BTreeMap::new();
+    for x in p["positions"].as_array()? {
+        let q = units(&x["qty"]);
+        if q != 0 {
+            *m.entry(x["symbol"].as_str()?.to_string()).or_insert(0) += q;
+        }
+    }
+    m.retain(|_, q| *q != 0);
+    let mut ids: Vec<String> = o["orders"]
+        .as_array()?
+        .iter()
+        .filter_map(|x| x["client_id"].as_str().map(String::from))
+        .collect();
+    ids.sort();
+    Some((m, ids))
+}
+
+/// After each fault: no orphan order and positions equal on both sides (waits up to `limit` for the bot's
+/// read model to catch up), returning the agreed state.
+pub fn assert_consistent(
+    w: &World,
+    bot: &Bot,
+    limit: Duration,
+) -> (std::collections::BTreeMap<String, i64>, Vec<String>) {
+    let t = Instant::now();
+    loop {
+        let sim = (sim_positions(w), sim_open(w));
+        let mine = bot_state(bot);
+        if mine.as_ref() == Some(&sim) {
+            return sim;
+        }
+        if t.elapsed() > limit {
+            panic!(
+                "exchange and bot disagree: exchange {sim:?}, bot {mine:?}\n{}",
+                bot.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Opens a position by hand (another client of the same account), for the bot to adopt.
+pub fn manual_buy(w: &World, qty: &str) {
+    let filled = w.signed(
+        reqwest::Method::POST,
+        "/fapi/v1/order",
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "BUY"),
+            ("type", "MARKET"),
+            ("quantity", qty),
+        ],
+    );
+    assert!(filled.get("orderId").is_some(), "{filled}");
+}
+
+/// Starts the bot, waits for reconciliation to agree, and publishes a fresh quote so the engine has a book.
+pub fn start_agreed(w: &World, run: u32, env: &[(&str, String)]) -> Bot {
+    let bot = w.bot(run, env);
+    assert!(
+        bot.wait_log("local and exchange state agree", Duration::from_secs(15)),
+        "{}",
+        bot.log()
+    );
+    nudge(w);
+    bot
+}
+
+/// A new quote (the frozen market publishes only on changes): the engine re-evaluates on book updates.
+pub fn nudge(w: &World) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2;
+    std::thread::sleep(Duration::from_millis(200));
+    let (b, a) = if n == 0 {
+        ("60000.0", "60000.1")
+    } else {
+        ("60000.1", "60000.2")
+    };
+    w.admin(AdminCall::set_quote("BTCUSDT", b, "5", a, "5"));
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+/// Flips the kill switch through its file (halt, cancel all, flatten with reduce-only market orders).
+pub fn kill_file(w: &World) {
+    fs::write(w.dir.join("data").join("KILL"), b"test").unwrap();
+}
+
+/// Waits until the simulator shows no position (nudging the book so pending flattens are retried).
+pub fn wait_flat(w: &World, limit: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if sim_positions(w).is_empty() {
+            return true;
+        }
+        nudge(w);
+    }
+    false
+}
