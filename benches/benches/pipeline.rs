@@ -220,6 +220,22 @@ fn tick_to_order(c: &mut Criterion) {
         })
     });
 
+    // The path the bot uses for order entry: the WebSocket API after `session.logon` (Ed25519, once per
+    // connection), so `order.place` carries no per-request signature.
+    g.bench_function("aegis_parse_book_ws_session", |b| {
+        b.iter(|| {
+            ts += 1;
+            let Ok(MarketMsg::BookTicker(t)) = p.parse(black_box(&msg)) else {
+                return 0;
+            };
+            top.update_id = 0;
+            top.update(&t);
+            let o = order_at(&top, &mut ids);
+            enc.ws_order_place(ts, &o, &prec, ts, true)
+                .map_or(0, |q| q.len())
+        })
+    });
+
     // The usual way: serde_json into Strings, floats, format!, re-keyed HMAC, hex::encode.
     g.bench_function("usual_parse_book_sign_rest", |b| {
         b.iter(|| {

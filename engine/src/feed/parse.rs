@@ -4,21 +4,32 @@
 //! fixed-size [`MarketMsg`] that may borrow the input (depth levels are not copied: [`Levels`] iterates them in
 //! place, so a depth update of any size is handled without a capacity limit and without allocating).
 //!
-//! How it works: one pass over the object records, per known key, where its value lies ([`Parser`] keeps these
-//! tables between calls so nothing is re-initialised but a 64-bit presence mask). Keys are matched by name, never
-//! by position, so any field order parses; Binance's usual order costs nothing extra because the scan is one pass
-//! either way. Nested objects we need (`data` of the combined-stream wrapper, `k` of a kline) are parsed in the same
-//! pass; every other value (unknown keys) is skipped with a bounded-depth structural scan.
+//! Two paths, one answer:
 //!
-//! Every decimal goes through [`aegis_shared::num::parse_units`], so prices and quantities are exact. Anything
-//! unexpected yields a typed [`ParseError`]; no input can panic the parser (tested with proptest and a cargo-fuzz
-//! target in `fuzz/`).
+//! - **Fast path** (`fast_parse`): Binance always sends its keys in the same order without whitespace, so the
+//!   fast path walks the bytes once expecting exactly that shape (`{"e":"bookTicker","u":…`, optional keys such
+//!   as `nq`, `pu`, spot's `M` included), parsing integers and decimals with specialised digit loops as it goes.
+//!   At the first byte that differs from the canonical shape, or any value it is not sure about, it gives up and
+//!   returns nothing — it never reports errors.
+//! - **General path**: one pass over the object records, per known key, where its value lies ([`Parser`] keeps
+//!   these tables between calls so nothing is re-initialised but a 64-bit presence mask). Keys are matched by
+//!   name, never by position, so any field order parses. Nested objects we need (`data` of the combined-stream
+//!   wrapper, `k` of a kline) are parsed in the same pass; every other value (unknown keys) is skipped with a
+//!   bounded-depth structural scan. All typed errors come from here.
+//!
+//! The fast path only ever accepts input that the general path accepts with the identical result (a proptest
+//! compares the two on canonical, reordered, mutated and truncated messages), so it changes speed, not meaning.
+//!
+//! Every decimal is exact: [`parse_units_fast`] (a digit loop proven equal to
+//! [`aegis_shared::num::parse_units`] on all inputs by a proptest). Anything unexpected yields a typed
+//! [`ParseError`]; no input can panic the parser (tested with proptest and a cargo-fuzz target in `fuzz/`).
 //!
 //! Accepted payloads (`e`): `bookTicker` (futures; the spot variant without `e`/`E`/`T` is recognised by its keys),
 //! `aggTrade` (futures and spot, whose extra `M` is ignored), `depthUpdate` (futures with `pu`, spot without),
 //! `kline`.
 
 use aegis_shared::num::{parse_units, NumError};
+use aegis_shared::symbol::MAX_SYMBOL_LEN;
 use aegis_shared::{Notional, Price, Qty, Symbol};
 
 /// Deepest nesting of arrays/objects accepted inside a skipped value.
@@ -179,6 +190,25 @@ impl Iterator for LevelIter<'_> {
             return None;
         }
         self.left -= 1;
+        // Canonical `["p","q"]` (after a `,` unless first): the digit loops, no span bookkeeping.
+        let b = self.cur.b;
+        let at = self.cur.i + usize::from(b.get(self.cur.i) == Some(&b','));
+        if let Some((p, q, next)) = fast_level::<true>(b, at) {
+            self.cur.i = next;
+            return Some((Price::from_units(p), Qty::from_units(q)));
+        }
+        self.general_next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
+}
+
+impl LevelIter<'_> {
+    /// A level in any other layout (whitespace, bare numbers), out of line so `next` stays small.
+    #[cold]
+    #[inline(never)]
+    fn general_next(&mut self) -> Option<(Price, Qty)> {
         // The array was validated by `validate_levels`, so this cannot fail; on a (impossible) failure the
         // iteration just ends instead of panicking.
         self.cur.ws();
@@ -192,9 +222,6 @@ impl Iterator for LevelIter<'_> {
                 None
             }
         }
-    }
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left as usize, Some(self.left as usize))
     }
 }
 
@@ -624,7 +651,7 @@ fn validate_levels<'a>(
 #[inline]
 fn decimal(b: &[u8], sp: Span, field: &'static str) -> Result<i64, ParseError> {
     match sp.kind {
-        Kind::Str | Kind::Num => parse_units(&b[sp.start as usize..sp.end as usize])
+        Kind::Str | Kind::Num => parse_units_fast(&b[sp.start as usize..sp.end as usize])
             .map_err(|err| ParseError::BadDecimal { field, err }),
         _ => Err(ParseError::WrongType(field)),
     }
@@ -685,6 +712,390 @@ fn symbol(b: &[u8], sp: Span) -> Result<Symbol, ParseError> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Decimals
+
+const POW10: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// Up to 8 ASCII digits at `b[i..]`: their value and how many there were (stopping at the first non-digit).
+///
+/// With 8 readable bytes this is branch-free SWAR: one unaligned load, a bit trick that finds the first
+/// non-digit byte, and three multiply-shift steps that combine the digits pairwise (the method of
+/// simdjson / Lemire's "parse eight digits"). Near the end of the input it falls back to a byte loop.
+#[inline(always)]
+fn digits8<const VALUE: bool>(b: &[u8], i: usize) -> (u64, usize) {
+    if let Some(chunk) = b.get(i..i + 8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(a);
+        // A byte's high bit is set when it is >= 0x80, > b'9' (adding 0x46 carries into bit 7) or < b'0'
+        // (subtracting 0x30 borrows). Carries/borrows only travel upwards, i.e. to later bytes, so the lowest
+        // flagged byte is exactly the first non-digit.
+        let bad =
+            (x | x.wrapping_add(0x4646_4646_4646_4646) | x.wrapping_sub(0x3030_3030_3030_3030))
+                & 0x8080_8080_8080_8080;
+        let n = (bad.trailing_zeros() / 8) as usize;
+        if n == 0 || !VALUE {
+            return (0, n);
+        }
+        // Keep the n digits, moved to the high end so the missing ones read as leading zeros.
+        let d = (x & 0x0F0F_0F0F_0F0F_0F0F) << (8 * (8 - n));
+        let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
+        let d = (d.wrapping_mul(100) + (d >> 16)) & 0x0000_FFFF_0000_FFFF;
+        let d = (d.wrapping_mul(10_000) + (d >> 32)) & 0xFFFF_FFFF;
+        return (d, n);
+    }
+    let mut v = 0u64;
+    let mut n = 0usize;
+    while let Some(&c) = b.get(i + n) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 || n == 8 {
+            break;
+        }
+        v = v * 10 + u64::from(d);
+        n += 1;
+    }
+    (v, n)
+}
+
+/// Reads a decimal `[-]digits[.digits]` starting at `b[i]` and stops at the first byte that cannot continue it.
+/// Returns the value in units of 10⁻⁸ and the index of that byte, but only when the number is certainly one that
+/// [`parse_units`] accepts with this value (at most 10 integer digits, at most 8 significant fractional
+/// digits, at least one digit); `None` otherwise, so callers fall back to [`parse_units`] for the exact error.
+///
+/// ≤ 10 integer digits keep the result below 10¹⁸, far from `i64::MAX`, so no per-digit overflow check is
+/// needed.
+#[inline(always)]
+fn scan_units<const VALUE: bool>(b: &[u8], mut i: usize) -> Option<(i64, usize)> {
+    let neg = b.get(i) == Some(&b'-');
+    i += usize::from(neg);
+    let (mut int, n) = digits8::<VALUE>(b, i);
+    i += n;
+    let mut int_digits = n;
+    if n == 8 {
+        let (hi, n2) = digits8::<VALUE>(b, i);
+        if n2 > 2 {
+            return None;
+        }
+        int = int * POW10[n2] + hi;
+        i += n2;
+        int_digits += n2;
+    }
+    let mut frac: u64 = 0;
+    let mut frac_digits = 0usize;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let (f, n) = digits8::<VALUE>(b, i);
+        frac = f * POW10[8 - n];
+        frac_digits = n;
+        i += n;
+        if n == 8 {
+            // Beyond 8 fractional digits only zeros are exact.
+            while let Some(&c) = b.get(i) {
+                match c {
+                    b'0' => i += 1,
+                    // A ninth significant digit: parse_units says TooPrecise.
+                    b'1'..=b'9' => return None,
+                    _ => break,
+                }
+            }
+        }
+    }
+    if int_digits == 0 && frac_digits == 0 {
+        return None;
+    }
+    let v = (int * 100_000_000 + frac) as i64;
+    Some((if neg { -v } else { v }, i))
+}
+
+/// [`parse_units`] with a faster digit loop for the common case; the same result (value or error) for every
+/// input (proptest `parse_units_fast_equals_parse_units`).
+#[inline]
+pub fn parse_units_fast(s: &[u8]) -> Result<i64, NumError> {
+    match scan_units::<true>(s, 0) {
+        Some((v, n)) if n == s.len() => Ok(v),
+        _ => parse_units(s),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fast path: Binance's canonical key order, no whitespace. Every helper takes the index to start at and returns
+// the index after what it consumed; `None` means "not the canonical shape" (the general path decides).
+
+/// `lit` at `b[i..]`.
+#[inline(always)]
+fn lit(b: &[u8], i: usize, lit: &[u8]) -> Option<usize> {
+    let end = i.checked_add(lit.len())?;
+    (b.get(i..end)? == lit).then_some(end)
+}
+
+/// A non-negative integer that fits `uint` without question (1–18 digits), read 8 digits at a time.
+#[inline(always)]
+fn f_uint(b: &[u8], i: usize) -> Option<(u64, usize)> {
+    let (mut v, n) = digits8::<true>(b, i);
+    if n < 8 {
+        return (n > 0).then_some((v, i + n));
+    }
+    let (v2, n2) = digits8::<true>(b, i + 8);
+    v = v * POW10[n2] + v2;
+    if n2 < 8 {
+        return Some((v, i + 8 + n2));
+    }
+    let (v3, n3) = digits8::<true>(b, i + 16);
+    if n3 > 2 {
+        return None;
+    }
+    Some((v * POW10[n3] + v3, i + 16 + n3))
+}
+
+/// A decimal inside quotes; `i` is just after the opening quote, the result index just after the closing one.
+#[inline(always)]
+fn f_dec<const VALUE: bool>(b: &[u8], i: usize) -> Option<(i64, usize)> {
+    let (v, j) = scan_units::<VALUE>(b, i)?;
+    (b.get(j) == Some(&b'"')).then_some((v, j + 1))
+}
+
+/// A symbol inside quotes (`i` after the opening quote): found by its closing quote within 21 bytes, validated
+/// once by `Symbol::from_bytes` (which rejects what the general path rejects: escapes, control bytes).
+#[inline(always)]
+fn f_symbol(b: &[u8], i: usize) -> Option<(Symbol, usize)> {
+    let rest = b.get(i..)?;
+    let n = rest
+        .iter()
+        .take(MAX_SYMBOL_LEN + 1)
+        .position(|&c| c == b'"')?;
+    let sym = Symbol::from_bytes(&rest[..n]).ok()?;
+    Some((sym, i + n + 1))
+}
+
+/// Skips a string we do not read (`i` after the opening quote); gives up on escapes and control bytes so the
+/// general path judges them.
+#[inline(always)]
+fn f_skip_str(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        match *b.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' | 0..=0x1f => return None,
+            _ => i += 1,
+        }
+    }
+}
+
+#[inline(always)]
+fn f_bool(b: &[u8], i: usize) -> Option<(bool, usize)> {
+    if let Some(j) = lit(b, i, b"true") {
+        Some((true, j))
+    } else {
+        lit(b, i, b"false").map(|j| (false, j))
+    }
+}
+
+/// One canonical depth level `["p","q"]` at `b[i]` (`VALUE = false`: only validated, values are 0).
+#[inline(always)]
+fn fast_level<const VALUE: bool>(b: &[u8], i: usize) -> Option<(i64, i64, usize)> {
+    let i = lit(b, i, b"[\"")?;
+    let (p, i) = f_dec::<VALUE>(b, i)?;
+    let i = lit(b, i, b",\"")?;
+    let (q, i) = f_dec::<VALUE>(b, i)?;
+    let i = lit(b, i, b"]")?;
+    Some((p, q, i))
+}
+
+/// A canonical levels array at `b[i]`, validated and counted (the iterator parses the values again in place).
+#[inline]
+fn fast_levels(b: &[u8], i: usize) -> Option<(Levels<'_>, usize)> {
+    let start = i;
+    let mut i = lit(b, i, b"[")?;
+    let mut len = 0u32;
+    if b.get(i) != Some(&b']') {
+        loop {
+            let (_, _, j) = fast_level::<false>(b, i)?;
+            // Bounded by the input length, which `parse` caps at u32::MAX bytes.
+            len += 1;
+            i = j;
+            match b.get(i) {
+                Some(b',') => i += 1,
+                Some(b']') => break,
+                _ => return None,
+            }
+        }
+    }
+    Some((
+        Levels {
+            raw: &b[start..i + 1],
+            len,
+        },
+        i + 1,
+    ))
+}
+
+/// `{"e":"bookTicker","u":…,"E":…,"T":…,"s":"…","b":"…","B":"…","a":"…","A":"…"}` (futures) or
+/// `{"u":…,"s":"…","b":"…","B":"…","a":"…","A":"…"}` (spot), `i` after `"u":`.
+#[inline(always)]
+fn fast_book_ticker(b: &[u8], i: usize, futures: bool) -> Option<(MarketMsg<'_>, usize)> {
+    let (update_id, i) = f_uint(b, i)?;
+    let (event_time, tx_time, i) = if futures {
+        let i = lit(b, i, br#","E":"#)?;
+        let (e, i) = f_uint(b, i)?;
+        let i = lit(b, i, br#","T":"#)?;
+        let (t, i) = f_uint(b, i)?;
+        (e, t, i)
+    } else {
+        (0, 0, i)
+    };
+    let i = lit(b, i, br#","s":""#)?;
+    let (symbol, i) = f_symbol(b, i)?;
+    let i = lit(b, i, br#","b":""#)?;
+    let (bid, i) = f_dec::<true>(b, i)?;
+    let i = lit(b, i, br#","B":""#)?;
+    let (bid_qty, i) = f_dec::<true>(b, i)?;
+    let i = lit(b, i, br#","a":""#)?;
+    let (ask, i) = f_dec::<true>(b, i)?;
+    let i = lit(b, i, br#","A":""#)?;
+    let (ask_qty, i) = f_dec::<true>(b, i)?;
+    let i = lit(b, i, b"}")?;
+    Some((
+        MarketMsg::BookTicker(BookTicker {
+            symbol,
+            update_id,
+            event_time,
+            tx_time,
+            bid: Price::from_units(bid),
+            bid_qty: Qty::from_units(bid_qty),
+            ask: Price::from_units(ask),
+            ask_qty: Qty::from_units(ask_qty),
+        }),
+        i,
+    ))
+}
+
+/// `{"e":"aggTrade","E":…,"s":"…","a":…,"p":"…","q":"…"[,"nq":"…"],"f":…,"l":…,"T":…,"m":…[,"M":…]}`, `i` after
+/// `"E":`. (`nq` is futures-only and unread; `M` is spot-only and unread.)
+#[inline(always)]
+fn fast_agg_trade(b: &[u8], i: usize) -> Option<(MarketMsg<'_>, usize)> {
+    let (event_time, i) = f_uint(b, i)?;
+    let i = lit(b, i, br#","s":""#)?;
+    let (symbol, i) = f_symbol(b, i)?;
+    let i = lit(b, i, br#","a":"#)?;
+    let (agg_id, i) = f_uint(b, i)?;
+    let i = lit(b, i, br#","p":""#)?;
+    let (price, i) = f_dec::<true>(b, i)?;
+    let i = lit(b, i, br#","q":""#)?;
+    let (qty, mut i) = f_dec::<true>(b, i)?;
+    if let Some(j) = lit(b, i, br#","nq":""#) {
+        i = f_skip_str(b, j)?;
+    }
+    let i = lit(b, i, br#","f":"#)?;
+    let (first_id, i) = f_uint(b, i)?;
+    let i = lit(b, i, br#","l":"#)?;
+    let (last_id, i) = f_uint(b, i)?;
+    let i = lit(b, i, br#","T":"#)?;
+    let (trade_time, i) = f_uint(b, i)?;
+    let i = lit(b, i, br#","m":"#)?;
+    let (buyer_is_maker, mut i) = f_bool(b, i)?;
+    if let Some(j) = lit(b, i, br#","M":"#) {
+        i = f_bool(b, j)?.1;
+    }
+    let i = lit(b, i, b"}")?;
+    Some((
+        MarketMsg::AggTrade(AggTrade {
+            symbol,
+            event_time,
+            agg_id,
+            price: Price::from_units(price),
+            qty: Qty::from_units(qty),
+            first_id,
+            last_id,
+            trade_time,
+            buyer_is_maker,
+        }),
+        i,
+    ))
+}
+
+/// `{"e":"depthUpdate","E":…[,"T":…],"s":"…","U":…,"u":…[,"pu":…],"b":[…],"a":[…]}`, `i` after `"E":`.
+#[inline(always)]
+fn fast_depth(b: &[u8], i: usize) -> Option<(MarketMsg<'_>, usize)> {
+    let (event_time, mut i) = f_uint(b, i)?;
+    let mut tx_time = 0;
+    if let Some(j) = lit(b, i, br#","T":"#) {
+        (tx_time, i) = f_uint(b, j)?;
+    }
+    let i = lit(b, i, br#","s":""#)?;
+    let (symbol, i) = f_symbol(b, i)?;
+    let i = lit(b, i, br#","U":"#)?;
+    let (first_update_id, i) = f_uint(b, i)?;
+    let i = lit(b, i, br#","u":"#)?;
+    let (final_update_id, mut i) = f_uint(b, i)?;
+    let mut prev_final_update_id = None;
+    if let Some(j) = lit(b, i, br#","pu":"#) {
+        let (pu, j) = f_uint(b, j)?;
+        prev_final_update_id = Some(pu);
+        i = j;
+    }
+    let i = lit(b, i, br#","b":"#)?;
+    let (bids, i) = fast_levels(b, i)?;
+    let i = lit(b, i, br#","a":"#)?;
+    let (asks, i) = fast_levels(b, i)?;
+    let i = lit(b, i, b"}")?;
+    Some((
+        MarketMsg::Depth(DepthUpdate {
+            symbol,
+            event_time,
+            tx_time,
+            first_update_id,
+            final_update_id,
+            prev_final_update_id,
+            bids,
+            asks,
+        }),
+        i,
+    ))
+}
+
+/// One canonical payload object at `b[i]`.
+#[inline(always)]
+fn fast_payload(b: &[u8], i: usize) -> Option<(MarketMsg<'_>, usize)> {
+    if let Some(j) = lit(b, i, br#"{"e":""#) {
+        match b.get(j)? {
+            b'b' => fast_book_ticker(b, lit(b, j, br#"bookTicker","u":"#)?, true),
+            b'a' => fast_agg_trade(b, lit(b, j, br#"aggTrade","E":"#)?),
+            b'd' => fast_depth(b, lit(b, j, br#"depthUpdate","E":"#)?),
+            _ => None,
+        }
+    } else {
+        fast_book_ticker(b, lit(b, i, br#"{"u":"#)?, false)
+    }
+}
+
+/// The fast path (see the module docs): `Some` only for canonical input, with exactly what the general path
+/// would return.
+#[inline(always)]
+fn fast_parse(b: &[u8]) -> Option<MarketMsg<'_>> {
+    let (m, i) = if let Some(j) = lit(b, 0, br#"{"stream":""#) {
+        let j = f_skip_str(b, j)?;
+        let j = lit(b, j, br#","data":"#)?;
+        let (m, j) = fast_payload(b, j)?;
+        (m, lit(b, j, b"}")?)
+    } else {
+        fast_payload(b, 0)?
+    };
+    let rest = b.get(i..)?;
+    rest.iter()
+        .all(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        .then_some(m)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Parser
 
 const LEVELS: usize = 3;
@@ -727,6 +1138,15 @@ impl Parser {
         if b.len() > u32::MAX as usize {
             return Err(ParseError::TooLarge);
         }
+        if let Some(m) = fast_parse(b) {
+            return Ok(m);
+        }
+        self.parse_general(b)
+    }
+
+    /// The general path alone (any key order, typed errors); [`Parser::parse`] tries the canonical fast path
+    /// first.
+    fn parse_general<'a>(&mut self, b: &'a [u8]) -> Result<MarketMsg<'a>, ParseError> {
         let mut cur = Cur { b, i: 0 };
         cur.ws();
         if cur.peek().is_none() {
@@ -1162,8 +1582,185 @@ mod tests {
         assert_eq!(Interval::parse(b"100m"), None);
     }
 
+    /// Canonical messages the fast path must take (and must agree on with the general path).
+    const CANONICAL: &[&[u8]] = &[
+        br#"{"e":"bookTicker","u":400900217,"E":1568014460893,"T":1568014460891,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#,
+        br#"{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#,
+        br#"{"e":"aggTrade","E":123456789,"s":"BTCUSDT","a":5933014,"p":"0.001","q":"100","nq":"100","f":100,"l":105,"T":123456785,"m":true}"#,
+        br#"{"e":"aggTrade","E":1570752011620,"s":"XRPETH","a":13519807,"p":"0.00141342","q":"23.00000000","f":15373518,"l":15373518,"T":1570752011620,"m":true,"M":true}"#,
+        br#"{"e":"depthUpdate","E":123456789,"T":123456788,"s":"BTCUSDT","U":157,"u":160,"pu":149,"b":[["0.0024","10"]],"a":[["0.0026","100"]]}"#,
+        br#"{"e":"depthUpdate","E":123456789,"s":"BTCUSDT","U":157,"u":160,"b":[["0.0024","10"],["0.0023","0"]],"a":[]}"#,
+        br#"{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":1,"E":2,"T":3,"s":"btcusdt","b":"-1.1","B":"2.","a":".2","A":"3.000000000000"}}"#,
+        br#"{"stream":"xrpeth@aggTrade","data":{"e":"aggTrade","E":1570752011620,"s":"XRPETH","a":13519807,"p":"0.00141342","q":"23.00000000","f":15373518,"l":15373518,"T":1570752011620,"m":false,"M":false}}"#,
+    ];
+
+    #[test]
+    fn canonical_messages_take_the_fast_path_with_the_general_answer() {
+        for m in CANONICAL {
+            let fast = fast_parse(m);
+            assert!(fast.is_some(), "{}", String::from_utf8_lossy(m));
+            assert_eq!(
+                fast.map(Ok),
+                Some(Parser::new().parse_general(m)),
+                "{}",
+                String::from_utf8_lossy(m)
+            );
+            if let Some(MarketMsg::Depth(d)) = fast {
+                let Ok(MarketMsg::Depth(g)) = Parser::new().parse_general(m) else {
+                    panic!()
+                };
+                assert!(d.bids.iter().eq(g.bids.iter()) && d.asks.iter().eq(g.asks.iter()));
+            }
+        }
+        // Not canonical: the general path answers (same results as before the fast path existed).
+        for m in [
+            &br#" {"e":"bookTicker","u":1,"E":2,"T":3,"s":"BTCUSDT","b":"1","B":"2","a":"3","A":"4"}"#[..],
+            br#"{"e":"bookTicker","E":2,"u":1,"T":3,"s":"BTCUSDT","b":"1","B":"2","a":"3","A":"4"}"#,
+            br#"{"e":"bookTicker","u":1,"E":2,"T":3,"s":"BTCUSDT","b":"1","B":"2","a":"3","A":4}"#,
+            br#"{"e":"bookTicker","u":1,"E":2,"T":3,"s":"BTCUSDT","b":"1","B":"2","a":"3","A":"4","x":1}"#,
+            br#"{"e":"bookTicker","u":1,"E":2,"T":3,"s":"BTCUSDT","b":"1.000000001","B":"2","a":"3","A":"4"}"#,
+            br#"{"e":"bookTicker","u":1,"E":2,"T":3,"s":"BTCUSDT","b":"99999999999","B":"2","a":"3","A":"4"}"#,
+            br#"{"e":"bookTicker","u":1234567890123456789,"E":2,"T":3,"s":"BTCUSDT","b":"1","B":"2","a":"3","A":"4"}"#,
+        ] {
+            assert!(fast_parse(m).is_none(), "{}", String::from_utf8_lossy(m));
+            assert_eq!(parse(m), Parser::new().parse_general(m));
+        }
+    }
+
+    #[test]
+    fn decimals_at_the_fast_path_edges() {
+        for s in [
+            "0",
+            "-0",
+            "1.",
+            ".5",
+            "-.5",
+            "9999999999.99999999",
+            "-9999999999.99999999",
+            "1.000000000000",
+            "0.00000001",
+            "00012.340",
+        ] {
+            assert_eq!(
+                scan_units::<true>(s.as_bytes(), 0).map(|(v, _)| v),
+                Some(parse_units(s.as_bytes()).unwrap()),
+                "{s}"
+            );
+        }
+        for s in [
+            "",
+            "-",
+            ".",
+            "-.",
+            "1.000000001",
+            "12345678901",
+            "+1",
+            "1e5",
+            "1..2",
+            "--1",
+        ] {
+            assert!(
+                scan_units::<true>(s.as_bytes(), 0).is_none_or(|(_, n)| n != s.len()),
+                "{s}"
+            );
+            assert_eq!(
+                parse_units_fast(s.as_bytes()),
+                parse_units(s.as_bytes()),
+                "{s}"
+            );
+        }
+    }
+
+    fn canonical_strategy() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let dec = "-?[0-9]{0,11}(\\.[0-9]{0,10})?";
+        let int = "[0-9]{1,20}";
+        let sym = "[A-Za-z0-9]{0,22}";
+        (
+            0usize..5,
+            (int, int, int, sym),
+            (dec, dec, dec, dec),
+            (any::<bool>(), any::<bool>(), 0usize..4),
+        )
+            .prop_map(|(kind, (u, e, t, s), (p1, p2, p3, p4), (m, wrap, nlev))| {
+                let body = match kind {
+                    0 => format!(
+                        r#"{{"e":"bookTicker","u":{u},"E":{e},"T":{t},"s":"{s}","b":"{p1}","B":"{p2}","a":"{p3}","A":"{p4}"}}"#
+                    ),
+                    1 => format!(r#"{{"u":{u},"s":"{s}","b":"{p1}","B":"{p2}","a":"{p3}","A":"{p4}"}}"#),
+                    2 => format!(
+                        r#"{{"e":"aggTrade","E":{e},"s":"{s}","a":{u},"p":"{p1}","q":"{p2}","nq":"{p3}","f":{t},"l":{t},"T":{e},"m":{m}}}"#
+                    ),
+                    3 => format!(
+                        r#"{{"e":"aggTrade","E":{e},"s":"{s}","a":{u},"p":"{p1}","q":"{p2}","f":{t},"l":{t},"T":{e},"m":{m},"M":{wrap}}}"#
+                    ),
+                    _ => {
+                        let lv = |a: &str, b: &str| {
+                            (0..nlev).map(|_| format!(r#"["{a}","{b}"]"#)).collect::<Vec<_>>().join(",")
+                        };
+                        let (bids, asks) = (lv(&p1, &p2), lv(&p3, &p4));
+                        if m {
+                            format!(r#"{{"e":"depthUpdate","E":{e},"T":{t},"s":"{s}","U":{u},"u":{u},"pu":{t},"b":[{bids}],"a":[{asks}]}}"#)
+                        } else {
+                            format!(r#"{{"e":"depthUpdate","E":{e},"s":"{s}","U":{u},"u":{u},"b":[{bids}],"a":[{asks}]}}"#)
+                        }
+                    }
+                };
+                if wrap {
+                    format!(r#"{{"stream":"x@y","data":{body}}}"#).into_bytes()
+                } else {
+                    body.into_bytes()
+                }
+            })
+    }
+
+    /// The full parser (fast path first) and the general path alone give the same answer, depth levels included.
+    fn same_as_general(b: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
+        let got = Parser::new().parse(b);
+        let want = Parser::new().parse_general(b);
+        proptest::prop_assert_eq!(got, want, "{}", String::from_utf8_lossy(b));
+        if let (Ok(MarketMsg::Depth(x)), Ok(MarketMsg::Depth(y))) = (got, want) {
+            proptest::prop_assert!(x.bids.iter().eq(y.bids.iter()));
+            proptest::prop_assert!(x.asks.iter().eq(y.asks.iter()));
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn parse_units_fast_equals_parse_units(
+            s in "-?[0-9]{0,13}(\\.[0-9]{0,12})?[0-9.eE+x-]{0,2}",
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+        ) {
+            proptest::prop_assert_eq!(parse_units_fast(s.as_bytes()), parse_units(s.as_bytes()), "{}", s);
+            proptest::prop_assert_eq!(parse_units_fast(&raw), parse_units(&raw));
+            // What the fast path's quoted-decimal scan accepts, parse_units accepts with the same value.
+            if let Some((v, n)) = scan_units::<true>(s.as_bytes(), 0) {
+                proptest::prop_assert_eq!(parse_units(&s.as_bytes()[..n]), Ok(v));
+            }
+        }
+
+        #[test]
+        fn fast_path_equals_general_path(
+            msg in canonical_strategy(),
+            pos in 0usize..400,
+            byte in proptest::prelude::any::<u8>(),
+            op in 0usize..4,
+        ) {
+            same_as_general(&msg)?;
+            let mut v = msg.clone();
+            let p = pos % v.len();
+            match op {
+                0 => v[p] = byte,
+                1 => v.insert(p, b' '),
+                2 => { v.remove(p); }
+                _ => v.truncate(p),
+            }
+            same_as_general(&v)?;
+        }
+
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
             let _ = parse(&bytes);
