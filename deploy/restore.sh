@@ -76,15 +76,17 @@ old="${target}_old_${stamp}"
 
 q() { psql -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
 
+# The aegis binary (halt, audit verify), if there is one.
+bin="$(aegis_setting AEGIS_BIN)"
+if [ -z "$bin" ]; then
+    if command -v aegis >/dev/null; then bin="$(command -v aegis)"
+    elif [ -x ./bin/aegis ]; then bin=./bin/aegis
+    elif [ -x /opt/aegis/bin/aegis ]; then bin=/opt/aegis/bin/aegis
+    fi
+fi
+
 # --- 1. halt trading ---------------------------------------------------------------------------------------------
 if [ "$halt" -eq 1 ]; then
-    bin="$(aegis_setting AEGIS_BIN)"
-    if [ -z "$bin" ]; then
-        if command -v aegis >/dev/null; then bin="$(command -v aegis)"
-        elif [ -x ./bin/aegis ]; then bin=./bin/aegis
-        elif [ -x /opt/aegis/bin/aegis ]; then bin=/opt/aegis/bin/aegis
-        fi
-    fi
     if [ -n "$bin" ] && timeout 20 "$bin" halt; then
         echo "Trading halted through the bot's local API."
     else
@@ -160,7 +162,48 @@ verify_sql="WITH c AS (SELECT id, prev_hash, hash,
       || octet_length(detail)::text || ':' || detail || E'\\n' || prev_hash, 'UTF8')), 'hex') AS computed
     FROM audit_log)
   SELECT coalesce(min(id)::text, 'ok') FROM c WHERE prev_hash <> expected_prev OR hash <> computed"
-chain="$(q -d "$work" -c "$verify_sql")" || { echo "restore: cannot check the audit chain (no audit_log?)" >&2; cleanup_work; exit 1; }
+# Prefer the bot's own verifier, `aegis audit verify` (exit 0 holds, 1 broken naming the row, 2 cannot check),
+# pointed at the restored copy; the psql statement is the fallback when there is no binary or it cannot connect.
+chain=""
+if [ -n "$bin" ]; then
+    # A postgres:// URL for the restored copy (percent-encoded); the password only in this process' environment.
+    urlenc() {
+        local LC_ALL=C s="$1" out="" c i
+        for ((i = 0; i < ${#s}; i++)); do
+            c="${s:i:1}"
+            case "$c" in
+                [A-Za-z0-9._~-]) out+="$c" ;;
+                *) printf -v c '%%%02X' "'$c"; out+="$c" ;;
+            esac
+        done
+        printf '%s' "$out"
+    }
+    cred="$(urlenc "${PGUSER:-$(id -un)}")"
+    [ -z "${PGPASSWORD:-}" ] || cred="$cred:$(urlenc "$PGPASSWORD")"
+    pghost="${PGHOST:-127.0.0.1}"
+    if [ "${pghost#/}" != "$pghost" ]; then
+        work_conn="postgres://$cred@localhost:${PGPORT:-5432}/$(urlenc "$work")?host=$(urlenc "$pghost")"
+    else
+        work_conn="postgres://$cred@$(urlenc "$pghost"):${PGPORT:-5432}/$(urlenc "$work")?sslmode=${PGSSLMODE:-prefer}"
+    fi
+    env_file="${aegis_env_file:-}"
+    [ -n "$env_file" ] || env_file=/dev/null
+    if out="$(DATABASE_URL="$work_conn" timeout 300 "$bin" --env-file "$env_file" audit verify 2>/dev/null)"; then
+        chain=ok
+        echo "aegis: $out"
+    else
+        rc=$?
+        if [ "$rc" -eq 1 ]; then
+            chain="$(printf '%s\n' "$out" | sed -n 's/.*BROKEN at row id \([0-9][0-9]*\).*/\1/p' | head -n 1)"
+            [ -n "$chain" ] || chain="unknown"
+        else
+            echo "restore: '$bin audit verify' could not check the chain (exit $rc); checking with psql instead" >&2
+        fi
+    fi
+fi
+if [ -z "$chain" ]; then
+    chain="$(q -d "$work" -c "$verify_sql")" || { echo "restore: cannot check the audit chain (no audit_log?)" >&2; cleanup_work; exit 1; }
+fi
 if [ "$chain" != "ok" ]; then
     echo "restore: the audit chain in the backup is BROKEN at row id $chain; '$target' was not touched" >&2
     cleanup_work

@@ -1,7 +1,7 @@
 //! Command line: `aegis [--env-file PATH] [COMMAND]`; `aegis` alone means `aegis run`.
 //!
 //! Commands: `run`, `preflight`, `keys audit`, `keys rotate`, `halt`, `resume`, `kill`, `incident-report`.
-//! Later subcommands (backtest, audit, export) slot into [`Cmd`].
+//! `backtest`, `audit verify`, `export trades`, `db prune`.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -39,6 +39,61 @@ pub enum Cmd {
     IncidentReport(IncidentArgs),
     /// Run the engine's strategies, gate and paper venue over recorded combined-stream JSON lines and report.
     Backtest(BacktestArgs),
+    /// The hash-chained audit trail in Postgres.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Export records from Postgres (tax records).
+    #[command(subcommand)]
+    Export(ExportCmd),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(DbCmd),
+}
+
+/// `aegis audit ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuditCmd {
+    /// Recompute every audit row's hash and link: exit 0 when the chain holds, 1 naming the first broken row,
+    /// 2 on a configuration or database error.
+    Verify,
+}
+
+/// `aegis export ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ExportCmd {
+    /// One row per fill with fee, fee asset and realized PnL, exact decimals.
+    Trades(ExportTradesArgs),
+}
+
+/// Export file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Comma-separated values with a header line.
+    Csv,
+}
+
+/// Options of `aegis export trades`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportTradesArgs {
+    /// Start (inclusive): RFC 3339 with a zone (2026-01-01T00:00:00Z) or a UTC date (2026-01-01).
+    #[arg(long, value_name = "TIME")]
+    pub from: String,
+    /// End (exclusive); a date alone includes that whole day.
+    #[arg(long, value_name = "TIME")]
+    pub to: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: ExportFormat,
+    /// Write to this file (mode 600) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `aegis db ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DbCmd {
+    /// Delete API access logs older than 400 days and expired revoked tokens (daily from cron).
+    Prune,
 }
 
 /// Options of `aegis backtest`.
@@ -205,5 +260,36 @@ mod tests {
             Cli::try_parse_from(["aegis", "backtest"]).is_err(),
             "--data is required"
         );
+        assert!(matches!(
+            Cli::try_parse_from(["aegis", "audit", "verify"])
+                .unwrap()
+                .command(),
+            Cmd::Audit(AuditCmd::Verify)
+        ));
+        let c = Cli::try_parse_from([
+            "aegis",
+            "export",
+            "trades",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01",
+            "--format",
+            "csv",
+        ])
+        .unwrap();
+        assert!(
+            matches!(c.command(), Cmd::Export(ExportCmd::Trades(a)) if a.from == "2026-01-01" && a.out.is_none())
+        );
+        assert!(Cli::try_parse_from([
+            "aegis", "export", "trades", "--from", "x", "--to", "y", "--format", "xlsx"
+        ])
+        .is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["aegis", "db", "prune"])
+                .unwrap()
+                .command(),
+            Cmd::Db(DbCmd::Prune)
+        ));
     }
 }

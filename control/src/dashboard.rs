@@ -134,13 +134,19 @@ impl CommandSlot {
 
     /// Journals (through the pump) and forwards `cmd`; never blocks.
     pub fn send(&self, cmd: Command) -> Result<(), BackendError> {
+        self.send_as(cmd, "dashboard".into())
+    }
+
+    /// [`Self::send`] with the journaled source, e.g. `api:<user>@<ip>` (the Postgres writer splits it into actor
+    /// and source IP for the audit trail).
+    pub fn send_as(&self, cmd: Command, source: String) -> Result<(), BackendError> {
         let tx = self
             .0
             .get()
             .ok_or_else(|| BackendError::Engine("starting".into()))?;
         tx.try_send(Issued {
             command: cmd,
-            source: "dashboard".into(),
+            source,
         })
         .map_err(|e| {
             BackendError::Engine(match e {
@@ -151,13 +157,18 @@ impl CommandSlot {
     }
 }
 
-/// The runtime's [`DashboardBackend`]: the [`LiveModel`] plus the skeleton's status fields from [`Live`].
+/// The runtime's [`DashboardBackend`]: the [`LiveModel`] plus the skeleton's status fields from [`Live`]; with
+/// `DATABASE_URL`, audit rows, the access log and the audit view go to Postgres.
 #[derive(Debug, Clone)]
 pub struct RunBackend {
     /// The read model (fed by the pump).
     pub model: Arc<LiveModel>,
     /// The journal-derived state behind `/api/health`.
     pub live: Arc<Live>,
+    /// Where commands go, with their `api:<user>@<ip>` source (`None`: through the model's sender).
+    pub slot: Option<CommandSlot>,
+    /// Postgres (`None` without `DATABASE_URL`: the in-memory audit trail and the log file only).
+    pub db: Option<Arc<crate::db_link::DbSide>>,
 }
 
 impl DashboardBackend for RunBackend {
@@ -170,17 +181,57 @@ impl DashboardBackend for RunBackend {
     fn send_command(&self, cmd: Command) -> Result<(), BackendError> {
         self.model.send_command(cmd)
     }
+    fn send_command_from(
+        &self,
+        cmd: Command,
+        actor: &str,
+        ip: std::net::IpAddr,
+    ) -> Result<(), BackendError> {
+        match &self.slot {
+            Some(slot) => slot.send_as(cmd, format!("api:{actor}@{ip}")),
+            None => self.model.send_command(cmd),
+        }
+    }
     fn audit(&self, ev: AuditEvent) -> BoxFut<'_, Result<(), BackendError>> {
-        self.model.audit(ev)
+        let Some(db) = self.db.clone() else {
+            return self.model.audit(ev);
+        };
+        Box::pin(async move {
+            let stored = db.audit(&ev).await;
+            // The in-memory trail (and its log line) keeps the event even when Postgres refused it.
+            let _ = self.model.audit(ev).await;
+            match stored {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    tracing::error!(error = %e, "audit row not stored in Postgres");
+                    Err(BackendError::Audit("database unavailable".into()))
+                }
+            }
+        })
     }
     fn audit_log(
         &self,
         limit: u32,
         before_id: Option<u64>,
     ) -> BoxFut<'_, Result<Vec<AuditRecord>, BackendError>> {
-        self.model.audit_log(limit, before_id)
+        let Some(db) = self.db.clone() else {
+            return self.model.audit_log(limit, before_id);
+        };
+        Box::pin(async move {
+            match db.audit_log(limit, before_id).await {
+                Ok(rows) => Ok(rows),
+                Err(e) => {
+                    // Better this run's events than nothing while the database is away.
+                    tracing::warn!(error = %e, "audit view: Postgres unavailable, showing this run's in-memory trail");
+                    self.model.audit_log(limit, before_id).await
+                }
+            }
+        })
     }
     fn record_access(&self, entry: AccessLogEntry) {
+        if let Some(db) = &self.db {
+            db.record_access(entry.clone());
+        }
         self.model.record_access(entry)
     }
     fn status_extra(&self) -> Option<serde_json::Value> {

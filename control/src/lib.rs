@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod db;
+pub mod db_link;
 pub mod engine_link;
 pub mod exchange;
 pub mod journal;

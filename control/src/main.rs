@@ -1,8 +1,8 @@
 //! The `aegis` binary: the thin edge that turns typed errors into messages and exit codes.
 
-use aegis_control::cli::{Cli, Cmd, KeysCmd};
+use aegis_control::cli::{AuditCmd, Cli, Cmd, DbCmd, ExportCmd, KeysCmd};
 use aegis_control::ops::commands;
-use aegis_control::{config, engine_link, logging, runtime};
+use aegis_control::{config, db_link, engine_link, logging, runtime};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         Cmd::Kill(a) => commands::kill(f, &a),
         Cmd::IncidentReport(a) => commands::incident_report(f, &a),
         Cmd::Backtest(a) => backtest(&cli, &a),
+        Cmd::Audit(AuditCmd::Verify) => db_link::audit_verify(f),
+        Cmd::Export(ExportCmd::Trades(a)) => db_link::export_trades(f, &a),
+        Cmd::Db(DbCmd::Prune) => db_link::db_prune(f),
     };
     ExitCode::from(code)
 }

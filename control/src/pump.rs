@@ -77,12 +77,24 @@ pub fn spawn_with(
     live: Arc<Live>,
     watch: Option<AlertWatch>,
 ) -> std::io::Result<PumpHandle> {
+    spawn_full(writer, link, live, watch, None)
+}
+
+/// [`spawn_with`] plus a waker notified after every successful fsync (the Postgres writer's
+/// [`crate::db::WriterHandle::waker`]), so newly durable records reach the database without waiting for its poll.
+pub fn spawn_full(
+    writer: JournalWriter,
+    link: EngineLink,
+    live: Arc<Live>,
+    watch: Option<AlertWatch>,
+    durable: Option<Arc<tokio::sync::Notify>>,
+) -> std::io::Result<PumpHandle> {
     let (tx, rx) = crossbeam_channel::bounded::<Issued>(1024);
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let join = std::thread::Builder::new()
         .name("aegis-pump".into())
-        .spawn(move || run(writer, link, rx, live, stop2, watch))?;
+        .spawn(move || run(writer, link, rx, live, stop2, watch, durable))?;
     Ok(PumpHandle {
         commands: tx,
         stop,
@@ -97,7 +109,14 @@ fn run(
     live: Arc<Live>,
     stop: Arc<AtomicBool>,
     mut watch: Option<AlertWatch>,
+    durable: Option<Arc<tokio::sync::Notify>>,
 ) -> JournalWriter {
+    // `notify_one` never blocks and keeps one permit, so a burst of fsyncs costs the writer one wake-up.
+    let wake = || {
+        if let Some(n) = &durable {
+            n.notify_one();
+        }
+    };
     let mut batch: Vec<EngineEvent> = Vec::with_capacity(MAX_BATCH);
     let mut events_open = true;
     let mut stats_open = true;
@@ -187,11 +206,14 @@ fn run(
         // 4. fsync when the batch rules say so.
         let now = Instant::now();
         if w.sync_due(now) {
-            if let Err(err) = w.sync() {
-                if !halted_for_journal {
-                    tracing::error!(error = %err, "journal fsync failed: halting new entries");
-                    let _ = link.commands.try_send(Command::Halt);
-                    halted_for_journal = true;
+            match w.sync() {
+                Ok(()) => wake(),
+                Err(err) => {
+                    if !halted_for_journal {
+                        tracing::error!(error = %err, "journal fsync failed: halting new entries");
+                        let _ = link.commands.try_send(Command::Halt);
+                        halted_for_journal = true;
+                    }
                 }
             }
         }
@@ -222,8 +244,9 @@ fn run(
         }
         let _ = sel.ready_timeout(timeout);
     }
-    if let Err(err) = w.sync() {
-        tracing::error!(error = %err, "journal: final fsync failed");
+    match w.sync() {
+        Ok(()) => wake(),
+        Err(err) => tracing::error!(error = %err, "journal: final fsync failed"),
     }
     w
 }

@@ -364,7 +364,7 @@ async fn body() {
         .iter()
         .position(|r| {
             matches!(r, JournalRecord::Command(c)
-            if c.command == (BotCommand::ResetBreaker { scope: BreakerScope::Global }) && c.source == "dashboard")
+            if c.command == (BotCommand::ResetBreaker { scope: BreakerScope::Global }) && c.source == format!("api:{}@127.0.0.1", ADMIN.0))
         })
         .expect("reset command journaled");
     let reset_at = recs

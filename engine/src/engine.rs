@@ -160,6 +160,9 @@ pub struct EngineParams {
     pub kill_check_ms: u64,
     /// No market message for this long (wall ms) = stale feed: entries halt until data flows (default 10,000).
     pub feed_stale_ms: u64,
+    /// Feed silence (ms) after which the kill switch fires automatically: cancel all open orders (0 = never).
+    /// Must exceed `feed_stale_ms`; default 60 s.
+    pub feed_kill_ms: u64,
     /// Trade on Binance through these queues (the live venue, `venue::binance`); `None` (default) = paper.
     pub live: Option<crate::venue::binance::LiveLink>,
     /// Live venue: how long shutdown waits for the exchange to confirm cancellations, ms (default 2000).
@@ -201,6 +204,7 @@ impl Default for EngineParams {
             stats_ms: 1000,
             kill_check_ms: 250,
             feed_stale_ms: 10_000,
+            feed_kill_ms: 60_000,
             live: None,
             live_settle_ms: 2000,
         }
@@ -408,6 +412,8 @@ pub struct Engine {
     flatten_pending: bool,
     kill_path: Option<PathBuf>,
     kill_file_seen: bool,
+    /// The stale-feed hard limit already fired the kill switch in this outage.
+    stale_killed: bool,
     next_hb_ns: u64,
     next_stats_ns: u64,
     next_kill_ns: u64,
@@ -514,6 +520,7 @@ impl Engine {
             feed_state: FeedState::Connecting,
             flatten_pending: false,
             kill_file_seen: false,
+            stale_killed: false,
             hb_seq: 0,
         };
         e.sink.emit_critical(EngineEvent::State {
@@ -801,6 +808,7 @@ impl Engine {
             self.clear_halt(HaltReason::FeedStale);
         }
         self.feed_state = FeedState::Live;
+        self.stale_killed = false;
     }
 
     /// Kill switch: halt entries, cancel every open order, and with `flatten` close every position with
@@ -940,6 +948,18 @@ impl Engine {
                     kind: AlertKind::FeedStale,
                 });
             }
+            // Stale beyond the hard limit: resting orders priced off a market we can no longer see are a
+            // risk, so the kill switch fires (cancel all; positions keep their exits). Once per outage.
+            if self.feed_state == FeedState::Stale
+                && self.params.feed_kill_ms > 0
+                && !self.stale_killed
+                && self
+                    .last_msg_ns
+                    .is_some_and(|t| now.saturating_sub(t) > self.params.feed_kill_ms * ms)
+            {
+                self.stale_killed = true;
+                self.kill(false);
+            }
         }
         if now >= self.next_stats_ns {
             self.next_stats_ns = now + self.params.stats_ms.max(1) * ms;
@@ -971,6 +991,12 @@ impl Engine {
         self.process_execs();
         while let Some(s) = self.venue.next_signal() {
             match s {
+                // A rejected key is an automatic kill-switch trigger (issue 5): halt and cancel what is open
+                // (one attempt per order; the gateway never retries a -2014/-2015).
+                crate::venue::binance::VenueSignal::Halt(HaltReason::KeyRejected) => {
+                    self.set_halt(HaltReason::KeyRejected);
+                    self.kill(false);
+                }
                 crate::venue::binance::VenueSignal::Halt(r) => {
                     self.set_halt(r);
                 }
@@ -979,7 +1005,12 @@ impl Engine {
                     self.sink.emit_critical(EngineEvent::Alert {
                         ts_ms: self.now_ms,
                         kind,
-                    })
+                    });
+                    // The control plane raises this only after reconciliation rounds failed to agree: a
+                    // persistent mismatch is an automatic kill-switch trigger (cancel everything open).
+                    if kind == AlertKind::ReconcileMismatch {
+                        self.kill(false);
+                    }
                 }
             }
         }

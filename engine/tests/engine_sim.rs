@@ -396,3 +396,55 @@ fn kill_file_triggers_the_kill_switch_on_a_pinned_thread() {
     h.join.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn feed_stale_beyond_the_hard_limit_fires_the_kill_switch_once() {
+    let p = EngineParams {
+        heartbeat_ms: 1,
+        feed_stale_ms: 20,
+        // Wide gaps between the limits so a loaded CI machine's scheduling cannot blur them.
+        feed_kill_ms: 400,
+        ..params()
+    };
+    let (mut e, ctl) = Engine::with_channels(p).unwrap();
+    let mut s = sim();
+    for _ in 0..1_000 {
+        let m = s.next_message().to_vec();
+        e.on_message(&m);
+    }
+    e.housekeeping();
+    let alerts = |ev: &[EngineEvent], k: AlertKind| {
+        ev.iter()
+            .filter(|x| matches!(x, EngineEvent::Alert { kind, .. } if *kind == k))
+            .count()
+    };
+    let mut ev: Vec<EngineEvent> = ctl.events.try_iter().collect();
+    assert_eq!(
+        alerts(&ev, AlertKind::KillSwitch),
+        0,
+        "a live feed kills nothing"
+    );
+    // Silence past the soft limit: halted as stale, not killed yet.
+    std::thread::sleep(Duration::from_millis(35));
+    e.housekeeping();
+    ev.extend(ctl.events.try_iter());
+    assert_eq!(alerts(&ev, AlertKind::FeedStale), 1);
+    assert_eq!(alerts(&ev, AlertKind::KillSwitch), 0);
+    // Past the hard limit: the kill switch, exactly once however long the silence lasts.
+    std::thread::sleep(Duration::from_millis(420));
+    for _ in 0..5 {
+        e.housekeeping();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    ev.extend(ctl.events.try_iter());
+    assert_eq!(alerts(&ev, AlertKind::KillSwitch), 1, "{ev:?}");
+    assert!(ev.iter().any(|x| matches!(
+        x,
+        EngineEvent::State {
+            state: EngineState::Halted {
+                reason: HaltReason::KillSwitch
+            },
+            ..
+        }
+    )));
+}

@@ -86,6 +86,27 @@ pub fn public_routes(live: Arc<Live>) -> Router {
         .with_state(live)
 }
 
+/// [`public_routes`] with the Postgres writer's health in the body (`"database": {state, lag_records, ...}`);
+/// the bot is degraded while the database is down or lagging.
+pub fn public_routes_with_db(live: Arc<Live>, db: crate::db_link::DbHealthSource) -> Router {
+    Router::new()
+        .route("/api/health", get(health_with_db))
+        .with_state((live, db))
+}
+
+async fn health_with_db(
+    State((live, db)): State<(Arc<Live>, crate::db_link::DbHealthSource)>,
+) -> Response {
+    let (up, mut body) = live.health();
+    db.merge_into(&mut body);
+    let code = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
 /// Binds the listening socket (before the engine starts, so a taken port fails fast). Without authentication
 /// only a loopback address is accepted.
 pub fn bind(addr: SocketAddr, auth_enabled: bool) -> Result<TcpListener, ApiError> {

@@ -6,7 +6,7 @@
 //!   trigger.
 //! - **API access log**: kept at least one year. [`prune_access_log`] deletes rows older than
 //!   [`ACCESS_LOG_RETENTION_DAYS`] (400 days: a year plus a margin), and refuses anything under 365 days. Run it
-//!   daily (the runtime's housekeeping task, or cron: `aegis db prune` once the CLI wires it). Deletion goes in
+//!   daily (the runtime's housekeeping task, or cron: `aegis db prune`). Deletion goes in
 //!   bounded batches so it never holds long locks.
 //! - **Revoked tokens**: a row is useless once the token has expired; [`prune_revoked_tokens`] removes those.
 

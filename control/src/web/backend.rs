@@ -377,6 +377,12 @@ pub trait DashboardBackend: Send + Sync + 'static {
     fn trades(&self, q: TradesQuery) -> BoxFut<'_, Result<TradesPage, BackendError>>;
     /// Sends a command to the engine. Must not block.
     fn send_command(&self, cmd: Command) -> Result<(), BackendError>;
+    /// Sends a command on behalf of `actor` at `ip` (the journal records it as `api:<actor>@<ip>`). Must not
+    /// block. Default: [`Self::send_command`].
+    fn send_command_from(&self, cmd: Command, actor: &str, ip: IpAddr) -> Result<(), BackendError> {
+        let _ = (actor, ip);
+        self.send_command(cmd)
+    }
     /// Appends to the audit trail.
     fn audit(&self, ev: AuditEvent) -> BoxFut<'_, Result<(), BackendError>>;
     /// Newest audit rows first (`before_id` pages backwards).

@@ -135,10 +135,12 @@ async fn control(
         detail: detail.clone(),
     };
     if reduces_risk {
-        s.backend().send_command(cmd).map_err(|e| {
-            tracing::error!(error = %e, action, "command not delivered");
-            ApiError::Unavailable("engine not reachable")
-        })?;
+        s.backend()
+            .send_command_from(cmd, &who.user, ip)
+            .map_err(|e| {
+                tracing::error!(error = %e, action, "command not delivered");
+                ApiError::Unavailable("engine not reachable")
+            })?;
         let audited = match s.backend().audit(ev).await {
             Ok(()) => true,
             Err(e) => {
@@ -154,10 +156,12 @@ async fn control(
         tracing::error!(error = %e, action, "audit unavailable: refusing control");
         ApiError::Unavailable("audit trail unavailable; control refused")
     })?;
-    s.backend().send_command(cmd).map_err(|e| {
-        tracing::error!(error = %e, action, "command not delivered");
-        ApiError::Unavailable("engine not reachable")
-    })?;
+    s.backend()
+        .send_command_from(cmd, &who.user, ip)
+        .map_err(|e| {
+            tracing::error!(error = %e, action, "command not delivered");
+            ApiError::Unavailable("engine not reachable")
+        })?;
     Ok(Json(json!({ "ok": true, "command": cmd, "audited": true })))
 }
 

@@ -1,0 +1,890 @@
+//! Postgres inside `aegis run`, and the database commands of the CLI.
+//!
+//! `aegis run` with `DATABASE_URL`:
+//! - [`DbLink::start`] spawns the journal → Postgres writer ([`crate::db::spawn_writer`]), which connects, migrates
+//!   and reconnects by itself in the background. A dead database never delays or stops trading: the bot starts
+//!   anyway, the journal keeps everything, `/api/health` says degraded and a `DatabaseLost` alert fires.
+//! - The pump wakes the writer after every fsync ([`DbLink::waker`]).
+//! - [`DbSide`] serves the dashboard: audit rows (`audit_log`, hash-chained), the access log (through a bounded
+//!   queue, never blocking a request; dropped and counted when the database cannot take it) and the audit view.
+//! - A housekeeping task prunes access logs older than [`ACCESS_LOG_RETENTION_DAYS`] and expired revoked tokens
+//!   once a day.
+//! - [`DbLink::shutdown`] runs after the pump's final fsync: the writer stores what it can within a bounded
+//!   time; the rest stays in the journal for the next start.
+//!
+//! CLI: [`audit_verify`], [`export_trades`], [`db_prune`] (exit 0 fine, 1 refused/broken, 2 config or DB error).
+//! Nothing here prints `DATABASE_URL` or its password: errors pass through [`Redactor`] as a second line of
+//! defence behind [`crate::db::DbError`], whose messages never contain them.
+
+use crate::alerts::AlertDispatcher;
+use crate::cli::{ExportFormat, ExportTradesArgs};
+use crate::db::audit::AuditAction;
+use crate::db::records::{self, AccessRecord};
+use crate::db::retention::{self, ACCESS_LOG_RETENTION_DAYS};
+use crate::db::{self, AuditEntry, DbError, DbState, WriterConfig, WriterHandle, WriterHealth};
+use crate::journal::JournalStats;
+use crate::web::backend::{AccessLogEntry, AuditEvent, AuditRecord};
+use crate::web::model::LiveModel;
+use aegis_shared::Secret;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+
+/// Longest wait for a dashboard-side connection (an audit write must not hang a request for long).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a failed connection, dashboard-side calls fail fast for this long instead of waiting again.
+const RETRY_AFTER: Duration = Duration::from_secs(3);
+/// Access-log entries queued before new ones are dropped (and counted).
+const ACCESS_QUEUE: usize = 4096;
+/// Access-log rows written per round trip burst.
+const ACCESS_BATCH: usize = 256;
+/// First housekeeping run after start, then every [`PRUNE_EVERY`].
+const PRUNE_FIRST: Duration = Duration::from_secs(600);
+/// Housekeeping period.
+const PRUNE_EVERY: Duration = Duration::from_secs(86_400);
+
+/// Removes the database URL and its password from text that is about to be shown (health, logs, CLI).
+#[derive(Clone, Default)]
+pub struct Redactor {
+    needles: Vec<String>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Redactor(***)")
+    }
+}
+
+impl Redactor {
+    /// A redactor for `url`: the whole URL and the password (when it has one) become `***`.
+    pub fn for_url(url: &Secret<String>) -> Self {
+        let mut needles = vec![url.expose().clone()];
+        if let Ok(cfg) = db::connect::parse_url(url.expose()) {
+            if let Some(p) = cfg.get_password() {
+                if let Ok(p) = std::str::from_utf8(p) {
+                    // A one-character password would redact half the message; such a password fails preflight.
+                    if p.len() >= 2 {
+                        needles.push(p.to_string());
+                    }
+                }
+            }
+        }
+        needles.retain(|n| !n.is_empty());
+        // Longest first, so the URL goes as a whole before its password inside it.
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        Self { needles }
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub fn clean(&self, text: &str) -> String {
+        let mut s = text.to_string();
+        for n in &self.needles {
+            if s.contains(n.as_str()) {
+                s = s.replace(n.as_str(), "***");
+            }
+        }
+        s
+    }
+}
+
+/// Reads the writer's health for `/api/health`.
+#[derive(Debug, Clone)]
+pub struct DbHealthSource {
+    rx: watch::Receiver<WriterHealth>,
+    redact: Redactor,
+}
+
+impl DbHealthSource {
+    /// The current health.
+    pub fn current(&self) -> WriterHealth {
+        self.rx.borrow().clone()
+    }
+
+    /// Adds `"database": {state, lag_records, stored_records, last_error}` to a `/api/health` body and turns an
+    /// `ok` status into `degraded` (with a reason) unless the writer is connected and caught up.
+    pub fn merge_into(&self, body: &mut Value) {
+        let h = self.current();
+        let state = state_name(h.state);
+        body["database"] = json!({
+            "state": state,
+            "lag_records": h.lag_records,
+            "stored_records": h.stored_records,
+            "last_error": h.last_error.as_deref().map(|e| self.redact.clean(e)),
+        });
+        if h.is_degraded() {
+            if body["status"] == "ok" {
+                body["status"] = json!("degraded");
+            }
+            let reason = match h.state {
+                DbState::Down => "database down: the journal keeps everything",
+                DbState::Lagging => "database lagging behind the journal",
+                _ => "database connecting",
+            };
+            if let Some(r) = body["reasons"].as_array_mut() {
+                r.push(json!(reason));
+            }
+        }
+    }
+}
+
+fn state_name(s: DbState) -> &'static str {
+    match s {
+        DbState::Starting => "starting",
+        DbState::Connected => "connected",
+        DbState::Lagging => "lagging",
+        DbState::Down => "down",
+    }
+}
+
+/// The control plane's own connection to Postgres (the writer has its own): dashboard audit, access log, audit
+/// view, housekeeping. Connects lazily; while the database is unreachable every call fails fast.
+pub struct DbSide {
+    url: Secret<String>,
+    redact: Redactor,
+    client: Mutex<Option<Arc<Client>>>,
+    connecting: tokio::sync::Mutex<()>,
+    down_until: Mutex<Option<Instant>>,
+    access_tx: mpsc::Sender<AccessLogEntry>,
+    /// Access-log entries that could not be stored (queue full or database unreachable).
+    pub access_dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for DbSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbSide")
+            .field("access_dropped", &self.access_dropped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DbSide {
+    fn new(url: Secret<String>) -> (Arc<Self>, mpsc::Receiver<AccessLogEntry>) {
+        let (tx, rx) = mpsc::channel(ACCESS_QUEUE);
+        let redact = Redactor::for_url(&url);
+        (
+            Arc::new(Self {
+                url,
+                redact,
+                client: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                down_until: Mutex::new(None),
+                access_tx: tx,
+                access_dropped: AtomicU64::new(0),
+            }),
+            rx,
+        )
+    }
+
+    fn cached(&self) -> Option<Arc<Client>> {
+        self.client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|c| !c.is_closed())
+    }
+
+    /// A usable client, connecting if needed (bounded by [`CONNECT_TIMEOUT`]).
+    async fn client(&self) -> Result<Arc<Client>, String> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        if let Some(t) = *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) {
+            if Instant::now() < t {
+                return Err("database unreachable (retrying shortly)".into());
+            }
+        }
+        let res = match tokio::time::timeout(CONNECT_TIMEOUT, db::connect(self.url.expose())).await
+        {
+            Ok(Ok(c)) => Ok(Arc::new(c)),
+            Ok(Err(e)) => Err(self.redact.clean(&e.to_string())),
+            Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+        };
+        match res {
+            Ok(c) => {
+                *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+                *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(c)
+            }
+            Err(e) => {
+                *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Instant::now() + RETRY_AFTER);
+                Err(e)
+            }
+        }
+    }
+
+    fn on_error(&self, e: &DbError) -> String {
+        if e.is_connection() {
+            *self.client.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        self.redact.clean(&e.to_string())
+    }
+
+    /// Appends a dashboard audit event to the hash-chained `audit_log`.
+    pub async fn audit(&self, ev: &AuditEvent) -> Result<i64, String> {
+        let c = self.client().await?;
+        let ip = ev
+            .ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "local".into());
+        let res = match ev.action.as_str() {
+            "auth.login" | "auth.login_failed" => {
+                let ok = ev.action == "auth.login";
+                let reason = if ok {
+                    None
+                } else if ev.detail.get("locked_for_s").is_some_and(|v| !v.is_null()) {
+                    Some("bad credentials; locked out".to_string())
+                } else {
+                    Some("bad credentials".to_string())
+                };
+                // A failed login's actor is `anonymous`; the account tried is what the audit needs.
+                let user = ev
+                    .detail
+                    .get("username")
+                    .and_then(Value::as_str)
+                    .filter(|_| !ok)
+                    .unwrap_or(&ev.actor)
+                    .to_string();
+                records::record_login(&*c, &user, &ip, ok, reason.as_deref()).await
+            }
+            other => {
+                db::audit_append(
+                    &*c,
+                    &AuditEntry {
+                        actor: &ev.actor,
+                        source_ip: &ip,
+                        action: dashboard_action(other),
+                        detail: json!({ "event": other, "detail": ev.detail }),
+                    },
+                )
+                .await
+            }
+        };
+        res.map(|r| r.id).map_err(|e| self.on_error(&e))
+    }
+
+    /// Newest audit rows first, from `audit_log`.
+    pub async fn audit_log(
+        &self,
+        limit: u32,
+        before_id: Option<u64>,
+    ) -> Result<Vec<AuditRecord>, String> {
+        let c = self.client().await?;
+        let before = before_id.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        let rows = c
+            .query(
+                "SELECT id, (extract(epoch FROM ts) * 1000)::bigint, actor, source_ip, action, detail, hash \
+                 FROM audit_log WHERE ($1::bigint IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+                &[&before, &i64::from(limit)],
+            )
+            .await
+            .map_err(|e| self.on_error(&DbError::from(e)))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let detail: &str = r.get(5);
+                let ip: String = r.get(3);
+                AuditRecord {
+                    id: r.get::<_, i64>(0).max(0) as u64,
+                    ts_ms: r.get::<_, i64>(1).max(0) as u64,
+                    actor: r.get(2),
+                    ip: (ip != "local").then_some(ip),
+                    action: r.get(4),
+                    detail: serde_json::from_str(detail).unwrap_or_else(|_| json!(detail)),
+                    hash: r.get(6),
+                }
+            })
+            .collect())
+    }
+
+    /// Queues one access-log row; never blocks (a full queue drops and counts it).
+    pub fn record_access(&self, e: AccessLogEntry) {
+        if self.access_tx.try_send(e).is_err() {
+            self.access_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Deletes access logs older than [`ACCESS_LOG_RETENTION_DAYS`] and expired revoked tokens.
+    pub async fn prune(&self) -> Result<(u64, u64), String> {
+        let c = self.client().await?;
+        let a = retention::prune_access_log(&*c, ACCESS_LOG_RETENTION_DAYS)
+            .await
+            .map_err(|e| self.on_error(&e))?;
+        let t = retention::prune_revoked_tokens(&*c)
+            .await
+            .map_err(|e| self.on_error(&e))?;
+        Ok((a, t))
+    }
+}
+
+/// The audit action a dashboard event is stored as.
+fn dashboard_action(event: &str) -> AuditAction {
+    match event {
+        "auth.login" => AuditAction::Login,
+        "auth.login_failed" => AuditAction::LoginFailed,
+        "auth.logout" => AuditAction::Logout,
+        "auth.register" => AuditAction::UserRegistered,
+        "control.kill" => AuditAction::KillSwitch,
+        "control.breaker_reset" => AuditAction::BreakerReset,
+        _ => AuditAction::Command,
+    }
+}
+
+async fn access_loop(
+    side: Arc<DbSide>,
+    mut rx: mpsc::Receiver<AccessLogEntry>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf: Vec<AccessLogEntry> = Vec::with_capacity(ACCESS_BATCH);
+    let mut warned_at: Option<Instant> = None;
+    loop {
+        let n = tokio::select! {
+            n = rx.recv_many(&mut buf, ACCESS_BATCH) => n,
+            _ = stop.changed() => {
+                // Take what is queued, then one last bounded write below.
+                while buf.len() < ACCESS_QUEUE {
+                    match rx.try_recv() {
+                        Ok(e) => buf.push(e),
+                        Err(_) => break,
+                    }
+                }
+                if buf.is_empty() { return; }
+                buf.len()
+            }
+        };
+        if n == 0 {
+            return;
+        }
+        let err = match side.client().await {
+            Ok(c) => {
+                let writes = buf.iter().map(|e| {
+                    let c = c.clone();
+                    async move {
+                        let ip = e.ip.to_string();
+                        records::record_access(
+                            &*c,
+                            &AccessRecord {
+                                actor: e.user.as_deref(),
+                                source_ip: &ip,
+                                method: &e.method,
+                                path: &e.path,
+                                status: e.status,
+                                duration_us: e.duration_us,
+                            },
+                        )
+                        .await
+                    }
+                });
+                // tokio-postgres pipelines concurrent statements on one connection: one round trip per burst.
+                let results = futures_util::future::join_all(writes).await;
+                let failed = results.iter().filter(|r| r.is_err()).count();
+                results
+                    .into_iter()
+                    .find_map(Result::err)
+                    .map(|e| (failed, side.on_error(&e)))
+            }
+            Err(e) => Some((buf.len(), e)),
+        };
+        if let Some((failed, e)) = err {
+            side.access_dropped
+                .fetch_add(failed as u64, Ordering::Relaxed);
+            if warned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                warned_at = Some(Instant::now());
+                tracing::warn!(error = %e, dropped_total = side.access_dropped.load(Ordering::Relaxed),
+                    "access log: rows not stored in Postgres (the log file still has every request)");
+            }
+        }
+        buf.clear();
+        if *stop.borrow() && rx.is_empty() {
+            return;
+        }
+    }
+}
+
+async fn housekeeping(side: Arc<DbSide>, mut stop: watch::Receiver<bool>) {
+    let mut wait = PRUNE_FIRST;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        wait = PRUNE_EVERY;
+        match side.prune().await {
+            Ok((a, t)) => tracing::info!(
+                access_log_rows = a,
+                revoked_tokens = t,
+                retention_days = ACCESS_LOG_RETENTION_DAYS,
+                "database housekeeping: pruned"
+            ),
+            // Tried again tomorrow; nothing is lost by pruning late.
+            Err(e) => tracing::warn!(error = %e, "database housekeeping failed"),
+        }
+    }
+}
+
+/// Postgres for one `aegis run`.
+pub struct DbLink {
+    writer: WriterHandle,
+    /// The dashboard's side of the database.
+    pub side: Arc<DbSide>,
+    redact: Redactor,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DbLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbLink")
+            .field("health", &self.writer.health())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DbLink {
+    /// Starts the writer for the journal in `journal_dir` and the side tasks. Returns at once: connecting and
+    /// migrating happen in the background, so a dead database never holds up trading. Must run inside tokio.
+    pub fn start(
+        url: Secret<String>,
+        journal_dir: PathBuf,
+        stats: Arc<JournalStats>,
+        model: Option<Arc<LiveModel>>,
+    ) -> Self {
+        let redact = Redactor::for_url(&url);
+        let writer = db::spawn_writer(WriterConfig::new(url.clone()), journal_dir, stats);
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        // The dashboard's status line follows the writer.
+        if let Some(m) = model {
+            let mut h = writer.subscribe();
+            let mut stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut shown = "";
+                loop {
+                    let s = if h.borrow().is_degraded() {
+                        "degraded"
+                    } else {
+                        "ok"
+                    };
+                    // The lag changes with every batch; only a change of state is news for the dashboard.
+                    if s != shown {
+                        m.set_database_state(s);
+                        shown = s;
+                    }
+                    tokio::select! {
+                        r = h.changed() => if r.is_err() { return },
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        let (side, access_rx) = DbSide::new(url);
+        tasks.push(tokio::spawn(access_loop(
+            side.clone(),
+            access_rx,
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(housekeeping(side.clone(), stop_rx)));
+        Self {
+            writer,
+            side,
+            redact,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Sends the writer's alerts (database lost / restored) to `alerts`, or to the log without a dispatcher.
+    /// Call once.
+    pub fn attach_alerts(&mut self, alerts: Option<AlertDispatcher>) {
+        if let Some(rx) = self.writer.take_alerts() {
+            self.tasks.push(match alerts {
+                Some(d) => tokio::spawn(crate::ops::watch::forward_db_alerts(rx, d)),
+                // Without alert channels the log is the alert.
+                None => tokio::spawn(log_db_alerts(rx)),
+            });
+        }
+    }
+
+    /// Notified by the pump after every fsync.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.writer.waker()
+    }
+
+    /// For `/api/health`.
+    pub fn health_source(&self) -> DbHealthSource {
+        DbHealthSource {
+            rx: self.writer.subscribe(),
+            redact: self.redact.clone(),
+        }
+    }
+
+    /// Call after the journal's final fsync: the writer stores what is durable within `timeout` (whatever it does
+    /// not store waits in the journal for the next start), the access-log queue is flushed, side tasks end.
+    pub async fn shutdown(self, timeout: Duration) -> WriterHealth {
+        let t = Instant::now();
+        self.writer.wake();
+        let health = self.writer.subscribe();
+        self.writer.shutdown(timeout).await;
+        let _ = self.stop.send(true);
+        let rest = timeout
+            .saturating_sub(t.elapsed())
+            .max(Duration::from_millis(100));
+        for task in self.tasks {
+            if tokio::time::timeout(rest, task).await.is_err() {
+                tracing::debug!("database side task still busy at exit");
+            }
+        }
+        let h = health.borrow().clone();
+        if h.lag_records > 0 {
+            tracing::warn!(
+                lag_records = h.lag_records,
+                state = state_name(h.state),
+                "stopping with journal records not yet in Postgres; the next start stores them"
+            );
+        } else {
+            tracing::info!(
+                stored_records = h.stored_records,
+                "postgres writer caught up with the journal"
+            );
+        }
+        h
+    }
+}
+
+async fn log_db_alerts(mut rx: mpsc::Receiver<db::DbAlert>) {
+    while let Some(a) = rx.recv().await {
+        tracing::warn!(alert = ?a, "database alert");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// CLI
+
+fn cli_runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("aegis: cannot start the async runtime: {e}");
+            2u8
+        })
+}
+
+/// `DATABASE_URL` from the environment / `.env`, or exit code 2 with a message.
+fn cli_url(env_file: &Path) -> Result<Secret<String>, u8> {
+    let (_env, cfg) = crate::ops::commands::load(env_file)?;
+    cfg.database_url.ok_or_else(|| {
+        eprintln!(
+            "aegis: DATABASE_URL is not set: set it in the environment or {} (postgres://user:password@127.0.0.1:5432/aegis)",
+            env_file.display()
+        );
+        2u8
+    })
+}
+
+async fn cli_connect(url: &Secret<String>) -> Result<Client, u8> {
+    let r = Redactor::for_url(url);
+    match tokio::time::timeout(Duration::from_secs(10), db::connect(url.expose())).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => {
+            eprintln!(
+                "aegis: cannot connect to the database: {}",
+                r.clean(&e.to_string())
+            );
+            Err(2)
+        }
+        Err(_) => {
+            eprintln!("aegis: cannot connect to the database: no answer within 10 s");
+            Err(2)
+        }
+    }
+}
+
+/// `aegis audit verify`: 0 when the chain holds, 1 naming the first broken row, 2 on a configuration or
+/// database error.
+pub fn audit_verify(env_file: &Path) -> u8 {
+    let url = match cli_url(env_file) {
+        Ok(u) => u,
+        Err(c) => return c,
+    };
+    let rt = match cli_runtime() {
+        Ok(rt) => rt,
+        Err(c) => return c,
+    };
+    rt.block_on(async {
+        let client = match cli_connect(&url).await {
+            Ok(c) => c,
+            Err(c) => return c,
+        };
+        match db::verify_chain(&client).await {
+            Ok(rep) if rep.is_valid() => {
+                println!("{rep}");
+                0
+            }
+            Ok(rep) => {
+                eprintln!("aegis: {rep}");
+                println!("{rep}");
+                1
+            }
+            Err(e) => {
+                eprintln!(
+                    "aegis: audit verify failed: {}",
+                    Redactor::for_url(&url).clean(&e.to_string())
+                );
+                2
+            }
+        }
+    })
+}
+
+/// `aegis db prune`: access logs older than [`ACCESS_LOG_RETENTION_DAYS`] days and expired revoked tokens.
+pub fn db_prune(env_file: &Path) -> u8 {
+    let url = match cli_url(env_file) {
+        Ok(u) => u,
+        Err(c) => return c,
+    };
+    let rt = match cli_runtime() {
+        Ok(rt) => rt,
+        Err(c) => return c,
+    };
+    rt.block_on(async {
+        let client = match cli_connect(&url).await {
+            Ok(c) => c,
+            Err(c) => return c,
+        };
+        let r = Redactor::for_url(&url);
+        let a = match retention::prune_access_log(&client, ACCESS_LOG_RETENTION_DAYS).await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("aegis: pruning the access log failed: {}", r.clean(&e.to_string()));
+                return 2;
+            }
+        };
+        let t = match retention::prune_revoked_tokens(&client).await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("aegis: pruning revoked tokens failed: {}", r.clean(&e.to_string()));
+                return 2;
+            }
+        };
+        println!(
+            "pruned {a} access-log rows older than {ACCESS_LOG_RETENTION_DAYS} days and {t} expired revoked tokens"
+        );
+        0
+    })
+}
+
+/// A `--from`/`--to` value: RFC 3339 (`2026-01-31T12:00:00Z`, `...+02:00`) or a UTC date (`2026-01-31`).
+/// Returns the text Postgres parses and whether it was a date alone.
+fn time_arg(flag: &str, v: &str) -> Result<(String, bool), String> {
+    let b = v.as_bytes();
+    let date_ok = b.len() >= 10
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+        && b[8..10].iter().all(u8::is_ascii_digit);
+    if date_ok && b.len() == 10 {
+        return Ok((format!("{v}T00:00:00Z"), true));
+    }
+    let rest = &v[10.min(v.len())..];
+    let zoned = rest.ends_with('Z')
+        || rest.ends_with('z')
+        || rest.len() >= 6 && {
+            let tail = &rest.as_bytes()[rest.len() - 6..];
+            matches!(tail[0], b'+' | b'-') && tail[3] == b':'
+        };
+    if date_ok && matches!(b.get(10), Some(b'T' | b't' | b' ')) && zoned {
+        return Ok((v.to_string(), false));
+    }
+    Err(format!(
+        "{flag} {v:?}: use RFC 3339 with a zone (2026-01-31T12:00:00Z) or a UTC date (2026-01-31)"
+    ))
+}
+
+/// `aegis export trades --from … --to … --format csv [--out FILE]`: one CSV row per fill with `from <= time <
+/// to`; a date alone as `--to` includes that whole day. Exit 0 written, 2 on bad arguments or a database error.
+pub fn export_trades(env_file: &Path, a: &ExportTradesArgs) -> u8 {
+    let ExportFormat::Csv = a.format;
+    let (from, _) = match time_arg("--from", &a.from) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("aegis: {e}");
+            return 2;
+        }
+    };
+    let (to, to_is_date) = match time_arg("--to", &a.to) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("aegis: {e}");
+            return 2;
+        }
+    };
+    let url = match cli_url(env_file) {
+        Ok(u) => u,
+        Err(c) => return c,
+    };
+    let rt = match cli_runtime() {
+        Ok(rt) => rt,
+        Err(c) => return c,
+    };
+    rt.block_on(async {
+        let client = match cli_connect(&url).await {
+            Ok(c) => c,
+            Err(c) => return c,
+        };
+        let r = Redactor::for_url(&url);
+        // Postgres parses the times (exactly, with any zone offset); the shape was checked above.
+        let parsed = client
+            .query_one(
+                "SELECT $1::text::timestamptz, $2::text::timestamptz + CASE WHEN $3 THEN interval '1 day' ELSE interval '0' END",
+                &[&from, &to, &to_is_date],
+            )
+            .await;
+        let (from_t, to_t): (time::OffsetDateTime, time::OffsetDateTime) = match parsed {
+            Ok(row) => (row.get(0), row.get(1)),
+            Err(e) => {
+                let msg = e
+                    .as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string());
+                eprintln!(
+                    "aegis: --from/--to: {} (use 2026-01-31T12:00:00Z or 2026-01-31)",
+                    r.clean(&msg)
+                );
+                return 2;
+            }
+        };
+        let result = match &a.out {
+            Some(path) => {
+                // Tax records: not for other users' eyes.
+                let file = match open_private(path) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        eprintln!("aegis: cannot create {}: {e}", path.display());
+                        return 2;
+                    }
+                };
+                let mut w = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
+                db::export_trades_csv(&client, from_t, to_t, &mut w).await
+            }
+            None => {
+                let mut w = tokio::io::BufWriter::new(tokio::io::stdout());
+                db::export_trades_csv(&client, from_t, to_t, &mut w).await
+            }
+        };
+        match result {
+            Ok(n) => {
+                eprintln!(
+                    "aegis: exported {n} fills{}",
+                    a.out
+                        .as_ref()
+                        .map(|p| format!(" to {}", p.display()))
+                        .unwrap_or_default()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("aegis: export failed: {}", r.clean(&e.to_string()));
+                2
+            }
+        }
+    })
+}
+
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redactor_hides_url_and_password() {
+        let url = Secret::new("postgres://bot:s3cr3t-pw@127.0.0.1:5/aegis".to_string());
+        let r = Redactor::for_url(&url);
+        let s =
+            r.clean("failed for postgres://bot:s3cr3t-pw@127.0.0.1:5/aegis; password s3cr3t-pw");
+        assert!(!s.contains("s3cr3t-pw"), "{s}");
+        assert_eq!(s, "failed for ***; password ***");
+        assert_eq!(format!("{r:?}"), "Redactor(***)");
+    }
+
+    #[test]
+    fn time_args() {
+        assert_eq!(
+            time_arg("--from", "2026-01-31").unwrap(),
+            ("2026-01-31T00:00:00Z".into(), true)
+        );
+        assert!(!time_arg("--to", "2026-01-31T12:00:00Z").unwrap().1);
+        assert!(time_arg("--to", "2026-01-31T12:00:00.5+02:00").is_ok());
+        for bad in [
+            "",
+            "yesterday",
+            "2026-1-31",
+            "2026-01-31T12:00:00",
+            "31.01.2026",
+        ] {
+            let e = time_arg("--to", bad).unwrap_err();
+            assert!(e.contains("RFC 3339"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn dashboard_events_map_to_audit_actions() {
+        assert_eq!(dashboard_action("control.kill"), AuditAction::KillSwitch);
+        assert_eq!(
+            dashboard_action("control.breaker_reset"),
+            AuditAction::BreakerReset
+        );
+        assert_eq!(dashboard_action("control.halt"), AuditAction::Command);
+        assert_eq!(dashboard_action("auth.logout"), AuditAction::Logout);
+        assert_eq!(
+            dashboard_action("auth.register"),
+            AuditAction::UserRegistered
+        );
+    }
+
+    #[test]
+    fn health_merge_degrades_and_hides_the_password() {
+        let url = Secret::new("postgres://bot:pw-xyz-123@127.0.0.1:1/aegis".to_string());
+        let (_tx, rx) = watch::channel(WriterHealth {
+            state: DbState::Down,
+            lag_records: 5,
+            stored_offset: 0,
+            stored_records: 0,
+            durable_offset: 10,
+            since_ms: 0,
+            last_error: Some("auth failed for pw-xyz-123".into()),
+        });
+        let src = DbHealthSource {
+            rx,
+            redact: Redactor::for_url(&url),
+        };
+        let mut body = json!({"status": "ok", "reasons": []});
+        src.merge_into(&mut body);
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["database"]["state"], "down");
+        assert_eq!(body["database"]["lag_records"], 5);
+        assert!(!body.to_string().contains("pw-xyz-123"), "{body}");
+        let mut down = json!({"status": "down", "reasons": []});
+        src.merge_into(&mut down);
+        assert_eq!(down["status"], "down");
+    }
+}

@@ -1,0 +1,700 @@
+//! Persistence end to end with the real `aegis` binary and the real Postgres (127.0.0.1:5432, user postgres,
+//! trust auth; each test makes and drops its own database):
+//! - a run with `DATABASE_URL` stores every journaled fill (count and exact sums) by the time SIGTERM is done, and
+//!   dashboard logins, controls (`api:<user>@<ip>`) and requests land in the audit trail and the access log;
+//! - `kill -9` in a burst, restart: the writer catches up to the same equality;
+//! - a dead database does not stop trading: health is degraded, database down, and no password anywhere;
+//! - `aegis audit verify` passes on a fresh chain and names the tampered row;
+//! - `aegis export trades` writes one CSV row per stored fill with exact decimals.
+//!
+//! Bot tests hold [`SERIAL`]: the engine busy-polls a core, two at once on 2 cores would only measure each other.
+
+mod db_support;
+
+use aegis_control::journal::{self, JournalReader};
+use db_support::{TestDb, Totals};
+use serde_json::{json, Value};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const JWT: &str = "e2e-db-test-Zp4Lq8Wx2Nc7Rv5Tb9Hm3Ks6";
+const ADMIN: (&str, &str) = ("dbops", "Persist-Operator-2026-xyz");
+const FAST: [(&str, &str); 2] = [("SIM_RATE", "20000"), ("SIM_SPEED", "3000")];
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn serial<F: std::future::Future<Output = ()>>(f: F) {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    rt().block_on(f)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Bot {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+    run: u32,
+}
+
+impl Bot {
+    fn start(dir: &Path, port: u16, run: u32, env: &[(&str, &str)], args: &[&str]) -> Bot {
+        let out = fs::File::create(dir.join(format!("stdout-{run}.txt"))).unwrap();
+        let err = fs::File::create(dir.join(format!("stderr-{run}.txt"))).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aegis"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATA_DIR", dir.join("data"))
+            .env("API_PORT", port.to_string())
+            .env("JWT_SECRET", JWT)
+            .current_dir(dir)
+            .arg("--env-file")
+            .arg(dir.join(".env"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Bot {
+            child: cmd.spawn().unwrap(),
+            dir: dir.to_path_buf(),
+            port,
+            run,
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    fn output(&self) -> String {
+        let r = |n: &str| fs::read_to_string(self.dir.join(format!("{n}-{}.txt", self.run)));
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            r("stdout").unwrap_or_default(),
+            r("stderr").unwrap_or_default()
+        )
+    }
+
+    /// SIGTERM; the exit must be clean (code 0) within the 5 s budget.
+    fn stop_cleanly(&mut self) -> Duration {
+        let t = Instant::now();
+        self.signal(libc::SIGTERM);
+        let s = self
+            .wait(Duration::from_secs(7))
+            .expect("no exit after SIGTERM");
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+        assert_eq!(s.code(), Some(0), "{}", self.output());
+        took
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    // The certificate is self-signed: every response's peer certificate is compared with the one the bot wrote
+    // to DATA_DIR (pinning) instead of trusting any.
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .tls_info(true)
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap()
+}
+
+fn pinned(dir: &Path) -> String {
+    let pem = fs::read(dir.join("data/tls/cert.pem")).unwrap();
+    let der = rustls_pemfile::certs(&mut pem.as_slice())
+        .next()
+        .unwrap()
+        .unwrap();
+    aegis_control::tls::fingerprint(&der)
+}
+
+fn check_pin(r: &reqwest::Response, bot: &Bot) {
+    let der = r
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate().map(|d| d.to_vec()))
+        .expect("no peer certificate");
+    assert_eq!(
+        aegis_control::tls::fingerprint(&der),
+        pinned(&bot.dir),
+        "certificate pin mismatch"
+    );
+}
+
+async fn get(
+    c: &reqwest::Client,
+    bot: &Bot,
+    path: &str,
+    token: Option<&str>,
+) -> Option<(u16, Value)> {
+    let mut rq = c.get(bot.url(path));
+    if let Some(t) = token {
+        rq = rq.bearer_auth(t);
+    }
+    let r = rq.send().await.ok()?;
+    check_pin(&r, bot);
+    let code = r.status().as_u16();
+    Some((code, r.json().await.ok()?))
+}
+
+/// Polls `/api/health` (and `/api/status` when `token` is given or auth is off) until `ok` holds.
+async fn wait_for<F: Fn(&Value, &Value) -> bool>(
+    c: &reqwest::Client,
+    bot: &mut Bot,
+    token: Option<&str>,
+    limit: Duration,
+    what: &str,
+    ok: F,
+) -> (Value, Value) {
+    let t = Instant::now();
+    let mut last = (Value::Null, Value::Null);
+    while t.elapsed() < limit {
+        if let Some(s) = bot.child.try_wait().unwrap() {
+            panic!(
+                "bot exited ({s}) while waiting for {what}\n{}",
+                bot.output()
+            );
+        }
+        if let Some((_, h)) = get(c, bot, "/api/health", None).await {
+            let s = get(c, bot, "/api/status", token)
+                .await
+                .map(|x| x.1)
+                .unwrap_or(Value::Null);
+            if ok(&h, &s) {
+                return (h, s);
+            }
+            last = (h, s);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "timed out after {limit:?} waiting for {what}; last health {} status {}\n{}",
+        last.0,
+        last.1,
+        bot.output()
+    );
+}
+
+fn fills_of(status: &Value) -> u64 {
+    status["counts"]["fills"].as_u64().unwrap_or(0)
+}
+
+/// What the journal in `dir/data` holds, as the writer would store it.
+fn journal_totals(dir: &Path) -> Totals {
+    let mut r = JournalReader::open(&journal::dir_in(&dir.join("data"))).unwrap();
+    let mut t = Totals::default();
+    for e in r.records_from(0).unwrap() {
+        t.add(&e.unwrap().record);
+    }
+    t
+}
+
+fn aegis(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aegis"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", dir.join("data"))
+        .current_dir(dir)
+        .arg("--env-file")
+        .arg(dir.join(".env"))
+        .args(args)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn sigterm_leaves_every_fill_in_postgres_and_the_dashboard_audits_there() {
+    serial(async {
+        let t0 = Instant::now();
+        let db = TestDb::create("e2e_run").await;
+        let dir = db_support::temp_dir("e2e-run");
+        let port = free_port();
+        let c = client();
+        let url = db.url();
+        let mut env = FAST.to_vec();
+        env.push(("DATABASE_URL", &url));
+        let mut bot = Bot::start(&dir, port, 1, &env, &[]);
+        // Health is public: wait for the writer to connect, then make the first (admin) account.
+        wait_for(
+            &c,
+            &mut bot,
+            None,
+            Duration::from_secs(15),
+            "database connected",
+            |h, _| h["database"]["state"] == "connected",
+        )
+        .await;
+        let r = c
+            .post(bot.url("/api/auth/register"))
+            .json(&json!({"username": ADMIN.0, "password": ADMIN.1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{:?}", r.text().await);
+        let bad = c
+            .post(bot.url("/api/auth/login"))
+            .json(&json!({"username": ADMIN.0, "password": "not-the-password-123", "bearer": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status().as_u16(), 401);
+        let r = c
+            .post(bot.url("/api/auth/login"))
+            .json(&json!({"username": ADMIN.0, "password": ADMIN.1, "bearer": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let token = r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (h, s) = wait_for(
+            &c,
+            &mut bot,
+            Some(&token),
+            Duration::from_secs(20),
+            "200 fills with the database connected",
+            |h, s| fills_of(s) >= 200 && h["database"]["state"] == "connected",
+        )
+        .await;
+        assert!(h["database"]["lag_records"].is_u64(), "{h}");
+        assert!(h["database"]["last_error"].is_null(), "{h}");
+        // A control from the dashboard: journaled as api:<user>@<ip>, audited by the dashboard and the writer.
+        let r = c
+            .post(bot.url("/api/control/halt"))
+            .bearer_auth(&token)
+            .json(&json!({"reason": "e2e db"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+        // The audit view reads Postgres.
+        let (code, a) = get(&c, &bot, "/api/audit?limit=50", Some(&token))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{a}");
+        let actions: Vec<&str> = a["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        for want in ["user_registered", "login_failed", "login"] {
+            assert!(actions.contains(&want), "{want} missing from {actions:?}");
+        }
+        assert!(
+            a["entries"][0]["hash"].as_str().unwrap().len() == 64,
+            "rows carry the chain hash: {a}"
+        );
+        let took = bot.stop_cleanly();
+        assert!(fills_of(&s) >= 200);
+
+        let pg = db.client().await;
+        let journal = journal_totals(&dir);
+        assert!(journal.fills >= 200, "{journal:?}");
+        assert_eq!(Totals::from_db(&pg).await, journal, "Postgres = journal");
+        let row = pg
+            .query_one(
+                "SELECT count(*) FROM commands WHERE actor = $1 AND source_ip = '127.0.0.1' \
+                 AND command->>'command' = 'halt'",
+                &[&format!("api:{}", ADMIN.0)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            row.get::<_, i64>(0),
+            1,
+            "the halt is stored with its user and IP"
+        );
+        let logins: i64 = pg
+            .query_one(
+                "SELECT count(*) FROM audit_log WHERE action IN ('login', 'login_failed') \
+                 AND actor = $1 AND source_ip = '127.0.0.1'",
+                &[&ADMIN.0],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(logins, 2);
+        let access: i64 = pg
+            .query_one(
+                "SELECT count(*) FROM api_access_log WHERE path = '/api/auth/login' AND status = 401",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(access, 1, "the failed login request is in the access log");
+        assert!(aegis_control::db::verify_chain(&pg)
+            .await
+            .unwrap()
+            .is_valid());
+        eprintln!(
+            "sigterm test: {} fills stored, shutdown {took:?}, total {:?}",
+            journal.fills,
+            t0.elapsed()
+        );
+    });
+}
+
+#[test]
+fn kill_9_in_a_burst_then_restart_catches_up_exactly() {
+    serial(async {
+        let t0 = Instant::now();
+        let db = TestDb::create("e2e_kill").await;
+        let dir = db_support::temp_dir("e2e-kill");
+        let port = free_port();
+        let c = client();
+        let url = db.url();
+        let mut env = FAST.to_vec();
+        env.push(("DATABASE_URL", &url));
+        env.push(("AUTH_ENABLED", "false"));
+        let mut bot = Bot::start(&dir, port, 1, &env, &[]);
+        wait_for(
+            &c,
+            &mut bot,
+            None,
+            Duration::from_secs(20),
+            "300 fills",
+            |h, s| fills_of(s) >= 300 && h["database"]["state"] == "connected",
+        )
+        .await;
+        bot.signal(libc::SIGKILL);
+        bot.wait(Duration::from_secs(5))
+            .expect("no exit after kill -9");
+        let pg = db.client().await;
+        let before = Totals::from_db(&pg).await;
+
+        // Restart on a feed that makes no trades, so the journal is all there is to store.
+        let quiet = dir.join("quiet.jsonl");
+        fs::write(
+            &quiet,
+            "{\"stream\":\"xrpeth@aggTrade\",\"data\":{\"e\":\"aggTrade\",\"E\":1570752000000,\"s\":\"XRPETH\",\"a\":1,\"p\":\"0.00150000\",\"q\":\"10\",\"f\":1,\"l\":1,\"T\":1570752000000,\"m\":true}}\n",
+        )
+        .unwrap();
+        let mut bot = Bot::start(
+            &dir,
+            port,
+            2,
+            &[("DATABASE_URL", &url), ("AUTH_ENABLED", "false")],
+            &["run", "--replay", quiet.to_str().unwrap()],
+        );
+        wait_for(
+            &c,
+            &mut bot,
+            None,
+            Duration::from_secs(15),
+            "the writer caught up",
+            |h, _| h["database"]["state"] == "connected" && h["database"]["lag_records"] == 0,
+        )
+        .await;
+        bot.stop_cleanly();
+        let journal = journal_totals(&dir);
+        assert!(journal.fills >= 300, "{journal:?}");
+        assert_eq!(
+            Totals::from_db(&pg).await,
+            journal,
+            "Postgres = journal after kill -9"
+        );
+        eprintln!(
+            "kill -9 test: {} fills in Postgres before the restart, {} after; total {:?}",
+            before.fills,
+            journal.fills,
+            t0.elapsed()
+        );
+    });
+}
+
+#[test]
+fn a_dead_database_does_not_stop_trading_and_leaks_no_password() {
+    serial(async {
+        let t0 = Instant::now();
+        let dir = db_support::temp_dir("e2e-dead");
+        let port = free_port();
+        let closed = free_port();
+        let secret = "Db-Pass-9f8e7d6c5b4a";
+        let url = format!("postgres://aegis_bot:{secret}@127.0.0.1:{closed}/aegis?sslmode=disable");
+        let c = client();
+        let mut env = FAST.to_vec();
+        env.push(("DATABASE_URL", &url));
+        env.push(("AUTH_ENABLED", "false"));
+        let mut bot = Bot::start(&dir, port, 1, &env, &[]);
+        let (h, s) = wait_for(
+            &c,
+            &mut bot,
+            None,
+            Duration::from_secs(20),
+            "fills with the database down",
+            |h, s| fills_of(s) >= 50 && h["database"]["state"] == "down",
+        )
+        .await;
+        assert_eq!(h["status"], "degraded", "{h}");
+        assert!(
+            h["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r.as_str().unwrap().contains("database down")),
+            "{h}"
+        );
+        assert!(h["database"]["last_error"].is_string(), "{h}");
+        assert!(h["database"]["lag_records"].as_u64().unwrap() > 0, "{h}");
+        assert!(!h.to_string().contains(secret) && !s.to_string().contains(secret));
+        bot.stop_cleanly();
+        let out = bot.output();
+        assert!(!out.contains(secret), "password in the output:\n{out}");
+        assert!(out.contains("postgres writer down"), "{out}");
+        // Nothing the bot wrote under DATA_DIR (logs, journal, markers) holds it either.
+        for e in walk(&dir.join("data")) {
+            let b = fs::read(&e).unwrap();
+            assert!(
+                !b.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "password in {}",
+                e.display()
+            );
+        }
+        // The CLI says what is wrong (exit 2), without the password.
+        let o = aegis(&dir, &[("DATABASE_URL", &url)], &["audit", "verify"]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("cannot connect"), "{}", text(&o));
+        assert!(!text(&o).contains(secret));
+        let o = aegis(&dir, &[], &["audit", "verify"]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(text(&o).contains("DATABASE_URL is not set"), "{}", text(&o));
+        eprintln!("dead database test: total {:?}", t0.elapsed());
+    });
+}
+
+fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(d) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn audit_verify_passes_then_names_the_tampered_row() {
+    rt().block_on(async {
+        let db = TestDb::create("e2e_verify").await;
+        let dir = db_support::temp_dir("e2e-verify");
+        let url = db.url();
+        let env = [("DATABASE_URL", url.as_str())];
+        let pg = db.migrated_client().await;
+        let o = aegis(&dir, &env, &["audit", "verify"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(text(&o).contains("audit chain OK: empty"), "{}", text(&o));
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let r = aegis_control::db::audit_append(
+                &pg,
+                &aegis_control::db::AuditEntry {
+                    actor: "alice",
+                    source_ip: "203.0.113.7",
+                    action: aegis_control::db::audit::AuditAction::Command,
+                    detail: json!({"n": i}),
+                },
+            )
+            .await
+            .unwrap();
+            ids.push(r.id);
+        }
+        let o = aegis(&dir, &env, &["audit", "verify"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(
+            text(&o).contains(&format!("4 rows, head id {}", ids[3])),
+            "{}",
+            text(&o)
+        );
+        // A superuser edits row 3 behind the trigger's back.
+        pg.batch_execute(&format!(
+            "ALTER TABLE audit_log DISABLE TRIGGER USER; \
+             UPDATE audit_log SET detail = '{{\"n\": 99}}' WHERE id = {}; \
+             ALTER TABLE audit_log ENABLE TRIGGER USER;",
+            ids[2]
+        ))
+        .await
+        .unwrap();
+        let o = aegis(&dir, &env, &["audit", "verify"]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            text(&o).contains(&format!("BROKEN at row id {}", ids[2])),
+            "{}",
+            text(&o)
+        );
+    });
+}
+
+#[test]
+fn export_trades_writes_one_exact_row_per_fill() {
+    rt().block_on(async {
+        let db = TestDb::create("e2e_export").await;
+        let dir = db_support::temp_dir("e2e-export");
+        let data = dir.join("data");
+        let (mut w, jdir) = db_support::open_journal(&data);
+        let n = 500u64;
+        let mut want = Totals::default();
+        for i in 0..n {
+            let r = aegis_control::journal::JournalRecord::Engine(aegis_shared::EngineEvent::Fill(
+                db_support::fill(i),
+            ));
+            want.add(&r);
+            w.append(&r).unwrap();
+        }
+        w.sync().unwrap();
+        let writer = aegis_control::db::spawn_writer(
+            aegis_control::db::WriterConfig::new(db.url().into()),
+            jdir,
+            w.stats(),
+        );
+        let pg = db.client().await;
+        db_support::wait_until(Duration::from_secs(15), "fills stored", || {
+            let h = writer.health();
+            async move { h.lag_records == 0 && h.state == aegis_control::db::DbState::Connected }
+        })
+        .await;
+        writer.shutdown(Duration::from_secs(2)).await;
+        let stored: i64 = pg
+            .query_one("SELECT count(*) FROM fills", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(stored, n as i64);
+
+        let url = db.url();
+        let out = dir.join("trades.csv");
+        // The fills are at 2023-11-14T22:13:20Z + i*7 ms; a date alone as --to includes that whole day.
+        let o = aegis(
+            &dir,
+            &[("DATABASE_URL", &url)],
+            &[
+                "export", "trades", "--from", "2023-11-14", "--to", "2023-11-14", "--format", "csv",
+                "--out", out.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let csv = fs::read_to_string(&out).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(lines.next().unwrap(), aegis_control::db::export::HEADER);
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len() as i64, stored, "one CSV row per fill in Postgres");
+        // Exact decimals: the CSV's qty, fee and PnL columns add up to the journal's integer units.
+        let units = |s: &str| -> i128 {
+            let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
+            let (i, f) = s.split_once('.').unwrap_or((s, ""));
+            assert!(f.len() <= 8, "more than 8 decimals: {s}");
+            let v = i.parse::<i128>().unwrap() * 100_000_000
+                + format!("{f:0<8}").parse::<i128>().unwrap();
+            if neg {
+                -v
+            } else {
+                v
+            }
+        };
+        let sum = |col: usize| rows.iter().map(|r| units(r[col])).sum::<i128>();
+        assert_eq!(sum(4), want.qty);
+        assert_eq!(sum(6), want.fees);
+        assert_eq!(sum(8), want.pnl);
+        assert!(rows.iter().all(|r| r[0].ends_with('Z') && r.len() == 15));
+        // stdout is the default; an RFC 3339 window can exclude everything; bad times are exit 2.
+        let o = aegis(
+            &dir,
+            &[("DATABASE_URL", &url)],
+            &["export", "trades", "--from", "2023-11-15T00:00:00Z", "--to", "2023-11-16T00:00:00+01:00"],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1, "header only");
+        let o = aegis(
+            &dir,
+            &[("DATABASE_URL", &url)],
+            &["export", "trades", "--from", "yesterday", "--to", "2023-11-16"],
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("RFC 3339"), "{}", text(&o));
+        // Pruning keeps anything younger than 400 days.
+        pg.execute(
+            "INSERT INTO api_access_log (ts, actor, source_ip, method, path, status, duration_us) VALUES \
+             (now() - interval '401 days', NULL, '127.0.0.1', 'GET', '/api/old', 200, 1), \
+             (now() - interval '30 days', NULL, '127.0.0.1', 'GET', '/api/new', 200, 1)",
+            &[],
+        )
+        .await
+        .unwrap();
+        let o = aegis(&dir, &[("DATABASE_URL", &url)], &["db", "prune"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(text(&o).contains("pruned 1 access-log rows"), "{}", text(&o));
+        let left: Vec<String> = pg
+            .query("SELECT path FROM api_access_log", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(left, vec!["/api/new".to_string()]);
+    });
+}
