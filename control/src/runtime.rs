@@ -258,6 +258,11 @@ where
     let tls_config = ident.server_config()?;
     let addr = SocketAddr::new(cfg.api.bind_addr, cfg.api.port);
     let listener = api::bind(addr, cfg.auth.enabled)?;
+    // Optional plain-HTTP listener that only redirects to HTTPS (bound now so a taken port fails fast).
+    let redirect_listener = match cfg.api.http_redirect_port {
+        Some(p) => Some(api::bind(SocketAddr::new(cfg.api.bind_addr, p), true)?),
+        None => None,
+    };
 
     let session_id = next_session(ledger.last_session, now_ms());
     writer.append_durable(&JournalRecord::Session(SessionRecord {
@@ -370,6 +375,8 @@ where
         )),
     );
     let server = api::serve_app(listener, tls_config, app);
+    let redirect = redirect_listener
+        .map(|l| api::serve_redirect(l, cfg.api.port, cfg.api.bind_addr));
     let (hb_stop, hb_stop_rx) = tokio::sync::watch::channel(false);
     if let Some((d, _)) = &alerts {
         tokio::spawn(crate::ops::watch::heartbeat_watch(
@@ -492,6 +499,9 @@ where
             .await;
     }
     server.shutdown(Duration::from_millis(300)).await;
+    if let Some(r) = redirect {
+        r.shutdown(Duration::from_millis(100)).await;
+    }
     let _ = std::fs::remove_file(crate::ops::admin::token_path(&cfg.data_dir));
     if let Some((d, h)) = alerts {
         // Let queued alerts (a kill switch just before the signal) go out, within the shutdown budget.

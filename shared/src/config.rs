@@ -90,6 +90,8 @@ pub mod keys {
     pub const TLS_CERT_PATH: &str = "TLS_CERT_PATH";
     /// PEM private key for the API.
     pub const TLS_KEY_PATH: &str = "TLS_KEY_PATH";
+    /// Optional plain-HTTP port that only redirects to the HTTPS API.
+    pub const HTTP_REDIRECT_PORT: &str = "HTTP_REDIRECT_PORT";
     /// Journal fsync batch window in milliseconds.
     pub const JOURNAL_FSYNC_MS: &str = "JOURNAL_FSYNC_MS";
     /// Override of the USD-M futures REST base URL (e.g. the simulator's `http://127.0.0.1:9010`).
@@ -181,6 +183,7 @@ pub mod keys {
         API_PORT,
         TLS_CERT_PATH,
         TLS_KEY_PATH,
+        HTTP_REDIRECT_PORT,
         JOURNAL_FSYNC_MS,
         BINANCE_FAPI_URL,
         BINANCE_FSTREAM_URL,
@@ -415,6 +418,9 @@ pub struct ApiConfig {
     pub tls_cert_path: Option<PathBuf>,
     /// `TLS_KEY_PATH`.
     pub tls_key_path: Option<PathBuf>,
+    /// `HTTP_REDIRECT_PORT`: a plain-HTTP listener on `BIND_ADDR` that answers every request with a redirect
+    /// to the HTTPS API and serves nothing else. Default: none.
+    pub http_redirect_port: Option<u16>,
 }
 
 /// Exchange connection settings (testnet/live).
@@ -833,7 +839,20 @@ impl Config {
             )?,
             tls_cert_path: src.path(TLS_CERT_PATH),
             tls_key_path: src.path(TLS_KEY_PATH),
+            http_redirect_port: src.parse(
+                HTTP_REDIRECT_PORT,
+                None,
+                "use a TCP port from 1 to 65535 other than API_PORT (e.g. 8080), or leave it empty for none",
+                |s| s.parse::<u16>().ok().filter(|p| *p != 0).map(Some),
+            )?,
         };
+        if api.http_redirect_port == Some(api.port) {
+            return Err(ConfigError::new(
+                HTTP_REDIRECT_PORT,
+                Some(&api.port.to_string()),
+                "use a port other than API_PORT: the redirect listener and the HTTPS API cannot share one",
+            ));
+        }
         match (&api.tls_cert_path, &api.tls_key_path) {
             (Some(_), None) => {
                 return Err(ConfigError::new(

@@ -161,3 +161,126 @@ pub fn serve_app(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Rou
     });
     Server { handle, task }
 }
+
+/// The host part of a `Host` header if it is a plain host name or IP literal; anything else (an attacker's odd
+/// header) falls back to the bind address, so the redirect can only ever point at a well-formed host.
+fn redirect_host(host: Option<&str>, fallback: &str) -> String {
+    let Some(h) = host else {
+        return fallback.to_string();
+    };
+    let name = if let Some(rest) = h.strip_prefix('[') {
+        // [v6]:port → [v6]
+        match rest.split_once(']') {
+            Some((v6, _)) if v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':') => {
+                return format!("[{v6}]");
+            }
+            _ => return fallback.to_string(),
+        }
+    } else {
+        h.split(':').next().unwrap_or("")
+    };
+    if !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
+        name.to_string()
+    } else {
+        fallback.to_string()
+    }
+}
+
+/// The plain-HTTP application of `HTTP_REDIRECT_PORT`: every request, any method or path, gets a 308 to the same
+/// path on the HTTPS API. It serves no content, so nothing sensitive ever travels unencrypted.
+pub fn redirect_router(https_port: u16, bind: std::net::IpAddr) -> Router {
+    let fallback = match bind {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+    };
+    Router::new().fallback(move |req: axum::extract::Request| {
+        let fallback = fallback.clone();
+        async move {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok());
+            let host = redirect_host(host, &fallback);
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let location = format!("https://{host}:{https_port}{path}");
+            match HeaderValue::from_str(&location) {
+                Ok(v) => (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, v)]).into_response(),
+                Err(_) => StatusCode::BAD_REQUEST.into_response(),
+            }
+        }
+    })
+}
+
+/// Serves [`redirect_router`] over plain HTTP on an already bound listener.
+pub fn serve_redirect(listener: TcpListener, https_port: u16, bind: std::net::IpAddr) -> Server {
+    let handle = axum_server::Handle::new();
+    let app = redirect_router(https_port, bind);
+    let server = axum_server::from_tcp(listener).handle(handle.clone());
+    let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+    Server { handle, task }
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    async fn location(req: axum::http::Request<Body>) -> (StatusCode, Option<String>) {
+        let r = redirect_router(8090, "127.0.0.1".parse().unwrap())
+            .oneshot(req)
+            .await
+            .unwrap();
+        let loc = r
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_string());
+        (r.status(), loc)
+    }
+
+    #[tokio::test]
+    async fn every_request_is_redirected_to_https_and_nothing_is_served() {
+        let req = axum::http::Request::get("/api/status?x=1")
+            .header(header::HOST, "bot.example.com:8080")
+            .body(Body::empty())
+            .unwrap();
+        let (code, loc) = location(req).await;
+        assert_eq!(code, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(
+            loc.as_deref(),
+            Some("https://bot.example.com:8090/api/status?x=1")
+        );
+        // POSTs too (308 keeps the method, so a client repeats it over TLS; the body never gets an answer here).
+        let req = axum::http::Request::post("/api/auth/login")
+            .header(header::HOST, "[::1]:8080")
+            .body(Body::from("{\"password\":\"x\"}"))
+            .unwrap();
+        let (code, loc) = location(req).await;
+        assert_eq!(code, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(loc.as_deref(), Some("https://[::1]:8090/api/auth/login"));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_host_cannot_steer_the_redirect() {
+        for bad in ["evil.com/x@", "a b", "\"x", "[zz]:1"] {
+            let req = axum::http::Request::get("/")
+                .header(header::HOST, bad)
+                .body(Body::empty())
+                .unwrap();
+            let (_, loc) = location(req).await;
+            assert_eq!(loc.as_deref(), Some("https://127.0.0.1:8090/"), "{bad}");
+        }
+        let req = axum::http::Request::get("/").body(Body::empty()).unwrap();
+        let (_, loc) = location(req).await;
+        assert_eq!(loc.as_deref(), Some("https://127.0.0.1:8090/"));
+    }
+}
