@@ -84,6 +84,8 @@ struct Pending {
 pub struct Gateway {
     /// Counters.
     pub stats: Arc<GatewayStats>,
+    /// Key switches into the gateway thread (see [`super::keyswitch`]).
+    pub switch: crossbeam_channel::Sender<SwitchRequest>,
     stop: Arc<AtomicBool>,
     join: Option<std::thread::JoinHandle<()>>,
 }
@@ -121,6 +123,39 @@ struct State {
     slot: Arc<super::resync::Slot>,
     attempt: u32,
     stats: Arc<GatewayStats>,
+    switch_rx: crossbeam_channel::Receiver<SwitchRequest>,
+}
+
+/// A key switch for the gateway thread: new credentials, how long in-flight orders of the old key may take to
+/// be answered, and where to say how it went.
+pub struct SwitchRequest {
+    /// The new key (its parts are `Secret`-wrapped and print as `***`).
+    pub creds: super::env::Credentials,
+    /// Bound on waiting for answers to orders sent with the old key.
+    pub drain_budget: Duration,
+    /// The answer.
+    pub reply: crossbeam_channel::Sender<Result<GatewaySwitched, String>>,
+}
+
+impl std::fmt::Debug for SwitchRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwitchRequest")
+            .field("drain_budget", &self.drain_budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the gateway did in a key switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewaySwitched {
+    /// Requests of the old key that were in flight when the switch began.
+    pub in_flight: usize,
+    /// Of those, how many had no answer within the budget and were settled by a status query (old key).
+    pub queried: usize,
+    /// The WebSocket API session after the switch (`logged on`, `connected`, `reconnecting`).
+    pub ws_api: &'static str,
+    /// Wall time of the swap (ms): nothing the gateway sends after it carries the old key.
+    pub switched_at_ms: u64,
 }
 
 /// Starts the gateway thread. `precision` holds every traded symbol's tick/step.
@@ -131,12 +166,15 @@ pub fn start(
     precision: HashMap<Symbol, WirePrecision>,
     slot: Arc<super::resync::Slot>,
 ) -> std::io::Result<Gateway> {
-    let Some(creds) = client.credentials().cloned() else {
+    let Some(creds) = client.credentials() else {
         return Err(std::io::Error::other("the order gateway needs a key"));
     };
     let stats = Arc::new(GatewayStats::default());
     let stop = Arc::new(AtomicBool::new(false));
+    // One switch at a time; the caller waits for the answer.
+    let (switch, switch_rx) = crossbeam_channel::bounded(1);
     let mut st = State {
+        switch_rx,
         encoder: OrderEncoder::new(creds.signer.clone(), creds.api_key.clone(), 5000),
         client,
         rt,
@@ -160,6 +198,7 @@ pub fn start(
         .spawn(move || st.run(&s2))?;
     Ok(Gateway {
         stats,
+        switch,
         stop,
         join: Some(join),
     })
@@ -184,6 +223,12 @@ impl State {
             }
             if self.ws.is_none() && Instant::now() >= self.reconnect_at {
                 self.connect();
+            }
+            // Between two orders: a key switch is done before anything else is taken from the queue, so the
+            // engine's orders wait in its bounded queue meanwhile (never dropped, never half-switched).
+            if let Ok(req) = self.switch_rx.try_recv() {
+                let r = self.switch_key(&req.creds, req.drain_budget);
+                let _ = req.reply.send(r);
             }
             let mut busy = false;
             while let Ok(m) = self.ends.outbound.try_recv() {
@@ -264,6 +309,82 @@ impl State {
                 }
             }
         }
+    }
+
+    /// The key switch (see [`super::keyswitch`]): settle what the old key sent, swap the encoder and the REST
+    /// client's key together, and open a new WebSocket API session with the new key.
+    fn switch_key(
+        &mut self,
+        creds: &super::env::Credentials,
+        budget: Duration,
+    ) -> Result<GatewaySwitched, String> {
+        if self.read_only {
+            return Err("the order gateway is read-only after Binance refused the old key: restart the bot with the new key".into());
+        }
+        let in_flight = self.pending.len();
+        let t = Instant::now();
+        // Answers to the old key's requests (no new order is taken meanwhile); late ones become status
+        // queries through `check_timeouts`, as always.
+        while !self.pending.is_empty() && t.elapsed() < budget {
+            if !self.read_ws() {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            self.check_timeouts();
+        }
+        let queried = self.pending.len();
+        let left: Vec<u64> = self.pending.keys().copied().collect();
+        for id in left {
+            if let Some(p) = self.pending.remove(&id) {
+                // Queried by client id with the old key, never resent.
+                self.unknown(p);
+            }
+        }
+        if self.read_only {
+            return Err("Binance refused the old key while its orders were settled: the gateway is read-only; restart the bot with the new key".into());
+        }
+        // The swap: encoder and REST client together, on this thread, with nothing in flight.
+        self.client.set_credentials(creds.clone());
+        self.encoder = OrderEncoder::new(creds.signer.clone(), creds.api_key.clone(), 5000);
+        let switched_at_ms = wall_ms();
+        if let Some(mut w) = self.ws.take() {
+            let _ = w.close(None);
+            let _ = w.flush();
+        }
+        self.logged_on = false;
+        // A fresh session, not a reconnect after a loss: nothing was in flight, so no comparison is needed for
+        // it (the user data stream's switch runs one anyway).
+        self.connected_before = false;
+        self.connect();
+        self.connected_before = true;
+        // An Ed25519 key logs the new session on; wait for that answer (bounded) so the next order uses it.
+        let t = Instant::now();
+        while self.ws.is_some()
+            && self.pending.values().any(|p| matches!(p.kind, Kind::Logon))
+            && t.elapsed() < ANSWER_TIMEOUT
+        {
+            if !self.read_ws() {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        if self.read_only {
+            return Err("Binance refused the new key's session.logon: the gateway is read-only; check the new key".into());
+        }
+        let ws_api = match (&self.ws, self.logged_on) {
+            (Some(_), true) => "logged on",
+            (Some(_), false) => "connected",
+            (None, _) => "reconnecting (REST meanwhile)",
+        };
+        tracing::info!(
+            in_flight,
+            queried,
+            "order entry: switched to the new API key ({ws_api})"
+        );
+        Ok(GatewaySwitched {
+            in_flight,
+            queried,
+            ws_api,
+            switched_at_ms,
+        })
     }
 
     fn take_id(&mut self) -> u64 {

@@ -16,6 +16,7 @@
 
 pub mod env;
 pub mod gateway;
+pub mod keyswitch;
 pub mod reconcile;
 pub mod rest;
 pub mod resync;
@@ -49,6 +50,7 @@ impl EngineThread for LiveThreads {
     fn join(self: Box<Self>) {
         let s = *self;
         let _ = s.engine.join();
+        keyswitch::register(None);
         if let Some(g) = s.gateway {
             g.stop(Duration::from_secs(1));
         }
@@ -300,6 +302,14 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             })?,
         )
     };
+
+    if let Some(g) = &gateway {
+        keyswitch::register(Some(keyswitch::KeySwitch::new(
+            g.switch.clone(),
+            slot.clone(),
+            client.clone(),
+        )));
+    }
 
     let streams: Vec<String> = params
         .symbols

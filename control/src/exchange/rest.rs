@@ -147,7 +147,8 @@ pub struct RestClient {
     http: reqwest::Client,
     /// Endpoints.
     pub endpoints: Arc<Endpoints>,
-    creds: Option<Arc<Credentials>>,
+    /// Shared by every clone, so a key switch ([`RestClient::set_credentials`]) reaches all of them at once.
+    creds: Arc<std::sync::RwLock<Option<Arc<Credentials>>>>,
     /// Clock and limits.
     pub shared: Arc<Shared>,
 }
@@ -156,7 +157,7 @@ impl std::fmt::Debug for RestClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RestClient")
             .field("endpoints", &self.endpoints)
-            .field("has_key", &self.creds.is_some())
+            .field("has_key", &self.credentials().is_some())
             .finish()
     }
 }
@@ -180,14 +181,20 @@ impl RestClient {
         Ok(Self {
             http,
             endpoints: Arc::new(endpoints),
-            creds: creds.map(Arc::new),
+            creds: Arc::new(std::sync::RwLock::new(creds.map(Arc::new))),
             shared: Arc::new(Shared::default()),
         })
     }
 
-    /// The credentials, if any.
-    pub fn credentials(&self) -> Option<&Credentials> {
-        self.creds.as_deref()
+    /// The credentials, if any (a snapshot: a key switch does not change what a caller already holds).
+    pub fn credentials(&self) -> Option<Arc<Credentials>> {
+        self.creds.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Switches every clone of this client to `creds` (the order gateway does it between two orders, together
+    /// with its order encoder; see [`super::keyswitch`]). Requests already being built keep the key they read.
+    pub fn set_credentials(&self, creds: Credentials) {
+        *self.creds.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(creds));
     }
 
     /// Exchange time now (local clock + offset), ms.
@@ -276,9 +283,12 @@ impl RestClient {
                     why: "this environment has no /sapi endpoint".into(),
                 })?,
         };
+        // One read of the key per request: the signature and the header always belong to the same key, even
+        // while a key switch happens.
+        let creds = self.credentials();
         let query = match auth {
             Auth::Signed => {
-                let creds = self.creds.as_ref().ok_or(RestError::NoKey)?;
+                let creds = creds.as_ref().ok_or(RestError::NoKey)?;
                 let ts = self.now_ms().to_string();
                 let rw = RECV_WINDOW_MS.to_string();
                 let mut ps: Vec<(&str, &[u8])> =
@@ -307,7 +317,7 @@ impl RestClient {
         };
         let mut rb = self.http.request(method, &url);
         if auth != Auth::None {
-            let creds = self.creds.as_ref().ok_or(RestError::NoKey)?;
+            let creds = creds.as_ref().ok_or(RestError::NoKey)?;
             rb = rb.header("X-MBX-APIKEY", creds.api_key.expose());
         }
         let resp = match rb.send().await {
@@ -489,7 +499,9 @@ impl RestClient {
 
     /// `POST /fapi/v1/order` with a query already encoded and signed by `OrderEncoder::rest_order`.
     pub async fn place_order_raw(&self, signed_query: &str) -> Result<Value, RestError> {
-        let creds = self.creds.as_ref().ok_or(RestError::NoKey)?;
+        // The gateway signs the query with its encoder and swaps encoder and client key together on its own
+        // thread, so this key is the one that signed.
+        let creds = self.credentials().ok_or(RestError::NoKey)?;
         let path = "/fapi/v1/order";
         let url = format!("{}{path}?{signed_query}", self.endpoints.fapi);
         let blocked = self.shared.blocked_until_ms.load(Ordering::Relaxed);

@@ -52,12 +52,27 @@ impl std::fmt::Debug for Resync {
 
 /// Shared between the reconnecting threads: the resync (set once start-up reconciliation is done) and a flag
 /// the order gateway raises after it reconnected (the user-stream thread runs the resync).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Slot {
     /// Set after start-up.
     pub resync: std::sync::OnceLock<Resync>,
     /// A reconnect elsewhere asks for a resync.
     pub wanted: std::sync::atomic::AtomicBool,
+    /// A key switch asks the user-stream thread to recreate the listenKey under the new key.
+    pub rekey: std::sync::atomic::AtomicBool,
+    /// Key switches the user-stream thread has finished (with the outcome of the last one).
+    pub rekeyed: std::sync::Mutex<(u64, Result<String, String>)>,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Self {
+            resync: Default::default(),
+            wanted: Default::default(),
+            rekey: Default::default(),
+            rekeyed: std::sync::Mutex::new((0, Err("no key switch yet".into()))),
+        }
+    }
 }
 
 impl Slot {

@@ -28,6 +28,8 @@ pub struct UserStreamStats {
     pub connects: AtomicU64,
     /// ORDER_TRADE_UPDATEs forwarded.
     pub updates: AtomicU64,
+    /// Hash of the listenKey of the open stream.
+    pub listen_key: AtomicU64,
 }
 
 fn s<'a>(o: &'a Value, k: &str) -> &'a str {
@@ -103,6 +105,7 @@ impl UserStream {
 }
 
 enum End {
+    Rekey,
     Recreate,
     Reconnect,
     Stop,
@@ -138,6 +141,11 @@ fn connect(
 ) -> Result<ws::Ws, RestError> {
     let key = rt.block_on(client.listen_key_create())?;
     stats.keys_created.fetch_add(1, Ordering::Relaxed);
+    open(client, stats, &key)
+}
+
+fn open(client: &RestClient, stats: &UserStreamStats, key: &str) -> Result<ws::Ws, RestError> {
+    stats.listen_key.store(key_hash(key), Ordering::Relaxed);
     let url = format!("{}/ws/{key}", client.endpoints.fstream);
     let w = ws::connect(&url, Duration::from_secs(10)).map_err(|e| RestError::Transport {
         path: "user data stream".into(),
@@ -160,6 +168,10 @@ fn run(
     let mut cur = Some(first);
     let mut attempt = 0u32;
     while !stop.load(Ordering::Acquire) {
+        if slot.rekey.swap(false, Ordering::AcqRel) {
+            // `None`: no socket left; the reconnect path below takes over.
+            cur = rekey(&client, &rt, &stats, cur.take(), &slot);
+        }
         let mut w = match cur.take() {
             Some(w) => w,
             None => match connect(&client, &rt, &stats) {
@@ -185,6 +197,10 @@ fn run(
             },
         };
         match session(&client, &rt, &inbound, &stats, &stop, &mut w, &slot) {
+            End::Rekey => {
+                cur = Some(w);
+                continue;
+            }
             End::Stop => return,
             End::KeyRejected => return,
             End::Recreate => {
@@ -195,6 +211,62 @@ fn run(
         let _ = w.close(None);
         let _ = w.flush();
     }
+}
+
+/// Recreates the listenKey under the (already switched) key. Binance hands an account's live listenKey back on
+/// `POST`, so usually the stream is the same and the open socket is kept (no gap, nothing heard twice); a
+/// different key means a new socket, and what happened between the two is compared with the exchange.
+fn rekey(
+    client: &RestClient,
+    rt: &tokio::runtime::Handle,
+    stats: &UserStreamStats,
+    cur: Option<ws::Ws>,
+    slot: &super::resync::Slot,
+) -> Option<ws::Ws> {
+    let outcome = rt
+        .block_on(client.listen_key_create())
+        .map_err(|e| format!("listenKey under the new key: {e}"));
+    stats
+        .keys_created
+        .fetch_add(u64::from(outcome.is_ok()), Ordering::Relaxed);
+    let (w, result) = match (outcome, cur) {
+        (Ok(key), Some(w)) if stats.listen_key.load(Ordering::Relaxed) == key_hash(&key) => (
+            Some(w),
+            Ok("listenKey renewed under the new key (same stream)".to_string()),
+        ),
+        (Ok(key), old) => {
+            match open(client, stats, &key) {
+                Ok(nw) => {
+                    if let Some(mut o) = old {
+                        let _ = o.close(None);
+                        let _ = o.flush();
+                    }
+                    slot.run("user data stream moved to the new key");
+                    (Some(nw), Ok("new listenKey under the new key (new stream, compared with the exchange)".to_string()))
+                }
+                Err(e) => (old, Err(format!("new user data stream: {e}"))),
+            }
+        }
+        (Err(e), old) => (old, Err(e)),
+    };
+    match &result {
+        Ok(m) => tracing::info!("user data stream: {m}"),
+        Err(e) => tracing::error!("user data stream: key switch: {e}"),
+    }
+    {
+        let mut g = slot.rekeyed.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 += 1;
+        g.1 = result;
+    }
+    w
+}
+
+/// listenKeys are compared by hash, so the stats never hold one (it would let anyone read the account's events).
+fn key_hash(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 fn key_rejected(inbound: &Sender<Inbound>, code: i32) {
@@ -215,6 +287,9 @@ fn session(
 ) -> End {
     let mut last_keepalive = Instant::now();
     while !stop.load(Ordering::Acquire) {
+        if slot.rekey.load(Ordering::Acquire) {
+            return End::Rekey;
+        }
         if slot.wanted.swap(false, Ordering::AcqRel) {
             slot.run("order gateway reconnect");
         }

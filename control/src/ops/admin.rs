@@ -1,5 +1,6 @@
 //! Incident commands (guide §7): `aegis halt`, `aegis resume`, `aegis kill [--flatten]` talking to the running
-//! bot over its local HTTPS API.
+//! bot over its local HTTPS API, and `POST /api/local/keys/reload` (the running bot switches to the key in
+//! `.env`, see [`super::keyreload`]; `aegis keys rotate` calls it).
 //!
 //! Two ways to authenticate, tried in this order:
 //! 1. **Dashboard admin** (`AEGIS_ADMIN_USER`, password from `AEGIS_ADMIN_PASSWORD` or a prompt without echo):
@@ -173,6 +174,37 @@ fn issue(
     }
 }
 
+/// `POST /api/local/keys/reload`: same guards as the incident commands, then [`super::keyreload::reload`].
+async fn keys_reload(s: &LocalState, rq: axum::extract::Request) -> Response {
+    let (parts, _) = rq.into_parts();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    if !local_only(peer, &parts.headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": "local admin endpoints answer local, unproxied callers only"})),
+        )
+            .into_response();
+    }
+    if !authorised(s, &parts.headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "missing or wrong local admin token"})),
+        )
+            .into_response();
+    }
+    match super::keyreload::reload("cli:local-token").await {
+        Ok(v) => Json(v).into_response(),
+        Err((code, msg)) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Json(json!({"error": msg})),
+        )
+            .into_response(),
+    }
+}
+
 async fn handle(s: &LocalState, rq: axum::extract::Request, which: &str) -> Response {
     let (parts, body) = rq.into_parts();
     let peer = parts
@@ -211,6 +243,14 @@ pub fn routes(token: Secret<String>, commands: Sender<Issued>) -> Router {
             post(
                 |State(s): State<LocalState>, rq: axum::extract::Request| async move {
                     handle(&s, rq, "resume").await
+                },
+            ),
+        )
+        .route(
+            "/api/local/keys/reload",
+            post(
+                |State(s): State<LocalState>, rq: axum::extract::Request| async move {
+                    keys_reload(&s, rq).await
                 },
             ),
         )
@@ -446,6 +486,43 @@ pub async fn send(
     }
 }
 
+/// Asks the running bot to re-read its key from `.env` and switch to it (`POST /api/local/keys/reload` with the
+/// local admin token). `Ok(None)`: no bot answers at `base` (not running). `Err`: the bot refused or failed.
+pub async fn reload_keys(
+    c: &reqwest::Client,
+    base: &str,
+    token: &Secret<String>,
+) -> Result<Option<Value>, String> {
+    let r = match c
+        .post(format!("{base}{LOCAL_PREFIX}/keys/reload"))
+        .bearer_auth(token.expose())
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "the bot did not answer the key reload: {}",
+                e.without_url()
+            ))
+        }
+    };
+    let code = r.status().as_u16();
+    let v = r.json::<Value>().await.unwrap_or(Value::Null);
+    if code == 200 {
+        Ok(Some(v))
+    } else {
+        Err(format!(
+            "the running bot refused the new key (HTTP {code}): {}",
+            v.get("error")
+                .and_then(|e| e.as_str())
+                .unwrap_or("no reason given")
+        ))
+    }
+}
+
 /// Reads a password from the terminal without echo (stdin must be a terminal).
 pub fn prompt_password(prompt: &str) -> Result<Secret<String>, String> {
     use std::io::{BufRead, Write};
@@ -554,6 +631,31 @@ mod tests {
                 403
             );
             assert!(rx.try_recv().is_err(), "a refused call reached the engine");
+            // The key reload has the same guards, and without a live exchange session it says so.
+            assert_eq!(
+                call(
+                    &app,
+                    "/api/local/keys/reload",
+                    &"0".repeat(64),
+                    "127.0.0.1:5000",
+                    None
+                )
+                .await
+                .0,
+                401
+            );
+            assert_eq!(
+                call(&app, "/api/local/keys/reload", &t, "10.1.2.3:5000", None)
+                    .await
+                    .0,
+                403
+            );
+            let (c, v) = call(&app, "/api/local/keys/reload", &t, "127.0.0.1:5000", None).await;
+            assert_eq!(c, 409, "{v}");
+            assert!(v["error"]
+                .as_str()
+                .unwrap()
+                .contains("no live exchange session"));
             // A token others can read is not used.
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(token_path(&d), std::fs::Permissions::from_mode(0o644))

@@ -89,6 +89,8 @@ pub fn run_extras(env_file: &Path, cfg: &Config) -> Result<crate::runtime::RunEx
         eprintln!("aegis: {e}");
         2u8
     })?;
+    // Where the running bot re-reads its key on `POST /api/local/keys/reload`.
+    super::keyreload::set_env_file(env_file);
     let alerts = crate::alerts::AlertConfig::from_lookup(|k| env.get(k), cfg.trading_mode)
         .map_err(|e| {
             eprintln!("aegis: {e}");
@@ -177,10 +179,12 @@ pub fn keys_rotate(env_file: &Path, args: &RotateArgs) -> u8 {
                 }
             }
         }
-        Ok::<_, String>(r)
+        // The running bot switches to the new key now (no restart); no bot running: it starts with it.
+        let switched = switch_running_bot(&cfg).await;
+        Ok::<_, String>((r, switched))
     });
     match result {
-        Ok(r) => {
+        Ok((r, switched)) => {
             println!(
                 "rotated the {} key: {} -> {} ({})",
                 opts.which.as_str(),
@@ -196,17 +200,56 @@ pub fn keys_rotate(env_file: &Path, args: &RotateArgs) -> u8 {
             for n in &r.notes {
                 println!("- {n}");
             }
-            println!("next: restart the bot so it signs with the new key (systemctl restart aegis / docker compose restart aegis); the running engine has no live key switch yet");
+            let code = match switched {
+                Ok(Some(v)) if v["switched"] == true => {
+                    println!(
+                        "the running bot switched to the new key without a restart: {}",
+                        v["detail"]
+                    );
+                    u8::from(v["ok"] != true)
+                }
+                Ok(Some(v)) => {
+                    // The bot re-read the same key: the process environment overrides `.env`.
+                    eprintln!(
+                        "aegis: the running bot did NOT switch: {}; remove the key variables from the bot's environment (unit file, compose) so it reads .env, then restart it",
+                        v["note"].as_str().unwrap_or("it reads the same key")
+                    );
+                    1
+                }
+                Ok(None) => {
+                    println!("no bot is running here: it will use the new key when it starts");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("aegis: {e}");
+                    eprintln!("aegis: .env holds the new key; the running bot still uses the old one: fix the cause, then restart the bot (systemctl restart aegis / docker compose restart aegis)");
+                    1
+                }
+            };
             println!(
                 "then: watch it trade for 24 h, and delete the old key on Binance (guide §1.4)"
             );
-            0
+            code
         }
         Err(e) => {
             eprintln!("aegis: key rotation refused: {e}");
             1
         }
     }
+}
+
+/// Asks the running bot (local admin token, pinned certificate) to switch to the key just written. `Ok(None)`:
+/// no bot is running with this `DATA_DIR`/`API_PORT`.
+async fn switch_running_bot(cfg: &Config) -> Result<Option<serde_json::Value>, String> {
+    let Ok(token) = admin::read_token(&cfg.data_dir) else {
+        return Ok(None);
+    };
+    let (base, cert) = bot_endpoint(cfg);
+    let Ok(fp) = admin::cert_fingerprint(&cert) else {
+        return Ok(None);
+    };
+    let c = admin::pinned_client(&fp)?;
+    admin::reload_keys(&c, &base, &token).await
 }
 
 /// The bot's local API base URL and certificate.

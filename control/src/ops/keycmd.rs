@@ -5,8 +5,8 @@
 //! exchange (the signed account call works; production: `apiRestrictions` says withdrawals off and IP restriction
 //! on), write `.env` atomically (temp file mode 600, fsync, rename), record the new fingerprint's first-seen date,
 //! append a `rotated` event to `DATA_DIR/key-events.jsonl`, audit it in Postgres when `DATABASE_URL` is set, and
-//! raise the expected `key_changed` alert. The running bot keeps the old key until it restarts: the engine has no
-//! key-switch hook yet (see the module docs of [`crate::ops`] and the report).
+//! raise the expected `key_changed` alert. A running bot is then asked to switch to the new key without a restart
+//! (`POST /api/local/keys/reload`, see [`super::keyreload`]).
 
 use super::env::EnvSource;
 use super::keys::{self as keymod, KeyEvent, NewPair};

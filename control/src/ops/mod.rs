@@ -19,6 +19,7 @@ pub mod commands;
 pub mod env;
 pub mod incident;
 pub mod keycmd;
+pub mod keyreload;
 pub mod keys;
 pub mod preflight;
 pub mod probe;

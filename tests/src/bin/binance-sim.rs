@@ -56,6 +56,7 @@ ADMIN API (test kit only; JSON bodies; all under /admin)
   POST /admin/faults/clear
   POST /admin/keys                            a keys-file key entry (add a key while running)
   POST /admin/keys/{api_key}/revoke           WS-API sessions on it get {"id":null,"status":401,...}
+  GET  /admin/keys/usage                      per key {requests, refused, lastUsedMs} (REST + WebSocket API)
   POST /admin/keys/{api_key}/permissions      {"futures":false,"withdrawals":true,"ipRestrict":true,"allowedIps":[..]}
   POST /admin/ws/drop       {"target":"all|market|user|api"}   TCP cut, no close frame
   POST /admin/ws/stall      {"target":..., "ms": 5000}         no data, no pongs (ms omitted: until unstall)

@@ -48,6 +48,12 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/faults/clear", post(clear))
         .route("/keys", post(add_key))
         .route("/keys/{api_key}/revoke", post(revoke))
+        .route(
+            "/keys/usage",
+            get(|State(sim): State<Arc<Sim>>| async move {
+                Json(json!(lock(&sim.key_usage).clone()))
+            }),
+        )
         .route("/keys/{api_key}/permissions", post(permissions))
         .route(
             "/ws/connections",

@@ -106,6 +106,10 @@ impl AdminCall {
     pub fn revoke_key(api_key: &str) -> Self {
         Self::post(format!("/admin/keys/{api_key}/revoke"), json!({}))
     }
+    /// `GET /admin/keys/usage`: per API key `{requests, refused, lastUsedMs}`.
+    pub fn key_usage() -> Self {
+        Self::get("/admin/keys/usage".into())
+    }
     /// `POST /admin/keys/{key}/permissions` with any of reading, futures, spot, withdrawals, ipRestrict,
     /// allowedIps.
     pub fn set_permissions(api_key: &str, changes: Value) -> Self {

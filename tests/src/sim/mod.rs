@@ -80,7 +80,21 @@ pub struct Sim {
     pub depth: Mutex<std::collections::HashMap<String, DepthState>>,
     /// Runtime settings.
     pub settings: Settings,
+    /// Requests per API key (every authenticated REST and WebSocket API request, accepted or not).
+    pub key_usage: Mutex<std::collections::HashMap<String, KeyUsage>>,
     agg_id: AtomicU64,
+}
+
+/// How often and when an API key was last presented.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyUsage {
+    /// Requests that named the key (header, `apiKey` param or a logged-on session).
+    pub requests: u64,
+    /// Of those, refused because the key is unknown or revoked.
+    pub refused: u64,
+    /// Server time of the last one (ms).
+    pub last_used_ms: u64,
 }
 
 /// Locks a mutex, recovering from poisoning: a panicked handler must not take the whole simulator down.
@@ -107,6 +121,7 @@ impl Sim {
                 ping_interval_ms: AtomicU64::new(cfg.ping_interval_ms),
                 listen_key_ttl_ms: AtomicU64::new(cfg.listen_key_ttl_ms),
             },
+            key_usage: Mutex::new(Default::default()),
             agg_id: AtomicU64::new(5_933_014),
         }
     }
@@ -121,13 +136,22 @@ impl Sim {
         self.agg_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Reads a key (cloned, so no lock is held afterwards).
+    /// Reads a key (cloned, so no lock is held afterwards). Every authenticated request looks its key up here, so
+    /// this is also where [`KeyUsage`] is counted.
     pub fn key(&self, api_key: &str) -> Option<keys::ApiKey> {
-        self.keys
+        let k = self
+            .keys
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(api_key)
-            .cloned()
+            .cloned();
+        let now = self.now();
+        let mut u = lock(&self.key_usage);
+        let e = u.entry(api_key.to_string()).or_default();
+        e.requests += 1;
+        e.refused += u64::from(k.is_none());
+        e.last_used_ms = now;
+        k
     }
 
     /// The default wallet for new accounts.
