@@ -90,31 +90,48 @@ impl<'de> Deserialize<'de> for ClientOrderId {
 pub struct ClientOrderIdGen {
     session: u64,
     seq: u64,
+    /// `ag<session base 36>-`, rendered once: only the sequence number changes from id to id.
+    prefix: [u8; MAX_CLIENT_ID_LEN],
+    prefix_len: u8,
 }
 
-fn write_base36(mut v: u64, out: &mut [u8], pos: &mut usize) {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut tmp = [0u8; 13];
-    let mut n = 0;
-    loop {
-        tmp[n] = DIGITS[(v % 36) as usize];
-        v /= 36;
+const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// Writes `v` in base 36 at `out[at..]` (digits counted first, then written right to left in place: no scratch
+/// array to fill and copy). Returns the number of digits; at most 13 for a `u64`.
+#[inline(always)]
+fn write_base36(v: u64, out: &mut [u8; MAX_CLIENT_ID_LEN], at: usize) -> usize {
+    let mut n = 1;
+    let mut t = v;
+    while t >= 36 {
+        t /= 36;
         n += 1;
-        if v == 0 {
-            break;
-        }
     }
-    for i in (0..n).rev() {
-        out[*pos] = tmp[i];
-        *pos += 1;
+    let mut v = v;
+    let mut i = at + n;
+    while i > at {
+        i -= 1;
+        out[i] = BASE36[(v % 36) as usize];
+        v /= 36;
     }
+    n
 }
 
 impl ClientOrderIdGen {
     /// A generator for a session. `session` must be greater than every session used before (the control
     /// plane passes `max(now_ms, last_journaled_session + 1)`).
     pub fn new(session: u64) -> Self {
-        Self { session, seq: 0 }
+        let mut prefix = [0u8; MAX_CLIENT_ID_LEN];
+        prefix[0] = b'a';
+        prefix[1] = b'g';
+        let n = write_base36(session, &mut prefix, 2);
+        prefix[2 + n] = b'-';
+        Self {
+            session,
+            seq: 0,
+            prefix,
+            prefix_len: (3 + n) as u8,
+        }
     }
     /// The session number this generator stamps into ids.
     pub fn session(&self) -> u64 {
@@ -124,16 +141,11 @@ impl ClientOrderIdGen {
     #[inline]
     pub fn next_id(&mut self) -> ClientOrderId {
         self.seq += 1;
-        let mut bytes = [0u8; MAX_CLIENT_ID_LEN];
-        bytes[0] = b'a';
-        bytes[1] = b'g';
-        let mut pos = 2;
-        write_base36(self.session, &mut bytes, &mut pos);
-        bytes[pos] = b'-';
-        pos += 1;
-        write_base36(self.seq, &mut bytes, &mut pos);
+        let mut bytes = self.prefix;
+        let at = self.prefix_len as usize;
+        let n = write_base36(self.seq, &mut bytes, at);
         ClientOrderId {
-            len: pos as u8,
+            len: (at + n) as u8,
             bytes,
         }
     }
@@ -153,6 +165,36 @@ mod tests {
         assert!(ClientOrderId::new("has space").is_err());
         assert!(ClientOrderId::new(&"x".repeat(37)).is_err());
         assert!(ClientOrderId::new(&"x".repeat(36)).is_ok());
+    }
+
+    /// The format, against a plain reference rendering: `ag<session base 36>-<seq base 36>`.
+    #[test]
+    fn format_is_ag_session_dash_seq_in_base_36() {
+        fn b36(mut v: u64) -> String {
+            let mut s = Vec::new();
+            loop {
+                s.push(BASE36[(v % 36) as usize]);
+                v /= 36;
+                if v == 0 {
+                    break;
+                }
+            }
+            s.reverse();
+            String::from_utf8(s).unwrap()
+        }
+        for session in [0u64, 1, 35, 36, 1_700_000_000_000, u64::MAX] {
+            let mut g = ClientOrderIdGen::new(session);
+            for seq in 1..=1300u64 {
+                let id = g.next_id();
+                assert_eq!(id.as_str(), format!("ag{}-{}", b36(session), b36(seq)));
+            }
+        }
+        assert_eq!(ClientOrderIdGen::new(35).next_id().as_str(), "agz-1");
+        let mut g = ClientOrderIdGen::new(u64::MAX);
+        g.seq = u64::MAX - 1;
+        let id = g.next_id();
+        assert_eq!(id.as_str(), "ag3w5e11264sgsf-3w5e11264sgsf");
+        assert_eq!(id.as_bytes().len(), 29);
     }
 
     #[test]
