@@ -375,8 +375,8 @@ where
         )),
     );
     let server = api::serve_app(listener, tls_config, app);
-    let redirect = redirect_listener
-        .map(|l| api::serve_redirect(l, cfg.api.port, cfg.api.bind_addr));
+    let redirect =
+        redirect_listener.map(|l| api::serve_redirect(l, cfg.api.port, cfg.api.bind_addr));
     let (hb_stop, hb_stop_rx) = tokio::sync::watch::channel(false);
     if let Some((d, _)) = &alerts {
         tokio::spawn(crate::ops::watch::heartbeat_watch(
