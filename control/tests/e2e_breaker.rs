@@ -2,169 +2,27 @@
 //! authenticated admin's reset — journaled and audited — clears it. Also: the config errors of the modes and
 //! the dashboard reach the operator as one line with exit code 2.
 
+mod support;
+
 use aegis_control::journal::{self, JournalReader, JournalRecord};
 use aegis_shared::event::{BreakerChange, BreakerScope};
 use aegis_shared::{Command as BotCommand, EngineEvent};
 use serde_json::{json, Value};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::{free_port, quiet_feed, rt, temp_dir, wait_health, Bot, Launcher};
 
 const JWT: &str = "e2e-breaker-Hq7vX2mP9sL4kR8tW3nB6cY1";
 const ADMIN: (&str, &str) = ("ops", "breaker-Reset-Operator-77");
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "aegis-e2e-{tag}-{}-{}",
-        std::process::id(),
-        journal::now_ms()
-    ));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Bot {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-    run: u32,
-}
-
-impl Bot {
-    fn start(dir: &Path, port: u16, run: u32, env: &[(&str, &str)], args: &[&str]) -> Bot {
-        let out = fs::File::create(dir.join(format!("stdout-{run}.txt"))).unwrap();
-        let err = fs::File::create(dir.join(format!("stderr-{run}.txt"))).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aegis"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATA_DIR", dir.join("data"))
-            .env("API_PORT", port.to_string())
-            .env("JWT_SECRET", JWT)
-            .current_dir(dir)
-            .arg("--env-file")
-            .arg(dir.join(".env"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Bot {
-            child: cmd.spawn().unwrap(),
-            dir: dir.to_path_buf(),
-            port,
-            run,
-        }
-    }
-
-    fn stdout(&self) -> String {
-        fs::read_to_string(self.dir.join(format!("stdout-{}.txt", self.run))).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(self.dir.join(format!("stderr-{}.txt", self.run))).unwrap_or_default()
-    }
-
-    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let t = Instant::now();
-        while t.elapsed() < limit {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-
-    fn stop_cleanly(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let s = self
-            .wait(Duration::from_secs(6))
-            .expect("no exit after SIGTERM");
-        assert_eq!(
-            s.code(),
-            Some(0),
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn client() -> reqwest::Client {
+const LAUNCH: Launcher = Launcher {
+    env: &[("JWT_SECRET", JWT)],
+    stop_wait: Duration::from_secs(6),
+    stop_budget: None,
+    client_timeout: Duration::from_secs(3),
     // Self-signed certificate of a local test bot; the certificate pin is checked in e2e_run.rs.
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap()
-}
-
-async fn health(c: &reqwest::Client, bot: &Bot) -> Option<Value> {
-    c.get(bot.url("/api/health"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
-}
-
-async fn wait_health<F: Fn(&Value) -> bool>(
-    c: &reqwest::Client,
-    bot: &mut Bot,
-    limit: Duration,
-    what: &str,
-    ok: F,
-) -> Value {
-    let t = Instant::now();
-    let mut last = Value::Null;
-    while t.elapsed() < limit {
-        if let Some(s) = bot.child.try_wait().unwrap() {
-            panic!(
-                "bot exited ({s}) while waiting for {what}\nstdout:\n{}\nstderr:\n{}",
-                bot.stdout(),
-                bot.stderr()
-            );
-        }
-        if let Some(h) = health(c, bot).await {
-            if ok(&h) {
-                return h;
-            }
-            last = h;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "timed out after {limit:?} waiting for {what}; last health {last}\nstdout:\n{}",
-        bot.stdout()
-    );
-}
+    pin_cert: false,
+};
 
 /// The `until_ms` of the tripped global breaker in a health body.
 fn global_until(h: &Value) -> Option<u64> {
@@ -206,32 +64,15 @@ async fn authed(c: &reqwest::Client, bot: &Bot, token: &str, path: &str) -> (u16
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-fn quiet_feed(dir: &Path) -> PathBuf {
-    // One message of a symbol the bot does not trade: the restarted bot makes no new trades, so nothing but the
-    // journal decides the breaker state it shows.
-    let p = dir.join("quiet.jsonl");
-    fs::write(
-        &p,
-        "{\"stream\":\"xrpeth@aggTrade\",\"data\":{\"e\":\"aggTrade\",\"E\":1570752000000,\"s\":\"XRPETH\",\"a\":1,\"p\":\"0.00150000\",\"q\":\"10\",\"f\":1,\"l\":1,\"T\":1570752000000,\"m\":true}}\n",
-    )
-    .unwrap();
-    p
-}
-
 #[test]
 fn a_trip_survives_restart_and_only_an_audited_admin_reset_clears_it() {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(body());
+    rt().block_on(body());
 }
 
 async fn body() {
     let dir = temp_dir("breaker");
     let port = free_port();
-    let c = client();
+    let c = LAUNCH.client();
     // One losing trade trips it; the cooldown (7 days) outlasts the test, so only a reset can end it.
     let trip_env = [
         ("SIM_RATE", "20000"),
@@ -239,7 +80,7 @@ async fn body() {
         ("CIRCUIT_MAX_CONSECUTIVE_LOSSES", "1"),
         ("CIRCUIT_COOLDOWN_MINUTES", "10080"),
     ];
-    let mut bot = Bot::start(&dir, port, 1, &trip_env, &[]);
+    let mut bot = LAUNCH.start(&dir, port, 1, &trip_env, &[]);
     let h = wait_health(
         &c,
         &mut bot,
@@ -283,7 +124,7 @@ async fn body() {
     // Restart: still tripped, same end time, on the health check and on the dashboard.
     let quiet = quiet_feed(&dir);
     let replay = ["run", "--replay", quiet.to_str().unwrap()];
-    let mut bot = Bot::start(&dir, port, 2, &[], &replay);
+    let mut bot = LAUNCH.start(&dir, port, 2, &[], &replay);
     let h = wait_health(
         &c,
         &mut bot,
@@ -377,7 +218,7 @@ async fn body() {
     assert!(cmd_at < reset_at);
 
     // And a reset survives a restart too.
-    let mut bot = Bot::start(&dir, port, 3, &[], &replay);
+    let mut bot = LAUNCH.start(&dir, port, 3, &[], &replay);
     let h = wait_health(
         &c,
         &mut bot,
@@ -389,12 +230,6 @@ async fn body() {
     assert_eq!(h["breaker"]["state"], "ok", "{h}");
     bot.stop_cleanly();
     let _ = fs::remove_dir_all(&dir);
-}
-
-fn run_expect_exit(dir: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut bot = Bot::start(dir, free_port(), 1, env, &[]);
-    let s = bot.wait(Duration::from_secs(10)).expect("bot did not exit");
-    (s.code(), bot.stdout(), bot.stderr())
 }
 
 #[test]
@@ -428,7 +263,7 @@ fn allocation_and_dashboard_config_errors_are_one_line_exit_2() {
         ),
     ];
     for (env, want) in cases {
-        let (code, out, err) = run_expect_exit(&dir, env);
+        let (code, out, err) = LAUNCH.run_expect_exit(&dir, env);
         assert_eq!(code, Some(2), "{env:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "one line expected:\n{err}");
         for w in want {

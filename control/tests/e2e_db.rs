@@ -7,219 +7,32 @@
 //! - `aegis audit verify` passes on a fresh chain and names the tampered row;
 //! - `aegis export trades` writes one CSV row per stored fill with exact decimals.
 //!
-//! Bot tests hold [`SERIAL`]: the engine busy-polls a core, two at once on 2 cores would only measure each other.
+//! Bot tests hold `support::serial`: the engine busy-polls a core, two at once on 2 cores would only measure each
+//! other.
 
 mod db_support;
+mod support;
 
 use aegis_control::journal::{self, JournalReader};
 use db_support::{TestDb, Totals};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::Mutex;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-static SERIAL: Mutex<()> = Mutex::new(());
+use support::{free_port, get, quiet_feed, rt, serial, wait_for, Launcher, StatusPoll, FAST};
 
 const JWT: &str = "e2e-db-test-Zp4Lq8Wx2Nc7Rv5Tb9Hm3Ks6";
 const ADMIN: (&str, &str) = ("dbops", "Persist-Operator-2026-xyz");
-const FAST: [(&str, &str); 2] = [("SIM_RATE", "20000"), ("SIM_SPEED", "3000")];
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn serial<F: std::future::Future<Output = ()>>(f: F) {
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    rt().block_on(f)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Bot {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-    run: u32,
-}
-
-impl Bot {
-    fn start(dir: &Path, port: u16, run: u32, env: &[(&str, &str)], args: &[&str]) -> Bot {
-        let out = fs::File::create(dir.join(format!("stdout-{run}.txt"))).unwrap();
-        let err = fs::File::create(dir.join(format!("stderr-{run}.txt"))).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aegis"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATA_DIR", dir.join("data"))
-            .env("API_PORT", port.to_string())
-            .env("JWT_SECRET", JWT)
-            .current_dir(dir)
-            .arg("--env-file")
-            .arg(dir.join(".env"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Bot {
-            child: cmd.spawn().unwrap(),
-            dir: dir.to_path_buf(),
-            port,
-            run,
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-
-    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let t = Instant::now();
-        while t.elapsed() < limit {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-
-    fn output(&self) -> String {
-        let r = |n: &str| fs::read_to_string(self.dir.join(format!("{n}-{}.txt", self.run)));
-        format!(
-            "stdout:\n{}\nstderr:\n{}",
-            r("stdout").unwrap_or_default(),
-            r("stderr").unwrap_or_default()
-        )
-    }
-
-    /// SIGTERM; the exit must be clean (code 0) within the 5 s budget.
-    fn stop_cleanly(&mut self) -> Duration {
-        let t = Instant::now();
-        self.signal(libc::SIGTERM);
-        let s = self
-            .wait(Duration::from_secs(7))
-            .expect("no exit after SIGTERM");
-        let took = t.elapsed();
-        assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
-        assert_eq!(s.code(), Some(0), "{}", self.output());
-        took
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn client() -> reqwest::Client {
-    // The certificate is self-signed: every response's peer certificate is compared with the one the bot wrote
-    // to DATA_DIR (pinning) instead of trusting any.
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .tls_info(true)
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap()
-}
-
-fn pinned(dir: &Path) -> String {
-    let pem = fs::read(dir.join("data/tls/cert.pem")).unwrap();
-    let der = rustls_pemfile::certs(&mut pem.as_slice())
-        .next()
-        .unwrap()
-        .unwrap();
-    aegis_control::tls::fingerprint(&der)
-}
-
-fn check_pin(r: &reqwest::Response, bot: &Bot) {
-    let der = r
-        .extensions()
-        .get::<reqwest::tls::TlsInfo>()
-        .and_then(|i| i.peer_certificate().map(|d| d.to_vec()))
-        .expect("no peer certificate");
-    assert_eq!(
-        aegis_control::tls::fingerprint(&der),
-        pinned(&bot.dir),
-        "certificate pin mismatch"
-    );
-}
-
-async fn get(
-    c: &reqwest::Client,
-    bot: &Bot,
-    path: &str,
-    token: Option<&str>,
-) -> Option<(u16, Value)> {
-    let mut rq = c.get(bot.url(path));
-    if let Some(t) = token {
-        rq = rq.bearer_auth(t);
-    }
-    let r = rq.send().await.ok()?;
-    check_pin(&r, bot);
-    let code = r.status().as_u16();
-    Some((code, r.json().await.ok()?))
-}
-
-/// Polls `/api/health` (and `/api/status` when `token` is given or auth is off) until `ok` holds.
-async fn wait_for<F: Fn(&Value, &Value) -> bool>(
-    c: &reqwest::Client,
-    bot: &mut Bot,
-    token: Option<&str>,
-    limit: Duration,
-    what: &str,
-    ok: F,
-) -> (Value, Value) {
-    let t = Instant::now();
-    let mut last = (Value::Null, Value::Null);
-    while t.elapsed() < limit {
-        if let Some(s) = bot.child.try_wait().unwrap() {
-            panic!(
-                "bot exited ({s}) while waiting for {what}\n{}",
-                bot.output()
-            );
-        }
-        if let Some((_, h)) = get(c, bot, "/api/health", None).await {
-            let s = get(c, bot, "/api/status", token)
-                .await
-                .map(|x| x.1)
-                .unwrap_or(Value::Null);
-            if ok(&h, &s) {
-                return (h, s);
-            }
-            last = (h, s);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "timed out after {limit:?} waiting for {what}; last health {} status {}\n{}",
-        last.0,
-        last.1,
-        bot.output()
-    );
-}
+const LAUNCH: Launcher = Launcher {
+    env: &[("JWT_SECRET", JWT)],
+    stop_wait: Duration::from_secs(7),
+    // The 5 s shutdown budget.
+    stop_budget: Some(Duration::from_secs(5)),
+    client_timeout: Duration::from_secs(3),
+    pin_cert: true,
+};
 
 fn fills_of(status: &Value) -> u64 {
     status["counts"]["fills"].as_u64().unwrap_or(0)
@@ -266,16 +79,16 @@ fn sigterm_leaves_every_fill_in_postgres_and_the_dashboard_audits_there() {
         let db = TestDb::create("e2e_run").await;
         let dir = db_support::temp_dir("e2e-run");
         let port = free_port();
-        let c = client();
+        let c = LAUNCH.client();
         let url = db.url();
         let mut env = FAST.to_vec();
         env.push(("DATABASE_URL", &url));
-        let mut bot = Bot::start(&dir, port, 1, &env, &[]);
+        let mut bot = LAUNCH.start(&dir, port, 1, &env, &[]);
         // Health is public: wait for the writer to connect, then make the first (admin) account.
         wait_for(
             &c,
             &mut bot,
-            None,
+            StatusPoll::Optional(None),
             Duration::from_secs(15),
             "database connected",
             |h, _| h["database"]["state"] == "connected",
@@ -309,7 +122,7 @@ fn sigterm_leaves_every_fill_in_postgres_and_the_dashboard_audits_there() {
         let (h, s) = wait_for(
             &c,
             &mut bot,
-            Some(&token),
+            StatusPoll::Optional(Some(&token)),
             Duration::from_secs(20),
             "200 fills with the database connected",
             |h, s| fills_of(s) >= 200 && h["database"]["state"] == "connected",
@@ -402,16 +215,16 @@ fn kill_9_in_a_burst_then_restart_catches_up_exactly() {
         let db = TestDb::create("e2e_kill").await;
         let dir = db_support::temp_dir("e2e-kill");
         let port = free_port();
-        let c = client();
+        let c = LAUNCH.client();
         let url = db.url();
         let mut env = FAST.to_vec();
         env.push(("DATABASE_URL", &url));
         env.push(("AUTH_ENABLED", "false"));
-        let mut bot = Bot::start(&dir, port, 1, &env, &[]);
+        let mut bot = LAUNCH.start(&dir, port, 1, &env, &[]);
         wait_for(
             &c,
             &mut bot,
-            None,
+            StatusPoll::Optional(None),
             Duration::from_secs(20),
             "300 fills",
             |h, s| fills_of(s) >= 300 && h["database"]["state"] == "connected",
@@ -424,13 +237,8 @@ fn kill_9_in_a_burst_then_restart_catches_up_exactly() {
         let before = Totals::from_db(&pg).await;
 
         // Restart on a feed that makes no trades, so the journal is all there is to store.
-        let quiet = dir.join("quiet.jsonl");
-        fs::write(
-            &quiet,
-            "{\"stream\":\"xrpeth@aggTrade\",\"data\":{\"e\":\"aggTrade\",\"E\":1570752000000,\"s\":\"XRPETH\",\"a\":1,\"p\":\"0.00150000\",\"q\":\"10\",\"f\":1,\"l\":1,\"T\":1570752000000,\"m\":true}}\n",
-        )
-        .unwrap();
-        let mut bot = Bot::start(
+        let quiet = quiet_feed(&dir);
+        let mut bot = LAUNCH.start(
             &dir,
             port,
             2,
@@ -440,7 +248,7 @@ fn kill_9_in_a_burst_then_restart_catches_up_exactly() {
         wait_for(
             &c,
             &mut bot,
-            None,
+            StatusPoll::Optional(None),
             Duration::from_secs(15),
             "the writer caught up",
             |h, _| h["database"]["state"] == "connected" && h["database"]["lag_records"] == 0,
@@ -472,15 +280,15 @@ fn a_dead_database_does_not_stop_trading_and_leaks_no_password() {
         let closed = free_port();
         let secret = "Db-Pass-9f8e7d6c5b4a";
         let url = format!("postgres://aegis_bot:{secret}@127.0.0.1:{closed}/aegis?sslmode=disable");
-        let c = client();
+        let c = LAUNCH.client();
         let mut env = FAST.to_vec();
         env.push(("DATABASE_URL", &url));
         env.push(("AUTH_ENABLED", "false"));
-        let mut bot = Bot::start(&dir, port, 1, &env, &[]);
+        let mut bot = LAUNCH.start(&dir, port, 1, &env, &[]);
         let (h, s) = wait_for(
             &c,
             &mut bot,
-            None,
+            StatusPoll::Optional(None),
             Duration::from_secs(20),
             "fills with the database down",
             |h, s| fills_of(s) >= 50 && h["database"]["state"] == "down",

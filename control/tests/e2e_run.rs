@@ -1,6 +1,8 @@
 //! End-to-end tests of the real `aegis` binary: simulated market, journal, HTTPS API, signals, restarts, bad
-//! config, secrets, `.env` permissions. Each test that runs the bot holds [`SERIAL`]: the engine busy-polls a
-//! core, so two bots at once on a 2-core machine would only measure each other.
+//! config, secrets, `.env` permissions. Each test that runs the bot holds `support::serial`: the engine
+//! busy-polls a core, so two bots at once on a 2-core machine would only measure each other.
+
+mod support;
 
 use aegis_control::journal::{self, JournalReader, JournalRecord};
 use aegis_control::ledger::Ledger;
@@ -9,222 +11,23 @@ use serde_json::Value;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
+use support::{
+    free_port, pinned_fingerprint, quiet_feed, serial, temp_dir, wait_for, Launcher, StatusPoll,
+    FAST,
+};
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Runs one bot test at a time, each on its own runtime.
-fn serial<F: std::future::Future<Output = ()>>(f: F) {
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "aegis-e2e-{tag}-{}-{}",
-        std::process::id(),
-        journal::now_ms()
-    ));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One line of real market data for a symbol the bot does not trade: a restart on it replays the journal and
-/// serves the API without any new trade, so the restored state can be compared exactly.
-fn quiet_feed(dir: &Path) -> PathBuf {
-    let p = dir.join("quiet.jsonl");
-    fs::write(
-        &p,
-        "{\"stream\":\"xrpeth@aggTrade\",\"data\":{\"e\":\"aggTrade\",\"E\":1570752000000,\"s\":\"XRPETH\",\"a\":1,\"p\":\"0.00150000\",\"q\":\"10\",\"f\":1,\"l\":1,\"T\":1570752000000,\"m\":true}}\n",
-    )
-    .unwrap();
-    p
-}
-
-struct Bot {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-    run: u32,
-}
-
-impl Bot {
-    fn start(dir: &Path, port: u16, run: u32, env: &[(&str, &str)], args: &[&str]) -> Bot {
-        let out = fs::File::create(dir.join(format!("stdout-{run}.txt"))).unwrap();
-        let err = fs::File::create(dir.join(format!("stderr-{run}.txt"))).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aegis"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            // These tests read /api/status without logging in; the loopback bind allows auth off (the
-            // authenticated paths are tested in e2e_breaker.rs and the web_* tests; the secrets test turns it on).
-            .env("AUTH_ENABLED", "false")
-            .env("DATA_DIR", dir.join("data"))
-            .env("API_PORT", port.to_string())
-            .current_dir(dir)
-            .arg("--env-file")
-            .arg(dir.join(".env"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Bot {
-            child: cmd.spawn().unwrap(),
-            dir: dir.to_path_buf(),
-            port,
-            run,
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-
-    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let t = Instant::now();
-        while t.elapsed() < limit {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-
-    fn stdout(&self) -> String {
-        fs::read_to_string(self.dir.join(format!("stdout-{}.txt", self.run))).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(self.dir.join(format!("stderr-{}.txt", self.run))).unwrap_or_default()
-    }
-
-    /// SIGTERM, and the exit must be clean (code 0) within the 5 s budget.
-    fn stop_cleanly(&mut self) {
-        let t = Instant::now();
-        self.signal(libc::SIGTERM);
-        let s = self
-            .wait(Duration::from_secs(6))
-            .expect("no exit after SIGTERM");
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "shutdown took {:?}",
-            t.elapsed()
-        );
-        assert_eq!(
-            s.code(),
-            Some(0),
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-    }
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn client() -> reqwest::Client {
-    // The certificate is self-signed: instead of trusting any, every response's peer certificate is compared with
-    // the one the bot wrote to DATA_DIR (pinning).
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .tls_info(true)
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap()
-}
-
-fn pinned_fingerprint(dir: &Path) -> String {
-    let pem = fs::read(dir.join("data/tls/cert.pem")).unwrap();
-    let der = rustls_pemfile::certs(&mut pem.as_slice())
-        .next()
-        .unwrap()
-        .unwrap();
-    aegis_control::tls::fingerprint(&der)
-}
-
-/// GET over HTTPS; `None` while the server is not up. Checks the certificate pin.
-async fn get(c: &reqwest::Client, bot: &Bot, path: &str) -> Option<(u16, Value)> {
-    let r = c
-        .get(format!("https://127.0.0.1:{}{path}", bot.port))
-        .send()
-        .await
-        .ok()?;
-    let info = r.extensions().get::<reqwest::tls::TlsInfo>().cloned();
-    let der = info
-        .and_then(|i| i.peer_certificate().map(|d| d.to_vec()))
-        .expect("no peer certificate");
-    assert_eq!(
-        aegis_control::tls::fingerprint(&der),
-        pinned_fingerprint(&bot.dir),
-        "certificate pin mismatch"
-    );
-    let code = r.status().as_u16();
-    Some((code, r.json().await.ok()?))
-}
-
-async fn wait_for<F: Fn(&Value, &Value) -> bool>(
-    c: &reqwest::Client,
-    bot: &mut Bot,
-    limit: Duration,
-    what: &str,
-    ok: F,
-) -> (Value, Value) {
-    let t = Instant::now();
-    let mut last = (Value::Null, Value::Null);
-    while t.elapsed() < limit {
-        if let Some(s) = bot.child.try_wait().unwrap() {
-            panic!(
-                "bot exited ({s}) while waiting for {what}\nstdout:\n{}\nstderr:\n{}",
-                bot.stdout(),
-                bot.stderr()
-            );
-        }
-        if let (Some((_, h)), Some((_, s))) = (
-            get(c, bot, "/api/health").await,
-            get(c, bot, "/api/status").await,
-        ) {
-            if ok(&h, &s) {
-                return (h, s);
-            }
-            last = (h, s);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "timed out after {limit:?} waiting for {what}; last health {} status {}\nstdout:\n{}",
-        last.0,
-        last.1,
-        bot.stdout()
-    );
-}
+const LAUNCH: Launcher = Launcher {
+    // These tests read /api/status without logging in; the loopback bind allows auth off (the authenticated
+    // paths are tested in e2e_breaker.rs and the web_* tests; the secrets test turns it on).
+    env: &[("AUTH_ENABLED", "false")],
+    stop_wait: Duration::from_secs(6),
+    // The 5 s shutdown budget.
+    stop_budget: Some(Duration::from_secs(5)),
+    client_timeout: Duration::from_secs(2),
+    pin_cert: true,
+};
 
 /// The ledger of a journal, read-only.
 fn journal_ledger(dir: &Path) -> (Ledger, Vec<journal::Entry>) {
@@ -269,8 +72,6 @@ fn ledger_positions(l: &Ledger) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
-const FAST: &[(&str, &str)] = &[("SIM_RATE", "20000"), ("SIM_SPEED", "3000")];
-
 fn trading(h: &Value, s: &Value) -> bool {
     h["status"] == "ok" && s["counts"]["fills"].as_u64().unwrap_or(0) >= 1
 }
@@ -284,7 +85,7 @@ async fn restart_and_compare(
     expect: &Ledger,
 ) {
     let quiet = quiet_feed(dir);
-    let mut bot = Bot::start(
+    let mut bot = LAUNCH.start(
         dir,
         port,
         run,
@@ -294,6 +95,7 @@ async fn restart_and_compare(
     let (_, s) = wait_for(
         c,
         &mut bot,
+        StatusPoll::Required,
         Duration::from_secs(15),
         "status after restart",
         |_, s| s["engine"]["state"] != "starting",
@@ -323,11 +125,12 @@ fn sim_trades_over_https_then_sigterm_and_restart_restore_state() {
 async fn sim_trades_over_https_then_sigterm_and_restart_restore_state_body() {
     let dir = temp_dir("sim");
     let port = free_port();
-    let c = client();
-    let mut bot = Bot::start(&dir, port, 1, FAST, &[]);
+    let c = LAUNCH.client();
+    let mut bot = LAUNCH.start(&dir, port, 1, &FAST, &[]);
     let (h, s) = wait_for(
         &c,
         &mut bot,
+        StatusPoll::Required,
         Duration::from_secs(30),
         "health ok and a fill",
         trading,
@@ -366,9 +169,17 @@ fn kill_9_then_torn_and_corrupt_tails_are_cut_and_reported() {
 async fn kill_9_then_torn_and_corrupt_tails_are_cut_and_reported_body() {
     let dir = temp_dir("kill9");
     let port = free_port();
-    let c = client();
-    let mut bot = Bot::start(&dir, port, 1, FAST, &[]);
-    wait_for(&c, &mut bot, Duration::from_secs(30), "a fill", trading).await;
+    let c = LAUNCH.client();
+    let mut bot = LAUNCH.start(&dir, port, 1, &FAST, &[]);
+    wait_for(
+        &c,
+        &mut bot,
+        StatusPoll::Required,
+        Duration::from_secs(30),
+        "a fill",
+        trading,
+    )
+    .await;
     bot.signal(libc::SIGKILL);
     bot.wait(Duration::from_secs(5))
         .expect("no exit after SIGKILL");
@@ -444,13 +255,6 @@ async fn kill_9_then_torn_and_corrupt_tails_are_cut_and_reported_body() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-fn run_expect_exit(dir: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let port = free_port();
-    let mut bot = Bot::start(dir, port, 1, env, &[]);
-    let s = bot.wait(Duration::from_secs(10)).expect("bot did not exit");
-    (s.code(), bot.stdout(), bot.stderr())
-}
-
 #[test]
 fn bad_config_exits_2_naming_key_value_and_fix() {
     for (k, v) in [
@@ -459,7 +263,7 @@ fn bad_config_exits_2_naming_key_value_and_fix() {
         ("API_PORT", "99999"),
     ] {
         let dir = temp_dir("badcfg");
-        let (code, out, err) = run_expect_exit(&dir, &[(k, v)]);
+        let (code, out, err) = LAUNCH.run_expect_exit(&dir, &[(k, v)]);
         assert_eq!(code, Some(2), "{k}={v}: {err}");
         assert_eq!(
             err.trim().lines().count(),
@@ -479,10 +283,10 @@ fn bad_config_exits_2_naming_key_value_and_fix() {
     let dir = temp_dir("badenv");
     fs::write(dir.join(".env"), "LOG_LEVEL=loud\n").unwrap();
     fs::set_permissions(dir.join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
-    let (code, _, err) = run_expect_exit(&dir, &[]);
+    let (code, _, err) = LAUNCH.run_expect_exit(&dir, &[]);
     assert_eq!(code, Some(2));
     assert!(err.contains("LOG_LEVEL") && err.contains("loud"), "{err}");
-    let (code, _, err) = run_expect_exit(&dir, &[("LOG_LEVEL", "info"), ("SIM_RATE", "-1")]);
+    let (code, _, err) = LAUNCH.run_expect_exit(&dir, &[("LOG_LEVEL", "info"), ("SIM_RATE", "-1")]);
     assert_eq!(code, Some(2));
     assert!(
         err.contains("SIM_RATE"),
@@ -536,13 +340,14 @@ async fn secrets_never_reach_stdout_stderr_log_file_or_api_body() {
     env.push(("LOG_OUTPUT", &log_s));
     // Authentication on, with the JWT secret above: it must not leak either (/api/status then answers 401).
     env.push(("AUTH_ENABLED", "true"));
-    env.extend_from_slice(FAST);
+    env.extend_from_slice(&FAST);
     let port = free_port();
-    let c = client();
-    let mut bot = Bot::start(&dir, port, 1, &env, &[]);
+    let c = LAUNCH.client();
+    let mut bot = LAUNCH.start(&dir, port, 1, &env, &[]);
     let (h, s) = wait_for(
         &c,
         &mut bot,
+        StatusPoll::Required,
         Duration::from_secs(30),
         "engine running and feed live, database (port 5) reported down",
         // Nothing listens on port 5: the bot trades on, degraded, and the database error it shows must not carry
@@ -568,7 +373,7 @@ async fn secrets_never_reach_stdout_stderr_log_file_or_api_body() {
         "JSON log file expected"
     );
     // A refused secret is not echoed either.
-    let (code, out, err) = run_expect_exit(
+    let (code, out, err) = LAUNCH.run_expect_exit(
         &dir,
         &[("DATABASE_URL", &format!("mysql://root:{db_pass}@db/x"))],
     );
@@ -602,11 +407,16 @@ async fn world_readable_env_warns_in_paper_and_is_refused_in_live_body() {
     drop(f);
     fs::set_permissions(&env_path, fs::Permissions::from_mode(0o644)).unwrap();
     let port = free_port();
-    let c = client();
-    let mut bot = Bot::start(&dir, port, 1, &[], &[]);
-    wait_for(&c, &mut bot, Duration::from_secs(15), "API up", |h, _| {
-        h["engine"]["state"] == "running"
-    })
+    let c = LAUNCH.client();
+    let mut bot = LAUNCH.start(&dir, port, 1, &[], &[]);
+    wait_for(
+        &c,
+        &mut bot,
+        StatusPoll::Required,
+        Duration::from_secs(15),
+        "API up",
+        |h, _| h["engine"]["state"] == "running",
+    )
     .await;
     bot.stop_cleanly();
     let err = bot.stderr();
@@ -621,7 +431,7 @@ async fn world_readable_env_warns_in_paper_and_is_refused_in_live_body() {
 
     fs::write(&env_path, "TRADING_MODE=live\n").unwrap();
     fs::set_permissions(&env_path, fs::Permissions::from_mode(0o640)).unwrap();
-    let (code, out, err) = run_expect_exit(&dir, &[]);
+    let (code, out, err) = LAUNCH.run_expect_exit(&dir, &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains(".env") && err.contains("chmod 600") && err.contains("live"),
