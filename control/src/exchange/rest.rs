@@ -375,25 +375,7 @@ impl RestClient {
             why: format!("HTTP {status}, body is not JSON"),
         })?;
         if status >= 400 {
-            let code = v.get("code").and_then(Value::as_i64).unwrap_or(0) as i32;
-            let msg = v
-                .get("msg")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            if code == -2014 || code == -2015 || status == 401 {
-                return Err(RestError::KeyRejected {
-                    path: path.into(),
-                    code,
-                    msg,
-                });
-            }
-            return Err(RestError::Api {
-                path: path.into(),
-                status,
-                code,
-                msg,
-            });
+            return Err(api_error(path, status, &v));
         }
         Ok(v)
     }
@@ -548,25 +530,7 @@ impl RestClient {
         }
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if status >= 400 {
-            let code = v.get("code").and_then(Value::as_i64).unwrap_or(0) as i32;
-            let msg = v
-                .get("msg")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            if code == -2014 || code == -2015 || status == 401 {
-                return Err(RestError::KeyRejected {
-                    path: path.into(),
-                    code,
-                    msg,
-                });
-            }
-            return Err(RestError::Api {
-                path: path.into(),
-                status,
-                code,
-                msg,
-            });
+            return Err(api_error(path, status, &v));
         }
         Ok(v)
     }
@@ -611,4 +575,56 @@ pub fn dec(v: &Value, k: &str) -> Notional {
         .and_then(Value::as_str)
         .and_then(|s| Notional::parse(s).ok())
         .unwrap_or(Notional::ZERO)
+}
+
+/// Classifies a Binance error body (`{"code":…,"msg":…}`, HTTP 4xx). One place decides which answers mean "the
+/// key was refused" (-2014, -2015, HTTP 401): every caller halts and goes read-only on exactly the same codes.
+fn api_error(path: &str, status: u16, v: &Value) -> RestError {
+    let code = v.get("code").and_then(Value::as_i64).unwrap_or(0) as i32;
+    let msg = v
+        .get("msg")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if code == -2014 || code == -2015 || status == 401 {
+        RestError::KeyRejected {
+            path: path.into(),
+            code,
+            msg,
+        }
+    } else {
+        RestError::Api {
+            path: path.into(),
+            status,
+            code,
+            msg,
+        }
+    }
+}
+
+#[cfg(test)]
+mod api_error_tests {
+    use super::*;
+
+    #[test]
+    fn refused_keys_are_told_apart_from_other_api_errors() {
+        let body = |code: i64| serde_json::json!({"code": code, "msg": "m"});
+        for (status, code) in [(401, -2015), (400, -2014), (401, 0), (400, -2015)] {
+            assert!(
+                matches!(api_error("/p", status, &body(code)), RestError::KeyRejected { code: c, .. } if c as i64 == code),
+                "{status} {code}"
+            );
+        }
+        match api_error("/fapi/v1/order", 400, &body(-1121)) {
+            RestError::Api {
+                status, code, msg, ..
+            } => assert_eq!((status, code, msg.as_str()), (400, -1121, "m")),
+            e => panic!("{e:?}"),
+        }
+        // A non-JSON 4xx body (decoded as null) is still an API error, never a key refusal.
+        assert!(matches!(
+            api_error("/p", 403, &Value::Null),
+            RestError::Api { code: 0, .. }
+        ));
+    }
 }
