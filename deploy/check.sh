@@ -161,11 +161,13 @@ if [ "$need_ok" -eq 1 ]; then
     base="http://127.0.0.1:$recv_port"
     hc() {
         # Runs health-check.sh with every channel pointed at the receiver; prints its exit code, keeps its output.
+        # DISK_MAX_PERCENT=101: the disk check must not depend on how full the CI host's disk is (a run on a
+        # host at >=90% once turned "up" into "degraded"); the disk branch has its own case below.
         env -i PATH="$PATH" HOME="$tmp" ENV_FILE=/dev/null HEALTH_STATE_FILE="$tmp/state" DATA_DIR="$tmp" \
             AEGIS_CACERT="$tmp/api-cert.pem" AEGIS_HEALTH_URL="$1" \
             ALERT_WEBHOOK_URL="$base/hook/$hook_secret" ALERT_SLACK_WEBHOOK_URL="$base/slack/$hook_secret" \
             ALERT_DISCORD_WEBHOOK_URL="$base/discord/$hook_secret" ALERT_TELEGRAM_BOT_TOKEN="$tg_token" \
-            ALERT_TELEGRAM_CHAT_ID="-1001" ALERT_TELEGRAM_API_BASE="$base/tg" "${@:2}" \
+            ALERT_TELEGRAM_CHAT_ID="-1001" ALERT_TELEGRAM_API_BASE="$base/tg" DISK_MAX_PERCENT=101 "${@:2}" \
             bash "$here/health-check.sh" >>"$tmp/hc.out" 2>&1
         echo $?
     }
@@ -207,6 +209,11 @@ PY
     else fail "untrusted certificate: exit $rc"; fi
     rc="$(hc "https://127.0.0.1:$api_port/api/health" AEGIS_CACERT=/nonexistent AEGIS_HEALTH_INSECURE=1)"
     if [ "$rc" = 0 ]; then ok "AEGIS_HEALTH_INSECURE=1 (-k) on loopback: up"; else fail "insecure mode: exit $rc"; fi
+
+    : > "$tmp/state"
+    rc="$(hc "https://127.0.0.1:$api_port/api/health" DISK_MAX_PERCENT=0)"
+    if [ "$rc" = 1 ] && grep -q "disk .*% full on the data directory" "$tmp/hc.out"; then ok "data disk over DISK_MAX_PERCENT: degraded"
+    else fail "disk full: exit $rc"; fi
 
     if grep -q -e "$tg_token" -e "$hook_secret" "$tmp/hc.out"; then fail "health-check printed a secret"
     else ok "no webhook URL or token in health-check output"; fi
