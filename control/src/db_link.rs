@@ -188,8 +188,23 @@ impl DbSide {
             .filter(|c| !c.is_closed())
     }
 
+    /// A side connection without a [`DbLink`] (its access log is not stored): the user store's tests and tools.
+    pub fn standalone(url: Secret<String>) -> Arc<Self> {
+        Self::new(url).0
+    }
+
+    /// A new connection of its own (bounded by [`CONNECT_TIMEOUT`]), for a transaction: statements on the shared
+    /// client are pipelined with other tasks' and would land inside it.
+    pub(crate) async fn dedicated_client(&self) -> Result<Client, String> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, db::connect(self.url.expose())).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(self.redact.clean(&e.to_string())),
+            Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+        }
+    }
+
     /// A usable client, connecting if needed (bounded by [`CONNECT_TIMEOUT`]).
-    async fn client(&self) -> Result<Arc<Client>, String> {
+    pub(crate) async fn client(&self) -> Result<Arc<Client>, String> {
         if let Some(c) = self.cached() {
             return Ok(c);
         }
@@ -222,7 +237,8 @@ impl DbSide {
         }
     }
 
-    fn on_error(&self, e: &DbError) -> String {
+    /// Forgets a broken connection; returns the error text with the URL's password redacted.
+    pub(crate) fn on_error(&self, e: &DbError) -> String {
         if e.is_connection() {
             *self.client.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }

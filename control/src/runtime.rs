@@ -285,7 +285,8 @@ where
     let live = Live::new(live_ledger, writer.stats(), info);
 
     // The dashboard (issue 7): settings validated again (config::load already refused bad ones), users in
-    // DATA_DIR/users.json, the read model seeded from the journal and fed by the pump from here on.
+    // DATA_DIR/users.json (mirrored to Postgres when there is one, see auth/pg_mirror.rs), the read model seeded
+    // from the journal and fed by the pump from here on.
     let web_cfg = crate::dashboard::web_config(&cfg)?;
     let users = crate::auth::MemoryUserStore::open(&cfg.data_dir)
         .map_err(|e| RunError::Dashboard(format!("user store: {e}")))?;
@@ -305,9 +306,18 @@ where
     let mut db = cfg.database_url.clone().map(|url| {
         crate::db_link::DbLink::start(url, jdir.clone(), writer.stats(), Some(model.clone()))
     });
+    let users: Arc<dyn crate::auth::UserStore> = match &db {
+        Some(d) => {
+            let m = crate::auth::PgMirrorStore::new(users, d.side.clone());
+            // Ends with the runtime; a sync in flight at shutdown is retried at the next start.
+            drop(m.spawn_sync());
+            m
+        }
+        None => Arc::new(users),
+    };
     let web_state = crate::web::WebState::new(
         web_cfg,
-        Arc::new(users),
+        users,
         Arc::new(crate::dashboard::RunBackend {
             model,
             live: live.clone(),

@@ -161,6 +161,16 @@ fn sigterm_leaves_every_fill_in_postgres_and_the_dashboard_audits_there() {
         assert!(fills_of(&s) >= 200);
 
         let pg = db.client().await;
+        // The account registered through the API is in Postgres with its role (and only a hash).
+        let u = pg
+            .query_one(
+                "SELECT role, password_hash FROM users WHERE username = $1",
+                &[&ADMIN.0],
+            )
+            .await
+            .unwrap();
+        assert_eq!(u.get::<_, &str>(0), "admin");
+        assert!(u.get::<_, &str>(1).starts_with("$argon2id$"));
         let journal = journal_totals(&dir);
         assert!(journal.fills >= 200, "{journal:?}");
         assert_eq!(Totals::from_db(&pg).await, journal, "Postgres = journal");

@@ -9,11 +9,13 @@
 
 pub mod limits;
 pub mod password;
+pub mod pg_mirror;
 pub mod store;
 pub mod token;
 
 pub use limits::{IpAllowlist, LoginGuard, LoginLimits, RateLimit};
 pub use password::PasswordHasher;
+pub use pg_mirror::PgMirrorStore;
 pub use store::{MemoryUserStore, Role, StoreError, UserRecord, UserStore};
 pub use token::{Claims, TokenError, Tokens};
 

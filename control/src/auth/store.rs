@@ -1,5 +1,5 @@
 //! Users and revoked tokens. [`MemoryUserStore`] serves the no-database mode (persisted to `DATA_DIR/users.json`,
-//! mode 600, argon2id hashes only); a Postgres store implements the same trait.
+//! mode 600, argon2id hashes only); with a database, [`super::pg_mirror::PgMirrorStore`] mirrors it to Postgres.
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -158,6 +158,53 @@ impl MemoryUserStore {
             path: Some(path),
             data: Mutex::new(data),
         })
+    }
+
+    /// Users and unexpired revoked token ids (jti → exp), for mirroring to Postgres.
+    pub fn snapshot(&self) -> (Vec<UserRecord>, HashMap<String, u64>) {
+        let d = self.lock();
+        (d.users.clone(), d.revoked.clone())
+    }
+
+    /// Adds users and revocations learnt from elsewhere (the Postgres mirror) and removes `disabled` user names,
+    /// persisting once. Users already present keep their local record. Returns how many records changed.
+    pub fn merge(
+        &self,
+        users: Vec<UserRecord>,
+        revoked: HashMap<String, u64>,
+        disabled: &[String],
+    ) -> Result<usize, StoreError> {
+        let mut d = self.lock();
+        let before_users = d.users.clone();
+        let before_revoked = d.revoked.clone();
+        let mut changed = 0;
+        let n = d.users.len();
+        d.users.retain(|u| !disabled.contains(&u.username));
+        changed += n - d.users.len();
+        for u in users {
+            if !super::password::is_argon2id_hash(&u.password_hash)
+                || disabled.contains(&u.username)
+            {
+                continue;
+            }
+            if !d.users.iter().any(|x| x.username == u.username) {
+                d.users.push(u);
+                changed += 1;
+            }
+        }
+        for (jti, exp) in revoked {
+            if d.revoked.insert(jti, exp).is_none() {
+                changed += 1;
+            }
+        }
+        if changed > 0 {
+            if let Err(e) = self.persist(&d) {
+                d.users = before_users;
+                d.revoked = before_revoked;
+                return Err(e);
+            }
+        }
+        Ok(changed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FileData> {
