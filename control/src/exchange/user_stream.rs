@@ -28,6 +28,8 @@ pub struct UserStreamStats {
     pub connects: AtomicU64,
     /// ORDER_TRADE_UPDATEs forwarded.
     pub updates: AtomicU64,
+    /// ORDER_TRADE_UPDATEs that could not be read (each one triggers a reconciliation).
+    pub malformed: AtomicU64,
     /// Hash of the listenKey of the open stream.
     pub listen_key: AtomicU64,
 }
@@ -48,11 +50,22 @@ fn status(x: &str) -> Option<OrderStatus> {
     })
 }
 
-/// Parses an `ORDER_TRADE_UPDATE` (also used for `GET /fapi/v1/order` answers, whose names differ).
+/// A decimal field: absent means zero (Binance omits what does not apply), present but unreadable means the
+/// whole update is unusable. Guessing zero for a fill quantity would silently lose a fill.
+fn num<T>(o: &Value, k: &str, zero: T, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    match o.get(k) {
+        None | Some(Value::Null) => Some(zero),
+        Some(Value::String(x)) => parse(x),
+        Some(_) => None,
+    }
+}
+
+/// Parses an `ORDER_TRADE_UPDATE`. `None` when a required field is missing or any decimal is unreadable: the
+/// caller then reconciles with the exchange instead of guessing.
 pub fn parse_order_update(v: &Value) -> Option<OrderUpdate> {
     let o = v.get("o")?;
-    let qty = |k: &str| Qty::parse(s(o, k)).unwrap_or(Qty::ZERO);
-    let price = |k: &str| Price::parse(s(o, k)).unwrap_or(Price::ZERO);
+    let qty = |k: &str| num(o, k, Qty::ZERO, |x| Qty::parse(x).ok());
+    let price = |k: &str| num(o, k, Price::ZERO, |x| Price::parse(x).ok());
     let ts = v
         .get("T")
         .or_else(|| v.get("E"))
@@ -74,12 +87,12 @@ pub fn parse_order_update(v: &Value) -> Option<OrderUpdate> {
             OrderType::Market
         },
         status: status(s(o, "X"))?,
-        price: price("p"),
-        orig_qty: qty("q"),
-        last_qty: qty("l"),
-        last_price: price("L"),
-        cum_qty: qty("z"),
-        fee: Notional::parse(s(o, "n")).unwrap_or(Notional::ZERO),
+        price: price("p")?,
+        orig_qty: qty("q")?,
+        last_qty: qty("l")?,
+        last_price: price("L")?,
+        cum_qty: qty("z")?,
+        fee: num(o, "n", Notional::ZERO, |x| Notional::parse(x).ok())?,
         fee_asset: Symbol::new(s(o, "N"))
             .or_else(|_| Symbol::new("USDT"))
             .ok()?,
@@ -323,6 +336,14 @@ fn session(
                             }
                             // Blocking send: an update must never be dropped (the engine drains in microseconds).
                             let _ = inbound.send(Inbound::Update(u));
+                        } else {
+                            // Nothing may be lost: ask the exchange for the truth instead of guessing.
+                            stats.malformed.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                "unreadable ORDER_TRADE_UPDATE from Binance ignored; reconciling orders and \
+                                 positions with the exchange so no fill is lost"
+                            );
+                            slot.run("unreadable order update");
                         }
                     }
                     Some("listenKeyExpired") => return End::Recreate,
@@ -356,5 +377,27 @@ mod tests {
         assert_eq!(u.orig_qty, Qty::parse("0.001").unwrap());
         assert!(u.last_qty.is_zero());
         assert_eq!(u.ts_ms, 1568879465650);
+    }
+
+    #[test]
+    fn an_unreadable_decimal_rejects_the_update_instead_of_reading_zero() {
+        let ok = r#"{"e":"ORDER_TRADE_UPDATE","T":1,"o":{"s":"BTCUSDT","c":"ag1-7","S":"BUY","o":"LIMIT","q":"0.010","p":"25000.10","X":"PARTIALLY_FILLED","i":9,"l":"0.004","z":"0.004","L":"25000.10","n":"0.01","N":"USDT","t":3,"m":true}}"#;
+        let v: Value = serde_json::from_str(ok).unwrap();
+        let u = parse_order_update(&v).unwrap();
+        assert_eq!(u.last_qty, Qty::parse("0.004").unwrap());
+        assert_eq!(u.fee, Notional::parse("0.01").unwrap());
+        for (field, bad) in [
+            (r#""l":"0.004""#, r#""l":"0.0.4""#),
+            (r#""l":"0.004""#, r#""l":4"#),
+            (r#""L":"25000.10""#, r#""L":"NaN""#),
+            (r#""z":"0.004""#, r#""z":"""#),
+            (r#""n":"0.01""#, r#""n":"1e-2""#),
+        ] {
+            let v: Value = serde_json::from_str(&ok.replace(field, bad)).unwrap();
+            assert!(parse_order_update(&v).is_none(), "{bad} must not parse");
+        }
+        // Absent fields are zero (Binance omits what does not apply).
+        let v: Value = serde_json::from_str(&ok.replace(r#","n":"0.01""#, "")).unwrap();
+        assert!(parse_order_update(&v).unwrap().fee.is_zero());
     }
 }
