@@ -261,6 +261,27 @@ mod tests {
     }
 
     #[test]
+    fn ws_rollover_secs_defaults_to_23h50m_and_refuses_values_outside_1_to_86399() {
+        let with = |v: Option<&str>| {
+            let v = v.map(str::to_string);
+            Config::from_lookup(move |k: &str| {
+                (k == keys::WS_ROLLOVER_SECS).then(|| v.clone()).flatten()
+            })
+        };
+        assert_eq!(with(None).unwrap().exchange.ws_rollover_secs, 85_800);
+        assert_eq!(with(Some("1")).unwrap().exchange.ws_rollover_secs, 1);
+        assert_eq!(
+            with(Some("86399")).unwrap().exchange.ws_rollover_secs,
+            86_399
+        );
+        for bad in ["0", "86400", "-5", "1h", "abc", "1.5"] {
+            let e = with(Some(bad)).unwrap_err();
+            assert_eq!(e.key, keys::WS_ROLLOVER_SECS, "{bad}");
+            assert!(e.to_string().contains("86399"), "{e}");
+        }
+    }
+
+    #[test]
     fn unparsable_env_line_is_reported_without_its_content() {
         let d = crate::journal::test_support::temp_dir("envparse");
         let p = d.join(".env");

@@ -111,6 +111,9 @@ pub mod keys {
     pub const ALLOW_UNRESTRICTED_IP: &str = "ALLOW_UNRESTRICTED_IP";
     /// How often the key's restrictions are re-checked in live mode (default 24h).
     pub const KEY_RECHECK_INTERVAL: &str = "KEY_RECHECK_INTERVAL";
+    /// Seconds after which the market data WebSocket is replaced by a fresh one (default 85800 = 23 h 50 min;
+    /// 1 to 86399, because Binance cuts connections at 24 h).
+    pub const WS_ROLLOVER_SECS: &str = "WS_ROLLOVER_SECS";
     /// Comma-separated trading modes to run (default all four).
     pub const MODES_ENABLED: &str = "MODES_ENABLED";
     /// Account capital in USD that the per-mode allocation percents apply to (default 10000).
@@ -193,6 +196,7 @@ pub mod keys {
         BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH,
         ALLOW_UNRESTRICTED_IP,
         KEY_RECHECK_INTERVAL,
+        WS_ROLLOVER_SECS,
         MODES_ENABLED,
         CAPITAL_USD,
         FUTURES_AUTOPILOT_MAX_LEVERAGE,
@@ -442,7 +446,12 @@ pub struct ExchangeConfig {
     pub allow_unrestricted_ip: bool,
     /// `KEY_RECHECK_INTERVAL`, default 24 h.
     pub key_recheck: Duration,
+    /// `WS_ROLLOVER_SECS`, default 85800 (23 h 50 min), 1..=86399. 0 only in a `Default` value: use the default.
+    pub ws_rollover_secs: u64,
 }
+
+/// Default `WS_ROLLOVER_SECS`: 23 h 50 min, ten minutes before Binance's 24-hour cut.
+pub const DEFAULT_WS_ROLLOVER_SECS: u64 = 85_800;
 
 /// The whole configuration.
 #[derive(Debug, Clone)]
@@ -910,6 +919,12 @@ impl Config {
                         *d >= Duration::from_secs(1) && *d <= Duration::from_secs(7 * 86_400)
                     })
                 },
+            )?,
+            ws_rollover_secs: src.parse(
+                WS_ROLLOVER_SECS,
+                DEFAULT_WS_ROLLOVER_SECS,
+                "use whole seconds from 1 to 86399 (Binance cuts connections at 24 h); default 85800",
+                |s| s.parse::<u64>().ok().filter(|n| (1..86_400).contains(n)),
             )?,
         };
 

@@ -2,7 +2,8 @@
 //! in-process Binance simulator: start-up proof and environment banner, the live key-restriction refusal,
 //! reconciliation (orphan order cancelled, exchange position adopted), SIGTERM consistency, and a key revoked
 //! mid-session (halted read-only, no retry loop), the key re-check in live mode, the market feed's forced
-//! 24-hour rollover without a gap, and the depth book's resync on a sequence gap. Fault tests: `live_faults.rs`.
+//! 24-hour rollover without a gap (the feed alone, and the bot with `WS_ROLLOVER_SECS=1`), and the depth book's
+//! resync on a sequence gap. Fault tests: `live_faults.rs`.
 //! Build the binary first: `cargo build -p aegis-control`.
 //! Tests run one at a time ([`SERIAL`]): each bot busy-polls a core.
 
@@ -327,7 +328,16 @@ fn live_ws_feed_rollover_opens_the_new_connection_first_without_a_gap() {
     let mut cfg = WsFeedConfig::new(url);
     cfg.rollover_ms = 700;
     let mut feed = WsFeed::start(cfg).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The feed connects as it is polled (the engine thread polls it in the bot); the simulator subscribes the
+    // connection just after its 101, so poll a little longer before the first update.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10)
+        && !(feed.is_connected() && t.elapsed() > Duration::from_millis(300))
+    {
+        let _ = feed.poll();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(feed.is_connected());
     let admin = aegis_testkit::sim::client::BlockingAdminClient::new(&w.base());
     let pusher = std::thread::spawn(move || {
         let mut ids = Vec::new();
@@ -397,6 +407,116 @@ fn live_ws_feed_rollover_opens_the_new_connection_first_without_a_gap() {
 }
 
 #[test]
+fn live_bot_rolls_the_market_stream_over_without_a_gap_through_the_real_binary() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    let _g = serial();
+    let w = World::new("rollover-bot", keys(false, false));
+    let mut env = testnet_env();
+    // The 24-hour rollover, every second.
+    env.push(("WS_ROLLOVER_SECS", "1".to_string()));
+    let mut bot = start_agreed(&w, 1, &env);
+    assert!(bot.log().contains("rollover every 1 s"), "{}", bot.log());
+    // A steady market: a quote change every 25 ms (the frozen market publishes on changes only).
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (stop, admin) = (
+            stop.clone(),
+            aegis_testkit::sim::client::BlockingAdminClient::new(&w.base()),
+        );
+        std::thread::spawn(move || {
+            let mut i = 0u32;
+            while !stop.load(Relaxed) {
+                let (b, a) = if i.is_multiple_of(2) {
+                    ("60000.0", "60000.1")
+                } else {
+                    ("60000.1", "60000.2")
+                };
+                let _ = admin.call(AdminCall::set_quote("BTCUSDT", b, "5", a, "5"));
+                i += 1;
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        })
+    };
+    let messages = |bot: &Bot| -> Option<(u64, u64)> {
+        let s = bot.api("/api/status")?;
+        Some((
+            s["engine_stats"]["messages"].as_u64()?,
+            s["engine_stats"]["feed_age_ms"].as_u64()?,
+        ))
+    };
+    // ~5 s of rollovers; every second the engine's message count must have grown and no stale halt appear.
+    let mut samples = Vec::new();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(5200) {
+        std::thread::sleep(Duration::from_millis(1000));
+        let m = messages(&bot);
+        let halt = bot.halt_reason();
+        assert!(
+            halt.as_deref() != Some("feed_stale"),
+            "stale feed during rollovers: {halt:?}\n{}",
+            bot.log()
+        );
+        samples.push(m);
+    }
+    stop.store(true, Relaxed);
+    ticker.join().unwrap();
+    let counts: Vec<u64> = samples.iter().map(|m| m.map_or(0, |x| x.0)).collect();
+    assert!(
+        counts.windows(2).all(|w| w[1] > w[0]),
+        "data kept flowing every second: {samples:?}"
+    );
+    assert!(
+        samples.iter().flatten().all(|(_, age)| *age < 2_000),
+        "feed age stayed small: {samples:?}"
+    );
+    // The simulator's side: several market connections, each opened before the previous one closed.
+    let hist = w.admin(AdminCall::ws_history());
+    let market: Vec<&Value> = hist
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "market")
+        .collect();
+    assert!(market.len() >= 4, "rollovers in 5 s: {hist}");
+    for pair in market.windows(2) {
+        let (prev, next) = (pair[0], pair[1]);
+        let closed = prev["closed"]
+            .as_u64()
+            .expect("an older connection is closed");
+        assert!(
+            next["opened"].as_u64().unwrap() < closed,
+            "new connection opened before the old one closed: {hist}"
+        );
+    }
+    // Never zero open market connections after the first one opened.
+    let mut events: Vec<(u64, i32)> = Vec::new();
+    for c in &market {
+        events.push((c["opened"].as_u64().unwrap(), 1));
+        if let Some(x) = c["closed"].as_u64() {
+            events.push((x, -1));
+        }
+    }
+    events.sort();
+    let mut open = 0;
+    for (seq, d) in events {
+        open += d;
+        assert!(
+            open >= 1,
+            "no market connection open at event {seq}: {hist}"
+        );
+    }
+    assert_eq!(open, 1, "exactly one connection left: {hist}");
+    assert_consistent(&w, &bot, Duration::from_secs(10));
+    bot.signal(15);
+    assert_eq!(
+        bot.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        bot.log()
+    );
+}
+
+#[test]
 fn live_depth_book_resyncs_on_a_sequence_gap_and_matches_the_exchange_after() {
     use aegis_engine::feed::FeedPoll;
     use aegis_engine::net::ws_feed::{DepthSnapshot, DepthSync, WsFeed, WsFeedConfig};
@@ -439,7 +559,15 @@ fn live_depth_book_resyncs_on_a_sequence_gap_and_matches_the_exchange_after() {
         capacity: 1000,
     });
     let mut feed = WsFeed::start(cfg).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Connects as it is polled.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10)
+        && !(feed.is_connected() && t.elapsed() > Duration::from_millis(300))
+    {
+        while let FeedPoll::Msg(_) = feed.poll() {}
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(feed.is_connected());
     let quotes = |feed: &mut WsFeed, from: u32, n: u32| {
         for i in from..from + n {
             let bid = format!("{}.{}", 60000 + i / 10, i % 10);

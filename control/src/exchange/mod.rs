@@ -329,12 +329,18 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         streams.join("/")
     ));
     feed_cfg.depth = Some(depth_sync(client.clone(), rt.clone()));
+    // 0 only in a hand-built `ExchangeConfig::default()`; the loaded config is always 1..=86399.
+    if cfg.exchange.ws_rollover_secs > 0 {
+        feed_cfg.rollover_ms = cfg.exchange.ws_rollover_secs * 1000;
+    }
+    let rollover_secs = feed_cfg.rollover_ms / 1000;
     let feed = FeedSource::Ws(feed_cfg);
     params.live = Some(link);
     tracing::info!(
-        "market data: {}/stream ({} streams)",
+        "market data: {}/stream ({} streams, rollover every {} s)",
         client.endpoints.fstream,
-        streams.len()
+        streams.len(),
+        rollover_secs
     );
 
     let recheck = if cfg.trading_mode == TradingMode::Live && !read_only {

@@ -237,6 +237,17 @@ impl FrameReader {
     /// are returned as they come.
     #[inline]
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, FrameError> {
+        Ok(self.next_span()?.map(|s| Frame {
+            opcode: s.opcode,
+            payload: self.payload(s),
+        }))
+    }
+
+    /// Like [`FrameReader::next_frame`], but returns where the payload lies instead of borrowing it, so a caller
+    /// can keep polling in a loop and fetch the bytes afterwards with [`FrameReader::payload`] (a borrowed
+    /// return from inside a loop that also mutates the reader does not pass the borrow checker).
+    #[inline]
+    pub fn next_span(&mut self) -> Result<Option<FrameSpan>, FrameError> {
         loop {
             let cap = self.buf.len();
             let Some(h) = header(&self.buf[self.pos..self.end], cap)? else {
@@ -257,18 +268,20 @@ impl FrameReader {
                     if self.partial.is_none() {
                         self.start = self.pos;
                     }
-                    return Ok(Some(Frame {
+                    return Ok(Some(FrameSpan {
                         opcode: op,
-                        payload: &self.buf[at + h.header_len..at + total],
+                        start: at + h.header_len,
+                        len: h.payload_len,
                     }));
                 }
                 (Some(op), None) => {
                     self.pos += total;
                     if h.fin {
                         self.start = self.pos;
-                        return Ok(Some(Frame {
+                        return Ok(Some(FrameSpan {
                             opcode: op,
-                            payload: &self.buf[payload],
+                            start: payload.start,
+                            len: h.payload_len,
                         }));
                     }
                     // First fragment: its payload stays where it is; later ones are appended to it.
@@ -289,9 +302,10 @@ impl FrameReader {
                     if h.fin {
                         self.partial = None;
                         self.start = self.pos;
-                        return Ok(Some(Frame {
+                        return Ok(Some(FrameSpan {
                             opcode: p.opcode,
-                            payload: &self.buf[p.start..p.start + p.len],
+                            start: p.start,
+                            len: p.len,
                         }));
                     }
                     self.partial = Some(p);
@@ -300,6 +314,25 @@ impl FrameReader {
             }
         }
     }
+}
+
+impl FrameReader {
+    /// The payload of a frame [`FrameReader::next_span`] returned. Valid only until the next `fill` or
+    /// `next_*` call (they move bytes); a stale span yields whatever bytes are there now (or an empty slice),
+    /// never out-of-bounds memory.
+    #[inline]
+    pub fn payload(&self, s: FrameSpan) -> &[u8] {
+        self.buf.get(s.start..s.start + s.len).unwrap_or(&[])
+    }
+}
+
+/// Where a frame's payload lies in a [`FrameReader`]'s buffer (see [`FrameReader::next_span`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSpan {
+    /// What it is.
+    pub opcode: OpCode,
+    start: usize,
+    len: usize,
 }
 
 /// Writes one masked client-to-server frame (FIN set) into `out`, returning its length, or `None` if `out` is

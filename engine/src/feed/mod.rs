@@ -1,9 +1,9 @@
 //! Market data input: the parser, the simulated market, replays, and the [`Feed`] the engine loop polls.
 //!
 //! Every source hands the engine raw message bytes; the engine runs them through the one parser
-//! ([`parse::Parser`]). A live WebSocket source (a later issue: mio + tungstenite, polled non-blocking in the same
-//! busy loop) becomes one more [`Feed`] variant whose `poll` returns the next complete text frame — nothing
-//! downstream changes.
+//! ([`parse::Parser`]). The live source ([`Feed::Ws`], [`crate::net::ws_feed`]) is a non-blocking WebSocket
+//! client polled in the same busy loop as the others: its `poll` returns the next complete text frame as a slice
+//! of the connection's read buffer ([`frame::FrameReader`]), so live frames cost no allocation either.
 
 pub mod frame;
 pub mod parse;
@@ -69,8 +69,8 @@ pub enum FeedError {
     /// The replay could not be opened.
     #[error(transparent)]
     Replay(#[from] replay::ReplayError),
-    /// The WebSocket reader thread could not start.
-    #[error("cannot start the market data thread: {0}")]
+    /// The live feed's depth snapshot thread (`aegis-depth`) could not start.
+    #[error("cannot start the depth snapshot thread: {0}")]
     Thread(std::io::Error),
 }
 

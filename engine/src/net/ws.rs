@@ -77,7 +77,7 @@ impl Write for Stream {
 /// A connected WebSocket.
 pub type Ws = tungstenite::WebSocket<Stream>;
 
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, NetError> {
+pub(crate) fn tls_config() -> Result<Arc<rustls::ClientConfig>, NetError> {
     static CFG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     if let Some(c) = CFG.get() {
         return Ok(c.clone());

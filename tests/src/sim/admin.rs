@@ -59,6 +59,10 @@ pub fn router() -> Router<Arc<Sim>> {
             "/ws/connections",
             get(|State(sim): State<Arc<Sim>>| async move { Json(sim.conns.list()) }),
         )
+        .route(
+            "/ws/history",
+            get(|State(sim): State<Arc<Sim>>| async move { Json(json!(sim.conns.history())) }),
+        )
         .route("/ws/drop", post(ws_drop))
         .route("/ws/stall", post(ws_stall))
         .route("/ws/unstall", post(ws_unstall))

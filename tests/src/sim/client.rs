@@ -149,6 +149,11 @@ impl AdminCall {
     pub fn ws_connections() -> Self {
         Self::get("/admin/ws/connections".into())
     }
+    /// `GET /admin/ws/history`: every connection opened so far with `opened`/`closed` positions in one
+    /// sequence of open and close events (and simulator times), oldest first.
+    pub fn ws_history() -> Self {
+        Self::get("/admin/ws/history".into())
+    }
     /// `POST /admin/listenKeys/expire`: one key, an account's keys, or all (both None).
     pub fn expire_listen_keys(listen_key: Option<&str>, account: Option<&str>) -> Self {
         Self::post(

@@ -78,11 +78,40 @@ struct Entry {
     tx: mpsc::UnboundedSender<Ctrl>,
 }
 
+/// One connection's lifetime, for tests that check ordering (the feed's rollover opens the new connection
+/// before closing the old). `opened`/`closed` are positions in one sequence of open and close events.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lifetime {
+    /// Connection id.
+    pub id: u64,
+    /// Kind.
+    pub kind: ConnKind,
+    /// Path with query.
+    pub path: String,
+    /// Sequence number of the open event.
+    pub opened: u64,
+    /// Sequence number of the close event (None: still open).
+    pub closed: Option<u64>,
+    /// Simulator time of the open (ms).
+    pub opened_ms: u64,
+    /// Simulator time of the close (ms).
+    pub closed_ms: Option<u64>,
+}
+
+/// Every connection ever opened, in order, with one event counter for opens and closes.
+#[derive(Debug, Default)]
+struct History {
+    seq: u64,
+    all: Vec<Lifetime>,
+}
+
 /// The registry.
 #[derive(Debug, Default)]
 pub struct Conns {
     next: AtomicU64,
     inner: Mutex<HashMap<u64, Entry>>,
+    history: Mutex<History>,
 }
 
 impl Conns {
@@ -95,6 +124,20 @@ impl Conns {
         now: u64,
     ) -> (u64, mpsc::UnboundedReceiver<Ctrl>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        {
+            let mut h = lock(&self.history);
+            h.seq += 1;
+            let opened = h.seq;
+            h.all.push(Lifetime {
+                id,
+                kind,
+                path: path.to_string(),
+                opened,
+                closed: None,
+                opened_ms: now,
+                closed_ms: None,
+            });
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.inner).insert(
             id,
@@ -109,9 +152,20 @@ impl Conns {
         );
         (id, rx)
     }
-    /// Forgets a connection.
-    pub fn unregister(&self, id: u64) {
+    /// Forgets a connection (`now`: simulator time, for the history).
+    pub fn unregister(&self, id: u64, now: u64) {
         lock(&self.inner).remove(&id);
+        let mut h = lock(&self.history);
+        h.seq += 1;
+        let seq = h.seq;
+        if let Some(l) = h.all.iter_mut().rev().find(|l| l.id == id) {
+            l.closed = Some(seq);
+            l.closed_ms = Some(now);
+        }
+    }
+    /// Every connection opened so far (open and closed), oldest first.
+    pub fn history(&self) -> Vec<Lifetime> {
+        lock(&self.history).all.clone()
     }
     /// Records a listenKey subscribed on a market connection (so expiry notices reach it).
     pub fn set_listen_key(&self, id: u64, key: String) {
@@ -324,5 +378,5 @@ pub async fn serve(sim: Arc<Sim>, mut ws: WebSocket, path: String, mut role: Rol
             }
         }
     }
-    sim.conns.unregister(id);
+    sim.conns.unregister(id, sim.now());
 }
