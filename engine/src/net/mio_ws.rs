@@ -1,22 +1,24 @@
 //! A non-blocking WebSocket client for the engine thread: a mio `TcpStream` polled with a zero timeout, plain
-//! `ws://` (the simulator) or `wss://` through a `rustls::ClientConnection`, frames read by the allocation-free
-//! [`FrameReader`].
+//! `ws://` (the simulator) or `wss://` (rustls handshake, then an in-place record layer), frames read by the
+//! allocation-free [`FrameReader`].
 //!
 //! One [`WsConn::poll`] does a bounded amount of work (at most [`MAX_READS_PER_POLL`] socket reads) and never
 //! blocks or sleeps; [`WsEvent::Idle`] means nothing was ready. States: resolving (a short-lived helper thread
 //! for DNS names, because `getaddrinfo` blocks; IP literals skip it) → TCP connecting (non-blocking connect,
-//! `TCP_NODELAY`) → upgrading (TLS handshake and HTTP upgrade interleaved: rustls buffers the request until its
-//! handshake is done) → open → closed. Connecting and the handshake may allocate; once open, nothing does on the
-//! plain path.
+//! `TCP_NODELAY`) → upgrading (TLS handshake, then the HTTP upgrade: the request goes out on the first poll after
+//! the handshake) → open → closed. Connecting and the handshake may allocate; once open, nothing does, over
+//! `ws://` or `wss://`.
 //!
 //! Why not tungstenite's `WebSocket`: its `read()` returns an owned `Message` per frame. Only its key math
 //! (`generate_key`, `derive_accept_key`) is used here; the read path is [`FrameReader`] (frames handed out as
 //! slices of its buffer) and pongs/closes are encoded into a buffer allocated once per connection.
 //!
-//! Known limit (`wss://`): rustls's buffered `ClientConnection` copies each decrypted TLS record into a fresh
-//! `Vec` before we read it, so the TLS path still allocates once per record (a record usually carries several
-//! frames). Removing that needs rustls's unbuffered API; the plain path (and the frame layer above TLS) is
-//! allocation-free.
+//! `wss://`: rustls 0.23's connections, buffered and unbuffered alike, copy each decrypted record into a fresh
+//! `Vec` (and build one per encrypted record). So rustls's unbuffered API does the handshake in our buffers;
+//! then the connection becomes a rustls `KernelConnection` (key schedule, session tickets, TLS 1.3 key updates)
+//! and records — TLS 1.3 and TLS 1.2, AES-GCM and ChaCha20-Poly1305 — are opened and sealed in place with ring
+//! in buffers allocated once per connection (see `TlsLayer`). A key update allocates (rare, server-initiated);
+//! nothing else on the open connection does.
 
 use super::ws::{redact, tls_config};
 use crate::feed::frame::{encode_client_frame, FrameError, FrameReader, FrameSpan, OpCode};
@@ -92,7 +94,8 @@ pub struct WsClientConfig {
     /// `ws://host[:port]/path?query` or `wss://…`.
     pub url: String,
     /// TLS settings for `wss://` (None: the webpki roots, `net::ws`'s shared config). Tests pass one that trusts
-    /// a self-signed certificate.
+    /// a self-signed certificate. Each connection uses a copy with `enable_secret_extraction` on (its record
+    /// layer needs the traffic keys; they never leave the connection).
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Read buffer size: the largest message accepted is a little less ([`FrameReader::new`]).
     pub read_capacity: usize,
@@ -190,68 +193,601 @@ struct Handshake {
 /// Reads from the TCP socket, through TLS when present. `WouldBlock` means no bytes now; `Ok(0)` end of stream.
 struct Transport<'a> {
     sock: &'a mut TcpStream,
-    tls: Option<&'a mut rustls::ClientConnection>,
+    tls: Option<&'a mut TlsLayer>,
 }
 
 impl Transport<'_> {
     /// Sends whatever TLS has queued (handshake messages, alerts, encrypted pongs); `WouldBlock` leaves the rest
-    /// queued in rustls for the next poll.
+    /// queued for the next poll.
     fn flush_tls(&mut self) -> io::Result<()> {
-        if let Some(t) = self.tls.as_deref_mut() {
-            while t.wants_write() {
-                match t.write_tls(self.sock) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                    Err(e) => return Err(e),
-                }
-            }
+        match self.tls.as_deref_mut() {
+            Some(t) => t.flush(self.sock),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// Writes application bytes: straight to the socket (plain; may be partial) or into rustls (all accepted).
+    /// Writes application bytes: straight to the socket (plain; may be partial) or through TLS (may be partial
+    /// when the outgoing record buffer is full).
     fn write_app(&mut self, b: &[u8]) -> io::Result<usize> {
         match self.tls.as_deref_mut() {
             None => self.sock.write(b),
-            Some(t) => {
-                t.writer().write_all(b)?;
-                self.flush_tls()?;
-                Ok(b.len())
-            }
+            Some(t) => t.write_app(self.sock, b),
         }
     }
 }
 
 impl Read for Transport<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(t) = self.tls.as_deref_mut() else {
-            return self.sock.read(buf);
-        };
-        // Bounded: each round either returns or consumed socket bytes; a TLS record is at most ~16 KiB.
-        loop {
-            match t.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+        match self.tls.as_deref_mut() {
+            None => self.sock.read(buf),
+            Some(t) => t.read(self.sock, buf),
+        }
+    }
+}
+
+/// TLS record header: type, legacy version, length.
+const TLS_HEADER: usize = 5;
+/// Largest record fragment accepted (TLS 1.2's TLSCiphertext limit, RFC 5246 §6.2.3; TLS 1.3's is smaller).
+const MAX_CIPHERTEXT: usize = (1 << 14) + 2048;
+/// Largest plaintext per record (both versions).
+const MAX_PLAINTEXT: usize = 1 << 14;
+/// AEAD tag of every suite rustls offers.
+const TAG_LEN: usize = 16;
+/// TLS 1.2 AES-GCM's per-record explicit nonce (RFC 5288 §3).
+const EXPLICIT_NONCE_LEN: usize = 8;
+/// Most bytes one sealed record adds to its plaintext.
+const MAX_OVERHEAD: usize = TLS_HEADER + EXPLICIT_NONCE_LEN + 1 + TAG_LEN;
+/// Incoming ciphertext, allocated once per connection: the server's handshake flight (its certificate chain is
+/// joined in place across records) and, once open, the next record arriving while the last one's plaintext is
+/// read.
+const TLS_IN_CAPACITY: usize = 4 * (TLS_HEADER + MAX_CIPHERTEXT);
+/// Outgoing records: the handshake flights, the upgrade request (a long combined-stream URL), pongs, close.
+const TLS_OUT_CAPACITY: usize = 2 * (MAX_PLAINTEXT + MAX_OVERHEAD);
+const CT_CHANGE_CIPHER_SPEC: u8 = 20;
+const CT_ALERT: u8 = 21;
+const CT_HANDSHAKE: u8 = 22;
+const CT_APPLICATION_DATA: u8 = 23;
+const HS_NEW_SESSION_TICKET: u8 = 4;
+const HS_KEY_UPDATE: u8 = 24;
+
+fn tls_err(msg: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn tls_io(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// How records are framed and their nonces formed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RecordKind {
+    /// RFC 8446 §5.2: encrypted inner content type, nonce = IV xor sequence number, AAD = the header.
+    Tls13,
+    /// RFC 5288: 8-byte explicit nonce after the header (salt = first 4 IV bytes), AAD = seq ‖ type ‖ version ‖
+    /// plaintext length.
+    Tls12Gcm,
+    /// RFC 7905: nonce = IV xor sequence number, AAD as for GCM.
+    Tls12Chacha,
+}
+
+/// One direction's traffic key and record sequence number.
+struct TrafficKey {
+    key: ring::aead::LessSafeKey,
+    iv: [u8; ring::aead::NONCE_LEN],
+    seq: u64,
+    kind: RecordKind,
+}
+
+impl TrafficKey {
+    fn new(tls13: bool, seq: u64, secrets: rustls::ConnectionTrafficSecrets) -> io::Result<Self> {
+        use rustls::ConnectionTrafficSecrets as S;
+        let (alg, key, iv, kind12) = match &secrets {
+            S::Aes128Gcm { key, iv } => (&ring::aead::AES_128_GCM, key, iv, RecordKind::Tls12Gcm),
+            S::Aes256Gcm { key, iv } => (&ring::aead::AES_256_GCM, key, iv, RecordKind::Tls12Gcm),
+            S::Chacha20Poly1305 { key, iv } => (
+                &ring::aead::CHACHA20_POLY1305,
+                key,
+                iv,
+                RecordKind::Tls12Chacha,
+            ),
+            _ => {
+                return Err(tls_err(
+                    "negotiated cipher suite has no in-place record layer",
+                ))
             }
-            match t.read_tls(self.sock) {
-                Ok(0) => return Ok(0),
-                Ok(_) => {
-                    t.process_new_packets()
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                    // Handshake replies and alerts go out at once.
-                    while t.wants_write() {
-                        match t.write_tls(self.sock) {
-                            Ok(_) => {}
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                Err(e) => return Err(e),
+        };
+        let key = ring::aead::UnboundKey::new(alg, key.as_ref())
+            .map_err(|_| tls_err("traffic key of the wrong length"))?;
+        let iv = iv
+            .as_ref()
+            .try_into()
+            .map_err(|_| tls_err("traffic IV of the wrong length"))?;
+        Ok(Self {
+            key: ring::aead::LessSafeKey::new(key),
+            iv,
+            seq,
+            kind: if tls13 { RecordKind::Tls13 } else { kind12 },
+        })
+    }
+
+    /// IV xor the sequence number (right-aligned), then the sequence number moves on.
+    fn next_nonce(&mut self) -> [u8; ring::aead::NONCE_LEN] {
+        let mut n = self.iv;
+        for (b, s) in n[ring::aead::NONCE_LEN - 8..]
+            .iter_mut()
+            .zip(self.seq.to_be_bytes())
+        {
+            *b ^= s;
+        }
+        self.seq = self.seq.wrapping_add(1);
+        n
+    }
+
+    /// TLS 1.2's additional data; takes the sequence number before [`TrafficKey::next_nonce`] advances it.
+    fn aad12(&self, typ: u8, len: usize) -> [u8; 13] {
+        let mut a = [0u8; 13];
+        a[..8].copy_from_slice(&self.seq.to_be_bytes());
+        a[8] = typ;
+        a[9] = 3;
+        a[10] = 3;
+        // len <= MAX_CIPHERTEXT: fits.
+        a[11..].copy_from_slice(&(len as u16).to_be_bytes());
+        a
+    }
+
+    /// Opens the record `rec` (header included) in place; returns (content type, plaintext range in `rec`).
+    fn open(&mut self, rec: &mut [u8]) -> io::Result<(u8, std::ops::Range<usize>)> {
+        use ring::aead::{Aad, Nonce};
+        let bad = || tls_err("TLS record failed authentication");
+        let (hdr, body) = rec.split_at_mut(TLS_HEADER);
+        let typ = hdr[0];
+        match self.kind {
+            RecordKind::Tls13 => {
+                let nonce = Nonce::assume_unique_for_key(self.next_nonce());
+                let plain = self
+                    .key
+                    .open_in_place(nonce, Aad::from(&*hdr), body)
+                    .map_err(|_| bad())?;
+                // TLSInnerPlaintext: content, the real content type, zero padding.
+                let Some(at) = plain.iter().rposition(|&b| b != 0) else {
+                    return Err(tls_err("TLS record without a content type"));
+                };
+                Ok((plain[at], TLS_HEADER..TLS_HEADER + at))
+            }
+            RecordKind::Tls12Gcm => {
+                let Some(plain_len) = body.len().checked_sub(EXPLICIT_NONCE_LEN + TAG_LEN) else {
+                    return Err(bad());
+                };
+                let aad = self.aad12(typ, plain_len);
+                let mut nonce = self.iv;
+                nonce[4..].copy_from_slice(&body[..EXPLICIT_NONCE_LEN]);
+                self.seq = self.seq.wrapping_add(1);
+                self.key
+                    .open_in_place(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(aad),
+                        &mut body[EXPLICIT_NONCE_LEN..],
+                    )
+                    .map_err(|_| bad())?;
+                let at = TLS_HEADER + EXPLICIT_NONCE_LEN;
+                Ok((typ, at..at + plain_len))
+            }
+            RecordKind::Tls12Chacha => {
+                let Some(plain_len) = body.len().checked_sub(TAG_LEN) else {
+                    return Err(bad());
+                };
+                let aad = self.aad12(typ, plain_len);
+                let nonce = Nonce::assume_unique_for_key(self.next_nonce());
+                self.key
+                    .open_in_place(nonce, Aad::from(aad), body)
+                    .map_err(|_| bad())?;
+                Ok((typ, TLS_HEADER..TLS_HEADER + plain_len))
             }
         }
     }
+
+    /// Seals `data` (at most [`MAX_PLAINTEXT`] bytes) as one record of content type `typ` into the front of
+    /// `out`; returns the record's length, `None` if `out` is too small.
+    fn seal(&mut self, typ: u8, data: &[u8], out: &mut [u8]) -> io::Result<Option<usize>> {
+        use ring::aead::{Aad, Nonce};
+        let fail = |_| tls_err("record encryption failed");
+        let n = data.len();
+        let (explicit, inner) = match self.kind {
+            RecordKind::Tls13 => (0, 1),
+            RecordKind::Tls12Gcm => (EXPLICIT_NONCE_LEN, 0),
+            RecordKind::Tls12Chacha => (0, 0),
+        };
+        let body_len = explicit + n + inner + TAG_LEN;
+        let Some(rec) = out.get_mut(..TLS_HEADER + body_len) else {
+            return Ok(None);
+        };
+        let (hdr, body) = rec.split_at_mut(TLS_HEADER);
+        hdr[0] = if self.kind == RecordKind::Tls13 {
+            CT_APPLICATION_DATA
+        } else {
+            typ
+        };
+        hdr[1] = 3;
+        hdr[2] = 3;
+        // body_len <= MAX_PLAINTEXT + 25: fits the u16 length field.
+        hdr[3..5].copy_from_slice(&(body_len as u16).to_be_bytes());
+        let (sealed, tag) = body.split_at_mut(body_len - TAG_LEN);
+        let (nonce_part, msg) = sealed.split_at_mut(explicit);
+        msg[..n].copy_from_slice(data);
+        let t = if self.kind == RecordKind::Tls13 {
+            msg[n] = typ;
+            let nonce = Nonce::assume_unique_for_key(self.next_nonce());
+            self.key
+                .seal_in_place_separate_tag(nonce, Aad::from(&*hdr), msg)
+                .map_err(fail)?
+        } else {
+            let aad = self.aad12(typ, n);
+            let nonce = self.next_nonce();
+            // GCM: the nonce's last 8 bytes travel in the record (unique because the sequence number is).
+            nonce_part.copy_from_slice(&nonce[ring::aead::NONCE_LEN - explicit..]);
+            self.key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(aad),
+                    msg,
+                )
+                .map_err(fail)?
+        };
+        tag.copy_from_slice(t.as_ref());
+        Ok(Some(TLS_HEADER + body_len))
+    }
+}
+
+/// Records waiting for the socket, in a buffer allocated once per connection.
+struct TlsOut {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl TlsOut {
+    /// The free tail (rewound to the front when everything was sent).
+    fn room(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Seals a prefix of `data` as one record; returns the bytes taken. `WouldBlock` when not even one byte fits
+    /// (the socket is behind).
+    fn seal(&mut self, tx: &mut TrafficKey, typ: u8, data: &[u8]) -> io::Result<usize> {
+        let room = self.room().len();
+        if room <= MAX_OVERHEAD {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let take = data.len().min(MAX_PLAINTEXT).min(room - MAX_OVERHEAD);
+        let end = self.end;
+        match tx.seal(typ, &data[..take], &mut self.buf[end..])? {
+            Some(n) => {
+                self.end += n;
+                Ok(take)
+            }
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn flush(&mut self, sock: &mut TcpStream) -> io::Result<()> {
+        while self.start < self.end {
+            match sock.write(&self.buf[self.start..self.end]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.start += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+type Kernel = rustls::kernel::KernelConnection<rustls::client::ClientConnectionData>;
+
+// One per connection, inside the boxed `TlsLayer`, switched once: the keys stay inline (no pointer chase per record).
+#[allow(clippy::large_enum_variant)]
+enum TlsMode {
+    /// rustls's unbuffered connection does the handshake in our buffers.
+    Handshake(Box<rustls::client::UnbufferedClientConnection>),
+    /// After the handshake: our record layer with the extracted traffic keys; rustls keeps the key schedule
+    /// (TLS 1.3 key updates) and session tickets.
+    Records {
+        kernel: Box<Kernel>,
+        rx: TrafficKey,
+        tx: TrafficKey,
+    },
+    /// Only while switching modes, or after a failed switch.
+    Broken,
+}
+
+/// The `wss://` transport. Why not rustls's own record layer: in 0.23 both its buffered `ClientConnection` and
+/// its unbuffered API copy every decrypted record into a fresh `Vec` (`ReadTraffic` hands out popped `Vec`s), and
+/// encrypting builds a `Vec` per record. So rustls drives the handshake (unbuffered API, our buffers), then the
+/// connection becomes a rustls `KernelConnection` — the documented hand-off for kTLS — and records are opened in
+/// place in `inb` and sealed in place in [`TlsOut`] with ring, the AEAD rustls itself uses here. The plaintext
+/// is then copied into the [`FrameReader`]'s buffer. Nothing allocates per record; a key update allocates.
+struct TlsLayer {
+    mode: TlsMode,
+    inb: Box<[u8]>,
+    /// Next unprocessed ciphertext byte.
+    in_start: usize,
+    in_end: usize,
+    /// Decrypted application data not yet handed out (inside `inb`, before `in_start`).
+    plain_start: usize,
+    plain_end: usize,
+    out: TlsOut,
+    /// The peer's close_notify arrived.
+    peer_closed: bool,
+}
+
+impl TlsLayer {
+    fn new(conn: rustls::client::UnbufferedClientConnection) -> Self {
+        Self {
+            mode: TlsMode::Handshake(Box::new(conn)),
+            inb: vec![0u8; TLS_IN_CAPACITY].into_boxed_slice(),
+            in_start: 0,
+            in_end: 0,
+            plain_start: 0,
+            plain_end: 0,
+            out: TlsOut {
+                buf: vec![0u8; TLS_OUT_CAPACITY].into_boxed_slice(),
+                start: 0,
+                end: 0,
+            },
+            peer_closed: false,
+        }
+    }
+
+    /// Sends queued records; `WouldBlock` leaves the rest for the next poll.
+    fn flush(&mut self, sock: &mut TcpStream) -> io::Result<()> {
+        self.out.flush(sock)
+    }
+
+    /// Encrypts (a prefix of) `b`. During the handshake nothing is accepted (`WouldBlock`): the caller retries on
+    /// its next poll.
+    fn write_app(&mut self, sock: &mut TcpStream, b: &[u8]) -> io::Result<usize> {
+        let TlsMode::Records { tx, .. } = &mut self.mode else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        // Make room first: a full buffer must not refuse a write the socket can take now.
+        self.out.flush(sock)?;
+        let mut done = 0;
+        while done < b.len() {
+            match self.out.seal(tx, CT_APPLICATION_DATA, &b[done..]) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && done > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.flush(sock)?;
+        Ok(done)
+    }
+
+    /// Queues a close_notify alert (sent by the next flush).
+    fn send_close_notify(&mut self) {
+        if let TlsMode::Records { tx, .. } = &mut self.mode {
+            let _ = self.out.seal(tx, CT_ALERT, &[1, 0]);
+        }
+    }
+
+    /// Application bytes into `buf`. Bounded: each round returns, or consumes one buffered record (or handshake
+    /// step), or reads the socket (which ends with `WouldBlock` once drained).
+    fn read(&mut self, sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.plain_start < self.plain_end {
+                let n = buf.len().min(self.plain_end - self.plain_start);
+                buf[..n].copy_from_slice(&self.inb[self.plain_start..self.plain_start + n]);
+                self.plain_start += n;
+                return Ok(n);
+            }
+            if self.peer_closed {
+                return Ok(0);
+            }
+            if let TlsMode::Handshake(_) = self.mode {
+                self.handshake(sock)?;
+                if self.peer_closed {
+                    return Ok(0);
+                }
+            }
+            if let TlsMode::Records { .. } = self.mode {
+                if let Some(total) = self.next_record()? {
+                    let start = self.in_start;
+                    self.in_start += total;
+                    self.on_record(start, total)?;
+                    // Key update answers and the like go out at once.
+                    self.out.flush(sock)?;
+                    continue;
+                }
+            }
+            if self.in_start == self.in_end {
+                self.in_start = 0;
+                self.in_end = 0;
+            } else if self.inb.len() - self.in_end < TLS_HEADER + MAX_CIPHERTEXT {
+                self.inb.copy_within(self.in_start..self.in_end, 0);
+                self.in_end -= self.in_start;
+                self.in_start = 0;
+            }
+            if self.in_end == self.inb.len() {
+                // Only a handshake message can outgrow the buffer (records are bounded).
+                return Err(tls_err(
+                    "TLS handshake message larger than the input buffer",
+                ));
+            }
+            let n = sock.read(&mut self.inb[self.in_end..])?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.in_end += n;
+        }
+    }
+
+    /// Runs the handshake on the buffered bytes until it needs more (or the socket is behind); switches to
+    /// [`TlsMode::Records`] when it is done.
+    fn handshake(&mut self, sock: &mut TcpStream) -> io::Result<()> {
+        use rustls::unbuffered::ConnectionState as C;
+        loop {
+            let TlsMode::Handshake(conn) = &mut self.mode else {
+                return Ok(());
+            };
+            let status = conn.process_tls_records(&mut self.inb[self.in_start..self.in_end]);
+            let discard = status.discard;
+            let mut done = false;
+            let mut blocked = false;
+            match status.state.map_err(tls_io)? {
+                C::EncodeTlsData(mut e) => {
+                    let n = e.encode(self.out.room()).map_err(|_| {
+                        tls_err("TLS handshake record larger than the output buffer")
+                    })?;
+                    self.out.end += n;
+                }
+                C::TransmitTlsData(t) => {
+                    self.out.flush(sock)?;
+                    if self.out.is_empty() {
+                        t.done();
+                    } else {
+                        // Not `done`: rustls asks again on the next round, after the socket drained.
+                        blocked = true;
+                    }
+                }
+                C::BlockedHandshake => blocked = true,
+                C::WriteTraffic(_) => done = true,
+                C::PeerClosed | C::Closed => {
+                    self.peer_closed = true;
+                    blocked = true;
+                }
+                C::ReadTraffic(_) => {
+                    return Err(tls_err("application data before our request was sent"))
+                }
+                _ => return Err(tls_err("unexpected TLS handshake state")),
+            }
+            // rustls decrypted the consumed records in place; they go.
+            self.in_start += discard;
+            if done {
+                return self.switch_to_records();
+            }
+            if blocked {
+                return Ok(());
+            }
+        }
+    }
+
+    fn switch_to_records(&mut self) -> io::Result<()> {
+        let TlsMode::Handshake(c) = std::mem::replace(&mut self.mode, TlsMode::Broken) else {
+            return Ok(());
+        };
+        // All sent (`TransmitTlsData::done` only after a full flush) and all received records consumed:
+        // the conditions the kernel hand-off requires.
+        let (secrets, kernel) = c.dangerous_into_kernel_connection().map_err(tls_io)?;
+        let tls13 = kernel.protocol_version() == rustls::ProtocolVersion::TLSv1_3;
+        self.mode = TlsMode::Records {
+            kernel: Box::new(kernel),
+            rx: TrafficKey::new(tls13, secrets.rx.0, secrets.rx.1)?,
+            tx: TrafficKey::new(tls13, secrets.tx.0, secrets.tx.1)?,
+        };
+        Ok(())
+    }
+
+    /// Length (header included) of the whole record at `in_start`, if it has arrived.
+    fn next_record(&self) -> io::Result<Option<usize>> {
+        let have = &self.inb[self.in_start..self.in_end];
+        let Some(hdr) = have.get(..TLS_HEADER) else {
+            return Ok(None);
+        };
+        let len = u16::from_be_bytes([hdr[3], hdr[4]]) as usize;
+        if len > MAX_CIPHERTEXT {
+            return Err(tls_err("TLS record too large"));
+        }
+        Ok((have.len() >= TLS_HEADER + len).then_some(TLS_HEADER + len))
+    }
+
+    /// Processes the whole record at `inb[start..start + total]` (records mode).
+    fn on_record(&mut self, start: usize, total: usize) -> io::Result<()> {
+        let TlsMode::Records { kernel, rx, tx } = &mut self.mode else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let rec = &mut self.inb[start..start + total];
+        match rec[0] {
+            CT_APPLICATION_DATA | CT_ALERT | CT_HANDSHAKE if rx.kind != RecordKind::Tls13 => {}
+            CT_APPLICATION_DATA => {}
+            // TLS 1.3 middlebox compatibility (RFC 8446 §5): ignored.
+            CT_CHANGE_CIPHER_SPEC if rx.kind == RecordKind::Tls13 => return Ok(()),
+            _ => return Err(tls_err("unexpected TLS record type")),
+        }
+        let (typ, range) = rx.open(rec)?;
+        let content = &rec[range.clone()];
+        match typ {
+            CT_APPLICATION_DATA => {
+                self.plain_start = start + range.start;
+                self.plain_end = start + range.end;
+                Ok(())
+            }
+            CT_ALERT => match content {
+                [_, 0] => {
+                    self.peer_closed = true;
+                    Ok(())
+                }
+                // user_canceled (a warning) precedes a close_notify.
+                [1, 90] => Ok(()),
+                _ => Err(tls_err("TLS alert from the server")),
+            },
+            // TLS 1.2: a renegotiation request, which a client may ignore (RFC 5246 §7.4.1.1).
+            CT_HANDSHAKE if rx.kind != RecordKind::Tls13 => Ok(()),
+            CT_HANDSHAKE => post_handshake(content, kernel, rx, tx, &mut self.out),
+            _ => Err(tls_err("unexpected TLS content type")),
+        }
+    }
+}
+
+/// TLS 1.3 handshake messages after the handshake (RFC 8446 §4.6): session tickets and key updates. A message
+/// split across records is refused (servers send these few-dozen-byte messages whole).
+fn post_handshake(
+    mut msgs: &[u8],
+    kernel: &mut Kernel,
+    rx: &mut TrafficKey,
+    tx: &mut TrafficKey,
+    out: &mut TlsOut,
+) -> io::Result<()> {
+    while !msgs.is_empty() {
+        let Some(h) = msgs.get(..4) else {
+            return Err(tls_err("split post-handshake message"));
+        };
+        let len = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+        let Some(body) = msgs.get(4..4 + len) else {
+            return Err(tls_err("split post-handshake message"));
+        };
+        match h[0] {
+            // Only resumption depends on it: a ticket rustls refuses is no reason to drop market data.
+            HS_NEW_SESSION_TICKET => {
+                let _ = kernel.handle_new_session_ticket(body);
+            }
+            HS_KEY_UPDATE => {
+                let (seq, s) = kernel.update_rx_secret().map_err(tls_io)?;
+                *rx = TrafficKey::new(true, seq, s)?;
+                match body {
+                    [0] => {}
+                    [1] => {
+                        // update_requested: answer under the old key, then switch ours (RFC 8446 §4.6.3).
+                        out.seal(tx, CT_HANDSHAKE, &[HS_KEY_UPDATE, 0, 0, 1, 0])?;
+                        let (seq, s) = kernel.update_tx_secret().map_err(tls_io)?;
+                        *tx = TrafficKey::new(true, seq, s)?;
+                    }
+                    _ => return Err(tls_err("bad KeyUpdate")),
+                }
+            }
+            _ => return Err(tls_err("unexpected post-handshake message")),
+        }
+        msgs = &msgs[4 + len..];
+    }
+    Ok(())
 }
 
 /// One WebSocket connection driven by [`WsConn::poll`]. See the module docs.
@@ -264,7 +800,7 @@ pub struct WsConn {
     sock: Option<TcpStream>,
     addrs: Vec<SocketAddr>,
     next_addr: usize,
-    tls: Option<Box<rustls::ClientConnection>>,
+    tls: Option<Box<TlsLayer>>,
     hs: Option<Handshake>,
     reader: FrameReader,
     last: Option<FrameSpan>,
@@ -296,10 +832,14 @@ impl WsConn {
     pub fn connect(cfg: &WsClientConfig, now: Instant) -> Result<Self, WsError> {
         let target = parse_url(&cfg.url)?;
         let tls_cfg = if target.tls {
-            Some(match &cfg.tls {
+            let base = match &cfg.tls {
                 Some(c) => c.clone(),
                 None => tls_config().map_err(|e| WsError::Tls(e.to_string()))?,
-            })
+            };
+            // The record layer after the handshake needs the traffic keys (see `TlsLayer`).
+            let mut c = (*base).clone();
+            c.enable_secret_extraction = true;
+            Some(Arc::new(c))
         } else {
             None
         };
@@ -568,9 +1108,9 @@ impl WsConn {
         if let Some(cfg) = &self.tls_cfg {
             let name = rustls::pki_types::ServerName::try_from(self.target.host.clone())
                 .map_err(|e| WsError::Tls(e.to_string()))?;
-            let c = rustls::ClientConnection::new(cfg.clone(), name)
+            let c = rustls::client::UnbufferedClientConnection::new(cfg.clone(), name)
                 .map_err(|e| WsError::Tls(e.to_string()))?;
-            self.tls = Some(Box::new(c));
+            self.tls = Some(Box::new(TlsLayer::new(c)));
         }
         let key = tungstenite::handshake::client::generate_key();
         let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
@@ -894,6 +1434,8 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let srv = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
+            // A client bug must fail the test, not hang it.
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             let (resp, line) = upgrade_response(&mut s);
             // 101, a text frame, a ping and another text frame in one write.
             let mut all = resp.into_bytes();
@@ -930,6 +1472,8 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let srv = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
+            // A client bug must fail the test, not hang it.
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             s.set_nodelay(true).unwrap();
             let (resp, _) = upgrade_response(&mut s);
             s.write_all(resp.as_bytes()).unwrap();
@@ -980,6 +1524,8 @@ mod tests {
             let port = l.local_addr().unwrap().port();
             let srv = std::thread::spawn(move || {
                 let (mut s, _) = l.accept().unwrap();
+                // A client bug must fail the test, not hang it.
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 let _ = upgrade_response(&mut s);
                 s.write_all(resp.as_bytes()).unwrap();
                 std::thread::sleep(Duration::from_millis(200));
@@ -1009,6 +1555,8 @@ mod tests {
             let mut closes = Vec::new();
             for i in 0..n {
                 let (mut s, _) = l.accept().unwrap();
+                // A client bug must fail the test, not hang it.
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 let (resp, _) = upgrade_response(&mut s);
                 s.write_all(resp.as_bytes()).unwrap();
                 s.write_all(&server_frame(
@@ -1056,10 +1604,15 @@ mod tests {
         );
         // Keep polling so the last close frame is read and echoed.
         let t = Instant::now();
-        while !srv.is_finished() && t.elapsed() < Duration::from_secs(5) {
+        while !srv.is_finished() && t.elapsed() < Duration::from_secs(20) {
             let _ = feed.poll();
             std::thread::sleep(Duration::from_millis(1));
         }
+        // Never join a server still waiting (in accept or a read): that would hang the test run.
+        assert!(
+            srv.is_finished(),
+            "the server is still waiting for the client"
+        );
         let closes = srv.join().unwrap();
         assert_eq!(closes.len(), 3);
         assert!(
@@ -1097,11 +1650,193 @@ mod tests {
         assert_eq!(got, vec![b"{\"n\":0}".to_vec()]);
         assert_eq!(feed.counters.connects.load(Relaxed), 1);
         let t = Instant::now();
-        while !srv.is_finished() && t.elapsed() < Duration::from_secs(5) {
+        while !srv.is_finished() && t.elapsed() < Duration::from_secs(20) {
             let _ = feed.poll();
             std::thread::sleep(Duration::from_millis(1));
         }
+        // Never join a server still waiting (in accept or a read): that would hang the test run.
+        assert!(
+            srv.is_finished(),
+            "the server is still waiting for the client"
+        );
         srv.join().unwrap();
+    }
+
+    /// A server config for "localhost" (self-signed, rcgen's ECDSA P-256 key) restricted to one cipher suite
+    /// and protocol version, and a client config trusting it.
+    fn tls_pair(
+        suite: rustls::SupportedCipherSuite,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = ck.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()),
+        );
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: vec![suite],
+            ..rustls::crypto::ring::default_provider()
+        };
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    type TlsServerStream = rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream>;
+
+    /// Accepts one TLS client on a fresh port and runs `f` on the stream; returns the port and the thread.
+    fn tls_server<T: Send + 'static>(
+        cfg: Arc<rustls::ServerConfig>,
+        f: impl FnOnce(&mut TlsServerStream) -> T + Send + 'static,
+    ) -> (u16, std::thread::JoinHandle<T>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = std::thread::spawn(move || {
+            let (tcp, _) = l.accept().unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let conn = rustls::ServerConnection::new(cfg).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, tcp);
+            f(&mut s)
+        });
+        (port, h)
+    }
+
+    fn wss_client(port: u16, tls: Arc<rustls::ClientConfig>) -> WsConn {
+        let mut cfg = WsClientConfig::new(format!("wss://localhost:{port}/ws"));
+        cfg.tls = Some(tls);
+        WsConn::connect(&cfg, Instant::now()).unwrap()
+    }
+
+    #[test]
+    fn wss_record_layer_for_every_cipher_suite_of_tls_1_3_and_1_2() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        for (suite, version) in [
+            (cs::TLS13_AES_128_GCM_SHA256, &rustls::version::TLS13),
+            (cs::TLS13_AES_256_GCM_SHA384, &rustls::version::TLS13),
+            (cs::TLS13_CHACHA20_POLY1305_SHA256, &rustls::version::TLS13),
+            (
+                cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                &rustls::version::TLS12,
+            ),
+            (
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                &rustls::version::TLS12,
+            ),
+            (
+                cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                &rustls::version::TLS12,
+            ),
+        ] {
+            let name = format!("{:?}", suite.suite());
+            let (server_cfg, client_cfg) = tls_pair(suite, version);
+            let (port, srv) = tls_server(server_cfg, |s| {
+                let (resp, _) = upgrade_response(s);
+                let mut all = resp.into_bytes();
+                all.extend(server_frame(OpCode::Text, b"{\"s\":1}"));
+                all.extend(server_frame(OpCode::Ping, b"p1"));
+                // Larger than one record: split across four.
+                all.extend(server_frame(OpCode::Binary, &vec![b'z'; 60_000]));
+                s.write_all(&all).unwrap();
+                s.flush().unwrap();
+                let pong = read_client_frame(s);
+                let close = read_client_frame(s);
+                // Then the client's close_notify: a clean end of stream, not a truncation error.
+                let mut rest = Vec::new();
+                let eof = s.read_to_end(&mut rest).map(|_| rest.len());
+                (pong, close, eof.map_err(|e| e.to_string()))
+            });
+            let mut c = wss_client(port, client_cfg);
+            let got = drive(&mut c, 3, Duration::from_secs(10));
+            assert_eq!(
+                got,
+                vec![
+                    Got::Opened,
+                    Got::Frame(b"{\"s\":1}".to_vec()),
+                    Got::Frame(vec![b'z'; 60_000]),
+                ],
+                "{name}"
+            );
+            // The pong went out under our traffic key before close.
+            let t = Instant::now();
+            while c.pongs() == 0 && t.elapsed() < Duration::from_secs(5) {
+                let _ = c.poll(Instant::now());
+            }
+            c.close();
+            let (pong, close, eof) = srv.join().unwrap();
+            assert_eq!(pong, (0xA, b"p1".to_vec()), "{name}");
+            assert_eq!(close, (0x8, 1000u16.to_be_bytes().to_vec()), "{name}");
+            assert_eq!(eof, Ok(0), "{name}: close_notify ends the stream");
+        }
+    }
+
+    #[test]
+    fn wss_server_key_update_and_close_notify() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let (server_cfg, client_cfg) =
+            tls_pair(cs::TLS13_AES_128_GCM_SHA256, &rustls::version::TLS13);
+        let (port, srv) = tls_server(server_cfg, |s| {
+            let (resp, _) = upgrade_response(s);
+            let mut all = resp.into_bytes();
+            all.extend(server_frame(OpCode::Text, b"before"));
+            s.write_all(&all).unwrap();
+            s.flush().unwrap();
+            // KeyUpdate with update_requested: the client must switch its receive key and answer with its own.
+            s.conn.refresh_traffic_keys().unwrap();
+            s.write_all(&server_frame(OpCode::Text, b"after")).unwrap();
+            s.write_all(&server_frame(OpCode::Ping, b"k")).unwrap();
+            s.flush().unwrap();
+            // Readable only if the client switched its send key as well.
+            let pong = read_client_frame(s);
+            s.write_all(&server_frame(OpCode::Text, b"last")).unwrap();
+            s.conn.send_close_notify();
+            s.flush().unwrap();
+            pong
+        });
+        let mut c = wss_client(port, client_cfg);
+        let got = drive(&mut c, 5, Duration::from_secs(10));
+        assert_eq!(
+            got,
+            vec![
+                Got::Opened,
+                Got::Frame(b"before".to_vec()),
+                Got::Frame(b"after".to_vec()),
+                Got::Frame(b"last".to_vec()),
+                Got::Closed(WsError::Eof.to_string()),
+            ]
+        );
+        assert_eq!(srv.join().unwrap(), (0xA, b"k".to_vec()));
+    }
+
+    #[test]
+    fn wss_refuses_a_certificate_it_does_not_trust() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let (server_cfg, _) = tls_pair(cs::TLS13_AES_128_GCM_SHA256, &rustls::version::TLS13);
+        // A client trusting a different self-signed certificate.
+        let (_, other_client) = tls_pair(cs::TLS13_AES_128_GCM_SHA256, &rustls::version::TLS13);
+        let (port, srv) = tls_server(server_cfg, |s| {
+            let mut b = [0u8; 1];
+            s.read(&mut b).is_err()
+        });
+        let mut c = wss_client(port, other_client);
+        let got = drive(&mut c, 1, Duration::from_secs(10));
+        assert!(
+            matches!(&got[..], [Got::Closed(m)] if m.starts_with("TLS:")),
+            "{got:?}"
+        );
+        assert!(srv.join().unwrap(), "the server saw the handshake fail");
     }
 
     #[test]
@@ -1133,6 +1868,8 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let srv = std::thread::spawn(move || {
             let (tcp, _) = l.accept().unwrap();
+            // A client bug must fail the test, not hang it.
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             let conn = rustls::ServerConnection::new(server_cfg).unwrap();
             let mut s = rustls::StreamOwned::new(conn, tcp);
             let (resp, line) = upgrade_response(&mut s);
