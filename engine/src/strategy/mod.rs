@@ -5,6 +5,7 @@
 //! its methods in a plain `match` (no trait objects on the hot path). Adding a mode = adding a variant and one arm
 //! in each method below.
 
+pub mod bar_mode;
 pub mod exits;
 pub mod indicators;
 pub mod position;

@@ -10,15 +10,16 @@
 //! - **Exits on every price**: stop-loss 6 %, take-profit 15 %, max holding time 30 days.
 //! - Sizing: `notional` USD (default 750, the guide's per-position cap for this mode); leverage 1.
 //!
-//! Bars come from trades, from closed klines (aggregated), or ready-made, as in [`super::swing`].
+//! Bars come from trades, from closed klines (aggregated), or ready-made, as in [`super::swing`] (the shared
+//! plumbing is [`super::bar_mode`]).
 
-use super::exits::{entry_order, exit_order, held_of, ExitRules};
-use super::indicators::{Bar, BarBuilder, Ema, Macd};
+use super::bar_mode::{BarMode, BarRules};
+use super::exits::{entry_order, exit_order, ExitRules};
+use super::indicators::{Bar, Ema, Macd};
 use super::{PosView, Signal, SymbolInfo};
 use crate::book::TopOfBook;
-use crate::feed::parse::{AggTrade, Kline};
-use aegis_shared::event::{OrderIntent, TimestampMs};
-use aegis_shared::num::{Notional, Price, Rate};
+use aegis_shared::event::OrderIntent;
+use aegis_shared::num::{Notional, Rate};
 use aegis_shared::Side;
 
 /// Position-mode settings.
@@ -55,10 +56,10 @@ impl Default for PositionParams {
     }
 }
 
+/// A symbol's indicator state.
 #[derive(Debug, Clone)]
-struct SymState {
+pub struct SymState {
     info: SymbolInfo,
-    bars: BarBuilder,
     fast: Ema,
     slow: Ema,
     macd: Macd,
@@ -66,122 +67,40 @@ struct SymState {
 }
 
 /// The position-mode strategy over all symbols. See the module docs.
-#[derive(Debug, Clone)]
-pub struct PositionMode {
-    p: PositionParams,
-    syms: Vec<SymState>,
-}
+pub type PositionMode = BarMode<PositionParams>;
 
 impl PositionMode {
     /// A strategy for the engine's symbols (index order).
     pub fn new(p: PositionParams, symbols: &[SymbolInfo]) -> Self {
-        Self {
-            p,
-            syms: symbols
-                .iter()
-                .map(|&info| SymState {
-                    info,
-                    bars: BarBuilder::new(p.bar_ms),
-                    fast: Ema::new(p.ema_fast),
-                    slow: Ema::new(p.ema_slow),
-                    macd: Macd::standard(),
-                    prev: None,
-                })
-                .collect(),
-        }
-    }
-
-    /// Parameters.
-    pub fn params(&self) -> &PositionParams {
-        &self.p
-    }
-
-    /// A trade: feeds the bar builder by event time; a finished bar may produce an entry or a signal exit.
-    #[inline]
-    pub fn on_trade(
-        &mut self,
-        sym: usize,
-        t: &AggTrade,
-        top: &TopOfBook,
-        pos: &PosView,
-    ) -> Option<Signal> {
-        let st = self.syms.get_mut(sym)?;
-        let bar = st.bars.on_trade(t.event_time, t.price, t.qty)?;
-        on_bar(st, &self.p, &bar, top, pos)
-    }
-
-    /// A book change: exits first, then a bar that finished by time alone.
-    #[inline]
-    pub fn on_book(
-        &mut self,
-        sym: usize,
-        top: &TopOfBook,
-        now_ms: TimestampMs,
-        pos: &PosView,
-    ) -> Option<Signal> {
-        let st = self.syms.get_mut(sym)?;
-        if let Some(s) = price_exit(&self.p, top.is_valid().then(|| top.mid()), now_ms, pos) {
-            return Some(s);
-        }
-        let bar = st.bars.on_time(now_ms)?;
-        on_bar(st, &self.p, &bar, top, pos)
-    }
-
-    /// A kline: its close is checked for exits; a closed kline is folded into this mode's bars.
-    #[inline]
-    pub fn on_kline(
-        &mut self,
-        sym: usize,
-        k: &Kline,
-        top: &TopOfBook,
-        pos: &PosView,
-    ) -> Option<Signal> {
-        let st = self.syms.get_mut(sym)?;
-        let now = if k.event_time > 0 {
-            k.event_time
-        } else {
-            k.close_time
-        };
-        if let Some(s) = price_exit(&self.p, Some(k.close), now, pos) {
-            return Some(s);
-        }
-        if !k.closed {
-            return None;
-        }
-        let mut out = None;
-        for bar in st.bars.on_bar(&Bar::from_kline(k)).into_iter().flatten() {
-            out = on_bar(st, &self.p, &bar, top, pos).or(out);
-        }
-        out
-    }
-
-    /// A finished bar of this mode's interval for `sym`.
-    #[inline]
-    pub fn on_bar(
-        &mut self,
-        sym: usize,
-        bar: &Bar,
-        top: &TopOfBook,
-        pos: &PosView,
-    ) -> Option<Signal> {
-        let st = self.syms.get_mut(sym)?;
-        on_bar(st, &self.p, bar, top, pos)
+        Self::with_symbols(p, symbols)
     }
 }
 
-#[inline]
-fn price_exit(
-    p: &PositionParams,
-    px: Option<Price>,
-    now: TimestampMs,
-    pos: &PosView,
-) -> Option<Signal> {
-    if pos.pending {
-        return None;
+impl BarRules for PositionParams {
+    type Sym = SymState;
+
+    fn bar_ms(&self) -> u64 {
+        self.bar_ms
     }
-    let h = held_of(pos)?;
-    let intent = p.exits.check(&h, px?, now)?;
-    Some(exit_order(pos, intent))
+
+    fn exits(&self) -> &ExitRules {
+        &self.exits
+    }
+
+    fn new_sym(&self, info: SymbolInfo) -> SymState {
+        SymState {
+            info,
+            fast: Ema::new(self.ema_fast),
+            slow: Ema::new(self.ema_slow),
+            macd: Macd::standard(),
+            prev: None,
+        }
+    }
+
+    #[inline]
+    fn on_bar(&self, st: &mut SymState, b: &Bar, top: &TopOfBook, pos: &PosView) -> Option<Signal> {
+        on_bar(st, self, b, top, pos)
+    }
 }
 
 fn on_bar(

@@ -11,15 +11,16 @@
 //! - Sizing: `notional` USD (default 500, the guide's per-position cap for swing) at the touch; leverage 2.
 //!
 //! Bars come from trades by event time ([`Swing::on_trade`]), from closed klines of any shorter interval
-//! aggregated into this mode's bars ([`Swing::on_kline`]), or ready-made ([`Swing::on_bar`]). Per-symbol state is
-//! allocated in [`Swing::new`]; updates are O(1) and allocation-free.
+//! aggregated into this mode's bars ([`Swing::on_kline`]), or ready-made ([`Swing::on_bar`]); that plumbing is
+//! [`super::bar_mode`], shared with the position mode. Per-symbol state is allocated in [`Swing::new`]; updates
+//! are O(1) and allocation-free.
 
-use super::exits::{entry_order, exit_order, held_of, ExitRules};
-use super::indicators::{Adx, Bar, BarBuilder, Ema, Macd, Rsi};
+use super::bar_mode::{BarMode, BarRules};
+use super::exits::{entry_order, exit_order, ExitRules};
+use super::indicators::{Adx, Bar, Ema, Macd, Rsi};
 use super::{PosView, Signal, SymbolInfo};
 use crate::book::TopOfBook;
-use crate::feed::parse::{AggTrade, Kline};
-use aegis_shared::event::{OrderIntent, TimestampMs};
+use aegis_shared::event::OrderIntent;
 use aegis_shared::num::{Notional, Rate};
 use aegis_shared::Side;
 
@@ -81,10 +82,10 @@ pub struct SwingReadings {
     pub hist: (f64, f64),
 }
 
+/// A symbol's indicator state.
 #[derive(Debug, Clone)]
-struct SymState {
+pub struct SymState {
     info: SymbolInfo,
-    bars: BarBuilder,
     ema: Ema,
     rsi: Rsi,
     macd: Macd,
@@ -94,129 +95,47 @@ struct SymState {
 }
 
 /// The swing strategy over all symbols. See the module docs.
-#[derive(Debug, Clone)]
-pub struct Swing {
-    p: SwingParams,
-    syms: Vec<SymState>,
-}
+pub type Swing = BarMode<SwingParams>;
 
 impl Swing {
     /// A strategy for the engine's symbols (index order).
     pub fn new(p: SwingParams, symbols: &[SymbolInfo]) -> Self {
-        Self {
-            p,
-            syms: symbols
-                .iter()
-                .map(|&info| SymState {
-                    info,
-                    bars: BarBuilder::new(p.bar_ms),
-                    ema: Ema::new(p.ema_period),
-                    rsi: Rsi::new(p.rsi_period),
-                    macd: Macd::standard(),
-                    adx: Adx::new(14),
-                    prev_hist: None,
-                    readings: None,
-                })
-                .collect(),
-        }
-    }
-
-    /// Parameters.
-    pub fn params(&self) -> &SwingParams {
-        &self.p
+        Self::with_symbols(p, symbols)
     }
 
     /// Readings of a symbol's last finished bar, once every indicator is warm.
     pub fn readings(&self, sym: usize) -> Option<SwingReadings> {
-        self.syms.get(sym)?.readings
-    }
-
-    /// A trade: feeds the bar builder by event time; a finished bar may produce an entry or a signal exit.
-    #[inline]
-    pub fn on_trade(
-        &mut self,
-        sym: usize,
-        t: &AggTrade,
-        top: &TopOfBook,
-        pos: &PosView,
-    ) -> Option<Signal> {
-        let st = self.syms.get_mut(sym)?;
-        let bar = st.bars.on_trade(t.event_time, t.price, t.qty)?;
-        on_bar(&self.p, st, &bar, top, pos)
-    }
-
-    /// A book change: exits first, then a bar that finished by time alone.
-    #[inline]
-    pub fn on_book(
-        &mut self,
-        sym: usize,
-        top: &TopOfBook,
-        now_ms: TimestampMs,
-        pos: &PosView,
-    ) -> Option<Signal> {
-        let st = self.syms.get_mut(sym)?;
-        if let Some(s) = price_exit(&self.p, top.is_valid().then(|| top.mid()), now_ms, pos) {
-            return Some(s);
-        }
-        let bar = st.bars.on_time(now_ms)?;
-        on_bar(&self.p, st, &bar, top, pos)
-    }
-
-    /// A kline: its close is checked for exits; a closed kline is folded into this mode's bars.
-    #[inline]
-    pub fn on_kline(
-        &mut self,
-        sym: usize,
-        k: &Kline,
-        top: &TopOfBook,
-        pos: &PosView,
-    ) -> Option<Signal> {
-        let st = self.syms.get_mut(sym)?;
-        let now = if k.event_time > 0 {
-            k.event_time
-        } else {
-            k.close_time
-        };
-        if let Some(s) = price_exit(&self.p, Some(k.close), now, pos) {
-            return Some(s);
-        }
-        if !k.closed {
-            return None;
-        }
-        let mut out = None;
-        for bar in st.bars.on_bar(&Bar::from_kline(k)).into_iter().flatten() {
-            out = on_bar(&self.p, st, &bar, top, pos).or(out);
-        }
-        out
-    }
-
-    /// A finished bar of this mode's interval for `sym` (e.g. from an external bar source).
-    #[inline]
-    pub fn on_bar(
-        &mut self,
-        sym: usize,
-        bar: &Bar,
-        top: &TopOfBook,
-        pos: &PosView,
-    ) -> Option<Signal> {
-        let st = self.syms.get_mut(sym)?;
-        on_bar(&self.p, st, bar, top, pos)
+        self.sym(sym)?.readings
     }
 }
 
-#[inline]
-fn price_exit(
-    p: &SwingParams,
-    px: Option<aegis_shared::Price>,
-    now: TimestampMs,
-    pos: &PosView,
-) -> Option<Signal> {
-    if pos.pending {
-        return None;
+impl BarRules for SwingParams {
+    type Sym = SymState;
+
+    fn bar_ms(&self) -> u64 {
+        self.bar_ms
     }
-    let h = held_of(pos)?;
-    let intent = p.exits.check(&h, px?, now)?;
-    Some(exit_order(pos, intent))
+
+    fn exits(&self) -> &ExitRules {
+        &self.exits
+    }
+
+    fn new_sym(&self, info: SymbolInfo) -> SymState {
+        SymState {
+            info,
+            ema: Ema::new(self.ema_period),
+            rsi: Rsi::new(self.rsi_period),
+            macd: Macd::standard(),
+            adx: Adx::new(14),
+            prev_hist: None,
+            readings: None,
+        }
+    }
+
+    #[inline]
+    fn on_bar(&self, st: &mut SymState, b: &Bar, top: &TopOfBook, pos: &PosView) -> Option<Signal> {
+        on_bar(self, st, b, top, pos)
+    }
 }
 
 fn on_bar(
