@@ -39,6 +39,65 @@ impl Symbol {
         })
     }
 
+    /// [`Symbol::from_bytes`]`(&window[..len])`, the same result for every input, but faster when `window` has at
+    /// least 24 bytes: the symbol is read, checked and upper-cased 8 bytes at a time (SWAR) and stored with word
+    /// writes. Parsers pass the input from the symbol's first byte on, so the bytes after it are there to read.
+    ///
+    /// Why word writes matter as much as the fewer steps: a symbol stored byte by byte and then copied (it travels
+    /// inside a parsed message) is read back with wide loads, which cannot be forwarded from narrower pending
+    /// stores and wait for them to drain.
+    #[inline(always)]
+    pub fn from_window(window: &[u8], len: usize) -> Result<Self, SymbolError> {
+        const L: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = L * 0x80;
+        let Some(w) = window.get(..24) else {
+            return Self::from_bytes(window.get(..len).ok_or(SymbolError)?);
+        };
+        if len == 0 || len > MAX_SYMBOL_LEN {
+            return Err(SymbolError);
+        }
+        // High bit set in each byte of `x` (bytes < 0x80) that lies in lo..=hi: `x + (0x80 - lo)` reaches the high
+        // bit iff x >= lo, `x + (0x7f - hi)` iff x > hi; neither carries into the next byte for x < 0x80.
+        let in_range = |x: u64, lo: u8, hi: u8| -> u64 {
+            (x + L * u64::from(0x80 - lo)) & !(x + L * u64::from(0x7f - hi)) & HI
+        };
+        let mut out = [0u64; 3];
+        let mut bad = 0u64;
+        for (k, word) in out.iter_mut().enumerate() {
+            if 8 * k >= len {
+                // Past the symbol: the word stays zero (most symbols fit the first word).
+                break;
+            }
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&w[8 * k..8 * k + 8]);
+            // The symbol's bytes in this word (the rest must come out as zeros, as from_bytes leaves them).
+            let r = len.saturating_sub(8 * k).min(8);
+            let keep = if r == 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * r)) - 1
+            };
+            let x = u64::from_le_bytes(a) & keep;
+            let ascii = x & !HI;
+            let lower = in_range(ascii, b'a', b'z');
+            let ok = in_range(ascii, b'0', b'9') | in_range(ascii, b'A', b'Z') | lower;
+            // Non-ASCII bytes, and bytes that are none of the three ranges, inside the symbol.
+            bad |= ((x & HI) | (!ok & HI)) & keep;
+            *word = x - (lower >> 2);
+        }
+        if bad != 0 {
+            return Err(SymbolError);
+        }
+        let mut bytes = [0u8; MAX_SYMBOL_LEN];
+        bytes[..8].copy_from_slice(&out[0].to_le_bytes());
+        bytes[8..16].copy_from_slice(&out[1].to_le_bytes());
+        bytes[16..].copy_from_slice(&out[2].to_le_bytes()[..4]);
+        Ok(Self {
+            len: len as u8,
+            bytes,
+        })
+    }
+
     /// Builds a symbol from a string (see [`Symbol::from_bytes`]).
     pub fn new(s: &str) -> Result<Self, SymbolError> {
         Self::from_bytes(s.as_bytes())
@@ -98,6 +157,53 @@ impl<'de> Deserialize<'de> for Symbol {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        /// The word-at-a-time constructor agrees with the byte loop on every window and length, including
+        /// lengths past the window and the 21 bytes either side of every range boundary.
+        #[test]
+        fn from_window_equals_from_bytes(
+            raw in proptest::collection::vec(prop_oneof![
+                b'0'..=b'9', b'A'..=b'Z', b'a'..=b'z', Just(b'"'), Just(b','), Just(b'/'), Just(b':'), Just(b'@'),
+                Just(b'['), Just(b'`'), Just(b'{'), Just(0u8), Just(0x7f), Just(0x80), Just(0xc1), Just(0xff)
+            ], 0..40),
+            any_raw in proptest::collection::vec(any::<u8>(), 0..40),
+            len in 0usize..26,
+        ) {
+            for w in [&raw, &any_raw] {
+                let want = w.get(..len).ok_or(SymbolError).and_then(Symbol::from_bytes);
+                prop_assert_eq!(Symbol::from_window(w, len), want, "{:?} {}", w, len);
+            }
+        }
+    }
+
+    #[test]
+    fn from_window_reads_only_the_symbol() {
+        let w = b"BTCUSDT\",\"b\":\"25.35190000\",\"B\"";
+        assert_eq!(Symbol::from_window(w, 7), Symbol::new("BTCUSDT"));
+        assert_eq!(
+            Symbol::from_window(b"btcusdt@bookTicker......", 7),
+            Symbol::new("BTCUSDT")
+        );
+        assert_eq!(
+            Symbol::from_window(b"BTCUSDT@bookTicker......", 8),
+            Err(SymbolError)
+        );
+        assert_eq!(
+            Symbol::from_window(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", 20),
+            Symbol::new("ABCDEFGHIJKLMNOPQRST")
+        );
+        assert_eq!(
+            Symbol::from_window(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", 21),
+            Err(SymbolError)
+        );
+        assert_eq!(
+            Symbol::from_window(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", 0),
+            Err(SymbolError)
+        );
+    }
     #[test]
     fn folds_case_and_validates() {
         let s = Symbol::new("btcusdt").unwrap();

@@ -5,7 +5,8 @@
 //! `benches/REPORT.md` (with the criterion medians of the last `cargo bench`).
 //!
 //! Run: `cargo run --release -p aegis-benches --bin latency_harness` (after `cargo bench -p aegis-benches` for
-//! the criterion part of the report). `--secs N` sets the seconds per fixed-rate run (default 3).
+//! the criterion part of the report). `--secs N` sets the seconds per fixed-rate run (default 3). `--ab-only
+//! [--rounds N]` runs only the interleaved A/B (pinned to the last core), prints it and leaves REPORT.md alone.
 
 use aegis_benches::{fixtures, report, usual};
 use aegis_engine::book::TopOfBook;
@@ -315,6 +316,27 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
+    if args.iter().any(|a| a == "--ab-only") {
+        // Quick mode for tuning: only the interleaved A/B, printed; REPORT.md is left alone.
+        let rounds: usize = args
+            .iter()
+            .position(|a| a == "--rounds")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1500);
+        if let Some(c) = core_affinity::get_core_ids().unwrap_or_default().last() {
+            core_affinity::set_for_current(*c);
+        }
+        let [(ws, ws_min), (rest, rest_min), (u, u_min)] = interleaved_ab(rounds, 200);
+        println!(
+            "ab rounds={rounds} load={} | aegis_ws {ws:.1} ns (min {ws_min:.1}) {:.2}x | aegis_rest {rest:.1} ns \
+             (min {rest_min:.1}) {:.2}x | usual {u:.1} ns (min {u_min:.1})",
+            loadavg(),
+            u / ws,
+            u / rest
+        );
+        return;
+    }
     let load_start = loadavg();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let pin = cores.last().map(|c| c.id);
