@@ -90,9 +90,13 @@ impl<'de> Deserialize<'de> for ClientOrderId {
 pub struct ClientOrderIdGen {
     session: u64,
     seq: u64,
-    /// `ag<session base 36>-`, rendered once: only the sequence number changes from id to id.
-    prefix: [u8; MAX_CLIENT_ID_LEN],
+    /// The last id handed out (`ag<session base 36>-<seq base 36>`; `…-0` before the first). Each new id is
+    /// this one with its base-36 sequence digits incremented in place: usually one byte changes, where
+    /// rendering the number afresh costs a division per digit on every order.
+    cur: [u8; MAX_CLIENT_ID_LEN],
+    /// Where the sequence digits start.
     prefix_len: u8,
+    cur_len: u8,
 }
 
 const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -121,32 +125,68 @@ impl ClientOrderIdGen {
     /// A generator for a session. `session` must be greater than every session used before (the control
     /// plane passes `max(now_ms, last_journaled_session + 1)`).
     pub fn new(session: u64) -> Self {
-        let mut prefix = [0u8; MAX_CLIENT_ID_LEN];
-        prefix[0] = b'a';
-        prefix[1] = b'g';
-        let n = write_base36(session, &mut prefix, 2);
-        prefix[2 + n] = b'-';
+        Self::starting_after(session, 0)
+    }
+
+    /// A generator whose next id has sequence number `seq + 1`.
+    fn starting_after(session: u64, seq: u64) -> Self {
+        let mut cur = [0u8; MAX_CLIENT_ID_LEN];
+        cur[0] = b'a';
+        cur[1] = b'g';
+        let n = write_base36(session, &mut cur, 2);
+        cur[2 + n] = b'-';
+        let prefix_len = 3 + n;
+        let m = write_base36(seq, &mut cur, prefix_len);
         Self {
             session,
-            seq: 0,
-            prefix,
-            prefix_len: (3 + n) as u8,
+            seq,
+            cur,
+            prefix_len: prefix_len as u8,
+            cur_len: (prefix_len + m) as u8,
         }
     }
+
     /// The session number this generator stamps into ids.
     pub fn session(&self) -> u64 {
         self.session
     }
+
     /// The next id. 2 + 13 + 1 + 13 = 29 characters at most, within Binance's 36.
     #[inline]
     pub fn next_id(&mut self) -> ClientOrderId {
-        self.seq += 1;
-        let mut bytes = self.prefix;
-        let at = self.prefix_len as usize;
-        let n = write_base36(self.seq, &mut bytes, at);
+        // Overflow would need 2^64 orders in one session; checked anyway so an id can never repeat.
+        self.seq = self.seq.checked_add(1).unwrap_or_else(|| {
+            panic!(
+                "client order id sequence exhausted in session {}",
+                self.session
+            )
+        });
+        let start = self.prefix_len as usize;
+        let mut i = self.cur_len as usize;
+        loop {
+            if i == start {
+                // Every digit carried ("zz…" + 1): the number grows by a digit, "100…".
+                self.cur[start] = b'1';
+                self.cur[self.cur_len as usize] = b'0';
+                self.cur_len += 1;
+                break;
+            }
+            i -= 1;
+            match self.cur[i] {
+                b'z' => self.cur[i] = b'0',
+                b'9' => {
+                    self.cur[i] = b'a';
+                    break;
+                }
+                d => {
+                    self.cur[i] = d + 1;
+                    break;
+                }
+            }
+        }
         ClientOrderId {
-            len: (at + n) as u8,
-            bytes,
+            len: self.cur_len,
+            bytes: self.cur,
         }
     }
 }
@@ -184,14 +224,22 @@ mod tests {
         }
         for session in [0u64, 1, 35, 36, 1_700_000_000_000, u64::MAX] {
             let mut g = ClientOrderIdGen::new(session);
-            for seq in 1..=1300u64 {
+            // Past 36^2 = 1296 and 36^3 = 46656: every carry and every growth by a digit.
+            for seq in 1..=47_000u64 {
                 let id = g.next_id();
                 assert_eq!(id.as_str(), format!("ag{}-{}", b36(session), b36(seq)));
             }
         }
+        // Growth at larger widths, starting just below each power of 36.
+        for k in 4..=12u32 {
+            let p = 36u64.pow(k);
+            let mut g = ClientOrderIdGen::starting_after(7, p - 3);
+            for seq in p - 2..=p + 2 {
+                assert_eq!(g.next_id().as_str(), format!("ag7-{}", b36(seq)));
+            }
+        }
         assert_eq!(ClientOrderIdGen::new(35).next_id().as_str(), "agz-1");
-        let mut g = ClientOrderIdGen::new(u64::MAX);
-        g.seq = u64::MAX - 1;
+        let mut g = ClientOrderIdGen::starting_after(u64::MAX, u64::MAX - 1);
         let id = g.next_id();
         assert_eq!(id.as_str(), "ag3w5e11264sgsf-3w5e11264sgsf");
         assert_eq!(id.as_bytes().len(), 29);
