@@ -68,7 +68,8 @@ fn run_err(e: impl std::fmt::Display) -> RunError {
 }
 
 /// The local depth books' snapshot source: `GET /fapi/v1/depth?limit=1000` through the REST client (its rate
-/// limits and clock apply), called from the feed thread.
+/// limits and clock apply), called from the feed's `aegis-depth` side thread (never from the engine thread: it
+/// blocks on the network).
 pub fn depth_sync(client: rest::RestClient, rt: tokio::runtime::Handle) -> DepthSync {
     let fetch = move |s: aegis_shared::Symbol| {
         let v = match rt.block_on(client.depth(s.as_str(), 1000)) {

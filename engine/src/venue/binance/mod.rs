@@ -1,14 +1,15 @@
 //! The live Binance USD-M futures venue: the engine side of order entry on testnet or production.
 //!
-//! **Interim architecture (documented, see issue 4):** the engine thread does not own a socket yet. An approved
+//! **Order connections live on the control plane (documented):** market data is read by the engine thread itself
+//! (`crate::net::mio_ws`), but order entry is not yet: an approved
 //! order becomes an [`Outbound`] message on a bounded lock-free queue to the control plane's *order gateway*
 //! thread (`aegis_control::exchange::gateway`), which signs it with `sign::OrderEncoder` and sends it over the
 //! WebSocket API (`order.place` / `order.cancel`), falling back to REST. Everything the exchange says comes back
 //! as [`Inbound`] messages on a second bounded queue that the engine drains in its busy loop
 //! ([`LiveVenue::poll`]): acknowledgements, rejections, `ORDER_TRADE_UPDATE`s from the user data stream (fills,
 //! partial fills, cancels, expiries, liquidations), reconciliation adoptions and halts (key rejected, rate
-//! limited, reconciliation pending). The target design moves the WebSocket into the engine thread (mio +
-//! rustls + tungstenite, `engine::net`); the message types stay the same.
+//! limited, reconciliation pending). The target design moves the WS-API connection into the engine thread on the
+//! same non-blocking client the market data uses (`crate::net::mio_ws`); the message types stay the same.
 //!
 //! Rules enforced here:
 //! - An order is `PendingNew` until the exchange answers; fills update positions only when the exchange reports
