@@ -267,6 +267,9 @@ pub struct Counters {
     pub unknown_symbol: u64,
     /// Book updates ignored as stale or crossed.
     pub stale_book: u64,
+    /// Aggregate trades ignored because their id was not above the last one seen for the symbol (both
+    /// connections deliver during a stream rollover; a trade counted twice would skew volume signals).
+    pub duplicate_trades: u64,
     /// Depth messages (the L2 book is wired in with the live feed).
     pub unused: u64,
     /// Orders sent.
@@ -394,6 +397,8 @@ pub struct Engine {
     specs: Vec<SymbolSpec>,
     parser: Parser,
     tops: Vec<TopOfBook>,
+    /// Highest aggregate trade id seen per symbol (0: none yet).
+    last_agg_id: Vec<u64>,
     strategies: Vec<ModeStrategy>,
     gate: RiskGate,
     venue: Venue,
@@ -505,6 +510,7 @@ impl Engine {
             specs,
             parser: Parser::new(),
             tops: vec![TopOfBook::default(); n],
+            last_agg_id: vec![0; n],
             strategies,
             gate,
             positions,
@@ -622,6 +628,12 @@ impl Engine {
                 }
             }
             MarketMsg::AggTrade(t) => {
+                // Binance's aggregate trade ids rise per symbol; an id at or below the last one is a repeat.
+                if t.agg_id != 0 && t.agg_id <= self.last_agg_id[sym] {
+                    self.counters.duplicate_trades += 1;
+                    return;
+                }
+                self.last_agg_id[sym] = t.agg_id;
                 let top = self.tops[sym];
                 for i in 0..self.strategies.len() {
                     let mode = self.strategies[i].mode();

@@ -122,3 +122,21 @@ fn a_mode_without_allocation_never_opens_a_position() {
         .any(|ev| matches!(ev, EngineEvent::Fill(f) if f.mode == StrategyMode::Position)));
     assert!(e.positions().get(0, StrategyMode::Swing).qty().is_zero());
 }
+
+/// During a stream rollover both connections deliver for a moment: a trade seen twice (or an older one arriving
+/// late) must reach the strategies once.
+#[test]
+fn a_repeated_or_older_aggregate_trade_is_ignored() {
+    let (mut e, _ctl) = Engine::with_channels(params(Allocation::default())).unwrap();
+    let trade = |a: u64| {
+        format!(
+            r#"{{"stream":"xrpusdt@aggTrade","data":{{"e":"aggTrade","E":1637000000000,"s":"XRPUSDT","a":{a},"p":"1.0500","q":"10.0","f":{a},"l":{a},"T":1637000000000,"m":false}}}}"#
+        )
+    };
+    for a in [100u64, 101, 101, 100, 102, 102] {
+        e.on_message(trade(a).as_bytes());
+    }
+    assert_eq!(e.counters().duplicate_trades, 3);
+    assert_eq!(e.counters().messages, 6);
+    assert_eq!(e.counters().parse_errors, 0);
+}
