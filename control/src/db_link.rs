@@ -27,6 +27,7 @@ use crate::web::backend::{AccessLogEntry, AuditEvent, AuditRecord};
 use crate::web::model::LiveModel;
 use aegis_shared::Secret;
 use serde_json::{json, Value};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -625,9 +626,14 @@ async fn cli_connect(url: &Secret<String>) -> Result<Client, u8> {
     }
 }
 
-/// `aegis audit verify`: 0 when the chain holds, 1 naming the first broken row, 2 on a configuration or
-/// database error.
-pub fn audit_verify(env_file: &Path) -> u8 {
+/// The prelude every database command shares: `DATABASE_URL`, a runtime, a connection, then `f` with the client
+/// and a [`Redactor`] for the URL. Configuration, runtime and connection failures print their message and return
+/// their exit code (2) without calling `f`.
+fn with_cli_db<F, Fut>(env_file: &Path, f: F) -> u8
+where
+    F: FnOnce(Client, Redactor) -> Fut,
+    Fut: Future<Output = u8>,
+{
     let url = match cli_url(env_file) {
         Ok(u) => u,
         Err(c) => return c,
@@ -641,6 +647,14 @@ pub fn audit_verify(env_file: &Path) -> u8 {
             Ok(c) => c,
             Err(c) => return c,
         };
+        f(client, Redactor::for_url(&url)).await
+    })
+}
+
+/// `aegis audit verify`: 0 when the chain holds, 1 naming the first broken row, 2 on a configuration or
+/// database error.
+pub fn audit_verify(env_file: &Path) -> u8 {
+    with_cli_db(env_file, |client, r| async move {
         match db::verify_chain(&client).await {
             Ok(rep) if rep.is_valid() => {
                 println!("{rep}");
@@ -652,10 +666,7 @@ pub fn audit_verify(env_file: &Path) -> u8 {
                 1
             }
             Err(e) => {
-                eprintln!(
-                    "aegis: audit verify failed: {}",
-                    Redactor::for_url(&url).clean(&e.to_string())
-                );
+                eprintln!("aegis: audit verify failed: {}", r.clean(&e.to_string()));
                 2
             }
         }
@@ -664,31 +675,24 @@ pub fn audit_verify(env_file: &Path) -> u8 {
 
 /// `aegis db prune`: access logs older than [`ACCESS_LOG_RETENTION_DAYS`] days and expired revoked tokens.
 pub fn db_prune(env_file: &Path) -> u8 {
-    let url = match cli_url(env_file) {
-        Ok(u) => u,
-        Err(c) => return c,
-    };
-    let rt = match cli_runtime() {
-        Ok(rt) => rt,
-        Err(c) => return c,
-    };
-    rt.block_on(async {
-        let client = match cli_connect(&url).await {
-            Ok(c) => c,
-            Err(c) => return c,
-        };
-        let r = Redactor::for_url(&url);
+    with_cli_db(env_file, |client, r| async move {
         let a = match retention::prune_access_log(&client, ACCESS_LOG_RETENTION_DAYS).await {
             Ok(n) => n,
             Err(e) => {
-                eprintln!("aegis: pruning the access log failed: {}", r.clean(&e.to_string()));
+                eprintln!(
+                    "aegis: pruning the access log failed: {}",
+                    r.clean(&e.to_string())
+                );
                 return 2;
             }
         };
         let t = match retention::prune_revoked_tokens(&client).await {
             Ok(n) => n,
             Err(e) => {
-                eprintln!("aegis: pruning revoked tokens failed: {}", r.clean(&e.to_string()));
+                eprintln!(
+                    "aegis: pruning revoked tokens failed: {}",
+                    r.clean(&e.to_string())
+                );
                 return 2;
             }
         };
@@ -745,20 +749,7 @@ pub fn export_trades(env_file: &Path, a: &ExportTradesArgs) -> u8 {
             return 2;
         }
     };
-    let url = match cli_url(env_file) {
-        Ok(u) => u,
-        Err(c) => return c,
-    };
-    let rt = match cli_runtime() {
-        Ok(rt) => rt,
-        Err(c) => return c,
-    };
-    rt.block_on(async {
-        let client = match cli_connect(&url).await {
-            Ok(c) => c,
-            Err(c) => return c,
-        };
-        let r = Redactor::for_url(&url);
+    with_cli_db(env_file, |client, r| async move {
         // Postgres parses the times (exactly, with any zone offset); the shape was checked above.
         let parsed = client
             .query_one(

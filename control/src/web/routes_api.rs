@@ -19,6 +19,24 @@ fn q_param(q: &Option<String>, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// A whole-number query parameter within `range`; `default` when absent, `err` (one generic message) otherwise.
+fn q_u32(
+    q: &Option<String>,
+    name: &str,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+    err: &'static str,
+) -> Result<u32, ApiError> {
+    match q_param(q, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|x| range.contains(x))
+            .ok_or(ApiError::BadRequest(err)),
+    }
+}
+
 pub(super) async fn status(State(s): State<WebState>, _: Session) -> Json<Value> {
     let snap = s.backend().snapshot();
     let mut body = match s.backend().status_extra() {
@@ -64,22 +82,8 @@ pub(super) async fn trades(
     _: Session,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let page = match q_param(&q, "page") {
-        None => 0,
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|p| *p <= 1_000_000)
-            .ok_or(ApiError::BadRequest("page must be a whole number"))?,
-    };
-    let limit = match q_param(&q, "limit") {
-        None => 50,
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=200).contains(l))
-            .ok_or(ApiError::BadRequest("limit must be 1-200"))?,
-    };
+    let page = q_u32(&q, "page", 0, 0..=1_000_000, "page must be a whole number")?;
+    let limit = q_u32(&q, "limit", 50, 1..=200, "limit must be 1-200")?;
     let p = s
         .backend()
         .trades(TradesQuery { page, limit })
@@ -93,14 +97,7 @@ pub(super) async fn audit_log(
     _: Admin,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = match q_param(&q, "limit") {
-        None => 100,
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=500).contains(l))
-            .ok_or(ApiError::BadRequest("limit must be 1-500"))?,
-    };
+    let limit = q_u32(&q, "limit", 100, 1..=500, "limit must be 1-500")?;
     let before = match q_param(&q, "before") {
         None => None,
         Some(v) => Some(
@@ -284,4 +281,25 @@ pub(super) async fn reset_breaker(
         detail,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_number_params_default_and_refuse_out_of_range_or_garbage() {
+        let q = |s: &str| Some(s.to_string());
+        let lim = |q: &Option<String>| q_u32(q, "limit", 50, 1..=200, "limit must be 1-200");
+        assert_eq!(lim(&None), Ok(50));
+        assert_eq!(lim(&q("page=3")), Ok(50));
+        assert_eq!(lim(&q("page=3&limit=200")), Ok(200));
+        for bad in ["limit=0", "limit=201", "limit=-1", "limit=1e2", "limit="] {
+            assert_eq!(
+                lim(&q(bad)),
+                Err(ApiError::BadRequest("limit must be 1-200")),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -1574,6 +1574,20 @@ mod tests {
         })
     }
 
+    /// Keeps polling (so close frames are read and echoed) until the server thread is done. Never joins a server
+    /// still waiting in accept or a read: that would hang the test run instead of failing it.
+    fn poll_until_finished<T>(feed: &mut WsFeed, srv: &std::thread::JoinHandle<T>) {
+        let t = Instant::now();
+        while !srv.is_finished() && t.elapsed() < Duration::from_secs(20) {
+            let _ = feed.poll();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            srv.is_finished(),
+            "the server is still waiting for the client"
+        );
+    }
+
     fn feed_frames(feed: &mut WsFeed, want: usize, limit: Duration) -> Vec<Vec<u8>> {
         let t = Instant::now();
         let mut got = Vec::new();
@@ -1603,16 +1617,7 @@ mod tests {
             ]
         );
         // Keep polling so the last close frame is read and echoed.
-        let t = Instant::now();
-        while !srv.is_finished() && t.elapsed() < Duration::from_secs(20) {
-            let _ = feed.poll();
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // Never join a server still waiting (in accept or a read): that would hang the test run.
-        assert!(
-            srv.is_finished(),
-            "the server is still waiting for the client"
-        );
+        poll_until_finished(&mut feed, &srv);
         let closes = srv.join().unwrap();
         assert_eq!(closes.len(), 3);
         assert!(
@@ -1649,16 +1654,7 @@ mod tests {
         let got = feed_frames(&mut feed, 1, Duration::from_secs(10));
         assert_eq!(got, vec![b"{\"n\":0}".to_vec()]);
         assert_eq!(feed.counters.connects.load(Relaxed), 1);
-        let t = Instant::now();
-        while !srv.is_finished() && t.elapsed() < Duration::from_secs(20) {
-            let _ = feed.poll();
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // Never join a server still waiting (in accept or a read): that would hang the test run.
-        assert!(
-            srv.is_finished(),
-            "the server is still waiting for the client"
-        );
+        poll_until_finished(&mut feed, &srv);
         srv.join().unwrap();
     }
 

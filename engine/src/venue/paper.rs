@@ -162,7 +162,17 @@ impl PaperVenue {
     ) -> OrderStatus {
         self.next_order_id += 1;
         let xid = self.next_order_id;
-        let final_report = |on_exec: &mut dyn FnMut(&ExecReport)| {
+        // An order that ends without a fill: its final event, and the final report the engine's books wait for.
+        let mut end = |status: OrderStatus, code: i32| {
+            out.emit(Self::order_event(
+                req,
+                cid,
+                xid,
+                ts,
+                Qty::ZERO,
+                status,
+                code,
+            ));
             on_exec(&ExecReport {
                 sym: req.sym,
                 mode: req.mode,
@@ -171,20 +181,11 @@ impl PaperVenue {
                 net: aegis_shared::Notional::ZERO,
                 closed_trade: None,
                 order_final: true,
-            })
+            });
+            status
         };
         if !top.is_valid() {
-            out.emit(Self::order_event(
-                req,
-                cid,
-                xid,
-                ts,
-                Qty::ZERO,
-                OrderStatus::Rejected,
-                REJECT_NO_MARKET,
-            ));
-            final_report(on_exec);
-            return OrderStatus::Rejected;
+            return end(OrderStatus::Rejected, REJECT_NO_MARKET);
         }
         let touch = match req.side {
             Side::Buy => top.ask,
@@ -196,17 +197,7 @@ impl PaperVenue {
             (OrderType::Limit, Side::Sell) => req.price <= top.bid,
         };
         if crosses && req.tif == Some(TimeInForce::Gtx) {
-            out.emit(Self::order_event(
-                req,
-                cid,
-                xid,
-                ts,
-                Qty::ZERO,
-                OrderStatus::Expired,
-                0,
-            ));
-            final_report(on_exec);
-            return OrderStatus::Expired;
+            return end(OrderStatus::Expired, 0);
         }
         if crosses {
             out.emit(Self::order_event(
@@ -232,30 +223,10 @@ impl PaperVenue {
             return OrderStatus::Filled;
         }
         if matches!(req.tif, Some(TimeInForce::Ioc | TimeInForce::Fok)) {
-            out.emit(Self::order_event(
-                req,
-                cid,
-                xid,
-                ts,
-                Qty::ZERO,
-                OrderStatus::Expired,
-                0,
-            ));
-            final_report(on_exec);
-            return OrderStatus::Expired;
+            return end(OrderStatus::Expired, 0);
         }
         if self.open.len() == MAX_PAPER_ORDERS {
-            out.emit(Self::order_event(
-                req,
-                cid,
-                xid,
-                ts,
-                Qty::ZERO,
-                OrderStatus::Rejected,
-                REJECT_NO_MARKET,
-            ));
-            final_report(on_exec);
-            return OrderStatus::Rejected;
+            return end(OrderStatus::Rejected, REJECT_NO_MARKET);
         }
         self.open.push(Resting {
             req: *req,
