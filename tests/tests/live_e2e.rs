@@ -94,17 +94,9 @@ fn live_startup_proof_banner_and_reconciliation() {
 fn live_mode_refuses_a_key_that_can_withdraw() {
     let _g = serial();
     let w = World::new("withdraw", keys(true, true));
-    let env = vec![
-        ("TRADING_MODE", "live".to_string()),
-        ("BINANCE_API_KEY", KEY.to_string()),
-        ("BINANCE_SECRET_KEY", SECRET.to_string()),
-        (
-            "JWT_SECRET",
-            "jwt-Zq3xV9pL2mN8bR5tY7wK4cH6dF1gS0aE-live".to_string(),
-        ),
-        // The IP override must not help with withdrawals.
-        ("ALLOW_UNRESTRICTED_IP", "true".to_string()),
-    ];
+    let mut env = live_env();
+    // The IP override must not help with withdrawals.
+    env.push(("ALLOW_UNRESTRICTED_IP", "true".to_string()));
     // Refused before any trading: by the ops preflight (exit 1) or the exchange start-up check (exit 2),
     // whichever runs first; both read apiRestrictions from the (simulated) exchange.
     let mut bot = w.bot(1, &env);
@@ -612,17 +604,9 @@ fn live_depth_book_resyncs_on_a_sequence_gap_and_matches_the_exchange_after() {
 fn live_key_restrictions_are_rechecked_and_a_change_halts_entries_with_an_alert() {
     let _g = serial();
     let w = World::new("recheck", keys(false, true));
-    let env = vec![
-        ("TRADING_MODE", "live".to_string()),
-        ("BINANCE_API_KEY", KEY.to_string()),
-        ("BINANCE_SECRET_KEY", SECRET.to_string()),
-        (
-            "JWT_SECRET",
-            "jwt-Zq3xV9pL2mN8bR5tY7wK4cH6dF1gS0aE-live".to_string(),
-        ),
-        // Every 24 h in production; every second here.
-        ("KEY_RECHECK_INTERVAL", "1s".to_string()),
-    ];
+    let mut env = live_env();
+    // Every 24 h in production; every second here.
+    env.push(("KEY_RECHECK_INTERVAL", "1s".to_string()));
     let bot = w.bot(1, &env);
     assert!(
         bot.wait_log("local and exchange state agree", Duration::from_secs(15)),

@@ -259,6 +259,19 @@ extern "C" {
     pub fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
+/// `TRADING_MODE=live` with the test key (live mode needs its own JWT secret: no generated one).
+pub fn live_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("TRADING_MODE", "live".into()),
+        ("BINANCE_API_KEY", KEY.into()),
+        ("BINANCE_SECRET_KEY", SECRET.into()),
+        (
+            "JWT_SECRET",
+            "jwt-Zq3xV9pL2mN8bR5tY7wK4cH6dF1gS0aE-live".into(),
+        ),
+    ]
+}
+
 pub fn testnet_env() -> Vec<(&'static str, String)> {
     vec![
         ("TRADING_MODE", "testnet".into()),
