@@ -196,6 +196,30 @@ async fn kill_9_mid_run_then_restart_stores_everything_once() {
     .await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    // A COMMIT the child sent just before it died is still carried out by its server backend, which only then
+    // notices the closed socket. Until every other session on this database has ended, the stored state can
+    // still move, so the prefix check below would race it.
+    wait_until(
+        Duration::from_secs(20),
+        "the killed writer's database sessions to end",
+        || {
+            let c = &c;
+            let name = db.name.clone();
+            async move {
+                let n: i64 = c
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE datname = $1 AND pid <> pg_backend_pid()",
+                        &[&name],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                n == 0
+            }
+        },
+    )
+    .await;
 
     // What the killed process left is exactly the journal prefix up to its stored offset: no half batch.
     let (next, recs) = aegis_control::db::writer::stored_progress(&c, "main")
