@@ -21,38 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod alloc_support;
+mod tls_support;
 use alloc_support::{
     accept_upgrade, measure_live_feed, read_client_frame, stream_market, Counting, PING_EVERY,
 };
 
 #[global_allocator]
 static A: Counting = Counting;
-
-/// Server and client configs for "localhost": rcgen's self-signed certificate, one protocol version.
-fn tls_pair(
-    version: &'static rustls::SupportedProtocolVersion,
-) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = ck.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
-        ck.key_pair.serialize_der(),
-    ));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[version])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
-}
 
 /// Accepts one TLS client, answers its upgrade, streams `total` market frames (plus pings), waits for `done`,
 /// then reads the client's pongs (they wait in the socket buffer: a TLS stream cannot be read from a second
@@ -89,7 +64,7 @@ fn server(
 }
 
 fn run_tls(version: &'static rustls::SupportedProtocolVersion, warm_up: u64, measured: u64) {
-    let (server_cfg, client_cfg) = tls_pair(version);
+    let (server_cfg, client_cfg) = tls_support::tls_pair(None, version);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let done = Arc::new(AtomicBool::new(false));

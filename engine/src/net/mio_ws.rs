@@ -1349,6 +1349,12 @@ fn check_response(head: &[u8], accept: &str) -> Result<(), WsError> {
     }
 }
 
+// The test TLS configs are shared with `tests/zero_alloc_tls.rs`; integration tests cannot reach `#[cfg(test)]`
+// items, so the file lives there and is included here.
+#[cfg(test)]
+#[path = "../../tests/tls_support/mod.rs"]
+mod tls_support;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1658,38 +1664,7 @@ mod tests {
         srv.join().unwrap();
     }
 
-    /// A server config for "localhost" (self-signed, rcgen's ECDSA P-256 key) restricted to one cipher suite
-    /// and protocol version, and a client config trusting it.
-    fn tls_pair(
-        suite: rustls::SupportedCipherSuite,
-        version: &'static rustls::SupportedProtocolVersion,
-    ) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let cert = ck.cert.der().clone();
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-            rustls::pki_types::PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()),
-        );
-        let provider = rustls::crypto::CryptoProvider {
-            cipher_suites: vec![suite],
-            ..rustls::crypto::ring::default_provider()
-        };
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
-            .with_protocol_versions(&[version])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert).unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        (Arc::new(server), Arc::new(client))
-    }
+    use super::tls_support::tls_pair;
 
     type TlsServerStream = rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream>;
 
@@ -1737,7 +1712,7 @@ mod tests {
             ),
         ] {
             let name = format!("{:?}", suite.suite());
-            let (server_cfg, client_cfg) = tls_pair(suite, version);
+            let (server_cfg, client_cfg) = tls_pair(Some(suite), version);
             let (port, srv) = tls_server(server_cfg, |s| {
                 let (resp, _) = upgrade_response(s);
                 let mut all = resp.into_bytes();
@@ -1782,7 +1757,7 @@ mod tests {
     fn wss_server_key_update_and_close_notify() {
         use rustls::crypto::ring::cipher_suite as cs;
         let (server_cfg, client_cfg) =
-            tls_pair(cs::TLS13_AES_128_GCM_SHA256, &rustls::version::TLS13);
+            tls_pair(Some(cs::TLS13_AES_128_GCM_SHA256), &rustls::version::TLS13);
         let (port, srv) = tls_server(server_cfg, |s| {
             let (resp, _) = upgrade_response(s);
             let mut all = resp.into_bytes();
@@ -1819,9 +1794,10 @@ mod tests {
     #[test]
     fn wss_refuses_a_certificate_it_does_not_trust() {
         use rustls::crypto::ring::cipher_suite as cs;
-        let (server_cfg, _) = tls_pair(cs::TLS13_AES_128_GCM_SHA256, &rustls::version::TLS13);
+        let (server_cfg, _) = tls_pair(Some(cs::TLS13_AES_128_GCM_SHA256), &rustls::version::TLS13);
         // A client trusting a different self-signed certificate.
-        let (_, other_client) = tls_pair(cs::TLS13_AES_128_GCM_SHA256, &rustls::version::TLS13);
+        let (_, other_client) =
+            tls_pair(Some(cs::TLS13_AES_128_GCM_SHA256), &rustls::version::TLS13);
         let (port, srv) = tls_server(server_cfg, |s| {
             let mut b = [0u8; 1];
             s.read(&mut b).is_err()
