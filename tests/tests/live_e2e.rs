@@ -10,43 +10,36 @@
 mod live_support;
 use live_support::*;
 
+/// Polls a new feed (it connects as it is polled; the engine thread polls it in the bot) until it is
+/// connected, and a little longer: the simulator subscribes the connection just after its 101.
+fn poll_until_subscribed(feed: &mut aegis_engine::net::ws_feed::WsFeed) {
+    use aegis_engine::feed::FeedPoll;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10)
+        && !(feed.is_connected() && t.elapsed() > Duration::from_millis(300))
+    {
+        while let FeedPoll::Msg(_) = feed.poll() {}
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(feed.is_connected());
+}
+
+/// The update id of a combined-stream bookTicker message.
+fn update_id(msg: &[u8]) -> Option<u64> {
+    let v: Value = serde_json::from_slice(msg).unwrap();
+    v["data"]["u"].as_u64()
+}
+
 #[test]
 fn live_startup_proof_banner_and_reconciliation() {
     let _g = serial();
     let w = World::new("recon", keys(false, false));
     // An orphan the bot never placed, and a position opened by hand.
-    let orphan = w.signed(
-        reqwest::Method::POST,
-        "/fapi/v1/order",
-        &[
-            ("symbol", "BTCUSDT"),
-            ("side", "BUY"),
-            ("type", "LIMIT"),
-            ("timeInForce", "GTC"),
-            ("quantity", "0.002"),
-            ("price", "50000"),
-            ("newClientOrderId", "manual-orphan-1"),
-        ],
-    );
-    assert_eq!(orphan["status"], "NEW", "{orphan}");
-    let filled = w.signed(
-        reqwest::Method::POST,
-        "/fapi/v1/order",
-        &[
-            ("symbol", "BTCUSDT"),
-            ("side", "BUY"),
-            ("type", "MARKET"),
-            ("quantity", "0.003"),
-        ],
-    );
-    assert!(filled.get("orderId").is_some(), "{filled}");
+    manual_limit_buy(&w, "0.002", "50000", "manual-orphan-1");
+    manual_buy(&w, "0.003");
     let t0 = Instant::now();
     let mut bot = w.bot(1, &testnet_env());
-    assert!(
-        bot.wait_log("local and exchange state agree", Duration::from_secs(15)),
-        "{}",
-        bot.log()
-    );
+    bot.expect_log("local and exchange state agree", Duration::from_secs(15));
     let log = bot.log();
     assert!(log.contains("TESTNET"), "{log}");
     assert!(
@@ -68,20 +61,10 @@ fn live_startup_proof_banner_and_reconciliation() {
         !log.contains("Pr0dPr0d") && !log.contains(SECRET),
         "no key in the log"
     );
-    bot.signal(15);
-    assert_eq!(
-        bot.wait_exit(Duration::from_secs(8)),
-        Some(0),
-        "{}",
-        bot.log()
-    );
+    bot.stop_cleanly(Duration::from_secs(8));
     // The adopted position is journaled: a restart finds journal and exchange in agreement.
     let bot2 = w.bot(2, &testnet_env());
-    assert!(
-        bot2.wait_log("local and exchange state agree", Duration::from_secs(15)),
-        "{}",
-        bot2.log()
-    );
+    bot2.expect_log("local and exchange state agree", Duration::from_secs(15));
     assert!(
         !bot2.log().contains("position BTCUSDT: journal"),
         "{}",
@@ -138,17 +121,9 @@ fn live_revoked_key_halts_read_only_without_retry_loop() {
         ),
     ];
     let mut bot = w.bot(1, &env);
-    assert!(
-        bot.wait_log("session logged on (Ed25519)", Duration::from_secs(15)),
-        "{}",
-        bot.log()
-    );
+    bot.expect_log("session logged on (Ed25519)", Duration::from_secs(15));
     w.admin(AdminCall::revoke_key(ED_KEY));
-    assert!(
-        bot.wait_log("rejected the API key", Duration::from_secs(10)),
-        "{}",
-        bot.log()
-    );
+    bot.expect_log("rejected the API key", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         bot.child.try_wait().unwrap().is_none(),
@@ -156,13 +131,7 @@ fn live_revoked_key_halts_read_only_without_retry_loop() {
     );
     let n = bot.log().matches("rejected the API key").count();
     assert_eq!(n, 1, "no retry loop: {}", bot.log());
-    bot.signal(15);
-    assert_eq!(
-        bot.wait_exit(Duration::from_secs(8)),
-        Some(0),
-        "{}",
-        bot.log()
-    );
+    bot.stop_cleanly(Duration::from_secs(8));
 }
 
 #[test]
@@ -170,23 +139,9 @@ fn live_empty_key_is_read_only_with_a_banner() {
     let _g = serial();
     let w = World::new("readonly", keys(false, false));
     let mut bot = w.bot(1, &[("TRADING_MODE", "testnet".to_string())]);
-    assert!(
-        bot.wait_log("READ-ONLY MODE", Duration::from_secs(15)),
-        "{}",
-        bot.log()
-    );
-    assert!(
-        bot.wait_log("NO ORDERS", Duration::from_secs(2)),
-        "{}",
-        bot.log()
-    );
-    bot.signal(15);
-    assert_eq!(
-        bot.wait_exit(Duration::from_secs(8)),
-        Some(0),
-        "{}",
-        bot.log()
-    );
+    bot.expect_log("READ-ONLY MODE", Duration::from_secs(15));
+    bot.expect_log("NO ORDERS", Duration::from_secs(2));
+    bot.stop_cleanly(Duration::from_secs(8));
 }
 
 #[test]
@@ -236,24 +191,10 @@ fn live_ws_feed_receives_parsable_combined_streams_and_reconnects() {
 fn live_kill_flattens_an_adopted_position_and_an_unknown_outcome_is_queried_not_resent() {
     let _g = serial();
     let w = World::new("kill", keys(false, false));
-    let filled = w.signed(
-        reqwest::Method::POST,
-        "/fapi/v1/order",
-        &[
-            ("symbol", "BTCUSDT"),
-            ("side", "BUY"),
-            ("type", "MARKET"),
-            ("quantity", "0.003"),
-        ],
-    );
-    assert!(filled.get("orderId").is_some(), "{filled}");
+    manual_buy(&w, "0.003");
     let env = testnet_env();
     let mut bot = w.bot(1, &env);
-    assert!(
-        bot.wait_log("local and exchange state agree", Duration::from_secs(15)),
-        "{}",
-        bot.log()
-    );
+    bot.expect_log("local and exchange state agree", Duration::from_secs(15));
     // A fresh quote, so the bot has a book for the symbol (the frozen market publishes on changes).
     std::thread::sleep(Duration::from_millis(300));
     w.admin(AdminCall::set_quote(
@@ -263,37 +204,21 @@ fn live_kill_flattens_an_adopted_position_and_an_unknown_outcome_is_queried_not_
     // The answer to the next WebSocket-API request comes after our 2 s answer timeout: outcome unknown.
     w.admin(AdminCall::delay(3000, Some(1), Some("/ws-fapi/v1")));
     fs::write(w.dir.join("data").join("KILL"), b"test").unwrap();
-    let t = Instant::now();
-    let mut flat = false;
-    while t.elapsed() < Duration::from_secs(15) {
+    let flat = wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
         let p = w.admin(AdminCall::positions("alice"));
-        if p.as_array().is_some_and(|a| a.is_empty()) {
-            flat = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        p.as_array().is_some_and(|a| a.is_empty())
+    });
     assert!(
         flat,
         "kill switch flattened the adopted position\n{}",
         bot.log()
     );
-    assert!(
-        bot.wait_log("querying it by client id", Duration::from_secs(5)),
-        "{}",
-        bot.log()
-    );
+    bot.expect_log("querying it by client id", Duration::from_secs(5));
     // Let the engine see the fill, then stop.
     std::thread::sleep(Duration::from_millis(500));
     let log = bot.log();
     assert_eq!(log.matches("querying it by client id").count(), 1, "{log}");
-    bot.signal(15);
-    assert_eq!(
-        bot.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        bot.log()
-    );
+    bot.stop_cleanly(Duration::from_secs(10));
     let open = w.admin(AdminCall::open_orders("alice"));
     assert_eq!(open.as_array().map(Vec::len), Some(0), "{open}");
     fs::remove_file(w.dir.join("data").join("KILL")).unwrap();
@@ -320,26 +245,13 @@ fn live_ws_feed_rollover_opens_the_new_connection_first_without_a_gap() {
     let mut cfg = WsFeedConfig::new(url);
     cfg.rollover_ms = 700;
     let mut feed = WsFeed::start(cfg).unwrap();
-    // The feed connects as it is polled (the engine thread polls it in the bot); the simulator subscribes the
-    // connection just after its 101, so poll a little longer before the first update.
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10)
-        && !(feed.is_connected() && t.elapsed() > Duration::from_millis(300))
-    {
-        let _ = feed.poll();
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert!(feed.is_connected());
+    poll_until_subscribed(&mut feed);
     let admin = aegis_testkit::sim::client::BlockingAdminClient::new(&w.base());
     let pusher = std::thread::spawn(move || {
         let mut ids = Vec::new();
         let mut overlap = false;
         for i in 0..120u32 {
-            let (b, a) = if i.is_multiple_of(2) {
-                ("60000.0", "60000.1")
-            } else {
-                ("60000.1", "60000.2")
-            };
+            let (b, a) = alternate_quote(i);
             let r = admin
                 .call(AdminCall::set_quote("BTCUSDT", b, "5", a, "5"))
                 .unwrap();
@@ -360,12 +272,7 @@ fn live_ws_feed_rollover_opens_the_new_connection_first_without_a_gap() {
     let t = Instant::now();
     while !pusher.is_finished() || t.elapsed() < Duration::from_millis(500) {
         match feed.poll() {
-            FeedPoll::Msg(b) => {
-                let v: Value = serde_json::from_slice(b).unwrap();
-                if let Some(u) = v["data"]["u"].as_u64() {
-                    got.insert(u);
-                }
-            }
+            FeedPoll::Msg(b) => got.extend(update_id(b)),
             _ => std::thread::sleep(Duration::from_millis(1)),
         }
         if t.elapsed() > Duration::from_secs(20) {
@@ -376,10 +283,7 @@ fn live_ws_feed_rollover_opens_the_new_connection_first_without_a_gap() {
     let t = Instant::now();
     while t.elapsed() < Duration::from_millis(500) {
         if let FeedPoll::Msg(b) = feed.poll() {
-            let v: Value = serde_json::from_slice(b).unwrap();
-            if let Some(u) = v["data"]["u"].as_u64() {
-                got.insert(u);
-            }
+            got.extend(update_id(b));
         }
     }
     let rollovers = feed
@@ -400,7 +304,6 @@ fn live_ws_feed_rollover_opens_the_new_connection_first_without_a_gap() {
 
 #[test]
 fn live_bot_rolls_the_market_stream_over_without_a_gap_through_the_real_binary() {
-    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     let _g = serial();
     let w = World::new("rollover-bot", keys(false, false));
     let mut env = testnet_env();
@@ -408,27 +311,7 @@ fn live_bot_rolls_the_market_stream_over_without_a_gap_through_the_real_binary()
     env.push(("WS_ROLLOVER_SECS", "1".to_string()));
     let mut bot = start_agreed(&w, 1, &env);
     assert!(bot.log().contains("rollover every 1 s"), "{}", bot.log());
-    // A steady market: a quote change every 25 ms (the frozen market publishes on changes only).
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let ticker = {
-        let (stop, admin) = (
-            stop.clone(),
-            aegis_testkit::sim::client::BlockingAdminClient::new(&w.base()),
-        );
-        std::thread::spawn(move || {
-            let mut i = 0u32;
-            while !stop.load(Relaxed) {
-                let (b, a) = if i.is_multiple_of(2) {
-                    ("60000.0", "60000.1")
-                } else {
-                    ("60000.1", "60000.2")
-                };
-                let _ = admin.call(AdminCall::set_quote("BTCUSDT", b, "5", a, "5"));
-                i += 1;
-                std::thread::sleep(Duration::from_millis(25));
-            }
-        })
-    };
+    let ticker = Ticker::start(&w);
     let messages = |bot: &Bot| -> Option<(u64, u64)> {
         let s = bot.api("/api/status")?;
         Some((
@@ -450,8 +333,7 @@ fn live_bot_rolls_the_market_stream_over_without_a_gap_through_the_real_binary()
         );
         samples.push(m);
     }
-    stop.store(true, Relaxed);
-    ticker.join().unwrap();
+    ticker.stop();
     let counts: Vec<u64> = samples.iter().map(|m| m.map_or(0, |x| x.0)).collect();
     assert!(
         counts.windows(2).all(|w| w[1] > w[0]),
@@ -499,13 +381,7 @@ fn live_bot_rolls_the_market_stream_over_without_a_gap_through_the_real_binary()
     }
     assert_eq!(open, 1, "exactly one connection left: {hist}");
     assert_consistent(&w, &bot, Duration::from_secs(10));
-    bot.signal(15);
-    assert_eq!(
-        bot.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        bot.log()
-    );
+    bot.stop_cleanly(Duration::from_secs(10));
 }
 
 #[test]
@@ -551,15 +427,7 @@ fn live_depth_book_resyncs_on_a_sequence_gap_and_matches_the_exchange_after() {
         capacity: 1000,
     });
     let mut feed = WsFeed::start(cfg).unwrap();
-    // Connects as it is polled.
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10)
-        && !(feed.is_connected() && t.elapsed() > Duration::from_millis(300))
-    {
-        while let FeedPoll::Msg(_) = feed.poll() {}
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert!(feed.is_connected());
+    poll_until_subscribed(&mut feed);
     let quotes = |feed: &mut WsFeed, from: u32, n: u32| {
         for i in from..from + n {
             let bid = format!("{}.{}", 60000 + i / 10, i % 10);
@@ -608,11 +476,7 @@ fn live_key_restrictions_are_rechecked_and_a_change_halts_entries_with_an_alert(
     // Every 24 h in production; every second here.
     env.push(("KEY_RECHECK_INTERVAL", "1s".to_string()));
     let bot = w.bot(1, &env);
-    assert!(
-        bot.wait_log("local and exchange state agree", Duration::from_secs(15)),
-        "{}",
-        bot.log()
-    );
+    bot.expect_log("local and exchange state agree", Duration::from_secs(15));
     assert!(bot.log().contains("PRODUCTION"), "{}", bot.log());
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
@@ -625,21 +489,16 @@ fn live_key_restrictions_are_rechecked_and_a_change_halts_entries_with_an_alert(
         KEY,
         serde_json::json!({"withdrawals": true}),
     ));
-    assert!(
-        bot.wait_log(
-            "key restrictions changed: new entries halted",
-            Duration::from_secs(5)
-        ),
-        "{}",
-        bot.log()
+    bot.expect_log(
+        "key restrictions changed: new entries halted",
+        Duration::from_secs(5),
     );
-    let t = Instant::now();
-    let mut reason = None;
-    while t.elapsed() < Duration::from_secs(3) && reason.is_none() {
-        reason = bot.halt_reason();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(reason.is_some(), "entries halted");
+    assert!(
+        wait_until(Duration::from_secs(3), Duration::from_millis(100), || bot
+            .halt_reason()
+            .is_some()),
+        "entries halted"
+    );
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(
         bot.log().matches("key restrictions changed").count(),

@@ -25,6 +25,15 @@ fn long_3() -> std::collections::BTreeMap<String, i64> {
     [("BTCUSDT".to_string(), 300_000i64)].into_iter().collect()
 }
 
+/// The end of most faults: exchange and bot agree, and neither holds a position or an open order.
+fn assert_flat(w: &World, bot: &Bot, why: &str) {
+    let (pos, open) = assert_consistent(w, bot, Duration::from_secs(5));
+    assert!(
+        pos.is_empty() && open.is_empty(),
+        "{why}: positions {pos:?}, open orders {open:?}"
+    );
+}
+
 #[test]
 fn fault_kill9_mid_order_then_restart_has_no_duplicate_and_no_orphan() {
     let _g = serial();
@@ -38,12 +47,10 @@ fn fault_kill9_mid_order_then_restart_has_no_duplicate_and_no_orphan() {
     w.admin(AdminCall::delay(5000, Some(1), Some("/ws-fapi/v1")));
     w.admin(AdminCall::ws_stall("user", None));
     kill_file(&w);
-    let t = Instant::now();
-    while !sim_positions(&w).is_empty() && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
     assert!(
-        sim_positions(&w).is_empty(),
+        wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            sim_positions(&w).is_empty()
+        }),
         "the order reached the exchange"
     );
     bot.signal(9);
@@ -57,11 +64,7 @@ fn fault_kill9_mid_order_then_restart_has_no_duplicate_and_no_orphan() {
     fs::remove_file(w.dir.join("data").join("KILL")).unwrap();
     // An order of ours the journal does not know as open must not survive the restart either.
     let bot2 = w.bot(2, &testnet_env());
-    assert!(
-        bot2.wait_log("local and exchange state agree", Duration::from_secs(15)),
-        "{}",
-        bot2.log()
-    );
+    bot2.expect_log("local and exchange state agree", Duration::from_secs(15));
     assert!(
         bot2.log()
             .contains("position BTCUSDT: journal 0.003 vs exchange 0"),
@@ -70,11 +73,7 @@ fn fault_kill9_mid_order_then_restart_has_no_duplicate_and_no_orphan() {
     );
     nudge(&w);
     std::thread::sleep(Duration::from_millis(500));
-    let (pos, open) = assert_consistent(&w, &bot2, Duration::from_secs(5));
-    assert!(
-        pos.is_empty() && open.is_empty(),
-        "no duplicate (nothing re-sent), no orphan"
-    );
+    assert_flat(&w, &bot2, "no duplicate (nothing re-sent), no orphan");
     eprintln!("kill -9 e2e took {:?}", t0.elapsed());
 }
 
@@ -93,8 +92,7 @@ fn fault_clock_skew_resyncs_once_and_the_order_succeeds() {
     );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(count(&bot, "resyncing once"), 1, "{}", bot.log());
-    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
-    assert!(pos.is_empty() && open.is_empty());
+    assert_flat(&w, &bot, "flat after the resent order");
     eprintln!("clock skew e2e took {:?}", t0.elapsed());
 }
 
@@ -103,11 +101,7 @@ fn rate_limit_case(tag: &str, limits: serde_json::Value, min_wait: Duration) {
     let (w, bot) = adopted(tag);
     w.admin(AdminCall::set_limits(limits));
     kill_file(&w);
-    assert!(
-        bot.wait_log("rate limited by Binance", Duration::from_secs(5)),
-        "{}",
-        bot.log()
-    );
+    bot.expect_log("rate limited by Binance", Duration::from_secs(5));
     let halted_at = Instant::now();
     // The exchange would accept again now, but the bot must wait what it was told.
     w.admin(AdminCall::set_limits(serde_json::json!({})));
@@ -120,11 +114,7 @@ fn rate_limit_case(tag: &str, limits: serde_json::Value, min_wait: Duration) {
         "no order while halted\n{}",
         bot.log()
     );
-    assert!(
-        bot.wait_log("rate limit wait over", Duration::from_secs(15)),
-        "{}",
-        bot.log()
-    );
+    bot.expect_log("rate limit wait over", Duration::from_secs(15));
     let waited = halted_at.elapsed();
     assert!(
         waited + Duration::from_millis(1500) >= min_wait,
@@ -141,8 +131,7 @@ fn rate_limit_case(tag: &str, limits: serde_json::Value, min_wait: Duration) {
         "one halt, no hammering: {}",
         bot.log()
     );
-    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
-    assert!(pos.is_empty() && open.is_empty());
+    assert_flat(&w, &bot, "flat after the wait");
     eprintln!("{tag} e2e took {:?}", t0.elapsed());
 }
 
@@ -172,24 +161,18 @@ fn fault_expired_listen_key_is_recreated_and_fills_still_arrive() {
     let t0 = Instant::now();
     let (w, bot) = adopted("listenkey");
     w.admin(AdminCall::expire_listen_keys(None, Some("alice")));
-    assert!(
-        bot.wait_log(
-            "listenKey expired; creating a new one",
-            Duration::from_secs(5)
-        ),
-        "{}",
-        bot.log()
+    bot.expect_log(
+        "listenKey expired; creating a new one",
+        Duration::from_secs(5),
     );
-    assert!(
-        bot.wait_log("user data stream reconnected", Duration::from_secs(5)),
-        "{}",
-        bot.log()
-    );
+    bot.expect_log("user data stream reconnected", Duration::from_secs(5));
     kill_file(&w);
     assert!(wait_flat(&w, Duration::from_secs(10)), "{}", bot.log());
-    // The bot's position goes flat only through the fill reported on the new stream.
-    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
-    assert!(pos.is_empty() && open.is_empty());
+    assert_flat(
+        &w,
+        &bot,
+        "the bot's position goes flat only through the fill reported on the new stream",
+    );
     eprintln!("listenKey e2e took {:?}", t0.elapsed());
 }
 
@@ -198,19 +181,11 @@ fn order_503_case(placed: bool) {
     let (w, bot) = adopted(if placed { "503p" } else { "503n" });
     w.admin(AdminCall::order_503(1, placed));
     kill_file(&w);
-    assert!(
-        bot.wait_log("querying it by client id", Duration::from_secs(5)),
-        "{}",
-        bot.log()
-    );
+    bot.expect_log("querying it by client id", Duration::from_secs(5));
     assert!(wait_flat(&w, Duration::from_secs(10)), "{}", bot.log());
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(count(&bot, "querying it by client id"), 1, "{}", bot.log());
-    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
-    assert!(
-        pos.is_empty() && open.is_empty(),
-        "flat, not short: no duplicate"
-    );
+    assert_flat(&w, &bot, "flat, not short: no duplicate");
     eprintln!("503 placed={placed} e2e took {:?}", t0.elapsed());
 }
 
@@ -248,48 +223,20 @@ fn fault_dropped_and_stalled_market_stream_reconnects_and_the_stale_guard_blocks
     let t0 = Instant::now();
     let w = World::new("feedfault", keys(false, false));
     let bot = start_agreed(&w, 1, &testnet_env());
-    // A steady market: a quote change every 25 ms (the frozen market publishes on changes only).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ticker = {
-        let (stop, admin) = (
-            stop.clone(),
-            aegis_testkit::sim::client::BlockingAdminClient::new(&w.base()),
-        );
-        std::thread::spawn(move || {
-            let mut i = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (b, a) = if i.is_multiple_of(2) {
-                    ("60000.0", "60000.1")
-                } else {
-                    ("60000.1", "60000.2")
-                };
-                let _ = admin.call(AdminCall::set_quote("BTCUSDT", b, "5", a, "5"));
-                i += 1;
-                std::thread::sleep(Duration::from_millis(25));
-            }
-        })
-    };
+    let ticker = Ticker::start(&w);
     let wait_msgs = |more_than: u64| {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(8) {
-            if messages(&bot) > more_than {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
+        wait_until(Duration::from_secs(8), Duration::from_millis(100), || {
+            messages(&bot) > more_than
+        })
     };
     assert!(wait_msgs(50), "{}", bot.log());
     let before = market_conns(&w);
     assert_eq!(before.len(), 1, "{before:?}");
     // Dropped (TCP cut without a close frame): a new connection, data flows again.
     w.admin(AdminCall::ws_drop("market"));
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(8)
-        && market_conns(&w).iter().all(|c| before.contains(c))
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(8), Duration::from_millis(50), || {
+        market_conns(&w).iter().any(|c| !before.contains(c))
+    });
     let after = market_conns(&w);
     assert!(after.iter().any(|c| !before.contains(c)), "{after:?}");
     std::thread::sleep(Duration::from_millis(300));
@@ -304,15 +251,11 @@ fn fault_dropped_and_stalled_market_stream_reconnects_and_the_stale_guard_blocks
     assert_eq!(bot.halt_reason(), None);
     // Stalled (open but silent): the stale guard halts entries while it lasts, then lifts.
     w.admin(AdminCall::ws_stall("market", None));
-    let t = Instant::now();
     let mut stale = None;
-    while t.elapsed() < Duration::from_secs(15) {
+    wait_until(Duration::from_secs(15), Duration::from_millis(200), || {
         stale = bot.halt_reason();
-        if stale.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        stale.is_some()
+    });
     assert!(
         stale
             .as_deref()
@@ -320,15 +263,12 @@ fn fault_dropped_and_stalled_market_stream_reconnects_and_the_stale_guard_blocks
         "{stale:?}"
     );
     w.admin(AdminCall::ws_unstall("market"));
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(8) && bot.halt_reason().is_some() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(8), Duration::from_millis(100), || {
+        bot.halt_reason().is_none()
+    });
     assert_eq!(bot.halt_reason(), None, "entries allowed again");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    ticker.join().unwrap();
-    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
-    assert!(pos.is_empty() && open.is_empty());
+    ticker.stop();
+    assert_flat(&w, &bot, "flat after the market stream faults");
     eprintln!("market stream faults e2e took {:?}", t0.elapsed());
 }
 
@@ -340,20 +280,7 @@ fn fault_user_stream_lost_while_the_exchange_changed_is_reconciled_after_reconne
     // The stream goes silent; meanwhile another client of the account trades and leaves an order working.
     w.admin(AdminCall::ws_stall("user", None));
     manual_buy(&w, "0.002");
-    let orphan = w.signed(
-        reqwest::Method::POST,
-        "/fapi/v1/order",
-        &[
-            ("symbol", "BTCUSDT"),
-            ("side", "BUY"),
-            ("type", "LIMIT"),
-            ("timeInForce", "GTC"),
-            ("quantity", "0.002"),
-            ("price", "50000"),
-            ("newClientOrderId", "manual-during-gap"),
-        ],
-    );
-    assert_eq!(orphan["status"], "NEW", "{orphan}");
+    manual_limit_buy(&w, "0.002", "50000", "manual-during-gap");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         bot_state(&bot).map(|s| s.0),
@@ -362,13 +289,9 @@ fn fault_user_stream_lost_while_the_exchange_changed_is_reconciled_after_reconne
     );
     // The connection dies (what was sent meanwhile is lost): reconnect, then compare again.
     w.admin(AdminCall::ws_drop("user"));
-    assert!(
-        bot.wait_log(
-            "after user data stream reconnect: local and exchange state agree",
-            Duration::from_secs(10)
-        ),
-        "{}",
-        bot.log()
+    bot.expect_log(
+        "after user data stream reconnect: local and exchange state agree",
+        Duration::from_secs(10),
     );
     let log = bot.log();
     assert!(
@@ -384,13 +307,9 @@ fn fault_user_stream_lost_while_the_exchange_changed_is_reconciled_after_reconne
     assert_eq!(bot.halt_reason(), None, "entries resumed");
     // An order gateway reconnect runs the same comparison.
     w.admin(AdminCall::ws_drop("api"));
-    assert!(
-        bot.wait_log(
-            "after order gateway reconnect: local and exchange state agree",
-            Duration::from_secs(10)
-        ),
-        "{}",
-        bot.log()
+    bot.expect_log(
+        "after order gateway reconnect: local and exchange state agree",
+        Duration::from_secs(10),
     );
     assert_consistent(&w, &bot, Duration::from_secs(5));
     eprintln!("reconnect reconciliation e2e took {:?}", t0.elapsed());
@@ -421,7 +340,6 @@ fn fault_depth_gap_in_the_running_bot_resyncs_its_book_from_a_new_snapshot() {
         "one gap, one new snapshot\n{}",
         bot.log()
     );
-    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
-    assert!(pos.is_empty() && open.is_empty());
+    assert_flat(&w, &bot, "flat after the depth gap");
     eprintln!("depth gap e2e took {:?}", t0.elapsed());
 }

@@ -18,8 +18,7 @@ fn num(v: &Value) -> f64 {
 
 #[tokio::test]
 async fn public_endpoints_and_weight_header() {
-    let h = frozen_sim().await;
-    let c = Client::alice(&h);
+    let (h, c) = frozen_alice().await;
     let r = c.public("/fapi/v1/ping", "").await;
     assert_eq!((r.status, r.body.clone()), (200, json!({})));
     let w1: u32 = r.header("x-mbx-used-weight-1m").unwrap().parse().unwrap();
@@ -80,10 +79,9 @@ async fn public_endpoints_and_weight_header() {
 
 #[tokio::test]
 async fn signatures_over_raw_bytes_in_query_body_and_mixed() {
-    let h = frozen_sim().await;
-    let c = Client::alice(&h);
+    let (h, c) = frozen_alice().await;
     // All in the query (binance-futures-connector).
-    let r = c.signed("GET", "/fapi/v2/account", &[]).await;
+    let r = c.account().await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["totalWalletBalance"], "10000.00000000");
     // All in the body, sorted (python-binance).
@@ -91,15 +89,7 @@ async fn signatures_over_raw_bytes_in_query_body_and_mixed() {
         .signed_body(
             "POST",
             "/fapi/v1/order",
-            &[
-                ("symbol", "BTCUSDT"),
-                ("side", "BUY"),
-                ("type", "LIMIT"),
-                ("timeInForce", "GTC"),
-                ("quantity", "0.010"),
-                ("price", "59000"),
-                ("newClientOrderId", "body-1"),
-            ],
+            &with_id(limit_buy("0.010", "59000"), "body-1"),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -115,24 +105,34 @@ async fn signatures_over_raw_bytes_in_query_body_and_mixed() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["symbol"], "ETHUSDT");
     // Ed25519 key (bob).
-    let r = Client::bob(&h).signed("GET", "/fapi/v2/account", &[]).await;
+    let r = Client::bob(&h).account().await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["totalWalletBalance"], "5000.00000000");
 
-    // Bad signature: -1022 / 400.
-    let mut wrong = Client::alice(&h);
-    wrong.signer = Signer::Hmac("not-the-secret".into());
-    wrong
-        .signed("GET", "/fapi/v2/account", &[])
-        .await
-        .assert_err(400, -1022);
-    // An Ed25519 signature from another private key.
-    let mut wrong = Client::bob(&h);
-    wrong.signer = Signer::Ed(ed25519_dalek::SigningKey::from_bytes(&[6u8; 32]));
-    wrong
-        .signed("GET", "/fapi/v2/account", &[])
-        .await
-        .assert_err(400, -1022);
+    let mut wrong_secret = Client::alice(&h);
+    wrong_secret.signer = Signer::Hmac("not-the-secret".into());
+    let mut wrong_ed = Client::bob(&h);
+    wrong_ed.signer = Signer::Ed(ed25519_dalek::SigningKey::from_bytes(&[6u8; 32]));
+    let with_key = |key: String| Client {
+        key,
+        ..Client::alice(&h)
+    };
+    let rejected = [
+        ("wrong HMAC secret", wrong_secret, 400, -1022),
+        ("Ed25519 signature of another key", wrong_ed, 400, -1022),
+        ("missing key", with_key(String::new()), 401, -2014),
+        ("malformed key", with_key("short".into()), 401, -2014),
+        ("unknown key", with_key("Z".repeat(64)), 401, -2015),
+        (
+            "IP not allowed",
+            Client::new(&h, FENCED_KEY, Signer::Hmac(FENCED_SECRET.into())),
+            401,
+            -2015,
+        ),
+    ];
+    for (case, client, status, code) in rejected {
+        client.account().await.assert_err_for(case, status, code);
+    }
     // Missing signature: -1102.
     c.raw(
         "GET",
@@ -142,25 +142,6 @@ async fn signatures_over_raw_bytes_in_query_body_and_mixed() {
     )
     .await
     .assert_err(400, -1102);
-    // Missing / malformed key: -2014 / 401; unknown key: -2015 / 401.
-    let mut k = Client::alice(&h);
-    k.key = String::new();
-    k.signed("GET", "/fapi/v2/account", &[])
-        .await
-        .assert_err(401, -2014);
-    k.key = "short".into();
-    k.signed("GET", "/fapi/v2/account", &[])
-        .await
-        .assert_err(401, -2014);
-    k.key = "Z".repeat(64);
-    k.signed("GET", "/fapi/v2/account", &[])
-        .await
-        .assert_err(401, -2015);
-    // IP not allowed: -2015.
-    Client::new(&h, FENCED_KEY, Signer::Hmac(FENCED_SECRET.into()))
-        .signed("GET", "/fapi/v2/account", &[])
-        .await
-        .assert_err(401, -2015);
     // A read-only key can read but not trade.
     let reader = Client::new(&h, READER_KEY, Signer::Hmac(READER_SECRET.into()));
     assert_eq!(
@@ -171,12 +152,7 @@ async fn signatures_over_raw_bytes_in_query_body_and_mixed() {
         200
     );
     reader
-        .order(&[
-            ("symbol", "BTCUSDT"),
-            ("side", "BUY"),
-            ("type", "MARKET"),
-            ("quantity", "0.01"),
-        ])
+        .order(&market("BUY", "0.01"))
         .await
         .assert_err(401, -2015);
     // apiRestrictions reports the key's permissions.
@@ -197,10 +173,9 @@ async fn signatures_over_raw_bytes_in_query_body_and_mixed() {
 
 #[tokio::test]
 async fn timestamp_rules_and_clock_skew() {
-    let h = frozen_sim().await;
-    let mut c = Client::alice(&h);
+    let (h, mut c) = frozen_alice().await;
     c.offset_ms = -6000;
-    let r = c.signed("GET", "/fapi/v2/account", &[]).await;
+    let r = c.account().await;
     r.assert_err(400, -1021);
     assert_eq!(
         r.body["msg"],
@@ -214,7 +189,7 @@ async fn timestamp_rules_and_clock_skew() {
         200
     );
     c.offset_ms = 1500;
-    let r = c.signed("GET", "/fapi/v2/account", &[]).await;
+    let r = c.account().await;
     r.assert_err(400, -1021);
     assert!(r.body["msg"]
         .as_str()
@@ -223,140 +198,146 @@ async fn timestamp_rules_and_clock_skew() {
     // Skewing the server clock: a client on local time fails until it syncs with /fapi/v1/time.
     h.admin().call(AdminCall::skew_clock(-4000)).await.unwrap();
     let mut c = Client::alice(&h);
-    c.signed("GET", "/fapi/v2/account", &[])
-        .await
-        .assert_err(400, -1021);
+    c.account().await.assert_err(400, -1021);
     let server = c.public("/fapi/v1/time", "").await.body["serverTime"]
         .as_u64()
         .unwrap();
     c.offset_ms = server as i64 - now_ms() as i64;
     assert!(c.offset_ms < -3000);
-    assert_eq!(c.signed("GET", "/fapi/v2/account", &[]).await.status, 200);
+    assert_eq!(c.account().await.status, 200);
     h.shutdown().await;
+}
+
+/// `params` with `key`'s value replaced.
+fn replaced<'a>(
+    mut params: Vec<(&'a str, &'a str)>,
+    key: &str,
+    value: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let i = params
+        .iter()
+        .position(|(k, _)| *k == key)
+        .unwrap_or_else(|| panic!("no {key} in {params:?}"));
+    params[i].1 = value;
+    params
+}
+
+/// A request the simulator must refuse with `(status, code)`, and with `msg` exactly when given.
+struct Refused<'a> {
+    case: &'a str,
+    method: &'a str,
+    path: &'a str,
+    params: Vec<(&'a str, &'a str)>,
+    status: u16,
+    code: i64,
+    msg: Option<&'a str>,
+}
+
+impl Refused<'_> {
+    async fn check(&self, c: &Client) {
+        let r = c.signed(self.method, self.path, &self.params).await;
+        r.assert_err_for(self.case, self.status, self.code);
+        if let Some(msg) = self.msg {
+            assert_eq!(r.body["msg"], msg, "{}", self.case);
+        }
+    }
+}
+
+/// An order [`Refused`] with `(400, code)`.
+fn bad_order<'a>(case: &'a str, params: Vec<(&'a str, &'a str)>, code: i64) -> Refused<'a> {
+    Refused {
+        case,
+        method: "POST",
+        path: "/fapi/v1/order",
+        params,
+        status: 400,
+        code,
+        msg: None,
+    }
 }
 
 #[tokio::test]
 async fn order_error_codes() {
-    let h = frozen_sim().await;
-    let c = Client::alice(&h);
-    let lim = |q: &'static str, p: &'static str| {
-        vec![
-            ("symbol", "BTCUSDT"),
-            ("side", "BUY"),
-            ("type", "LIMIT"),
-            ("timeInForce", "GTC"),
-            ("quantity", q),
-            ("price", p),
-        ]
-    };
-    c.order(&[
-        ("symbol", "BTCUSDT"),
-        ("side", "BUY"),
-        ("type", "LIMIT"),
-        ("timeInForce", "GTC"),
-        ("price", "59000"),
-    ])
-    .await
-    .assert_err(400, -1102);
-    let r = c
-        .order(&[
-            ("symbol", "BTCUSDT"),
-            ("side", "BUY"),
-            ("type", "LIMIT"),
-            ("timeInForce", "GTC"),
-            ("price", "59000"),
-        ])
-        .await;
-    assert_eq!(
-        r.body["msg"],
-        "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed."
-    );
-    c.order(&lim("0.0105", "59000"))
-        .await
-        .assert_err(400, -1111);
-    c.order(&lim("0.010", "59000.05"))
-        .await
-        .assert_err(400, -4014);
-    let r = c.order(&lim("0.001", "59000")).await;
-    r.assert_err(400, -4164);
-    assert_eq!(
-        r.body["msg"],
-        "Order's notional must be no smaller than 100 (unless you choose reduce only)"
-    );
-    c.order(&lim("5", "59000")).await.assert_err(400, -2019);
-    c.order(&[
-        ("symbol", "BTCUSDT"),
-        ("side", "BUY"),
-        ("type", "STOP_MARKET"),
-        ("quantity", "0.01"),
-    ])
-    .await
-    .assert_err(400, -4120);
-    c.order(&[
-        ("symbol", "XRPBTC"),
-        ("side", "BUY"),
-        ("type", "MARKET"),
-        ("quantity", "1"),
-    ])
-    .await
-    .assert_err(400, -1121);
-    let mut dup = lim("0.010", "59000");
-    dup.push(("newClientOrderId", "dup-1"));
+    let (h, c) = frozen_alice().await;
+    let mut no_qty = limit_buy("", "59000");
+    no_qty.retain(|(k, _)| *k != "quantity");
+    let mut reduce_only = market("SELL", "0.01");
+    reduce_only.push(("reduceOnly", "true"));
+    let refused = [
+        Refused {
+            msg: Some("Mandatory parameter 'quantity' was not sent, was empty/null, or malformed."),
+            ..bad_order("quantity missing", no_qty, -1102)
+        },
+        bad_order("quantity off the step", limit_buy("0.0105", "59000"), -1111),
+        bad_order("price off the tick", limit_buy("0.010", "59000.05"), -4014),
+        Refused {
+            msg: Some(
+                "Order's notional must be no smaller than 100 (unless you choose reduce only)",
+            ),
+            ..bad_order("notional too small", limit_buy("0.001", "59000"), -4164)
+        },
+        bad_order("margin insufficient", limit_buy("5", "59000"), -2019),
+        bad_order(
+            "conditional type on the order endpoint",
+            replaced(market("BUY", "0.01"), "type", "STOP_MARKET"),
+            -4120,
+        ),
+        bad_order(
+            "unknown symbol",
+            replaced(market("BUY", "1"), "symbol", "XRPBTC"),
+            -1121,
+        ),
+    ];
+    for r in &refused {
+        r.check(&c).await;
+    }
+    // A reused client order id needs its first order placed, so the refusals after it run with one resting.
+    let dup = with_id(limit_buy("0.010", "59000"), "dup-1");
     assert_eq!(c.order(&dup).await.status, 200);
-    let r = c.order(&dup).await;
-    r.assert_err(400, -4116);
-    assert_eq!(r.body["msg"], "ClientOrderId is duplicated.");
-    c.signed(
-        "DELETE",
-        "/fapi/v1/order",
-        &[("symbol", "BTCUSDT"), ("orderId", "12345")],
-    )
-    .await
-    .assert_err(400, -2011);
-    c.signed(
-        "GET",
-        "/fapi/v1/order",
-        &[("symbol", "BTCUSDT"), ("origClientOrderId", "never")],
-    )
-    .await
-    .assert_err(400, -2013);
-    c.order(&[
-        ("symbol", "BTCUSDT"),
-        ("side", "SELL"),
-        ("type", "MARKET"),
-        ("quantity", "0.01"),
-        ("reduceOnly", "true"),
-    ])
-    .await
-    .assert_err(400, -2022);
-    c.order(&[
-        ("symbol", "BTCUSDT"),
-        ("side", "BUY"),
-        ("type", "LIMIT"),
-        ("timeInForce", "GTX"),
-        ("quantity", "0.01"),
-        ("price", "60000"),
-    ])
-    .await
-    .assert_err(400, -5022);
-    c.order(&[
-        ("symbol", "BTCUSDT"),
-        ("side", "BUY"),
-        ("type", "LIMIT"),
-        ("timeInForce", "FOK"),
-        ("quantity", "1"),
-        ("price", "60000"),
-    ])
-    .await
-    .assert_err(400, -5021);
-    // Leverage out of range.
-    c.signed(
-        "POST",
-        "/fapi/v1/leverage",
-        &[("symbol", "BTCUSDT"), ("leverage", "200")],
-    )
-    .await
-    .assert_err(400, -4028);
+    let refused = [
+        Refused {
+            msg: Some("ClientOrderId is duplicated."),
+            ..bad_order("client order id reused", dup, -4116)
+        },
+        Refused {
+            method: "DELETE",
+            ..bad_order(
+                "cancel of an unknown order",
+                vec![("symbol", "BTCUSDT"), ("orderId", "12345")],
+                -2011,
+            )
+        },
+        Refused {
+            method: "GET",
+            ..bad_order(
+                "query of an unknown order",
+                vec![("symbol", "BTCUSDT"), ("origClientOrderId", "never")],
+                -2013,
+            )
+        },
+        bad_order("reduce-only without a position", reduce_only, -2022),
+        bad_order(
+            "post-only that would take",
+            limit("BTCUSDT", "BUY", "GTX", "0.01", "60000"),
+            -5022,
+        ),
+        bad_order(
+            "fill-or-kill larger than the book",
+            limit("BTCUSDT", "BUY", "FOK", "1", "60000"),
+            -5021,
+        ),
+        Refused {
+            path: "/fapi/v1/leverage",
+            ..bad_order(
+                "leverage out of range",
+                vec![("symbol", "BTCUSDT"), ("leverage", "200")],
+                -4028,
+            )
+        },
+    ];
+    for r in &refused {
+        r.check(&c).await;
+    }
     h.shutdown().await;
 }
 
@@ -373,60 +354,26 @@ async fn step_size_violation_on_a_symbol_with_a_coarse_step() {
     })
     .await;
     let c = Client::alice(&h);
-    c.order(&[
-        ("symbol", "TSTUSDT"),
-        ("side", "BUY"),
-        ("type", "LIMIT"),
-        ("timeInForce", "GTC"),
-        ("quantity", "0.012"),
-        ("price", "2900"),
-    ])
-    .await
-    .assert_err(400, -4023);
-    assert_eq!(
-        c.order(&[
-            ("symbol", "TSTUSDT"),
-            ("side", "BUY"),
-            ("type", "LIMIT"),
-            ("timeInForce", "GTC"),
-            ("quantity", "0.010"),
-            ("price", "2900")
-        ])
-        .await
-        .status,
-        200
-    );
+    let buy = |qty| limit("TSTUSDT", "BUY", "GTC", qty, "2900");
+    c.order(&buy("0.012")).await.assert_err(400, -4023);
+    assert_eq!(c.order(&buy("0.010")).await.status, 200);
     h.shutdown().await;
 }
 
 #[tokio::test]
 async fn matching_fees_and_positions_agree_everywhere() {
-    let h = frozen_sim().await;
-    let c = Client::alice(&h);
+    let (h, c) = frozen_alice().await;
     let a = h.admin();
     // Market buy 0.6: 0.5 @ 60000 + 0.1 @ 60000.1, taker fee 0.04 %.
-    let r = c
-        .order(&[
-            ("symbol", "BTCUSDT"),
-            ("side", "BUY"),
-            ("type", "MARKET"),
-            ("quantity", "0.6"),
-            ("newOrderRespType", "RESULT"),
-        ])
-        .await;
+    let mut buy = market("BUY", "0.6");
+    buy.push(("newOrderRespType", "RESULT"));
+    let r = c.order(&buy).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["status"], "FILLED");
     assert_eq!(r.body["executedQty"], "0.600");
     assert_eq!(r.body["cumQuote"], "36000.01000000");
     // ACK mode (default) reports the order as accepted, nothing filled yet.
-    let r = c
-        .order(&[
-            ("symbol", "BTCUSDT"),
-            ("side", "SELL"),
-            ("type", "MARKET"),
-            ("quantity", "0.1"),
-        ])
-        .await;
+    let r = c.order(&market("SELL", "0.1")).await;
     assert_eq!(
         (r.body["status"].clone(), r.body["executedQty"].clone()),
         (json!("NEW"), json!("0.000"))
@@ -441,7 +388,7 @@ async fn matching_fees_and_positions_agree_everywhere() {
         .await;
     assert_eq!(q.body["status"], "FILLED");
     // Position 0.5 long, entry (36000.01)/0.6 = 60000.01666667 rounded; realized on 0.1 sold at 59999.9.
-    let acct = c.signed("GET", "/fapi/v2/account", &[]).await.body;
+    let acct = c.account().await.body;
     let pos = acct["positions"]
         .as_array()
         .unwrap()
@@ -488,20 +435,9 @@ async fn matching_fees_and_positions_agree_everywhere() {
 
 #[tokio::test]
 async fn resting_orders_fill_as_makers_when_the_market_moves_partially_then_fully() {
-    let h = frozen_sim().await;
-    let c = Client::alice(&h);
+    let (h, c) = frozen_alice().await;
     let a = h.admin();
-    let r = c
-        .order(&[
-            ("symbol", "BTCUSDT"),
-            ("side", "BUY"),
-            ("type", "LIMIT"),
-            ("timeInForce", "GTC"),
-            ("quantity", "0.5"),
-            ("price", "59990"),
-            ("newClientOrderId", "rest-1"),
-        ])
-        .await;
+    let r = c.order(&with_id(limit_buy("0.5", "59990"), "rest-1")).await;
     assert_eq!(r.body["status"], "NEW");
     let open = a.call(AdminCall::open_orders("alice")).await.unwrap();
     assert_eq!(open[0]["clientOrderId"], "rest-1");
@@ -511,14 +447,7 @@ async fn resting_orders_fill_as_makers_when_the_market_moves_partially_then_full
     ))
     .await
     .unwrap();
-    let q = c
-        .signed(
-            "GET",
-            "/fapi/v1/order",
-            &[("symbol", "BTCUSDT"), ("origClientOrderId", "rest-1")],
-        )
-        .await
-        .body;
+    let q = c.query_order("rest-1").await.body;
     assert_eq!(
         (q["status"].clone(), q["executedQty"].clone()),
         (json!("PARTIALLY_FILLED"), json!("0.200"))
@@ -529,19 +458,12 @@ async fn resting_orders_fill_as_makers_when_the_market_moves_partially_then_full
     ))
     .await
     .unwrap();
-    let q = c
-        .signed(
-            "GET",
-            "/fapi/v1/order",
-            &[("symbol", "BTCUSDT"), ("origClientOrderId", "rest-1")],
-        )
-        .await
-        .body;
+    let q = c.query_order("rest-1").await.body;
     assert_eq!(
         (q["status"].clone(), q["avgPrice"].clone()),
         (json!("FILLED"), json!("59990.00000000"))
     );
-    let acct = c.signed("GET", "/fapi/v2/account", &[]).await.body;
+    let acct = c.account().await.body;
     // Maker fee 0.02 % of 29995.
     assert_eq!(acct["totalWalletBalance"], "9994.00100000");
     assert!(a
@@ -553,15 +475,7 @@ async fn resting_orders_fill_as_makers_when_the_market_moves_partially_then_full
         .is_empty());
     // Cancel all, open orders, leverage.
     for p in ["59000", "58000"] {
-        c.order(&[
-            ("symbol", "BTCUSDT"),
-            ("side", "BUY"),
-            ("type", "LIMIT"),
-            ("timeInForce", "GTC"),
-            ("quantity", "0.01"),
-            ("price", p),
-        ])
-        .await;
+        c.order(&limit_buy("0.01", p)).await;
     }
     assert_eq!(
         c.signed("GET", "/fapi/v1/openOrders", &[("symbol", "BTCUSDT")])
@@ -611,14 +525,7 @@ async fn rate_limits_headers_429_then_418() {
     .unwrap();
     let c = Client::alice(&h);
     // Orders: weight 0 on the IP, counted per account.
-    let mk = [
-        ("symbol", "BTCUSDT"),
-        ("side", "BUY"),
-        ("type", "LIMIT"),
-        ("timeInForce", "GTC"),
-        ("quantity", "0.01"),
-        ("price", "59000"),
-    ];
+    let mk = limit_buy("0.01", "59000");
     let r = c.order(&mk).await;
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -658,54 +565,32 @@ async fn rate_limits_headers_429_then_418() {
 
 #[tokio::test]
 async fn fault_503_with_and_without_the_order_and_delays() {
-    let h = frozen_sim().await;
+    let (h, c) = frozen_alice().await;
     let a = h.admin();
-    let c = Client::alice(&h);
-    let mk = |id: &'static str| {
-        vec![
-            ("symbol", "BTCUSDT"),
-            ("side", "BUY"),
-            ("type", "LIMIT"),
-            ("timeInForce", "GTC"),
-            ("quantity", "0.01"),
-            ("price", "59000"),
-            ("newClientOrderId", id),
-        ]
-    };
+    let mk = |id| with_id(limit_buy("0.01", "59000"), id);
     a.call(AdminCall::order_503(1, true)).await.unwrap();
     let r = c.order(&mk("u-placed")).await;
     r.assert_err(503, -1007);
     // Execution status unknown: the client must query; here it exists.
-    let q = c
-        .signed(
-            "GET",
-            "/fapi/v1/order",
-            &[("symbol", "BTCUSDT"), ("origClientOrderId", "u-placed")],
-        )
-        .await;
+    let q = c.query_order("u-placed").await;
     assert_eq!(q.body["status"], "NEW");
     a.call(AdminCall::order_503(1, false)).await.unwrap();
     c.order(&mk("u-lost")).await.assert_err(503, -1007);
-    c.signed(
-        "GET",
-        "/fapi/v1/order",
-        &[("symbol", "BTCUSDT"), ("origClientOrderId", "u-lost")],
-    )
-    .await
-    .assert_err(400, -2013);
+    c.query_order("u-lost").await.assert_err(400, -2013);
     // Only the next one: the following order is normal.
     assert_eq!(c.order(&mk("u-after")).await.status, 200);
 
-    a.call(AdminCall::delay(300, Some(1), Some("/fapi/v1/time")))
+    // A long delay, so that a loaded CI machine cannot make an undelayed local request look delayed.
+    a.call(AdminCall::delay(1500, Some(1), Some("/fapi/v1/time")))
         .await
         .unwrap();
     let t0 = Instant::now();
     assert_eq!(c.public("/fapi/v1/time", "").await.status, 200);
-    assert!(t0.elapsed() >= Duration::from_millis(300));
+    assert!(t0.elapsed() >= Duration::from_millis(1500));
     let t1 = Instant::now();
     c.public("/fapi/v1/time", "").await;
     assert!(
-        t1.elapsed() < Duration::from_millis(300),
+        t1.elapsed() < Duration::from_millis(1500),
         "only one response was to be delayed"
     );
     h.shutdown().await;
@@ -713,17 +598,9 @@ async fn fault_503_with_and_without_the_order_and_delays() {
 
 #[tokio::test]
 async fn key_revoked_or_downgraded_mid_session() {
-    let h = frozen_sim().await;
+    let (h, c) = frozen_alice().await;
     let a = h.admin();
-    let c = Client::alice(&h);
-    let mk = [
-        ("symbol", "BTCUSDT"),
-        ("side", "BUY"),
-        ("type", "LIMIT"),
-        ("timeInForce", "GTC"),
-        ("quantity", "0.01"),
-        ("price", "59000"),
-    ];
+    let mk = limit_buy("0.01", "59000");
     assert_eq!(c.order(&mk).await.status, 200);
     a.call(AdminCall::set_permissions(
         ALICE_KEY,
@@ -732,11 +609,7 @@ async fn key_revoked_or_downgraded_mid_session() {
     .await
     .unwrap();
     c.order(&mk).await.assert_err(401, -2015);
-    assert_eq!(
-        c.signed("GET", "/fapi/v2/account", &[]).await.status,
-        200,
-        "reading still allowed"
-    );
+    assert_eq!(c.account().await.status, 200, "reading still allowed");
     a.call(AdminCall::set_permissions(
         ALICE_KEY,
         json!({"futures": true, "ipRestrict": true, "allowedIps": ["10.9.9.9"]}),
@@ -756,9 +629,7 @@ async fn key_revoked_or_downgraded_mid_session() {
         .await;
     assert_eq!(r.body["ipRestrict"], true);
     a.call(AdminCall::revoke_key(ALICE_KEY)).await.unwrap();
-    c.signed("GET", "/fapi/v2/account", &[])
-        .await
-        .assert_err(401, -2015);
+    c.account().await.assert_err(401, -2015);
     // listenKey endpoints need a valid key too.
     c.raw("POST", "/fapi/v1/listenKey", "", "")
         .await
@@ -768,18 +639,10 @@ async fn key_revoked_or_downgraded_mid_session() {
 
 #[tokio::test]
 async fn listen_key_lifecycle_rest() {
-    let h = frozen_sim().await;
-    let c = Client::alice(&h);
-    let k = c.raw("POST", "/fapi/v1/listenKey", "", "").await.body["listenKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (h, c) = frozen_alice().await;
+    let k = c.listen_key().await;
     assert_eq!(k.len(), 64);
-    // Same key while it lives.
-    assert_eq!(
-        c.raw("POST", "/fapi/v1/listenKey", "", "").await.body["listenKey"],
-        k.as_str()
-    );
+    assert_eq!(c.listen_key().await, k, "same key while it lives");
     // python-binance sends listenKey= on PUT.
     assert_eq!(
         c.raw("PUT", "/fapi/v1/listenKey", "", &format!("listenKey={k}"))
@@ -787,26 +650,19 @@ async fn listen_key_lifecycle_rest() {
             .status,
         200
     );
-    assert_eq!(c.raw("PUT", "/fapi/v1/listenKey", "", "").await.status, 200);
+    assert_eq!(c.keepalive().await.status, 200);
     h.admin()
         .call(AdminCall::expire_listen_keys(Some(&k), None))
         .await
         .unwrap();
-    c.raw("PUT", "/fapi/v1/listenKey", "", "")
-        .await
-        .assert_err(400, -1125);
-    let k2 = c.raw("POST", "/fapi/v1/listenKey", "", "").await.body["listenKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    c.keepalive().await.assert_err(400, -1125);
+    let k2 = c.listen_key().await;
     assert_ne!(k2, k);
     assert_eq!(
         c.raw("DELETE", "/fapi/v1/listenKey", "", "").await.body,
         json!({})
     );
-    c.raw("PUT", "/fapi/v1/listenKey", "", "")
-        .await
-        .assert_err(400, -1125);
+    c.keepalive().await.assert_err(400, -1125);
     // No key at all: -2014.
     let mut anon = Client::alice(&h);
     anon.key.clear();

@@ -13,14 +13,12 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(5);
 
 async fn moving_sim() -> aegis_testkit::sim::SimHandle {
-    aegis_testkit::sim::start(SimConfig {
+    bare_sim(SimConfig {
         source: SourceKind::EngineSim,
         tick_ms: 20,
-        keys: keys_file(),
         ..SimConfig::default()
     })
     .await
-    .unwrap()
 }
 
 #[tokio::test]
@@ -81,20 +79,13 @@ async fn raw_combined_and_routed_market_streams() {
     );
     send(&mut live, json!({"method": "UNSUBSCRIBE", "params": ["ethusdt@aggTrade", "btcusdt@markPrice@1s"], "id": 3})).await;
     next_matching(&mut live, T, |v| v["id"] == 3).await;
-    // Nothing more arrives once unsubscribed (drain what was in flight first).
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    while let Next::Text(_) = next(&mut live, Duration::from_millis(50)).await {}
-    assert!(matches!(
-        next(&mut live, Duration::from_millis(400)).await,
-        Next::Timeout
-    ));
+    assert_quiet(&mut live, 100, 50, "nothing more arrives once unsubscribed").await;
     h.shutdown().await;
 }
 
 #[tokio::test]
 async fn depth_snapshot_and_diff_chain_and_the_gap_fault() {
-    let h = frozen_sim().await;
-    let c = Client::alice(&h);
+    let (h, c) = frozen_alice().await;
     let a = h.admin();
     let mut d = ws(&h, "/ws/btcusdt@depth@100ms").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -146,24 +137,12 @@ async fn depth_snapshot_and_diff_chain_and_the_gap_fault() {
 
 #[tokio::test]
 async fn user_data_events_agree_with_rest_and_listen_key_expiry() {
-    let h = frozen_sim().await;
-    let c = Client::alice(&h);
-    let lk = c.raw("POST", "/fapi/v1/listenKey", "", "").await.body["listenKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (h, c) = frozen_alice().await;
+    let lk = c.listen_key().await;
     let mut u = ws(&h, &format!("/ws/{lk}")).await;
     let mut p = ws(&h, &format!("/private/ws?listenKey={lk}")).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let r = c
-        .order(&[
-            ("symbol", "BTCUSDT"),
-            ("side", "SELL"),
-            ("type", "MARKET"),
-            ("quantity", "0.7"),
-            ("newClientOrderId", "ud-1"),
-        ])
-        .await;
+    let r = c.order(&with_id(market("SELL", "0.7"), "ud-1")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let new = next_matching(&mut u, T, |v| v["e"] == "ORDER_TRADE_UPDATE").await;
     assert_eq!(
@@ -215,7 +194,7 @@ async fn user_data_events_agree_with_rest_and_listen_key_expiry() {
     .await;
     assert_eq!(pv["a"]["B"][0]["wb"], au["a"]["B"][0]["wb"]);
     // REST agrees with the last event.
-    let acct = c.signed("GET", "/fapi/v2/account", &[]).await.body;
+    let acct = c.account().await.body;
     let risk = c
         .signed("GET", "/fapi/v2/positionRisk", &[("symbol", "BTCUSDT")])
         .await
@@ -237,9 +216,7 @@ async fn user_data_events_agree_with_rest_and_listen_key_expiry() {
     let ev = next_matching(&mut u, T, |v| v["e"] == "listenKeyExpired").await;
     assert_eq!(ev["listenKey"], lk.as_str());
     assert!(matches!(next(&mut u, T).await, Next::Closed(1000)));
-    c.raw("PUT", "/fapi/v1/listenKey", "", "")
-        .await
-        .assert_err(400, -1125);
+    c.keepalive().await.assert_err(400, -1125);
     // Connecting with the dead key is refused.
     assert!(
         tokio_tungstenite::connect_async(format!("{}/ws/{lk}", h.ws_url()))
@@ -251,20 +228,15 @@ async fn user_data_events_agree_with_rest_and_listen_key_expiry() {
 
 #[tokio::test]
 async fn listen_key_expires_by_itself_after_its_validity() {
-    let h = aegis_testkit::sim::start(SimConfig {
+    let h = bare_sim(SimConfig {
         source: SourceKind::Frozen,
         tick_ms: 20,
-        keys: keys_file(),
         listen_key_ttl_ms: 300,
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let c = Client::alice(&h);
-    let lk = c.raw("POST", "/fapi/v1/listenKey", "", "").await.body["listenKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let lk = c.listen_key().await;
     let mut u = ws(&h, &format!("/ws/{lk}")).await;
     let ev = next_matching(&mut u, Duration::from_secs(3), |v| {
         v["e"] == "listenKeyExpired"
@@ -274,9 +246,7 @@ async fn listen_key_expires_by_itself_after_its_validity() {
         ev["E"].is_string(),
         "E is sent as a string, like Binance does"
     );
-    c.raw("PUT", "/fapi/v1/listenKey", "", "")
-        .await
-        .assert_err(400, -1125);
+    c.keepalive().await.assert_err(400, -1125);
     h.shutdown().await;
 }
 
@@ -292,6 +262,22 @@ async fn api_call(w: &mut Ws, id: i64, method: &str, params: Value) -> Value {
     next_matching(w, T, |v| v["id"] == id).await
 }
 
+/// A WebSocket API call about BTCUSDT order `client_id` (`order.status`, `order.cancel`), timestamped now.
+async fn by_client_id(w: &mut Ws, id: i64, method: &str, client_id: &str) -> Value {
+    let params =
+        json!({"symbol": "BTCUSDT", "origClientOrderId": client_id, "timestamp": now_ms()});
+    api_call(w, id, method, params).await
+}
+
+/// Asserts a WebSocket API error answer: its HTTP-like status and Binance code.
+fn assert_api_err(r: &Value, status: u16, code: i64) {
+    assert_eq!(
+        (r["status"].clone(), r["error"]["code"].clone()),
+        (json!(status), json!(code)),
+        "{r}"
+    );
+}
+
 #[tokio::test]
 async fn ws_api_logon_orders_per_request_signing_and_revocation() {
     let h = frozen_sim().await;
@@ -305,10 +291,7 @@ async fn ws_api_logon_orders_per_request_signing_and_revocation() {
         json!({"symbol": "BTCUSDT", "orderId": 1, "timestamp": now_ms()}),
     )
     .await;
-    assert_eq!(
-        (r["status"].clone(), r["error"]["code"].clone()),
-        (json!(400), json!(-1102))
-    );
+    assert_api_err(&r, 400, -1102);
     // HMAC keys cannot log on.
     let ts = now_ms();
     let sig = aegis_testkit::sim::auth::hmac_hex(
@@ -331,10 +314,7 @@ async fn ws_api_logon_orders_per_request_signing_and_revocation() {
         json!({"apiKey": BOB_KEY, "timestamp": ts, "signature": ed_sign("other")}),
     )
     .await;
-    assert_eq!(
-        (r["status"].clone(), r["error"]["code"].clone()),
-        (json!(400), json!(-1022))
-    );
+    assert_api_err(&r, 400, -1022);
     let ts = now_ms();
     let r = api_call(
         &mut w,
@@ -361,13 +341,7 @@ async fn ws_api_logon_orders_per_request_signing_and_revocation() {
     assert!(limits
         .iter()
         .any(|l| l["rateLimitType"] == "ORDERS" && l["intervalNum"] == 10 && l["count"] == 1));
-    let r = api_call(
-        &mut w,
-        6,
-        "order.status",
-        json!({"symbol": "BTCUSDT", "origClientOrderId": "wsapi-1", "timestamp": now_ms()}),
-    )
-    .await;
+    let r = by_client_id(&mut w, 6, "order.status", "wsapi-1").await;
     assert_eq!(r["result"]["status"], "NEW");
     let r = api_call(
         &mut w,
@@ -377,18 +351,9 @@ async fn ws_api_logon_orders_per_request_signing_and_revocation() {
         "timeInForce": "GTC", "quantity": "0.01", "price": "59000.05", "timestamp": now_ms()}),
     )
     .await;
-    assert_eq!(
-        (r["status"].clone(), r["error"]["code"].clone()),
-        (json!(400), json!(-4014))
-    );
+    assert_api_err(&r, 400, -4014);
     assert!(r.get("result").is_none());
-    let r = api_call(
-        &mut w,
-        8,
-        "order.cancel",
-        json!({"symbol": "BTCUSDT", "origClientOrderId": "wsapi-1", "timestamp": now_ms()}),
-    )
-    .await;
+    let r = by_client_id(&mut w, 8, "order.cancel", "wsapi-1").await;
     assert_eq!(r["result"]["status"], "CANCELED");
     assert_eq!(
         a.call(AdminCall::open_orders("bob")).await.unwrap(),
@@ -431,17 +396,8 @@ async fn ws_api_logon_orders_per_request_signing_and_revocation() {
         push,
         json!({"id": null, "status": 401, "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}})
     );
-    let r = api_call(
-        &mut w,
-        9,
-        "order.status",
-        json!({"symbol": "BTCUSDT", "origClientOrderId": "wsapi-1", "timestamp": now_ms()}),
-    )
-    .await;
-    assert_eq!(
-        (r["status"].clone(), r["error"]["code"].clone()),
-        (json!(401), json!(-2015))
-    );
+    let r = by_client_id(&mut w, 9, "order.status", "wsapi-1").await;
+    assert_api_err(&r, 401, -2015);
     h.shutdown().await;
 }
 
@@ -454,65 +410,33 @@ async fn ws_faults_drop_stall_malformed_disconnect_lifetime() {
     next_matching(&mut s, T, |_| true).await;
     let n = a.call(AdminCall::ws_drop("market")).await.unwrap();
     assert_eq!(n["connections"], 1);
-    loop {
-        match next(&mut s, T).await {
-            Next::Text(_) => continue,
-            Next::Cut => break,
-            other => panic!("expected a cut, got {other:?}"),
-        }
-    }
+    let n = next_non_json(&mut s, T).await;
+    assert!(matches!(n, Next::Cut), "expected a cut, got {n:?}");
     // Stall: nothing for the stall's duration, then data again.
     let mut s = ws(&h, "/ws/btcusdt@bookTicker").await;
     next_matching(&mut s, T, |_| true).await;
     a.call(AdminCall::ws_stall("market", None)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    while let Next::Text(_) = next(&mut s, Duration::from_millis(30)).await {}
-    assert!(
-        matches!(
-            next(&mut s, Duration::from_millis(400)).await,
-            Next::Timeout
-        ),
-        "stalled stream is silent"
-    );
+    assert_quiet(&mut s, 50, 30, "stalled stream is silent").await;
     a.call(AdminCall::ws_unstall("market")).await.unwrap();
     assert_eq!(next_matching(&mut s, T, |_| true).await["e"], "bookTicker");
     // Malformed frame.
     a.call(AdminCall::ws_malformed("market", None))
         .await
         .unwrap();
-    loop {
-        match next(&mut s, T).await {
-            Next::Text(_) => continue,
-            Next::Garbage(g) => {
-                assert!(g.starts_with("{\"e\":\"bookTicker\""));
-                break;
-            }
-            other => panic!("expected garbage, got {other:?}"),
-        }
+    match next_non_json(&mut s, T).await {
+        Next::Garbage(g) => assert!(g.starts_with("{\"e\":\"bookTicker\""), "{g}"),
+        other => panic!("expected garbage, got {other:?}"),
     }
     // The early 24-hour disconnect: a proper close frame.
     a.call(AdminCall::ws_disconnect("market")).await.unwrap();
-    loop {
-        match next(&mut s, T).await {
-            Next::Text(_) => continue,
-            Next::Closed(code) => {
-                assert_eq!(code, 1000);
-                break;
-            }
-            other => panic!("expected close, got {other:?}"),
-        }
-    }
+    let n = next_non_json(&mut s, T).await;
+    assert!(matches!(n, Next::Closed(1000)), "expected close, got {n:?}");
     // Lifetime: connections close by themselves once it is reached.
     a.call(AdminCall::ws_lifetime(300)).await.unwrap();
     let mut s = ws(&h, "/stream?streams=btcusdt@bookTicker").await;
     let t0 = tokio::time::Instant::now();
-    loop {
-        match next(&mut s, T).await {
-            Next::Text(_) => continue,
-            Next::Closed(1000) => break,
-            other => panic!("expected close, got {other:?}"),
-        }
-    }
+    let n = next_non_json(&mut s, T).await;
+    assert!(matches!(n, Next::Closed(1000)), "expected close, got {n:?}");
     assert!(t0.elapsed() >= Duration::from_millis(250));
     let conns = a.call(AdminCall::ws_connections()).await.unwrap();
     assert_eq!(conns, json!([]), "closed connections leave the registry");
@@ -521,12 +445,8 @@ async fn ws_faults_drop_stall_malformed_disconnect_lifetime() {
 
 #[tokio::test]
 async fn listen_key_subscribed_on_a_market_connection_gets_user_events() {
-    let h = frozen_sim().await;
-    let c = Client::alice(&h);
-    let lk = c.raw("POST", "/fapi/v1/listenKey", "", "").await.body["listenKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (h, c) = frozen_alice().await;
+    let lk = c.listen_key().await;
     let mut s = ws(&h, "/ws").await;
     send(
         &mut s,
@@ -534,16 +454,7 @@ async fn listen_key_subscribed_on_a_market_connection_gets_user_events() {
     )
     .await;
     next_matching(&mut s, T, |v| v["id"] == 5).await;
-    c.order(&[
-        ("symbol", "BTCUSDT"),
-        ("side", "BUY"),
-        ("type", "LIMIT"),
-        ("timeInForce", "GTC"),
-        ("quantity", "0.01"),
-        ("price", "59000"),
-        ("newClientOrderId", "mk-1"),
-    ])
-    .await;
+    c.order(&with_id(limit_buy("0.01", "59000"), "mk-1")).await;
     let e = next_matching(&mut s, T, |v| v["e"] == "ORDER_TRADE_UPDATE").await;
     assert_eq!(e["o"]["c"], "mk-1");
     h.shutdown().await;

@@ -5,7 +5,6 @@
 use aegis_testkit::sim::auth::hmac_hex;
 use aegis_testkit::sim::client::{AdminCall, AdminClient};
 use aegis_testkit::sim::keys::{AccountEntry, KeyEntry, KeysFile, Permissions};
-use aegis_testkit::sim::ratelimit::Limits;
 use aegis_testkit::sim::{start, SimConfig, SimHandle, SourceKind};
 use base64::Engine;
 use ed25519_dalek::pkcs8::EncodePublicKey;
@@ -27,15 +26,23 @@ pub fn bob_signing_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[5u8; 32])
 }
 
-fn hmac_entry(key: &str, secret: &str, account: &str, perms: Permissions) -> KeyEntry {
+/// A key of `account` with no way to sign yet and no IP restriction.
+fn key_entry(key: &str, account: &str, perms: Permissions) -> KeyEntry {
     KeyEntry {
         api_key: key.into(),
         account: Some(account.into()),
-        secret: Some(secret.into()),
+        secret: None,
         ed25519_public_key: None,
         permissions: perms,
         ip_restrict: false,
         allowed_ips: vec![],
+    }
+}
+
+fn hmac_entry(key: &str, secret: &str, account: &str, perms: Permissions) -> KeyEntry {
+    KeyEntry {
+        secret: Some(secret.into()),
+        ..key_entry(key, account, perms)
     }
 }
 
@@ -51,13 +58,8 @@ pub fn keys_file() -> KeysFile {
         keys: vec![
             hmac_entry(ALICE_KEY, ALICE_SECRET, "alice", Permissions::default()),
             KeyEntry {
-                api_key: BOB_KEY.into(),
-                account: Some("bob".into()),
-                secret: None,
                 ed25519_public_key: Some(pem),
-                permissions: Permissions::default(),
-                ip_restrict: false,
-                allowed_ips: vec![],
+                ..key_entry(BOB_KEY, "bob", Permissions::default())
             },
             hmac_entry(
                 READER_KEY,
@@ -89,12 +91,21 @@ pub async fn frozen_sim() -> SimHandle {
     .await
 }
 
-pub async fn sim_with(mut cfg: SimConfig) -> SimHandle {
+/// A frozen simulator and alice's client, the start of most REST tests.
+pub async fn frozen_alice() -> (SimHandle, Client) {
+    let h = frozen_sim().await;
+    let c = Client::alice(&h);
+    (h, c)
+}
+
+/// A simulator with the test keys and no quote set (moving markets set their own; some tests want none).
+pub async fn bare_sim(mut cfg: SimConfig) -> SimHandle {
     cfg.keys = keys_file();
-    if cfg.limits == Limits::default() {
-        cfg.limits = Limits::default();
-    }
-    let h = start(cfg).await.expect("simulator starts");
+    start(cfg).await.expect("simulator starts")
+}
+
+pub async fn sim_with(cfg: SimConfig) -> SimHandle {
+    let h = bare_sim(cfg).await;
     h.admin()
         .call(AdminCall::set_quote(
             "BTCUSDT", "59999.9", "0.5", "60000", "0.5",
@@ -150,14 +161,61 @@ impl Resp {
     }
     /// Asserts a Binance error (status, code) and that the body has both fields.
     pub fn assert_err(&self, status: u16, code: i64) {
+        self.assert_err_for("request", status, code);
+    }
+    /// [`Resp::assert_err`] naming the case, for tables of requests.
+    pub fn assert_err_for(&self, case: &str, status: u16, code: i64) {
         assert_eq!(
             (self.status, self.code()),
             (status, code),
-            "body: {}",
+            "{case}: body {}",
             self.body
         );
-        assert!(self.body["msg"].is_string(), "msg missing: {}", self.body);
+        assert!(
+            self.body["msg"].is_string(),
+            "{case}: msg missing in {}",
+            self.body
+        );
     }
+}
+
+/// A GTC limit order's parameters.
+pub fn limit<'a>(
+    symbol: &'a str,
+    side: &'a str,
+    tif: &'a str,
+    qty: &'a str,
+    price: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("symbol", symbol),
+        ("side", side),
+        ("type", "LIMIT"),
+        ("timeInForce", tif),
+        ("quantity", qty),
+        ("price", price),
+    ]
+}
+
+/// The resting order most tests place: a BTCUSDT GTC limit buy.
+pub fn limit_buy<'a>(qty: &'a str, price: &'a str) -> Vec<(&'a str, &'a str)> {
+    limit("BTCUSDT", "BUY", "GTC", qty, price)
+}
+
+/// A BTCUSDT market order's parameters.
+pub fn market<'a>(side: &'a str, qty: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("symbol", "BTCUSDT"),
+        ("side", side),
+        ("type", "MARKET"),
+        ("quantity", qty),
+    ]
+}
+
+/// `params` with a client order id, for orders a test looks up again.
+pub fn with_id<'a>(mut params: Vec<(&'a str, &'a str)>, id: &'a str) -> Vec<(&'a str, &'a str)> {
+    params.push(("newClientOrderId", id));
+    params
 }
 
 #[derive(Clone)]
@@ -252,6 +310,34 @@ impl Client {
     pub async fn order(&self, params: &[(&str, &str)]) -> Resp {
         self.signed("POST", "/fapi/v1/order", params).await
     }
+
+    /// A BTCUSDT order looked up by its client order id.
+    pub async fn query_order(&self, client_id: &str) -> Resp {
+        self.signed(
+            "GET",
+            "/fapi/v1/order",
+            &[("symbol", "BTCUSDT"), ("origClientOrderId", client_id)],
+        )
+        .await
+    }
+
+    pub async fn account(&self) -> Resp {
+        self.signed("GET", "/fapi/v2/account", &[]).await
+    }
+
+    /// Creates (or returns the living) listenKey; panics when the answer has none.
+    pub async fn listen_key(&self) -> String {
+        let r = self.raw("POST", "/fapi/v1/listenKey", "", "").await;
+        r.body["listenKey"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no listenKey: {}", r.body))
+            .to_string()
+    }
+
+    /// The keepalive PUT without a listenKey parameter, as most clients send it.
+    pub async fn keepalive(&self) -> Resp {
+        self.raw("PUT", "/fapi/v1/listenKey", "", "").await
+    }
 }
 
 pub type Ws =
@@ -308,6 +394,25 @@ pub async fn next_matching(ws: &mut Ws, within: Duration, pred: impl Fn(&Value) 
             other => panic!("expected a matching message, got {other:?}"),
         }
     }
+}
+
+/// What the socket did next apart from sending JSON (a cut, a close, garbage, or no message for `within`).
+pub async fn next_non_json(ws: &mut Ws, within: Duration) -> Next {
+    loop {
+        match next(ws, within).await {
+            Next::Text(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Asserts the socket goes quiet: after `settle_ms`, what was in flight is drained (messages less than
+/// `gap_ms` apart), then nothing arrives for 400 ms.
+pub async fn assert_quiet(ws: &mut Ws, settle_ms: u64, gap_ms: u64, why: &str) {
+    tokio::time::sleep(Duration::from_millis(settle_ms)).await;
+    while let Next::Text(_) = next(ws, Duration::from_millis(gap_ms)).await {}
+    let n = next(ws, Duration::from_millis(400)).await;
+    assert!(matches!(n, Next::Timeout), "{why}: got {n:?}");
 }
 
 pub async fn send(ws: &mut Ws, v: Value) {

@@ -453,3 +453,110 @@ pub fn wait_flat(w: &World, limit: Duration) -> bool {
     }
     false
 }
+
+impl Bot {
+    /// Asserts `needle` shows in the log within `limit`, printing the log when it does not.
+    pub fn expect_log(&self, needle: &str, limit: Duration) {
+        assert!(
+            self.wait_log(needle, limit),
+            "no {needle:?} within {limit:?}:\n{}",
+            self.log()
+        );
+    }
+
+    /// SIGTERM, then asserts a clean exit (code 0) within `limit`.
+    pub fn stop_cleanly(&mut self, limit: Duration) {
+        self.signal(15);
+        assert_eq!(self.wait_exit(limit), Some(0), "{}", self.log());
+    }
+}
+
+/// Leaves a resting limit buy on the exchange by hand (another client of the same account): an order the
+/// bot never placed.
+pub fn manual_limit_buy(w: &World, qty: &str, price: &str, client_id: &str) {
+    let params = [
+        ("symbol", "BTCUSDT"),
+        ("side", "BUY"),
+        ("type", "LIMIT"),
+        ("timeInForce", "GTC"),
+        ("quantity", qty),
+        ("price", price),
+        ("newClientOrderId", client_id),
+    ];
+    let placed = w.signed(reqwest::Method::POST, "/fapi/v1/order", &params);
+    assert_eq!(placed["status"], "NEW", "{placed}");
+}
+
+/// The `i`-th of two alternating BTCUSDT quotes (bid, ask): every call is a change the market publishes.
+pub fn alternate_quote(i: u32) -> (&'static str, &'static str) {
+    if i.is_multiple_of(2) {
+        ("60000.0", "60000.1")
+    } else {
+        ("60000.1", "60000.2")
+    }
+}
+
+/// Polls `done` every `step` until it holds or `limit` passes; whether it held.
+pub fn wait_until(limit: Duration, step: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if t.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(step);
+    }
+}
+
+/// A steady market for as long as it lives: a quote change every 25 ms (the frozen market publishes on
+/// changes only).
+pub struct Ticker {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    pub fn start(w: &World) -> Ticker {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let admin = aegis_testkit::sim::client::BlockingAdminClient::new(&w.base());
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut i = 0u32;
+            while !flag.load(Relaxed) {
+                let (b, a) = alternate_quote(i);
+                let _ = admin.call(AdminCall::set_quote("BTCUSDT", b, "5", a, "5"));
+                i += 1;
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        });
+        Ticker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the quotes and waits for the thread.
+    pub fn stop(mut self) {
+        if let Some(t) = self.end() {
+            // A panic in the ticker thread is a failure of the test that owns it.
+            t.join().expect("ticker thread");
+        }
+    }
+
+    fn end(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take()
+    }
+}
+
+impl Drop for Ticker {
+    // A failing test must not leave quotes running into the next (serial) test.
+    fn drop(&mut self) {
+        if let Some(t) = self.end() {
+            let _ = t.join();
+        }
+    }
+}
