@@ -119,6 +119,13 @@ pub fn specs_from_exchange_info(
         let min_qty = f("LOT_SIZE", "minQty").and_then(|v| Qty::parse(&v).ok());
         let min_notional = f("MIN_NOTIONAL", "notional").and_then(|v| Notional::parse(&v).ok());
         match (tick, step) {
+            // Prices and quantities are rounded to these: a zero or negative one would divide by zero or
+            // flip the rounding on the hot path, so such an answer is refused here.
+            (Some(t), Some(st)) if t.units() <= 0 || st.units() <= 0 => {
+                return Err(format!(
+                    "{s}: exchangeInfo gives a tickSize or stepSize that is not positive; refusing to trade it"
+                ))
+            }
             (Some(tick_size), Some(step_size)) => out.push(SymbolSpec {
                 symbol: *s,
                 filters: SymbolFilters {
@@ -141,6 +148,27 @@ pub fn specs_from_exchange_info(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tick_or_step_that_is_not_positive_is_refused() {
+        let info = |tick: &str, step: &str| {
+            serde_json::json!({"symbols": [{"symbol": "BTCUSDT", "filters": [
+                {"filterType": "PRICE_FILTER", "tickSize": tick},
+                {"filterType": "LOT_SIZE", "stepSize": step, "minQty": "0.001"}]}]})
+        };
+        let btc = [Symbol::new("BTCUSDT").unwrap()];
+        let ok = specs_from_exchange_info(&info("0.10", "0.001"), &btc).unwrap();
+        assert_eq!(ok[0].filters.tick_size, Price::parse("0.1").unwrap());
+        for (tick, step) in [
+            ("0", "0.001"),
+            ("0.10", "0.00000000"),
+            ("-0.10", "0.001"),
+            ("0.10", "-1"),
+        ] {
+            let e = specs_from_exchange_info(&info(tick, step), &btc).unwrap_err();
+            assert!(e.contains("not positive"), "{tick}/{step}: {e}");
+        }
+    }
 
     #[test]
     fn withdrawals_are_never_overridable_ip_is() {
