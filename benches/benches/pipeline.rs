@@ -7,14 +7,12 @@ use aegis_engine::feed::parse::{BookTicker, MarketMsg, Parser};
 use aegis_engine::risk::breaker::BreakerConfig;
 use aegis_engine::risk::gate::{RiskContext, RiskGate};
 use aegis_engine::risk::limits::LimitsConfig;
-use aegis_engine::sign::{OrderRequest, RespType};
 use aegis_engine::strategy::{
     position::PositionMode, scalp::Scalp, swing::Swing, ultra_fast::UltraFast, ModeStrategy,
     PosView, SymbolInfo,
 };
 use aegis_engine::SymbolSpec;
 use aegis_shared::event::{OrderIntent, OrderType};
-use aegis_shared::ids::ClientOrderIdGen;
 use aegis_shared::{Price, Qty, Side, StrategyMode};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::time::Duration;
@@ -183,77 +181,17 @@ fn risk(c: &mut Criterion) {
 
 fn tick_to_order(c: &mut Criterion) {
     let mut g = c.benchmark_group("tick_to_order");
-    let prec = fixtures::btc_precision();
-    let spec = SymbolSpec::btcusdt();
-    let mut ids = ClientOrderIdGen::new(1_704_067_200_000);
+    let mut t = fixtures::TickToOrder::default();
 
     // Aegis: parse (reused parser) → top of book → order at the touch → signed REST query in a reused buffer.
-    let mut p = Parser::new();
-    let mut top = TopOfBook::default();
-    let mut enc = fixtures::hmac_encoder();
-    let mut msg = fixtures::BOOK_TICKER.to_vec();
-    // The fixture's symbol is BNBUSDT; trade it as BTCUSDT with BTC's filters.
-    let at = msg.windows(7).position(|w| w == b"BNBUSDT").unwrap_or(0);
-    msg[at..at + 7].copy_from_slice(b"BTCUSDT");
-    let mut ts = 1_704_067_200_000u64;
-    let order_at = |top: &TopOfBook, ids: &mut ClientOrderIdGen| OrderRequest {
-        symbol: spec.symbol,
-        side: Side::Buy,
-        order_type: OrderType::Limit,
-        tif: Some(aegis_shared::event::TimeInForce::Gtx),
-        qty: Qty::from_units(1_000_000),
-        price: top.bid.floor_to(spec.filters.tick_size),
-        reduce_only: false,
-        client_id: ids.next_id(),
-        resp_type: RespType::Ack,
-    };
-    g.bench_function("aegis_parse_book_sign_rest", |b| {
-        b.iter(|| {
-            ts += 1;
-            let Ok(MarketMsg::BookTicker(t)) = p.parse(black_box(&msg)) else {
-                return 0;
-            };
-            top.update_id = 0;
-            top.update(&t);
-            let o = order_at(&top, &mut ids);
-            enc.rest_order(&o, &prec, ts).map_or(0, |q| q.len())
-        })
-    });
+    g.bench_function("aegis_parse_book_sign_rest", |b| b.iter(|| t.aegis(false)));
 
     // The path the bot uses for order entry: the WebSocket API after `session.logon` (Ed25519, once per
     // connection), so `order.place` carries no per-request signature.
-    g.bench_function("aegis_parse_book_ws_session", |b| {
-        b.iter(|| {
-            ts += 1;
-            let Ok(MarketMsg::BookTicker(t)) = p.parse(black_box(&msg)) else {
-                return 0;
-            };
-            top.update_id = 0;
-            top.update(&t);
-            let o = order_at(&top, &mut ids);
-            enc.ws_order_place(ts, &o, &prec, ts, true)
-                .map_or(0, |q| q.len())
-        })
-    });
+    g.bench_function("aegis_parse_book_ws_session", |b| b.iter(|| t.aegis(true)));
 
     // The usual way: serde_json into Strings, floats, format!, re-keyed HMAC, hex::encode.
-    g.bench_function("usual_parse_book_sign_rest", |b| {
-        b.iter(|| {
-            ts += 1;
-            let Some((t, bid, _ask)) = aegis_benches::usual::parse_book_ticker(black_box(&msg))
-            else {
-                return 0;
-            };
-            let o = aegis_benches::usual::Order {
-                symbol: t.s,
-                side: "BUY".to_string(),
-                qty: 0.01,
-                price: (bid * 10.0).floor() / 10.0,
-                client_id: ids.next_id().to_string(),
-            };
-            aegis_benches::usual::rest_order(fixtures::HMAC_SECRET, &o, 5000, ts).len()
-        })
-    });
+    g.bench_function("usual_parse_book_sign_rest", |b| b.iter(|| t.usual()));
 
     // The real engine's message path (parse → book → every mode's signals → gate → paper venue) followed by
     // signing an order at the new touch: what a tick costs when a signal fires on it.
@@ -264,18 +202,11 @@ fn tick_to_order(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % msgs.len();
             if i.is_multiple_of(1024) {
-                // Keep the critical queue from filling (backpressure would halt entries and change the path).
-                while ctl.events.try_recv().is_ok() {}
-                while ctl.stats.try_recv().is_ok() {}
+                fixtures::drain(&ctl);
             }
             engine.on_message(black_box(&msgs[i]));
-            ts += 1;
             let top = engine.top(0).copied().unwrap_or_default();
-            if !top.is_valid() {
-                return 0;
-            }
-            let o = order_at(&top, &mut ids);
-            enc.rest_order(&o, &prec, ts).map_or(0, |q| q.len())
+            t.order_at(&top, false)
         })
     });
     g.finish();
@@ -293,9 +224,7 @@ fn throughput(c: &mut Criterion) {
     g.bench_function("engine_on_message_batch_10k", |b| {
         b.iter_batched(
             || {
-                // Keep the critical queue from filling (that would halt entries and change the path).
-                while ctl.events.try_recv().is_ok() {}
-                while ctl.stats.try_recv().is_ok() {}
+                fixtures::drain(&ctl);
                 chunk = (chunk + 1) % 20;
                 chunk
             },

@@ -1,10 +1,18 @@
-//! Fixed inputs: wire messages (protocol notes §5), a signer, an order.
+//! Fixed inputs: wire messages (protocol notes §5), a signer, an order, and the tick → order step the benches and
+//! the harness time alike.
 
+use crate::usual;
+use aegis_engine::book::TopOfBook;
+use aegis_engine::feed::parse::{MarketMsg, Parser};
+use aegis_engine::queues::ControlEnds;
 use aegis_engine::sign::{
     ApiKey, HmacSigner, OrderEncoder, OrderRequest, RespType, Signer, WirePrecision,
 };
+use aegis_engine::SymbolSpec;
 use aegis_shared::event::{OrderType, TimeInForce};
+use aegis_shared::ids::ClientOrderIdGen;
 use aegis_shared::{ClientOrderId, Price, Qty, Secret, Side, Symbol};
+use std::hint::black_box;
 
 /// Futures bookTicker, verbatim from the protocol notes.
 pub const BOOK_TICKER: &[u8] = br#"{"e":"bookTicker","u":400900217,"E":1568014460893,"T":1568014460891,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#;
@@ -63,6 +71,117 @@ pub fn limit_order() -> OrderRequest {
     }
 }
 
+/// The order a tick → order bench sends on each tick: a post-only buy of 0.010 at the bid, on the tick grid.
+#[inline]
+pub fn order_at_touch(
+    spec: &SymbolSpec,
+    top: &TopOfBook,
+    client_id: ClientOrderId,
+) -> OrderRequest {
+    OrderRequest {
+        symbol: spec.symbol,
+        side: Side::Buy,
+        order_type: OrderType::Limit,
+        tif: Some(TimeInForce::Gtx),
+        qty: Qty::from_units(1_000_000),
+        price: top.bid.floor_to(spec.filters.tick_size),
+        reduce_only: false,
+        client_id,
+        resp_type: RespType::Ack,
+    }
+}
+
+/// The tick → order step that the criterion benches and the harness's interleaved A/B both time, with the state
+/// the bot reuses from tick to tick (parser, book, encoder, client ids, clock). The tick is [`BOOK_TICKER`] with
+/// its symbol renamed BTCUSDT, so the order is sized and priced with BTC's filters.
+pub struct TickToOrder {
+    prec: WirePrecision,
+    spec: SymbolSpec,
+    ids: ClientOrderIdGen,
+    parser: Parser,
+    top: TopOfBook,
+    enc: OrderEncoder,
+    msg: Vec<u8>,
+    ts: u64,
+}
+
+impl Default for TickToOrder {
+    fn default() -> Self {
+        let mut msg = BOOK_TICKER.to_vec();
+        let at = msg.windows(7).position(|w| w == b"BNBUSDT").unwrap_or(0);
+        msg[at..at + 7].copy_from_slice(b"BTCUSDT");
+        Self {
+            prec: btc_precision(),
+            spec: SymbolSpec::btcusdt(),
+            ids: ClientOrderIdGen::new(1_704_067_200_000),
+            parser: Parser::new(),
+            top: TopOfBook::default(),
+            enc: hmac_encoder(),
+            msg,
+            ts: 1_704_067_200_000,
+        }
+    }
+}
+
+impl TickToOrder {
+    /// Aegis: parse (reused parser) → top of book → order at the touch → WS-API `order.place` on a
+    /// `session.logon`'d connection (`ws`) or a signed REST query, in a reused buffer. Returns the bytes written;
+    /// 0 only if the fixed tick stopped parsing.
+    #[inline]
+    pub fn aegis(&mut self, ws: bool) -> usize {
+        self.ts += 1;
+        let Ok(MarketMsg::BookTicker(t)) = self.parser.parse(black_box(&self.msg)) else {
+            return 0;
+        };
+        // Reset so the same message moves the book every time.
+        self.top.update_id = 0;
+        self.top.update(&t);
+        let o = order_at_touch(&self.spec, &self.top, self.ids.next_id());
+        self.encode(&o, ws)
+    }
+
+    /// The usual way: serde_json into Strings, floats, `format!`, re-keyed HMAC, `hex::encode`.
+    #[inline]
+    pub fn usual(&mut self) -> usize {
+        self.ts += 1;
+        let Some((t, bid, _ask)) = usual::parse_book_ticker(black_box(&self.msg)) else {
+            return 0;
+        };
+        let o = usual::order_at(t.s, bid, self.ids.next_id().to_string());
+        usual::rest_order(HMAC_SECRET, &o, 5000, self.ts).len()
+    }
+
+    /// An order at the touch of `top` (the engine's book after its own message path), encoded as in
+    /// [`TickToOrder::aegis`]; 0 when `top` has no market.
+    #[inline]
+    pub fn order_at(&mut self, top: &TopOfBook, ws: bool) -> usize {
+        self.ts += 1;
+        if !top.is_valid() {
+            return 0;
+        }
+        let o = order_at_touch(&self.spec, top, self.ids.next_id());
+        self.encode(&o, ws)
+    }
+
+    #[inline]
+    fn encode(&mut self, o: &OrderRequest, ws: bool) -> usize {
+        let ts = self.ts;
+        let q = if ws {
+            self.enc.ws_order_place(ts, o, &self.prec, ts, true)
+        } else {
+            self.enc.rest_order(o, &self.prec, ts)
+        };
+        q.map_or(0, |q| q.len())
+    }
+}
+
+/// Empties the engine's queues, the control plane's job in a real run: full queues would halt entries and
+/// change the measured path.
+pub fn drain(ctl: &ControlEnds) {
+    while ctl.events.try_recv().is_ok() {}
+    while ctl.stats.try_recv().is_ok() {}
+}
+
 /// `n` messages of the built-in simulated market (BTCUSDT + ETHUSDT bookTicker/aggTrade, seed 1).
 pub fn sim_messages(n: usize) -> Vec<Vec<u8>> {
     let mut cfg = aegis_engine::feed::sim::SimConfig::new(1);
@@ -87,4 +206,27 @@ pub fn bench_engine() -> (aegis_engine::Engine, aegis_engine::queues::ControlEnd
     p.limits.max_daily_loss_usd = aegis_shared::Notional::from_int(1_000_000_000);
     // Invariant: default params with two built-in symbols are valid.
     aegis_engine::Engine::with_channels(p).expect("engine params")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_way_of_the_tick_to_order_step_writes_an_order() {
+        // A bench that silently returned 0 would time an early exit, not the step.
+        let mut t = TickToOrder::default();
+        let ws = t.aegis(true);
+        let rest = t.aegis(false);
+        let usual = t.usual();
+        assert!(ws > 0 && rest > 0 && usual > 0, "{ws} {rest} {usual}");
+        assert_eq!(
+            t.order_at(&TopOfBook::default(), false),
+            0,
+            "no market, no order"
+        );
+        let top = t.top;
+        assert!(top.is_valid());
+        assert!(t.order_at(&top, false) > 0);
+    }
 }

@@ -89,6 +89,18 @@ pub struct Order {
     pub client_id: String,
 }
 
+/// The usual way's order at the touch: a buy of 0.01 at the bid, rounded down to the 0.1 tick in `f64`.
+#[inline]
+pub fn order_at(symbol: String, bid: f64, client_id: String) -> Order {
+    Order {
+        symbol,
+        side: "BUY".to_string(),
+        qty: 0.01,
+        price: (bid * 10.0).floor() / 10.0,
+        client_id,
+    }
+}
+
 /// HMAC keyed on every call, hex via `hex::encode`.
 pub fn sign_hex(secret: &str, payload: &str) -> String {
     // A fixed-key HMAC cannot fail to key.

@@ -522,6 +522,19 @@ impl<F: Fn(&str) -> Option<String>> Src<F> {
         }
     }
 
+    /// A duration setting that must lie within `min..=max`.
+    fn duration(
+        &self,
+        key: &str,
+        default: Duration,
+        fix: &str,
+        (min, max): (Duration, Duration),
+    ) -> Result<Duration, ConfigError> {
+        self.parse(key, default, fix, |s| {
+            parse_duration(s).filter(|d| (min..=max).contains(d))
+        })
+    }
+
     fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
         self.parse(key, default, "use true or false", parse_bool)
     }
@@ -701,15 +714,11 @@ impl Config {
         let auth = AuthConfig {
             enabled: src.bool(AUTH_ENABLED, true)?,
             jwt_secret: src.get(JWT_SECRET).map(Secret::new),
-            jwt_expiry: src.parse(
+            jwt_expiry: src.duration(
                 JWT_EXPIRY,
                 Duration::from_secs(24 * 3600),
                 "use a duration such as 24h, 30m or 7d (between 1 minute and 30 days)",
-                |s| {
-                    parse_duration(s).filter(|d| {
-                        *d >= Duration::from_secs(60) && *d <= Duration::from_secs(30 * 86_400)
-                    })
-                },
+                (Duration::from_secs(60), Duration::from_secs(30 * 86_400)),
             )?,
         };
         let database_url = match src.get(DATABASE_URL) {
@@ -910,15 +919,11 @@ impl Config {
             ed25519_key_path: ed_path,
             testnet_ed25519_key_path: testnet_ed_path,
             allow_unrestricted_ip: src.bool(ALLOW_UNRESTRICTED_IP, false)?,
-            key_recheck: src.parse(
+            key_recheck: src.duration(
                 KEY_RECHECK_INTERVAL,
                 Duration::from_secs(24 * 3600),
                 "use a duration such as 24h (between 1 second and 7 days)",
-                |s| {
-                    parse_duration(s).filter(|d| {
-                        *d >= Duration::from_secs(1) && *d <= Duration::from_secs(7 * 86_400)
-                    })
-                },
+                (Duration::from_secs(1), Duration::from_secs(7 * 86_400)),
             )?,
             ws_rollover_secs: src.parse(
                 WS_ROLLOVER_SECS,

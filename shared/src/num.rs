@@ -185,6 +185,19 @@ fn round_div(num: i128, den: i128) -> i128 {
     }
 }
 
+/// Narrows a 128-bit intermediate, saturating at the i64 range.
+#[inline]
+fn saturate(v: i128) -> i64 {
+    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+/// The product of two amounts in units of 10⁻⁸, back in units of 10⁻⁸: a 128-bit intermediate so it cannot
+/// overflow before the final narrowing, rounded half away from zero.
+#[inline]
+fn mul_scaled(a: i64, b: i64) -> i64 {
+    saturate(round_div(a as i128 * b as i128, SCALE as i128))
+}
+
 macro_rules! money_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -371,8 +384,7 @@ impl Price {
     /// before the final narrowing; saturates at the i64 range.
     #[inline]
     pub fn notional(self, qty: Qty) -> Notional {
-        let v = round_div(self.0 as i128 * qty.0 as i128, SCALE as i128);
-        Notional(v.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+        Notional(mul_scaled(self.0, qty.0))
     }
 
     /// Mid price of a bid and an ask, rounded down to 10⁻⁸.
@@ -386,8 +398,7 @@ impl Notional {
     /// `self × rate`, rounded half away from zero to 10⁻⁸ (how a fee is computed from a notional).
     #[inline]
     pub fn mul_rate(self, rate: Rate) -> Notional {
-        let v = round_div(self.0 as i128 * rate.0 as i128, SCALE as i128);
-        Notional(v.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+        Notional(mul_scaled(self.0, rate.0))
     }
 
     /// How much base quantity `self` buys at `price`, rounded down to a multiple of `step` (never more than
@@ -398,8 +409,7 @@ impl Notional {
             return None;
         }
         let raw = (self.0 as i128 * SCALE as i128) / price.0 as i128;
-        let q = Qty(raw.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
-        Some(q.floor_to(step))
+        Some(Qty(saturate(raw)).floor_to(step))
     }
 }
 

@@ -8,14 +8,11 @@
 //! the criterion part of the report). `--secs N` sets the seconds per fixed-rate run (default 3). `--ab-only
 //! [--rounds N]` runs only the interleaved A/B (pinned to the last core), prints it and leaves REPORT.md alone.
 
-use aegis_benches::{fixtures, report, usual};
+use aegis_benches::{fixtures, report};
 use aegis_engine::book::TopOfBook;
 use aegis_engine::feed::frame::{encode_server_frame, FrameReader, OpCode, DEFAULT_CAPACITY};
-use aegis_engine::sign::{OrderRequest, RespType};
 use aegis_engine::SymbolSpec;
-use aegis_shared::event::{OrderType, TimeInForce};
 use aegis_shared::ids::ClientOrderIdGen;
-use aegis_shared::{Qty, Side};
 use hdrhistogram::Histogram;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -143,17 +140,7 @@ fn run(name: &str, rate: Option<u64>, n: usize, msgs: &[Vec<u8>], pin: Option<us
             let top: TopOfBook = engine.top(0).copied().unwrap_or_default();
             if top.is_valid() {
                 ts += 1;
-                let o = OrderRequest {
-                    symbol: spec.symbol,
-                    side: Side::Buy,
-                    order_type: OrderType::Limit,
-                    tif: Some(TimeInForce::Gtx),
-                    qty: Qty::from_units(1_000_000),
-                    price: top.bid.floor_to(spec.filters.tick_size),
-                    reduce_only: false,
-                    client_id: ids.next_id(),
-                    resp_type: RespType::Ack,
-                };
+                let o = fixtures::order_at_touch(&spec, &top, ids.next_id());
                 // The bot's order path: WebSocket-API order.place on a session.logon'd connection.
                 if let Ok(q) = enc.ws_order_place(ts, &o, &prec, ts, true) {
                     let t_ws = Instant::now();
@@ -173,10 +160,8 @@ fn run(name: &str, rate: Option<u64>, n: usize, msgs: &[Vec<u8>], pin: Option<us
             }
             let _ = h_engine.record((t_engine - t_rx).as_nanos() as u64);
             if messages.is_multiple_of(1024) {
-                // The control plane's job, done here outside the timed region: drain the engine's queues so
-                // they do not fill (that would halt entries).
-                while ctl.events.try_recv().is_ok() {}
-                while ctl.stats.try_recv().is_ok() {}
+                // Outside the timed region.
+                fixtures::drain(&ctl);
             }
         }
         engine.housekeeping();
@@ -230,59 +215,16 @@ fn ratio(results: &[report::BenchResult], ours: &str, usual: &str) -> Option<(f6
 /// the load moves in between). Returns per-iteration medians and minimums in ns: (aegis WS-session, aegis REST,
 /// usual REST), each as (median, min).
 fn interleaved_ab(rounds: usize, batch: usize) -> [(f64, f64); 3] {
-    use aegis_engine::feed::parse::{MarketMsg, Parser};
-    let prec = fixtures::btc_precision();
-    let spec = SymbolSpec::btcusdt();
-    let mut ids = ClientOrderIdGen::new(1_704_067_200_000);
-    let mut p = Parser::new();
-    let mut top = TopOfBook::default();
-    let mut enc = fixtures::hmac_encoder();
-    let mut msg = fixtures::BOOK_TICKER.to_vec();
-    let at = msg.windows(7).position(|w| w == b"BNBUSDT").unwrap_or(0);
-    msg[at..at + 7].copy_from_slice(b"BTCUSDT");
-    let mut ts = 1_704_067_200_000u64;
+    let mut tick = fixtures::TickToOrder::default();
     let mut times: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..rounds {
         for (k, t) in times.iter_mut().enumerate() {
             let start = Instant::now();
             for _ in 0..batch {
-                ts += 1;
-                let n = if k < 2 {
-                    let Ok(MarketMsg::BookTicker(tk)) = p.parse(std::hint::black_box(&msg)) else {
-                        continue;
-                    };
-                    top.update_id = 0;
-                    top.update(&tk);
-                    let o = OrderRequest {
-                        symbol: spec.symbol,
-                        side: Side::Buy,
-                        order_type: OrderType::Limit,
-                        tif: Some(TimeInForce::Gtx),
-                        qty: Qty::from_units(1_000_000),
-                        price: top.bid.floor_to(spec.filters.tick_size),
-                        reduce_only: false,
-                        client_id: ids.next_id(),
-                        resp_type: RespType::Ack,
-                    };
-                    if k == 0 {
-                        enc.ws_order_place(ts, &o, &prec, ts, true)
-                            .map_or(0, |q| q.len())
-                    } else {
-                        enc.rest_order(&o, &prec, ts).map_or(0, |q| q.len())
-                    }
-                } else {
-                    let Some((tk, bid, _)) = usual::parse_book_ticker(std::hint::black_box(&msg))
-                    else {
-                        continue;
-                    };
-                    let o = usual::Order {
-                        symbol: tk.s,
-                        side: "BUY".to_string(),
-                        qty: 0.01,
-                        price: (bid * 10.0).floor() / 10.0,
-                        client_id: ids.next_id().to_string(),
-                    };
-                    usual::rest_order(fixtures::HMAC_SECRET, &o, 5000, ts).len()
+                let n = match k {
+                    0 => tick.aegis(true),
+                    1 => tick.aegis(false),
+                    _ => tick.usual(),
                 };
                 std::hint::black_box(n);
             }
@@ -308,22 +250,21 @@ fn loadavg() -> String {
         .join(" ")
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let secs: u64 = args
-        .iter()
-        .position(|a| a == "--secs")
+/// The value after `name` on the command line; `default` when it is missing or does not parse.
+fn option<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let secs: u64 = option(&args, "--secs", 3);
     if args.iter().any(|a| a == "--ab-only") {
         // Quick mode for tuning: only the interleaved A/B, printed; REPORT.md is left alone.
-        let rounds: usize = args
-            .iter()
-            .position(|a| a == "--rounds")
-            .and_then(|i| args.get(i + 1))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1500);
+        let rounds: usize = option(&args, "--rounds", 1500);
         if let Some(c) = core_affinity::get_core_ids().unwrap_or_default().last() {
             core_affinity::set_for_current(*c);
         }
@@ -400,25 +341,18 @@ fn main() {
     }
     for rate in ["10000 ", "100000 "] {
         if let Some(r) = harness_row(rate) {
-            let (p50, p99) = (r.ws.value_at_quantile(0.5), r.ws.value_at_quantile(0.99));
-            md.push_str(&format!(
-                "| tick → order bytes (WS-API) at {}msg/s: p50 ≤ 1 µs, p99 ≤ 5 µs | p50 {}, p99 {} | {} |\n",
-                rate,
-                report::fmt_ns(p50 as f64),
-                report::fmt_ns(p99 as f64),
-                yes(p50 <= 1000 && p99 <= 5000)
-            ));
-            let (p50, p99) = (
-                r.rest.value_at_quantile(0.5),
-                r.rest.value_at_quantile(0.99),
-            );
-            md.push_str(&format!(
-                "| tick → signed order (REST + HMAC) at {}msg/s: p50 ≤ 1 µs, p99 ≤ 5 µs | p50 {}, p99 {} | {} |\n",
-                rate,
-                report::fmt_ns(p50 as f64),
-                report::fmt_ns(p99 as f64),
-                yes(p50 <= 1000 && p99 <= 5000)
-            ));
+            for (what, h) in [
+                ("tick → order bytes (WS-API)", &r.ws),
+                ("tick → signed order (REST + HMAC)", &r.rest),
+            ] {
+                let (p50, p99) = (h.value_at_quantile(0.5), h.value_at_quantile(0.99));
+                md.push_str(&format!(
+                    "| {what} at {rate}msg/s: p50 ≤ 1 µs, p99 ≤ 5 µs | p50 {}, p99 {} | {} |\n",
+                    report::fmt_ns(p50 as f64),
+                    report::fmt_ns(p99 as f64),
+                    yes(p50 <= 1000 && p99 <= 5000)
+                ));
+            }
         }
     }
     if let Some(r) = crit

@@ -335,6 +335,34 @@ pub struct FrameSpan {
     len: usize,
 }
 
+/// Header length, without the mask, of a frame carrying `n` payload bytes (RFC 6455 §5.2: 7-bit, 16-bit or
+/// 64-bit length).
+#[inline]
+fn header_len(n: usize) -> usize {
+    match n {
+        0..=125 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    }
+}
+
+/// Writes the length of a `n`-byte payload from `dst[1]` on, in the form its header length `hl` (from
+/// [`header_len`]) has room for; `mask_bit` is 0x80 for a masked (client) frame, 0 for a server frame.
+#[inline]
+fn put_payload_len(dst: &mut [u8], hl: usize, n: usize, mask_bit: u8) {
+    match hl {
+        2 => dst[1] = mask_bit | n as u8,
+        4 => {
+            dst[1] = mask_bit | 126;
+            dst[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+        }
+        _ => {
+            dst[1] = mask_bit | 127;
+            dst[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+}
+
 /// Writes one masked client-to-server frame (FIN set) into `out`, returning its length, or `None` if `out` is
 /// too small. `mask` must be unpredictable per frame (RFC 6455 §5.3); callers take it from their RNG.
 pub fn encode_client_frame(
@@ -344,25 +372,11 @@ pub fn encode_client_frame(
     out: &mut [u8],
 ) -> Option<usize> {
     let n = payload.len();
-    let hl = match n {
-        0..=125 => 2,
-        126..=0xFFFF => 4,
-        _ => 10,
-    };
+    let hl = header_len(n);
     let total = hl + 4 + n;
     let dst = out.get_mut(..total)?;
     dst[0] = 0x80 | opcode.bits();
-    match hl {
-        2 => dst[1] = 0x80 | n as u8,
-        4 => {
-            dst[1] = 0x80 | 126;
-            dst[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-        }
-        _ => {
-            dst[1] = 0x80 | 127;
-            dst[2..10].copy_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
+    put_payload_len(dst, hl, n, 0x80);
     dst[hl..hl + 4].copy_from_slice(&mask);
     for (i, (d, s)) in dst[hl + 4..].iter_mut().zip(payload).enumerate() {
         *d = s ^ mask[i & 3];
@@ -384,24 +398,10 @@ pub fn encode_server_fragment(
     out: &mut [u8],
 ) -> Option<usize> {
     let n = payload.len();
-    let hl = match n {
-        0..=125 => 2,
-        126..=0xFFFF => 4,
-        _ => 10,
-    };
+    let hl = header_len(n);
     let dst = out.get_mut(..hl + n)?;
     dst[0] = (u8::from(fin) << 7) | (opcode_bits & 0x0F);
-    match hl {
-        2 => dst[1] = n as u8,
-        4 => {
-            dst[1] = 126;
-            dst[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-        }
-        _ => {
-            dst[1] = 127;
-            dst[2..10].copy_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
+    put_payload_len(dst, hl, n, 0);
     dst[hl..].copy_from_slice(payload);
     Some(hl + n)
 }

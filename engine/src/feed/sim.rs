@@ -18,6 +18,7 @@
 //! messages per wall second and `speed` market seconds per wall second. Pacing against the wall clock is the
 //! consumer's job (the engine does it; the generator itself never looks at a clock).
 
+use crate::sign::Num;
 use aegis_shared::num::{decimals_of, write_units};
 use aegis_shared::{Price, Qty, Symbol};
 use rand::{Rng, SeedableRng};
@@ -439,18 +440,8 @@ fn write_book(rng: &mut ChaCha8Rng, st: &mut SymState, now_ms: u64, out: &mut Ve
 }
 
 /// Appends a decimal integer.
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut tmp = [0u8; 20];
-    let mut p = tmp.len();
-    loop {
-        p -= 1;
-        tmp[p] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&tmp[p..]);
+pub(crate) fn push_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(Num::int(v).as_bytes());
 }
 
 fn push_dec(out: &mut Vec<u8>, units: i64, decimals: u32) {

@@ -23,7 +23,7 @@
 
 use super::mio_ws::{WsClientConfig, WsConn, WsEvent};
 use crate::book::l2::{L2Book, L2Error, L2Outcome};
-use crate::feed::parse::{MarketMsg, Parser};
+use crate::feed::parse::{DepthUpdate, MarketMsg, Parser};
 use crate::feed::FeedPoll;
 use aegis_shared::{Price, Qty, Symbol};
 use crossbeam_channel::{Receiver, Sender};
@@ -441,6 +441,31 @@ fn is_depth(b: &[u8]) -> bool {
     }
 }
 
+/// Applies one depth update, counting it and moving `last_u` on; false when the book needs a fresh snapshot
+/// (a gap, counted as a resync, or an update the book cannot take).
+#[inline]
+fn apply_counted(
+    book: &mut L2Book,
+    d: &DepthUpdate<'_>,
+    last_u: &mut u64,
+    c: &FeedCounters,
+) -> bool {
+    match book.apply(d) {
+        Ok(L2Outcome::Applied) => {
+            *last_u = d.final_update_id;
+            c.depth_applied.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Ok(L2Outcome::Stale) => true,
+        Err(e) => {
+            if matches!(e, L2Error::Gap { .. }) {
+                c.depth_resyncs.fetch_add(1, Ordering::Relaxed);
+            }
+            false
+        }
+    }
+}
+
 impl Depth {
     fn start(sync: DepthSync, books: DepthBooks) -> std::io::Result<Self> {
         let (req, req_rx) = crossbeam_channel::bounded::<Symbol>(64);
@@ -495,19 +520,9 @@ impl Depth {
         let book = books
             .entry(d.symbol)
             .or_insert_with(|| L2Book::new(self.capacity));
-        match book.apply(&d) {
-            Ok(L2Outcome::Applied) => {
-                s.last_u = d.final_update_id;
-                c.depth_applied.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(L2Outcome::Stale) => {}
-            Err(e) => {
-                if matches!(e, L2Error::Gap { .. }) {
-                    c.depth_resyncs.fetch_add(1, Ordering::Relaxed);
-                }
-                s.buffer(bytes, d.final_update_id);
-                Self::request(&self.req, d.symbol, s, now);
-            }
+        if !apply_counted(book, &d, &mut s.last_u, c) {
+            s.buffer(bytes, d.final_update_id);
+            Self::request(&self.req, d.symbol, s, now);
         }
     }
 
@@ -533,19 +548,9 @@ impl Depth {
                 let Ok(MarketMsg::Depth(d)) = self.parser.parse(&s.buf[a..b]) else {
                     continue;
                 };
-                match book.apply(&d) {
-                    Ok(L2Outcome::Applied) => {
-                        s.last_u = d.final_update_id;
-                        c.depth_applied.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(L2Outcome::Stale) => {}
-                    Err(e) => {
-                        if matches!(e, L2Error::Gap { .. }) {
-                            c.depth_resyncs.fetch_add(1, Ordering::Relaxed);
-                        }
-                        done = i;
-                        break;
-                    }
+                if !apply_counted(book, &d, &mut s.last_u, c) {
+                    done = i;
+                    break;
                 }
             }
             if done == s.spans.len() {

@@ -31,6 +31,8 @@ use std::fmt;
 pub use self::ed25519::Ed25519Signer;
 pub use self::hmac::HmacSigner;
 pub use self::ws_api::{WsAuth, WsParam, WsValue};
+// The simulator writes its integers with the same digits as the requests.
+pub(crate) use self::out::Num;
 
 /// Why a request could not be signed or encoded. Messages never contain key material.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -395,6 +397,37 @@ impl OrderEncoder {
         &self.api_key
     }
 
+    /// Runs one encoder, which gets the whole encoder so it can borrow the keys and the buffers at once, and
+    /// returns what it wrote into the reused output buffer.
+    #[inline]
+    fn written(
+        &mut self,
+        encode: impl FnOnce(&mut Self) -> Result<usize, SignError>,
+    ) -> Result<&[u8], SignError> {
+        let n = encode(self)?;
+        Ok(&self.out[..n])
+    }
+
+    /// [`Self::written`] for a WebSocket-API request. The encoder gets the recvWindow, the request's
+    /// authentication (none on a `session.logon`'d connection, else apiKey and signature) and both buffers.
+    #[inline]
+    fn ws_written(
+        &mut self,
+        logged_on: bool,
+        encode: impl FnOnce(u32, WsAuth<'_>, &mut [u8], &mut [u8]) -> Result<usize, SignError>,
+    ) -> Result<&[u8], SignError> {
+        let auth = if logged_on {
+            WsAuth::Session
+        } else {
+            WsAuth::Signed {
+                api_key: &self.api_key,
+                signer: &self.signer,
+            }
+        };
+        let n = encode(self.recv_window_ms, auth, &mut self.scratch, &mut self.out)?;
+        Ok(&self.out[..n])
+    }
+
     /// Signed `POST /fapi/v1/order` query string (the bytes after `?`, or the form body).
     pub fn rest_order(
         &mut self,
@@ -402,15 +435,9 @@ impl OrderEncoder {
         p: &WirePrecision,
         timestamp_ms: u64,
     ) -> Result<&[u8], SignError> {
-        let n = rest::encode_order(
-            o,
-            p,
-            self.recv_window_ms,
-            timestamp_ms,
-            &self.signer,
-            &mut self.out,
-        )?;
-        Ok(&self.out[..n])
+        self.written(|e| {
+            rest::encode_order(o, p, e.recv_window_ms, timestamp_ms, &e.signer, &mut e.out)
+        })
     }
 
     /// Signed `DELETE /fapi/v1/order` query string.
@@ -419,14 +446,9 @@ impl OrderEncoder {
         c: &CancelRequest,
         timestamp_ms: u64,
     ) -> Result<&[u8], SignError> {
-        let n = rest::encode_cancel(
-            c,
-            self.recv_window_ms,
-            timestamp_ms,
-            &self.signer,
-            &mut self.out,
-        )?;
-        Ok(&self.out[..n])
+        self.written(|e| {
+            rest::encode_cancel(c, e.recv_window_ms, timestamp_ms, &e.signer, &mut e.out)
+        })
     }
 
     /// WebSocket-API `order.place` request. `logged_on` = the connection passed `session.logon`, so the request
@@ -441,31 +463,20 @@ impl OrderEncoder {
     ) -> Result<&[u8], SignError> {
         if logged_on {
             // The hot path: no signature, so the template encoder writes the whole request.
-            let n = fast::encode_order_place_session(
-                id,
-                o,
-                p,
-                self.recv_window_ms,
-                timestamp_ms,
-                &mut self.out,
-            )?;
-            return Ok(&self.out[..n]);
+            return self.written(|e| {
+                fast::encode_order_place_session(
+                    id,
+                    o,
+                    p,
+                    e.recv_window_ms,
+                    timestamp_ms,
+                    &mut e.out,
+                )
+            });
         }
-        let auth = WsAuth::Signed {
-            api_key: &self.api_key,
-            signer: &self.signer,
-        };
-        let n = ws_api::encode_order_place(
-            id,
-            o,
-            p,
-            self.recv_window_ms,
-            timestamp_ms,
-            auth,
-            &mut self.scratch,
-            &mut self.out,
-        )?;
-        Ok(&self.out[..n])
+        self.ws_written(logged_on, |recv, auth, scratch, out| {
+            ws_api::encode_order_place(id, o, p, recv, timestamp_ms, auth, scratch, out)
+        })
     }
 
     /// WebSocket-API `order.cancel` request.
@@ -476,24 +487,9 @@ impl OrderEncoder {
         timestamp_ms: u64,
         logged_on: bool,
     ) -> Result<&[u8], SignError> {
-        let auth = if logged_on {
-            WsAuth::Session
-        } else {
-            WsAuth::Signed {
-                api_key: &self.api_key,
-                signer: &self.signer,
-            }
-        };
-        let n = ws_api::encode_order_cancel(
-            id,
-            c,
-            self.recv_window_ms,
-            timestamp_ms,
-            auth,
-            &mut self.scratch,
-            &mut self.out,
-        )?;
-        Ok(&self.out[..n])
+        self.ws_written(logged_on, |recv, auth, scratch, out| {
+            ws_api::encode_order_cancel(id, c, recv, timestamp_ms, auth, scratch, out)
+        })
     }
 
     /// WebSocket-API `session.logon` request; `None` when the key is not Ed25519 (Binance accepts only Ed25519

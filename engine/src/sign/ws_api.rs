@@ -198,39 +198,28 @@ pub fn encode_request(
     encode_inner(id, method, params, auth, scratch, out)
 }
 
-/// Receives an `order.place` request's fields in sorted order; one implementation writes the signing payload,
-/// the other the JSON. Monomorphised, so the field list below is written once and both outputs agree by
-/// construction.
-trait FieldSink {
-    /// `pay` is `&name=`, `json` is `,"name":`; the first field drops their leading separator.
-    fn field(&mut self, pay: &[u8], json: &[u8], v: &[u8], quoted: bool) -> Result<(), SignError>;
-}
-
-struct PayloadSink<'o, 'b> {
+/// Receives an `order.place` request's fields in sorted order and writes them as the signing payload
+/// (`JSON = false`) or as the request's JSON params (`JSON = true`). Monomorphised on `JSON`, so the field list
+/// below is written once and both outputs agree by construction.
+struct Fields<'o, 'b, const JSON: bool> {
     w: &'o mut Out<'b>,
     first: bool,
 }
 
-impl FieldSink for PayloadSink<'_, '_> {
+impl<'o, 'b, const JSON: bool> Fields<'o, 'b, JSON> {
     #[inline(always)]
-    fn field(&mut self, pay: &[u8], _: &[u8], v: &[u8], _: bool) -> Result<(), SignError> {
-        self.w.put(if self.first { &pay[1..] } else { pay })?;
-        self.first = false;
-        self.w.put(v)
+    fn new(w: &'o mut Out<'b>) -> Self {
+        Self { w, first: true }
     }
-}
 
-struct JsonSink<'o, 'b> {
-    w: &'o mut Out<'b>,
-    first: bool,
-}
-
-impl FieldSink for JsonSink<'_, '_> {
+    /// `pay` is `&name=`, `json` is `,"name":`; the first field drops their leading separator. `quoted` only
+    /// matters in JSON: the payload carries values bare.
     #[inline(always)]
-    fn field(&mut self, _: &[u8], json: &[u8], v: &[u8], quoted: bool) -> Result<(), SignError> {
-        self.w.put(if self.first { &json[1..] } else { json })?;
+    fn field(&mut self, pay: &[u8], json: &[u8], v: &[u8], quoted: bool) -> Result<(), SignError> {
+        let sep = if JSON { json } else { pay };
+        self.w.put(if self.first { &sep[1..] } else { sep })?;
         self.first = false;
-        if quoted {
+        if JSON && quoted {
             self.w.put(b"\"")?;
             self.w.put(v)?;
             self.w.put(b"\"")
@@ -255,8 +244,8 @@ macro_rules! field {
 /// `signature` sorts between `side` and `symbol`. The golden tests pin this order.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // Private; one call site per sink.
-fn order_fields<S: FieldSink>(
-    s: &mut S,
+fn order_fields<const JSON: bool>(
+    s: &mut Fields<'_, '_, JSON>,
     api_key: Option<&[u8]>,
     sig: Option<&[u8]>,
     o: &OrderRequest,
@@ -314,10 +303,7 @@ pub fn encode_order_place(
             let key = api_key.expose().as_bytes();
             let mut w = Out::new(scratch);
             order_fields(
-                &mut PayloadSink {
-                    w: &mut w,
-                    first: true,
-                },
+                &mut Fields::<false>::new(&mut w),
                 Some(key),
                 None,
                 o,
@@ -338,10 +324,7 @@ pub fn encode_order_place(
     w.put(Num::int(id).as_bytes())?;
     w.put(b",\"method\":\"order.place\",\"params\":{")?;
     order_fields(
-        &mut JsonSink {
-            w: &mut w,
-            first: true,
-        },
+        &mut Fields::<true>::new(&mut w),
         api_key,
         sig,
         o,
@@ -446,6 +429,20 @@ mod tests {
     fn json(b: &[u8]) -> serde_json::Value {
         serde_json::from_slice(b).unwrap()
     }
+    /// What `encode` writes when signed with the spot test key and HMAC secret, as text.
+    fn signed(
+        encode: impl FnOnce(WsAuth<'_>, &mut [u8], &mut [u8]) -> Result<usize, SignError>,
+    ) -> String {
+        let (k, s) = (key(), hmac());
+        let mut scratch = [0u8; MAX_REQUEST_LEN];
+        let mut out = [0u8; MAX_REQUEST_LEN];
+        let auth = WsAuth::Signed {
+            api_key: &k,
+            signer: &s,
+        };
+        let n = encode(auth, &mut scratch, &mut out).unwrap();
+        text(&out[..n]).to_string()
+    }
 
     #[test]
     fn protocol_vector_sorted_params() {
@@ -483,23 +480,8 @@ mod tests {
                 value: WsValue::Str(b"LIMIT"),
             },
         ];
-        let (k, s) = (key(), hmac());
-        let mut scratch = [0u8; MAX_REQUEST_LEN];
-        let mut out = [0u8; MAX_REQUEST_LEN];
-        let n = encode_request(
-            42,
-            "order.place",
-            &params,
-            WsAuth::Signed {
-                api_key: &k,
-                signer: &s,
-            },
-            &mut scratch,
-            &mut out,
-        )
-        .unwrap();
         assert_eq!(
-            text(&out[..n]),
+            signed(|a, sc, o| encode_request(42, "order.place", &params, a, sc, o)),
             concat!(
                 r#"{"id":42,"method":"order.place","params":{"apiKey":"vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A","#,
                 r#""price":"52000.00","quantity":"0.01000000","recvWindow":100,"side":"SELL","#,
@@ -532,24 +514,9 @@ mod tests {
 
     #[test]
     fn order_place_signed_golden_and_signature_matches_sorted_payload() {
-        let (k, s) = (key(), hmac());
-        let mut scratch = [0u8; MAX_REQUEST_LEN];
-        let mut out = [0u8; MAX_REQUEST_LEN];
-        let auth = WsAuth::Signed {
-            api_key: &k,
-            signer: &s,
-        };
-        let n = encode_order_place(
-            7,
-            &order(),
-            &prec(),
-            100,
-            1645423376532,
-            auth,
-            &mut scratch,
-            &mut out,
-        )
-        .unwrap();
+        let t = signed(|a, sc, o| {
+            encode_order_place(7, &order(), &prec(), 100, 1645423376532, a, sc, o)
+        });
         let payload = format!(
             "apiKey={SPOT_KEY}&newClientOrderId=agx-1&newOrderRespType=ACK&price=52000.00&quantity=0.01000000\
              &recvWindow=100&reduceOnly=false&side=SELL&symbol=BTCUSDT&timeInForce=GTC&timestamp=1645423376532&type=LIMIT"
@@ -562,11 +529,10 @@ mod tests {
             r#"{{"id":7,"method":"order.place","params":{{"apiKey":"{SPOT_KEY}","newClientOrderId":"agx-1","newOrderRespType":"ACK","price":"52000.00","quantity":"0.01000000","recvWindow":100,"reduceOnly":"false","side":"SELL","signature":"{}","symbol":"BTCUSDT","timeInForce":"GTC","timestamp":1645423376532,"type":"LIMIT"}}}}"#,
             text(&sig)
         );
-        assert_eq!(text(&out[..n]), expected);
+        assert_eq!(t, expected);
         // Valid JSON whose params appear in byte order of their names (checked on the raw text: a parsed map
         // would sort them itself).
-        assert!(json(&out[..n])["params"].is_object());
-        let t = text(&out[..n]);
+        assert!(json(t.as_bytes())["params"].is_object());
         let names = [
             "apiKey",
             "newClientOrderId",
@@ -707,26 +673,18 @@ mod tests {
 
     #[test]
     fn order_cancel_golden() {
-        let (k, s) = (key(), hmac());
-        let mut scratch = [0u8; MAX_REQUEST_LEN];
-        let mut out = [0u8; MAX_REQUEST_LEN];
         let c = CancelRequest {
             symbol: Symbol::new("BTCUSDT").unwrap(),
             order: CancelRef::ClientId(ClientOrderId::new("agx-1").unwrap()),
         };
-        let auth = WsAuth::Signed {
-            api_key: &k,
-            signer: &s,
-        };
-        let n = encode_order_cancel(3, &c, 5000, 1_700_000_000_000, auth, &mut scratch, &mut out)
-            .unwrap();
+        let t = signed(|a, sc, o| encode_order_cancel(3, &c, 5000, 1_700_000_000_000, a, sc, o));
         let payload = format!(
             "apiKey={SPOT_KEY}&origClientOrderId=agx-1&recvWindow=5000&symbol=BTCUSDT&timestamp=1700000000000"
         );
         let mut sig = [0u8; 64];
         HmacSigner::new(&Secret::new(SPOT_SECRET.into())).sign_hex(payload.as_bytes(), &mut sig);
         assert_eq!(
-            text(&out[..n]),
+            t,
             format!(
                 r#"{{"id":3,"method":"order.cancel","params":{{"apiKey":"{SPOT_KEY}","origClientOrderId":"agx-1","recvWindow":5000,"signature":"{}","symbol":"BTCUSDT","timestamp":1700000000000}}}}"#,
                 text(&sig)
@@ -736,6 +694,8 @@ mod tests {
             order: CancelRef::OrderId(5),
             ..c
         };
+        let mut scratch = [0u8; MAX_REQUEST_LEN];
+        let mut out = [0u8; MAX_REQUEST_LEN];
         let n =
             encode_order_cancel(4, &c, 5000, 1, WsAuth::Session, &mut scratch, &mut out).unwrap();
         assert_eq!(
@@ -774,9 +734,6 @@ mod tests {
     #[test]
     fn api_key_sorts_in_its_place_among_other_params() {
         // "activationPrice" < "apiKey": the merge must not assume apiKey comes first.
-        let (k, s) = (key(), hmac());
-        let mut scratch = [0u8; MAX_REQUEST_LEN];
-        let mut out = [0u8; MAX_REQUEST_LEN];
         let params = [
             WsParam {
                 name: "activationPrice",
@@ -787,19 +744,7 @@ mod tests {
                 value: WsValue::Num(b"2"),
             },
         ];
-        let n = encode_request(
-            1,
-            "x",
-            &params,
-            WsAuth::Signed {
-                api_key: &k,
-                signer: &s,
-            },
-            &mut scratch,
-            &mut out,
-        )
-        .unwrap();
-        let t = text(&out[..n]);
+        let t = signed(|a, sc, o| encode_request(1, "x", &params, a, sc, o));
         let a = t.find("activationPrice").unwrap();
         let b = t.find("apiKey").unwrap();
         let c = t.find("signature").unwrap();
@@ -808,7 +753,7 @@ mod tests {
         let payload = format!("activationPrice=1&apiKey={SPOT_KEY}&timestamp=2");
         let mut sig = [0u8; 64];
         HmacSigner::new(&Secret::new(SPOT_SECRET.into())).sign_hex(payload.as_bytes(), &mut sig);
-        assert_eq!(json(&out[..n])["params"]["signature"], text(&sig));
+        assert_eq!(json(t.as_bytes())["params"]["signature"], text(&sig));
     }
 
     #[test]

@@ -28,6 +28,23 @@ pub trait BarRules {
         -> Option<Signal>;
 }
 
+/// The [`BarRules`] items every mode's parameters answer alike: the symbol state type, and the bar length and
+/// exits read straight from their `bar_ms` and `exits` fields.
+macro_rules! bar_rules_fields {
+    ($sym:ty) => {
+        type Sym = $sym;
+
+        fn bar_ms(&self) -> u64 {
+            self.bar_ms
+        }
+
+        fn exits(&self) -> &$crate::strategy::exits::ExitRules {
+            &self.exits
+        }
+    };
+}
+pub(crate) use bar_rules_fields;
+
 /// A bar-driven strategy over all symbols, with rules `R`.
 #[derive(Debug, Clone)]
 pub struct BarMode<R: BarRules> {

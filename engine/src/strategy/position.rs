@@ -13,7 +13,7 @@
 //! Bars come from trades, from closed klines (aggregated), or ready-made, as in [`super::swing`] (the shared
 //! plumbing is [`super::bar_mode`]).
 
-use super::bar_mode::{BarMode, BarRules};
+use super::bar_mode::{bar_rules_fields, BarMode, BarRules};
 use super::exits::{entry_order, exit_order, ExitRules};
 use super::indicators::{Bar, Ema, Macd};
 use super::{PosView, Signal, SymbolInfo};
@@ -77,15 +77,7 @@ impl PositionMode {
 }
 
 impl BarRules for PositionParams {
-    type Sym = SymState;
-
-    fn bar_ms(&self) -> u64 {
-        self.bar_ms
-    }
-
-    fn exits(&self) -> &ExitRules {
-        &self.exits
-    }
+    bar_rules_fields!(SymState);
 
     fn new_sym(&self, info: SymbolInfo) -> SymState {
         SymState {

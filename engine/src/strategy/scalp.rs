@@ -15,7 +15,7 @@
 //! [`Notional::qty_at`]. Indicators use `f64` (signals only); order quantities are exact.
 //! Everything per symbol is allocated in [`Scalp::new`]; updates are O(1) and allocation-free.
 
-use super::indicators::{BarBuilder, Ema, Rsi, Sma};
+use super::indicators::{Bar, BarBuilder, Ema, Rsi, Sma};
 use super::{PosView, Signal, SymbolInfo};
 use crate::book::TopOfBook;
 use crate::feed::parse::AggTrade;
@@ -154,15 +154,7 @@ impl Scalp {
     ) -> Option<Signal> {
         let st = self.syms.get_mut(sym)?;
         let bar = st.bars.on_trade(t.event_time, t.price, t.qty)?;
-        let sig = on_bar(
-            &self.p,
-            st,
-            &mut self.counters,
-            bar.close_f64(),
-            bar.volume.to_f64_lossy(),
-            top,
-            pos,
-        );
+        let sig = on_bar(&self.p, st, &mut self.counters, &bar, top, pos);
         self.count(sig)
     }
 
@@ -180,15 +172,7 @@ impl Scalp {
             return self.count(Some(s));
         }
         let bar = st.bars.on_time(now_ms)?;
-        let sig = on_bar(
-            &self.p,
-            st,
-            &mut self.counters,
-            bar.close_f64(),
-            bar.volume.to_f64_lossy(),
-            top,
-            pos,
-        );
+        let sig = on_bar(&self.p, st, &mut self.counters, &bar, top, pos);
         self.count(sig)
     }
 
@@ -207,11 +191,11 @@ fn on_bar(
     p: &ScalpParams,
     st: &mut SymState,
     c: &mut ScalpCounters,
-    close: f64,
-    volume: f64,
+    bar: &Bar,
     top: &TopOfBook,
     pos: &PosView,
 ) -> Option<Signal> {
+    let (close, volume) = (bar.close_f64(), bar.volume.to_f64_lossy());
     st.bars_closed += 1;
     let avg_vol = st.vol.value();
     st.vol.update(volume);

@@ -15,7 +15,7 @@
 //! [`super::bar_mode`], shared with the position mode. Per-symbol state is allocated in [`Swing::new`]; updates
 //! are O(1) and allocation-free.
 
-use super::bar_mode::{BarMode, BarRules};
+use super::bar_mode::{bar_rules_fields, BarMode, BarRules};
 use super::exits::{entry_order, exit_order, ExitRules};
 use super::indicators::{Adx, Bar, Ema, Macd, Rsi};
 use super::{PosView, Signal, SymbolInfo};
@@ -110,15 +110,7 @@ impl Swing {
 }
 
 impl BarRules for SwingParams {
-    type Sym = SymState;
-
-    fn bar_ms(&self) -> u64 {
-        self.bar_ms
-    }
-
-    fn exits(&self) -> &ExitRules {
-        &self.exits
-    }
+    bar_rules_fields!(SymState);
 
     fn new_sym(&self, info: SymbolInfo) -> SymState {
         SymState {

@@ -23,11 +23,56 @@ pub const MAX_PAPER_ORDERS: usize = 256;
 /// Reject code for "no market to fill against" (Binance's generic "new order rejected").
 pub const REJECT_NO_MARKET: i32 = -2010;
 
+/// An order the venue has numbered: while it is placed, and while it rests.
 #[derive(Debug, Clone, Copy)]
-struct Resting {
+struct PaperOrder {
     req: OrderRequest,
     client_id: ClientOrderId,
     exchange_id: u64,
+}
+
+impl PaperOrder {
+    fn event(&self, ts: u64, filled: Qty, status: OrderStatus, code: i32) -> EngineEvent {
+        let req = &self.req;
+        EngineEvent::Order(OrderEvent {
+            ts_ms: ts,
+            symbol: req.symbol,
+            client_id: self.client_id,
+            exchange_id: Some(self.exchange_id),
+            mode: req.mode,
+            intent: req.intent,
+            side: req.side,
+            order_type: req.order_type,
+            tif: req.tif,
+            price: req.price,
+            qty: req.qty,
+            filled,
+            reduce_only: req.reduce_only,
+            status,
+            reject_code: code,
+        })
+    }
+
+    /// An order that ends without a fill: its final event, and the final report the engine's books wait for.
+    fn end_unfilled(
+        &self,
+        ts: u64,
+        status: OrderStatus,
+        code: i32,
+        out: &mut impl EventOut,
+        on_exec: &mut impl FnMut(&ExecReport),
+    ) {
+        out.emit(self.event(ts, Qty::ZERO, status, code));
+        on_exec(&ExecReport {
+            sym: self.req.sym,
+            mode: self.req.mode,
+            ts_ms: ts,
+            qty: Qty::ZERO,
+            net: aegis_shared::Notional::ZERO,
+            closed_trade: None,
+            order_final: true,
+        });
+    }
 }
 
 /// The paper venue. See the module docs.
@@ -37,7 +82,7 @@ pub struct PaperVenue {
     fee_asset: Symbol,
     trade_ids: Vec<u64>,
     next_order_id: u64,
-    open: Vec<Resting>,
+    open: Vec<PaperOrder>,
 }
 
 impl PaperVenue {
@@ -59,40 +104,10 @@ impl PaperVenue {
         self.open.len()
     }
 
-    fn order_event(
-        req: &OrderRequest,
-        cid: ClientOrderId,
-        xid: u64,
-        ts: u64,
-        filled: Qty,
-        status: OrderStatus,
-        code: i32,
-    ) -> EngineEvent {
-        EngineEvent::Order(OrderEvent {
-            ts_ms: ts,
-            symbol: req.symbol,
-            client_id: cid,
-            exchange_id: Some(xid),
-            mode: req.mode,
-            intent: req.intent,
-            side: req.side,
-            order_type: req.order_type,
-            tif: req.tif,
-            price: req.price,
-            qty: req.qty,
-            filled,
-            reduce_only: req.reduce_only,
-            status,
-            reject_code: code,
-        })
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn execute(
         &mut self,
-        req: &OrderRequest,
-        cid: ClientOrderId,
-        xid: u64,
+        o: &PaperOrder,
         price: Price,
         liq: Liquidity,
         ts: u64,
@@ -100,6 +115,7 @@ impl PaperVenue {
         out: &mut impl EventOut,
         on_exec: &mut impl FnMut(&ExecReport),
     ) {
+        let req = &o.req;
         let rate = match liq {
             Liquidity::Maker => self.fees.maker,
             Liquidity::Taker => self.fees.taker,
@@ -113,8 +129,8 @@ impl PaperVenue {
         out.emit(EngineEvent::Fill(Fill {
             ts_ms: ts,
             symbol: req.symbol,
-            client_id: cid,
-            exchange_order_id: xid,
+            client_id: o.client_id,
+            exchange_order_id: o.exchange_id,
             trade_id,
             mode: req.mode,
             intent: req.intent,
@@ -127,15 +143,7 @@ impl PaperVenue {
             realized_pnl: r.realized,
         }));
         out.emit(EngineEvent::Position(pos.update(ts, req.symbol, req.mode)));
-        out.emit(Self::order_event(
-            req,
-            cid,
-            xid,
-            ts,
-            req.qty,
-            OrderStatus::Filled,
-            0,
-        ));
+        out.emit(o.event(ts, req.qty, OrderStatus::Filled, 0));
         on_exec(&ExecReport {
             sym: req.sym,
             mode: req.mode,
@@ -161,27 +169,13 @@ impl PaperVenue {
         on_exec: &mut impl FnMut(&ExecReport),
     ) -> OrderStatus {
         self.next_order_id += 1;
-        let xid = self.next_order_id;
-        // An order that ends without a fill: its final event, and the final report the engine's books wait for.
+        let o = PaperOrder {
+            req: *req,
+            client_id: cid,
+            exchange_id: self.next_order_id,
+        };
         let mut end = |status: OrderStatus, code: i32| {
-            out.emit(Self::order_event(
-                req,
-                cid,
-                xid,
-                ts,
-                Qty::ZERO,
-                status,
-                code,
-            ));
-            on_exec(&ExecReport {
-                sym: req.sym,
-                mode: req.mode,
-                ts_ms: ts,
-                qty: Qty::ZERO,
-                net: aegis_shared::Notional::ZERO,
-                closed_trade: None,
-                order_final: true,
-            });
+            o.end_unfilled(ts, status, code, out, on_exec);
             status
         };
         if !top.is_valid() {
@@ -200,26 +194,8 @@ impl PaperVenue {
             return end(OrderStatus::Expired, 0);
         }
         if crosses {
-            out.emit(Self::order_event(
-                req,
-                cid,
-                xid,
-                ts,
-                Qty::ZERO,
-                OrderStatus::New,
-                0,
-            ));
-            self.execute(
-                req,
-                cid,
-                xid,
-                touch,
-                Liquidity::Taker,
-                ts,
-                positions,
-                out,
-                on_exec,
-            );
+            out.emit(o.event(ts, Qty::ZERO, OrderStatus::New, 0));
+            self.execute(&o, touch, Liquidity::Taker, ts, positions, out, on_exec);
             return OrderStatus::Filled;
         }
         if matches!(req.tif, Some(TimeInForce::Ioc | TimeInForce::Fok)) {
@@ -228,20 +204,8 @@ impl PaperVenue {
         if self.open.len() == MAX_PAPER_ORDERS {
             return end(OrderStatus::Rejected, REJECT_NO_MARKET);
         }
-        self.open.push(Resting {
-            req: *req,
-            client_id: cid,
-            exchange_id: xid,
-        });
-        out.emit(Self::order_event(
-            req,
-            cid,
-            xid,
-            ts,
-            Qty::ZERO,
-            OrderStatus::New,
-            0,
-        ));
+        self.open.push(o);
+        out.emit(o.event(ts, Qty::ZERO, OrderStatus::New, 0));
         OrderStatus::New
     }
 
@@ -266,9 +230,7 @@ impl PaperVenue {
             if hit {
                 self.open.swap_remove(i);
                 self.execute(
-                    &o.req,
-                    o.client_id,
-                    o.exchange_id,
+                    &o,
                     o.req.price,
                     Liquidity::Maker,
                     ts,
@@ -291,24 +253,7 @@ impl PaperVenue {
     ) -> usize {
         let n = self.open.len();
         for o in self.open.drain(..) {
-            out.emit(Self::order_event(
-                &o.req,
-                o.client_id,
-                o.exchange_id,
-                ts,
-                Qty::ZERO,
-                OrderStatus::Canceled,
-                0,
-            ));
-            on_exec(&ExecReport {
-                sym: o.req.sym,
-                mode: o.req.mode,
-                ts_ms: ts,
-                qty: Qty::ZERO,
-                net: aegis_shared::Notional::ZERO,
-                closed_trade: None,
-                order_final: true,
-            });
+            o.end_unfilled(ts, OrderStatus::Canceled, 0, out, on_exec);
         }
         n
     }
@@ -351,39 +296,60 @@ mod tests {
         ClientOrderId::new(&format!("ag-test-{n}")).unwrap()
     }
 
+    /// A venue with its positions and event log, so each order a test places is one call.
+    struct Desk {
+        v: PaperVenue,
+        pos: Positions,
+        ev: Vec<EngineEvent>,
+    }
+
+    impl Desk {
+        fn new(nsym: usize) -> Self {
+            Self {
+                v: PaperVenue::new(nsym, FeeRates::default()),
+                pos: Positions::new(nsym),
+                ev: Vec::new(),
+            }
+        }
+
+        fn submit(
+            &mut self,
+            r: &OrderRequest,
+            n: u32,
+            book: &TopOfBook,
+            ts: u64,
+            on_exec: &mut impl FnMut(&ExecReport),
+        ) -> OrderStatus {
+            self.v
+                .submit(r, cid(n), book, ts, &mut self.pos, &mut self.ev, on_exec)
+        }
+
+        fn fills(&self) -> Vec<Fill> {
+            self.ev
+                .iter()
+                .filter_map(|e| match e {
+                    EngineEvent::Fill(f) => Some(*f),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
     #[test]
     fn market_round_trip_with_fees_and_unique_trade_ids() {
-        let mut v = PaperVenue::new(2, FeeRates::default());
-        let mut pos = Positions::new(2);
-        let mut ev: Vec<EngineEvent> = Vec::new();
+        let mut d = Desk::new(2);
         let mut reports = Vec::new();
-        let st = v.submit(
-            &req(Side::Buy, OrderType::Market, "0", "0.01"),
-            cid(1),
-            &top("50000", "50000.1"),
-            10,
-            &mut pos,
-            &mut ev,
-            &mut |r| reports.push(*r),
-        );
+        let buy = req(Side::Buy, OrderType::Market, "0", "0.01");
+        let st = d.submit(&buy, 1, &top("50000", "50000.1"), 10, &mut |r| {
+            reports.push(*r)
+        });
         assert_eq!(st, OrderStatus::Filled);
-        let st = v.submit(
-            &req(Side::Sell, OrderType::Market, "0", "0.01"),
-            cid(2),
-            &top("50100", "50100.1"),
-            20,
-            &mut pos,
-            &mut ev,
-            &mut |r| reports.push(*r),
-        );
+        let sell = req(Side::Sell, OrderType::Market, "0", "0.01");
+        let st = d.submit(&sell, 2, &top("50100", "50100.1"), 20, &mut |r| {
+            reports.push(*r)
+        });
         assert_eq!(st, OrderStatus::Filled);
-        let fills: Vec<Fill> = ev
-            .iter()
-            .filter_map(|e| match e {
-                EngineEvent::Fill(f) => Some(*f),
-                _ => None,
-            })
-            .collect();
+        let fills = d.fills();
         assert_eq!(fills.len(), 2);
         assert_eq!(fills[0].price, Price::parse("50000.1").unwrap());
         assert_eq!(fills[0].fee, Notional::parse("0.2000004").unwrap());
@@ -391,12 +357,13 @@ mod tests {
         assert_eq!(fills[1].realized_pnl, Notional::parse("0.999").unwrap());
         assert_ne!(fills[0].trade_id, fills[1].trade_id);
         assert_eq!(fills[0].liquidity, Liquidity::Taker);
-        let p = pos.get(0, StrategyMode::Scalp);
+        let p = d.pos.get(0, StrategyMode::Scalp);
         assert!(p.is_flat());
         assert_eq!(p.realized(), Notional::parse("0.999").unwrap());
         assert_eq!(p.fees(), fills[0].fee + fills[1].fee);
         assert_eq!(reports[1].closed_trade, Some(p.realized() - p.fees()));
         // Journal order: NEW, Fill, Position, FILLED.
+        let ev = &d.ev;
         assert!(matches!(ev[0], EngineEvent::Order(o) if o.status == OrderStatus::New));
         assert!(matches!(ev[1], EngineEvent::Fill(_)));
         assert!(matches!(ev[2], EngineEvent::Position(_)));
@@ -405,36 +372,31 @@ mod tests {
 
     #[test]
     fn limits_rest_then_fill_as_maker_or_get_cancelled() {
-        let mut v = PaperVenue::new(1, FeeRates::default());
-        let mut pos = Positions::new(1);
-        let mut ev: Vec<EngineEvent> = Vec::new();
+        let mut d = Desk::new(1);
         let mut done = 0;
-        let st = v.submit(
-            &req(Side::Buy, OrderType::Limit, "49990", "0.01"),
-            cid(1),
-            &top("50000", "50000.1"),
-            1,
-            &mut pos,
-            &mut ev,
+        let bid = req(Side::Buy, OrderType::Limit, "49990", "0.01");
+        let st = d.submit(&bid, 1, &top("50000", "50000.1"), 1, &mut |_| done += 1);
+        assert_eq!(st, OrderStatus::New);
+        assert_eq!(d.v.open_orders(), 1);
+        d.v.on_book(
+            0,
+            &top("49995", "49999"),
+            2,
+            &mut d.pos,
+            &mut d.ev,
             &mut |_| done += 1,
         );
-        assert_eq!(st, OrderStatus::New);
-        assert_eq!(v.open_orders(), 1);
-        v.on_book(0, &top("49995", "49999"), 2, &mut pos, &mut ev, &mut |_| {
-            done += 1
-        });
-        assert_eq!(v.open_orders(), 1, "not crossed yet");
-        v.on_book(0, &top("49980", "49990"), 3, &mut pos, &mut ev, &mut |_| {
-            done += 1
-        });
-        assert_eq!(v.open_orders(), 0);
-        let f = ev
-            .iter()
-            .find_map(|e| match e {
-                EngineEvent::Fill(f) => Some(*f),
-                _ => None,
-            })
-            .unwrap();
+        assert_eq!(d.v.open_orders(), 1, "not crossed yet");
+        d.v.on_book(
+            0,
+            &top("49980", "49990"),
+            3,
+            &mut d.pos,
+            &mut d.ev,
+            &mut |_| done += 1,
+        );
+        assert_eq!(d.v.open_orders(), 0);
+        let f = *d.fills().first().unwrap();
         assert_eq!(
             (f.price, f.liquidity),
             (Price::from_int(49990), Liquidity::Maker)
@@ -442,55 +404,29 @@ mod tests {
         assert_eq!(f.fee, Notional::parse("0.099980").unwrap());
         assert_eq!(done, 1);
         // Crossing limit on arrival takes at the touch; GTX expires; resting order cancelled by kill.
-        let st = v.submit(
-            &req(Side::Sell, OrderType::Limit, "49900", "0.01"),
-            cid(2),
-            &top("49980", "49990"),
-            4,
-            &mut pos,
-            &mut ev,
-            &mut |_| (),
+        let crossed = top("49980", "49990");
+        let ask = req(Side::Sell, OrderType::Limit, "49900", "0.01");
+        assert_eq!(
+            d.submit(&ask, 2, &crossed, 4, &mut |_| ()),
+            OrderStatus::Filled
         );
-        assert_eq!(st, OrderStatus::Filled);
-        let mut gtx = req(Side::Sell, OrderType::Limit, "49900", "0.01");
+        let mut gtx = ask;
         gtx.tif = Some(TimeInForce::Gtx);
         assert_eq!(
-            v.submit(
-                &gtx,
-                cid(3),
-                &top("49980", "49990"),
-                5,
-                &mut pos,
-                &mut ev,
-                &mut |_| ()
-            ),
+            d.submit(&gtx, 3, &crossed, 5, &mut |_| ()),
             OrderStatus::Expired
         );
-        v.submit(
-            &req(Side::Sell, OrderType::Limit, "60000", "0.01"),
-            cid(4),
-            &top("49980", "49990"),
-            6,
-            &mut pos,
-            &mut ev,
-            &mut |_| (),
-        );
+        let far = req(Side::Sell, OrderType::Limit, "60000", "0.01");
+        d.submit(&far, 4, &crossed, 6, &mut |_| ());
         let mut cancelled = 0;
-        assert_eq!(v.cancel_all(7, &mut ev, &mut |_| cancelled += 1), 1);
+        assert_eq!(d.v.cancel_all(7, &mut d.ev, &mut |_| cancelled += 1), 1);
         assert_eq!(cancelled, 1);
         assert!(
-            matches!(ev.last(), Some(EngineEvent::Order(o)) if o.status == OrderStatus::Canceled)
+            matches!(d.ev.last(), Some(EngineEvent::Order(o)) if o.status == OrderStatus::Canceled)
         );
+        let market = req(Side::Buy, OrderType::Market, "0", "0.01");
         assert_eq!(
-            v.submit(
-                &req(Side::Buy, OrderType::Market, "0", "0.01"),
-                cid(5),
-                &TopOfBook::default(),
-                8,
-                &mut pos,
-                &mut ev,
-                &mut |_| ()
-            ),
+            d.submit(&market, 5, &TopOfBook::default(), 8, &mut |_| ()),
             OrderStatus::Rejected
         );
     }
