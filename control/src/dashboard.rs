@@ -242,15 +242,7 @@ impl DashboardBackend for RunBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn cfg(pairs: &[(&str, &str)]) -> Config {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|k| m.get(k).cloned()).unwrap()
-    }
+    use crate::journal::test_support::config as cfg;
 
     #[test]
     fn web_config_errors_name_the_key_and_never_the_secret() {

@@ -586,16 +586,6 @@ async fn log_db_alerts(mut rx: mpsc::Receiver<db::DbAlert>) {
 // ---------------------------------------------------------------------------------------------------------------
 // CLI
 
-fn cli_runtime() -> Result<tokio::runtime::Runtime, u8> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("aegis: cannot start the async runtime: {e}");
-            2u8
-        })
-}
-
 /// `DATABASE_URL` from the environment / `.env`, or exit code 2 with a message.
 fn cli_url(env_file: &Path) -> Result<Secret<String>, u8> {
     let (_env, cfg) = crate::ops::commands::load(env_file)?;
@@ -638,7 +628,7 @@ where
         Ok(u) => u,
         Err(c) => return c,
     };
-    let rt = match cli_runtime() {
+    let rt = match crate::ops::commands::cli_runtime(2) {
         Ok(rt) => rt,
         Err(c) => return c,
     };
@@ -676,25 +666,17 @@ pub fn audit_verify(env_file: &Path) -> u8 {
 /// `aegis db prune`: access logs older than [`ACCESS_LOG_RETENTION_DAYS`] days and expired revoked tokens.
 pub fn db_prune(env_file: &Path) -> u8 {
     with_cli_db(env_file, |client, r| async move {
+        let failed = |what: &str, e: db::DbError| {
+            eprintln!("aegis: pruning {what} failed: {}", r.clean(&e.to_string()));
+            2
+        };
         let a = match retention::prune_access_log(&client, ACCESS_LOG_RETENTION_DAYS).await {
             Ok(n) => n,
-            Err(e) => {
-                eprintln!(
-                    "aegis: pruning the access log failed: {}",
-                    r.clean(&e.to_string())
-                );
-                return 2;
-            }
+            Err(e) => return failed("the access log", e),
         };
         let t = match retention::prune_revoked_tokens(&client).await {
             Ok(n) => n,
-            Err(e) => {
-                eprintln!(
-                    "aegis: pruning revoked tokens failed: {}",
-                    r.clean(&e.to_string())
-                );
-                return 2;
-            }
+            Err(e) => return failed("revoked tokens", e),
         };
         println!(
             "pruned {a} access-log rows older than {ACCESS_LOG_RETENTION_DAYS} days and {t} expired revoked tokens"

@@ -10,7 +10,7 @@ use aegis_engine::strategy::scalp::ScalpParams;
 use aegis_engine::strategy::swing::SwingParams;
 use aegis_engine::strategy::ultra_fast::UltraFastParams;
 use aegis_engine::venue::FeeRates;
-use aegis_engine::{EngineParams, FeedSource, PinOutcome, SymbolSpec};
+use aegis_engine::{EngineParams, FeedSource, SymbolSpec};
 use aegis_shared::config::{Config, FeedKind};
 use aegis_shared::{Notional, Price, Qty, StrategyMode, Symbol, TradingMode};
 use std::io::BufRead;
@@ -184,12 +184,10 @@ pub fn start(ctx: StartContext<'_>) -> Result<EngineStart, RunError> {
     }
     let (params, feed) = params(&ctx)?;
     let h = aegis_engine::spawn(params, feed).map_err(|e| RunError::Engine(e.to_string()))?;
-    let pinned = match h.pinned {
-        PinOutcome::Pinned { core } => Ok(core),
-        PinOutcome::Failed { core } => Err(format!("pinning to core {core} failed; check ENGINE_CORE and the CPU affinity the process may use")),
-        PinOutcome::Unsupported => Err("the OS reports no CPU cores to pin to".to_string()),
-        PinOutcome::Disabled => Err("pinning disabled".to_string()),
-    };
+    let pinned = crate::runtime::pin_result(
+        h.pinned,
+        "; check ENGINE_CORE and the CPU affinity the process may use",
+    );
     Ok(EngineStart {
         link: EngineLink {
             events: h.events,

@@ -83,6 +83,17 @@ impl<T: Send + 'static> EngineThread for std::thread::JoinHandle<T> {
     }
 }
 
+/// [`EngineStart::pinned`] from the engine's report; `failed_hint` follows the message of a failed pin.
+pub(crate) fn pin_result(p: aegis_engine::PinOutcome, failed_hint: &str) -> Result<usize, String> {
+    use aegis_engine::PinOutcome;
+    match p {
+        PinOutcome::Pinned { core } => Ok(core),
+        PinOutcome::Failed { core } => Err(format!("pinning to core {core} failed{failed_hint}")),
+        PinOutcome::Unsupported => Err("the OS reports no CPU cores to pin to".to_string()),
+        PinOutcome::Disabled => Err("pinning disabled".to_string()),
+    }
+}
+
 /// A started engine.
 pub struct EngineStart {
     /// Its queues.

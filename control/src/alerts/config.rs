@@ -148,12 +148,14 @@ impl AlertConfig {
             Some(v) => parse_bool(&v)
                 .ok_or_else(|| ConfigError::new(ALERT_ALLOW_HTTP, Some(&v), "use true or false"))?,
         };
+        let url = |k: &str| {
+            get(k)
+                .map(|u| check_url(k, &u, allow_http).map(|()| Secret::new(u)))
+                .transpose()
+        };
         let mut channels = Vec::new();
-        if let Some(u) = get(ALERT_WEBHOOK_URL) {
-            check_url(ALERT_WEBHOOK_URL, &u, allow_http)?;
-            channels.push(Channel::Webhook {
-                url: Secret::new(u),
-            });
+        if let Some(url) = url(ALERT_WEBHOOK_URL)? {
+            channels.push(Channel::Webhook { url });
         }
         match (get(ALERT_TELEGRAM_BOT_TOKEN), get(ALERT_TELEGRAM_CHAT_ID)) {
             (None, None) => {}
@@ -202,46 +204,26 @@ impl AlertConfig {
                 ))
             }
         }
-        if let Some(u) = get(ALERT_DISCORD_WEBHOOK_URL) {
-            check_url(ALERT_DISCORD_WEBHOOK_URL, &u, allow_http)?;
-            channels.push(Channel::Discord {
-                url: Secret::new(u),
-            });
+        if let Some(url) = url(ALERT_DISCORD_WEBHOOK_URL)? {
+            channels.push(Channel::Discord { url });
         }
-        if let Some(u) = get(ALERT_SLACK_WEBHOOK_URL) {
-            check_url(ALERT_SLACK_WEBHOOK_URL, &u, allow_http)?;
-            channels.push(Channel::Slack {
-                url: Secret::new(u),
-            });
+        if let Some(url) = url(ALERT_SLACK_WEBHOOK_URL)? {
+            channels.push(Channel::Slack { url });
         }
-        let dedup_secs = match get(ALERT_DEDUP_SECONDS) {
-            None => 300,
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n <= 86_400)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        ALERT_DEDUP_SECONDS,
-                        Some(&v),
-                        "use whole seconds from 0 (off) to 86400, e.g. 300",
-                    )
-                })?,
-        };
-        let max_per_minute = match get(ALERT_MAX_PER_MINUTE) {
-            None => 20,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n <= 10_000)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        ALERT_MAX_PER_MINUTE,
-                        Some(&v),
-                        "use a whole number from 0 (unlimited) to 10000, e.g. 20",
-                    )
-                })?,
-        };
+        let dedup_secs: u64 = at_most(
+            ALERT_DEDUP_SECONDS,
+            get(ALERT_DEDUP_SECONDS),
+            300,
+            86_400,
+            "use whole seconds from 0 (off) to 86400, e.g. 300",
+        )?;
+        let max_per_minute: u32 = at_most(
+            ALERT_MAX_PER_MINUTE,
+            get(ALERT_MAX_PER_MINUTE),
+            20,
+            10_000,
+            "use a whole number from 0 (unlimited) to 10000, e.g. 20",
+        )?;
         Ok(AlertConfig {
             channels,
             dedup_window: Duration::from_secs(dedup_secs),
@@ -249,6 +231,24 @@ impl AlertConfig {
             environment,
             instance: sanitize_label(&hostname()),
         })
+    }
+}
+
+/// A whole number from 0 to `max`; `default` when unset.
+fn at_most<T: std::str::FromStr + PartialOrd>(
+    key: &str,
+    value: Option<String>,
+    default: T,
+    max: T,
+    hint: &str,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<T>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| ConfigError::new(key, Some(&v), hint)),
     }
 }
 

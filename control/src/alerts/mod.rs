@@ -390,9 +390,4 @@ impl Alert {
 }
 
 /// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> TimestampMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::journal::now_ms;

@@ -102,6 +102,15 @@ fn all_channels(base: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Alerts to the generic webhook at `{base}/hook` only.
+fn hook(base: &str, mode: TradingMode) -> AlertConfig {
+    AlertConfig::from_lookup(
+        env(&[(keys::ALERT_WEBHOOK_URL, format!("{base}/hook"))]),
+        mode,
+    )
+    .unwrap()
+}
+
 fn fast() -> Tuning {
     Tuning {
         base_backoff: Duration::from_millis(10),
@@ -205,33 +214,27 @@ async fn each_channel_gets_its_format() {
     assert!(text.starts_with("[LIVE "), "{text}");
     assert!(text.contains("WARNING: Circuit breaker tripped"), "{text}");
 
+    // Discord and Slack: one message each, its text in the field the service reads.
+    for (path, field) in [
+        (format!("/discord/{DISCORD_SECRET}"), "content"),
+        (format!("/slack/{SLACK_SECRET}"), "text"),
+    ] {
+        let got = inbox.bodies(&path);
+        assert_eq!(got.len(), 1, "{path}");
+        let text = got[0][field].as_str().unwrap();
+        assert!(text.contains("Circuit breaker tripped"), "{path}: {text}");
+    }
     let discord = inbox.bodies(&format!("/discord/{DISCORD_SECRET}"));
-    assert_eq!(discord.len(), 1);
-    assert!(discord[0]["content"]
-        .as_str()
-        .unwrap()
-        .contains("Circuit breaker tripped"));
     assert_eq!(
         discord[0]["allowed_mentions"]["parse"],
         serde_json::json!([])
     );
-
-    let slack = inbox.bodies(&format!("/slack/{SLACK_SECRET}"));
-    assert_eq!(slack.len(), 1);
-    assert!(slack[0]["text"]
-        .as_str()
-        .unwrap()
-        .contains("Circuit breaker tripped"));
 }
 
 #[tokio::test]
 async fn every_trigger_kind_is_delivered_with_its_name() {
     let (base, inbox) = receiver().await;
-    let mut cfg = AlertConfig::from_lookup(
-        env(&[(keys::ALERT_WEBHOOK_URL, format!("{base}/hook"))]),
-        TradingMode::Testnet,
-    )
-    .unwrap();
+    let mut cfg = hook(&base, TradingMode::Testnet);
     cfg.max_per_minute = 0;
     let (d, _h) = AlertDispatcher::spawn_with(cfg, fast()).unwrap();
     for k in Kind::ALL {
@@ -331,37 +334,23 @@ async fn retries_on_500_with_backoff_then_succeeds() {
 
 #[tokio::test]
 async fn gives_up_after_max_attempts_and_never_retries_a_4xx() {
-    let (base, inbox) = receiver().await;
-    inbox.always.store(503, Ordering::SeqCst);
-    let cfg = AlertConfig::from_lookup(
-        env(&[(keys::ALERT_WEBHOOK_URL, format!("{base}/hook"))]),
-        TradingMode::Paper,
-    )
-    .unwrap();
+    /// One alert to a webhook that answers every request with `status`, until the dispatcher gives up: (attempts
+    /// it counted, requests the webhook saw).
+    async fn attempts_until_failed(status: usize, tuning: Tuning) -> (u64, usize) {
+        let (base, inbox) = receiver().await;
+        inbox.always.store(status, Ordering::SeqCst);
+        let (d, _h) = AlertDispatcher::spawn_with(hook(&base, TradingMode::Paper), tuning).unwrap();
+        d.send(sample(Kind::Control(ControlAlert::KeyRevoked)))
+            .unwrap();
+        wait_until(&format!("failure on {status}"), || d.stats().failed == 1).await;
+        (d.stats().attempts, inbox.count())
+    }
     let tuning = Tuning {
         max_attempts: 4,
         ..fast()
     };
-    let (d, _h) = AlertDispatcher::spawn_with(cfg.clone(), tuning).unwrap();
-    d.send(sample(Kind::Control(ControlAlert::KeyRevoked)))
-        .unwrap();
-    wait_until("failure", || d.stats().failed == 1).await;
-    assert_eq!(d.stats().attempts, 4);
-    assert_eq!(inbox.count(), 4);
-
-    let (base2, inbox2) = receiver().await;
-    inbox2.always.store(404, Ordering::SeqCst);
-    let cfg2 = AlertConfig::from_lookup(
-        env(&[(keys::ALERT_WEBHOOK_URL, format!("{base2}/hook"))]),
-        TradingMode::Paper,
-    )
-    .unwrap();
-    let (d2, _h2) = AlertDispatcher::spawn_with(cfg2, tuning).unwrap();
-    d2.send(sample(Kind::Control(ControlAlert::KeyRevoked)))
-        .unwrap();
-    wait_until("4xx failure", || d2.stats().failed == 1).await;
-    assert_eq!(d2.stats().attempts, 1);
-    assert_eq!(inbox2.count(), 1);
+    assert_eq!(attempts_until_failed(503, tuning).await, (4, 4));
+    assert_eq!(attempts_until_failed(404, tuning).await, (1, 1));
 }
 
 #[test]
@@ -469,11 +458,7 @@ fn token_bucket_refills_at_the_configured_rate() {
 #[tokio::test(flavor = "current_thread")]
 async fn send_never_blocks_and_drops_when_the_queue_is_full() {
     let (base, _inbox) = receiver().await;
-    let cfg = AlertConfig::from_lookup(
-        env(&[(keys::ALERT_WEBHOOK_URL, format!("{base}/hook"))]),
-        TradingMode::Paper,
-    )
-    .unwrap();
+    let cfg = hook(&base, TradingMode::Paper);
     let tuning = Tuning {
         queue_capacity: 4,
         ..fast()

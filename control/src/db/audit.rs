@@ -137,17 +137,36 @@ pub async fn append<C: GenericClient>(
     })
 }
 
+/// The fields of a row that its hash covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashedRow<'a> {
+    /// `id`.
+    pub id: i64,
+    /// `ts`, microseconds since the Unix epoch.
+    pub ts_us: i64,
+    /// `actor`.
+    pub actor: &'a str,
+    /// `source_ip`.
+    pub source_ip: &'a str,
+    /// `action`.
+    pub action: &'a str,
+    /// `detail`, as the database's text of the JSON.
+    pub detail: &'a str,
+    /// `prev_hash`.
+    pub prev_hash: &'a str,
+}
+
 /// The canonical serialization of a row (see the module docs). Public so other tools can check rows too.
-#[allow(clippy::too_many_arguments)]
-pub fn payload(
-    id: i64,
-    ts_us: i64,
-    actor: &str,
-    source_ip: &str,
-    action: &str,
-    detail: &str,
-    prev_hash: &str,
-) -> String {
+pub fn payload(r: &HashedRow<'_>) -> String {
+    let HashedRow {
+        id,
+        ts_us,
+        actor,
+        source_ip,
+        action,
+        detail,
+        prev_hash,
+    } = *r;
     let mut s =
         String::with_capacity(96 + actor.len() + source_ip.len() + action.len() + detail.len());
     s.push_str("aegis-audit-v1\n");
@@ -166,18 +185,8 @@ pub fn payload(
 }
 
 /// SHA-256 of [`payload`], lower-case hex.
-#[allow(clippy::too_many_arguments)]
-pub fn row_hash(
-    id: i64,
-    ts_us: i64,
-    actor: &str,
-    source_ip: &str,
-    action: &str,
-    detail: &str,
-    prev_hash: &str,
-) -> String {
-    let p = payload(id, ts_us, actor, source_ip, action, detail, prev_hash);
-    hex::encode(Sha256::digest(p.as_bytes()))
+pub fn row_hash(r: &HashedRow<'_>) -> String {
+    hex::encode(Sha256::digest(payload(r).as_bytes()))
 }
 
 /// Why a link is broken.
@@ -267,13 +276,16 @@ pub async fn verify_chain<C: GenericClient>(client: &C) -> Result<VerifyReport, 
     let mut prev = GENESIS_HASH.to_string();
     let mut head = None;
     while let Some(row) = stream.try_next().await? {
-        let id: i64 = row.get(0);
-        let ts_us: i64 = row.get(1);
-        let actor: &str = row.get(2);
-        let source_ip: &str = row.get(3);
-        let action: &str = row.get(4);
-        let detail: &str = row.get(5);
-        let prev_hash: &str = row.get(6);
+        let r = HashedRow {
+            id: row.get(0),
+            ts_us: row.get(1),
+            actor: row.get(2),
+            source_ip: row.get(3),
+            action: row.get(4),
+            detail: row.get(5),
+            prev_hash: row.get(6),
+        };
+        let (id, prev_hash) = (r.id, r.prev_hash);
         let hash: &str = row.get(7);
         rows += 1;
         if prev_hash != prev {
@@ -289,7 +301,7 @@ pub async fn verify_chain<C: GenericClient>(client: &C) -> Result<VerifyReport, 
                 }),
             });
         }
-        let computed = row_hash(id, ts_us, actor, source_ip, action, detail, prev_hash);
+        let computed = row_hash(&r);
         if computed != hash {
             return Ok(VerifyReport {
                 rows,

@@ -7,6 +7,7 @@
 
 use super::audit::{append, AppendedRow, AuditAction, AuditEntry};
 use super::DbError;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient};
 
 /// One API request.
@@ -43,6 +44,20 @@ pub async fn record_access<C: GenericClient>(
     Ok(())
 }
 
+/// Inserts one record and its audit row in one transaction (see the module docs).
+async fn insert_audited(
+    client: &mut Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    entry: &AuditEntry<'_>,
+) -> Result<AppendedRow, DbError> {
+    let tx = client.transaction().await?;
+    tx.execute(sql, params).await?;
+    let row = append(&tx, entry).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
 /// Records a configuration change and its audit row atomically.
 pub async fn record_config_change(
     client: &mut Client,
@@ -52,14 +67,10 @@ pub async fn record_config_change(
     old_value: Option<&str>,
     new_value: Option<&str>,
 ) -> Result<AppendedRow, DbError> {
-    let tx = client.transaction().await?;
-    tx.execute(
+    insert_audited(
+        client,
         "INSERT INTO config_changes (actor, source_ip, key, old_value, new_value) VALUES ($1, $2, $3, $4, $5)",
         &[&actor, &source_ip, &key, &old_value, &new_value],
-    )
-    .await?;
-    let row = append(
-        &tx,
         &AuditEntry {
             actor,
             source_ip,
@@ -67,9 +78,7 @@ pub async fn record_config_change(
             detail: serde_json::json!({ "key": key, "old": old_value, "new": new_value }),
         },
     )
-    .await?;
-    tx.commit().await?;
-    Ok(row)
+    .await
 }
 
 /// Records an API key event (`created`, `rotated`, `rejected`, `restrictions_changed`, ...) and its audit row.
@@ -82,9 +91,9 @@ pub async fn record_key_event(
     key_hint: Option<&str>,
     detail: serde_json::Value,
 ) -> Result<AppendedRow, DbError> {
-    let tx = client.transaction().await?;
     let detail_text = detail.to_string();
-    tx.execute(
+    insert_audited(
+        client,
         "INSERT INTO key_events (actor, source_ip, event, environment, key_hint, detail) \
          VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)",
         &[
@@ -95,10 +104,6 @@ pub async fn record_key_event(
             &key_hint,
             &detail_text,
         ],
-    )
-    .await?;
-    let row = append(
-        &tx,
         &AuditEntry {
             actor,
             source_ip,
@@ -108,9 +113,7 @@ pub async fn record_key_event(
             }),
         },
     )
-    .await?;
-    tx.commit().await?;
-    Ok(row)
+    .await
 }
 
 /// Audits a login attempt (`ok` = success). `reason` says why a failure failed (never the password tried).
@@ -146,20 +149,16 @@ pub async fn record_command(
     command: &serde_json::Value,
     outcome: &str,
 ) -> Result<AppendedRow, DbError> {
-    let tx = client.transaction().await?;
     let text = command.to_string();
-    tx.execute(
-        "INSERT INTO commands (actor, source_ip, command, outcome) VALUES ($1, $2, $3::text::jsonb, $4)",
-        &[&actor, &source_ip, &text, &outcome],
-    )
-    .await?;
     let action = match command.get("command").and_then(|c| c.as_str()) {
         Some("kill") => AuditAction::KillSwitch,
         Some("reset_breaker") => AuditAction::BreakerReset,
         _ => AuditAction::Command,
     };
-    let row = append(
-        &tx,
+    insert_audited(
+        client,
+        "INSERT INTO commands (actor, source_ip, command, outcome) VALUES ($1, $2, $3::text::jsonb, $4)",
+        &[&actor, &source_ip, &text, &outcome],
         &AuditEntry {
             actor,
             source_ip,
@@ -167,7 +166,5 @@ pub async fn record_command(
             detail: serde_json::json!({ "command": command, "outcome": outcome }),
         },
     )
-    .await?;
-    tx.commit().await?;
-    Ok(row)
+    .await
 }

@@ -150,18 +150,10 @@ pub fn credentials(cfg: &Config) -> Result<Option<Credentials>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::journal::test_support::config as cfg;
 
     const PROD: &str = "Pr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0d";
     const TEST: &str = "TestTestTestTestTestTestTestTestTestTestTestTestTestTestTestTest";
-
-    fn cfg(pairs: &[(&str, &str)]) -> Config {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|k| m.get(k).cloned()).unwrap()
-    }
 
     #[test]
     fn keys_and_urls_follow_the_mode_only() {

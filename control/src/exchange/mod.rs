@@ -27,7 +27,7 @@ use crate::runtime::{EngineStart, EngineThread, RunError, StartContext};
 use aegis_engine::net::ws_feed::{DepthSnapshot, DepthSync, WsFeedConfig};
 use aegis_engine::sign::WirePrecision;
 use aegis_engine::venue::binance::{self, Inbound};
-use aegis_engine::{EngineReport, FeedSource, PinOutcome};
+use aegis_engine::{EngineReport, FeedSource};
 use aegis_shared::config::ConfigError;
 use aegis_shared::event::{AlertKind, HaltReason};
 use aegis_shared::TradingMode;
@@ -375,12 +375,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     };
 
     let h = aegis_engine::spawn(params, feed).map_err(|e| RunError::Engine(e.to_string()))?;
-    let pinned = match h.pinned {
-        PinOutcome::Pinned { core } => Ok(core),
-        PinOutcome::Failed { core } => Err(format!("pinning to core {core} failed")),
-        PinOutcome::Unsupported => Err("the OS reports no CPU cores to pin to".to_string()),
-        PinOutcome::Disabled => Err("pinning disabled".to_string()),
-    };
+    let pinned = crate::runtime::pin_result(h.pinned, "");
     Ok(EngineStart {
         link: crate::pump::EngineLink {
             events: h.events,

@@ -21,7 +21,7 @@
 
 use super::rest::dec;
 use aegis_engine::venue::binance::{Inbound, OrderUpdate, ADOPT_DEFAULT_MODE};
-use aegis_shared::event::{OrderStatus, OrderType, PositionUpdate};
+use aegis_shared::event::{OrderType, PositionUpdate};
 use aegis_shared::{ClientOrderId, Price, Qty, Side, StrategyMode, Symbol};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -216,15 +216,7 @@ pub fn adopt_msg(o: &Value, mode: StrategyMode) -> Option<Inbound> {
 /// used to close orders the journal holds open but the exchange no longer lists. Positions are taken from the
 /// exchange separately, so a fill missed while the bot was away is not counted twice.
 pub fn final_update(o: &Value, now_ms: u64) -> Option<OrderUpdate> {
-    let status = match o.get("status").and_then(Value::as_str)? {
-        "NEW" => OrderStatus::New,
-        "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
-        "FILLED" => OrderStatus::Filled,
-        "CANCELED" => OrderStatus::Canceled,
-        "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Expired,
-        "REJECTED" => OrderStatus::Rejected,
-        _ => return None,
-    };
+    let status = super::user_stream::status(o.get("status").and_then(Value::as_str)?)?;
     let Some(Inbound::AdoptOrder {
         symbol,
         side,

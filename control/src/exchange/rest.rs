@@ -17,7 +17,7 @@ use aegis_shared::num::Notional;
 use serde_json::Value;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// REQUEST_WEIGHT per minute of USD-M futures.
 pub const WEIGHT_LIMIT: u64 = 2400;
@@ -121,12 +121,7 @@ pub enum Auth {
 }
 
 /// Wall clock in ms.
-pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use aegis_engine::clock::wall_ms;
 
 /// Shared rate-limit and clock state.
 #[derive(Debug, Default)]
@@ -215,13 +210,10 @@ impl RestClient {
             )
             .await?;
         let t1 = wall_ms();
-        let server =
-            v.get("serverTime")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| RestError::Decode {
-                    path: "/fapi/v1/time".into(),
-                    why: "no serverTime".into(),
-                })?;
+        let server = v
+            .get("serverTime")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| decode_error("/fapi/v1/time", "no serverTime"))?;
         let offset = server as i64 - ((t0 + t1) / 2) as i64;
         self.shared.offset_ms.store(offset, Ordering::Relaxed);
         Ok(offset)
@@ -251,6 +243,19 @@ impl RestClient {
         }
     }
 
+    /// Refuses to send while the exchange's last 429/418 ban runs (sending anyway would lengthen it).
+    fn not_blocked(&self) -> Result<(), RestError> {
+        let blocked = self.shared.blocked_until_ms.load(Ordering::Relaxed);
+        let now = wall_ms();
+        if blocked > now {
+            return Err(RestError::RateLimited {
+                status: 429,
+                retry_after: Duration::from_millis(blocked - now),
+            });
+        }
+        Ok(())
+    }
+
     async fn request_once(
         &self,
         method: reqwest::Method,
@@ -259,14 +264,7 @@ impl RestClient {
         params: &[(&str, String)],
         auth: Auth,
     ) -> Result<Value, RestError> {
-        let now = wall_ms();
-        let blocked = self.shared.blocked_until_ms.load(Ordering::Relaxed);
-        if blocked > now {
-            return Err(RestError::RateLimited {
-                status: 429,
-                retry_after: Duration::from_millis(blocked - now),
-            });
-        }
+        self.not_blocked()?;
         let used = self.shared.used_weight.load(Ordering::Relaxed);
         if used as f64 > WEIGHT_LIMIT as f64 * SLOW_DOWN_AT {
             // Close to the limit: space requests out instead of running into 429.
@@ -296,12 +294,8 @@ impl RestClient {
                 ps.push(("recvWindow", rw.as_bytes()));
                 ps.push(("timestamp", ts.as_bytes()));
                 let mut buf = vec![0u8; 8192];
-                let n = encode_signed_query(&ps, &creds.signer, &mut buf).map_err(|e| {
-                    RestError::Decode {
-                        path: path.into(),
-                        why: e.to_string(),
-                    }
-                })?;
+                let n = encode_signed_query(&ps, &creds.signer, &mut buf)
+                    .map_err(|e| decode_error(path, e.to_string()))?;
                 String::from_utf8_lossy(&buf[..n]).into_owned()
             }
             _ => params
@@ -370,10 +364,8 @@ impl RestClient {
                 why: format!("HTTP {status}"),
             });
         }
-        let v: Value = serde_json::from_slice(&body).map_err(|_| RestError::Decode {
-            path: path.into(),
-            why: format!("HTTP {status}, body is not JSON"),
-        })?;
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|_| decode_error(path, format!("HTTP {status}, body is not JSON")))?;
         if status >= 400 {
             return Err(api_error(path, status, &v));
         }
@@ -403,10 +395,7 @@ impl RestClient {
         let b = |k: &str| {
             v.get(k)
                 .and_then(Value::as_bool)
-                .ok_or_else(|| RestError::Decode {
-                    path: p.into(),
-                    why: format!("no boolean {k}"),
-                })
+                .ok_or_else(|| decode_error(p, format!("no boolean {k}")))
         };
         Ok((b("enableWithdrawals")?, b("ipRestrict")?))
     }
@@ -427,53 +416,37 @@ impl RestClient {
         Ok(v.as_array().cloned().unwrap_or_default())
     }
 
+    /// Unauthenticated `GET` of market data.
+    async fn get_public(&self, path: &str, params: &[(&str, String)]) -> Result<Value, RestError> {
+        self.request(reqwest::Method::GET, Base::Fapi, path, params, Auth::None)
+            .await
+    }
+
     /// `GET /fapi/v1/depth?symbol=&limit=` (the local order book's snapshot).
     pub async fn depth(&self, symbol: &str, limit: u32) -> Result<Value, RestError> {
-        self.request(
-            reqwest::Method::GET,
-            Base::Fapi,
-            "/fapi/v1/depth",
-            &[("symbol", symbol.to_string()), ("limit", limit.to_string())],
-            Auth::None,
-        )
-        .await
+        let params = [("symbol", symbol.to_string()), ("limit", limit.to_string())];
+        self.get_public("/fapi/v1/depth", &params).await
     }
 
     /// `GET /fapi/v1/exchangeInfo`.
     pub async fn exchange_info(&self) -> Result<Value, RestError> {
-        self.request(
-            reqwest::Method::GET,
-            Base::Fapi,
-            "/fapi/v1/exchangeInfo",
-            &[],
-            Auth::None,
-        )
-        .await
+        self.get_public("/fapi/v1/exchangeInfo", &[]).await
     }
 
     /// `GET /fapi/v1/order?origClientOrderId=`.
     pub async fn query_order(&self, symbol: &str, client_id: &str) -> Result<Value, RestError> {
-        self.get_signed(
-            Base::Fapi,
-            "/fapi/v1/order",
-            &[
-                ("symbol", symbol.to_string()),
-                ("origClientOrderId", client_id.to_string()),
-            ],
-        )
-        .await
+        let params = order_ref(symbol, client_id);
+        self.get_signed(Base::Fapi, "/fapi/v1/order", &params).await
     }
 
     /// `DELETE /fapi/v1/order?origClientOrderId=`.
     pub async fn cancel_order(&self, symbol: &str, client_id: &str) -> Result<Value, RestError> {
+        let params = order_ref(symbol, client_id);
         self.request(
             reqwest::Method::DELETE,
             Base::Fapi,
             "/fapi/v1/order",
-            &[
-                ("symbol", symbol.to_string()),
-                ("origClientOrderId", client_id.to_string()),
-            ],
+            &params,
             Auth::Signed,
         )
         .await
@@ -486,14 +459,7 @@ impl RestClient {
         let creds = self.credentials().ok_or(RestError::NoKey)?;
         let path = "/fapi/v1/order";
         let url = format!("{}{path}?{signed_query}", self.endpoints.fapi);
-        let blocked = self.shared.blocked_until_ms.load(Ordering::Relaxed);
-        let now = wall_ms();
-        if blocked > now {
-            return Err(RestError::RateLimited {
-                status: 429,
-                retry_after: Duration::from_millis(blocked - now),
-            });
-        }
+        self.not_blocked()?;
         let resp = self
             .http
             .post(&url)
@@ -535,37 +501,42 @@ impl RestClient {
         Ok(v)
     }
 
+    /// `POST|PUT /fapi/v1/listenKey`: the user stream's key, sent with the API key but unsigned.
+    async fn listen_key(&self, method: reqwest::Method) -> Result<Value, RestError> {
+        self.request(method, Base::Fapi, LISTEN_KEY, &[], Auth::KeyOnly)
+            .await
+    }
+
     /// `POST /fapi/v1/listenKey`.
     pub async fn listen_key_create(&self) -> Result<String, RestError> {
-        let v = self
-            .request(
-                reqwest::Method::POST,
-                Base::Fapi,
-                "/fapi/v1/listenKey",
-                &[],
-                Auth::KeyOnly,
-            )
-            .await?;
+        let v = self.listen_key(reqwest::Method::POST).await?;
         v.get("listenKey")
             .and_then(Value::as_str)
             .map(String::from)
-            .ok_or_else(|| RestError::Decode {
-                path: "/fapi/v1/listenKey".into(),
-                why: "no listenKey".into(),
-            })
+            .ok_or_else(|| decode_error(LISTEN_KEY, "no listenKey"))
     }
 
     /// `PUT /fapi/v1/listenKey` (keep-alive).
     pub async fn listen_key_keepalive(&self) -> Result<(), RestError> {
-        self.request(
-            reqwest::Method::PUT,
-            Base::Fapi,
-            "/fapi/v1/listenKey",
-            &[],
-            Auth::KeyOnly,
-        )
-        .await
-        .map(|_| ())
+        self.listen_key(reqwest::Method::PUT).await.map(|_| ())
+    }
+}
+
+const LISTEN_KEY: &str = "/fapi/v1/listenKey";
+
+/// One order by our `origClientOrderId`: the id we know even when the exchange's answer to the order was lost.
+fn order_ref(symbol: &str, client_id: &str) -> [(&'static str, String); 2] {
+    [
+        ("symbol", symbol.to_string()),
+        ("origClientOrderId", client_id.to_string()),
+    ]
+}
+
+/// An answer that is not what Binance sends.
+fn decode_error(path: &str, why: impl Into<String>) -> RestError {
+    RestError::Decode {
+        path: path.into(),
+        why: why.into(),
     }
 }
 

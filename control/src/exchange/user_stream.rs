@@ -38,7 +38,8 @@ fn s<'a>(o: &'a Value, k: &str) -> &'a str {
     o.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-fn status(x: &str) -> Option<OrderStatus> {
+/// An order status as Binance spells it, in the user stream and in REST answers alike.
+pub(super) fn status(x: &str) -> Option<OrderStatus> {
     Some(match x {
         "NEW" => OrderStatus::New,
         "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,

@@ -95,13 +95,9 @@ pub enum JournalRecord {
     Command(CommandRecord),
 }
 
-/// Milliseconds since the Unix epoch, from the wall clock.
-pub fn now_ms() -> TimestampMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch, from the wall clock: the engine's clock, so journal, audit and alert
+/// timestamps agree with the engine's.
+pub use aegis_engine::clock::wall_ms as now_ms;
 
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -109,6 +105,7 @@ pub(crate) mod test_support {
     use aegis_shared::event::{Fill, Liquidity, OrderIntent, PositionUpdate};
     use aegis_shared::mode::{Side, StrategyMode};
     use aegis_shared::{ClientOrderId, Notional, Price, Qty, Symbol};
+    use std::collections::HashMap;
 
     /// A unique empty directory under the system temp dir.
     pub fn temp_dir(tag: &str) -> PathBuf {
@@ -122,6 +119,15 @@ pub(crate) mod test_support {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// A validated [`Config`] from these settings only (no process environment, no `.env`).
+    pub fn config(pairs: &[(&str, &str)]) -> aegis_shared::config::Config {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        aegis_shared::config::Config::from_lookup(|k| m.get(k).cloned()).unwrap()
     }
 
     pub fn fill(i: u64, side: Side, price: &str, pnl: &str) -> EngineEvent {

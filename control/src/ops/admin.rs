@@ -582,6 +582,14 @@ mod tests {
         (code, serde_json::from_slice(&b).unwrap_or(Value::Null))
     }
 
+    /// Every local route has the same two guards: a token that is not ours (401), a caller off loopback (403).
+    async fn refuses_wrong_token_and_remote_peer(app: &Router, path: &str, token: &str) {
+        let (c, v) = call(app, path, &"0".repeat(64), "127.0.0.1:5000", None).await;
+        assert_eq!(c, 401, "{path}: {v}");
+        let (c, v) = call(app, path, token, "10.1.2.3:5000", None).await;
+        assert_eq!(c, 403, "{path}: {v}");
+    }
+
     #[test]
     fn token_loopback_and_no_proxy_required() {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -600,24 +608,7 @@ mod tests {
             let got = rx.try_recv().unwrap();
             assert_eq!(got.command, Command::Kill { flatten: true });
             assert_eq!(got.source, "cli:local-token");
-            assert_eq!(
-                call(
-                    &app,
-                    "/api/local/halt",
-                    &"0".repeat(64),
-                    "127.0.0.1:5000",
-                    None
-                )
-                .await
-                .0,
-                401
-            );
-            assert_eq!(
-                call(&app, "/api/local/halt", &t, "10.1.2.3:5000", None)
-                    .await
-                    .0,
-                403
-            );
+            refuses_wrong_token_and_remote_peer(&app, "/api/local/halt", &t).await;
             assert_eq!(
                 call(
                     &app,
@@ -632,24 +623,7 @@ mod tests {
             );
             assert!(rx.try_recv().is_err(), "a refused call reached the engine");
             // The key reload has the same guards, and without a live exchange session it says so.
-            assert_eq!(
-                call(
-                    &app,
-                    "/api/local/keys/reload",
-                    &"0".repeat(64),
-                    "127.0.0.1:5000",
-                    None
-                )
-                .await
-                .0,
-                401
-            );
-            assert_eq!(
-                call(&app, "/api/local/keys/reload", &t, "10.1.2.3:5000", None)
-                    .await
-                    .0,
-                403
-            );
+            refuses_wrong_token_and_remote_peer(&app, "/api/local/keys/reload", &t).await;
             let (c, v) = call(&app, "/api/local/keys/reload", &t, "127.0.0.1:5000", None).await;
             assert_eq!(c, 409, "{v}");
             assert!(v["error"]

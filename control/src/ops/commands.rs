@@ -13,57 +13,74 @@ use std::path::{Path, PathBuf};
 /// Settings for a command: the `.env` source and the validated config. Unlike `aegis run`, a `.env` readable by
 /// others does not stop these commands (preflight and the audit must be able to report it).
 pub fn load(env_file: &Path) -> Result<(EnvSource, Config), u8> {
-    let env = EnvSource::load(env_file).map_err(|e| {
-        eprintln!("aegis: {e}");
-        2u8
-    })?;
-    let cfg = Config::from_lookup(|k| env.get(k)).map_err(|e| {
-        eprintln!("aegis: {e}");
-        2u8
-    })?;
+    let env = EnvSource::load(env_file).map_err(bad_config)?;
+    let cfg = Config::from_lookup(|k| env.get(k)).map_err(bad_config)?;
     Ok((env, cfg))
 }
 
+/// Settings that cannot be read or do not validate: said once, exit code 2.
+fn bad_config(e: impl std::fmt::Display) -> u8 {
+    eprintln!("aegis: {e}");
+    2
+}
+
+/// [`load`] plus the runtime, for the commands that talk to the exchange or the database.
+fn load_with_runtime(env_file: &Path) -> Result<(EnvSource, Config, tokio::runtime::Runtime), u8> {
+    let (env, cfg) = load(env_file)?;
+    Ok((env, cfg, runtime()?))
+}
+
+/// A checklist-style report: `--json` for machines, the table for people.
+fn print_report(
+    json: bool,
+    as_json: impl FnOnce() -> serde_json::Value,
+    table: impl FnOnce() -> String,
+) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&as_json()).unwrap_or_default()
+        );
+    } else {
+        print!("{}", table());
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    cli_runtime(1)
+}
+
+/// A single-threaded runtime for one command; `code` is the command's exit code when none can be started.
+pub(crate) fn cli_runtime(code: u8) -> Result<tokio::runtime::Runtime, u8> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| {
             eprintln!("aegis: cannot start the async runtime: {e}");
-            1u8
+            code
         })
 }
 
 /// `aegis preflight [--json]`.
 pub fn preflight_cmd(env_file: &Path, args: &PreflightArgs) -> u8 {
-    let (env, cfg) = match load(env_file) {
+    let (env, cfg, rt) = match load_with_runtime(env_file) {
         Ok(x) => x,
-        Err(c) => return c,
-    };
-    let rt = match runtime() {
-        Ok(r) => r,
         Err(c) => return c,
     };
     let g = rt.block_on(preflight::gather_all(&cfg, &env, crate::journal::now_ms()));
     let r = preflight::report(&cfg, &g);
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&preflight::render_json(&r, &g)).unwrap_or_default()
-        );
-    } else {
-        print!("{}", preflight::render_table(&r, &g));
-    }
+    print_report(
+        args.json,
+        || preflight::render_json(&r, &g),
+        || preflight::render_table(&r, &g),
+    );
     u8::from(r.has_fail())
 }
 
 /// For `aegis run`: in live mode, the preflight gate; in every mode, key-age warnings. Returns the warnings to
 /// show, or the exit code when live must not start.
 pub fn run_gate(env_file: &Path, cfg: &Config) -> Result<Vec<String>, u8> {
-    let env = EnvSource::load(env_file).map_err(|e| {
-        eprintln!("aegis: {e}");
-        2u8
-    })?;
+    let env = EnvSource::load(env_file).map_err(bad_config)?;
     let mut warnings = Vec::new();
     match super::keys::observe_configured(cfg, crate::journal::now_ms()) {
         Ok(ages) => warnings.extend(ages.into_iter().filter_map(|a| a.warning)),
@@ -85,17 +102,11 @@ pub fn run_gate(env_file: &Path, cfg: &Config) -> Result<Vec<String>, u8> {
 
 /// The `ALERT_*` settings and thresholds for `aegis run`.
 pub fn run_extras(env_file: &Path, cfg: &Config) -> Result<crate::runtime::RunExtras, u8> {
-    let env = EnvSource::load(env_file).map_err(|e| {
-        eprintln!("aegis: {e}");
-        2u8
-    })?;
+    let env = EnvSource::load(env_file).map_err(bad_config)?;
     // Where the running bot re-reads its key on `POST /api/local/keys/reload`.
     super::keyreload::set_env_file(env_file);
     let alerts = crate::alerts::AlertConfig::from_lookup(|k| env.get(k), cfg.trading_mode)
-        .map_err(|e| {
-            eprintln!("aegis: {e}");
-            2u8
-        })?;
+        .map_err(bad_config)?;
     Ok(crate::runtime::RunExtras {
         alerts: Some(alerts),
         errors_per_minute: env.number(
@@ -111,31 +122,23 @@ pub fn run_extras(env_file: &Path, cfg: &Config) -> Result<crate::runtime::RunEx
 
 /// `aegis keys audit [--json]`.
 pub fn keys_audit(env_file: &Path, args: &PreflightArgs) -> u8 {
-    let (env, cfg) = match load(env_file) {
+    let (env, cfg, rt) = match load_with_runtime(env_file) {
         Ok(x) => x,
         Err(c) => return c,
     };
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
     let r = rt.block_on(keycmd::audit(&cfg, &env, crate::journal::now_ms()));
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&r.json()).unwrap_or_default()
-        );
-    } else {
-        print!(
-            "{}",
+    print_report(
+        args.json,
+        || r.json(),
+        || {
             r.table()
                 .replacen("Aegis preflight", "Aegis key audit", 1)
                 .replace(
                     "the guide's checklist before going live",
-                    "the guide's monthly audit (§1.5)"
+                    "the guide's monthly audit (§1.5)",
                 )
-        );
-    }
+        },
+    );
     u8::from(r.has_fail())
 }
 

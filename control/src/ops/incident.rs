@@ -234,46 +234,51 @@ pub fn from_journal(data_dir: &Path, since_ms: u64, until_ms: u64) -> Result<Inc
     Ok(inc)
 }
 
+/// The rows of `sql` in the incident window, as JSON: `$1` and `$2` are its bounds in seconds since the epoch.
+async fn in_window(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    (since, until): (f64, f64),
+    row: fn(&tokio_postgres::Row) -> Value,
+) -> Result<Vec<Value>, String> {
+    let rows = c
+        .query(sql, &[&since, &until])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(rows.iter().map(row).collect())
+}
+
 /// Adds the API access log and audited key events of the window from Postgres.
 pub async fn add_from_db(inc: &mut Incident, url: &str) {
     let fut = async {
         let c = crate::db::connect(url).await.map_err(|e| e.to_string())?;
-        let since = inc.since_ms as f64 / 1000.0;
-        let until = inc.until_ms as f64 / 1000.0;
-        let rows = c
-            .query(
-                "SELECT (extract(epoch FROM ts) * 1000)::bigint, actor, source_ip, method, path, status::int \
-                 FROM api_access_log WHERE ts >= to_timestamp($1) AND ts <= to_timestamp($2) ORDER BY ts",
-                &[&since, &until],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let access: Vec<Value> = rows
-            .iter()
-            .map(|r| {
+        let window = (inc.since_ms as f64 / 1000.0, inc.until_ms as f64 / 1000.0);
+        let access = in_window(
+            &c,
+            "SELECT (extract(epoch FROM ts) * 1000)::bigint, actor, source_ip, method, path, status::int \
+             FROM api_access_log WHERE ts >= to_timestamp($1) AND ts <= to_timestamp($2) ORDER BY ts",
+            window,
+            |r| {
                 json!({"ts_ms": r.get::<_, i64>(0), "actor": r.get::<_, Option<String>>(1),
                        "source_ip": r.get::<_, String>(2), "method": r.get::<_, String>(3),
                        "path": r.get::<_, String>(4), "status": r.get::<_, i32>(5)})
-            })
-            .collect();
-        let rows = c
-            .query(
-                "SELECT (extract(epoch FROM ts) * 1000)::bigint, actor, source_ip, event, environment, key_hint, detail::text \
-                 FROM key_events WHERE ts >= to_timestamp($1) AND ts <= to_timestamp($2) ORDER BY ts",
-                &[&since, &until],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let keys: Vec<Value> = rows
-            .iter()
-            .map(|r| {
+            },
+        )
+        .await?;
+        let keys = in_window(
+            &c,
+            "SELECT (extract(epoch FROM ts) * 1000)::bigint, actor, source_ip, event, environment, key_hint, detail::text \
+             FROM key_events WHERE ts >= to_timestamp($1) AND ts <= to_timestamp($2) ORDER BY ts",
+            window,
+            |r| {
                 json!({"ts_ms": r.get::<_, i64>(0), "actor": r.get::<_, String>(1),
                        "source_ip": r.get::<_, String>(2), "event": r.get::<_, String>(3),
                        "environment": r.get::<_, String>(4), "fingerprint": r.get::<_, Option<String>>(5),
                        "detail": serde_json::from_str::<Value>(&r.get::<_, String>(6)).unwrap_or(Value::Null),
                        "source": "postgres"})
-            })
-            .collect();
+            },
+        )
+        .await?;
         Ok::<_, String>((access, keys))
     };
     match tokio::time::timeout(std::time::Duration::from_secs(5), fut).await {

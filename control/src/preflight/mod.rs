@@ -59,14 +59,24 @@ pub struct CheckResult {
     pub fix: String,
 }
 
-fn pass(id: &'static str, title: &'static str, detail: impl Into<String>) -> CheckResult {
+fn verdict(
+    status: Status,
+    id: &'static str,
+    title: &'static str,
+    detail: impl Into<String>,
+    fix: impl Into<String>,
+) -> CheckResult {
     CheckResult {
         id,
         title,
-        status: Status::Pass,
+        status,
         detail: detail.into(),
-        fix: String::new(),
+        fix: fix.into(),
     }
+}
+
+fn pass(id: &'static str, title: &'static str, detail: impl Into<String>) -> CheckResult {
+    verdict(Status::Pass, id, title, detail, String::new())
 }
 
 fn warn(
@@ -75,13 +85,7 @@ fn warn(
     detail: impl Into<String>,
     fix: impl Into<String>,
 ) -> CheckResult {
-    CheckResult {
-        id,
-        title,
-        status: Status::Warn,
-        detail: detail.into(),
-        fix: fix.into(),
-    }
+    verdict(Status::Warn, id, title, detail, fix)
 }
 
 fn fail(
@@ -90,12 +94,23 @@ fn fail(
     detail: impl Into<String>,
     fix: impl Into<String>,
 ) -> CheckResult {
-    CheckResult {
-        id,
-        title,
-        status: Status::Fail,
-        detail: detail.into(),
-        fix: fix.into(),
+    verdict(Status::Fail, id, title, detail, fix)
+}
+
+/// A check that is one yes/no setting: PASS saying `on` when set, otherwise `miss` (WARN or FAIL) saying `off`.
+fn setting(
+    set: bool,
+    id: &'static str,
+    title: &'static str,
+    on: &str,
+    miss: Status,
+    off: &str,
+    fix: &str,
+) -> CheckResult {
+    if set {
+        pass(id, title, on)
+    } else {
+        verdict(miss, id, title, off, fix)
     }
 }
 
@@ -737,18 +752,15 @@ pub fn check_jwt_secret(secret: Option<&Secret<String>>) -> CheckResult {
 
 /// Circuit breaker on (guide §5.1).
 pub fn check_breaker(enabled: bool) -> CheckResult {
-    const ID: &str = "risk.breaker";
-    const T: &str = "Circuit breaker enabled";
-    if enabled {
-        pass(ID, T, "CIRCUIT_BREAKER_ENABLED=true")
-    } else {
-        fail(
-            ID,
-            T,
-            "CIRCUIT_BREAKER_ENABLED=false",
-            "set CIRCUIT_BREAKER_ENABLED=true (guide §5.1)",
-        )
-    }
+    setting(
+        enabled,
+        "risk.breaker",
+        "Circuit breaker enabled",
+        "CIRCUIT_BREAKER_ENABLED=true",
+        Status::Fail,
+        "CIRCUIT_BREAKER_ENABLED=false",
+        "set CIRCUIT_BREAKER_ENABLED=true (guide §5.1)",
+    )
 }
 
 /// Position limits set conservatively (guide §5.3): a warning above the week-1 numbers while the key is young.
@@ -805,16 +817,13 @@ pub fn check_log_level(level: LogLevel, mode: TradingMode) -> CheckResult {
 
 /// Health checks automated (guide §6.1).
 pub fn check_health_scheduled(scheduled: bool) -> CheckResult {
-    const ID: &str = "health.scheduled";
-    const T: &str = "Health checks automated";
-    if scheduled {
-        pass(ID, T, "deploy/health-check.sh is scheduled")
-    } else {
-        warn(
-            ID,
-            T,
-            "no crontab entry or systemd timer runs deploy/health-check.sh",
-            "add the health-check line from deploy/crontab.example (every minute) with an ALERT_* channel",
-        )
-    }
+    setting(
+        scheduled,
+        "health.scheduled",
+        "Health checks automated",
+        "deploy/health-check.sh is scheduled",
+        Status::Warn,
+        "no crontab entry or systemd timer runs deploy/health-check.sh",
+        "add the health-check line from deploy/crontab.example (every minute) with an ALERT_* channel",
+    )
 }

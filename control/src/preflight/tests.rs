@@ -2,7 +2,7 @@
 
 use super::gather;
 use super::*;
-use std::collections::HashMap;
+use crate::journal::test_support::config;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -55,14 +55,6 @@ fn git(dir: &Path, args: &[&str]) -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
-}
-
-fn config(pairs: &[(&str, &str)]) -> Config {
-    let m: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Config::from_lookup(|k| m.get(k).cloned()).unwrap()
 }
 
 fn secrets() -> Vec<&'static str> {

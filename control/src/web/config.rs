@@ -95,6 +95,22 @@ fn nonzero(key: &'static str, v: &str) -> Result<NonZeroU32, WebConfigError> {
         })
 }
 
+/// A duration (`30s`, `5m`, `24h`, ...) that `ok` accepts.
+fn duration_of(
+    key: &'static str,
+    v: &str,
+    ok: impl Fn(&Duration) -> bool,
+    hint: &'static str,
+) -> Result<Duration, WebConfigError> {
+    parse_duration(v)
+        .filter(ok)
+        .ok_or_else(|| WebConfigError::Invalid {
+            key,
+            value: v.to_string(),
+            hint,
+        })
+}
+
 impl WebConfig {
     /// Defaults for a given bind address and secret (auth on).
     pub fn new(bind: SocketAddr, jwt_secret: Secret<String>) -> Self {
@@ -123,13 +139,12 @@ impl WebConfig {
             c.auth_enabled = bool_of("AUTH_ENABLED", &v)?;
         }
         if let Some(v) = get("JWT_EXPIRY") {
-            c.jwt_expiry = parse_duration(&v)
-                .filter(|d| *d >= Duration::from_secs(60) && *d <= Duration::from_secs(30 * 86_400))
-                .ok_or(WebConfigError::Invalid {
-                    key: "JWT_EXPIRY",
-                    value: v.clone(),
-                    hint: "use a duration between 1m and 30d such as 24h, 30m or 3600s",
-                })?;
+            c.jwt_expiry = duration_of(
+                "JWT_EXPIRY",
+                &v,
+                |d| *d >= Duration::from_secs(60) && *d <= Duration::from_secs(30 * 86_400),
+                "use a duration between 1m and 30d such as 24h, 30m or 3600s",
+            )?;
         }
         if let Some(v) = get("DASHBOARD_ALLOWED_IPS") {
             c.allowed_ips = IpAllowlist::parse(&v)?;
@@ -150,14 +165,12 @@ impl WebConfig {
             c.login.max_per_ip = nonzero("LOGIN_MAX_FAILURES_PER_IP", &v)?.get();
         }
         if let Some(v) = get("LOGIN_LOCKOUT") {
-            c.login.base_lockout =
-                parse_duration(&v)
-                    .filter(|d| !d.is_zero())
-                    .ok_or(WebConfigError::Invalid {
-                        key: "LOGIN_LOCKOUT",
-                        value: v.clone(),
-                        hint: "use a duration such as 30s or 5m",
-                    })?;
+            c.login.base_lockout = duration_of(
+                "LOGIN_LOCKOUT",
+                &v,
+                |d| !d.is_zero(),
+                "use a duration such as 30s or 5m",
+            )?;
         }
         if let Some(v) = get("API_MAX_BODY_BYTES") {
             c.max_body_bytes = v

@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::session::{AccessUser, ClientIp};
 use super::WebState;
 use crate::auth::limits::canonical;
+use crate::journal::now_ms;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
@@ -58,13 +59,6 @@ fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
         .rev()
         .find(|ip| !is_trusted(ip))
         .unwrap_or(peer)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 async fn observe(State(state): State<WebState>, mut req: Request, next: Next) -> Response {

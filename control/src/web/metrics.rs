@@ -1,7 +1,7 @@
 //! `GET /metrics` in the Prometheus text format (version 0.0.4), for loopback scrapers or authenticated
 //! callers (bearer token or session).
 
-use super::backend::DashboardSnapshot;
+use super::backend::{BreakerView, DashboardSnapshot};
 use super::error::ApiError;
 use super::session::{authenticate, ClientIp};
 use super::WebState;
@@ -82,45 +82,43 @@ pub fn render(s: &DashboardSnapshot) -> String {
         ],
     );
     let st = s.stats;
-    let c = |f: fn(&aegis_shared::event::EngineStats) -> u64| {
-        st.as_ref().map(f).unwrap_or(0).to_string()
-    };
-    metric(
-        "aegis_messages_total",
-        "counter",
-        "Market messages processed.",
-        &one(c(|x| x.messages)),
-    );
-    metric(
-        "aegis_parse_errors_total",
-        "counter",
-        "Market messages that failed to parse.",
-        &one(c(|x| x.parse_errors)),
-    );
-    metric(
-        "aegis_orders_total",
-        "counter",
-        "Orders sent.",
-        &one(c(|x| x.orders)),
-    );
-    metric(
-        "aegis_fills_total",
-        "counter",
-        "Fills received.",
-        &one(c(|x| x.fills)),
-    );
-    metric(
-        "aegis_dropped_stats_total",
-        "counter",
-        "Statistics events dropped on a full queue.",
-        &one(c(|x| x.dropped_stats)),
-    );
-    metric(
-        "aegis_feed_age_ms",
-        "gauge",
-        "Age of the newest market message, ms.",
-        &one(c(|x| x.feed_age_ms)),
-    );
+    type Stat = fn(&aegis_shared::event::EngineStats) -> u64;
+    let c = |f: Stat| st.as_ref().map(f).unwrap_or(0).to_string();
+    let engine_stats: [(&str, &str, &str, Stat); 6] = [
+        (
+            "aegis_messages_total",
+            "counter",
+            "Market messages processed.",
+            |x| x.messages,
+        ),
+        (
+            "aegis_parse_errors_total",
+            "counter",
+            "Market messages that failed to parse.",
+            |x| x.parse_errors,
+        ),
+        ("aegis_orders_total", "counter", "Orders sent.", |x| {
+            x.orders
+        }),
+        ("aegis_fills_total", "counter", "Fills received.", |x| {
+            x.fills
+        }),
+        (
+            "aegis_dropped_stats_total",
+            "counter",
+            "Statistics events dropped on a full queue.",
+            |x| x.dropped_stats,
+        ),
+        (
+            "aegis_feed_age_ms",
+            "gauge",
+            "Age of the newest market message, ms.",
+            |x| x.feed_age_ms,
+        ),
+    ];
+    for (name, kind, help, f) in engine_stats {
+        metric(name, kind, help, &one(c(f)));
+    }
     let denials: Vec<(String, String)> = st
         .map(|x| x.denials)
         .unwrap_or_default()
@@ -134,37 +132,23 @@ pub fn render(s: &DashboardSnapshot) -> String {
         "Risk-gate denials by engine reason code.",
         &denials,
     );
-    let tripped: Vec<_> = s
-        .breakers
-        .iter()
-        .map(|b| {
-            (
-                format!("scope=\"{}\"", scope_label(&b.scope)),
-                u8::from(b.tripped).to_string(),
-            )
-        })
-        .collect();
+    let per_breaker = |v: fn(&BreakerView) -> String| -> Vec<(String, String)> {
+        s.breakers
+            .iter()
+            .map(|b| (format!("scope=\"{}\"", scope_label(&b.scope)), v(b)))
+            .collect()
+    };
     metric(
         "aegis_breaker_tripped",
         "gauge",
         "1 while a circuit breaker is tripped.",
-        &tripped,
+        &per_breaker(|b| u8::from(b.tripped).to_string()),
     );
-    let cool: Vec<_> = s
-        .breakers
-        .iter()
-        .map(|b| {
-            (
-                format!("scope=\"{}\"", scope_label(&b.scope)),
-                (b.cooldown_left_ms as f64 / 1000.0).to_string(),
-            )
-        })
-        .collect();
     metric(
         "aegis_breaker_cooldown_seconds",
         "gauge",
         "Cooldown left on a tripped breaker.",
-        &cool,
+        &per_breaker(|b| (b.cooldown_left_ms as f64 / 1000.0).to_string()),
     );
     metric(
         "aegis_engine_halted",

@@ -3,6 +3,7 @@
 //! keeps the audit trail (hash-chained, in memory, mirrored to the log) and the access log (to the log).
 
 use super::backend::*;
+use crate::journal::now_ms;
 use aegis_shared::event::{
     BreakerChange, BreakerScope, EngineEvent, EngineState, EngineStats, FeedState, HaltReason,
     OrderEvent, PositionUpdate, TimestampMs, TripReason,
@@ -112,13 +113,6 @@ fn scope_key(s: BreakerScope) -> u8 {
         BreakerScope::Global => 0,
         BreakerScope::Mode(m) => 1 + m.index() as u8,
     }
-}
-
-fn now_ms() -> TimestampMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn bucket_of(ns: u64) -> usize {

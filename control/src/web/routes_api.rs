@@ -6,10 +6,12 @@ use super::session::{Admin, ClientIp, JsonBody, Session};
 use super::WebState;
 use aegis_shared::event::BreakerScope;
 use aegis_shared::{Command, StrategyMode};
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequest, FromRequestParts, RawQuery, Request, State};
 use axum::Json;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::net::IpAddr;
 
 fn q_param(q: &Option<String>, name: &str) -> Option<String> {
     q.as_deref()?
@@ -113,31 +115,62 @@ pub(super) async fn audit_log(
     Ok(Json(json!({ "entries": rows })))
 }
 
+/// Who asks for a control, from where. Extracted client IP first, then the admin session, then the body: a call
+/// wrong in several ways is refused for the first, as by any other route.
+pub(super) struct Caller {
+    s: WebState,
+    ip: IpAddr,
+    admin: Admin,
+}
+
+/// A control call: its [`Caller`] and its JSON body.
+pub(super) struct ControlCall<B>(Caller, B);
+
+impl<B: DeserializeOwned + Default + Send> FromRequest<WebState> for ControlCall<B> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, s: &WebState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let ClientIp(ip) = ClientIp::from_request_parts(&mut parts, s).await?;
+        let admin = Admin::from_request_parts(&mut parts, s).await?;
+        let JsonBody(b) = JsonBody::from_request(Request::from_parts(parts, body), s).await?;
+        let s = s.clone();
+        Ok(Self(Caller { s, ip, admin }, b))
+    }
+}
+
+/// Sends `cmd` to the engine; a command that did not arrive is one answer whatever the control.
+fn deliver(
+    s: &WebState,
+    cmd: Command,
+    user: &str,
+    ip: IpAddr,
+    action: &str,
+) -> Result<(), ApiError> {
+    s.backend().send_command_from(cmd, user, ip).map_err(|e| {
+        tracing::error!(error = %e, action, "command not delivered");
+        ApiError::Unavailable("engine not reachable")
+    })
+}
+
 /// Controls that only reduce risk (halt, kill) are sent even when the audit write fails — stopping must never
 /// depend on a database. Controls that add risk (resume, breaker reset) are refused unless audited first.
 async fn control(
-    s: &WebState,
-    Admin(who): Admin,
-    ip: std::net::IpAddr,
+    Caller { s, ip, admin }: Caller,
     cmd: Command,
     action: &str,
     detail: Value,
 ) -> Result<Json<Value>, ApiError> {
+    let Admin(who) = admin;
     let reduces_risk = matches!(cmd, Command::Halt | Command::Kill { .. });
     let ev = super::backend::AuditEvent {
-        ts_ms: aegis_now_ms(),
+        ts_ms: crate::journal::now_ms(),
         actor: who.user.clone(),
         ip: Some(ip),
         action: action.to_string(),
         detail: detail.clone(),
     };
     if reduces_risk {
-        s.backend()
-            .send_command_from(cmd, &who.user, ip)
-            .map_err(|e| {
-                tracing::error!(error = %e, action, "command not delivered");
-                ApiError::Unavailable("engine not reachable")
-            })?;
+        deliver(&s, cmd, &who.user, ip, action)?;
         let audited = match s.backend().audit(ev).await {
             Ok(()) => true,
             Err(e) => {
@@ -153,20 +186,8 @@ async fn control(
         tracing::error!(error = %e, action, "audit unavailable: refusing control");
         ApiError::Unavailable("audit trail unavailable; control refused")
     })?;
-    s.backend()
-        .send_command_from(cmd, &who.user, ip)
-        .map_err(|e| {
-            tracing::error!(error = %e, action, "command not delivered");
-            ApiError::Unavailable("engine not reachable")
-        })?;
+    deliver(&s, cmd, &who.user, ip, action)?;
     Ok(Json(json!({ "ok": true, "command": cmd, "audited": true })))
-}
-
-fn aegis_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,37 +209,15 @@ fn reason_of(r: Option<String>) -> Value {
 }
 
 pub(super) async fn halt(
-    State(s): State<WebState>,
-    ClientIp(ip): ClientIp,
-    admin: Admin,
-    JsonBody(b): JsonBody<ReasonBody>,
+    ControlCall(c, b): ControlCall<ReasonBody>,
 ) -> Result<Json<Value>, ApiError> {
-    control(
-        &s,
-        admin,
-        ip,
-        Command::Halt,
-        "control.halt",
-        reason_of(b.reason),
-    )
-    .await
+    control(c, Command::Halt, "control.halt", reason_of(b.reason)).await
 }
 
 pub(super) async fn resume(
-    State(s): State<WebState>,
-    ClientIp(ip): ClientIp,
-    admin: Admin,
-    JsonBody(b): JsonBody<ReasonBody>,
+    ControlCall(c, b): ControlCall<ReasonBody>,
 ) -> Result<Json<Value>, ApiError> {
-    control(
-        &s,
-        admin,
-        ip,
-        Command::Resume,
-        "control.resume",
-        reason_of(b.reason),
-    )
-    .await
+    control(c, Command::Resume, "control.resume", reason_of(b.reason)).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,22 +230,12 @@ pub(super) struct KillBody {
 }
 
 pub(super) async fn kill(
-    State(s): State<WebState>,
-    ClientIp(ip): ClientIp,
-    admin: Admin,
-    JsonBody(b): JsonBody<KillBody>,
+    ControlCall(c, b): ControlCall<KillBody>,
 ) -> Result<Json<Value>, ApiError> {
     let mut detail = reason_of(b.reason);
     detail["flatten"] = json!(b.flatten);
-    control(
-        &s,
-        admin,
-        ip,
-        Command::Kill { flatten: b.flatten },
-        "control.kill",
-        detail,
-    )
-    .await
+    let cmd = Command::Kill { flatten: b.flatten };
+    control(c, cmd, "control.kill", detail).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -259,10 +248,7 @@ pub(super) struct ResetBody {
 }
 
 pub(super) async fn reset_breaker(
-    State(s): State<WebState>,
-    ClientIp(ip): ClientIp,
-    admin: Admin,
-    JsonBody(b): JsonBody<ResetBody>,
+    ControlCall(c, b): ControlCall<ResetBody>,
 ) -> Result<Json<Value>, ApiError> {
     let scope = match b.scope.as_str() {
         "global" => BreakerScope::Global,
@@ -272,15 +258,8 @@ pub(super) async fn reset_breaker(
     };
     let mut detail = reason_of(b.reason);
     detail["scope"] = json!(b.scope);
-    control(
-        &s,
-        admin,
-        ip,
-        Command::ResetBreaker { scope },
-        "control.breaker_reset",
-        detail,
-    )
-    .await
+    let cmd = Command::ResetBreaker { scope };
+    control(c, cmd, "control.breaker_reset", detail).await
 }
 
 #[cfg(test)]

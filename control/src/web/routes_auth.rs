@@ -8,6 +8,7 @@ use super::session::{
 use super::WebState;
 use crate::auth::password::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
 use crate::auth::{Role, StoreError, UserRecord};
+use crate::journal::now_ms;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -35,13 +36,6 @@ pub(super) struct LoginBody {
     /// Also return the token in the body, for CLI/API clients that send `Authorization: Bearer`.
     #[serde(default)]
     bearer: bool,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Normalises and checks a user name: 3–32 of `[a-z0-9_.-]` after lower-casing.
