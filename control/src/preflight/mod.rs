@@ -269,7 +269,11 @@ pub fn run(cfg: &Config, inp: &Inputs) -> Report {
     let results = vec![
         check_separate_keys(cfg),
         check_withdrawals(inp.api_restrictions, live),
-        check_ip_restrict(inp.api_restrictions, live),
+        check_ip_restrict(
+            inp.api_restrictions,
+            live,
+            cfg.exchange.allow_unrestricted_ip,
+        ),
         check_key_not_in_files(&inp.key_scan),
         check_gitignore(inp.gitignore.as_deref(), inp.is_git_repo),
         check_env_permissions(inp.env_file.as_ref()),
@@ -328,11 +332,13 @@ pub fn check_separate_keys(cfg: &Config) -> CheckResult {
             "production key set, no testnet key",
             "set BINANCE_TESTNET_API_KEY/BINANCE_TESTNET_SECRET_KEY and test on testnet before live",
         ),
-        (true, _) if cfg.trading_mode == TradingMode::Live => fail(
+        // Emptying the key and restarting is the guide's first incident step (§7.1): the bot then runs
+        // read-only (market data and dashboard, no orders), which must not be refused.
+        (true, _) if cfg.trading_mode == TradingMode::Live => warn(
             ID,
             T,
-            "TRADING_MODE=live without a production key",
-            "set BINANCE_API_KEY/BINANCE_SECRET_KEY in .env",
+            "TRADING_MODE=live without a production key: READ-ONLY mode, no orders",
+            "to trade, set BINANCE_API_KEY/BINANCE_SECRET_KEY in .env; leave them empty only while you mean to stay read-only",
         ),
         (true, _) => pass(ID, T, "no production key configured (not live)"),
     }
@@ -364,12 +370,23 @@ pub fn check_withdrawals(r: Option<ApiRestrictions>, live: bool) -> CheckResult 
     }
 }
 
-/// IP restriction on the key (guide §1.3).
-pub fn check_ip_restrict(r: Option<ApiRestrictions>, live: bool) -> CheckResult {
+/// IP restriction on the key (guide §1.3). `allow_unrestricted` is the explicit `ALLOW_UNRESTRICTED_IP=true`
+/// override: a warning instead of a failure, the same rule as the exchange start-up check (never for withdrawals).
+pub fn check_ip_restrict(
+    r: Option<ApiRestrictions>,
+    live: bool,
+    allow_unrestricted: bool,
+) -> CheckResult {
     const ID: &str = "keys.ip_restrict";
     const T: &str = "API key restricted to trusted IPs";
     match r {
         None => restrictions_unknown(ID, T, live),
+        Some(r) if !r.ip_restrict && allow_unrestricted => warn(
+            ID,
+            T,
+            "the key works from any IP address; allowed only because ALLOW_UNRESTRICTED_IP=true",
+            "restrict the key to this server's static IP on Binance (guide §1.3), then remove ALLOW_UNRESTRICTED_IP",
+        ),
         Some(r) if !r.ip_restrict => fail(
             ID,
             T,

@@ -370,6 +370,25 @@ fn individual_rules() {
     // apiRestrictions not fetched: a warning in live, nothing to say otherwise.
     assert_eq!(check_withdrawals(None, true).status, Status::Warn);
     assert_eq!(check_withdrawals(None, false).status, Status::Pass);
+
+    // The IP override turns only the IP failure into a warning; withdrawals have no override.
+    let open = Some(ApiRestrictions {
+        enable_withdrawals: true,
+        ip_restrict: false,
+    });
+    assert_eq!(check_ip_restrict(open, true, false).status, Status::Fail);
+    let allowed = check_ip_restrict(open, true, true);
+    assert_eq!(allowed.status, Status::Warn);
+    assert!(
+        allowed.detail.contains("ALLOW_UNRESTRICTED_IP"),
+        "{allowed:?}"
+    );
+    assert_eq!(check_withdrawals(open, true).status, Status::Fail);
+
+    // Live with the production key emptied (guide §7.1, incident step one) runs read-only: not refused.
+    let read_only = check_separate_keys(&config(&[("TRADING_MODE", "live")]));
+    assert_eq!(read_only.status, Status::Warn);
+    assert!(read_only.detail.contains("READ-ONLY"), "{read_only:?}");
 }
 
 #[test]
