@@ -162,6 +162,8 @@ pub struct RunExtras {
     pub errors_per_minute: u32,
     /// `ALERT_HEARTBEAT_SECONDS`.
     pub heartbeat_stall: Duration,
+    /// The settings of this start, secrets masked; changes since the last start are recorded in Postgres.
+    pub settings: crate::db::config_log::Settings,
 }
 
 impl Default for RunExtras {
@@ -170,8 +172,43 @@ impl Default for RunExtras {
             alerts: None,
             errors_per_minute: crate::ops::watch::DEFAULT_ERRORS_PER_MINUTE,
             heartbeat_stall: Duration::from_secs(crate::ops::watch::DEFAULT_HEARTBEAT_SECS),
+            settings: Default::default(),
         }
     }
+}
+
+/// Records this start's configuration changes (see `db::config_log`) once the database is reachable and
+/// migrated, retrying in the background: a dead database never holds up trading.
+fn record_config_changes(
+    side: Arc<crate::db_link::DbSide>,
+    settings: crate::db::config_log::Settings,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let actor = crate::db::config_log::local_actor();
+        let mut wait = Duration::from_millis(500);
+        loop {
+            match side.dedicated_client().await {
+                Ok(mut c) => {
+                    match crate::db::config_log::record_changes(&mut c, &settings, &actor).await {
+                        Ok(n) => {
+                            tracing::info!(
+                                changes = n,
+                                "configuration changes since the last start recorded"
+                            );
+                            return;
+                        }
+                        // Typically the writer has not created the tables yet.
+                        Err(e) => {
+                            tracing::debug!(error = %side.on_error(&e), "configuration changes not recorded yet")
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "configuration changes not recorded yet"),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    })
 }
 
 /// Runs the bot until SIGINT/SIGTERM (or the engine stops by itself).
@@ -317,6 +354,13 @@ where
     let mut db = cfg.database_url.clone().map(|url| {
         crate::db_link::DbLink::start(url, jdir.clone(), writer.stats(), Some(model.clone()))
     });
+    if let Some(d) = &db {
+        // Ends with the runtime; what it has not recorded by then is recorded at the next start.
+        drop(record_config_changes(
+            d.side.clone(),
+            extras.settings.clone(),
+        ));
+    }
     let users: Arc<dyn crate::auth::UserStore> = match &db {
         Some(d) => {
             let m = crate::auth::PgMirrorStore::new(users, d.side.clone());

@@ -17,6 +17,7 @@
 //! - [`wire`]: exact money and time values in Postgres' binary format.
 
 pub mod audit;
+pub mod config_log;
 pub mod connect;
 pub mod export;
 pub mod migrations;

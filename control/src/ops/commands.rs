@@ -117,6 +117,7 @@ pub fn run_extras(env_file: &Path, cfg: &Config) -> Result<crate::runtime::RunEx
             envkeys::ALERT_HEARTBEAT_SECONDS,
             super::watch::DEFAULT_HEARTBEAT_SECS,
         )),
+        settings: crate::db::config_log::settings_from(|k| env.get(k)),
     })
 }
 
