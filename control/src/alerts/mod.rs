@@ -71,8 +71,6 @@ pub enum ControlAlert {
     BreakerTrip,
     /// A tripped breaker resumed (cooldown over) or was reset by an operator.
     BreakerResumed,
-    /// The exchange reports the API key as revoked or deleted.
-    KeyRevoked,
     /// The configured key changed (rotation) — expected after `aegis keys rotate`, alarming otherwise.
     KeyChanged,
 }
@@ -88,7 +86,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for exhaustive tests and documentation.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Engine(AlertKind::KeyInvalid),
         Kind::Engine(AlertKind::KeyRestrictionsChanged),
         Kind::Engine(AlertKind::DailyLossLimit),
@@ -104,7 +102,6 @@ impl Kind {
         Kind::Control(ControlAlert::UnusualActivity),
         Kind::Control(ControlAlert::BreakerTrip),
         Kind::Control(ControlAlert::BreakerResumed),
-        Kind::Control(ControlAlert::KeyRevoked),
         Kind::Control(ControlAlert::KeyChanged),
     ];
 
@@ -129,7 +126,6 @@ impl Kind {
                 ControlAlert::UnusualActivity => "unusual_activity",
                 ControlAlert::BreakerTrip => "breaker_trip",
                 ControlAlert::BreakerResumed => "breaker_resumed",
-                ControlAlert::KeyRevoked => "key_revoked",
                 ControlAlert::KeyChanged => "key_changed",
             },
         }
@@ -150,7 +146,6 @@ impl Kind {
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped
                 | ControlAlert::BotCrashed
-                | ControlAlert::KeyRevoked
                 | ControlAlert::UnusualActivity => Severity::Critical,
                 ControlAlert::DatabaseLost
                 | ControlAlert::ExchangeErrorRate
@@ -165,7 +160,10 @@ impl Kind {
     pub fn title(self) -> &'static str {
         match self {
             Kind::Engine(k) => match k {
-                AlertKind::KeyInvalid => "Exchange refused the API key",
+                // Binance answers -2014/-2015 alike for a wrong, revoked or IP-restricted key, so one kind covers them.
+                AlertKind::KeyInvalid => {
+                    "Exchange refused the API key (invalid, revoked or IP not whitelisted)"
+                }
                 AlertKind::KeyRestrictionsChanged => "API key restrictions changed",
                 AlertKind::DailyLossLimit => "Daily loss limit reached",
                 AlertKind::ReconcileMismatch => "Local and exchange state disagree",
@@ -182,7 +180,6 @@ impl Kind {
                 ControlAlert::UnusualActivity => "Unusual trading activity",
                 ControlAlert::BreakerTrip => "Circuit breaker tripped",
                 ControlAlert::BreakerResumed => "Circuit breaker resumed",
-                ControlAlert::KeyRevoked => "API key revoked",
                 ControlAlert::KeyChanged => "API key changed",
             },
         }
@@ -209,7 +206,6 @@ impl Kind {
                 ControlAlert::UnusualActivity => "verify the orders are yours; if not, `aegis kill` and disable the key (guide §7.1)",
                 ControlAlert::BreakerTrip => "new entries are paused until the cooldown ends; open positions keep their exits",
                 ControlAlert::BreakerResumed => "no action needed",
-                ControlAlert::KeyRevoked => "trading is halted; create a new key and run `aegis keys rotate`",
                 ControlAlert::KeyChanged => "if you did not rotate the key, treat it as compromised (guide §7.1)",
             },
         }

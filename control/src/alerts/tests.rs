@@ -262,8 +262,8 @@ async fn every_trigger_kind_is_delivered_with_its_name() {
         "unusual_activity",
         "breaker_trip",
         "daily_loss_limit",
+        // Also a revoked key: Binance refuses it with the same -2015 as an invalid one.
         "key_invalid",
-        "key_revoked",
         "key_changed",
     ] {
         assert!(got.iter().any(|g| g == needed), "{needed}");
@@ -340,7 +340,7 @@ async fn gives_up_after_max_attempts_and_never_retries_a_4xx() {
         let (base, inbox) = receiver().await;
         inbox.always.store(status, Ordering::SeqCst);
         let (d, _h) = AlertDispatcher::spawn_with(hook(&base, TradingMode::Paper), tuning).unwrap();
-        d.send(sample(Kind::Control(ControlAlert::KeyRevoked)))
+        d.send(sample(Kind::Control(ControlAlert::KeyChanged)))
             .unwrap();
         wait_until(&format!("failure on {status}"), || d.stats().failed == 1).await;
         (d.stats().attempts, inbox.count())
@@ -470,7 +470,9 @@ async fn send_never_blocks_and_drops_when_the_queue_is_full() {
     let results: Vec<_> = (0..100)
         .map(|_| d.send(sample(Kind::Control(ControlAlert::UnusualActivity))))
         .collect();
-    assert!(t0.elapsed() < Duration::from_millis(100));
+    // A send that waited would never return here (nothing else can run); the bound only catches slowness, and
+    // is loose so that a loaded CI machine cannot fail it.
+    assert!(t0.elapsed() < Duration::from_secs(1));
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 4);
     assert!(results[4..]
         .iter()
