@@ -6,7 +6,7 @@ use aegis_control::db::audit::{
     self, verify_chain_sql, AuditAction, AuditEntry, BrokenReason, GENESIS_HASH,
 };
 use aegis_control::db::{records, verify_chain};
-use db_support::TestDb;
+use db_support::{bypass_triggers, column, one, TestDb};
 
 async fn append_n(c: &tokio_postgres::Client, n: usize) {
     for i in 0..n {
@@ -22,6 +22,16 @@ async fn append_n(c: &tokio_postgres::Client, n: usize) {
         .await
         .unwrap();
     }
+}
+
+/// A fresh database holding ten chained audit rows, and their ids in chain order. Keep the [`TestDb`]: dropping it
+/// drops the database.
+async fn ten_rows(tag: &str) -> (TestDb, tokio_postgres::Client, Vec<i64>) {
+    let db = TestDb::create(tag).await;
+    let c = db.migrated_client().await;
+    append_n(&c, 10).await;
+    let ids = column(&c, "SELECT id FROM audit_log ORDER BY id").await;
+    (db, c, ids)
 }
 
 #[tokio::test]
@@ -85,50 +95,25 @@ async fn chain_links_every_row_and_verifies() {
         assert_eq!(w[1].get::<_, &str>(0), w[0].get::<_, &str>(1));
     }
     // Config change and key event rows exist alongside their audit rows.
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM config_changes", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1);
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM key_events", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1);
-    let n: i64 = c
-        .query_one(
-            "SELECT count(*) FROM audit_log WHERE action = 'login_failed'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1);
+    for sql in [
+        "SELECT count(*) FROM config_changes",
+        "SELECT count(*) FROM key_events",
+        "SELECT count(*) FROM audit_log WHERE action = 'login_failed'",
+    ] {
+        assert_eq!(one::<i64>(&c, sql, &[]).await, 1, "{sql}");
+    }
 }
 
 #[tokio::test]
 async fn edited_row_is_named_by_verify() {
-    let db = TestDb::create("tamper").await;
-    let c = db.migrated_client().await;
-    append_n(&c, 10).await;
-    let ids: Vec<i64> = c
-        .query("SELECT id FROM audit_log ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let (_db, c, ids) = ten_rows("tamper").await;
     let victim = ids[6];
     // A superuser can bypass the append-only trigger; the chain still tells.
-    c.batch_execute(&format!(
-        "SET session_replication_role = replica; \
-         UPDATE audit_log SET detail = '{{\"command\":\"resume\"}}' WHERE id = {victim}; \
-         RESET session_replication_role;"
-    ))
-    .await
-    .unwrap();
+    bypass_triggers(
+        &c,
+        &format!("UPDATE audit_log SET detail = '{{\"command\":\"resume\"}}' WHERE id = {victim}"),
+    )
+    .await;
     let r = verify_chain(&c).await.unwrap();
     assert!(!r.is_valid());
     let broken = r.first_broken.clone().unwrap();
@@ -143,27 +128,18 @@ async fn edited_row_is_named_by_verify() {
 
 #[tokio::test]
 async fn rehashed_edit_and_deleted_row_break_the_next_link() {
-    let db = TestDb::create("tamper2").await;
-    let c = db.migrated_client().await;
-    append_n(&c, 10).await;
-    let ids: Vec<i64> = c
-        .query("SELECT id FROM audit_log ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let (_db, c, ids) = ten_rows("tamper2").await;
     // A careful forger edits row 3 and recomputes its own hash: then row 4's prev_hash no longer matches.
     let victim = ids[3];
-    c.batch_execute(&format!(
-        "SET session_replication_role = replica; \
-         UPDATE audit_log SET actor = 'nobody', \
-           hash = encode(sha256(convert_to(audit_payload(id, ts, 'nobody', source_ip, action, detail, prev_hash), 'UTF8')), 'hex') \
-           WHERE id = {victim}; \
-         RESET session_replication_role;"
-    ))
-    .await
-    .unwrap();
+    bypass_triggers(
+        &c,
+        &format!(
+            "UPDATE audit_log SET actor = 'nobody', \
+               hash = encode(sha256(convert_to(audit_payload(id, ts, 'nobody', source_ip, action, detail, prev_hash), 'UTF8')), 'hex') \
+               WHERE id = {victim}"
+        ),
+    )
+    .await;
     let r = verify_chain(&c).await.unwrap();
     let b = r.first_broken.clone().unwrap();
     assert_eq!(b.id, ids[4], "{r}");
@@ -174,22 +150,12 @@ async fn rehashed_edit_and_deleted_row_break_the_next_link() {
     assert_eq!(verify_chain_sql(&c).await.unwrap(), Some(ids[4]));
 
     // A deleted row breaks the link of the row after it (fresh database, row 7 removed).
-    let db2 = TestDb::create("tamper3").await;
-    let c2 = db2.migrated_client().await;
-    append_n(&c2, 10).await;
-    let ids2: Vec<i64> = c2
-        .query("SELECT id FROM audit_log ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    c2.batch_execute(&format!(
-        "SET session_replication_role = replica; DELETE FROM audit_log WHERE id = {}; RESET session_replication_role;",
-        ids2[7]
-    ))
-    .await
-    .unwrap();
+    let (_db2, c2, ids2) = ten_rows("tamper3").await;
+    bypass_triggers(
+        &c2,
+        &format!("DELETE FROM audit_log WHERE id = {}", ids2[7]),
+    )
+    .await;
     let r2 = verify_chain(&c2).await.unwrap();
     assert_eq!(r2.first_broken.unwrap().id, ids2[8]);
 }

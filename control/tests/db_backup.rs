@@ -4,12 +4,10 @@
 mod db_support;
 
 use aegis_control::db::audit::{AuditAction, AuditEntry};
-use aegis_control::db::{audit_append, spawn_writer, verify_chain, DbState, WriterConfig};
-use aegis_shared::Secret;
-use db_support::{admin, open_journal, record, temp_dir, wait_until, TestDb, Totals};
+use aegis_control::db::{audit_append, verify_chain};
+use db_support::{admin, one, record, store_all, temp_dir, TestDb, Totals};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 const PASSWORD: &str = "s3cr3t-Pw0rd";
 
@@ -58,6 +56,30 @@ fn run(script_name: &str, args: &[&str], envs: &[(&str, String)]) -> Output {
     out
 }
 
+/// deploy/backup.sh of the database at `url` into `backups`, off the runtime's threads (it waits for pg_dump).
+async fn backup(url: String, backups: &Path) -> Output {
+    let env = vec![
+        ("DATABASE_URL", url),
+        ("BACKUP_DIR", backups.display().to_string()),
+    ];
+    tokio::task::spawn_blocking(move || run("backup.sh", &[], &env))
+        .await
+        .unwrap()
+}
+
+/// deploy/restore.sh of `dump` into the database at `url`, unattended; the restore-tested marker goes to
+/// `data_dir`.
+async fn restore(url: String, data_dir: &Path, dump: &Path) -> Output {
+    let env = vec![
+        ("DATABASE_URL", url),
+        ("DATA_DIR", data_dir.display().to_string()),
+    ];
+    let d = dump.display().to_string();
+    tokio::task::spawn_blocking(move || run("restore.sh", &["--no-halt", "--yes", &d], &env))
+        .await
+        .unwrap()
+}
+
 fn show(o: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -69,25 +91,10 @@ fn show(o: &Output) -> String {
 
 async fn filled_db(tag: &str) -> (TestDb, Totals) {
     let db = TestDb::create(tag).await;
-    let data = temp_dir(tag);
-    let (mut jw, jdir) = open_journal(&data);
+    let records: Vec<_> = (0..2500).map(record).collect();
     let mut totals = Totals::default();
-    for i in 0..2500 {
-        let r = record(i);
-        totals.add(&r);
-        jw.append(&r).unwrap();
-    }
-    jw.sync().unwrap();
-    let mut cfg = WriterConfig::new(Secret::new(db.url()));
-    cfg.idle_poll = Duration::from_millis(5);
-    let h = spawn_writer(cfg, jdir, jw.stats());
-    let durable = jw.stats().durable_offset();
-    wait_until(Duration::from_secs(15), "writer", || {
-        let hh = h.health();
-        async move { hh.state == DbState::Connected && hh.stored_offset == durable }
-    })
-    .await;
-    h.shutdown(Duration::from_secs(5)).await;
+    records.iter().for_each(|r| totals.add(r));
+    store_all(&db, &temp_dir(tag), &records).await;
     let c = db.client().await;
     for who in ["alice", "bob", "carol"] {
         audit_append(
@@ -127,13 +134,7 @@ async fn backup_drop_restore_round_trip() {
     std::fs::write(&recent, b"recent").unwrap();
 
     let url = url_with_password(&db.name);
-    let env = vec![
-        ("DATABASE_URL", url.clone()),
-        ("BACKUP_DIR", backups.display().to_string()),
-    ];
-    let out = tokio::task::spawn_blocking(move || run("backup.sh", &[], &env))
-        .await
-        .unwrap();
+    let out = backup(url.clone(), &backups).await;
     assert!(out.status.success(), "{}", show(&out));
     assert!(
         !stale.exists(),
@@ -163,15 +164,7 @@ async fn backup_drop_restore_round_trip() {
         .unwrap();
 
     let data_dir = temp_dir("bk-data");
-    let env = vec![
-        ("DATABASE_URL", url.clone()),
-        ("DATA_DIR", data_dir.display().to_string()),
-    ];
-    let d = dump.display().to_string();
-    let out =
-        tokio::task::spawn_blocking(move || run("restore.sh", &["--no-halt", "--yes", &d], &env))
-            .await
-            .unwrap();
+    let out = restore(url, &data_dir, &dump).await;
     assert!(out.status.success(), "{}", show(&out));
 
     let c = db.client().await;
@@ -180,18 +173,15 @@ async fn backup_drop_restore_round_trip() {
     assert!(after.is_valid(), "{after}");
     // Everything that was there, plus the restore's own audit row.
     assert_eq!(after.rows, before.rows + 1);
-    let action: String = c
-        .query_one("SELECT action FROM audit_log ORDER BY id DESC LIMIT 1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let action: String = one(
+        &c,
+        "SELECT action FROM audit_log ORDER BY id DESC LIMIT 1",
+        &[],
+    )
+    .await;
     assert_eq!(action, "restore");
     // Same rows byte for byte: the hash of the old head is unchanged.
-    let h: String = c
-        .query_one("SELECT hash FROM audit_log WHERE id = $1", &[&head_id])
-        .await
-        .unwrap()
-        .get(0);
+    let h: String = one(&c, "SELECT hash FROM audit_log WHERE id = $1", &[&head_id]).await;
     assert_eq!(h, head_hash);
     let marker = std::fs::read_to_string(data_dir.join("restore-tested")).unwrap();
     assert!(marker.starts_with("tested_at=20"), "{marker}");
@@ -216,13 +206,7 @@ async fn tampered_backup_is_refused_and_target_untouched() {
     let (db, totals) = filled_db("bkt").await;
     let backups = temp_dir("bkt-out");
     let url = url_with_password(&db.name);
-    let env = vec![
-        ("DATABASE_URL", url.clone()),
-        ("BACKUP_DIR", backups.display().to_string()),
-    ];
-    let out = tokio::task::spawn_blocking(move || run("backup.sh", &[], &env))
-        .await
-        .unwrap();
+    let out = backup(url.clone(), &backups).await;
     assert!(out.status.success(), "{}", show(&out));
     let dump = std::fs::read_dir(&backups)
         .unwrap()
@@ -252,15 +236,7 @@ async fn tampered_backup_is_refused_and_target_untouched() {
     let bad = backups.join("tampered.sql.gz");
 
     let data_dir = temp_dir("bkt-data");
-    let env = vec![
-        ("DATABASE_URL", url.clone()),
-        ("DATA_DIR", data_dir.display().to_string()),
-    ];
-    let b = bad.display().to_string();
-    let out =
-        tokio::task::spawn_blocking(move || run("restore.sh", &["--no-halt", "--yes", &b], &env))
-            .await
-            .unwrap();
+    let out = restore(url, &data_dir, &bad).await;
     assert!(!out.status.success(), "{}", show(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("BROKEN at row id"),
@@ -277,16 +253,7 @@ async fn tampered_backup_is_refused_and_target_untouched() {
 #[tokio::test]
 async fn failing_backup_exits_non_zero_and_leaves_nothing() {
     let backups = temp_dir("bkf-out");
-    let env = vec![
-        (
-            "DATABASE_URL",
-            url_with_password("aegis_no_such_database_here"),
-        ),
-        ("BACKUP_DIR", backups.display().to_string()),
-    ];
-    let out = tokio::task::spawn_blocking(move || run("backup.sh", &[], &env))
-        .await
-        .unwrap();
+    let out = backup(url_with_password("aegis_no_such_database_here"), &backups).await;
     assert!(!out.status.success(), "{}", show(&out));
     let left: Vec<_> = std::fs::read_dir(&backups).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");

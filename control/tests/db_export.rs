@@ -5,35 +5,18 @@ mod db_support;
 use aegis_control::db::export::{export_trades_csv, HEADER};
 use aegis_control::db::records::{record_access, AccessRecord};
 use aegis_control::db::retention::{prune_access_log, ACCESS_LOG_RETENTION_DAYS};
-use aegis_control::db::{spawn_writer, DbState, WriterConfig};
-use aegis_shared::Secret;
-use db_support::{fill, open_journal, temp_dir, wait_until, TestDb};
-use std::time::Duration;
+use db_support::{column, fill, store_all, temp_dir, TestDb};
 use time::macros::datetime;
 
 #[tokio::test]
 async fn export_writes_one_exact_row_per_fill_in_range() {
     let db = TestDb::create("export").await;
-    let data = temp_dir("export");
-    let (mut jw, jdir) = open_journal(&data);
     let fills: Vec<_> = (0..50u64).map(fill).collect();
-    for f in &fills {
-        jw.append(&aegis_control::journal::JournalRecord::Engine(
-            aegis_shared::EngineEvent::Fill(*f),
-        ))
-        .unwrap();
-    }
-    jw.sync().unwrap();
-    let mut cfg = WriterConfig::new(Secret::new(db.url()));
-    cfg.idle_poll = Duration::from_millis(5);
-    let h = spawn_writer(cfg, jdir, jw.stats());
-    let durable = jw.stats().durable_offset();
-    wait_until(Duration::from_secs(10), "writer", || {
-        let hh = h.health();
-        async move { hh.state == DbState::Connected && hh.stored_offset == durable }
-    })
-    .await;
-    h.shutdown(Duration::from_secs(5)).await;
+    let records: Vec<_> = fills
+        .iter()
+        .map(|f| aegis_control::journal::JournalRecord::Engine(aegis_shared::EngineEvent::Fill(*f)))
+        .collect();
+    store_all(&db, &temp_dir("export"), &records).await;
 
     let c = db.client().await;
     // fills[i].ts_ms = 1_700_000_000_000 + 7 i: [fill 10, fill 20) by time.
@@ -141,13 +124,7 @@ async fn access_log_is_kept_a_year_and_pruned_after_400_days() {
             .unwrap(),
         1
     );
-    let left: Vec<i64> = c
-        .query("SELECT id FROM api_access_log ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let left: Vec<i64> = column(&c, "SELECT id FROM api_access_log ORDER BY id").await;
     assert_eq!(left, vec![1, 2]);
     // The app role may prune the access log, but never fills.
     c.batch_execute("SET ROLE aegis_app").await.unwrap();

@@ -6,7 +6,7 @@ mod db_support;
 
 use aegis_control::db::{spawn_writer, DbAlert, DbState, WriterConfig};
 use aegis_shared::Secret;
-use db_support::{open_journal, record, temp_dir, wait_until, Proxy, TestDb, Totals};
+use db_support::{db_and_journal, one, record, wait_caught_up, wait_until, Proxy, Totals};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -14,11 +14,9 @@ const RECORDS: u64 = 20_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_mid_run_loses_nothing_and_catches_up() {
-    let db = TestDb::create("outage").await;
+    let (db, mut jw, jdir) = db_and_journal("outage").await;
     let _ = db.migrated_client().await;
     let proxy = Proxy::start().await;
-    let data = temp_dir("outage");
-    let (mut jw, jdir) = open_journal(&data);
     let stats = jw.stats();
 
     let mut cfg = WriterConfig::new(Secret::new(db.url_via(proxy.port)));
@@ -83,13 +81,12 @@ async fn outage_mid_run_loses_nothing_and_catches_up() {
         .await
         .unwrap();
     assert_eq!(stats.records.load(Ordering::Relaxed), RECORDS);
-    wait_until(Duration::from_secs(20), "the writer to catch up", || {
-        let hh = h.health();
-        let durable = stats.durable_offset();
-        async move {
-            hh.state == DbState::Connected && hh.stored_offset == durable && hh.lag_records == 0
-        }
-    })
+    wait_caught_up(
+        &h,
+        &stats,
+        Duration::from_secs(20),
+        "the writer to catch up",
+    )
     .await;
 
     let c = db.client().await;
@@ -148,10 +145,8 @@ async fn kill_9_mid_run_then_restart_stores_everything_once() {
         return;
     }
     const N: u64 = 40_000;
-    let db = TestDb::create("kill9").await;
+    let (db, mut jw, jdir) = db_and_journal("kill9").await;
     let _ = db.migrated_client().await;
-    let data = temp_dir("kill9");
-    let (mut jw, jdir) = open_journal(&data);
     let mut totals = Totals::default();
     for i in 0..N {
         let r = record(i);
@@ -206,15 +201,13 @@ async fn kill_9_mid_run_then_restart_stores_everything_once() {
             let c = &c;
             let name = db.name.clone();
             async move {
-                let n: i64 = c
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity \
-                         WHERE datname = $1 AND pid <> pg_backend_pid()",
-                        &[&name],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
+                let n: i64 = one(
+                    c,
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&name],
+                )
+                .await;
                 n == 0
             }
         },
@@ -251,14 +244,11 @@ async fn kill_9_mid_run_then_restart_stores_everything_once() {
         jdir.clone(),
         jw.stats(),
     );
-    let durable = jw.stats().durable_offset();
-    wait_until(
+    wait_caught_up(
+        &h,
+        &jw.stats(),
         Duration::from_secs(20),
         "the restarted writer to catch up",
-        || {
-            let hh = h.health();
-            async move { hh.stored_offset == durable && hh.state == DbState::Connected }
-        },
     )
     .await;
     h.shutdown(Duration::from_secs(5)).await;
@@ -267,10 +257,8 @@ async fn kill_9_mid_run_then_restart_stores_everything_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_database_is_reported_down_and_recovers() {
-    let db = TestDb::create("hung").await;
+    let (db, mut jw, jdir) = db_and_journal("hung").await;
     let _ = db.migrated_client().await;
-    let data = temp_dir("hung");
-    let (mut jw, jdir) = open_journal(&data);
     let mut totals = Totals::default();
     // "Slow": another session holds a lock the writer's inserts wait on.
     let mut blocker = db.client().await;
@@ -305,11 +293,12 @@ async fn hung_database_is_reported_down_and_recovers() {
     );
     assert_eq!(down.lag_records, 500);
     tx.rollback().await.unwrap();
-    let durable = jw.stats().durable_offset();
-    wait_until(Duration::from_secs(10), "the writer to catch up", || {
-        let hh = h.health();
-        async move { hh.state == DbState::Connected && hh.stored_offset == durable }
-    })
+    wait_caught_up(
+        &h,
+        &jw.stats(),
+        Duration::from_secs(10),
+        "the writer to catch up",
+    )
     .await;
     h.shutdown(Duration::from_secs(5)).await;
     assert_eq!(Totals::from_db(&db.client().await).await, totals);

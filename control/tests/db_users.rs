@@ -8,7 +8,7 @@ use aegis_control::auth::{MemoryUserStore, PasswordHasher, PgMirrorStore, Role, 
 use aegis_control::auth::{UserRecord, UserStore};
 use aegis_control::db_link::DbSide;
 use aegis_shared::Secret;
-use db_support::{temp_dir, TestDb};
+use db_support::{one, temp_dir, TestDb};
 
 async fn user(hasher: &PasswordHasher, name: &str, role: Role) -> UserRecord {
     UserRecord {
@@ -68,14 +68,12 @@ async fn users_and_revocations_are_mirrored_and_first_admin_is_global() {
         assert!(h.starts_with("$argon2id$"), "only hashes are stored");
         assert!(!h.contains("long-password"));
     }
-    let n: i64 = pg
-        .query_one(
-            "SELECT count(*) FROM revoked_tokens WHERE jti = 'jti-logged-out' AND expires_at > now()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = one(
+        &pg,
+        "SELECT count(*) FROM revoked_tokens WHERE jti = 'jti-logged-out' AND expires_at > now()",
+        &[],
+    )
+    .await;
     assert_eq!(n, 1);
 
     // Install B shares the database with an empty users.json: it may not become "first user", and after a sync
@@ -152,20 +150,14 @@ async fn work_done_while_the_database_is_down_is_pushed_on_the_next_sync() {
     let r = up.sync().await.unwrap();
     assert_eq!((r.pushed_users, r.pushed_revoked), (1, 1));
     assert!(!up.is_dirty());
-    let role: String = pg
-        .query_one("SELECT role FROM users WHERE username = 'alice'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let role: String = one(&pg, "SELECT role FROM users WHERE username = 'alice'", &[]).await;
     assert_eq!(role, "admin");
-    let n: i64 = pg
-        .query_one(
-            "SELECT count(*) FROM revoked_tokens WHERE jti = 'jti-offline'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = one(
+        &pg,
+        "SELECT count(*) FROM revoked_tokens WHERE jti = 'jti-offline'",
+        &[],
+    )
+    .await;
     assert_eq!(n, 1);
     // A second sync has nothing to do.
     assert_eq!(

@@ -3,10 +3,10 @@
 mod db_support;
 
 use aegis_control::db::writer::stored_progress;
-use aegis_control::db::{spawn_writer, verify_chain, DbState, WriterConfig, WriterHandle};
+use aegis_control::db::{spawn_writer, verify_chain, WriterConfig, WriterHandle};
 use aegis_control::journal::JournalWriter;
 use aegis_shared::Secret;
-use db_support::{open_journal, record, temp_dir, wait_until, TestDb, Totals};
+use db_support::{db_and_journal, record, wait_caught_up, TestDb, Totals};
 use std::path::Path;
 use std::time::Duration;
 
@@ -32,14 +32,12 @@ fn journal_records(w: &mut JournalWriter, from: u64, to: u64, totals: &mut Total
 }
 
 async fn caught_up(h: &WriterHandle, jw: &JournalWriter) {
-    let stats = jw.stats();
-    wait_until(Duration::from_secs(20), "writer to catch up", || {
-        let hh = h.health();
-        let durable = stats.durable_offset();
-        async move {
-            hh.stored_offset == durable && hh.lag_records == 0 && hh.state == DbState::Connected
-        }
-    })
+    wait_caught_up(
+        h,
+        &jw.stats(),
+        Duration::from_secs(20),
+        "writer to catch up",
+    )
     .await;
 }
 
@@ -49,9 +47,7 @@ async fn start(db: &TestDb, dir: &Path, jw: &JournalWriter, batch: usize) -> Wri
 
 #[tokio::test]
 async fn writer_stores_everything_exactly_and_replay_adds_nothing() {
-    let db = TestDb::create("writer").await;
-    let data = temp_dir("writer");
-    let (mut jw, jdir) = open_journal(&data);
+    let (db, mut jw, jdir) = db_and_journal("writer").await;
     let mut totals = Totals::default();
     journal_records(&mut jw, 0, 3000, &mut totals);
 
@@ -166,9 +162,7 @@ async fn writer_stores_everything_exactly_and_replay_adds_nothing() {
 
 #[tokio::test]
 async fn writer_follows_a_live_journal_and_restarts_where_it_stopped() {
-    let db = TestDb::create("follow").await;
-    let data = temp_dir("follow");
-    let (mut jw, jdir) = open_journal(&data);
+    let (db, mut jw, jdir) = db_and_journal("follow").await;
     let mut totals = Totals::default();
     let h = start(&db, &jdir, &jw, 256).await;
     for chunk in 0..5u64 {
@@ -246,9 +240,7 @@ async fn wire_values_are_exact() {
 async fn duplicate_fill_deliveries_are_stored_and_counted_once() {
     use aegis_control::journal::JournalRecord;
     use aegis_shared::EngineEvent;
-    let db = TestDb::create("dup").await;
-    let data = temp_dir("dup");
-    let (mut jw, jdir) = open_journal(&data);
+    let (db, mut jw, jdir) = db_and_journal("dup").await;
     // The exchange delivers some fills twice (e.g. over the WebSocket and again in a REST reconcile).
     let mut expected = Totals::default();
     for i in 0..300u64 {

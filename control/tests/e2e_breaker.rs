@@ -9,8 +9,11 @@ use aegis_shared::event::{BreakerChange, BreakerScope};
 use aegis_shared::{Command as BotCommand, EngineEvent};
 use serde_json::{json, Value};
 use std::fs;
+use std::path::Path;
 use std::time::Duration;
-use support::{free_port, quiet_feed, rt, temp_dir, wait_health, Bot, Launcher};
+use support::{
+    bearer_token, free_port, post, quiet_feed, register, rt, temp_dir, wait_health, Bot, Launcher,
+};
 
 const JWT: &str = "e2e-breaker-Hq7vX2mP9sL4kR8tW3nB6cY1";
 const ADMIN: (&str, &str) = ("ops", "breaker-Reset-Operator-77");
@@ -42,18 +45,6 @@ fn scope_name(v: &Value) -> String {
         .to_string()
 }
 
-async fn login(c: &reqwest::Client, bot: &Bot) -> String {
-    let r = c
-        .post(bot.url("/api/auth/login"))
-        .json(&json!({"username": ADMIN.0, "password": ADMIN.1, "bearer": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let v: Value = r.json().await.unwrap();
-    v["token"].as_str().unwrap().to_string()
-}
-
 async fn authed(c: &reqwest::Client, bot: &Bot, token: &str, path: &str) -> (u16, Value) {
     let r = c
         .get(bot.url(path))
@@ -62,6 +53,23 @@ async fn authed(c: &reqwest::Client, bot: &Bot, token: &str, path: &str) -> (u16
         .await
         .unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Restart number `run` on a feed with no trades, so only the journal decides the breaker state: the bot once its
+/// engine runs, and that health.
+async fn restart_quiet(c: &reqwest::Client, dir: &Path, port: u16, run: u32) -> (Bot, Value) {
+    let quiet = quiet_feed(dir);
+    let replay = ["run", "--replay", quiet.to_str().unwrap()];
+    let mut bot = LAUNCH.start(dir, port, run, &[], &replay);
+    let h = wait_health(
+        c,
+        &mut bot,
+        Duration::from_secs(15),
+        &format!("the engine after restart {run}"),
+        |h| h["engine"]["state"] == "running",
+    )
+    .await;
+    (bot, h)
 }
 
 #[test]
@@ -97,15 +105,9 @@ async fn body() {
         .iter()
         .any(|r| r == "circuit breaker tripped"));
     // The first account becomes admin (from loopback).
-    let r = c
-        .post(bot.url("/api/auth/register"))
-        .json(&json!({"username": ADMIN.0, "password": ADMIN.1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text().await);
+    register(&c, &bot, ADMIN).await;
     // The dashboard's view agrees, and /api/status needs a login.
-    let token = login(&c, &bot).await;
+    let token = bearer_token(&c, &bot, ADMIN).await;
     let (code, _) = authed(&c, &bot, "bogus", "/api/status").await;
     assert_eq!(code, 401);
     let (code, b) = authed(&c, &bot, &token, "/api/breakers").await;
@@ -122,23 +124,13 @@ async fn body() {
     bot.stop_cleanly();
 
     // Restart: still tripped, same end time, on the health check and on the dashboard.
-    let quiet = quiet_feed(&dir);
-    let replay = ["run", "--replay", quiet.to_str().unwrap()];
-    let mut bot = LAUNCH.start(&dir, port, 2, &[], &replay);
-    let h = wait_health(
-        &c,
-        &mut bot,
-        Duration::from_secs(15),
-        "the engine after the restart",
-        |h| h["engine"]["state"] == "running",
-    )
-    .await;
+    let (mut bot, h) = restart_quiet(&c, &dir, port, 2).await;
     assert_eq!(global_until(&h), Some(until), "{h}");
     assert!(
         bot.stdout().contains("still tripped"),
         "the restored trip is logged"
     );
-    let token = login(&c, &bot).await;
+    let token = bearer_token(&c, &bot, ADMIN).await;
     let (_, b) = authed(&c, &bot, &token, "/api/breakers").await;
     let tripped: Vec<String> = b["breakers"]
         .as_array()
@@ -156,23 +148,26 @@ async fn body() {
     assert!(s["status"]["engine"].is_string(), "{s}");
 
     // A bad request changes nothing; an admin reset of every tripped breaker clears the trip.
-    let r = c
-        .post(bot.url("/api/control/breaker/reset"))
-        .bearer_auth(&token)
-        .json(&json!({"scope": "everything"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
+    let reset = "/api/control/breaker/reset";
+    let (code, body) = post(
+        &c,
+        &bot,
+        reset,
+        Some(&token),
+        &json!({"scope": "everything"}),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
     for scope in &tripped {
-        let r = c
-            .post(bot.url("/api/control/breaker/reset"))
-            .bearer_auth(&token)
-            .json(&json!({"scope": scope, "reason": "e2e reset"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200, "{scope}: {:?}", r.text().await);
+        let (code, body) = post(
+            &c,
+            &bot,
+            reset,
+            Some(&token),
+            &json!({"scope": scope, "reason": "e2e reset"}),
+        )
+        .await;
+        assert_eq!(code, 200, "{scope}: {body}");
     }
     let h = wait_health(
         &c,
@@ -218,15 +213,7 @@ async fn body() {
     assert!(cmd_at < reset_at);
 
     // And a reset survives a restart too.
-    let mut bot = LAUNCH.start(&dir, port, 3, &[], &replay);
-    let h = wait_health(
-        &c,
-        &mut bot,
-        Duration::from_secs(15),
-        "the engine after the second restart",
-        |h| h["engine"]["state"] == "running",
-    )
-    .await;
+    let (mut bot, h) = restart_quiet(&c, &dir, port, 3).await;
     assert_eq!(h["breaker"]["state"], "ok", "{h}");
     bot.stop_cleanly();
     let _ = fs::remove_dir_all(&dir);

@@ -14,13 +14,16 @@ mod db_support;
 mod support;
 
 use aegis_control::journal::{self, JournalReader};
-use db_support::{TestDb, Totals};
+use db_support::{column, one, TestDb, Totals};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::{free_port, get, quiet_feed, rt, serial, wait_for, Launcher, StatusPoll, FAST};
+use support::{
+    bearer_token, free_port, get, login, post, quiet_feed, register, rt, serial, text, wait_for,
+    Launcher, StatusPoll, FAST,
+};
 
 const JWT: &str = "e2e-db-test-Zp4Lq8Wx2Nc7Rv5Tb9Hm3Ks6";
 const ADMIN: (&str, &str) = ("dbops", "Persist-Operator-2026-xyz");
@@ -64,14 +67,6 @@ fn aegis(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn sigterm_leaves_every_fill_in_postgres_and_the_dashboard_audits_there() {
     serial(async {
@@ -94,31 +89,10 @@ fn sigterm_leaves_every_fill_in_postgres_and_the_dashboard_audits_there() {
             |h, _| h["database"]["state"] == "connected",
         )
         .await;
-        let r = c
-            .post(bot.url("/api/auth/register"))
-            .json(&json!({"username": ADMIN.0, "password": ADMIN.1}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201, "{:?}", r.text().await);
-        let bad = c
-            .post(bot.url("/api/auth/login"))
-            .json(&json!({"username": ADMIN.0, "password": "not-the-password-123", "bearer": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(bad.status().as_u16(), 401);
-        let r = c
-            .post(bot.url("/api/auth/login"))
-            .json(&json!({"username": ADMIN.0, "password": ADMIN.1, "bearer": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-        let token = r.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        register(&c, &bot, ADMIN).await;
+        let (bad, _) = login(&c, &bot, (ADMIN.0, "not-the-password-123")).await;
+        assert_eq!(bad, 401);
+        let token = bearer_token(&c, &bot, ADMIN).await;
         let (h, s) = wait_for(
             &c,
             &mut bot,
@@ -131,14 +105,15 @@ fn sigterm_leaves_every_fill_in_postgres_and_the_dashboard_audits_there() {
         assert!(h["database"]["lag_records"].is_u64(), "{h}");
         assert!(h["database"]["last_error"].is_null(), "{h}");
         // A control from the dashboard: journaled as api:<user>@<ip>, audited by the dashboard and the writer.
-        let r = c
-            .post(bot.url("/api/control/halt"))
-            .bearer_auth(&token)
-            .json(&json!({"reason": "e2e db"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+        let (code, body) = post(
+            &c,
+            &bot,
+            "/api/control/halt",
+            Some(&token),
+            &json!({"reason": "e2e db"}),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
         // The audit view reads Postgres.
         let (code, a) = get(&c, &bot, "/api/audit?limit=50", Some(&token))
             .await
@@ -174,37 +149,28 @@ fn sigterm_leaves_every_fill_in_postgres_and_the_dashboard_audits_there() {
         let journal = journal_totals(&dir);
         assert!(journal.fills >= 200, "{journal:?}");
         assert_eq!(Totals::from_db(&pg).await, journal, "Postgres = journal");
-        let row = pg
-            .query_one(
-                "SELECT count(*) FROM commands WHERE actor = $1 AND source_ip = '127.0.0.1' \
-                 AND command->>'command' = 'halt'",
-                &[&format!("api:{}", ADMIN.0)],
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            row.get::<_, i64>(0),
-            1,
-            "the halt is stored with its user and IP"
-        );
-        let logins: i64 = pg
-            .query_one(
-                "SELECT count(*) FROM audit_log WHERE action IN ('login', 'login_failed') \
-                 AND actor = $1 AND source_ip = '127.0.0.1'",
-                &[&ADMIN.0],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let halts: i64 = one(
+            &pg,
+            "SELECT count(*) FROM commands WHERE actor = $1 AND source_ip = '127.0.0.1' \
+             AND command->>'command' = 'halt'",
+            &[&format!("api:{}", ADMIN.0)],
+        )
+        .await;
+        assert_eq!(halts, 1, "the halt is stored with its user and IP");
+        let logins: i64 = one(
+            &pg,
+            "SELECT count(*) FROM audit_log WHERE action IN ('login', 'login_failed') \
+             AND actor = $1 AND source_ip = '127.0.0.1'",
+            &[&ADMIN.0],
+        )
+        .await;
         assert_eq!(logins, 2);
-        let access: i64 = pg
-            .query_one(
-                "SELECT count(*) FROM api_access_log WHERE path = '/api/auth/login' AND status = 401",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let access: i64 = one(
+            &pg,
+            "SELECT count(*) FROM api_access_log WHERE path = '/api/auth/login' AND status = 401",
+            &[],
+        )
+        .await;
         assert_eq!(access, 1, "the failed login request is in the access log");
         assert!(aegis_control::db::verify_chain(&pg)
             .await
@@ -437,11 +403,7 @@ fn export_trades_writes_one_exact_row_per_fill() {
         })
         .await;
         writer.shutdown(Duration::from_secs(2)).await;
-        let stored: i64 = pg
-            .query_one("SELECT count(*) FROM fills", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let stored: i64 = one(&pg, "SELECT count(*) FROM fills", &[]).await;
         assert_eq!(stored, n as i64);
 
         let url = db.url();
@@ -506,13 +468,7 @@ fn export_trades_writes_one_exact_row_per_fill() {
         let o = aegis(&dir, &[("DATABASE_URL", &url)], &["db", "prune"]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         assert!(text(&o).contains("pruned 1 access-log rows"), "{}", text(&o));
-        let left: Vec<String> = pg
-            .query("SELECT path FROM api_access_log", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let left: Vec<String> = column(&pg, "SELECT path FROM api_access_log").await;
         assert_eq!(left, vec!["/api/new".to_string()]);
     });
 }

@@ -14,8 +14,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 use support::{
-    free_port, pinned_fingerprint, quiet_feed, serial, temp_dir, wait_for, Launcher, StatusPoll,
-    FAST,
+    free_port, pinned_fingerprint, quiet_feed, serial, temp_dir, wait_for, Bot, Launcher,
+    StatusPoll, FAST,
 };
 
 const LAUNCH: Launcher = Launcher {
@@ -76,6 +76,21 @@ fn trading(h: &Value, s: &Value) -> bool {
     h["status"] == "ok" && s["counts"]["fills"].as_u64().unwrap_or(0) >= 1
 }
 
+/// First run on the fast simulated market, once health is ok and a fill is in: the bot, its health and status.
+async fn start_trading(c: &reqwest::Client, dir: &Path, port: u16) -> (Bot, Value, Value) {
+    let mut bot = LAUNCH.start(dir, port, 1, &FAST, &[]);
+    let (h, s) = wait_for(
+        c,
+        &mut bot,
+        StatusPoll::Required,
+        Duration::from_secs(30),
+        "health ok and a fill",
+        trading,
+    )
+    .await;
+    (bot, h, s)
+}
+
 /// Restarts on a quiet feed and checks that the API shows exactly the journal's state.
 async fn restart_and_compare(
     c: &reqwest::Client,
@@ -126,16 +141,7 @@ async fn sim_trades_over_https_then_sigterm_and_restart_restore_state_body() {
     let dir = temp_dir("sim");
     let port = free_port();
     let c = LAUNCH.client();
-    let mut bot = LAUNCH.start(&dir, port, 1, &FAST, &[]);
-    let (h, s) = wait_for(
-        &c,
-        &mut bot,
-        StatusPoll::Required,
-        Duration::from_secs(30),
-        "health ok and a fill",
-        trading,
-    )
-    .await;
+    let (mut bot, h, s) = start_trading(&c, &dir, port).await;
     assert_eq!(h["database"], "not configured");
     assert_eq!(h["journal"]["state"], "ok");
     assert_eq!(s["mode"], "PAPER");
@@ -170,16 +176,7 @@ async fn kill_9_then_torn_and_corrupt_tails_are_cut_and_reported_body() {
     let dir = temp_dir("kill9");
     let port = free_port();
     let c = LAUNCH.client();
-    let mut bot = LAUNCH.start(&dir, port, 1, &FAST, &[]);
-    wait_for(
-        &c,
-        &mut bot,
-        StatusPoll::Required,
-        Duration::from_secs(30),
-        "a fill",
-        trading,
-    )
-    .await;
+    let (mut bot, _, _) = start_trading(&c, &dir, port).await;
     bot.signal(libc::SIGKILL);
     bot.wait(Duration::from_secs(5))
         .expect("no exit after SIGKILL");

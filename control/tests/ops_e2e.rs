@@ -3,15 +3,20 @@
 //! running bot — `halt` / `resume` / `kill` over the pinned local HTTPS API, the kill-switch alert to a local
 //! webhook receiver, and `incident-report`.
 
+mod db_support;
+mod support;
+
 use aegis_testkit::sim::keys::{KeyEntry, KeysFile, Permissions};
 use aegis_testkit::sim::{self, SimConfig, SimHandle};
+use db_support::one;
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{free_port, rt, temp_dir, text};
 
 const BAD_KEY: &str = "badKEYwithdrawalsON000000000000000000000000000000000000000000001";
 const BAD_SECRET: &str = "badSECRET00000000000000000000000000000000000000000000000000001";
@@ -20,17 +25,6 @@ const GOOD_SECRET: &str = "goodSECRET0000000000000000000000000000000000000000000
 const NEW_KEY: &str = "newKEYrestricted000000000000000000000000000000000000000000000003";
 const NEW_SECRET: &str = "newSECRET00000000000000000000000000000000000000000000000000003";
 const STRONG_JWT: &str = "q8Vd0pX3LmZr7TnY2sKw9bHc4JfG6aUe1QzR5tW8yB3nM7kL";
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "aegis-ops-{tag}-{}-{}",
-        std::process::id(),
-        aegis_control::journal::now_ms()
-    ));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn key(api_key: &str, secret: &str, withdrawals: bool, ip_restrict: bool) -> KeyEntry {
     KeyEntry {
@@ -45,14 +39,6 @@ fn key(api_key: &str, secret: &str, withdrawals: bool, ip_restrict: bool) -> Key
         ip_restrict,
         allowed_ips: vec!["127.0.0.1".into()],
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn start_sim(rt: &tokio::runtime::Runtime) -> SimHandle {
@@ -82,15 +68,50 @@ fn aegis(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     aegis_env(dir, args, stdin, &[])
 }
 
-fn aegis_env(dir: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+/// `aegis <args>` in `dir` with its `.env` and nothing of this process's environment but `PATH`, so what the
+/// test writes to `.env` is all the binary sees.
+fn aegis_cmd(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aegis"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
         .current_dir(dir)
         .arg("--env-file")
         .arg(dir.join(".env"))
-        .args(args)
+        .args(args);
+    cmd
+}
+
+/// A long-running `aegis` (stdout and stderr into `log`) that the test watches and then stops itself.
+fn spawn_aegis(dir: &Path, args: &[&str], log: &Path) -> Child {
+    let f = fs::File::create(log).unwrap();
+    aegis_cmd(dir, args)
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `log` until `done` holds or the child exits on its own (15 s at most), then stops the child. Returns the
+/// whole log once the child is gone.
+fn watch_then_stop(child: &mut Child, log: &Path, done: impl Fn(&str) -> bool) -> String {
+    let t = Instant::now();
+    loop {
+        let out = fs::read_to_string(log).unwrap_or_default();
+        if done(&out) || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "{out}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    fs::read_to_string(log).unwrap()
+}
+
+fn aegis_env(dir: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+    let mut cmd = aegis_cmd(dir, args);
+    cmd.envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if stdin.is_some() {
@@ -106,12 +127,19 @@ fn aegis_env(dir: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)
     child.wait_with_output().unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn mode_of(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// `aegis incident-report --since 1h --json --out <name>` must succeed; returns the report it wrote.
+fn incident_json(dir: &Path, name: &str) -> Value {
+    let o = aegis(
+        dir,
+        &["incident-report", "--since", "1h", "--json", "--out", name],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    serde_json::from_str(&fs::read_to_string(dir.join(name)).unwrap()).unwrap()
 }
 
 fn assert_no_secret(s: &str) {
@@ -199,14 +227,7 @@ fn insecure_setup_fails_preflight_and_live_refuses_secure_setup_passes() {
         "{store}"
     );
     assert_no_secret(&store);
-    assert_eq!(
-        fs::metadata(dir.join("data/keys.json"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
+    assert_eq!(mode_of(&dir.join("data/keys.json")), 0o600);
     // The table form shows fixes.
     let o = aegis(&dir, &["preflight"], None);
     let t = String::from_utf8_lossy(&o.stdout).to_string();
@@ -256,31 +277,8 @@ fn insecure_setup_fails_preflight_and_live_refuses_secure_setup_passes() {
     // The live gate lets it through: the run gets as far as opening the journal (then it is stopped; what the
     // live venue does next is the live path's business).
     let log = dir.join("run.log");
-    let f = fs::File::create(&log).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(&dir)
-        .arg("--env-file")
-        .arg(dir.join(".env"))
-        .arg("run")
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while !dir.join("data/journal").exists() && child.try_wait().unwrap().is_none() {
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "{}",
-            fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let out = fs::read_to_string(&log).unwrap();
+    let mut child = spawn_aegis(&dir, &["run"], &log);
+    let out = watch_then_stop(&mut child, &log, |_| dir.join("data/journal").exists());
     assert!(dir.join("data/journal").exists(), "{out}");
     assert!(!out.contains("TRADING_MODE=live refused"), "{out}");
     assert_no_secret(&out);
@@ -357,10 +355,7 @@ fn keys_rotate_verifies_refuses_bad_keys_and_updates_env_atomically() {
     assert!(env.contains(&format!("\nBINANCE_SECRET_KEY={NEW_SECRET}\n")));
     assert!(!env.contains(GOOD_KEY) && !env.contains(GOOD_SECRET));
     assert!(env.contains(&format!("BINANCE_TESTNET_API_KEY=tn{}", &GOOD_KEY[2..])));
-    assert_eq!(
-        fs::metadata(dir.join(".env")).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(mode_of(&dir.join(".env")), 0o600);
     let events = fs::read_to_string(dir.join("data/key-events.jsonl")).unwrap();
     let ev: Value = serde_json::from_str(events.lines().last().unwrap()).unwrap();
     assert_eq!(ev["event"], "rotated");
@@ -423,14 +418,6 @@ async fn receiver() -> (u16, Received) {
     (port, got)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn pinned(dir: &Path) -> Option<reqwest::Client> {
     let fp = aegis_control::ops::admin::cert_fingerprint(&dir.join("data/tls/cert.pem")).ok()?;
     aegis_control::ops::admin::pinned_client(&fp).ok()
@@ -467,18 +454,7 @@ fn halt_resume_kill_over_pinned_api_alert_once_and_incident_report() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("KILL"), "{}", text(&o));
 
-    let log = fs::File::create(dir.join("bot.log")).unwrap();
-    let mut bot = Command::new(env!("CARGO_BIN_EXE_aegis"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(&dir)
-        .arg("--env-file")
-        .arg(dir.join(".env"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut bot = spawn_aegis(&dir, &[], &dir.join("bot.log"));
     let log = || fs::read_to_string(dir.join("bot.log")).unwrap_or_default();
     let wait = |what: &str, f: &dyn Fn(&Value) -> bool| {
         let t = Instant::now();
@@ -498,10 +474,7 @@ fn halt_resume_kill_over_pinned_api_alert_once_and_incident_report() {
     };
     wait("running", &|s| s["engine"]["state"] == "running");
     let tok = dir.join("data/admin.token");
-    assert_eq!(
-        fs::metadata(&tok).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(mode_of(&tok), 0o600);
 
     // halt with the local admin token ...
     let o = aegis(&dir, &["halt", "--reason", "e2e"], None);
@@ -617,24 +590,8 @@ fn halt_resume_kill_over_pinned_api_alert_once_and_incident_report() {
     assert!(md.contains("cli:local-token"), "{md}");
     assert!(md.contains("kill_switch"), "{md}");
     assert!(md.contains("\"flatten\":true"), "{md}");
-    assert_eq!(
-        fs::metadata(&out_file).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    let o = aegis(
-        &dir,
-        &[
-            "incident-report",
-            "--since",
-            "1h",
-            "--json",
-            "--out",
-            "i.json",
-        ],
-        None,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let j: Value = serde_json::from_str(&fs::read_to_string(dir.join("i.json")).unwrap()).unwrap();
+    assert_eq!(mode_of(&out_file), 0o600);
+    let j = incident_json(&dir, "i.json");
     assert!(j["commands"].as_array().unwrap().len() >= 3, "{j}");
     assert!(!j["fills"].as_array().unwrap().is_empty(), "{j}");
 }
@@ -677,29 +634,8 @@ fn old_key_warns_in_preflight_and_at_start() {
     );
 
     let log = dir.join("run.log");
-    let f = fs::File::create(&log).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(&dir)
-        .arg("--env-file")
-        .arg(dir.join(".env"))
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let found = loop {
-        let out = fs::read_to_string(&log).unwrap_or_default();
-        if out.contains("40 days old") || child.try_wait().unwrap().is_some() {
-            break out;
-        }
-        assert!(t.elapsed() < Duration::from_secs(15), "{out}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut child = spawn_aegis(&dir, &[], &log);
+    let found = watch_then_stop(&mut child, &log, |out| out.contains("40 days old"));
     assert!(
         found.contains(&format!("production API key {fp} is 40 days old")),
         "{found}"
@@ -712,20 +648,10 @@ fn old_key_warns_in_preflight_and_at_start() {
 #[test]
 fn rotation_is_audited_in_postgres_and_the_incident_report_reads_it() {
     let rt = rt();
-    let name = format!(
-        "aegis_ops_{}_{}",
-        std::process::id(),
-        aegis_control::journal::now_ms() % 1_000_000
-    );
-    let admin_url = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
-    let url = format!("postgres://postgres@127.0.0.1:5432/{name}?sslmode=disable");
+    let db = rt.block_on(db_support::TestDb::create("ops"));
+    let url = db.url();
     let client = rt.block_on(async {
-        let a = aegis_control::db::connect(admin_url).await.unwrap();
-        a.batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .unwrap();
-        let mut c = aegis_control::db::connect(&url).await.unwrap();
-        aegis_control::db::run_migrations(&mut c).await.unwrap();
+        let c = db.migrated_client().await;
         aegis_control::db::records::record_access(
             &c,
             &aegis_control::db::records::AccessRecord {
@@ -768,14 +694,13 @@ fn rotation_is_audited_in_postgres_and_the_incident_report_reads_it() {
             .await
             .unwrap();
         assert_eq!(r.get::<_, String>(1), "rotated");
-        let a = client
-            .query_one(
-                "SELECT detail FROM audit_log WHERE action = 'key_event'",
-                &[],
-            )
-            .await
-            .unwrap();
-        (r.get(0), a.get(0))
+        let detail = one(
+            &client,
+            "SELECT detail FROM audit_log WHERE action = 'key_event'",
+            &[],
+        )
+        .await;
+        (r.get(0), detail)
     });
     assert_eq!(hint.as_deref(), Some(new_fp.as_str()));
     assert!(
@@ -790,20 +715,7 @@ fn rotation_is_audited_in_postgres_and_the_incident_report_reads_it() {
         Duration::ZERO,
     )
     .unwrap();
-    let o = aegis(
-        &dir,
-        &[
-            "incident-report",
-            "--since",
-            "1h",
-            "--json",
-            "--out",
-            "r.json",
-        ],
-        None,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let j: Value = serde_json::from_str(&fs::read_to_string(dir.join("r.json")).unwrap()).unwrap();
+    let j = incident_json(&dir, "r.json");
     assert_eq!(j["api_access"][0]["path"], "/api/control/kill", "{j:#}");
     assert_eq!(j["api_access"][0]["source_ip"], "203.0.113.9");
     let sources: Vec<&str> = j["key_events"]
@@ -816,11 +728,4 @@ fn rotation_is_audited_in_postgres_and_the_incident_report_reads_it() {
         sources.contains(&"postgres") && sources.contains(&"key-events.jsonl"),
         "{j:#}"
     );
-    drop(client);
-    rt.block_on(async {
-        let a = aegis_control::db::connect(admin_url).await.unwrap();
-        let _ = a
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .await;
-    });
 }

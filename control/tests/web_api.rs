@@ -174,15 +174,11 @@ async fn read_api_reflects_engine_events() {
     .json();
     assert_eq!(t["trades"].as_array().unwrap().len(), 20);
     assert_eq!(
-        call(&h.app, Req::get("/api/trades?limit=0").session(&viewer))
-            .await
-            .status,
+        status(&h.app, Req::get("/api/trades?limit=0").session(&viewer)).await,
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        call(&h.app, Req::get("/api/trades?page=x").session(&viewer))
-            .await
-            .status,
+        status(&h.app, Req::get("/api/trades?page=x").session(&viewer)).await,
         StatusCode::BAD_REQUEST
     );
     // 60 × (+1) + 60 × (−2) − 120 × 0.02 fees = −62.4

@@ -1,21 +1,16 @@
 //! Backtests over the recorded data in `../shared/data/`: they run to the end, and their reports add up against
 //! the raw engine events (fills → PnL and fees, per-mode sums → totals, no limit exceeded), reproducibly.
 
+mod engine_support;
+
 use aegis_engine::backtest::{self, BacktestOptions, BacktestReport};
-use aegis_engine::risk::limits::LimitsConfig;
-use aegis_engine::strategy::position::PositionParams;
-use aegis_engine::strategy::swing::SwingParams;
 use aegis_engine::EngineParams;
 use aegis_shared::event::{Fill, PositionUpdate};
 use aegis_shared::{EngineEvent, Notional, StrategyMode};
+use engine_support::{data, limits, short_bars};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(name)
-}
 fn xrpeth() -> PathBuf {
     data("xrpeth-aggtrade-2019-10-11.jsonl")
 }
@@ -26,23 +21,11 @@ fn xrpusdt() -> PathBuf {
 /// Settings that make every bar mode trade on a few days of data (shorter bars than the defaults), with
 /// limits loose enough for the strategies to run but tight enough to be exercised.
 fn params() -> EngineParams {
-    EngineParams {
-        swing: Some(SwingParams {
-            bar_ms: 15 * 60_000,
-            ..SwingParams::default()
-        }),
-        position: Some(PositionParams {
-            bar_ms: 3_600_000,
-            ..PositionParams::default()
-        }),
-        limits: LimitsConfig {
-            max_position_usd: Notional::from_int(500),
-            max_daily_loss_usd: Notional::from_int(1_000),
-            ..LimitsConfig::default()
-        },
+    short_bars(EngineParams {
+        limits: limits(500, 1_000),
         pin: false,
         ..EngineParams::default()
-    }
+    })
 }
 
 struct Run {

@@ -1,29 +1,19 @@
 //! One gate for every order source: a strategy's entry, an operator's manual order and the kill switch's
 //! flatten orders each pass `RiskGate::check`, and each is denied when it breaks a limit.
 
+mod engine_support;
+
 use aegis_engine::backtest::{self, BacktestOptions};
 use aegis_engine::risk::gate::Denial;
-use aegis_engine::risk::limits::{LimitsConfig, SymbolFilters};
+use aegis_engine::risk::limits::LimitsConfig;
 use aegis_engine::strategy::Signal;
-use aegis_engine::{Engine, EngineParams, SymbolSpec};
+use aegis_engine::{Engine, EngineParams};
 use aegis_shared::event::{EngineState, HaltReason, OrderIntent};
-use aegis_shared::num::{Notional, Price, Qty};
-use aegis_shared::{Command, EngineEvent, Side, StrategyMode, Symbol};
-use std::path::PathBuf;
+use aegis_shared::num::{Notional, Qty};
+use aegis_shared::{Command, EngineEvent, Side, StrategyMode};
+use engine_support::{data, limits, xrp};
 
 const T0: u64 = 1_636_934_700_000;
-
-fn xrp() -> SymbolSpec {
-    SymbolSpec {
-        symbol: Symbol::new("XRPUSDT").unwrap(),
-        filters: SymbolFilters {
-            tick_size: Price::parse("0.0001").unwrap(),
-            step_size: Qty::parse("0.1").unwrap(),
-            min_qty: Qty::parse("0.1").unwrap(),
-            min_notional: Notional::from_int(5),
-        },
-    }
-}
 
 fn engine(
     max_position: i64,
@@ -34,10 +24,8 @@ fn engine(
         // No strategy: only the orders this test places reach the gate.
         scalp_enabled: false,
         limits: LimitsConfig {
-            max_position_usd: Notional::from_int(max_position),
-            max_daily_loss_usd: Notional::from_int(1_000),
             max_orders_per_10s,
-            ..LimitsConfig::default()
+            ..limits(max_position, 1_000)
         },
         session: 1,
         pin: false,
@@ -78,16 +66,11 @@ fn sent_orders(ctl: &aegis_engine::queues::ControlEnds) -> usize {
 fn strategy_entries_over_the_position_limit_are_denied() {
     // Scalp asks for 200 (quote units) per entry; the limit is 30: the gate denies every such entry.
     let p = EngineParams {
-        limits: LimitsConfig {
-            max_position_usd: Notional::from_int(30),
-            max_daily_loss_usd: Notional::from_int(1_000),
-            ..LimitsConfig::default()
-        },
+        limits: limits(30, 1_000),
         pin: false,
         ..EngineParams::default()
     };
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/xrpeth-aggtrade-2019-10-11.jsonl");
+    let file = data("xrpeth-aggtrade-2019-10-11.jsonl");
     let opts = BacktestOptions {
         modes: Some(vec![StrategyMode::Scalp]),
         ..BacktestOptions::default()

@@ -16,26 +16,18 @@ fn sym(s: &str) -> Symbol {
 
 fn limits(cfg: LimitsConfig) -> Limits {
     let mut l = Limits::new(cfg);
-    l.set_filters(
-        sym("BTCUSDT"),
-        SymbolFilters {
-            tick_size: Price::parse("0.10").unwrap(),
-            step_size: Qty::parse("0.001").unwrap(),
-            min_qty: Qty::parse("0.001").unwrap(),
-            min_notional: Notional::from_int(5),
-        },
-    )
-    .unwrap();
-    l.set_filters(
-        sym("ETHUSDT"),
-        SymbolFilters {
-            tick_size: Price::parse("0.01").unwrap(),
-            step_size: Qty::parse("0.001").unwrap(),
-            min_qty: Qty::parse("0.001").unwrap(),
-            min_notional: Notional::from_int(5),
-        },
-    )
-    .unwrap();
+    for (symbol, tick) in [("BTCUSDT", "0.10"), ("ETHUSDT", "0.01")] {
+        l.set_filters(
+            sym(symbol),
+            SymbolFilters {
+                tick_size: Price::parse(tick).unwrap(),
+                step_size: Qty::parse("0.001").unwrap(),
+                min_qty: Qty::parse("0.001").unwrap(),
+                min_notional: Notional::from_int(5),
+            },
+        )
+        .unwrap();
+    }
     l.set_allowlist(&[sym("BTCUSDT")]).unwrap();
     l
 }

@@ -55,6 +55,17 @@ impl Model {
     }
 }
 
+/// Feeds `bank` the trades `(time, mode, PnL in whole quote units)` in order; their events go to `out`.
+fn feed_bank(
+    bank: &mut BreakerBank,
+    list: &[(u64, StrategyMode, i64)],
+    out: &mut Vec<BreakerEvent>,
+) {
+    for &(t, mode, pnl) in list {
+        bank.record_trade(t, mode, Notional::from_int(pnl), &mut |e| out.push(e));
+    }
+}
+
 fn ev(ts_ms: u64, change: BreakerChange) -> BreakerEvent {
     BreakerEvent {
         ts_ms,
@@ -183,12 +194,7 @@ fn one_mode_pauses_alone_and_the_global_breaker_sees_everything() {
     let mut events = vec![];
     let t = 10_000_000;
     for i in 0..3 {
-        bank.record_trade(
-            t + i,
-            StrategyMode::Scalp,
-            Notional::from_int(-1),
-            &mut |e| events.push(e),
-        );
+        feed_bank(&mut bank, &[(t + i, StrategyMode::Scalp, -1)], &mut events);
     }
     assert_eq!(
         events.len(),
@@ -197,26 +203,15 @@ fn one_mode_pauses_alone_and_the_global_breaker_sees_everything() {
     );
     let mut bank = BreakerBank::new(cfg(1_000, 3, 30));
     events.clear();
-    bank.record_trade(t, StrategyMode::Scalp, Notional::from_int(-1), &mut |e| {
-        events.push(e)
-    });
-    bank.record_trade(
-        t + 1,
-        StrategyMode::Scalp,
-        Notional::from_int(-1),
-        &mut |e| events.push(e),
-    );
-    bank.record_trade(
-        t + 2,
-        StrategyMode::Swing,
-        Notional::from_int(2),
-        &mut |e| events.push(e),
-    );
-    bank.record_trade(
-        t + 3,
-        StrategyMode::Scalp,
-        Notional::from_int(-1),
-        &mut |e| events.push(e),
+    feed_bank(
+        &mut bank,
+        &[
+            (t, StrategyMode::Scalp, -1),
+            (t + 1, StrategyMode::Scalp, -1),
+            (t + 2, StrategyMode::Swing, 2),
+            (t + 3, StrategyMode::Scalp, -1),
+        ],
+        &mut events,
     );
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].scope, BreakerScope::Mode(StrategyMode::Scalp));
@@ -229,11 +224,10 @@ fn one_mode_pauses_alone_and_the_global_breaker_sees_everything() {
 fn a_restart_does_not_reset_a_trip() {
     let mut bank = BreakerBank::new(cfg(10, 3, 30));
     let mut journal = vec![];
-    bank.record_trade(
-        1_000_000,
-        StrategyMode::Position,
-        Notional::from_int(-10),
-        &mut |e| journal.push(e),
+    feed_bank(
+        &mut bank,
+        &[(1_000_000, StrategyMode::Position, -10)],
+        &mut journal,
     );
     assert_eq!(journal.len(), 2);
     // The control plane journals the events as JSON; after a restart it folds them back.
@@ -264,12 +258,7 @@ fn a_restart_does_not_reset_a_trip() {
 fn an_operator_reset_ends_a_trip_and_is_an_event() {
     let mut bank = BreakerBank::new(cfg(10, 3, 30));
     let mut ev = vec![];
-    bank.record_trade(
-        1_000_000,
-        StrategyMode::Scalp,
-        Notional::from_int(-10),
-        &mut |e| ev.push(e),
-    );
+    feed_bank(&mut bank, &[(1_000_000, StrategyMode::Scalp, -10)], &mut ev);
     assert!(bank.check_entry(StrategyMode::Scalp, 1_000_001).is_err());
     bank.reset(BreakerScope::Global, 1_000_002, &mut |e| ev.push(e));
     bank.reset(
@@ -285,12 +274,7 @@ fn an_operator_reset_ends_a_trip_and_is_an_event() {
         2
     );
     // A reset clears the window: one more small loss does not re-trip.
-    bank.record_trade(
-        1_000_005,
-        StrategyMode::Scalp,
-        Notional::from_int(-1),
-        &mut |e| ev.push(e),
-    );
+    feed_bank(&mut bank, &[(1_000_005, StrategyMode::Scalp, -1)], &mut ev);
     assert_eq!(ev.len(), 4);
 }
 

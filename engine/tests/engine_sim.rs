@@ -1,6 +1,8 @@
 //! The engine end to end on the simulated market and on a replay: orders and fills happen, positions and PnL add
 //! up, runs are deterministic, commands / kill file / backpressure behave.
 
+mod engine_support;
+
 use aegis_engine::engine::FeedEnd;
 use aegis_engine::feed::sim::{SimConfig, SimMarket};
 use aegis_engine::queues::QueueConfig;
@@ -149,8 +151,7 @@ fn sim_trades_and_positions_add_up_deterministically() {
 
 #[test]
 fn replay_of_a_recording_runs_to_the_end() {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/xrpeth-aggtrade-2019-10-11.jsonl");
+    let path = engine_support::data("xrpeth-aggtrade-2019-10-11.jsonl");
     let p = EngineParams {
         symbols: vec![SymbolSpec {
             symbol: Symbol::new("XRPETH").unwrap(),

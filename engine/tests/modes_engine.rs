@@ -1,33 +1,20 @@
 //! The swing and position modes running inside the engine over the real XRPUSDT 5-minute klines, through the one
 //! risk gate (allocation included) and the paper venue.
 
+mod engine_support;
+
 use aegis_engine::risk::allocation::Allocation;
 use aegis_engine::risk::gate::Denial;
-use aegis_engine::risk::limits::{LimitsConfig, SymbolFilters};
-use aegis_engine::strategy::position::PositionParams;
-use aegis_engine::strategy::swing::SwingParams;
-use aegis_engine::{Engine, EngineParams, SymbolSpec};
+use aegis_engine::{Engine, EngineParams};
 use aegis_shared::event::EngineEvent;
-use aegis_shared::num::{Notional, Price, Qty};
-use aegis_shared::{StrategyMode, Symbol};
-
-fn xrp() -> SymbolSpec {
-    SymbolSpec {
-        symbol: Symbol::new("XRPUSDT").unwrap(),
-        filters: SymbolFilters {
-            tick_size: Price::parse("0.0001").unwrap(),
-            step_size: Qty::parse("0.1").unwrap(),
-            min_qty: Qty::parse("0.1").unwrap(),
-            min_notional: Notional::from_int(5),
-        },
-    }
-}
+use aegis_shared::num::{Notional, Price};
+use aegis_shared::StrategyMode;
+use engine_support::{data, limits, short_bars, xrp};
 
 /// Kline lines, each preceded by a bookTicker one tick wide around the kline's close (the recording has no
 /// book, and market orders need a touch to fill at).
 fn feed() -> Vec<String> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/xrpusdt-perp-kline5m-2021-11-15.jsonl");
+    let p = data("xrpusdt-perp-kline5m-2021-11-15.jsonl");
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let mut out = vec![];
     for (i, line) in text.lines().enumerate() {
@@ -46,27 +33,15 @@ fn feed() -> Vec<String> {
 }
 
 fn params(alloc: Allocation) -> EngineParams {
-    EngineParams {
+    short_bars(EngineParams {
         symbols: vec![xrp()],
         scalp_enabled: false,
-        swing: Some(SwingParams {
-            bar_ms: 15 * 60_000,
-            ..SwingParams::default()
-        }),
-        position: Some(PositionParams {
-            bar_ms: 3_600_000,
-            ..PositionParams::default()
-        }),
         allocation: alloc,
-        limits: LimitsConfig {
-            max_position_usd: Notional::from_int(500),
-            max_daily_loss_usd: Notional::from_int(10_000),
-            ..LimitsConfig::default()
-        },
+        limits: limits(500, 10_000),
         session: 1,
         pin: false,
         ..EngineParams::default()
-    }
+    })
 }
 
 fn run(p: EngineParams) -> (Engine, Vec<EngineEvent>) {

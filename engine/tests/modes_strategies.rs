@@ -1,10 +1,12 @@
 //! The swing, position and ultra-fast scalp modes: their documented rules, checked on the real XRPUSDT 5-minute
 //! klines in ../shared/data/ and on constructed book streams.
 
+mod engine_support;
+
 use aegis_engine::book::TopOfBook;
 use aegis_engine::feed::parse::{parse, Kline, MarketMsg};
 use aegis_engine::strategy::position::{PositionMode, PositionParams};
-use aegis_engine::strategy::swing::{Swing, SwingParams};
+use aegis_engine::strategy::swing::Swing;
 use aegis_engine::strategy::ultra_fast::{UltraFast, UltraFastParams};
 use aegis_engine::strategy::{PosView, Signal, SymbolInfo};
 use aegis_shared::event::OrderIntent;
@@ -12,8 +14,7 @@ use aegis_shared::num::{Notional, Price, Qty};
 use aegis_shared::Side;
 
 fn klines() -> Vec<Kline> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/xrpusdt-perp-kline5m-2021-11-15.jsonl");
+    let p = engine_support::data("xrpusdt-perp-kline5m-2021-11-15.jsonl");
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     text.lines()
         .map(|l| match parse(l.as_bytes()).unwrap() {
@@ -119,10 +120,7 @@ fn check_exit_levels(trips: &[Trip], sl: f64, tp: f64, max_hold_ms: u64) {
 #[test]
 fn swing_on_fifteen_minute_bars_follows_its_rules() {
     let ks = klines();
-    let p = SwingParams {
-        bar_ms: 15 * 60_000,
-        ..SwingParams::default()
-    };
+    let p = engine_support::short_swing();
     let m = std::cell::RefCell::new(Swing::new(p, &[xrp()]));
     let mut entries = 0;
     let trips = drive(
@@ -162,10 +160,7 @@ fn swing_on_fifteen_minute_bars_follows_its_rules() {
 fn position_mode_follows_its_rules() {
     let ks = klines();
     // 7 days hold only 42 four-hour bars, fewer than EMA(50) needs: the same rules on 1-hour bars.
-    let p = PositionParams {
-        bar_ms: 3_600_000,
-        ..PositionParams::default()
-    };
+    let p = engine_support::short_position();
     let m = std::cell::RefCell::new(PositionMode::new(p, &[xrp()]));
     let mut entries = 0;
     let trips = drive(

@@ -1,15 +1,11 @@
 //! The parser against real recorded Binance data (`../shared/data/*.jsonl`) and the replay reader.
 
+mod engine_support;
+
 use aegis_engine::feed::parse::{Interval, MarketMsg, Parser};
 use aegis_engine::feed::replay::{Replay, ReplayPoll};
 use aegis_shared::{Price, Qty, Symbol};
-use std::path::PathBuf;
-
-fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(name)
-}
+use engine_support::data;
 
 #[test]
 fn every_aggtrade_line_of_the_xrpeth_recording_parses() {

@@ -19,30 +19,7 @@ const SECRET_C: &str = "thirdHmacSecret0123";
 
 /// A market buy by hand with key C (opens a position the bot sees as a foreign fill).
 fn hand_buy(w: &World, qty: &str) {
-    let signer = Signer::Hmac(HmacSigner::new(&Secret::new(SECRET_C.to_string())));
-    let ts = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64)
-        .to_string();
-    let ps: Vec<(&str, &[u8])> = vec![
-        ("symbol", b"BTCUSDT"),
-        ("side", b"BUY"),
-        ("type", b"MARKET"),
-        ("quantity", qty.as_bytes()),
-        ("timestamp", ts.as_bytes()),
-    ];
-    let mut buf = vec![0u8; 4096];
-    let n = encode_signed_query(&ps, &signer, &mut buf).unwrap();
-    let q = String::from_utf8_lossy(&buf[..n]).into_owned();
-    let v: Value = reqwest::blocking::Client::new()
-        .post(format!("{}/fapi/v1/order?{q}", w.base()))
-        .header("X-MBX-APIKEY", KEY_C)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert!(v.get("orderId").is_some(), "{v}");
+    manual_buy_as(w, KEY_C, SECRET_C, qty);
 }
 
 fn write_private(p: &Path, text: &str) {
@@ -67,34 +44,6 @@ fn base_env(w: &World, port: u16) -> Vec<(&'static str, String)> {
             format!("{}/ws-fapi/v1", w.sim().ws_url()),
         ),
     ]
-}
-
-fn start_bot(w: &World, env_file: &Path) -> Bot {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = fs::File::create(w.dir.join("out-1.txt")).unwrap();
-    let err = fs::File::create(w.dir.join("err-1.txt")).unwrap();
-    let mut cmd = Command::new(bin());
-    cmd.env_clear()
-        .current_dir(&w.dir)
-        .arg("--env-file")
-        .arg(env_file)
-        .arg("run")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    for (k, v) in base_env(w, port) {
-        cmd.env(k, v);
-    }
-    Bot {
-        port,
-        child: cmd.spawn().expect("target/debug/aegis exists"),
-        dir: w.dir.clone(),
-        run: 1,
-    }
 }
 
 fn usage(w: &World, key: &str) -> (u64, u64) {
@@ -166,7 +115,7 @@ fn key_rotation_under_load_switches_without_restart_or_lost_order() {
         ),
     );
     manual_buy(&w, "0.003");
-    let bot = start_bot(&w, &env_file);
+    let bot = w.bot_with_env_file(1, &env_file, &[]);
     assert!(
         bot.wait_log("local and exchange state agree", Duration::from_secs(15)),
         "{}",

@@ -3,18 +3,20 @@
 //! pausable TCP proxy to simulate an outage without touching the shared server.
 #![allow(dead_code)]
 
-use aegis_control::journal::{self, JournalRecord, JournalWriter};
+use aegis_control::db::{spawn_writer, DbState, WriterConfig, WriterHandle};
+use aegis_control::journal::{self, JournalRecord, JournalStats, JournalWriter};
 use aegis_shared::event::{
     BreakerChange, BreakerEvent, BreakerScope, EngineEvent, EngineState, Fill, HaltReason,
     Liquidity, OrderEvent, OrderIntent, OrderStatus, OrderType, PositionUpdate, TimeInForce,
     TripReason,
 };
 use aegis_shared::mode::{Side, StrategyMode};
-use aegis_shared::{ClientOrderId, Command, Notional, Price, Qty, Symbol};
+use aegis_shared::{ClientOrderId, Command, Notional, Price, Qty, Secret, Symbol};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, NoTls};
 
 pub fn pg_addr() -> String {
@@ -113,6 +115,34 @@ impl Drop for TestDb {
     }
 }
 
+/// The first column of the one row `sql` returns: a count, a role, a hash.
+pub async fn one<T: for<'a> FromSql<'a>>(
+    c: &Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> T {
+    c.query_one(sql, params).await.unwrap().get(0)
+}
+
+/// The first column of every row `sql` returns, in the query's order.
+pub async fn column<T: for<'a> FromSql<'a>>(c: &Client, sql: &str) -> Vec<T> {
+    c.query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Runs `sql` with triggers off, as a superuser can: how a forger gets past the append-only rules.
+pub async fn bypass_triggers(c: &Client, sql: &str) {
+    c.batch_execute(&format!(
+        "SET session_replication_role = replica; {sql}; RESET session_replication_role;"
+    ))
+    .await
+    .unwrap();
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
     let d = std::env::temp_dir().join(format!(
@@ -123,6 +153,14 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// A fresh database and a fresh journal (in a temp dir), both named after `tag`: the journal writer and the
+/// journal's directory.
+pub async fn db_and_journal(tag: &str) -> (TestDb, JournalWriter, PathBuf) {
+    let db = TestDb::create(tag).await;
+    let (jw, jdir) = open_journal(&temp_dir(tag));
+    (db, jw, jdir)
 }
 
 /// Opens (creates) a journal in `data_dir/journal`. Returns the writer and the journal directory.
@@ -325,6 +363,33 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until the writer is connected and has stored all the journal has made durable, with no lag left. The
+/// durable offset is read on every poll, so this also follows a journal that is still being written.
+pub async fn wait_caught_up(h: &WriterHandle, stats: &JournalStats, timeout: Duration, what: &str) {
+    wait_until(timeout, what, || {
+        let hh = h.health();
+        let durable = stats.durable_offset();
+        async move {
+            hh.state == DbState::Connected && hh.stored_offset == durable && hh.lag_records == 0
+        }
+    })
+    .await;
+}
+
+/// Journals `records` and has a fresh writer (polling every 5 ms) store them all before it is shut down.
+pub async fn store_all(db: &TestDb, data_dir: &std::path::Path, records: &[JournalRecord]) {
+    let (mut jw, jdir) = open_journal(data_dir);
+    for r in records {
+        jw.append(r).unwrap();
+    }
+    jw.sync().unwrap();
+    let mut cfg = WriterConfig::new(Secret::new(db.url()));
+    cfg.idle_poll = Duration::from_millis(5);
+    let h = spawn_writer(cfg, jdir, jw.stats());
+    wait_caught_up(&h, &jw.stats(), Duration::from_secs(15), "writer").await;
+    h.shutdown(Duration::from_secs(5)).await;
 }
 
 /// A TCP proxy to the test Postgres that can be paused (all connections cut, new ones refused) and resumed.

@@ -6,10 +6,10 @@
 #![allow(dead_code)]
 
 use aegis_control::journal;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,15 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A finished command's stdout then stderr, for assertions and their messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// One line of real market data for a symbol the bot does not trade: a restart on it replays the journal and
@@ -246,6 +255,63 @@ pub async fn get(
     }
     let code = r.status().as_u16();
     Some((code, r.json().await.ok()?))
+}
+
+/// POST `body` as JSON, with a bearer token if given: the status and the body's text (for assertion messages).
+pub async fn post(
+    c: &reqwest::Client,
+    bot: &Bot,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> (u16, String) {
+    let mut rq = c.post(bot.url(path)).json(body);
+    if let Some(t) = token {
+        rq = rq.bearer_auth(t);
+    }
+    let r = rq.send().await.unwrap();
+    let code = r.status().as_u16();
+    (code, r.text().await.unwrap_or_default())
+}
+
+/// Registers an account, which must be accepted (201); the first one on a fresh bot becomes its admin.
+pub async fn register(c: &reqwest::Client, bot: &Bot, (user, password): (&str, &str)) {
+    let (code, body) = post(
+        c,
+        bot,
+        "/api/auth/register",
+        None,
+        &json!({"username": user, "password": password}),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+}
+
+/// Logs in asking for a bearer token: the status, and the token when the answer has one.
+pub async fn login(
+    c: &reqwest::Client,
+    bot: &Bot,
+    (user, password): (&str, &str),
+) -> (u16, Option<String>) {
+    let (code, body) = post(
+        c,
+        bot,
+        "/api/auth/login",
+        None,
+        &json!({"username": user, "password": password, "bearer": true}),
+    )
+    .await;
+    let token = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["token"].as_str().map(str::to_string));
+    (code, token)
+}
+
+/// A [`login`] that must succeed: the bearer token.
+pub async fn bearer_token(c: &reqwest::Client, bot: &Bot, account: (&str, &str)) -> String {
+    let (code, token) = login(c, bot, account).await;
+    assert_eq!(code, 200);
+    token.expect("no token in a successful login")
 }
 
 /// Whether and how [`wait_for`] reads `/api/status` beside `/api/health`.

@@ -171,6 +171,11 @@ pub async fn call(app: &Router, r: Req<'_>) -> Resp {
     }
 }
 
+/// Only the status of [`call`], for the checks that need nothing else.
+pub async fn status(app: &Router, r: Req<'_>) -> StatusCode {
+    call(app, r).await.status
+}
+
 pub async fn register(
     app: &Router,
     user: &str,

@@ -187,8 +187,7 @@ pub fn ws_api_payload(params: &Params) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::keys::{KeyEntry, Permissions};
-    use ed25519_dalek::pkcs8::EncodePublicKey;
+    use crate::sim::keys::{test_ed25519, KeyEntry, Permissions};
     use ed25519_dalek::Signer;
 
     const SPOT_SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
@@ -298,11 +297,7 @@ mod tests {
 
     #[test]
     fn ed25519_signature_base64_percent_encoded() {
-        let sk = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
-        let pem = sk
-            .verifying_key()
-            .to_public_key_pem(Default::default())
-            .unwrap();
+        let (sk, pem) = test_ed25519(9);
         let key = KeyEntry {
             api_key: "e".repeat(64),
             account: None,

@@ -179,29 +179,25 @@ impl Conns {
             e.api_key = key;
         }
     }
-    /// Sends a command to every matching connection; returns how many.
-    pub fn send(&self, target: Target, c: Ctrl) -> usize {
+    /// Sends a command to every connection `pick` selects; returns how many took it (a closing one may not).
+    fn send_where(&self, c: Ctrl, pick: impl Fn(&Entry) -> bool) -> usize {
         let g = lock(&self.inner);
         g.values()
-            .filter(|e| target.matches(e.kind))
+            .filter(|e| pick(e))
             .filter(|e| e.tx.send(c.clone()).is_ok())
             .count()
+    }
+    /// Sends a command to every matching connection; returns how many.
+    pub fn send(&self, target: Target, c: Ctrl) -> usize {
+        self.send_where(c, |e| target.matches(e.kind))
     }
     /// Sends a command to the user streams of a listenKey.
     pub fn send_listen_key(&self, listen_key: &str, c: Ctrl) -> usize {
-        let g = lock(&self.inner);
-        g.values()
-            .filter(|e| e.listen_key.as_deref() == Some(listen_key))
-            .filter(|e| e.tx.send(c.clone()).is_ok())
-            .count()
+        self.send_where(c, |e| e.listen_key.as_deref() == Some(listen_key))
     }
     /// Sends a command to WS-API sessions logged on with a key.
     pub fn send_api_key(&self, api_key: &str, c: Ctrl) -> usize {
-        let g = lock(&self.inner);
-        g.values()
-            .filter(|e| e.api_key.as_deref() == Some(api_key))
-            .filter(|e| e.tx.send(c.clone()).is_ok())
-            .count()
+        self.send_where(c, |e| e.api_key.as_deref() == Some(api_key))
     }
     /// Number of open connections of a kind.
     pub fn count(&self, target: Target) -> usize {

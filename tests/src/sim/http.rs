@@ -140,6 +140,12 @@ pub fn authenticate_key(sim: &Sim, headers: &HeaderMap, ip: IpAddr) -> Result<Ap
         .get("x-mbx-apikey")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    lookup_key(sim, raw, ip)
+}
+
+/// An API key as REST and the WebSocket API both judge it: -2014 when malformed, -2015 when unknown or the IP is
+/// not allowed.
+pub fn lookup_key(sim: &Sim, raw: &str, ip: IpAddr) -> Result<ApiKey, ApiError> {
     if !well_formed(raw) {
         return Err(ApiError::key_format());
     }

@@ -252,18 +252,25 @@ impl KeyStore {
     }
 }
 
+/// A fixed Ed25519 key from `seed` and its public key as the keys file holds it (PEM), for the unit tests.
+#[cfg(test)]
+pub(crate) fn test_ed25519(seed: u8) -> (ed25519_dalek::SigningKey, String) {
+    use ed25519_dalek::pkcs8::EncodePublicKey;
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let pem = sk
+        .verifying_key()
+        .to_public_key_pem(Default::default())
+        .unwrap();
+    (sk, pem)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ed25519_dalek::pkcs8::EncodePublicKey;
 
     #[test]
     fn parses_hmac_and_ed25519_entries() {
-        let sk = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-        let pem = sk
-            .verifying_key()
-            .to_public_key_pem(Default::default())
-            .unwrap();
+        let (_, pem) = test_ed25519(7);
         let text = serde_json::json!({
             "keys": [
                 {"api_key": "a".repeat(64), "account": "alice", "secret": "s1",

@@ -6,8 +6,8 @@
 use super::auth::{check_timestamp, verify, ws_api_payload, Params};
 use super::conns::{serve, Role};
 use super::error::ApiError;
-use super::http::{permit, place_order, Perm};
-use super::keys::{well_formed, ApiKey, KeyKind};
+use super::http::{lookup_key, permit, place_order, Perm};
+use super::keys::{ApiKey, KeyKind};
 use super::matching::{order_ref, symbol_param};
 use super::ratelimit::Usage;
 use super::streams::{js, obj};
@@ -80,17 +80,6 @@ fn reply(id: &Value, status: u16, body: Result<Value, ApiError>, limits: Value) 
             ("rateLimits", limits.to_string()),
         ]),
     }
-}
-
-fn lookup_key(sim: &Sim, raw: &str, ip: IpAddr) -> Result<ApiKey, ApiError> {
-    if !well_formed(raw) {
-        return Err(ApiError::key_format());
-    }
-    let key = sim.key(raw).ok_or_else(ApiError::key_rejected)?;
-    if !key.ip_allowed(ip) {
-        return Err(ApiError::key_rejected());
-    }
-    Ok(key)
 }
 
 /// Authenticates a request: its own signature, or the logged-on session.

@@ -133,7 +133,19 @@ impl World {
 
     /// A signed REST call as another client of the same account would make it (orphans, manual positions).
     pub fn signed(&self, method: reqwest::Method, path: &str, params: &[(&str, &str)]) -> Value {
-        let signer = Signer::Hmac(HmacSigner::new(&Secret::new(SECRET.to_string())));
+        self.signed_as(KEY, SECRET, method, path, params)
+    }
+
+    /// [`World::signed`] with another HMAC key of the account.
+    pub fn signed_as(
+        &self,
+        key: &str,
+        secret: &str,
+        method: reqwest::Method,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Value {
+        let signer = Signer::Hmac(HmacSigner::new(&Secret::new(secret.to_string())));
         let ts = (std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -148,13 +160,18 @@ impl World {
         let c = reqwest::blocking::Client::new();
         let r = c
             .request(method, url)
-            .header("X-MBX-APIKEY", KEY)
+            .header("X-MBX-APIKEY", key)
             .send()
             .unwrap();
         r.json().unwrap()
     }
 
     pub fn bot(&self, run: u32, env: &[(&str, String)]) -> Bot {
+        self.bot_with_env_file(run, &self.dir.join("missing.env"), env)
+    }
+
+    /// [`World::bot`] that also reads `env_file` (a missing one adds nothing); `env` wins over both.
+    pub fn bot_with_env_file(&self, run: u32, env_file: &Path, env: &[(&str, String)]) -> Bot {
         let out = fs::File::create(self.dir.join(format!("out-{run}.txt"))).unwrap();
         let err = fs::File::create(self.dir.join(format!("err-{run}.txt"))).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -178,7 +195,7 @@ impl World {
             )
             .current_dir(&self.dir)
             .arg("--env-file")
-            .arg(self.dir.join("missing.env"))
+            .arg(env_file)
             .arg("run")
             .stdin(Stdio::null())
             .stdout(out)
@@ -398,7 +415,14 @@ pub fn assert_consistent(
 
 /// Opens a position by hand (another client of the same account), for the bot to adopt.
 pub fn manual_buy(w: &World, qty: &str) {
-    let filled = w.signed(
+    manual_buy_as(w, KEY, SECRET, qty);
+}
+
+/// [`manual_buy`] with another HMAC key of the account.
+pub fn manual_buy_as(w: &World, key: &str, secret: &str, qty: &str) {
+    let filled = w.signed_as(
+        key,
+        secret,
         reqwest::Method::POST,
         "/fapi/v1/order",
         &[
