@@ -38,8 +38,12 @@ fn journal_case(data: &[u8]) {
         assert!(rec.valid_len <= file.len() as u64);
         assert!(rec.valid_len >= (MAGIC.len() as u64).min(file.len() as u64) || file.is_empty());
         drop(w);
-        let (_, again) = journal::open(&dir, Duration::from_millis(5)).expect("reopen a recovered journal");
-        assert!(again.cut.is_none(), "a recovered journal must recover cleanly");
+        let (_, again) =
+            journal::open(&dir, Duration::from_millis(5)).expect("reopen a recovered journal");
+        assert!(
+            again.cut.is_none(),
+            "a recovered journal must recover cleanly"
+        );
         assert_eq!(again.records, rec.records);
     }
     let _ = std::fs::remove_dir_all(&dir);
