@@ -1,7 +1,8 @@
 //! Persistence end to end with the real `aegis` binary and the real Postgres (127.0.0.1:5432, user postgres,
 //! trust auth; each test makes and drops its own database):
 //! - a run with `DATABASE_URL` stores every journaled fill (count and exact sums) by the time SIGTERM is done, and
-//!   dashboard logins, controls (`api:<user>@<ip>`) and requests land in the audit trail and the access log;
+//!   dashboard logins, controls (`api:<user>@<ip>`) and requests land in the audit trail and the access log, and
+//!   the start's settings in `config_changes` (secrets as `***`);
 //! - `kill -9` in a burst, restart: the writer catches up to the same equality;
 //! - a dead database does not stop trading: health is degraded, database down, and no password anywhere;
 //! - `aegis audit verify` passes on a fresh chain and names the tampered row;
@@ -172,6 +173,28 @@ fn sigterm_leaves_every_fill_in_postgres_and_the_dashboard_audits_there() {
         )
         .await;
         assert_eq!(access, 1, "the failed login request is in the access log");
+        // This start's settings are recorded (a first start: every key set), secrets only as ***.
+        let settings: Vec<String> = column(
+            &pg,
+            "SELECT key || '=' || coalesce(new_value, '') FROM config_changes ORDER BY id",
+        )
+        .await;
+        for want in ["DATABASE_URL=***", "JWT_SECRET=***"] {
+            assert!(settings.iter().any(|r| r == want), "{want}: {settings:?}");
+        }
+        assert!(
+            settings
+                .iter()
+                .all(|r| !r.contains(&url) && !r.contains(JWT)),
+            "{settings:?}"
+        );
+        let audited: i64 = one(
+            &pg,
+            "SELECT count(*) FROM audit_log WHERE action = 'config_change'",
+            &[],
+        )
+        .await;
+        assert_eq!(audited as usize, settings.len());
         assert!(aegis_control::db::verify_chain(&pg)
             .await
             .unwrap()
