@@ -8,7 +8,9 @@
 #   4. systemd-analyze verify on deploy/aegis.service (skipped with a notice when systemd-analyze is missing)
 #   5. health-check.sh against a fake HTTPS health API and an alert receiver: down, dedup, recovery, degraded,
 #      untrusted certificate, every channel's JSON shape, and no secret in its output
-#   6. ufw.sh dry run: the guide's rules, and refusal of a missing or world-wide admin address
+#   5b. health-check.sh --report: the daily report's lines, bot up and down (a fake systemctl stands in for systemd;
+#      the database size is read from the Postgres at AEGIS_TEST_PG, default 127.0.0.1:5432, when one answers)
+#   6. ufw.sh dry run: the guide's rules, the §7.3 lockdown, and refusal of a missing or world-wide admin address
 # Debian packages: shellcheck nginx openssl curl python3 python3-yaml docker-compose (or a docker CLI with the
 # compose plugin) systemd (for systemd-analyze; optional).
 set -uo pipefail
@@ -21,6 +23,21 @@ passed=0
 ok()   { echo "  ok: $*"; passed=$((passed+1)); }
 fail() { echo "  FAIL: $*"; failures+=("$*"); }
 section() { echo "== $*"; }
+# in_order FILE REGEX...: each REGEX matches a whole line of FILE, each one after the line the previous matched.
+in_order() {
+    python3 - "$@" <<'PY'
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+i = 0
+for pat in sys.argv[2:]:
+    while i < len(lines) and not re.fullmatch(pat, lines[i]):
+        i += 1
+    if i == len(lines):
+        print("    no line matching (in order):", repr(pat))
+        sys.exit(1)
+    i += 1
+PY
+}
 
 tmp="$(mktemp -d)"
 fixture_pid=""
@@ -168,9 +185,13 @@ if [ "$need_ok" -eq 1 ]; then
             ALERT_WEBHOOK_URL="$base/hook/$hook_secret" ALERT_SLACK_WEBHOOK_URL="$base/slack/$hook_secret" \
             ALERT_DISCORD_WEBHOOK_URL="$base/discord/$hook_secret" ALERT_TELEGRAM_BOT_TOKEN="$tg_token" \
             ALERT_TELEGRAM_CHAT_ID="-1001" ALERT_TELEGRAM_API_BASE="$base/tg" DISK_MAX_PERCENT=101 "${@:2}" \
-            bash "$here/health-check.sh" >>"$tmp/hc.out" 2>&1
-        echo $?
+            bash "$here/health-check.sh" "${hc_args[@]}" >"$tmp/hc.last" 2>&1
+        local rc=$?
+        # hc.last: this run alone, for the report's lines; hc.out: every run, for the no-secret check.
+        cat "$tmp/hc.last" >> "$tmp/hc.out"
+        echo "$rc"
     }
+    hc_args=()
     count() { grep -c "$1" "$tmp/alerts.log" || true; }
 
     rc="$(hc "https://127.0.0.1:$dead_port/api/health")"
@@ -215,6 +236,64 @@ PY
     if [ "$rc" = 1 ] && grep -q "disk .*% full on the data directory" "$tmp/hc.out"; then ok "data disk over DISK_MAX_PERCENT: degraded"
     else fail "disk full: exit $rc"; fi
 
+    if grep -q "daily report" "$tmp/hc.out"; then fail "the daily report was printed without --report"
+    else ok "no daily report without --report"; fi
+
+    # --report (guide §6.1). systemctl is a test double (a container has no systemd to ask): it answers for the
+    # aegis unit from $tmp/unit-state and records its arguments.
+    mkdir -p "$tmp/fakebin"
+    cat > "$tmp/fakebin/systemctl" <<FAKE
+#!/bin/sh
+echo "\$*" >> "$tmp/systemctl.args"
+[ -s "$tmp/unit-state" ] || exit 1
+case "\$1" in
+    list-unit-files) exit 0 ;;
+    is-active) cat "$tmp/unit-state"; [ "\$(cat "$tmp/unit-state")" = active ] || exit 3 ;;
+    *) exit 1 ;;
+esac
+FAKE
+    chmod +x "$tmp/fakebin/systemctl"
+    fake_path="PATH=$tmp/fakebin:$PATH"
+    db_pass="report-pw-$RANDOM$RANDOM"
+    pg_addr="${AEGIS_TEST_PG:-127.0.0.1:5432}"
+    data_mount="$(df -P "$tmp" | awk 'NR==2 {print $NF}')"
+    data_mount_re="$(python3 -c 'import re, sys; print(re.escape(sys.argv[1]))' "$data_mount")"
+    size_re='[0-9]+ (bytes|kB|MB|GB|TB)'
+    hc_args=(--report)
+
+    : > "$tmp/state"; echo active > "$tmp/unit-state"; : > "$tmp/systemctl.args"
+    if command -v psql >/dev/null && psql -X -A -t -d "postgres://postgres@$pg_addr/postgres?connect_timeout=3" \
+            -c 'SELECT 1' >/dev/null 2>&1; then
+        rc="$(hc "https://127.0.0.1:$api_port/api/health" "$fake_path" \
+            DATABASE_URL="postgres://postgres:$db_pass@$pg_addr/postgres?sslmode=disable")"
+        if [ "$rc" = 0 ] && in_order "$tmp/hc.last" 'health-check: .* state=ok \(API healthy\)' '' \
+                '=== Aegis daily report \(.*\) ===' 'service: active' 'health: ok \(API healthy\)' '' 'Disk usage:' \
+                'Filesystem .*' ".* [0-9]+% $data_mount_re" '' 'Database size:' "$size_re" '=== end of report ===' \
+            && grep -qx 'is-active aegis.service' "$tmp/systemctl.args" && ! grep -q "$db_pass" "$tmp/hc.last"; then
+            ok "--report, bot up: exit 0, service active, health, data disk, database size; no password"
+        else cat "$tmp/hc.last"; fail "--report, bot up: exit $rc"; fi
+    else
+        echo "  notice: no Postgres at $pg_addr (AEGIS_TEST_PG): the report's database size not checked against a server"
+    fi
+
+    : > "$tmp/state"; echo failed > "$tmp/unit-state"
+    rc="$(hc "https://127.0.0.1:$dead_port/api/health" "$fake_path" \
+        DATABASE_URL="postgres://postgres:$db_pass@127.0.0.1:$dead_port/postgres?connect_timeout=3")"
+    if [ "$rc" = 2 ] && in_order "$tmp/hc.last" '=== Aegis daily report \(.*\) ===' 'service: failed' \
+            'health: down \(API not reachable \(connection refused\): the bot is not running\)' 'Disk usage:' \
+            ".* [0-9]+% $data_mount_re" 'Database size:' 'could not check' '=== end of report ===' \
+        && ! grep -q "$db_pass" "$tmp/hc.last"; then
+        ok "--report, bot down: exit 2, service failed, health down, database 'could not check'; no password"
+    else cat "$tmp/hc.last"; fail "--report, bot down: exit $rc"; fi
+
+    : > "$tmp/state"; : > "$tmp/unit-state"
+    rc="$(hc "https://127.0.0.1:$api_port/api/health" "$fake_path")"
+    if [ "$rc" = 0 ] && in_order "$tmp/hc.last" '=== Aegis daily report \(.*\) ===' 'health: ok \(API healthy\)' \
+            '=== end of report ===' && ! grep -q -e '^service:' -e '^Database size:' "$tmp/hc.last"; then
+        ok "--report without the unit or DATABASE_URL: no service or database lines"
+    else cat "$tmp/hc.last"; fail "--report without unit/database: exit $rc"; fi
+    hc_args=()
+
     if grep -q -e "$tg_token" -e "$hook_secret" "$tmp/hc.out"; then fail "health-check printed a secret"
     else ok "no webhook URL or token in health-check output"; fi
 fi
@@ -228,6 +307,19 @@ if [ "$rc" -eq 0 ] && grep -q "ufw default deny incoming" <<<"$out" \
     && ! grep -q "5432" <<<"$out" && ! grep -q "^+ " <<<"$out"; then
     ok "ufw.sh dry run prints the guide's rules and runs nothing"
 else echo "$out"; fail "ufw.sh dry run"; fi
+# §7.3 lockdown: the public web rules are deleted and 80/443 allowed from the admin address only, all before the
+# firewall is enabled; nothing may open 80 or 443 to everyone.
+out="$(bash "$here/ufw.sh" --admin-ip 203.0.113.45 --lockdown 2>&1)"; rc=$?
+printf '%s\n' "$out" > "$tmp/ufw-lockdown.out"
+if [ "$rc" -eq 0 ] && in_order "$tmp/ufw-lockdown.out" 'ufw default deny incoming' \
+        'ufw allow from 203\.0\.113\.45 to any port 22 proto tcp .*' \
+        'ufw --force delete allow 80/tcp' 'ufw --force delete allow 443/tcp' \
+        'ufw allow from 203\.0\.113\.45 to any port 80 proto tcp .*' \
+        'ufw allow from 203\.0\.113\.45 to any port 443 proto tcp .*' 'ufw --force enable' \
+    && [ "$(grep -c '^ufw --force enable$' <<<"$out")" = 1 ] \
+    && ! grep -Eq '^ufw allow (80|443)/tcp' <<<"$out" && ! grep -q "^+ " <<<"$out"; then
+    ok "ufw.sh --lockdown dry run: 80/443 from the admin IP only, public rules deleted, before enable"
+else echo "$out"; fail "ufw.sh --lockdown dry run"; fi
 if ! bash "$here/ufw.sh" >/dev/null 2>&1 && ! bash "$here/ufw.sh" --admin-ip 0.0.0.0/0 >/dev/null 2>&1 \
     && ! bash "$here/ufw.sh" --admin-ip 'not-an-ip' >/dev/null 2>&1; then
     ok "ufw.sh refuses a missing, world-wide or malformed admin address"

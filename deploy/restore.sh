@@ -20,7 +20,7 @@
 #      (the same check as `aegis audit verify`, as one SQL statement that does not trust any restored function).
 #   4. Swap it in: the old target is renamed (or dropped with --drop-old), <target>_restoring becomes <target>.
 #   5. Append a `restore` row to the audit log and write DATA_DIR/restore-tested (read by `aegis preflight`).
-# Trading stays halted afterwards: check, then `aegis resume`.
+# When step 1 halted trading, it stays halted afterwards: check, then `aegis resume`.
 #
 # Settings as for backup.sh: DATABASE_URL or PG* variables (role must be a superuser, e.g. postgres), DATA_DIR
 # (default /var/lib/aegis), AEGIS_BIN (default: `aegis` on PATH, else ./bin/aegis or /opt/aegis/bin/aegis),
@@ -31,6 +31,7 @@ umask 077
 usage() { sed -n '2,29p' "$0"; }
 
 halt=1
+halted=0
 yes=0
 drop_old=0
 target=""
@@ -84,10 +85,14 @@ if [ -z "$bin" ]; then
     elif [ -x /opt/aegis/bin/aegis ]; then bin=/opt/aegis/bin/aegis
     fi
 fi
+# The binary gets the settings file this script read (ENV_FILE, ./.env or /opt/aegis/.env): on its own it reads
+# ./.env only, so run from another directory it would look for the bot in the wrong DATA_DIR / API_PORT.
+bin_env="${aegis_env_file:-/dev/null}"
 
 # --- 1. halt trading ---------------------------------------------------------------------------------------------
 if [ "$halt" -eq 1 ]; then
-    if [ -n "$bin" ] && timeout 20 "$bin" halt; then
+    if [ -n "$bin" ] && timeout 20 "$bin" --env-file "$bin_env" halt; then
+        halted=1
         echo "Trading halted through the bot's local API."
     else
         echo "restore: WARNING: could not halt trading through the bot's local API (${bin:-no aegis binary found})." >&2
@@ -186,9 +191,7 @@ if [ -n "$bin" ]; then
     else
         work_conn="postgres://$cred@$(urlenc "$pghost"):${PGPORT:-5432}/$(urlenc "$work")?sslmode=${PGSSLMODE:-prefer}"
     fi
-    env_file="${aegis_env_file:-}"
-    [ -n "$env_file" ] || env_file=/dev/null
-    if out="$(DATABASE_URL="$work_conn" timeout 300 "$bin" --env-file "$env_file" audit verify 2>/dev/null)"; then
+    if out="$(DATABASE_URL="$work_conn" timeout 300 "$bin" --env-file "$bin_env" audit verify 2>/dev/null)"; then
         chain=ok
         echo "aegis: $out"
     else
@@ -250,4 +253,8 @@ marker="$data_dir/restore-tested"
 } > "$marker.tmp"
 mv "$marker.tmp" "$marker"
 echo "Restore of $file into '$target' verified; marker written to $marker."
-echo "Trading stays halted: check the dashboard, then resume with 'aegis resume'."
+if [ "$halted" -eq 1 ]; then
+    echo "Trading stays halted: check the dashboard, then resume with 'aegis resume'."
+else
+    echo "Trading was not halted by this restore (--no-halt, or the halt failed above): if the bot runs, check it."
+fi

@@ -1,13 +1,17 @@
 //! deploy/backup.sh -> drop the database -> deploy/restore.sh: equal counts, a valid chain, the restore-tested
-//! marker; a failing backup exits non-zero and leaves nothing; a tampered backup is refused.
+//! marker; a failing backup exits non-zero and leaves nothing; a tampered backup is refused; without --no-halt the
+//! restore halts the running bot (the real binary, paper mode) first and still verifies.
 
 mod db_support;
+mod support;
 
 use aegis_control::db::audit::{AuditAction, AuditEntry};
 use aegis_control::db::{audit_append, verify_chain};
 use db_support::{admin, one, record, store_all, temp_dir, TestDb, Totals};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
+use support::{free_port, wait_for, Bot, Launcher, StatusPoll, FAST};
 
 const PASSWORD: &str = "s3cr3t-Pw0rd";
 
@@ -67,6 +71,18 @@ async fn backup(url: String, backups: &Path) -> Output {
         .unwrap()
 }
 
+/// deploy/restore.sh `args` `dump` with `env`, off the runtime's threads.
+async fn restore_with(env: Vec<(&'static str, String)>, args: &[&str], dump: &Path) -> Output {
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.push(dump.display().to_string());
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("restore.sh", &args, &env)
+    })
+    .await
+    .unwrap()
+}
+
 /// deploy/restore.sh of `dump` into the database at `url`, unattended; the restore-tested marker goes to
 /// `data_dir`.
 async fn restore(url: String, data_dir: &Path, dump: &Path) -> Output {
@@ -74,10 +90,18 @@ async fn restore(url: String, data_dir: &Path, dump: &Path) -> Output {
         ("DATABASE_URL", url),
         ("DATA_DIR", data_dir.display().to_string()),
     ];
-    let d = dump.display().to_string();
-    tokio::task::spawn_blocking(move || run("restore.sh", &["--no-halt", "--yes", &d], &env))
-        .await
+    restore_with(env, &["--no-halt", "--yes"], dump).await
+}
+
+/// The one dump deploy/backup.sh wrote to `backups`.
+fn only_dump(backups: &Path) -> PathBuf {
+    let dumps: Vec<PathBuf> = std::fs::read_dir(backups)
         .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".sql.gz"))
+        .collect();
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    dumps[0].clone()
 }
 
 fn show(o: &Output) -> String {
@@ -87,6 +111,39 @@ fn show(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// What every successful restore leaves: the same data, a chain that holds with the dump's `audit_rows` plus the
+/// restore's own row, and the restore-tested marker in `data_dir` naming the database. The client, for more checks.
+async fn assert_restored(
+    db: &TestDb,
+    totals: &Totals,
+    audit_rows: u64,
+    data_dir: &Path,
+) -> tokio_postgres::Client {
+    let c = db.client().await;
+    assert_eq!(&Totals::from_db(&c).await, totals);
+    let after = verify_chain(&c).await.unwrap();
+    assert!(after.is_valid(), "{after}");
+    assert_eq!(after.rows, audit_rows + 1);
+    let action: String = one(
+        &c,
+        "SELECT action FROM audit_log ORDER BY id DESC LIMIT 1",
+        &[],
+    )
+    .await;
+    assert_eq!(action, "restore");
+    let marker = std::fs::read_to_string(data_dir.join("restore-tested")).unwrap();
+    assert!(marker.starts_with("tested_at=20"), "{marker}");
+    assert!(
+        marker.contains(&format!("database={}", db.name)),
+        "{marker}"
+    );
+    assert!(
+        marker.contains(&format!("audit_rows={audit_rows}")),
+        "{marker}"
+    );
+    c
 }
 
 async fn filled_db(tag: &str) -> (TestDb, Totals) {
@@ -166,33 +223,17 @@ async fn backup_drop_restore_round_trip() {
     let data_dir = temp_dir("bk-data");
     let out = restore(url, &data_dir, &dump).await;
     assert!(out.status.success(), "{}", show(&out));
+    // --no-halt: the closing words must not claim trading is halted.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Trading was not halted by this restore"),
+        "{}",
+        show(&out)
+    );
 
-    let c = db.client().await;
-    assert_eq!(Totals::from_db(&c).await, totals);
-    let after = verify_chain(&c).await.unwrap();
-    assert!(after.is_valid(), "{after}");
-    // Everything that was there, plus the restore's own audit row.
-    assert_eq!(after.rows, before.rows + 1);
-    let action: String = one(
-        &c,
-        "SELECT action FROM audit_log ORDER BY id DESC LIMIT 1",
-        &[],
-    )
-    .await;
-    assert_eq!(action, "restore");
+    let c = assert_restored(&db, &totals, before.rows, &data_dir).await;
     // Same rows byte for byte: the hash of the old head is unchanged.
     let h: String = one(&c, "SELECT hash FROM audit_log WHERE id = $1", &[&head_id]).await;
     assert_eq!(h, head_hash);
-    let marker = std::fs::read_to_string(data_dir.join("restore-tested")).unwrap();
-    assert!(marker.starts_with("tested_at=20"), "{marker}");
-    assert!(
-        marker.contains(&format!("database={}", db.name)),
-        "{marker}"
-    );
-    assert!(
-        marker.contains(&format!("audit_rows={}", before.rows)),
-        "{marker}"
-    );
     // The writer's progress came back too, so a running bot resumes exactly where the backup stood.
     let (_, recs) = aegis_control::db::writer::stored_progress(&c, "main")
         .await
@@ -208,11 +249,7 @@ async fn tampered_backup_is_refused_and_target_untouched() {
     let url = url_with_password(&db.name);
     let out = backup(url.clone(), &backups).await;
     assert!(out.status.success(), "{}", show(&out));
-    let dump = std::fs::read_dir(&backups)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".sql.gz"))
-        .unwrap();
+    let dump = only_dump(&backups);
     // Edit one audit row inside the dump: bob becomes mallory.
     let sql = String::from_utf8(
         Command::new("gzip")
@@ -257,4 +294,89 @@ async fn failing_backup_exits_non_zero_and_leaves_nothing() {
     assert!(!out.status.success(), "{}", show(&out));
     let left: Vec<_> = std::fs::read_dir(&backups).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Auth off so `/api/status` answers without a login (the bot binds loopback only).
+const BOT: Launcher = Launcher {
+    env: &[],
+    stop_wait: Duration::from_secs(7),
+    stop_budget: None,
+    client_timeout: Duration::from_secs(3),
+    pin_cert: true,
+};
+
+/// Waits until `/api/health` and `/api/status` both show the engine in `state`; the status.
+async fn wait_engine(
+    c: &reqwest::Client,
+    bot: &mut Bot,
+    state: &str,
+    limit: Duration,
+) -> serde_json::Value {
+    let what = format!("engine {state}");
+    let (_, s) = wait_for(c, bot, StatusPoll::Required, limit, &what, |h, s| {
+        h["engine"]["state"] == state && s["status"]["engine"] == state
+    })
+    .await;
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_halts_the_running_bot_then_verifies() {
+    let (db, totals) = filled_db("bkh").await;
+    let before = verify_chain(&db.client().await).await.unwrap();
+    let backups = temp_dir("bkh-out");
+    let url = url_with_password(&db.name);
+    let out = backup(url.clone(), &backups).await;
+    assert!(out.status.success(), "{}", show(&out));
+    let dump = only_dump(&backups);
+
+    // The bot's settings live in its .env only, as on a server (/opt/aegis/.env): restore.sh must reach the bot
+    // through ENV_FILE, from a working directory that has no .env of its own.
+    let dir = temp_dir("bkh-bot");
+    let port = free_port();
+    let data = dir.join("data");
+    let env_file = dir.join(".env");
+    std::fs::write(
+        &env_file,
+        format!(
+            "DATA_DIR={}\nAPI_PORT={port}\nAUTH_ENABLED=false\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut bot = BOT.start(&dir, port, 1, &FAST, &[]);
+    let c = BOT.client();
+    wait_engine(&c, &mut bot, "running", Duration::from_secs(20)).await;
+
+    let env = vec![
+        ("DATABASE_URL", url),
+        ("ENV_FILE", env_file.display().to_string()),
+        ("AEGIS_BIN", env!("CARGO_BIN_EXE_aegis").to_string()),
+    ];
+    let out = restore_with(env, &["--yes", "--drop-old"], &dump).await;
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for said in [
+        "Trading halted through the bot's local API.",
+        "Trading stays halted: check the dashboard",
+    ] {
+        assert!(stdout.contains(said), "{said:?} missing\n{}", show(&out));
+    }
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("could not halt"),
+        "{}",
+        show(&out)
+    );
+    let status = wait_engine(&c, &mut bot, "halted", Duration::from_secs(10)).await;
+    assert_eq!(status["status"]["halt_reason"], "operator", "{status}");
+
+    // Verified by the bot's own verifier (AEGIS_BIN), then swapped in, the marker in the bot's DATA_DIR (read from
+    // ENV_FILE).
+    assert!(
+        stdout.contains(&format!("aegis: audit chain OK: {} rows", before.rows)),
+        "{}",
+        show(&out)
+    );
+    assert_restored(&db, &totals, before.rows, &data).await;
+    bot.stop_cleanly();
 }
