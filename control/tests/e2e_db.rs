@@ -4,7 +4,8 @@
 //!   dashboard logins, controls (`api:<user>@<ip>`) and requests land in the audit trail and the access log, and
 //!   the start's settings in `config_changes` (secrets as `***`);
 //! - `kill -9` in a burst, restart: the writer catches up to the same equality;
-//! - a dead database does not stop trading: health is degraded, database down, and no password anywhere;
+//! - a dead database does not stop trading: health is degraded, database down, one `database_lost` alert reaches
+//!   the operator's webhook, and no password anywhere;
 //! - `aegis audit verify` passes on a fresh chain and names the tampered row;
 //! - `aegis export trades` writes one CSV row per stored fill with exact decimals.
 //!
@@ -23,7 +24,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::{
     bearer_token, free_port, get, login, post, quiet_feed, register, rt, serial, text, wait_for,
-    Launcher, StatusPoll, FAST,
+    AlertHook, Launcher, StatusPoll, FAST,
 };
 
 const JWT: &str = "e2e-db-test-Zp4Lq8Wx2Nc7Rv5Tb9Hm3Ks6";
@@ -280,9 +281,11 @@ fn a_dead_database_does_not_stop_trading_and_leaks_no_password() {
         let secret = "Db-Pass-9f8e7d6c5b4a";
         let url = format!("postgres://aegis_bot:{secret}@127.0.0.1:{closed}/aegis?sslmode=disable");
         let c = LAUNCH.client();
+        let hook = AlertHook::start().await;
         let mut env = FAST.to_vec();
         env.push(("DATABASE_URL", &url));
         env.push(("AUTH_ENABLED", "false"));
+        env.push(("ALERT_WEBHOOK_URL", hook.url()));
         let mut bot = LAUNCH.start(&dir, port, 1, &env, &[]);
         let (h, s) = wait_for(
             &c,
@@ -305,7 +308,19 @@ fn a_dead_database_does_not_stop_trading_and_leaks_no_password() {
         assert!(h["database"]["last_error"].is_string(), "{h}");
         assert!(h["database"]["lag_records"].as_u64().unwrap() > 0, "{h}");
         assert!(!h.to_string().contains(secret) && !s.to_string().contains(secret));
+        let lost = hook.expect("database_lost", Duration::from_secs(10)).await;
         bot.stop_cleanly();
+        assert_eq!(
+            hook.of_kind("database_lost").len(),
+            1,
+            "one alert per outage, however many reconnects fail: {:?}",
+            hook.bodies()
+        );
+        let lost: Value = serde_json::from_str(&lost).unwrap();
+        assert_eq!(lost["source"], "aegis", "{lost}");
+        for b in hook.bodies() {
+            assert!(!b.contains(secret), "password in an alert: {b}");
+        }
         let out = bot.output();
         assert!(!out.contains(secret), "password in the output:\n{out}");
         assert!(out.contains("postgres writer down"), "{out}");

@@ -1,7 +1,8 @@
 //! Fault e2e tests of the real `aegis` binary on the live path (TRADING_MODE=testnet) against the in-process
 //! Binance simulator: `kill -9` mid-order then restart, clock skew (-1021), 429 and 418, an expired listenKey,
 //! 503 on an order (placed and not placed), a dropped and a stalled market stream. After each: no duplicate
-//! order, no orphan order, positions equal on both sides ([`assert_consistent`]).
+//! order, no orphan order, positions equal on both sides ([`assert_consistent`]). 429 and 418 also raise one
+//! `exchange_errors` alert at the operator's webhook.
 //!
 //! Orders are made to happen at once with the kill switch's flatten of a position the bot adopted at start
 //! (a real product feature: the `KILL` file), not with a test-only backdoor. Build first:
@@ -11,9 +12,22 @@ mod live_support;
 use live_support::*;
 
 fn adopted(tag: &str) -> (World, Bot) {
+    adopt(World::new(tag, keys(false, false)), &testnet_env())
+}
+
+/// [`adopted`], with the bot's alerts going to a [`Webhook`] as an operator's would.
+fn adopted_alerting(tag: &str) -> (World, Bot, Webhook) {
     let w = World::new(tag, keys(false, false));
+    let hook = w.webhook();
+    let mut env = testnet_env();
+    env.push(("ALERT_WEBHOOK_URL", hook.url.clone()));
+    let (w, bot) = adopt(w, &env);
+    (w, bot, hook)
+}
+
+fn adopt(w: World, env: &[(&str, String)]) -> (World, Bot) {
     manual_buy(&w, "0.003");
-    let bot = start_agreed(&w, 1, &testnet_env());
+    let bot = start_agreed(&w, 1, env);
     (w, bot)
 }
 
@@ -98,7 +112,7 @@ fn fault_clock_skew_resyncs_once_and_the_order_succeeds() {
 
 fn rate_limit_case(tag: &str, limits: serde_json::Value, min_wait: Duration) {
     let t0 = Instant::now();
-    let (w, bot) = adopted(tag);
+    let (w, bot, hook) = adopted_alerting(tag);
     w.admin(AdminCall::set_limits(limits));
     kill_file(&w);
     bot.expect_log("rate limited by Binance", Duration::from_secs(5));
@@ -132,6 +146,19 @@ fn rate_limit_case(tag: &str, limits: serde_json::Value, min_wait: Duration) {
         bot.log()
     );
     assert_flat(&w, &bot, "flat after the wait");
+    // What the operator sees: the gateway's exchange_errors alert, once for the one halt, without key material.
+    assert_eq!(
+        hook.count_within("exchange_errors", Duration::from_secs(5)),
+        1,
+        "{:?}",
+        hook.all()
+    );
+    for b in hook.all() {
+        assert!(
+            !b.contains(SECRET) && !b.contains(KEY),
+            "key in an alert: {b}"
+        );
+    }
     eprintln!("{tag} e2e took {:?}", t0.elapsed());
 }
 

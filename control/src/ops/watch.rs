@@ -291,7 +291,9 @@ pub async fn heartbeat_watch(
 ) {
     let mut stalled = false;
     let started = std::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // A short stall is noticed within a quarter of it; a long one is not polled more than twice a second.
+    let period = (stall / 4).clamp(Duration::from_millis(10), Duration::from_millis(500));
+    let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -435,41 +437,77 @@ mod tests {
         assert_eq!(e.error(T0 + 2 * MIN + 2), Some(3));
     }
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    type Bodies = Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+    /// A local HTTP receiver on the current runtime: the webhook URL and what it has received.
+    async fn hook() -> (String, Bodies) {
+        let got = Bodies::default();
+        let g = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+                let g = g.clone();
+                async move {
+                    g.lock().unwrap().push(v);
+                    "ok"
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        (format!("http://127.0.0.1:{port}/hook"), got)
+    }
+
+    /// A dispatcher posting to `url`, with the other `ALERT_*` settings in `extra`.
+    fn dispatcher(
+        url: &str,
+        extra: &[(&str, &str)],
+    ) -> (AlertDispatcher, tokio::task::JoinHandle<()>) {
+        let cfg = crate::alerts::AlertConfig::from_lookup(
+            |k| {
+                if k == "ALERT_WEBHOOK_URL" {
+                    return Some(url.to_string());
+                }
+                extra
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            },
+            aegis_shared::TradingMode::Paper,
+        )
+        .unwrap();
+        AlertDispatcher::spawn(cfg).unwrap()
+    }
+
+    /// Polls until `got` holds at least `n` bodies (5 s at most); their kinds.
+    async fn kinds_after(got: &Bodies, n: usize) -> Vec<String> {
+        let t = std::time::Instant::now();
+        while got.lock().unwrap().len() < n && t.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = got.lock().unwrap();
+        got.iter()
+            .map(|v| v["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// Through the real dispatcher to a local HTTP receiver: a repeated trigger is delivered once (de-duplicated),
     /// an expected shutdown raises nothing, an unexpected stop does.
     #[test]
     fn watch_delivers_through_dispatcher_with_dedup() {
-        use crate::alerts::AlertConfig;
         use aegis_shared::event::AlertKind;
-        use std::sync::Mutex;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-            let g = got.clone();
-            let app = axum::Router::new().route(
-                "/hook",
-                axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
-                    let g = g.clone();
-                    async move {
-                        g.lock().unwrap().push(v);
-                        "ok"
-                    }
-                }),
-            );
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = l.local_addr().unwrap().port();
-            tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-            let url = format!("http://127.0.0.1:{port}/hook");
-            let cfg = AlertConfig::from_lookup(
-                |k| (k == "ALERT_WEBHOOK_URL").then(|| url.clone()),
-                aegis_shared::TradingMode::Paper,
-            )
-            .unwrap();
-            let (d, h) = AlertDispatcher::spawn(cfg).unwrap();
+        runtime().block_on(async {
+            let (url, got) = hook().await;
+            let (d, h) = dispatcher(&url, &[]);
             let mut w = AlertWatch::new(d.clone(), 10, Notional::from_int(50));
             let kill = EngineEvent::Alert {
                 ts_ms: T0,
@@ -489,18 +527,82 @@ mod tests {
             let stats_handle = d.clone();
             drop(d);
             // Wait for the deliveries (the dispatcher ends when every handle is gone).
-            let t = std::time::Instant::now();
-            while got.lock().unwrap().len() < 2 && t.elapsed() < Duration::from_secs(5) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            kinds_after(&got, 2).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
             let st = stats_handle.stats();
             drop(stats_handle);
             let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
-            let got = got.lock().unwrap();
-            let kinds: Vec<&str> = got.iter().map(|v| v["kind"].as_str().unwrap()).collect();
+            let kinds = kinds_after(&got, 2).await;
             assert_eq!(kinds, ["kill_switch", "engine_stopped"], "{got:?}");
             assert_eq!(st.deduplicated, 1, "{st:?}");
+        });
+    }
+
+    /// The watcher alone keeps a stall to one alert: the dispatcher's de-duplication is off here, so a repeat
+    /// would reach the receiver. Nothing is raised while beats arrive, and a new stall after a recovery is new.
+    #[test]
+    fn stalled_heartbeat_alerts_once_per_stall_and_never_while_beating() {
+        use crate::journal::JournalStats;
+        use crate::ledger::Ledger;
+        use crate::state::RunInfo;
+        runtime().block_on(async {
+            let (url, got) = hook().await;
+            let (d, h) = dispatcher(&url, &[("ALERT_DEDUP_SECONDS", "0")]);
+            let live = Live::new(
+                Ledger::default(),
+                Arc::new(JournalStats::default()),
+                RunInfo {
+                    trading_mode: aegis_shared::TradingMode::Paper,
+                    environment: "paper",
+                    feed: "test".into(),
+                    database_configured: false,
+                    session_id: 1,
+                    symbols: vec!["BTCUSDT".into()],
+                },
+            );
+            let stall = Duration::from_millis(300);
+            // Beats far more often than the stall, so a busy machine cannot make a beating engine look stalled.
+            let every = Duration::from_millis(50);
+            let (stop, stop_rx) = tokio::sync::watch::channel(false);
+            let watcher = tokio::spawn(heartbeat_watch(live.clone(), d.clone(), stall, stop_rx));
+            let beat_for = |how_long: Duration| {
+                let live = live.clone();
+                async move {
+                    let t = std::time::Instant::now();
+                    let mut seq = 0;
+                    while t.elapsed() < how_long {
+                        live.apply_stat(&EngineEvent::Heartbeat { ts_ms: T0, seq });
+                        seq += 1;
+                        tokio::time::sleep(every).await;
+                    }
+                }
+            };
+            beat_for(5 * stall).await;
+            assert_eq!(d.stats().queued, 0, "alerted while beats arrived");
+            // Silence for four stall lengths: one alert, however many checks see the stall.
+            tokio::time::sleep(4 * stall).await;
+            assert_eq!(d.stats().queued, 1, "{:?}", d.stats());
+            let kinds = kinds_after(&got, 1).await;
+            assert_eq!(kinds, ["engine_stopped"]);
+            let first = got.lock().unwrap()[0].clone();
+            let age = first["details"]["age_ms"].as_u64().unwrap();
+            assert!(age > stall.as_millis() as u64, "{first}");
+            // Back, then stalled again: a second alert.
+            beat_for(3 * stall).await;
+            assert_eq!(d.stats().queued, 1, "alerted on the recovery");
+            tokio::time::sleep(4 * stall).await;
+            assert_eq!(d.stats().queued, 2, "{:?}", d.stats());
+            assert_eq!(
+                kinds_after(&got, 2).await,
+                ["engine_stopped", "engine_stopped"]
+            );
+            stop.send(true).unwrap();
+            tokio::time::timeout(Duration::from_secs(2), watcher)
+                .await
+                .expect("the watcher ends when told")
+                .unwrap();
+            drop(d);
+            let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
         });
     }
 

@@ -384,3 +384,71 @@ pub async fn wait_health<F: Fn(&Value) -> bool>(
         .await
         .0
 }
+
+/// The `ALERT_WEBHOOK_URL` end of an alert: an HTTP receiver on the current tokio runtime that keeps every
+/// request body as sent (raw text, so a secret can be searched for byte for byte).
+#[derive(Clone, Default)]
+pub struct AlertHook {
+    bodies: std::sync::Arc<Mutex<Vec<String>>>,
+    url: String,
+}
+
+impl AlertHook {
+    pub async fn start() -> AlertHook {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook = AlertHook {
+            url: format!("http://{}/alert", listener.local_addr().unwrap()),
+            ..AlertHook::default()
+        };
+        let store = hook.bodies.clone();
+        let app = axum::Router::new()
+            .route(
+                "/alert",
+                axum::routing::post(
+                    |axum::extract::State(s): axum::extract::State<
+                        std::sync::Arc<Mutex<Vec<String>>>,
+                    >,
+                     body: String| async move {
+                        s.lock().unwrap().push(body);
+                    },
+                ),
+            )
+            .with_state(store);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        hook
+    }
+
+    /// What to set `ALERT_WEBHOOK_URL` to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Every body received so far.
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    /// The raw bodies of the alerts of `kind` received so far.
+    pub fn of_kind(&self, kind: &str) -> Vec<String> {
+        self.bodies()
+            .into_iter()
+            .filter(|b| serde_json::from_str::<Value>(b).is_ok_and(|v| v["kind"] == kind))
+            .collect()
+    }
+
+    /// Waits up to `limit` for the first alert of `kind`; panics with everything received if none comes.
+    pub async fn expect(&self, kind: &str, limit: Duration) -> String {
+        let t = Instant::now();
+        loop {
+            if let Some(b) = self.of_kind(kind).into_iter().next() {
+                return b;
+            }
+            assert!(
+                t.elapsed() < limit,
+                "no {kind} alert within {limit:?}; received {:?}",
+                self.bodies()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

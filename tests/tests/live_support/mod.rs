@@ -584,3 +584,56 @@ impl Drop for Ticker {
         }
     }
 }
+
+/// Alerts as the operator's `ALERT_WEBHOOK_URL` receives them, served from the world's runtime for as long as
+/// the world lives. Bodies are kept as sent, so a test can search them for a secret.
+#[derive(Clone)]
+pub struct Webhook {
+    pub url: String,
+    received: std::sync::Arc<Mutex<Vec<String>>>,
+}
+
+async fn keep_alert(
+    axum::extract::State(received): axum::extract::State<std::sync::Arc<Mutex<Vec<String>>>>,
+    body: String,
+) {
+    received.lock().unwrap().push(body);
+}
+
+impl World {
+    /// Starts a [`Webhook`] receiver; pass its `url` as `ALERT_WEBHOOK_URL`.
+    pub fn webhook(&self) -> Webhook {
+        let received = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .route("/", axum::routing::post(keep_alert))
+            .with_state(received.clone());
+        let listener = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        self.rt
+            .spawn(async move { axum::serve(listener, app).await });
+        Webhook { url, received }
+    }
+}
+
+impl Webhook {
+    /// Every body received so far.
+    pub fn all(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// How many alerts of `kind` arrived within `limit` (waits for the first, then takes what is there).
+    pub fn count_within(&self, kind: &str, limit: Duration) -> usize {
+        let count = || {
+            self.all()
+                .iter()
+                .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+                .filter(|v| v["kind"] == kind)
+                .count()
+        };
+        wait_until(limit, Duration::from_millis(50), || count() > 0);
+        count()
+    }
+}
