@@ -32,6 +32,10 @@ use tungstenite::Message;
 /// An order without an answer after this long has an unknown outcome.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_millis(2000);
 
+/// Longest the idle gateway waits for the engine's next order before it looks at the socket again. An order
+/// wakes it at once (it waits on the queue itself); this only bounds how late an answer is read.
+const IDLE_WAIT: Duration = Duration::from_micros(250);
+
 /// Counters (for tests and the log).
 #[derive(Debug, Default)]
 pub struct GatewayStats {
@@ -245,7 +249,12 @@ impl State {
                 }
             }
             if !busy {
-                std::thread::sleep(Duration::from_micros(200));
+                // Waiting on the queue, not sleeping: an order that arrives now is signed and written at once.
+                // (A blocking socket read with a timeout here cost milliseconds per order: the kernel rounds
+                // receive timeouts up to its tick.)
+                if let Ok(m) = self.ends.outbound.recv_timeout(IDLE_WAIT) {
+                    self.outbound(m);
+                }
             }
         }
         if let Some(mut w) = self.ws.take() {
@@ -257,7 +266,14 @@ impl State {
     fn connect(&mut self) {
         match ws::connect(&self.client.endpoints.wsapi, Duration::from_secs(5)) {
             Ok(w) => {
-                let _ = ws::set_read_timeout(&w, Some(Duration::from_millis(1)));
+                // Non-blocking from here on: reads return at once when there is nothing (the idle wait is on
+                // the order queue), and a write the socket cannot take yet stays queued in the WebSocket.
+                if let Err(e) = ws::set_nonblocking(&w) {
+                    tracing::warn!(error = %e, "order entry: cannot make the WebSocket API socket non-blocking; using REST");
+                    self.attempt = self.attempt.saturating_add(1);
+                    self.reconnect_at = Instant::now() + Duration::from_secs(1);
+                    return;
+                }
                 self.ws = Some(w);
                 self.attempt = 0;
                 self.logged_on = false;
@@ -397,11 +413,15 @@ impl State {
         let Some(w) = self.ws.as_mut() else {
             return false;
         };
-        if w.send(Message::text(text)).is_ok() {
-            true
-        } else {
-            self.lost_connection();
-            false
+        match w.send(Message::text(text)) {
+            Ok(()) => true,
+            // The socket's buffer is full: the frame stays queued in the WebSocket and goes out with the next
+            // read or flush, so the request is on its way (answer or timeout settle it as usual).
+            Err(e) if ws::is_timeout(&e) => true,
+            Err(_) => {
+                self.lost_connection();
+                false
+            }
         }
     }
 

@@ -164,6 +164,12 @@ pub fn set_read_timeout(ws: &Ws, d: Option<Duration>) -> std::io::Result<()> {
     ws.get_ref().tcp().set_read_timeout(d)
 }
 
+/// Makes the socket under `ws` non-blocking: reads and writes return `WouldBlock` (see [`is_timeout`]) instead
+/// of waiting, and tungstenite keeps a frame it could not write yet for its next read or flush.
+pub fn set_nonblocking(ws: &Ws) -> std::io::Result<()> {
+    ws.get_ref().tcp().set_nonblocking(true)
+}
+
 /// True for the error a read timeout produces (no data yet), as opposed to a broken connection.
 pub fn is_timeout(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
