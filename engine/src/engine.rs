@@ -159,6 +159,8 @@ pub struct EngineParams {
     /// KILL file check period, ms (default 250).
     pub kill_check_ms: u64,
     /// No market message for this long (wall ms) = stale feed: entries halt until data flows (default 10,000).
+    /// The same threshold applies per symbol: a symbol whose own data is older (or that never had any) takes no
+    /// new entries, even while other symbols flow.
     pub feed_stale_ms: u64,
     /// Feed silence (ms) after which the kill switch fires automatically: cancel all open orders (0 = never).
     /// Must exceed `feed_stale_ms`; default 60 s.
@@ -413,6 +415,8 @@ pub struct Engine {
     now_ms: u64,
     market_time: bool,
     last_msg_ns: Option<u64>,
+    /// Last message per symbol index (monotonic ns; `None`: never). A fixed array so the hot path never allocates.
+    sym_last_ns: [Option<u64>; MAX_SYMBOLS],
     feed_state: FeedState,
     flatten_pending: bool,
     kill_path: Option<PathBuf>,
@@ -523,6 +527,7 @@ impl Engine {
             now_ms: now,
             market_time: false,
             last_msg_ns: None,
+            sym_last_ns: [None; MAX_SYMBOLS],
             feed_state: FeedState::Connecting,
             flatten_pending: false,
             kill_file_seen: false,
@@ -611,6 +616,7 @@ impl Engine {
             self.counters.unknown_symbol += 1;
             return;
         };
+        self.sym_last_ns[sym] = Some(t0);
         let et = msg.event_time();
         // Engine time follows the market; the first event time replaces the wall-clock start value even when it
         // is older (replays of old recordings).
@@ -715,6 +721,13 @@ impl Engine {
             qty: sig.qty,
             reduce_only: sig.reduce_only,
         };
+        // One symbol's stream can stop while the others keep the feed as a whole live: its book is then frozen,
+        // so entries priced off it are refused. A global halt is left to the gate so its own reason is reported.
+        if !sig.reduce_only && self.gate.halt_reason().is_none() && self.symbol_stale(sym) {
+            let d = Denial::Halted;
+            self.counters.denials[d.code() as usize] += 1;
+            return Err(d);
+        }
         if !sig.reduce_only {
             // The allocation's usage is read off the position table (≤ MAX_SYMBOLS entries, no allocation).
             let (mut open, mut used) = (0u32, Notional::ZERO);
@@ -752,6 +765,13 @@ impl Engine {
         );
         self.process_execs();
         Ok(())
+    }
+
+    /// True when symbol `sym` has had no message for longer than `feed_stale_ms`, or never had one.
+    #[inline]
+    fn symbol_stale(&self, sym: usize) -> bool {
+        let limit = self.params.feed_stale_ms.saturating_mul(1_000_000);
+        self.sym_last_ns[sym].is_none_or(|t| self.clock.now_ns().saturating_sub(t) > limit)
     }
 
     fn process_execs(&mut self) {
@@ -1003,8 +1023,9 @@ impl Engine {
         self.process_execs();
         while let Some(s) = self.venue.next_signal() {
             match s {
-                // A rejected key is an automatic kill-switch trigger (issue 5): halt and cancel what is open
-                // (one attempt per order; the gateway never retries a -2014/-2015).
+                // A rejected key is an automatic kill-switch trigger (issue 5): halt and ask to cancel what is
+                // open. The gateway is read-only by now and sends nothing (Binance refuses every request signed
+                // with that key); the key_invalid alert tells the operator to cancel on Binance.
                 crate::venue::binance::VenueSignal::Halt(HaltReason::KeyRejected) => {
                     self.set_halt(HaltReason::KeyRejected);
                     self.kill(false);

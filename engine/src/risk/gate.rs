@@ -26,7 +26,8 @@ use aegis_shared::{Notional, Qty};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[repr(u8)]
 pub enum Denial {
-    /// New entries are halted (operator halt, shutdown, stale feed, key rejected, reconcile mismatch, rate limit).
+    /// New entries are halted (operator halt, shutdown, stale feed, key rejected, reconcile mismatch, rate limit),
+    /// or the order's symbol has no fresh data of its own (the engine's per-symbol stale-data guard).
     #[error("entries halted")]
     Halted = 0,
     /// The kill switch is engaged.
