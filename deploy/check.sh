@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI checks for the deploy kit; exits non-zero if any check fails.
-#   1. shellcheck on every deploy/*.sh (and deploy/test/*.sh)
+#   1. shellcheck on every deploy/*.sh (and deploy/test/*.sh) and on the CI driver .ci/run
 #   2. nginx -t on deploy/nginx.conf (deploy/nginx-test.sh: temporary prefix, throwaway openssl certs)
 #   3. compose file validation with `docker compose config` (plugin) or `docker-compose config` (v1), plus the
 #      file's security rules: Postgres published on 127.0.0.1 only, secrets only via env_file, no secret in the
@@ -52,10 +52,13 @@ trap cleanup EXIT
 section "shellcheck"
 if command -v shellcheck >/dev/null; then
     shopt -s nullglob
-    scripts=("$here"/*.sh "$here"/test/*.sh)
+    # .ci/run has no .sh suffix: it is named on its own, and by its path so it is not taken for a deploy script.
+    scripts=("$here"/*.sh "$here"/test/*.sh "$root/.ci/run")
     shopt -u nullglob
     for s in "${scripts[@]}"; do
-        if shellcheck -x "$s"; then ok "shellcheck $(basename "$s")"; else fail "shellcheck $(basename "$s")"; fi
+        name="$(basename "$s")"
+        [ "$s" = "$root/.ci/run" ] && name=".ci/run"
+        if shellcheck -x "$s"; then ok "shellcheck $name"; else fail "shellcheck $name"; fi
     done
 else
     fail "shellcheck not installed (apt-get install shellcheck)"

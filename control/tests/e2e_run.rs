@@ -11,11 +11,12 @@ use serde_json::Value;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::Duration;
 use support::{
-    free_port, pinned_fingerprint, quiet_feed, serial, temp_dir, wait_for, Bot, Launcher,
-    StatusPoll, FAST,
+    free_port, get, get_text, pinned_fingerprint, quiet_feed, serial, temp_dir, wait_for, Bot,
+    Launcher, StatusPoll, FAST,
 };
 
 const LAUNCH: Launcher = Launcher {
@@ -72,6 +73,139 @@ fn ledger_positions(l: &Ledger) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
+/// The `# TYPE` kind and the rows (labels, value) of one metric in a Prometheus text exposition.
+fn metric_rows(body: &str, name: &str) -> (Option<String>, Vec<(String, f64)>) {
+    let type_line = format!("# TYPE {name} ");
+    let kind = body
+        .lines()
+        .find_map(|l| l.strip_prefix(&type_line).map(str::to_string));
+    let rows = body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, v) = l.rsplit_once(' ')?;
+            let labels = match series.strip_prefix(name)? {
+                "" => "",
+                rest => rest.strip_prefix('{')?.strip_suffix('}')?,
+            };
+            // An unparsable value stays in as NaN, which fails every range check below.
+            Some((labels.to_string(), v.parse().unwrap_or(f64::NAN)))
+        })
+        .collect();
+    (kind, rows)
+}
+
+/// The engine metrics a scraper alerts on, once market messages have flowed: latency quantiles present, ordered
+/// and non-zero; both queue depths; a fresh feed; one denial counter per engine reason code.
+fn assert_engine_metrics(body: &str) {
+    let (kind, lat) = metric_rows(body, "aegis_engine_latency_ns");
+    assert_eq!(kind.as_deref(), Some("gauge"), "{body}");
+    let quantiles: Vec<&str> = lat.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        quantiles,
+        [
+            "quantile=\"0.5\"",
+            "quantile=\"0.99\"",
+            "quantile=\"0.999\"",
+            "quantile=\"1\""
+        ],
+        "{body}"
+    );
+    let v: Vec<f64> = lat.iter().map(|r| r.1).collect();
+    assert!(
+        v[0] > 0.0 && v.windows(2).all(|w| w[0] <= w[1]),
+        "latency quantiles must be > 0 and ordered: {v:?}"
+    );
+    let (kind, depth) = metric_rows(body, "aegis_queue_depth");
+    assert_eq!(kind.as_deref(), Some("gauge"), "{body}");
+    let queues: Vec<&str> = depth.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(queues, ["queue=\"critical\"", "queue=\"stats\""], "{body}");
+    assert!(
+        depth
+            .iter()
+            .all(|(_, d)| (0.0..1e6).contains(d) && d.fract() == 0.0),
+        "queue depths {depth:?}"
+    );
+    let (kind, age) = metric_rows(body, "aegis_feed_age_ms");
+    assert_eq!(kind.as_deref(), Some("gauge"), "{body}");
+    // The simulated feed sends thousands of messages a second: a live feed is at most a few seconds old.
+    assert!(
+        matches!(age.as_slice(), [(l, a)] if l.is_empty() && (0.0..5000.0).contains(a)),
+        "feed age {age:?}"
+    );
+    let (kind, denials) = metric_rows(body, "aegis_risk_denials_total");
+    assert_eq!(kind.as_deref(), Some("counter"), "{body}");
+    let reasons: Vec<String> = denials.iter().map(|(l, _)| l.clone()).collect();
+    let expect: Vec<String> = (0..aegis_shared::event::DENIAL_REASONS)
+        .map(|i| format!("reason=\"{i}\""))
+        .collect();
+    assert_eq!(reasons, expect, "{body}");
+    assert!(
+        denials.iter().all(|(_, n)| *n >= 0.0 && n.fract() == 0.0),
+        "denial counts {denials:?}"
+    );
+}
+
+/// `/api/latency` once the engine has decided on market messages: the same quantile order as the metric, and
+/// histograms with ascending bounds that hold the samples.
+fn assert_latency_view(l: &Value) {
+    let q: Vec<u64> = ["p50_ns", "p99_ns", "p999_ns", "max_ns"]
+        .iter()
+        .map(|k| l[k].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        q[0] > 0 && q.windows(2).all(|w| w[0] <= w[1]),
+        "latency quantiles must be > 0 and ordered: {l}"
+    );
+    for h in ["p50_histogram", "p99_histogram"] {
+        let buckets = l[h].as_array().unwrap();
+        let bounds: Vec<u64> = buckets
+            .iter()
+            .map(|b| b["le_ns"].as_u64().unwrap())
+            .collect();
+        assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{h}: {l}");
+        let samples: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+        assert!(samples > 0, "{h} holds no interval: {l}");
+    }
+}
+
+/// `/api/orders/open`: an `orders` array of live (not terminal) orders on the traded market.
+fn assert_open_orders(o: &Value) {
+    for order in o["orders"].as_array().unwrap() {
+        assert!(
+            !order["client_id"].as_str().unwrap().is_empty()
+                && ["BUY", "SELL"].contains(&order["side"].as_str().unwrap())
+                && ["LIMIT", "MARKET"].contains(&order["order_type"].as_str().unwrap())
+                && !["FILLED", "CANCELED", "EXPIRED", "REJECTED"]
+                    .contains(&order["status"].as_str().unwrap()),
+            "{o}"
+        );
+    }
+}
+
+/// Waits for a stats interval with engine decisions in it, then checks `/api/latency`, `/api/orders/open` and
+/// the engine metrics of `/metrics` on the running bot.
+async fn check_read_api(c: &reqwest::Client, bot: &Bot) {
+    let t = std::time::Instant::now();
+    let latency = loop {
+        let l = get(c, bot, "/api/latency", None).await;
+        match l {
+            Some((200, l)) if l["p50_ns"].as_u64().unwrap_or(0) > 0 => break l,
+            _ if t.elapsed() > Duration::from_secs(10) => {
+                panic!("no latency after 10 s: {l:?}\n{}", bot.output())
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    assert_latency_view(&latency);
+    let (code, orders) = get(c, bot, "/api/orders/open", None).await.unwrap();
+    assert_eq!(code, 200, "{orders}");
+    assert_open_orders(&orders);
+    let (code, body) = get_text(c, bot, "/metrics").await;
+    assert_eq!(code, 200, "{body}");
+    assert_engine_metrics(&body);
+}
+
 fn trading(h: &Value, s: &Value) -> bool {
     h["status"] == "ok" && s["counts"]["fills"].as_u64().unwrap_or(0) >= 1
 }
@@ -89,6 +223,24 @@ async fn start_trading(c: &reqwest::Client, dir: &Path, port: u16) -> (Bot, Valu
     )
     .await;
     (bot, h, s)
+}
+
+/// A bot trading in a fresh directory, then `sig`: the directory, port and client for the restarts that follow,
+/// how the bot exited (within `limit`, or the test fails) and its output.
+async fn trade_then_signal(
+    tag: &str,
+    sig: i32,
+    limit: Duration,
+) -> (PathBuf, u16, reqwest::Client, ExitStatus, String) {
+    let dir = temp_dir(tag);
+    let port = free_port();
+    let c = LAUNCH.client();
+    let (mut bot, _, _) = start_trading(&c, &dir, port).await;
+    bot.signal(sig);
+    let s = bot
+        .wait(limit)
+        .unwrap_or_else(|| panic!("no exit within {limit:?} of signal {sig}"));
+    (dir, port, c, s, bot.output())
 }
 
 /// Restarts on a quiet feed and checks that the API shows exactly the journal's state.
@@ -145,6 +297,7 @@ async fn sim_trades_over_https_then_sigterm_and_restart_restore_state_body() {
     assert_eq!(h["database"], "not configured");
     assert_eq!(h["journal"]["state"], "ok");
     assert_eq!(s["mode"], "PAPER");
+    check_read_api(&c, &bot).await;
     // The banner names the mode and the certificate the client pinned.
     let out = bot.stdout();
     assert!(
@@ -153,7 +306,15 @@ async fn sim_trades_over_https_then_sigterm_and_restart_restore_state_body() {
     );
     bot.stop_cleanly();
 
-    let (ledger, entries) = journal_ledger(&dir);
+    let ledger = assert_stop_journaled(&dir);
+    restart_and_compare(&c, &dir, port, 2, &ledger).await;
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// After a clean stop: every journal record reads back, a fill is among them and the stop is journaled (the
+/// Shutdown command). The ledger they make.
+fn assert_stop_journaled(dir: &Path) -> Ledger {
+    let (ledger, entries) = journal_ledger(dir);
     assert!(ledger.fills >= 1);
     assert!(entries
         .iter()
@@ -163,8 +324,25 @@ async fn sim_trades_over_https_then_sigterm_and_restart_restore_state_body() {
         &e.record,
         JournalRecord::Command(c) if c.command == aegis_shared::Command::Shutdown
     )));
-    restart_and_compare(&c, &dir, port, 2, &ledger).await;
-    let _ = fs::remove_dir_all(&dir);
+    ledger
+}
+
+/// Ctrl-C in a terminal: the same clean stop as SIGTERM, within the same 5 s budget.
+#[test]
+fn sigint_stops_cleanly_within_5s_with_the_journal_intact() {
+    serial(async {
+        let (dir, port, c, s, output) =
+            trade_then_signal("sigint", libc::SIGINT, Duration::from_secs(5)).await;
+        assert_eq!(s.code(), Some(0), "{output}");
+        let ledger = assert_stop_journaled(&dir);
+        restart_and_compare(&c, &dir, port, 2, &ledger).await;
+        let out = fs::read_to_string(dir.join("stdout-2.txt")).unwrap();
+        assert!(
+            !out.contains("journal tail was torn or corrupted"),
+            "SIGINT left a cut tail:\n{out}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    });
 }
 
 #[test]
@@ -173,14 +351,8 @@ fn kill_9_then_torn_and_corrupt_tails_are_cut_and_reported() {
 }
 
 async fn kill_9_then_torn_and_corrupt_tails_are_cut_and_reported_body() {
-    let dir = temp_dir("kill9");
-    let port = free_port();
-    let c = LAUNCH.client();
-    let (mut bot, _, _) = start_trading(&c, &dir, port).await;
-    bot.signal(libc::SIGKILL);
-    bot.wait(Duration::from_secs(5))
-        .expect("no exit after SIGKILL");
-    drop(bot);
+    let (dir, port, c, _, _) =
+        trade_then_signal("kill9", libc::SIGKILL, Duration::from_secs(5)).await;
 
     // Whatever the kill left is replayed (a torn tail would be cut; the comparison uses the valid prefix).
     let (ledger, entries) = journal_ledger(&dir);

@@ -452,3 +452,13 @@ impl AlertHook {
         }
     }
 }
+
+/// GET over HTTPS for a body that is not JSON (`/metrics`): the status and the text. Checks the certificate pin
+/// like [`get`].
+pub async fn get_text(c: &reqwest::Client, bot: &Bot, path: &str) -> (u16, String) {
+    let r = c.get(bot.url(path)).send().await.unwrap();
+    if bot.pin_cert {
+        check_pin(&r, bot);
+    }
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
