@@ -2,15 +2,16 @@
 //!
 //! - [`env`]: endpoints and the key of the selected `TRADING_MODE` (never the other mode's).
 //! - [`rest`]: the REST client (signing via `aegis_engine::sign`, clock offset, rate limits, error classes).
-//! - [`startup`]: proof that the key works here, `apiRestrictions` in live, exchange filters.
+//! - [`startup`]: proof that the key works here, `apiRestrictions` in live, exchange filters, leverage.
 //! - [`reconcile`]: the reconciliation policy (start-up; also journal-open orders the exchange no longer lists).
 //! - [`resync`]: the same comparison after every reconnect of the user data stream or the order gateway;
 //!   new entries halt until both sides agree.
 //! - [`user_stream`]: listenKey life cycle and `ORDER_TRADE_UPDATE`s.
 //! - [`gateway`]: the order gateway thread (interim; WebSocket API with REST fallback).
 //!
-//! [`start_live`] wires them: clock → key proof (+ restrictions in live) → exchangeInfo → user data stream →
-//! reconciliation → gateway → engine (live venue, WebSocket market data with local depth books synced from
+//! [`start_live`] wires them: clock → key proof (+ restrictions in live) → user data stream → reconciliation
+//! snapshot → exchangeInfo → leverage of every SYMBOLS entry (`POST /fapi/v1/leverage`) → reconciliation
+//! actions → gateway → engine (live venue, WebSocket market data with local depth books synced from
 //! `GET /fapi/v1/depth` snapshots, see [`depth_sync`]) → periodic key re-check. Without an
 //! API key it starts read-only: market data and dashboard, no orders.
 
@@ -195,6 +196,21 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     let info = rt.block_on(client.exchange_info()).map_err(run_err)?;
     params.symbols = startup::specs_from_exchange_info(&info, &symbols)
         .map_err(|fix| ConfigError::new("SYMBOLS", None, fix))?;
+    // Before any order: the exchange must margin the symbols the bot opens positions in (SYMBOLS) at the
+    // leverage the engine assumes. Symbols held only for their exits keep theirs (lowering it could fail on the
+    // position and block managing it).
+    let leverage = startup::leverage_in_use(&params, cfg.limits.max_leverage);
+    if let Err(e) = rt.block_on(startup::set_leverage(
+        &client,
+        &params.allowlist,
+        leverage,
+        cfg.limits.max_leverage,
+    )) {
+        if let Some(u) = &user {
+            u.stop();
+        }
+        return Err(e.into());
+    }
     // Journal positions in symbols the exchange does not list cannot be restored into the engine.
     params
         .restored_positions

@@ -442,14 +442,29 @@ impl RestClient {
     /// `DELETE /fapi/v1/order?origClientOrderId=`.
     pub async fn cancel_order(&self, symbol: &str, client_id: &str) -> Result<Value, RestError> {
         let params = order_ref(symbol, client_id);
-        self.request(
-            reqwest::Method::DELETE,
-            Base::Fapi,
-            "/fapi/v1/order",
-            &params,
-            Auth::Signed,
-        )
-        .await
+        self.fapi_signed(reqwest::Method::DELETE, "/fapi/v1/order", &params)
+            .await
+    }
+
+    /// `POST /fapi/v1/leverage?symbol=&leverage=` (the symbol's initial leverage on this account).
+    pub async fn set_leverage(&self, symbol: &str, leverage: u32) -> Result<Value, RestError> {
+        let params = [
+            ("symbol", symbol.to_string()),
+            ("leverage", leverage.to_string()),
+        ];
+        self.fapi_signed(reqwest::Method::POST, "/fapi/v1/leverage", &params)
+            .await
+    }
+
+    /// A signed request to `/fapi` (the GETs go through [`RestClient::get_signed`]).
+    async fn fapi_signed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Value, RestError> {
+        self.request(method, Base::Fapi, path, params, Auth::Signed)
+            .await
     }
 
     /// `POST /fapi/v1/order` with a query already encoded and signed by `OrderEncoder::rest_order`.

@@ -1,10 +1,10 @@
 //! Start-up proof: the key works in the selected environment, and in `live` the key's restrictions are safe
-//! (security guide §1.2/§1.3); plus the symbols' exchange filters.
+//! (security guide §1.2/§1.3); plus the symbols' exchange filters and the leverage set on the exchange.
 
 use super::rest::{RestClient, RestError};
 use aegis_engine::risk::limits::SymbolFilters;
-use aegis_engine::SymbolSpec;
-use aegis_shared::config::{Config, ConfigError};
+use aegis_engine::{EngineParams, SymbolSpec};
+use aegis_shared::config::{keys, Config, ConfigError};
 use aegis_shared::{Notional, Price, Qty, Symbol, TradingMode};
 use serde_json::Value;
 
@@ -34,6 +34,11 @@ pub fn judge(withdrawals: bool, ip_restrict: bool, allow_ip: bool) -> Result<Res
     }
 }
 
+/// A string field of an answer for a log line, `?` when missing (a log line is no reason to refuse).
+fn shown<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("?")
+}
+
 fn refuse(key: &str, fix: impl Into<String>) -> ConfigError {
     ConfigError::new(key, None, fix)
 }
@@ -48,10 +53,7 @@ pub async fn prove(client: &RestClient, cfg: &Config) -> Result<Option<Restricti
     let var = creds.source;
     match client.account().await {
         Ok(v) => {
-            let wallet = v
-                .get("totalWalletBalance")
-                .and_then(Value::as_str)
-                .unwrap_or("?");
+            let wallet = shown(&v, "totalWalletBalance");
             tracing::info!(
                 "key check:   {var} works on Binance {env} (GET /fapi/v2/account: wallet {wallet} USDT, {} key)",
                 if creds.is_ed25519() { "Ed25519" } else { "HMAC" }
@@ -82,6 +84,62 @@ pub async fn prove(client: &RestClient, cfg: &Config) -> Result<Option<Restricti
         ),
     }
     Ok(Some(r))
+}
+
+/// The leverage the bot trades with: the largest any enabled mode uses, never above `cap`
+/// (`FUTURES_AUTOPILOT_MAX_LEVERAGE`).
+pub fn leverage_in_use(params: &EngineParams, cap: u32) -> u32 {
+    let modes = [
+        params.scalp_enabled.then_some(params.leverage),
+        params.ultra_fast.as_ref().map(|p| p.leverage),
+        params.swing.as_ref().map(|p| p.leverage),
+        params.position.as_ref().map(|p| p.leverage),
+    ];
+    modes
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(1)
+        .clamp(1, cap.max(1))
+}
+
+/// Sets `leverage` on every symbol (`POST /fapi/v1/leverage`). Without this the exchange keeps whatever the
+/// account last used (Binance's default is 20x), so a position would carry more leverage than the limit allows.
+/// A refusal stops the start: trading on at an unknown leverage is what this call exists to prevent.
+/// Read-only mode (no key) sends nothing.
+pub async fn set_leverage(
+    client: &RestClient,
+    symbols: &[Symbol],
+    leverage: u32,
+    cap: u32,
+) -> Result<(), ConfigError> {
+    if client.credentials().is_none() {
+        return Ok(());
+    }
+    let env = client.endpoints.name;
+    let var = keys::FUTURES_AUTOPILOT_MAX_LEVERAGE;
+    let cap_s = cap.to_string();
+    for s in symbols {
+        match client.set_leverage(s.as_str(), leverage).await {
+            Ok(v) => {
+                let max = shown(&v, "maxNotionalValue");
+                tracing::info!(
+                    "leverage:    {s} set to {leverage}x on Binance {env} (POST /fapi/v1/leverage; max notional at this leverage {max} USDT)"
+                );
+            }
+            Err(RestError::Api { code, msg, .. }) => {
+                return Err(ConfigError::new(var, Some(&cap_s), format!(
+                    "Binance {env} refused leverage {leverage}x for {s} ({code} {msg}). The bot sets the largest leverage its enabled modes use, capped by {var}. Lower {var} to a leverage Binance allows for {s} (its leverage brackets), or remove {s} from SYMBOLS; if {s} holds an open position too large for that leverage, reduce it first. Then restart"
+                )))
+            }
+            Err(e) => {
+                return Err(refuse(var, format!(
+                    "cannot set the leverage of {s} to {leverage}x on Binance {env}: {e}; the bot does not trade at a leverage it has not set. Check the connection and the key's futures permission, then restart"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Filters of `symbols` from `exchangeInfo`. Symbols Binance does not list are an error naming them.
@@ -168,6 +226,38 @@ mod tests {
             let e = specs_from_exchange_info(&info(tick, step), &btc).unwrap_err();
             assert!(e.contains("not positive"), "{tick}/{step}: {e}");
         }
+    }
+
+    #[test]
+    fn leverage_is_the_largest_enabled_mode_capped_by_the_limit() {
+        use aegis_engine::strategy::ultra_fast::UltraFastParams;
+        use aegis_engine::strategy::{position::PositionParams, swing::SwingParams};
+        let lev = |scalp: bool, uf: Option<u32>, sw: Option<u32>, po: Option<u32>, cap: u32| {
+            let p = EngineParams {
+                scalp_enabled: scalp,
+                leverage: 1,
+                ultra_fast: uf.map(|leverage| UltraFastParams {
+                    leverage,
+                    ..UltraFastParams::default()
+                }),
+                swing: sw.map(|leverage| SwingParams {
+                    leverage,
+                    ..SwingParams::default()
+                }),
+                position: po.map(|leverage| PositionParams {
+                    leverage,
+                    ..PositionParams::default()
+                }),
+                ..EngineParams::default()
+            };
+            leverage_in_use(&p, cap)
+        };
+        assert_eq!(lev(true, Some(3), Some(2), Some(1), 5), 3);
+        assert_eq!(lev(true, None, Some(2), Some(1), 5), 2);
+        assert_eq!(lev(false, None, None, Some(4), 5), 4);
+        assert_eq!(lev(true, Some(7), None, None, 5), 5, "capped");
+        assert_eq!(lev(false, None, None, None, 5), 1, "no mode: 1x");
+        assert_eq!(lev(true, None, None, None, 0), 1, "never 0x");
     }
 
     #[test]

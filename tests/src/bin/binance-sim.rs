@@ -53,6 +53,7 @@ ADMIN API (test kit only; JSON bodies; all under /admin)
   POST /admin/faults/delay                    {"ms":2000,"count":1,"pathPrefix":"/fapi/v1/order"}
   POST /admin/faults/order503                 {"count":1,"placed":true}  -1007/HTTP 503; placed or not
   POST /admin/faults/depthGap                 {"symbol":"BTCUSDT"}    next depth update skipped (pu breaks)
+  POST /admin/faults/maxLeverage              {"max":1}               leverage above it answers -4028 (null: off)
   POST /admin/faults/clear
   POST /admin/keys                            a keys-file key entry (add a key while running)
   POST /admin/keys/{api_key}/revoke           WS-API sessions on it get {"id":null,"status":401,...}

@@ -45,6 +45,7 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/faults/delay", post(delay))
         .route("/faults/order503", post(order503))
         .route("/faults/depthGap", post(depth_gap))
+        .route("/faults/maxLeverage", post(max_leverage))
         .route("/faults/clear", post(clear))
         .route("/keys", post(add_key))
         .route("/keys/{api_key}/revoke", post(revoke))
@@ -254,6 +255,14 @@ struct GapReq {
 }
 async fn depth_gap(State(sim): State<Arc<Sim>>, Json(r): Json<GapReq>) -> Response {
     lock(&sim.faults).depth_gap.insert(r.symbol);
+    ok(json!({"ok": true}))
+}
+#[derive(Deserialize)]
+struct MaxLeverageReq {
+    max: Option<u32>,
+}
+async fn max_leverage(State(sim): State<Arc<Sim>>, Json(r): Json<MaxLeverageReq>) -> Response {
+    lock(&sim.faults).max_leverage = r.max;
     ok(json!({"ok": true}))
 }
 async fn clear(State(sim): State<Arc<Sim>>) -> Response {

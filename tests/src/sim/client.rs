@@ -94,6 +94,10 @@ impl AdminCall {
     pub fn depth_gap(symbol: &str) -> Self {
         Self::post("/admin/faults/depthGap".into(), json!({"symbol": symbol}))
     }
+    /// `POST /admin/faults/maxLeverage`: `POST /fapi/v1/leverage` above `max` answers -4028 (`None`: 1–125 again).
+    pub fn max_leverage(max: Option<u32>) -> Self {
+        Self::post("/admin/faults/maxLeverage".into(), json!({"max": max}))
+    }
     /// `POST /admin/faults/clear`: no delay, no 503s, no skew.
     pub fn clear_faults() -> Self {
         Self::post("/admin/faults/clear".into(), json!({}))

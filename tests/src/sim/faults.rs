@@ -19,6 +19,9 @@ pub struct Faults {
     pub order_503_placed: bool,
     /// Symbols whose next depth update is skipped (a sequence gap: the following event's `pu` breaks).
     pub depth_gap: HashSet<String>,
+    /// Highest leverage `POST /fapi/v1/leverage` accepts (above it: -4028), like a symbol whose leverage
+    /// brackets stop lower than 125x; `None`: the usual 1–125.
+    pub max_leverage: Option<u32>,
 }
 
 impl Faults {

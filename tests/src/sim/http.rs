@@ -439,6 +439,8 @@ fn handle(
             Ok(Value::Array(v))
         }
         Ep::Leverage => {
+            // Read before the exchange lock: the two are never held together.
+            let max_lev = lock(&sim.faults).max_leverage;
             let mut ex = lock(&sim.ex);
             let sym = symbol_param(p, &ex.specs)?.symbol.clone();
             let lev: u32 = p
@@ -446,6 +448,9 @@ fn handle(
                 .parse()
                 .map_err(|_| ApiError::mandatory("leverage"))?;
             let account = account_of(key)?;
+            if max_lev.is_some_and(|max| lev > max) {
+                return Err(ApiError::bad_leverage());
+            }
             ex.set_leverage(account, &sym, lev)?;
             ex.account(account)
                 .emit(json!({"e": "ACCOUNT_CONFIG_UPDATE", "E": now, "T": now,

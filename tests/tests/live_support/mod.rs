@@ -637,3 +637,20 @@ impl Webhook {
         count()
     }
 }
+
+/// The leverage the simulator holds for `symbol` on the test key's account, as Binance reports it
+/// (`GET /fapi/v2/positionRisk`'s `leverage`); `None` when the answer has no such field.
+pub fn sim_leverage(w: &World, symbol: &str) -> Option<u32> {
+    let v = w.signed(
+        reqwest::Method::GET,
+        "/fapi/v2/positionRisk",
+        &[("symbol", symbol)],
+    );
+    v.as_array()?
+        .iter()
+        .find(|p| p["symbol"] == symbol)?
+        .get("leverage")?
+        .as_str()?
+        .parse()
+        .ok()
+}
