@@ -189,7 +189,7 @@ impl Kind {
     pub fn action(self) -> &'static str {
         match self {
             Kind::Engine(k) => match k {
-                AlertKind::KeyInvalid => "new orders are halted; check the key and its IP whitelist on Binance (guide §1.3)",
+                AlertKind::KeyInvalid => "new orders are halted and open orders cannot be cancelled with this key: cancel them on Binance, then check the key and its IP whitelist (guide §1.3)",
                 AlertKind::KeyRestrictionsChanged => "new orders are halted; make sure withdrawals are OFF and the IP restriction is ON (guide §1.2)",
                 AlertKind::DailyLossLimit => "no new entries until the next UTC day; review the day's trades",
                 AlertKind::ReconcileMismatch => "nothing new opens until both sides agree; compare positions on Binance",
