@@ -147,9 +147,16 @@
     $('trade-count').textContent = s.trade_count;
     $('latency-kpi').textContent = `${ns(s.latency.p50_ns)} / ${ns(s.latency.p99_ns)}`;
 
-    fill($('positions-body'), s.positions.map((p) => row([
-      p.symbol, p.mode, p.qty, p.entry_price, p.mark_price, signed(p.unrealized_pnl), signed(p.realized_pnl), p.notional_usd,
-    ])));
+    fill($('positions-body'), s.positions.map((p) => {
+      const tr = row([
+        p.symbol, p.mode, p.qty, p.entry_price, p.mark_price, signed(p.unrealized_pnl), signed(p.realized_pnl), p.notional_usd,
+      ]);
+      // Stable hooks for the browser test, so it does not depend on column order or text.
+      tr.dataset.testid = 'position-row';
+      tr.cells[0].dataset.testid = 'position-symbol';
+      tr.cells[2].dataset.testid = 'position-qty';
+      return tr;
+    }));
     $('positions-empty').hidden = s.positions.length > 0;
     fill($('orders-body'), s.open_orders.map((o) => row([
       o.client_id, o.symbol, o.mode, o.side, o.order_type, o.price, o.qty, o.filled, o.status,

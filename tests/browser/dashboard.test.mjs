@@ -82,6 +82,37 @@ async function login(page, who) {
   await page.locator('#app-view').waitFor({ state: 'visible', timeout: 10000 });
 }
 
+const isNumber = (t) => typeof t === 'string' && t.trim() !== '' && Number.isFinite(Number(t));
+
+// Waits (bounded) until `fn(arg)` returns a truthy value in the page and returns it; a timeout names what was awaited.
+async function liveWait(page, what, fn, arg) {
+  try {
+    const handle = await page.waitForFunction(fn, arg, { timeout: 30000, polling: 250 });
+    return await handle.jsonValue();
+  } catch (e) {
+    throw new Error(`timed out waiting for ${what}: ${e.message}`);
+  }
+}
+
+// Records the first positions row the page renders with a symbol and a non-zero quantity. A MutationObserver sees
+// every snapshot the page draws, where polling could miss a position that opens and closes between two samples.
+async function watchPositions(page) {
+  await page.evaluate(() => {
+    window.__aegisSeenPosition = null;
+    const body = document.getElementById('positions-body');
+    const check = () => {
+      if (window.__aegisSeenPosition) return;
+      for (const tr of body.querySelectorAll('tr[data-testid="position-row"]')) {
+        const symbol = tr.querySelector('[data-testid="position-symbol"]')?.textContent.trim() ?? '';
+        const qty = tr.querySelector('[data-testid="position-qty"]')?.textContent.trim() ?? '';
+        if (symbol !== '' && qty !== '' && Number(qty) !== 0) { window.__aegisSeenPosition = { symbol, qty }; return; }
+      }
+    };
+    new MutationObserver(check).observe(body, { childList: true });
+    check();
+  });
+}
+
 async function main() {
   const dataDir = mkdtempSync(join(tmpdir(), 'aegis-browser-'));
   const profile = mkdtempSync(join(tmpdir(), 'aegis-chromium-'));
@@ -134,19 +165,43 @@ async function main() {
     assert.ok(!cookies.includes('aegis_session'), 'session cookie visible to scripts');
     log('admin logged in');
 
-    // Live updates: the trade count and PnL change without a reload.
+    // Live updates: the trade count, PnL, positions and equity chart change without a reload.
+    await watchPositions(page);
     await page.locator('#live-indicator.on').waitFor({ timeout: 10000 });
     await page.waitForFunction(() => Number(document.getElementById('trade-count').textContent) > 0, null, { timeout: 60000 });
     const trades1 = Number(await page.locator('#trade-count').textContent());
-    const pnl1 = await page.locator('#pnl-total').textContent();
+    const pnl1 = (await page.locator('#pnl-total').textContent()).trim();
     log(`first trades seen live: ${trades1}, total PnL ${pnl1}`);
+    assert.ok(isNumber(pnl1), `total PnL is not a number: ${JSON.stringify(pnl1)}`);
     await page.waitForFunction((n) => Number(document.getElementById('trade-count').textContent) > n, trades1, { timeout: 60000 });
     const trades2 = Number(await page.locator('#trade-count').textContent());
-    log(`more trades arrived live: ${trades2}; PnL now ${await page.locator('#pnl-total').textContent()}`);
+    log(`more trades arrived live: ${trades2}`);
     assert.ok(trades2 > trades1);
-    // Positions table and the equity chart follow the same stream.
-    const posRows = await page.locator('#positions-body tr').count();
-    log(`positions rows: ${posRows}`);
+
+    // Fees alone move the net total on every fill, so it must change while the market trades.
+    const pnl2 = await liveWait(page, 'total PnL to change to another number', (before) => {
+      const t = document.getElementById('pnl-total').textContent.trim();
+      return t !== before && t !== '' && Number.isFinite(Number(t)) ? t : null;
+    }, pnl1);
+    log(`total PnL changed live: ${pnl1} -> ${pnl2}`);
+
+    // Positions open and close between snapshots, so the observer installed at login reports the first rendered row.
+    const seen = await liveWait(page, 'a position row with a symbol and a quantity', () => window.__aegisSeenPosition);
+    log(`position seen live: ${seen.symbol} qty ${seen.qty}`);
+    assert.match(seen.symbol, /^[A-Z0-9]{3,}/);
+    assert.ok(isNumber(seen.qty) && Number(seen.qty) !== 0, `position quantity: ${JSON.stringify(seen.qty)}`);
+
+    // Counts pixels of the curve's stroke (app.js draws it #3fb950 when >= 0, #f85149 when < 0). The empty chart has
+    // only grey text and a grey axis, so a count past the threshold means the curve itself was drawn.
+    const linePixels = await liveWait(page, 'the equity chart to draw its curve', (min) => {
+      const c = document.getElementById('equity-chart');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      const near = (i, r, g, b) => Math.abs(d[i] - r) < 24 && Math.abs(d[i + 1] - g) < 24 && Math.abs(d[i + 2] - b) < 24;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 200 && (near(i, 63, 185, 80) || near(i, 248, 81, 73))) n++;
+      return n >= min ? n : null;
+    }, 100);
+    log(`equity chart curve: ${linePixels} pixels`);
     assert.ok((await page.locator('#engine-state').textContent()).startsWith('running'));
     await shot(page, '02-overview-live');
 
