@@ -6,14 +6,16 @@
 #
 #   --target DBNAME  database to restore into (default: the one in DATABASE_URL / PGDATABASE). Use a scratch name
 #                    for a restore *test* that leaves the live database alone.
-#   --no-halt        do not try to halt trading first (the bot is not running, or you restore into a scratch DB)
+#   --no-halt        do not try to halt trading first (you restore into a scratch DB, or you accept restoring
+#                    under a bot that may still trade)
 #   --yes            do not ask before replacing an existing target database
 #   --drop-old       drop the replaced database instead of keeping it as <target>_old_<timestamp>
 #
 # Steps:
-#   1. Halt trading through the bot's local API (`aegis halt`), best effort: if that fails, the script says so and
-#      goes on. That is safe for the data: the bot's Postgres writer stores everything from the journal, and after the
-#      swap it resumes from the offset recorded in the restored database, so nothing is lost or doubled.
+#   1. Halt trading through the bot's local API (`aegis halt`). If no bot is running (`aegis halt` exits 3: the
+#      connection to API_PORT is refused) the script says so and goes on. Any other failure (a bot answers but
+#      refuses the halt, no aegis binary, a timeout) stops the restore before anything is touched: a bot may still
+#      be trading. Stop the bot, or pass --no-halt deliberately.
 #   2. Load the dump into a fresh database <target>_restoring, with triggers off (session_replication_role =
 #      replica, needs a superuser) so the audit rows come back byte for byte instead of being re-chained.
 #   3. Verify: the row count of every table equals the number of rows in the dump, and the audit hash chain holds
@@ -91,15 +93,20 @@ bin_env="${aegis_env_file:-/dev/null}"
 
 # --- 1. halt trading ---------------------------------------------------------------------------------------------
 if [ "$halt" -eq 1 ]; then
-    if [ -n "$bin" ] && timeout 20 "$bin" --env-file "$bin_env" halt; then
-        halted=1
-        echo "Trading halted through the bot's local API."
-    else
-        echo "restore: WARNING: could not halt trading through the bot's local API (${bin:-no aegis binary found})." >&2
-        echo "restore: if the bot is running, halt or stop it now (aegis halt / systemctl stop aegis); continuing:" >&2
-        echo "restore: the data stays consistent either way (the bot's writer resumes from the restored offset)." >&2
-        echo "restore: pass --no-halt when the bot is known not to run." >&2
-    fi
+    no_halt_hint="stop the bot (systemctl stop aegis) or halt it yourself, then run again with --no-halt; nothing was restored"
+    [ -n "$bin" ] || { echo "restore: no aegis binary found (set AEGIS_BIN) to halt trading; $no_halt_hint" >&2; exit 2; }
+    rc=0
+    timeout 20 "$bin" --env-file "$bin_env" halt || rc=$?
+    case "$rc" in
+        0) halted=1; echo "Trading halted through the bot's local API." ;;
+        # aegis halt: 3 = nothing listens on API_PORT (control/src/ops/admin.rs EXIT_NOT_RUNNING).
+        3) echo "No bot is running (nothing listens on its API port): nothing to halt, restoring." ;;
+        *)
+            echo "restore: could not halt trading ($bin halt exit $rc) and a bot may still be trading." >&2
+            echo "restore: $no_halt_hint" >&2
+            exit 1
+            ;;
+    esac
 fi
 
 # --- 2. load into a fresh database ----------------------------------------------------------------------------
@@ -256,5 +263,5 @@ echo "Restore of $file into '$target' verified; marker written to $marker."
 if [ "$halted" -eq 1 ]; then
     echo "Trading stays halted: check the dashboard, then resume with 'aegis resume'."
 else
-    echo "Trading was not halted by this restore (--no-halt, or the halt failed above): if the bot runs, check it."
+    echo "Trading was not halted by this restore (--no-halt, or no bot was running): if the bot runs, check it."
 fi

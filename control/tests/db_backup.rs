@@ -1,6 +1,7 @@
 //! deploy/backup.sh -> drop the database -> deploy/restore.sh: equal counts, a valid chain, the restore-tested
 //! marker; a failing backup exits non-zero and leaves nothing; a tampered backup is refused; without --no-halt the
-//! restore halts the running bot (the real binary, paper mode) first and still verifies.
+//! restore halts the running bot (the real binary, paper mode) first and still verifies, goes on when no bot is
+//! running, and refuses, touching nothing, when a bot answers but refuses the halt.
 
 mod db_support;
 mod support;
@@ -320,20 +321,35 @@ async fn wait_engine(
     s
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restore_halts_the_running_bot_then_verifies() {
-    let (db, totals) = filled_db("bkh").await;
-    let before = verify_chain(&db.client().await).await.unwrap();
-    let backups = temp_dir("bkh-out");
+/// A filled database, its totals and audit row count, and its one backup by deploy/backup.sh.
+struct BackedUp {
+    db: TestDb,
+    totals: Totals,
+    audit_rows: u64,
+    url: String,
+    dump: PathBuf,
+}
+
+async fn backed_up(tag: &str) -> BackedUp {
+    let (db, totals) = filled_db(tag).await;
+    let audit_rows = verify_chain(&db.client().await).await.unwrap().rows;
+    let backups = temp_dir(&format!("{tag}-out"));
     let url = url_with_password(&db.name);
     let out = backup(url.clone(), &backups).await;
     assert!(out.status.success(), "{}", show(&out));
-    let dump = only_dump(&backups);
+    BackedUp {
+        db,
+        totals,
+        audit_rows,
+        url,
+        dump: only_dump(&backups),
+    }
+}
 
-    // The bot's settings live in its .env only, as on a server (/opt/aegis/.env): restore.sh must reach the bot
-    // through ENV_FILE, from a working directory that has no .env of its own.
-    let dir = temp_dir("bkh-bot");
-    let port = free_port();
+/// The bot's settings live in its .env only, as on a server (/opt/aegis/.env): restore.sh must reach the bot
+/// through ENV_FILE, from a working directory that has no .env of its own. The bot's directory, .env and DATA_DIR.
+fn bot_env(tag: &str, port: u16) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = temp_dir(tag);
     let data = dir.join("data");
     let env_file = dir.join(".env");
     std::fs::write(
@@ -344,16 +360,49 @@ async fn restore_halts_the_running_bot_then_verifies() {
         ),
     )
     .unwrap();
+    (dir, env_file, data)
+}
+
+/// A bot started with [`bot_env`], its engine running; the bot, a client for it, its .env and DATA_DIR.
+async fn running_bot(tag: &str) -> (Bot, reqwest::Client, PathBuf, PathBuf) {
+    let port = free_port();
+    let (dir, env_file, data) = bot_env(tag, port);
     let mut bot = BOT.start(&dir, port, 1, &FAST, &[]);
     let c = BOT.client();
     wait_engine(&c, &mut bot, "running", Duration::from_secs(20)).await;
+    (bot, c, env_file, data)
+}
 
+/// deploy/restore.sh `--yes --drop-old` (halting first) of `b`'s dump into its database, with the settings of
+/// `env_file` and the aegis binary under test.
+async fn restore_halting(b: &BackedUp, env_file: &Path) -> Output {
     let env = vec![
-        ("DATABASE_URL", url),
+        ("DATABASE_URL", b.url.clone()),
         ("ENV_FILE", env_file.display().to_string()),
         ("AEGIS_BIN", env!("CARGO_BIN_EXE_aegis").to_string()),
     ];
-    let out = restore_with(env, &["--yes", "--drop-old"], &dump).await;
+    restore_with(env, &["--yes", "--drop-old"], &b.dump).await
+}
+
+/// A successful restore that found no bot to halt: it said so, and does not claim trading is halted.
+fn assert_no_bot_said(out: &Output) {
+    assert!(out.status.success(), "{}", show(out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for said in [
+        "No bot is running (nothing listens on its API port)",
+        "Trading was not halted by this restore",
+    ] {
+        assert!(stdout.contains(said), "{said:?} missing\n{}", show(out));
+    }
+    assert!(!stdout.contains("Trading stays halted"), "{}", show(out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_halts_the_running_bot_then_verifies() {
+    let b = backed_up("bkh").await;
+    let (mut bot, c, env_file, data) = running_bot("bkh-bot").await;
+
+    let out = restore_halting(&b, &env_file).await;
     assert!(out.status.success(), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for said in [
@@ -373,10 +422,79 @@ async fn restore_halts_the_running_bot_then_verifies() {
     // Verified by the bot's own verifier (AEGIS_BIN), then swapped in, the marker in the bot's DATA_DIR (read from
     // ENV_FILE).
     assert!(
-        stdout.contains(&format!("aegis: audit chain OK: {} rows", before.rows)),
+        stdout.contains(&format!("aegis: audit chain OK: {} rows", b.audit_rows)),
         "{}",
         show(&out)
     );
-    assert_restored(&db, &totals, before.rows, &data).await;
+    assert_restored(&b.db, &b.totals, b.audit_rows, &data).await;
     bot.stop_cleanly();
+}
+
+/// Nothing listens on the configured API_PORT (the bot never ran: no certificate, no token): restoring is safe, so
+/// the restore goes on without --no-halt and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_without_a_running_bot_proceeds_and_says_so() {
+    let b = backed_up("bkn").await;
+    let (_, env_file, data) = bot_env("bkn-bot", free_port());
+    let out = restore_halting(&b, &env_file).await;
+    assert_no_bot_said(&out);
+    assert_restored(&b.db, &b.totals, b.audit_rows, &data).await;
+}
+
+/// The bot answers but refuses the halt (a stale admin.token: the bot keeps the one it wrote at start): the restore
+/// must refuse before touching anything, because that bot may still be trading. Once the bot is stopped, the same
+/// restore goes on (certificate and token now left over from the run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_when_the_bot_refuses_the_halt() {
+    let b = backed_up("bkr").await;
+    let (mut bot, c, env_file, data) = running_bot("bkr-bot").await;
+    std::fs::write(data.join("admin.token"), "0".repeat(64)).unwrap();
+    // A row the backup lacks: a restore that went ahead would drop it.
+    let live = b.db.client().await;
+    audit_append(
+        &live,
+        &AuditEntry {
+            actor: "dave",
+            source_ip: "203.0.113.21",
+            action: AuditAction::Login,
+            detail: serde_json::json!({}),
+        },
+    )
+    .await
+    .unwrap();
+
+    let out = restore_halting(&b, &env_file).await;
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for said in [
+        "HTTP 401",
+        "could not halt trading",
+        "a bot may still be trading",
+        "--no-halt",
+        "nothing was restored",
+    ] {
+        assert!(stderr.contains(said), "{said:?} missing\n{}", show(&out));
+    }
+    assert!(!stderr.contains("No bot is running"), "{}", show(&out));
+    assert!(!data.join("restore-tested").exists());
+    assert_eq!(Totals::from_db(&live).await, b.totals);
+    let chain = verify_chain(&live).await.unwrap();
+    assert!(chain.is_valid(), "{chain}");
+    assert_eq!(chain.rows, b.audit_rows + 1);
+    let work = format!("{}_restoring", b.db.name);
+    let left: i64 = one(
+        &admin().await,
+        "SELECT count(*) FROM pg_database WHERE datname = $1",
+        &[&work],
+    )
+    .await;
+    assert_eq!(left, 0, "{work} was created");
+    // The halt was refused, so the bot trades on.
+    wait_engine(&c, &mut bot, "running", Duration::from_secs(2)).await;
+    drop(live);
+
+    bot.stop_cleanly();
+    let out = restore_halting(&b, &env_file).await;
+    assert_no_bot_said(&out);
+    assert_restored(&b.db, &b.totals, b.audit_rows, &data).await;
 }

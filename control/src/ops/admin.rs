@@ -40,6 +40,11 @@ pub const TOKEN_FILE: &str = "admin.token";
 /// Where the local admin endpoints live.
 pub const LOCAL_PREFIX: &str = "/api/local";
 
+/// `aegis halt` exit code when no bot is running: the connection to the configured API port is refused. Kept apart
+/// from 1 (a bot answered and refused, or the outcome is unknown) because only this case lets deploy/restore.sh
+/// go on without a halt.
+pub const EXIT_NOT_RUNNING: u8 = 3;
+
 /// The token file's path.
 pub fn token_path(data_dir: &Path) -> PathBuf {
     data_dir.join(TOKEN_FILE)
@@ -486,6 +491,23 @@ pub async fn send(
     }
 }
 
+/// True only when connecting to `base` (`https://HOST:PORT`, HOST an IP literal) is refused, i.e. provably nobody
+/// listens there. A timeout or an unreachable host proves nothing (a firewall, a hung bot) and gives false.
+pub fn nobody_listens(base: &str) -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let Some(addr) = base
+        .strip_prefix("https://")
+        .and_then(|hp| hp.to_socket_addrs().ok())
+        .and_then(|mut a| a.next())
+    else {
+        return false;
+    };
+    matches!(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
 /// Asks the running bot to re-read its key from `.env` and switch to it (`POST /api/local/keys/reload` with the
 /// local admin token). `Ok(None)`: no bot answers at `base` (not running). `Err`: the bot refused or failed.
 pub async fn reload_keys(
@@ -636,5 +658,17 @@ mod tests {
                 .unwrap();
             assert!(read_token(&d).is_err());
         });
+    }
+
+    /// Only a refused connection means "no bot": a listener, or an address that is not ours to parse, does not.
+    #[test]
+    fn nobody_listens_only_when_the_port_refuses() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("https://{}", l.local_addr().unwrap());
+        assert!(!nobody_listens(&base));
+        drop(l);
+        assert!(nobody_listens(&base));
+        assert!(!nobody_listens("http://127.0.0.1:1"));
+        assert!(!nobody_listens("https://not an address"));
     }
 }

@@ -323,6 +323,12 @@ fn control(env_file: &Path, action: Action, reason: &str) -> u8 {
                     cfg.data_dir.display()
                 );
             }
+            // Checked after the failure, whatever it was (no certificate or token yet, a refused connection): a
+            // bot that answers keeps exit 1 so nobody mistakes a refused halt for a stopped bot.
+            if action == Action::Halt && admin::nobody_listens(&base) {
+                eprintln!("aegis: no bot is running: nothing listens on {base}");
+                return admin::EXIT_NOT_RUNNING;
+            }
             1
         }
     }
