@@ -109,7 +109,8 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
         max_position_usd: cfg.limits.max_position_usd,
         max_daily_loss_usd: cfg.limits.max_daily_loss_usd,
         max_leverage: cfg.limits.max_leverage,
-        ..LimitsConfig::default()
+        max_open_orders: cfg.limits.max_open_orders,
+        max_orders_per_10s: cfg.limits.max_orders_per_10s,
     };
     let allocation = crate::dashboard::allocation(cfg)?;
     let on = |m: StrategyMode| cfg.modes_enabled.contains(&m);
@@ -197,4 +198,90 @@ pub fn start(ctx: StartContext<'_>) -> Result<EngineStart, RunError> {
         pinned,
         thread: Box::new(h.join),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Ledger;
+    use aegis_engine::risk::limits::{LimitDenial, Limits, OrderCheck};
+
+    /// The engine's limit state as [`params`] sets it up from these settings: its config, the run's filters and
+    /// the allowlist, loaded the way the engine loads them.
+    fn engine_limits(pairs: &[(&str, &str)]) -> (LimitsConfig, Limits) {
+        let cfg = Config::from_lookup(|k| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        let ledger = Ledger::default();
+        let ctx = StartContext {
+            config: &cfg,
+            ledger: &ledger,
+            session_id: 1,
+            live: None,
+        };
+        let (p, _) = params(&ctx).unwrap();
+        let mut l = Limits::new(p.limits);
+        for s in &p.symbols {
+            l.set_filters(s.symbol, s.filters).unwrap();
+        }
+        l.set_allowlist(&p.allowlist).unwrap();
+        (p.limits, l)
+    }
+
+    /// A 20 USD ETHUSDT entry: on the grid, at the minimum notional, inside the default position size.
+    fn entry() -> OrderCheck {
+        let price = Price::parse("2000.00").unwrap();
+        let qty = Qty::parse("0.010").unwrap();
+        OrderCheck {
+            symbol: Symbol::new("ETHUSDT").unwrap(),
+            exit: false,
+            price,
+            tick_checked: true,
+            qty,
+            position_notional_after: price.notional(qty),
+            leverage: 1,
+        }
+    }
+
+    #[test]
+    fn open_order_and_rate_settings_reach_the_engine_limits() {
+        let t = 1_700_000_000_000;
+        let (d, mut l) = engine_limits(&[]);
+        assert_eq!((d.max_open_orders, d.max_orders_per_10s), (10, 50));
+        // With the default cap, two working orders leave room for a third.
+        l.record_sent(t);
+        l.record_sent(t);
+        assert_eq!(l.check(t, &entry()), Ok(()));
+
+        let (c, mut l) = engine_limits(&[("MAX_OPEN_ORDERS", "2"), ("MAX_ORDERS_PER_10S", "300")]);
+        assert_eq!((c.max_open_orders, c.max_orders_per_10s), (2, 300));
+        assert_eq!(l.check(t, &entry()), Ok(()));
+        l.record_sent(t);
+        assert_eq!(l.check(t, &entry()), Ok(()));
+        l.record_sent(t);
+        assert_eq!(l.check(t, &entry()), Err(LimitDenial::TooManyOpenOrders));
+        // The cap is for entries: an exit still leaves.
+        let exit = OrderCheck {
+            exit: true,
+            ..entry()
+        };
+        assert_eq!(l.check(t, &exit), Ok(()));
+
+        // A lowered rate: three orders in 10 s, then the fourth waits although none is still open.
+        let (_, mut l) = engine_limits(&[("MAX_ORDERS_PER_10S", "3")]);
+        for _ in 0..3 {
+            assert_eq!(l.check(t, &entry()), Ok(()));
+            l.record_sent(t);
+            l.record_done();
+        }
+        assert_eq!(l.check(t, &entry()), Err(LimitDenial::RateLimited));
+        assert_eq!(
+            l.check(t + aegis_engine::risk::limits::RATE_WINDOW_MS, &entry()),
+            Ok(())
+        );
+    }
 }

@@ -609,3 +609,31 @@ async fn world_readable_env_warns_in_paper_and_is_refused_in_live_body() {
     assert!(out.is_empty());
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// Issue 2.3: a core the machine does not have makes pinning fail, which is a warning and not a crash. The
+/// config takes any core number (the machine, not the file, decides which exist), so the bot must start, trade
+/// unpinned and say so in its log. The core comes from `.env`, as an operator would set it.
+#[test]
+fn engine_core_that_does_not_exist_warns_and_still_trades() {
+    serial(async {
+        let dir = temp_dir("nocore");
+        let env_path = dir.join(".env");
+        fs::write(&env_path, "ENGINE_CORE=4096\n").unwrap();
+        // A private .env, so the only warning to look for is the pinning one.
+        fs::set_permissions(&env_path, fs::Permissions::from_mode(0o600)).unwrap();
+        let c = LAUNCH.client();
+        let (mut bot, _, _) = start_trading(&c, &dir, free_port()).await;
+        bot.stop_cleanly();
+        let out = bot.stdout();
+        let warning = out
+            .lines()
+            .find(|l| l.contains("NOT pinned to a core"))
+            .unwrap_or_else(|| panic!("no pinning warning:\n{}", bot.output()));
+        assert!(
+            warning.contains("WARN") && warning.contains("pinning to core 4096 failed"),
+            "{warning}"
+        );
+        assert!(!out.contains("pinned to CPU core"), "{out}");
+        let _ = fs::remove_dir_all(&dir);
+    });
+}

@@ -120,6 +120,10 @@ pub mod keys {
     pub const CAPITAL_USD: &str = "CAPITAL_USD";
     /// Highest leverage an entry may use (default 5).
     pub const FUTURES_AUTOPILOT_MAX_LEVERAGE: &str = "FUTURES_AUTOPILOT_MAX_LEVERAGE";
+    /// Most working orders at once before new entries are refused (default 10).
+    pub const MAX_OPEN_ORDERS: &str = "MAX_OPEN_ORDERS";
+    /// Most orders sent per rolling 10 s, exits included (default 50; Binance USD-M allows 300).
+    pub const MAX_ORDERS_PER_10S: &str = "MAX_ORDERS_PER_10S";
     /// Dashboard: comma-separated IPs/CIDRs allowed to reach the API (empty: everyone who can connect).
     pub const DASHBOARD_ALLOWED_IPS: &str = "DASHBOARD_ALLOWED_IPS";
     /// Dashboard: reverse proxies whose `X-Forwarded-For` is believed.
@@ -200,6 +204,8 @@ pub mod keys {
         MODES_ENABLED,
         CAPITAL_USD,
         FUTURES_AUTOPILOT_MAX_LEVERAGE,
+        MAX_OPEN_ORDERS,
+        MAX_ORDERS_PER_10S,
         DASHBOARD_ALLOWED_IPS,
         TRUSTED_PROXIES,
         API_RATE_LIMIT_PER_SEC,
@@ -364,6 +370,10 @@ pub struct LimitsConfig {
     pub max_daily_loss_usd: Notional,
     /// `FUTURES_AUTOPILOT_MAX_LEVERAGE`, default 5 (1 to 125).
     pub max_leverage: u32,
+    /// `MAX_OPEN_ORDERS`, default 10 (1 to 200).
+    pub max_open_orders: u32,
+    /// `MAX_ORDERS_PER_10S`, default 50 (1 to 300, Binance USD-M's own limit).
+    pub max_orders_per_10s: u32,
 }
 
 /// Dashboard/API authentication.
@@ -689,6 +699,19 @@ impl Config {
                 5,
                 "use a whole number from 1 to 125, e.g. 5",
                 |s| s.parse().ok().filter(|n| (1..=125).contains(n)),
+            )?,
+            max_open_orders: src.parse(
+                MAX_OPEN_ORDERS,
+                10,
+                "use a whole number of orders from 1 to 200, e.g. 10",
+                |s| s.parse().ok().filter(|n| (1..=200).contains(n)),
+            )?,
+            // Above 300 the exchange's own limit would answer first, with a ban (HTTP 418) that blocks exits too.
+            max_orders_per_10s: src.parse(
+                MAX_ORDERS_PER_10S,
+                50,
+                "use a whole number of orders per 10 seconds from 1 to 300 (Binance USD-M's limit), e.g. 50",
+                |s| s.parse().ok().filter(|n| (1..=300).contains(n)),
             )?,
         };
         let modes_enabled = match src.get(MODES_ENABLED) {
@@ -1087,6 +1110,38 @@ mod tests {
             let e = cfg(&[(k, v)]).unwrap_err();
             assert_eq!(e.key, k);
             assert!(e.to_string().contains("use "), "{e}");
+        }
+    }
+
+    #[test]
+    fn open_orders_and_order_rate_are_bounded_settings() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.limits.max_open_orders, 10);
+        assert_eq!(c.limits.max_orders_per_10s, 50);
+        type Field = fn(&LimitsConfig) -> u32;
+        let table: [(&str, u32, u32, Field); 2] = [
+            ("MAX_OPEN_ORDERS", 1, 200, |l| l.max_open_orders),
+            ("MAX_ORDERS_PER_10S", 1, 300, |l| l.max_orders_per_10s),
+        ];
+        for (k, lo, hi, field) in table {
+            for n in [lo, hi] {
+                assert_eq!(
+                    field(&cfg(&[(k, &n.to_string())]).unwrap().limits),
+                    n,
+                    "{k}={n}"
+                );
+            }
+            for bad in [
+                (lo - 1).to_string(),
+                (hi + 1).to_string(),
+                "-1".into(),
+                "ten".into(),
+            ] {
+                let e = cfg(&[(k, &bad)]).unwrap_err();
+                assert_eq!(e.key, k);
+                assert_eq!(e.value.as_deref(), Some(bad.as_str()));
+                assert!(e.fix.contains(&format!("to {hi}")), "{e}");
+            }
         }
     }
 

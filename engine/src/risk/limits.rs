@@ -50,14 +50,15 @@ pub struct LimitsConfig {
     pub max_daily_loss_usd: Notional,
     /// Highest leverage an entry may use.
     pub max_leverage: u32,
-    /// Most open (working) orders at once, for entries.
+    /// `MAX_OPEN_ORDERS`: most open (working) orders at once, for entries.
     pub max_open_orders: u32,
-    /// Most orders sent per 10 s (capped at [`MAX_RATE`]).
+    /// `MAX_ORDERS_PER_10S`: most orders sent per 10 s (capped at [`MAX_RATE`]).
     pub max_orders_per_10s: u32,
 }
 
 impl Default for LimitsConfig {
-    /// The guide's week-1 values ($50 per position, $20 per day), leverage 5, 10 open orders, 50 orders/10 s.
+    /// The guide's week-1 values ($50 per position, $20 per day), leverage 5, 10 open orders, 50 orders/10 s:
+    /// the defaults of the matching settings in `aegis_shared::config`, so a run without them behaves the same.
     fn default() -> Self {
         Self {
             max_position_usd: Notional::from_int(50),
