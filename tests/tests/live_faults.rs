@@ -370,3 +370,226 @@ fn fault_depth_gap_in_the_running_bot_resyncs_its_book_from_a_new_snapshot() {
     assert_flat(&w, &bot, "flat after the depth gap");
     eprintln!("depth gap e2e took {:?}", t0.elapsed());
 }
+
+/// [`adopted`], then [`hold_flatten`].
+fn held_flatten(tag: &str) -> (World, Bot, String) {
+    let (w, bot) = adopted(tag);
+    let cid = hold_flatten(&w, &bot);
+    (w, bot, cid)
+}
+
+/// The kill switch's flatten of the bot's long of 0.003, held working on the exchange (accepted `NEW`, no fill
+/// yet): its client order id, once both sides list it.
+fn hold_flatten(w: &World, bot: &Bot) -> String {
+    w.admin(AdminCall::hold_orders(1));
+    kill_file(w);
+    let mut open = Vec::new();
+    wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        open = sim_open(w);
+        !open.is_empty()
+    });
+    assert_eq!(
+        open.len(),
+        1,
+        "one flattening order: {open:?}\n{}",
+        bot.log()
+    );
+    let (pos, mine) = assert_consistent(w, bot, Duration::from_secs(5));
+    assert_eq!((pos, mine), (long_3(), open.clone()), "held, not filled");
+    open.remove(0)
+}
+
+/// The journal holds every fill and final order state: a restart finds nothing to cancel, close or adjust.
+fn restart_agrees(w: &World, mut bot: Bot) {
+    bot.stop_cleanly(Duration::from_secs(10));
+    fs::remove_file(w.dir.join("data").join("KILL")).unwrap();
+    let bot2 = w.bot(2, &testnet_env());
+    bot2.expect_log(
+        "local and exchange state agree (0 cancelled, 0 adjustments)",
+        Duration::from_secs(15),
+    );
+    assert_flat(w, &bot2, "flat after the restart");
+}
+
+#[test]
+fn user_stream_partial_fill_then_the_rest_reach_position_and_journal() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let (w, bot, cid) = held_flatten("partial");
+    w.admin(AdminCall::fill_order("alice", &cid, Some("0.001")));
+    let (pos, open) = assert_consistent(&w, &bot, Duration::from_secs(5));
+    let long_2: std::collections::BTreeMap<String, i64> =
+        [("BTCUSDT".to_string(), 200_000i64)].into_iter().collect();
+    assert_eq!(
+        (pos, open),
+        (long_2, vec![cid.clone()]),
+        "partly filled, still working"
+    );
+    w.admin(AdminCall::fill_order("alice", &cid, None));
+    assert_flat(&w, &bot, "the rest filled");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sim_open(&w), Vec::<String>::new(), "nothing re-sent");
+    assert_eq!(
+        bot_fills(&bot, &cid),
+        vec![100_000, 200_000],
+        "both fills recorded, each once"
+    );
+    restart_agrees(&w, bot);
+    eprintln!("partial fill e2e took {:?}", t0.elapsed());
+}
+
+/// The held flatten ends on the exchange's side (`end`): the bot drops it, still long, and the kill switch
+/// flattens with a new order.
+fn ended_by_the_exchange(tag: &str, end: impl Fn(&World, &str)) {
+    let t0 = Instant::now();
+    let (w, bot, cid) = held_flatten(tag);
+    end(&w, &cid);
+    assert!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            bot_state(&bot).is_some_and(|(_, open)| !open.contains(&cid))
+        }),
+        "the bot heard the order end\n{}",
+        bot.log()
+    );
+    assert_consistent(&w, &bot, Duration::from_secs(5));
+    assert!(
+        wait_flat(&w, Duration::from_secs(10)),
+        "flattened anew\n{}",
+        bot.log()
+    );
+    assert_flat(&w, &bot, "flat after the new order");
+    restart_agrees(&w, bot);
+    eprintln!("{tag} e2e took {:?}", t0.elapsed());
+}
+
+#[test]
+fn user_stream_cancel_by_another_client_reaches_open_orders_and_journal() {
+    let _g = serial();
+    ended_by_the_exchange("extcancel", |w, cid| {
+        let r = w.signed(
+            reqwest::Method::DELETE,
+            "/fapi/v1/order",
+            &[("symbol", "BTCUSDT"), ("origClientOrderId", cid)],
+        );
+        assert_eq!(r["status"], "CANCELED", "{r}");
+    });
+}
+
+#[test]
+fn user_stream_expiry_reaches_open_orders_and_journal() {
+    let _g = serial();
+    ended_by_the_exchange("expiry", |w, cid| {
+        let r = w.admin(AdminCall::expire_order("alice", cid));
+        assert_eq!(r["status"], "EXPIRED", "{r}");
+    });
+}
+
+#[test]
+fn fault_near_the_orders_limit_halts_entries_before_any_429_then_resumes_after_the_window() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let (w, bot) = adopted("ratenear");
+    // 10 orders per 10 s; every flatten answers 503 and is not placed, so the kill switch's flatten is queried,
+    // refused and tried again on each book update: the bot keeps spending the ORDERS budget, window after
+    // window, and only its own slow-down keeps it from the 11th order of a window (a 429).
+    w.admin(AdminCall::set_limits(
+        serde_json::json!({"ordersPer10s": 10, "banAfter429s": 100}),
+    ));
+    w.admin(AdminCall::order_503(1000, false));
+    kill_file(&w);
+    let near = "near Binance's ORDERS limit (8/10 per 10 s)";
+    let halts = |n: usize| {
+        wait_until(Duration::from_secs(30), Duration::from_millis(10), || {
+            nudge(&w);
+            count(&bot, near) >= n
+        })
+    };
+    assert!(halts(1), "no slow-down at 80 %\n{}", bot.log());
+    // Halted, resumed after the window, and halted again in the next one.
+    assert!(halts(2), "no second window\n{}", bot.log());
+    w.admin(AdminCall::clear_faults());
+    assert!(
+        count(&bot, "rate limit wait over") >= 1,
+        "the second halt came before the first ended\n{}",
+        bot.log()
+    );
+    // The exchange would place the flatten now; an order that reached it before the wait was over is a bug.
+    nudge(&w);
+    if sim_positions(&w) != long_3() {
+        assert_eq!(
+            count(&bot, "rate limit wait over"),
+            2,
+            "order while halted\n{}",
+            bot.log()
+        );
+    }
+    assert!(
+        wait_until(
+            Duration::from_secs(12),
+            Duration::from_millis(50),
+            || count(&bot, "rate limit wait over") >= 2
+        ),
+        "{}",
+        bot.log()
+    );
+    assert!(
+        wait_flat(&w, Duration::from_secs(8)),
+        "resumed\n{}",
+        bot.log()
+    );
+    assert_eq!(
+        sim_ws_refusals(&w, KEY),
+        0,
+        "a 429 reached the bot\n{}",
+        bot.log()
+    );
+    assert_eq!(count(&bot, "rate limited by Binance"), 0, "{}", bot.log());
+    assert_eq!(count(&bot, near), 2, "one halt per window: {}", bot.log());
+    assert_flat(&w, &bot, "flat after the window");
+    eprintln!("rate limit slow-down e2e took {:?}", t0.elapsed());
+}
+
+#[test]
+fn fault_listen_key_gone_at_keep_alive_minus_1125_is_recreated_and_fills_still_arrive() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let mut env = testnet_env();
+    // The hidden keep-alive period of the user stream (control/src/exchange/user_stream.rs), 30 min otherwise.
+    env.push(("AEGIS_LISTENKEY_KEEPALIVE_SECS", "1".into()));
+    let (w, bot) = adopt(World::new("keepalive", keys(false, false)), &env);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        (
+            count(&bot, "creating a new one"),
+            count(&bot, "keep-alive failed")
+        ),
+        (0, 0),
+        "live keys are kept alive, not recreated: {}",
+        bot.log()
+    );
+    // The key vanishes without listenKeyExpired and its stream goes silent: only the keep-alive can tell.
+    w.admin(AdminCall::ws_stall("user", None));
+    let gone = w.admin(AdminCall::forget_listen_keys(None, Some("alice")));
+    assert_eq!(
+        gone["forgotten"].as_array().map(Vec::len),
+        Some(1),
+        "{gone}"
+    );
+    bot.expect_log(
+        "listenKey keep-alive answered -1125",
+        Duration::from_secs(5),
+    );
+    bot.expect_log("user data stream reconnected", Duration::from_secs(5));
+    // The comparison with the exchange after the reconnect is over before this order: only the new stream
+    // can tell the bot of its fill.
+    let cid = hold_flatten(&w, &bot);
+    w.admin(AdminCall::fill_order("alice", &cid, None));
+    assert_flat(&w, &bot, "the fill reported on the new stream");
+    assert_eq!(
+        count(&bot, "listenKey keep-alive answered -1125"),
+        1,
+        "one recreation: {}",
+        bot.log()
+    );
+    eprintln!("keep-alive -1125 e2e took {:?}", t0.elapsed());
+}

@@ -11,6 +11,8 @@
 //! - -1021 (clock) → one clock resync and one resend of that order (it was refused, so no duplicate).
 //! - -2014/-2015 → the venue goes read-only, entries halt (`KeyRejected`), an alert is raised; no retry.
 //! - 429/418 → the order is rejected, entries halt (`RateLimited`) until `Retry-After` has passed.
+//! - Before that: an answer whose `rateLimits` show an `ORDERS` or `REQUEST_WEIGHT` count at 80 % of its limit
+//!   halts entries (`RateLimited`) until that window has ended.
 
 use super::rest::{wall_ms, RestClient, RestError};
 use aegis_engine::net::ws;
@@ -66,6 +68,77 @@ fn ws_retry_after(v: &Value, msg: &str, server_now_ms: u64) -> Option<Duration> 
     Some(Duration::from_millis(
         until.saturating_sub(server_now_ms).max(1000),
     ))
+}
+
+/// Share of a rate limit at which new entries halt until its window ends: the bot stops itself before Binance
+/// answers 429 (and, repeated, bans the IP).
+const SLOW_DOWN_AT_PERCENT: u64 = 80;
+
+/// Margin past a window's end before entries resume: our offset to the server clock is an estimate.
+const WINDOW_MARGIN: Duration = Duration::from_millis(100);
+
+/// One entry of the `rateLimits` array of a WebSocket API answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LimitUse {
+    /// `ORDERS` or `REQUEST_WEIGHT`.
+    kind: &'static str,
+    /// Window length (`intervalNum` × `interval`).
+    window_ms: u64,
+    limit: u64,
+    count: u64,
+}
+
+impl LimitUse {
+    fn near(&self) -> bool {
+        // A zero limit is a venue that refuses everything; its 429 path handles it.
+        self.limit > 0 && self.count * 100 >= self.limit * SLOW_DOWN_AT_PERCENT
+    }
+
+    /// Time left in the current window: Binance's windows are fixed on the server clock.
+    fn left(&self, server_now_ms: u64) -> Duration {
+        Duration::from_millis(self.window_ms - server_now_ms % self.window_ms)
+    }
+}
+
+/// The `rateLimits` entries this gateway acts on (`ORDERS`, `REQUEST_WEIGHT`); others and malformed ones are
+/// skipped, never fatal.
+fn rate_limits(v: &Value) -> impl Iterator<Item = LimitUse> + '_ {
+    v.get("rateLimits")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let kind = match e.get("rateLimitType")?.as_str()? {
+                "ORDERS" => "ORDERS",
+                "REQUEST_WEIGHT" => "REQUEST_WEIGHT",
+                _ => return None,
+            };
+            let unit_ms = match e.get("interval")?.as_str()? {
+                "SECOND" => 1000,
+                "MINUTE" => 60_000,
+                "HOUR" => 3_600_000,
+                "DAY" => 86_400_000,
+                _ => return None,
+            };
+            let window_ms = e.get("intervalNum")?.as_u64()?.checked_mul(unit_ms)?;
+            if window_ms == 0 {
+                return None;
+            }
+            Some(LimitUse {
+                kind,
+                window_ms,
+                limit: e.get("limit")?.as_u64()?,
+                count: e.get("count")?.as_u64()?,
+            })
+        })
+}
+
+/// The limit at or past [`SLOW_DOWN_AT_PERCENT`] whose window ends last, with the time left in it.
+fn limit_to_wait_for(v: &Value, server_now_ms: u64) -> Option<(LimitUse, Duration)> {
+    rate_limits(v)
+        .filter(LimitUse::near)
+        .map(|l| (l, l.left(server_now_ms)))
+        .max_by_key(|(_, left)| *left)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -751,6 +824,35 @@ impl State {
     }
 
     fn answer(&mut self, v: &Value) {
+        self.settle(v);
+        // After the answer itself, so a 429 is reported as one (its own log line and alert) first.
+        self.watch_limits(v);
+    }
+
+    /// Slows down before a 429: when an answer shows a limit at [`SLOW_DOWN_AT_PERCENT`], entries halt until
+    /// its window has passed. Orders already sent are untouched; new ones are refused locally meanwhile.
+    fn watch_limits(&mut self, v: &Value) {
+        let Some((l, left)) = limit_to_wait_for(v, self.client.now_ms()) else {
+            return;
+        };
+        let until = Instant::now() + left + WINDOW_MARGIN;
+        if self.rate_halt_until.is_some_and(|t| t >= until) {
+            return;
+        }
+        if self.rate_halt_until.is_none() {
+            tracing::warn!(
+                "near Binance's {} limit ({}/{} per {} s): new entries halted for {left:?} until the window ends",
+                l.kind,
+                l.count,
+                l.limit,
+                l.window_ms / 1000
+            );
+            self.send_in(Inbound::Halt(HaltReason::RateLimited));
+        }
+        self.rate_halt_until = Some(until);
+    }
+
+    fn settle(&mut self, v: &Value) {
         let status = v.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
         let code = v
             .get("error")
@@ -827,5 +929,76 @@ impl State {
             }
             Kind::Place(..) => self.failed(p, &e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn answer(limits: Value) -> Value {
+        json!({"id": 7, "status": 200, "result": {}, "rateLimits": limits})
+    }
+
+    fn orders(interval: &str, num: u64, limit: u64, count: u64) -> Value {
+        json!({"rateLimitType": "ORDERS", "interval": interval, "intervalNum": num,
+               "limit": limit, "count": count})
+    }
+
+    #[test]
+    fn rate_limits_are_parsed_with_their_window_lengths() {
+        let v = answer(json!([
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+             "limit": 2400, "count": 12},
+            orders("SECOND", 10, 300, 4),
+            orders("MINUTE", 1, 1200, 9),
+            // Not ours, malformed or a zero window: skipped, never fatal.
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 1, "limit": 1, "count": 1},
+            {"rateLimitType": "ORDERS", "interval": "FORTNIGHT", "intervalNum": 1, "limit": 1, "count": 1},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": "300", "count": 1},
+            orders("SECOND", 0, 1, 1),
+        ]));
+        let got: Vec<LimitUse> = rate_limits(&v).collect();
+        let want = |kind, window_ms, limit, count| LimitUse {
+            kind,
+            window_ms,
+            limit,
+            count,
+        };
+        assert_eq!(
+            got,
+            vec![
+                want("REQUEST_WEIGHT", 60_000, 2400, 12),
+                want("ORDERS", 10_000, 300, 4),
+                want("ORDERS", 60_000, 1200, 9),
+            ]
+        );
+        assert_eq!(rate_limits(&json!({"id": 1, "status": 200})).count(), 0);
+        assert_eq!(rate_limits(&answer(json!("x"))).count(), 0);
+    }
+
+    #[test]
+    fn a_limit_at_80_percent_waits_for_the_end_of_its_window() {
+        // Server time 3.5 s into a 10 s window and 33.5 s into a minute.
+        let now = 60_000 * 1000 + 33_500;
+        let case = |limits: Value| limit_to_wait_for(&answer(limits), now);
+        assert_eq!(case(json!([orders("SECOND", 10, 10, 7)])), None);
+        let (l, left) = case(json!([orders("SECOND", 10, 10, 8)])).unwrap();
+        assert_eq!((l.kind, l.count, l.limit), ("ORDERS", 8, 10));
+        assert_eq!(left, Duration::from_millis(6_500));
+        // Two near limits: the one whose window ends last decides.
+        let (l, left) = case(json!([
+            orders("SECOND", 10, 10, 9),
+            orders("MINUTE", 1, 100, 80),
+        ]))
+        .unwrap();
+        assert_eq!((l.window_ms, l.count), (60_000, 80));
+        assert_eq!(left, Duration::from_millis(26_500));
+        let weight = json!([{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
+                             "intervalNum": 1, "limit": 2400, "count": 1920}]);
+        assert_eq!(case(weight).unwrap().0.kind, "REQUEST_WEIGHT");
+        // A zero limit (every order refused) is the 429 path's business.
+        assert_eq!(case(json!([orders("SECOND", 10, 0, 0)])), None);
     }
 }

@@ -19,6 +19,20 @@ use tungstenite::Message;
 /// Keep-alive period (Binance: valid 60 min; keep alive every 30–50 min).
 pub const KEEPALIVE: Duration = Duration::from_secs(30 * 60);
 
+/// Hidden setting, read from the process environment only and left out of the operator's configuration:
+/// a shorter keep-alive period in whole seconds, so the end-to-end tests see a keep-alive (and its -1125)
+/// without waiting 30 minutes. Values outside `1..=`[`KEEPALIVE`] are ignored: it can make keep-alives more
+/// frequent, never let a listenKey lapse.
+pub const KEEPALIVE_SECS_KEY: &str = "AEGIS_LISTENKEY_KEEPALIVE_SECS";
+
+fn keepalive_period(value: Option<&str>) -> Duration {
+    value
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .filter(|d| !d.is_zero() && *d <= KEEPALIVE)
+        .unwrap_or(KEEPALIVE)
+}
+
 /// Counters for tests and the log.
 #[derive(Debug, Default)]
 pub struct UserStreamStats {
@@ -138,9 +152,26 @@ pub fn start(
     let stop = Arc::new(AtomicBool::new(false));
     let first = connect(&client, &rt, &stats)?;
     let (st, sp) = (stats.clone(), stop.clone());
+    let every = keepalive_period(std::env::var(KEEPALIVE_SECS_KEY).ok().as_deref());
+    if every != KEEPALIVE {
+        tracing::warn!(
+            "listenKey keep-alive every {every:?} ({KEEPALIVE_SECS_KEY}), not {KEEPALIVE:?}"
+        );
+    }
     std::thread::Builder::new()
         .name("aegis-user".into())
-        .spawn(move || run(client, rt, inbound, st, sp, first, slot))
+        .spawn(move || {
+            let sh = Shared {
+                client,
+                rt,
+                inbound,
+                stats: st,
+                stop: sp,
+                slot,
+                keepalive: every,
+            };
+            run(&sh, first)
+        })
         .map_err(|e| RestError::Transport {
             path: "user data stream".into(),
             why: e.to_string(),
@@ -170,35 +201,38 @@ fn open(client: &RestClient, stats: &UserStreamStats, key: &str) -> Result<ws::W
     Ok(w)
 }
 
-fn run(
+/// What the stream's thread works with.
+struct Shared {
     client: RestClient,
     rt: tokio::runtime::Handle,
     inbound: Sender<Inbound>,
     stats: Arc<UserStreamStats>,
     stop: Arc<AtomicBool>,
-    first: ws::Ws,
     slot: Arc<super::resync::Slot>,
-) {
+    keepalive: Duration,
+}
+
+fn run(sh: &Shared, first: ws::Ws) {
     let mut cur = Some(first);
     let mut attempt = 0u32;
-    while !stop.load(Ordering::Acquire) {
-        if slot.rekey.swap(false, Ordering::AcqRel) {
+    while !sh.stop.load(Ordering::Acquire) {
+        if sh.slot.rekey.swap(false, Ordering::AcqRel) {
             // `None`: no socket left; the reconnect path below takes over.
-            cur = rekey(&client, &rt, &stats, cur.take(), &slot);
+            cur = rekey(&sh.client, &sh.rt, &sh.stats, cur.take(), &sh.slot);
         }
         let mut w = match cur.take() {
             Some(w) => w,
-            None => match connect(&client, &rt, &stats) {
+            None => match connect(&sh.client, &sh.rt, &sh.stats) {
                 Ok(w) => {
                     attempt = 0;
                     tracing::info!("user data stream reconnected (new listenKey)");
                     // Whatever happened while it was down was not heard: compare with the exchange again.
-                    slot.wanted.store(false, Ordering::Release);
-                    slot.run("user data stream reconnect");
+                    sh.slot.wanted.store(false, Ordering::Release);
+                    sh.slot.run("user data stream reconnect");
                     w
                 }
                 Err(RestError::KeyRejected { code, .. }) => {
-                    key_rejected(&inbound, code);
+                    key_rejected(&sh.inbound, code);
                     return;
                 }
                 Err(e) => {
@@ -210,7 +244,7 @@ fn run(
                 }
             },
         };
-        match session(&client, &rt, &inbound, &stats, &stop, &mut w, &slot) {
+        match session(sh, &mut w) {
             End::Rekey => {
                 cur = Some(w);
                 continue;
@@ -290,15 +324,16 @@ fn key_rejected(inbound: &Sender<Inbound>, code: i32) {
     let _ = inbound.send(Inbound::Alert(AlertKind::KeyInvalid));
 }
 
-fn session(
-    client: &RestClient,
-    rt: &tokio::runtime::Handle,
-    inbound: &Sender<Inbound>,
-    stats: &UserStreamStats,
-    stop: &AtomicBool,
-    w: &mut ws::Ws,
-    slot: &super::resync::Slot,
-) -> End {
+fn session(sh: &Shared, w: &mut ws::Ws) -> End {
+    let Shared {
+        client,
+        rt,
+        inbound,
+        stats,
+        stop,
+        slot,
+        keepalive,
+    } = sh;
     let mut last_keepalive = Instant::now();
     while !stop.load(Ordering::Acquire) {
         if slot.rekey.load(Ordering::Acquire) {
@@ -307,11 +342,17 @@ fn session(
         if slot.wanted.swap(false, Ordering::AcqRel) {
             slot.run("order gateway reconnect");
         }
-        if last_keepalive.elapsed() >= KEEPALIVE {
+        if last_keepalive.elapsed() >= *keepalive {
             last_keepalive = Instant::now();
             match rt.block_on(client.listen_key_keepalive()) {
                 Ok(()) => {}
-                Err(RestError::Api { code: -1125, .. }) => return End::Recreate,
+                Err(RestError::Api { code: -1125, .. }) => {
+                    // The key is gone although no listenKeyExpired arrived: this stream may already be dead.
+                    tracing::warn!(
+                        "listenKey keep-alive answered -1125 (listenKey does not exist)"
+                    );
+                    return End::Recreate;
+                }
                 Err(RestError::KeyRejected { code, .. }) => {
                     key_rejected(inbound, code);
                     return End::KeyRejected;
@@ -366,6 +407,16 @@ fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hidden_keepalive_setting_only_shortens_the_period() {
+        assert_eq!(keepalive_period(None), KEEPALIVE);
+        assert_eq!(keepalive_period(Some(" 2 ")), Duration::from_secs(2));
+        assert_eq!(keepalive_period(Some("1800")), KEEPALIVE);
+        for ignored in ["0", "1801", "-5", "1.5", "soon", ""] {
+            assert_eq!(keepalive_period(Some(ignored)), KEEPALIVE, "{ignored:?}");
+        }
+    }
 
     #[test]
     fn parses_the_documented_order_trade_update() {

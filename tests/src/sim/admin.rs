@@ -46,6 +46,9 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/faults/order503", post(order503))
         .route("/faults/depthGap", post(depth_gap))
         .route("/faults/maxLeverage", post(max_leverage))
+        .route("/faults/holdOrders", post(hold_orders))
+        .route("/accounts/{name}/orders/fill", post(fill_order))
+        .route("/accounts/{name}/orders/expire", post(expire_order))
         .route("/faults/clear", post(clear))
         .route("/keys", post(add_key))
         .route("/keys/{api_key}/revoke", post(revoke))
@@ -71,6 +74,7 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/ws/disconnect", post(ws_disconnect))
         .route("/ws/lifetime", post(ws_lifetime))
         .route("/listenKeys/expire", post(expire_listen_keys))
+        .route("/listenKeys/forget", post(forget_listen_keys))
         .route("/limits", post(set_limits))
         .route("/limits/reset", post(reset_limits))
 }
@@ -78,8 +82,10 @@ pub fn router() -> Router<Arc<Sim>> {
 async fn state(State(sim): State<Arc<Sim>>) -> Response {
     let faults = lock(&sim.faults).clone();
     let limits = lock(&sim.limits).limits;
+    let refused = lock(&sim.limits).refused().clone();
     ok(
         json!({"serverTime": sim.now(), "skewMs": sim.clock.skew(), "faults": faults, "limits": limits,
+              "wsApiRefusedByKey": refused,
               "connections": sim.conns.list(),
               "wsLifetimeMs": sim.settings.ws_lifetime_ms.load(Ordering::Relaxed)}),
     )
@@ -414,4 +420,53 @@ async fn set_limits(State(sim): State<Arc<Sim>>, Json(l): Json<Limits>) -> Respo
 async fn reset_limits(State(sim): State<Arc<Sim>>) -> Response {
     lock(&sim.limits).reset();
     ok(json!({"ok": true}))
+}
+
+#[derive(Deserialize)]
+struct HoldReq {
+    count: u32,
+}
+async fn hold_orders(State(sim): State<Arc<Sim>>, Json(r): Json<HoldReq>) -> Response {
+    lock(&sim.ex).hold_next = r.count;
+    ok(json!({"ok": true}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderFaultReq {
+    client_order_id: String,
+    qty: Option<String>,
+}
+async fn fill_order(
+    State(sim): State<Arc<Sim>>,
+    Path(name): Path<String>,
+    Json(r): Json<OrderFaultReq>,
+) -> Response {
+    let Ok(qty) = r.qty.as_deref().map(Qty::parse).transpose() else {
+        return bad("qty must be a decimal string");
+    };
+    let now = sim.now();
+    match lock(&sim.ex).fill_open(&name, &r.client_order_id, qty, now) {
+        Ok(o) => ok(o.to_json(true)),
+        Err(e) => bad(e),
+    }
+}
+async fn expire_order(
+    State(sim): State<Arc<Sim>>,
+    Path(name): Path<String>,
+    Json(r): Json<OrderFaultReq>,
+) -> Response {
+    let now = sim.now();
+    match lock(&sim.ex).expire_open(&name, &r.client_order_id, now) {
+        Ok(o) => ok(o.to_json(true)),
+        Err(e) => bad(e),
+    }
+}
+
+/// Like [`expire_listen_keys`], but the streams are not told (no listenKeyExpired, no close): the next
+/// keep-alive is the first to learn, with -1125.
+async fn forget_listen_keys(State(sim): State<Arc<Sim>>, b: Option<Json<ExpireReq>>) -> Response {
+    let r = b.map(|b| b.0).unwrap_or_default();
+    let gone = lock(&sim.listen_keys).expire(r.listen_key.as_deref(), r.account.as_deref());
+    ok(json!({"ok": true, "forgotten": gone}))
 }

@@ -90,6 +90,27 @@ impl AdminCall {
             json!({"count": count, "placed": placed}),
         )
     }
+    /// `POST /admin/faults/holdOrders`: the next `count` new orders are accepted (`NEW`) but left working,
+    /// market orders included, until [`AdminCall::fill_order`], [`AdminCall::expire_order`] or a cancel.
+    /// [`AdminCall::clear_faults`] does not reset it (it lives in the matching engine): `hold_orders(0)` does.
+    pub fn hold_orders(count: u32) -> Self {
+        Self::post("/admin/faults/holdOrders".into(), json!({"count": count}))
+    }
+    /// `POST /admin/accounts/{account}/orders/fill`: fills `qty` (None: the rest) of an open order at the top
+    /// of the book, published on the user data stream like any fill.
+    pub fn fill_order(account: &str, client_order_id: &str, qty: Option<&str>) -> Self {
+        Self::post(
+            format!("/admin/accounts/{account}/orders/fill"),
+            json!({"clientOrderId": client_order_id, "qty": qty}),
+        )
+    }
+    /// `POST /admin/accounts/{account}/orders/expire`: the open order ends `EXPIRED`.
+    pub fn expire_order(account: &str, client_order_id: &str) -> Self {
+        Self::post(
+            format!("/admin/accounts/{account}/orders/expire"),
+            json!({"clientOrderId": client_order_id}),
+        )
+    }
     /// `POST /admin/faults/depthGap`: the symbol's next depth update is skipped.
     pub fn depth_gap(symbol: &str) -> Self {
         Self::post("/admin/faults/depthGap".into(), json!({"symbol": symbol}))
@@ -162,6 +183,13 @@ impl AdminCall {
     pub fn expire_listen_keys(listen_key: Option<&str>, account: Option<&str>) -> Self {
         Self::post(
             "/admin/listenKeys/expire".into(),
+            json!({"listenKey": listen_key, "account": account}),
+        )
+    }
+    /// `POST /admin/listenKeys/forget`: keys gone without a word to their streams (keep-alive then -1125).
+    pub fn forget_listen_keys(listen_key: Option<&str>, account: Option<&str>) -> Self {
+        Self::post(
+            "/admin/listenKeys/forget".into(),
             json!({"listenKey": listen_key, "account": account}),
         )
     }

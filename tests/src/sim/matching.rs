@@ -187,6 +187,9 @@ pub struct Exchange {
     next_order_id: u64,
     trade_ids: HashMap<String, u64>,
     next_client_seq: u64,
+    /// How many of the next new orders are accepted but left working (fault: a slow matching engine, as when
+    /// Binance answers a market order `NEW` and reports its fills later on the user data stream).
+    pub hold_next: u32,
 }
 
 impl Exchange {
@@ -206,6 +209,7 @@ impl Exchange {
             next_order_id: 8_389_765_000,
             trade_ids: HashMap::new(),
             next_client_seq: 0,
+            hold_next: 0,
         }
     }
 
@@ -364,6 +368,13 @@ impl Exchange {
         let ack = order.clone();
         self.account(account)
             .emit(order.trade_update("NEW", now, None));
+        if self.hold_next > 0 {
+            self.hold_next -= 1;
+            self.account(account)
+                .orders
+                .insert(order.order_id, order.clone());
+            return Ok(Placed { order, ack });
+        }
 
         if crosses {
             let fills = self
@@ -464,6 +475,63 @@ impl Exchange {
         let o = o.clone();
         acc.emit(o.trade_update("CANCELED", now, None));
         Ok(o)
+    }
+
+    /// The open order of `account` with `client_id` (any symbol), for the admin API's held-order faults.
+    fn open_by_client_id(&self, account: &str, client_id: &str) -> Option<Order> {
+        self.accounts
+            .get(account)?
+            .open_orders()
+            .find(|o| o.client_id == client_id)
+            .cloned()
+    }
+
+    /// Fills `qty` (None: all that remains) of a working order at the top of the book as a taker, e.g. a held
+    /// order ([`Exchange::hold_next`]) filling in parts. Errors when the order is not open or `qty` exceeds
+    /// what remains.
+    pub fn fill_open(
+        &mut self,
+        account: &str,
+        client_id: &str,
+        qty: Option<Qty>,
+        now: u64,
+    ) -> Result<Order, String> {
+        let mut order = self
+            .open_by_client_id(account, client_id)
+            .ok_or_else(|| format!("no open order {client_id} on {account}"))?;
+        let qty = qty.unwrap_or(order.remaining());
+        if qty.is_zero() || qty > order.remaining() {
+            return Err(format!("qty must be in (0, {}]", order.remaining()));
+        }
+        let book = &self.books[&order.symbol];
+        let price = if order.side == Side::Buy {
+            book.ask
+        } else {
+            book.bid
+        };
+        self.fill(account, &mut order, price, qty, false, now);
+        self.account(account)
+            .orders
+            .insert(order.order_id, order.clone());
+        Ok(order)
+    }
+
+    /// Ends a working order as `EXPIRED` (what Binance does to the unfilled rest of a market or IOC order).
+    pub fn expire_open(
+        &mut self,
+        account: &str,
+        client_id: &str,
+        now: u64,
+    ) -> Result<Order, String> {
+        let mut order = self
+            .open_by_client_id(account, client_id)
+            .ok_or_else(|| format!("no open order {client_id} on {account}"))?;
+        order.status = Status::Expired;
+        order.update_time = now;
+        let acc = self.account(account);
+        acc.emit(order.trade_update("EXPIRED", now, None));
+        acc.orders.insert(order.order_id, order.clone());
+        Ok(order)
     }
 
     /// Cancels every open order of a symbol.

@@ -89,6 +89,7 @@ pub struct RateLimiter {
     pub limits: Limits,
     ips: HashMap<IpAddr, IpState>,
     accounts: HashMap<String, AccountState>,
+    refused: HashMap<String, u32>,
 }
 
 const MINUTE: u64 = 60_000;
@@ -107,6 +108,17 @@ impl RateLimiter {
     pub fn reset(&mut self) {
         self.ips.clear();
         self.accounts.clear();
+        self.refused.clear();
+    }
+
+    /// Counts a 429/418 answered to `api_key`, so a test can prove a client slowed down before the limit.
+    pub fn note_refused(&mut self, api_key: &str) {
+        *self.refused.entry(api_key.to_string()).or_default() += 1;
+    }
+
+    /// 429/418 answers per API key since the last reset.
+    pub fn refused(&self) -> &HashMap<String, u32> {
+        &self.refused
     }
 
     /// Checks the ban and charges `weight` to the IP. On failure the usage is still reported.

@@ -119,15 +119,32 @@ pub async fn handle(sim: &Arc<Sim>, s: &mut Session, text: &str) -> Vec<String> 
         "order.place" => 0,
         _ => 1,
     };
+    // Whose request it is, for the refusal counter (the key may be unknown or forged: counting is all).
+    let key = p
+        .opt("apiKey")
+        .map(str::to_string)
+        .or_else(|| s.api_key.clone());
     let mut usage = match lock(&sim.limits).charge_ip(s.ip, weight, now) {
         Ok(u) => u,
         Err((e, u)) => {
-            let limits = lock(&sim.limits).ws_rate_limits(&u);
+            let mut g = lock(&sim.limits);
+            if let Some(k) = &key {
+                g.note_refused(k);
+            }
+            let limits = g.ws_rate_limits(&u);
             return vec![reply(&id, e.http, Err(e), limits)];
         }
     };
     let result = run(sim, s, method, &p, now, &mut usage);
-    let limits = lock(&sim.limits).ws_rate_limits(&usage);
+    let limits = {
+        let mut g = lock(&sim.limits);
+        if let (Err(e), Some(k)) = (&result, &key) {
+            if e.http == 429 || e.http == 418 {
+                g.note_refused(k);
+            }
+        }
+        g.ws_rate_limits(&usage)
+    };
     let delay = lock(&sim.faults).take_delay("/ws-fapi/v1");
     if let Some(ms) = delay {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
@@ -218,4 +235,110 @@ pub fn revoked_push() -> String {
         ("status", js(401)),
         ("error", obj(&[("code", js(e.code)), ("msg", js(&e.msg))])),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::auth::hmac_hex;
+    use super::super::keys::{KeyStore, KeysFile};
+    use super::super::matching::Exchange;
+    use super::super::ratelimit::{Limits, RateLimiter};
+    use super::super::server::SimConfig;
+    use super::super::symbols::SymbolSpec;
+    use super::*;
+    use aegis_shared::num::Notional;
+
+    const KEY: &str = "RateRateRateRateRateRateRateRateRateRateRateRateRateRateRateRate";
+    const SECRET: &str = "rate-secret";
+
+    fn sim(limits: Limits) -> Arc<Sim> {
+        let text =
+            json!({"keys": [{"api_key": KEY, "account": "alice", "secret": SECRET}]}).to_string();
+        let keys = KeyStore::from_entries(KeysFile::parse(&text).unwrap().keys, 0).unwrap();
+        let ex = Exchange::new(SymbolSpec::defaults(), Notional::from_int(10_000));
+        Arc::new(Sim::new(
+            ex,
+            keys,
+            RateLimiter::new(limits),
+            &SimConfig::default(),
+        ))
+    }
+
+    /// A signed `order.place` (quantity 0: refused by the matching engine, but counted like Binance does).
+    fn order(sim: &Sim, id: u64) -> String {
+        let ts = sim.now().to_string();
+        let mut params = vec![
+            ("apiKey", KEY),
+            ("quantity", "0"),
+            ("side", "BUY"),
+            ("symbol", "BTCUSDT"),
+            ("timestamp", ts.as_str()),
+            ("type", "MARKET"),
+        ];
+        let payload = ws_api_payload(&Params::from_pairs(
+            params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ));
+        let sig = hmac_hex(SECRET, payload.as_bytes());
+        params.push(("signature", sig.as_str()));
+        let p: serde_json::Map<String, Value> = params
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        json!({"id": id, "method": "order.place", "params": p}).to_string()
+    }
+
+    #[test]
+    fn orders_report_real_counts_and_refusals_are_counted_per_key() {
+        let sim = sim(Limits {
+            orders_per_10s: 2,
+            ban_after_429s: 100,
+            ..Limits::default()
+        });
+        let mut s = Session {
+            conn_id: 1,
+            ip: "127.0.0.1".parse().unwrap(),
+            api_key: None,
+            authorized_since: None,
+            connected_since: 0,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut send = |id| -> Value {
+            let out = rt.block_on(handle(&sim, &mut s, &order(&sim, id)));
+            serde_json::from_str(&out[0]).unwrap()
+        };
+        let ten_s = |v: &Value| {
+            v["rateLimits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["rateLimitType"] == "ORDERS" && l["intervalNum"] == 10)
+                .map(|l| (l["count"].as_u64().unwrap(), l["limit"].as_u64().unwrap()))
+        };
+        // Two accepted requests: the counts go up (a 10 s window may roll between them; never past 2).
+        let a = send(1);
+        assert_ne!(a["status"], 429, "{a}");
+        assert!(matches!(ten_s(&a), Some((1, 2))), "{a}");
+        let b = send(2);
+        assert_ne!(b["status"], 429, "{b}");
+        let (n, _) = ten_s(&b).unwrap();
+        assert!((1..=2).contains(&n), "{b}");
+        assert_eq!(lock(&sim.limits).refused().get(KEY), None);
+        // Over the limit (unless a window just rolled): a 429, counted against the key.
+        let mut refused = 0;
+        for id in 3..6 {
+            if send(id)["status"] == 429 {
+                refused += 1;
+            }
+        }
+        assert!(refused >= 1);
+        assert_eq!(lock(&sim.limits).refused().get(KEY), Some(&refused));
+        lock(&sim.limits).reset();
+        assert!(lock(&sim.limits).refused().is_empty());
+    }
 }

@@ -654,3 +654,25 @@ pub fn sim_leverage(w: &World, symbol: &str) -> Option<u32> {
         .parse()
         .ok()
 }
+
+/// The fills of client order `cid` the bot shows (`GET /api/trades`), oldest first, in quantity units.
+pub fn bot_fills(bot: &Bot, cid: &str) -> Vec<i64> {
+    let page = bot.api("/api/trades?limit=200").unwrap_or_default();
+    let mut v: Vec<i64> = page["trades"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["client_id"] == cid)
+        .map(|t| units(&t["qty"]))
+        .collect();
+    v.reverse();
+    v
+}
+
+/// How many 429/418 answers the simulator's WebSocket API gave `api_key` since its limits were last set.
+pub fn sim_ws_refusals(w: &World, api_key: &str) -> u64 {
+    let s = w.admin(AdminCall::state());
+    let by_key = &s["wsApiRefusedByKey"];
+    assert!(by_key.is_object(), "no refusal counter in {s}");
+    by_key[api_key].as_u64().unwrap_or(0)
+}
