@@ -46,6 +46,8 @@ ADMIN API (test kit only; JSON bodies; all under /admin)
   GET  /admin/accounts/{account}              wallet, non-zero positions, open orders (the exchange's truth)
   GET  /admin/accounts/{account}/openOrders | /admin/accounts/{account}/positions
   POST /admin/accounts/{account}/wallet       {"usdt":"5000"}
+  POST /admin/accounts/{account}/orders/fill   {"clientOrderId":..,"qty":"0.001"}  fill an open order (part or all)
+  POST /admin/accounts/{account}/orders/expire {"clientOrderId":..}               end an open order EXPIRED
   POST /admin/market/quote                    {"symbol","bid","ask","bidQty","askQty"}  pins the symbol
   POST /admin/market/release                  {"symbol"} (or {} for all): the price source drives it again
   GET  /admin/market/{symbol}
@@ -54,6 +56,7 @@ ADMIN API (test kit only; JSON bodies; all under /admin)
   POST /admin/faults/order503                 {"count":1,"placed":true}  -1007/HTTP 503; placed or not
   POST /admin/faults/depthGap                 {"symbol":"BTCUSDT"}    next depth update skipped (pu breaks)
   POST /admin/faults/maxLeverage              {"max":1}               leverage above it answers -4028 (null: off)
+  POST /admin/faults/holdOrders               {"count":1}             next orders stay NEW (even MARKET) until filled
   POST /admin/faults/clear
   POST /admin/keys                            a keys-file key entry (add a key while running)
   POST /admin/keys/{api_key}/revoke           WS-API sessions on it get {"id":null,"status":401,...}
@@ -66,6 +69,7 @@ ADMIN API (test kit only; JSON bodies; all under /admin)
   POST /admin/ws/disconnect {"target":...}                     the 24-hour disconnect, now
   POST /admin/ws/lifetime   {"ms": 60000}                      connection lifetime (default 24 h)
   POST /admin/listenKeys/expire  {"listenKey":..} | {"account":..} | {}   listenKeyExpired + close
+  POST /admin/listenKeys/forget                                          drop keys silently (keep-alive: -1125)
   POST /admin/limits        {"weightPerMinute":2400,"ordersPer10s":300,"ordersPerMinute":1200,"banAfter429s":3,"banSecs":120}
   POST /admin/limits/reset
   Rust: aegis_testkit::sim::client::{AdminClient, BlockingAdminClient, AdminCall}.
