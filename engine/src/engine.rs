@@ -846,12 +846,14 @@ impl Engine {
     /// Kill switch: halt entries, cancel every open order, and with `flatten` close every position with
     /// reduce-only market orders through the gate (symbols without a book are closed on their next book update).
     pub fn kill(&mut self, flatten: bool) {
-        if self.set_halt(HaltReason::KillSwitch) {
-            self.sink.emit_critical(EngineEvent::Alert {
-                ts_ms: self.now_ms,
-                kind: AlertKind::KillSwitch,
-            });
-        }
+        // Idempotent in effect (one halt), but every trigger is an event (issue 5.6): a second trigger while
+        // already killed is still journaled. Each trigger fires once per occurrence (a command, the KILL file
+        // appearing, the feed's hard limit, a rejected key, a persistent mismatch), so this never repeats by itself.
+        self.set_halt(HaltReason::KillSwitch);
+        self.sink.emit_critical(EngineEvent::Alert {
+            ts_ms: self.now_ms,
+            kind: AlertKind::KillSwitch,
+        });
         let buf = &mut self.exec_buf;
         self.venue
             .cancel_all(self.now_ms, &mut self.sink, &mut |r| buf.push(*r));
