@@ -4,6 +4,7 @@
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -23,6 +24,8 @@ pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     /// Verified against when the user does not exist, so an unknown user costs the same time as a wrong password.
     dummy: Arc<String>,
+    /// argon2id evaluations run by `verify`: lets tests prove an unknown user costs a real evaluation.
+    verifications: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -45,7 +48,7 @@ fn hash_sync(password: &[u8]) -> Result<String, HashError> {
         .map_err(|_| HashError)
 }
 
-fn verify_sync(password: &[u8], stored: &str) -> bool {
+fn verify_sync(password: &[u8], stored: &str, evaluations: &AtomicU64) -> bool {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return false;
     };
@@ -53,6 +56,7 @@ fn verify_sync(password: &[u8], stored: &str) -> bool {
     if parsed.algorithm != Algorithm::Argon2id.ident() {
         return false;
     }
+    evaluations.fetch_add(1, Ordering::Relaxed);
     argon().verify_password(password, &parsed).is_ok()
 }
 
@@ -65,6 +69,7 @@ impl PasswordHasher {
         Ok(Self {
             permits: Arc::new(Semaphore::new(2)),
             dummy: Arc::new(dummy),
+            verifications: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -84,10 +89,18 @@ impl PasswordHasher {
         };
         let known = stored.is_some();
         let target = stored.unwrap_or_else(|| self.dummy.as_ref().clone());
-        let ok = tokio::task::spawn_blocking(move || verify_sync(password.as_bytes(), &target))
-            .await
-            .unwrap_or(false);
+        let evaluations = Arc::clone(&self.verifications);
+        let ok = tokio::task::spawn_blocking(move || {
+            verify_sync(password.as_bytes(), &target, &evaluations)
+        })
+        .await
+        .unwrap_or(false);
         ok && known
+    }
+
+    /// argon2id evaluations `verify` has run on this hasher (and its clones).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 }
 
@@ -118,5 +131,30 @@ mod tests {
         assert!(!h.verify("wrong horse battery".into(), Some(stored)).await);
         // The dummy path never succeeds, whatever the password.
         assert!(!h.verify(String::new(), None).await);
+    }
+
+    /// Issue 7.2: an unknown user must cost the same argon2id work as a wrong password, and fail the same way.
+    /// The route maps `false` to one `BadCredentials` (status and body compared in tests/web_security.rs).
+    #[tokio::test]
+    async fn unknown_user_costs_one_real_verification_like_a_wrong_password() {
+        let h = PasswordHasher::new().unwrap();
+        let stored = h.hash("correct horse battery".into()).await.unwrap();
+        // Equal work needs equal parameters: the dummy must not be a cheaper hash than a real one.
+        let params = |s: &str| PasswordHash::new(s).unwrap().params.to_string();
+        assert_eq!(params(&h.dummy), params(&stored));
+        assert_eq!(h.verifications(), 0, "hashing is not verification");
+
+        let mut outcomes = Vec::new();
+        for (case, stored) in [("wrong password", Some(stored)), ("unknown user", None)] {
+            let before = h.verifications();
+            let ok = h.verify("wrong horse battery".into(), stored).await;
+            assert_eq!(
+                h.verifications() - before,
+                1,
+                "{case}: exactly one argon2id run"
+            );
+            outcomes.push(ok);
+        }
+        assert_eq!(outcomes, [false, false], "same answer for both failures");
     }
 }

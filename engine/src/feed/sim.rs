@@ -539,6 +539,61 @@ mod tests {
         );
     }
 
+    /// Issue 2.4: over a long seeded run the regime switches, and the quoted mid moves clearly more per window in
+    /// the volatile regime than in the calm one.
+    #[test]
+    fn regimes_switch_and_change_the_volatility_of_the_quoted_price() {
+        const WINDOW: usize = 100;
+        let mut cfg = SimConfig::new(11);
+        cfg.symbols = vec![SimSymbol::btcusdt()];
+        // 0.1 market s per message: 300k messages = 30,000 market s, dozens of regimes of ~900 s / ~180 s.
+        cfg.speed = 100.0;
+        let mut m = SimMarket::new(cfg).unwrap();
+        let btc = SimSymbol::btcusdt().symbol;
+        let mid = |m: &SimMarket| {
+            let t = m.top(btc).unwrap();
+            (t.bid.to_f64_lossy() + t.ask.to_f64_lossy()) / 2.0
+        };
+        let mut switches = 0;
+        // Log returns of the mid over windows that stayed in one regime: [calm, volatile].
+        let mut returns: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut regime = m.syms[0].volatile;
+        for _ in 0..3_000 {
+            let from = mid(&m);
+            let mut mixed = false;
+            for _ in 0..WINDOW {
+                m.next_message();
+                let now = m.syms[0].volatile;
+                if now != regime {
+                    switches += 1;
+                    mixed = true;
+                    regime = now;
+                }
+            }
+            if !mixed {
+                returns[usize::from(regime)].push((mid(&m) / from).ln());
+            }
+        }
+        assert!(switches >= 2, "regime switched {switches} times");
+        let std_dev = |r: &[f64]| {
+            let mean = r.iter().sum::<f64>() / r.len() as f64;
+            (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / r.len() as f64).sqrt()
+        };
+        let [calm, volatile] = &returns;
+        assert!(
+            calm.len() > 100 && volatile.len() > 100,
+            "windows per regime: {} calm, {} volatile",
+            calm.len(),
+            volatile.len()
+        );
+        // The volatile regime is configured at 3× the calm volatility; 2× leaves room for sampling noise.
+        let ratio = std_dev(volatile) / std_dev(calm);
+        assert!(
+            ratio > 2.0 && ratio < 4.5,
+            "volatile/calm std-dev ratio {ratio}"
+        );
+    }
+
     #[test]
     fn bad_configs_are_refused() {
         let mut c = SimConfig::new(1);
