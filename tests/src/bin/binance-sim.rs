@@ -3,7 +3,7 @@
 use aegis_shared::num::Notional;
 use aegis_testkit::sim::keys::KeysFile;
 use aegis_testkit::sim::ratelimit::Limits;
-use aegis_testkit::sim::{start, SimConfig, SourceKind};
+use aegis_testkit::sim::{start, SimConfig, SimTls, SourceKind};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -14,7 +14,15 @@ STARTING
   binance-sim --keys keys.json --listen 127.0.0.1:9010
   Then point a Binance client at it: REST base http://127.0.0.1:9010 (instead of https://fapi.binance.com),
   streams ws://127.0.0.1:9010 (instead of wss://fstream.binance.com), WebSocket API
-  ws://127.0.0.1:9010/ws-fapi/v1. Plain TCP on loopback; put a TLS proxy in front if a client insists on TLS.
+  ws://127.0.0.1:9010/ws-fapi/v1. Plain TCP by default.
+
+TLS (HTTPS and WSS on the same single port)
+  binance-sim --tls --tls-cert-out sim-ca.pem     a self-signed certificate for localhost and 127.0.0.1, new
+                                                  each start; the client trusts sim-ca.pem (e.g. Python
+                                                  REQUESTS_CA_BUNDLE=sim-ca.pem / SSL_CERT_FILE=sim-ca.pem)
+  binance-sim --tls-cert cert.pem --tls-key key.pem   your certificate chain and key (PEM)
+  URLs become https://127.0.0.1:9010, wss://127.0.0.1:9010 and wss://127.0.0.1:9010/ws-fapi/v1. The
+  certificate file is written before the "listening" line is printed.
   The bot: TRADING_MODE=testnet with the testnet URLs overridden to these (see the project README).
   `binance-sim gen-key --account alice [--ed25519]` prints a keys-file entry and the matching secret.
 
@@ -115,6 +123,33 @@ struct Cli {
     /// WebSocket connection lifetime in seconds.
     #[arg(long, default_value_t = 86_400)]
     ws_lifetime_secs: u64,
+    /// Serve HTTPS/WSS with a self-signed certificate for localhost and 127.0.0.1 (see --tls-cert-out).
+    #[arg(long, conflicts_with = "tls_cert")]
+    tls: bool,
+    /// Serve HTTPS/WSS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With --tls: write the generated certificate (PEM) here for clients to trust.
+    #[arg(long, requires = "tls")]
+    tls_cert_out: Option<PathBuf>,
+}
+
+/// The TLS setting the flags ask for (clap already rejects contradictory combinations).
+fn tls_of(cli: &Cli) -> anyhow::Result<Option<SimTls>> {
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    Ok(match (&cli.tls_cert, &cli.tls_key) {
+        (Some(c), Some(k)) => Some(SimTls::Pem {
+            cert: read(c)?,
+            key: read(k)?,
+        }),
+        _ if cli.tls => Some(SimTls::SelfSigned),
+        _ => None,
+    })
 }
 
 #[derive(Subcommand, Debug)]
@@ -207,12 +242,16 @@ async fn main() -> anyhow::Result<()> {
         },
         listen_key_ttl_ms: cli.listen_key_ttl_secs * 1000,
         ws_lifetime_ms: cli.ws_lifetime_secs * 1000,
+        tls: tls_of(&cli)?,
         ..SimConfig::default()
     };
     let handle = start(cfg).await?;
+    if let (Some(out), Some(pem)) = (&cli.tls_cert_out, handle.ca_pem()) {
+        std::fs::write(out, pem).with_context(|| format!("writing {}", out.display()))?;
+    }
     // The first line tells scripts where to connect (useful with --listen 127.0.0.1:0).
     println!("binance-sim listening on {}", handle.addr);
-    tracing::info!(addr = %handle.addr, "binance-sim ready");
+    tracing::info!(addr = %handle.addr, url = %handle.base_url(), "binance-sim ready");
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;

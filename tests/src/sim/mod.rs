@@ -1,8 +1,9 @@
 //! The Binance USD-M futures simulator.
 //!
-//! One listener serves REST (`/fapi/...`, `/sapi/...`), market streams (`/ws/...`, `/stream`, `/public/...`,
-//! `/market/...`), user data streams (`/ws/<listenKey>`, `/private/ws?listenKey=`), the WebSocket API
-//! (`/ws-fapi/v1`) and the test kit's admin API (`/admin/...`). Modules, one concept each:
+//! One listener (plain TCP, or TLS with [`SimTls`]) serves REST (`/fapi/...`, `/sapi/...`), market streams
+//! (`/ws/...`, `/stream`, `/public/...`, `/market/...`), user data streams (`/ws/<listenKey>`,
+//! `/private/ws?listenKey=`), the WebSocket API (`/ws-fapi/v1`) and the test kit's admin API (`/admin/...`).
+//! Modules, one concept each:
 //! - [`keys`]: the keys file and key permissions; [`auth`]: parameters, signatures, timestamps;
 //! - [`error`]: Binance error bodies; [`symbols`]: exchangeInfo filters and their checks;
 //! - [`market`]: the price source trait and books ([`engine_source`]: the engine's `SimMarket` as source); [`orders`], [`matching`], [`account`]: trading state;
@@ -32,7 +33,7 @@ pub mod user_stream;
 pub mod ws_api;
 
 pub use client::AdminClient;
-pub use server::{start, SimConfig, SimHandle, SourceKind};
+pub use server::{start, SimConfig, SimHandle, SimTls, SourceKind};
 
 use aegis_shared::num::Notional;
 use clock::Clock;

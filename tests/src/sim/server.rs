@@ -1,5 +1,5 @@
-//! Starting the simulator: configuration, the single listener (HTTP + WebSocket upgrade on one port) and the
-//! market ticker that drives the books from the price source.
+//! Starting the simulator: configuration, the single listener (HTTP + WebSocket upgrade on one port, plain TCP
+//! or TLS) and the market ticker that drives the books from the price source.
 
 use super::admin;
 use super::client::AdminClient;
@@ -14,6 +14,8 @@ use super::{lock, Sim};
 use aegis_shared::num::Notional;
 use axum::routing::get;
 use axum::Router;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +60,67 @@ pub struct SimConfig {
     pub ws_lifetime_ms: u64,
     /// Server ping interval on streams.
     pub ping_interval_ms: u64,
+    /// TLS on the listener (`None`: plain TCP).
+    pub tls: Option<SimTls>,
+}
+
+/// TLS on the simulator's one listener: HTTPS and WSS on the same port.
+#[derive(Clone)]
+pub enum SimTls {
+    /// A self-signed certificate for `localhost` and `127.0.0.1`, generated at start; clients trust
+    /// [`SimHandle::ca_pem`].
+    SelfSigned,
+    /// The caller's certificate chain and private key, both PEM.
+    Pem {
+        /// Certificate chain, leaf first.
+        cert: String,
+        /// PKCS#8, PKCS#1 or SEC1 private key.
+        key: String,
+    },
+}
+
+// By hand so that logging a `SimConfig` never prints a private key.
+impl std::fmt::Debug for SimTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SimTls::SelfSigned => f.write_str("SelfSigned"),
+            SimTls::Pem { .. } => f.write_str("Pem { .. }"),
+        }
+    }
+}
+
+/// The rustls server config of `tls` and the certificate PEM clients should trust.
+fn tls_config(tls: &SimTls) -> Result<(Arc<rustls::ServerConfig>, String), StartError> {
+    let bad = |e: &dyn std::fmt::Display| StartError::Tls(e.to_string());
+    let (cert_pem, key_pem) = match tls {
+        SimTls::SelfSigned => {
+            let ck = rcgen::generate_simple_self_signed(vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+            ])
+            .map_err(|e| bad(&e))?;
+            (ck.cert.pem(), ck.key_pair.serialize_pem())
+        }
+        SimTls::Pem { cert, key } => (cert.clone(), key.clone()),
+    };
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&format!("certificate PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(bad(&"certificate PEM holds no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| bad(&format!("key PEM: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| bad(&e))?;
+    // HTTP/1.1 only: the WebSocket upgrade (Binance clients' wss://) is an HTTP/1.1 mechanism.
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((Arc::new(cfg), cert_pem))
 }
 
 impl Default for SimConfig {
@@ -75,6 +138,7 @@ impl Default for SimConfig {
             ws_lifetime_ms: 24 * 60 * 60 * 1000,
             ping_interval_ms: 3 * 60 * 1000,
             messages_per_tick: 20,
+            tls: None,
         }
     }
 }
@@ -94,6 +158,9 @@ pub enum StartError {
     /// The listener.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// The TLS certificate or key.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A running simulator.
@@ -105,16 +172,23 @@ pub struct SimHandle {
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     ticker: JoinHandle<()>,
+    cert_pem: Option<String>,
 }
 
 impl SimHandle {
-    /// `http://addr` (REST base URL).
+    /// `http://addr`, or `https://addr` with TLS (REST base URL).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let s = if self.cert_pem.is_some() { "s" } else { "" };
+        format!("http{s}://{}", self.addr)
     }
-    /// `ws://addr` (stream base URL).
+    /// `ws://addr`, or `wss://addr` with TLS (stream base URL).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}", self.addr)
+        let s = if self.cert_pem.is_some() { "s" } else { "" };
+        format!("ws{s}://{}", self.addr)
+    }
+    /// With TLS, the certificate (PEM) a client must trust: the generated one or the configured chain.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.cert_pem.as_deref()
     }
     /// An admin client for this simulator.
     pub fn admin(&self) -> AdminClient {
@@ -180,6 +254,7 @@ pub async fn start_with_source(
     for name in keys.accounts() {
         ex.account(&name);
     }
+    let tls = cfg.tls.as_ref().map(tls_config).transpose()?;
     let sim = Arc::new(Sim::new(ex, keys, RateLimiter::new(cfg.limits), &cfg));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -189,16 +264,25 @@ pub async fn start_with_source(
         .map_err(|e| StartError::Bind(cfg.listen, e))?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let app = router(sim.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stop_rx.await;
-        })
-        .await;
-    });
+    let (server, cert_pem) = match tls {
+        None => (
+            tokio::spawn(async move {
+                let _ = axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            }),
+            None,
+        ),
+        Some((tls, pem)) => {
+            let listener = listener.into_std().map_err(|e| StartError::Bind(addr, e))?;
+            (serve_tls(listener, tls, app, stop_rx), Some(pem))
+        }
+    };
     let tsim = sim.clone();
     let tick = Duration::from_millis(cfg.tick_ms.max(1));
     let ticker = tokio::spawn(async move {
@@ -254,5 +338,31 @@ pub async fn start_with_source(
         stop: Some(stop_tx),
         server,
         ticker,
+        cert_pem,
+    })
+}
+
+/// Serves `app` over TLS until `stop` fires (or its sender is dropped).
+fn serve_tls(
+    listener: std::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    stop: oneshot::Receiver<()>,
+) -> JoinHandle<()> {
+    let handle = axum_server::Handle::new();
+    let server = axum_server::tls_rustls::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )
+    .handle(handle.clone());
+    tokio::spawn(async move {
+        let _ = stop.await;
+        // Bounded: a client that never closes its connection must not hold up a test's shutdown.
+        handle.graceful_shutdown(Some(Duration::from_secs(1)));
+    });
+    tokio::spawn(async move {
+        let _ = server
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+            .await;
     })
 }
