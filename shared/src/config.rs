@@ -102,6 +102,9 @@ pub mod keys {
     pub const BINANCE_WSAPI_URL: &str = "BINANCE_WSAPI_URL";
     /// Override of the `/sapi` REST base URL (key restrictions; production `https://api.binance.com`).
     pub const BINANCE_SAPI_URL: &str = "BINANCE_SAPI_URL";
+    /// PEM certificate trusted in addition to the public roots by the exchange connections (testnet mode only,
+    /// for a simulator or test endpoint with its own CA).
+    pub const BINANCE_EXTRA_CA_FILE: &str = "BINANCE_EXTRA_CA_FILE";
     /// PKCS#8 PEM Ed25519 private key file for the production key (then `BINANCE_SECRET_KEY` may stay empty).
     pub const BINANCE_ED25519_PRIVATE_KEY_PATH: &str = "BINANCE_ED25519_PRIVATE_KEY_PATH";
     /// PKCS#8 PEM Ed25519 private key file for the testnet key.
@@ -196,6 +199,7 @@ pub mod keys {
         BINANCE_FSTREAM_URL,
         BINANCE_WSAPI_URL,
         BINANCE_SAPI_URL,
+        BINANCE_EXTRA_CA_FILE,
         BINANCE_ED25519_PRIVATE_KEY_PATH,
         BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH,
         ALLOW_UNRESTRICTED_IP,
@@ -448,6 +452,8 @@ pub struct ExchangeConfig {
     pub wsapi_url: Option<String>,
     /// `BINANCE_SAPI_URL`: `/sapi` base override.
     pub sapi_url: Option<String>,
+    /// `BINANCE_EXTRA_CA_FILE`: extra trusted CA (never in live; read and checked when the exchange path starts).
+    pub extra_ca_file: Option<PathBuf>,
     /// `BINANCE_ED25519_PRIVATE_KEY_PATH`.
     pub ed25519_key_path: Option<PathBuf>,
     /// `BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH`.
@@ -939,6 +945,18 @@ impl Config {
             fstream_url: url(BINANCE_FSTREAM_URL, &["wss://", "ws://"])?,
             wsapi_url: url(BINANCE_WSAPI_URL, &["wss://", "ws://"])?,
             sapi_url: url(BINANCE_SAPI_URL, &["https://", "http://"])?,
+            extra_ca_file: match src.path(BINANCE_EXTRA_CA_FILE) {
+                // Production must trust only the public roots: an extra CA there could let a
+                // man-in-the-middle hold the real-money key's session.
+                Some(p) if trading_mode == TradingMode::Live => {
+                    return Err(ConfigError::new(
+                        BINANCE_EXTRA_CA_FILE,
+                        Some(&p.display().to_string()),
+                        "only for testnet/simulators: leave it empty with TRADING_MODE=live",
+                    ))
+                }
+                p => p,
+            },
             ed25519_key_path: ed_path,
             testnet_ed25519_key_path: testnet_ed_path,
             allow_unrestricted_ip: src.bool(ALLOW_UNRESTRICTED_IP, false)?,
@@ -1006,6 +1024,27 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn extra_ca_file_is_refused_in_live_and_kept_elsewhere() {
+        let e = cfg(&[
+            ("TRADING_MODE", "live"),
+            ("BINANCE_EXTRA_CA_FILE", "/sim-ca.pem"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "BINANCE_EXTRA_CA_FILE");
+        assert!(e.to_string().contains("only for testnet/simulators"), "{e}");
+        let ok = cfg(&[
+            ("TRADING_MODE", "testnet"),
+            ("BINANCE_EXTRA_CA_FILE", "/sim-ca.pem"),
+        ])
+        .unwrap();
+        assert_eq!(
+            ok.exchange.extra_ca_file.as_deref(),
+            Some(std::path::Path::new("/sim-ca.pem"))
+        );
+        assert_eq!(cfg(&[]).unwrap().exchange.extra_ca_file, None);
     }
 
     #[test]

@@ -616,3 +616,98 @@ fn live_key_restrictions_are_rechecked_and_a_change_halts_entries_with_an_alert(
         bot.log()
     );
 }
+
+#[test]
+fn live_bot_trades_over_tls_trusting_only_the_extra_ca_file() {
+    let _g = serial();
+    let w = World::with_tls("tls", keys(false, false));
+    let ca = w.ca_file().display().to_string();
+    let exits_with_config_error = |run: u32, env: &[(&str, String)], why: &str| {
+        let mut bot = w.bot(run, env);
+        assert_eq!(
+            bot.wait_exit(Duration::from_secs(10)),
+            Some(2),
+            "{}",
+            bot.log()
+        );
+        let log = bot.log();
+        assert!(
+            log.contains("BINANCE_EXTRA_CA_FILE") && log.contains(why),
+            "{log}"
+        );
+    };
+    // Production trusts the public roots only.
+    let mut live = live_env();
+    live.push(("BINANCE_EXTRA_CA_FILE", ca.clone()));
+    exits_with_config_error(1, &live, "only for testnet/simulators");
+    // A file that is no certificate fails at start, named by its key, not later as a TLS error.
+    let junk = w.dir.join("junk.pem");
+    fs::write(&junk, b"not a certificate").unwrap();
+    let mut bad = testnet_env();
+    bad.push(("BINANCE_EXTRA_CA_FILE", junk.display().to_string()));
+    exits_with_config_error(2, &bad, "not a PEM certificate file");
+
+    // Without the file the simulator's certificate is not trusted: the CA is what lets the bot in.
+    let mut untrusted = w.bot(3, &testnet_env());
+    let code = untrusted.wait_exit(Duration::from_secs(15));
+    assert!(
+        code.is_some_and(|c| c != 0) && untrusted.log().contains("cannot reach Binance"),
+        "{code:?}\n{}",
+        untrusted.log()
+    );
+
+    // A position for the kill switch to flatten: the bot's own order, placed over wss:// (WebSocket API).
+    manual_buy(&w, "0.003");
+    let mut env = testnet_env();
+    env.push(("BINANCE_EXTRA_CA_FILE", ca));
+    let mut bot = start_agreed(&w, 4, &env);
+    let log = bot.log();
+    assert!(w.base().starts_with("https://"), "{}", w.base());
+    assert!(
+        log.contains(&format!("REST {}", w.base()))
+            && log.contains(&format!("streams {}", w.sim().ws_url())),
+        "{log}"
+    );
+    let pem = w.sim().ca_pem().unwrap_or_default();
+    let body = pem.lines().nth(1).unwrap_or("BEGIN CERTIFICATE");
+    assert!(!log.contains(body), "CA content never logged: {log}");
+
+    // Market data over the mio wss:// record layer: every fresh quote raises the engine's message count
+    // (published about once a second, so each step waits for the next publication).
+    let messages = || {
+        bot.api("/api/status")
+            .and_then(|s| s["engine_stats"]["messages"].as_u64())
+    };
+    let mut counts = Vec::new();
+    let mut last = None;
+    for _ in 0..3 {
+        nudge(&w);
+        let rose = wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+            let now = messages();
+            let up = now.is_some() && now > last;
+            if up {
+                last = now;
+            }
+            up
+        });
+        counts.push((rose, last));
+    }
+    assert!(
+        counts.iter().all(|(rose, _)| *rose),
+        "market data flowed: {counts:?}\n{}",
+        bot.log()
+    );
+
+    kill_file(&w);
+    assert!(
+        wait_flat(&w, Duration::from_secs(15)),
+        "the kill switch's flatten order was acknowledged and filled\n{}",
+        bot.log()
+    );
+    let (positions, open) = assert_consistent(&w, &bot, Duration::from_secs(10));
+    assert!(
+        positions.is_empty() && open.is_empty(),
+        "{positions:?} {open:?}"
+    );
+    bot.stop_cleanly(Duration::from_secs(10));
+}

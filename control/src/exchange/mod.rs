@@ -64,6 +64,27 @@ impl EngineThread for LiveThreads {
     }
 }
 
+/// The `BINANCE_EXTRA_CA_FILE` PEM, read once at start. Errors name the key and the path, never the content.
+fn extra_ca(cfg: &aegis_shared::config::Config) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(path) = &cfg.exchange.extra_ca_file else {
+        return Ok(None);
+    };
+    let key = aegis_shared::config::keys::BINANCE_EXTRA_CA_FILE;
+    let shown = path.display().to_string();
+    let pem = std::fs::read(path)
+        .map_err(|e| ConfigError::new(key, Some(&shown), format!("cannot read it: {e}")))?;
+    // Checked here so a wrong file fails at start with the key's name, not later as a TLS error.
+    if reqwest::Certificate::from_pem_bundle(&pem).map_or(true, |c| c.is_empty()) {
+        return Err(ConfigError::new(
+            key,
+            Some(&shown),
+            "not a PEM certificate file: give the CA certificate (-----BEGIN CERTIFICATE-----)",
+        ));
+    }
+    tracing::warn!("exchange:    also trusting the CA in BINANCE_EXTRA_CA_FILE={shown} (simulator or test endpoint)");
+    Ok(Some(pem))
+}
+
 fn run_err(e: impl std::fmt::Display) -> RunError {
     RunError::Engine(e.to_string())
 }
@@ -129,7 +150,20 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     if endpoints.overridden {
         tracing::warn!("exchange:    URLs overridden by BINANCE_*_URL (simulator or proxy): this is not Binance itself");
     }
-    let client = rest::RestClient::new(endpoints, creds).map_err(run_err)?;
+    let extra_ca = extra_ca(cfg)?;
+    let client =
+        rest::RestClient::with_extra_ca(endpoints, creds, extra_ca.as_deref()).map_err(run_err)?;
+    // One config for the WebSocket API, user data and market streams alike, fixed before any of them connects.
+    let feed_tls = match &extra_ca {
+        Some(pem) => Some(aegis_engine::net::ws::set_extra_roots(pem).map_err(|e| {
+            ConfigError::new(
+                aegis_shared::config::keys::BINANCE_EXTRA_CA_FILE,
+                None,
+                format!("cannot use it: {e}"),
+            )
+        })?),
+        None => None,
+    };
     let offset = rt.block_on(client.sync_time()).map_err(|e| {
         run_err(format!(
             "cannot reach Binance {}: {e}",
@@ -346,6 +380,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         streams.join("/")
     ));
     feed_cfg.depth = Some(depth_sync(client.clone(), rt.clone()));
+    feed_cfg.tls = feed_tls.map(aegis_engine::net::ws_feed::TlsOverride);
     // 0 only in a hand-built `ExchangeConfig::default()`; the loaded config is always 1..=86399.
     if cfg.exchange.ws_rollover_secs > 0 {
         feed_cfg.rollover_ms = cfg.exchange.ws_rollover_secs * 1000;

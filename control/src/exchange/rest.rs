@@ -164,7 +164,28 @@ fn hdr_u64(h: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
 impl RestClient {
     /// A client for `endpoints`, signing with `creds` (or read-only without).
     pub fn new(endpoints: Endpoints, creds: Option<Credentials>) -> Result<Self, RestError> {
-        let http = reqwest::Client::builder()
+        Self::with_extra_ca(endpoints, creds, None)
+    }
+
+    /// Like [`RestClient::new`], also trusting the PEM certificates in `extra_ca` (a simulator or test
+    /// endpoint; `BINANCE_EXTRA_CA_FILE`) in addition to the public roots.
+    pub fn with_extra_ca(
+        endpoints: Endpoints,
+        creds: Option<Credentials>,
+        extra_ca: Option<&[u8]>,
+    ) -> Result<Self, RestError> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = extra_ca {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RestError::Transport {
+                    path: String::new(),
+                    why: format!("extra CA: {e}"),
+                })?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("aegis/", env!("CARGO_PKG_VERSION")))

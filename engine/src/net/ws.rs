@@ -77,21 +77,54 @@ impl Write for Stream {
 /// A connected WebSocket.
 pub type Ws = tungstenite::WebSocket<Stream>;
 
-pub(crate) fn tls_config() -> Result<Arc<rustls::ClientConfig>, NetError> {
-    static CFG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    if let Some(c) = CFG.get() {
-        return Ok(c.clone());
-    }
-    let roots = rustls::RootCertStore {
+/// The exchange connections' client config, built once per process (by [`set_extra_roots`] or on first use).
+static CFG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+fn build_config(
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, NetError> {
+    let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+    for c in extra {
+        roots
+            .add(c.clone())
+            .map_err(|e| NetError::Tls(format!("extra CA certificate rejected: {e}")))?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| NetError::Tls(e.to_string()))?
     .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_no_client_auth())
+}
+
+/// Trusts the certificates in `pem` in addition to the webpki roots, for every later `wss://` connection of this
+/// process (a simulator or test endpoint). Call once at start, before any connection: the config is fixed on
+/// first use so all connections agree, and a second call is refused rather than silently ignored.
+pub fn set_extra_roots(pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, NetError> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NetError::Tls(format!("extra CA file is not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(NetError::Tls(
+            "extra CA file holds no PEM certificate".into(),
+        ));
+    }
+    let cfg = Arc::new(build_config(&certs)?);
+    CFG.set(cfg.clone())
+        .map_err(|_| NetError::Tls("TLS roots already fixed for this process".into()))?;
+    Ok(cfg)
+}
+
+/// The client config every exchange `wss://` connection uses: webpki roots plus any [`set_extra_roots`].
+pub fn tls_config() -> Result<Arc<rustls::ClientConfig>, NetError> {
+    if let Some(c) = CFG.get() {
+        return Ok(c.clone());
+    }
+    let cfg = build_config(&[])?;
     Ok(CFG.get_or_init(|| Arc::new(cfg)).clone())
 }
 
@@ -173,4 +206,21 @@ pub fn set_nonblocking(ws: &Ws) -> std::io::Result<()> {
 /// True for the error a read timeout produces (no data yet), as opposed to a broken connection.
 pub fn is_timeout(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_roots_refuse_a_file_without_a_certificate() {
+        // A bad file must fail at start, not leave the roots fixed without the CA the operator meant to add.
+        for junk in [
+            &b""[..],
+            b"not a certificate",
+            b"-----BEGIN CERTIFICATE-----\n%%%\n",
+        ] {
+            assert!(matches!(set_extra_roots(junk), Err(NetError::Tls(_))));
+        }
+    }
 }

@@ -231,6 +231,18 @@ impl AdminClient {
             http: reqwest::Client::new(),
         }
     }
+    /// A client for a simulator serving HTTPS (`https://127.0.0.1:PORT`) that trusts `ca_pem`
+    /// ([`super::SimHandle::ca_pem`]) in addition to the public roots.
+    pub fn with_ca_pem(base: &str, ca_pem: &str) -> Result<Self, AdminError> {
+        let mut b = reqwest::Client::builder();
+        for c in reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes())? {
+            b = b.add_root_certificate(c);
+        }
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: b.build()?,
+        })
+    }
     /// Runs one call.
     pub async fn call(&self, c: AdminCall) -> Result<Value, AdminError> {
         let url = format!("{}{}", self.base, c.path);
@@ -259,6 +271,17 @@ impl BlockingAdminClient {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::blocking::Client::new(),
         }
+    }
+    /// [`AdminClient::with_ca_pem`], blocking.
+    pub fn with_ca_pem(base: &str, ca_pem: &str) -> Result<Self, AdminError> {
+        let mut b = reqwest::blocking::Client::builder();
+        for c in reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes())? {
+            b = b.add_root_certificate(c);
+        }
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: b.build()?,
+        })
     }
     /// Runs one call.
     pub fn call(&self, c: AdminCall) -> Result<Value, AdminError> {

@@ -6,7 +6,7 @@ pub use aegis_engine::sign::{HmacSigner, Signer};
 pub use aegis_shared::Secret;
 pub use aegis_testkit::sim::client::AdminCall;
 pub use aegis_testkit::sim::keys::{KeyEntry, KeysFile, Permissions};
-pub use aegis_testkit::sim::{start, SimConfig, SimHandle, SourceKind};
+pub use aegis_testkit::sim::{start, SimConfig, SimHandle, SimTls, SourceKind};
 pub use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
 pub use serde_json::Value;
 pub use std::fs;
@@ -66,6 +66,16 @@ pub fn keys(withdrawals: bool, ip_restrict: bool) -> KeysFile {
     }
 }
 
+/// The simulator's admin client, trusting its certificate when it serves TLS.
+fn admin_client(h: &SimHandle) -> aegis_testkit::sim::client::AdminClient {
+    match h.ca_pem() {
+        Some(pem) => {
+            aegis_testkit::sim::client::AdminClient::with_ca_pem(&h.base_url(), pem).unwrap()
+        }
+        None => h.admin(),
+    }
+}
+
 pub struct World {
     pub rt: tokio::runtime::Runtime,
     pub sim: Option<SimHandle>,
@@ -78,6 +88,16 @@ impl World {
     }
 
     pub fn with_source(tag: &str, keys: KeysFile, source: SourceKind) -> World {
+        Self::with_sim(tag, keys, source, None)
+    }
+
+    /// A frozen-market world whose simulator serves HTTPS/WSS with a self-signed certificate: the bot's URLs
+    /// become `https://`/`wss://`, and it must be given [`World::ca_file`] as `BINANCE_EXTRA_CA_FILE`.
+    pub fn with_tls(tag: &str, keys: KeysFile) -> World {
+        Self::with_sim(tag, keys, SourceKind::Frozen, Some(SimTls::SelfSigned))
+    }
+
+    fn with_sim(tag: &str, keys: KeysFile, source: SourceKind, tls: Option<SimTls>) -> World {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -88,12 +108,13 @@ impl World {
                 keys,
                 source,
                 tick_ms: 20,
+                tls,
                 ..SimConfig::default()
             })
             .await
             .expect("simulator starts");
             if source == SourceKind::Frozen {
-                h.admin()
+                admin_client(&h)
                     .call(AdminCall::set_quote(
                         "BTCUSDT", "59999.9", "5", "60000", "5",
                     ))
@@ -124,7 +145,15 @@ impl World {
     }
 
     pub fn admin(&self, c: AdminCall) -> Value {
-        self.rt.block_on(self.sim().admin().call(c)).unwrap()
+        self.rt.block_on(admin_client(self.sim()).call(c)).unwrap()
+    }
+
+    /// The simulator's certificate written to a file, for `BINANCE_EXTRA_CA_FILE` (a TLS world only).
+    pub fn ca_file(&self) -> PathBuf {
+        let pem = self.sim().ca_pem().expect("a TLS world (World::with_tls)");
+        let path = self.dir.join("sim-ca.pem");
+        fs::write(&path, pem).unwrap();
+        path
     }
 
     pub fn base(&self) -> String {
@@ -157,7 +186,16 @@ impl World {
         let n = encode_signed_query(&ps, &signer, &mut buf).unwrap();
         let q = String::from_utf8_lossy(&buf[..n]).into_owned();
         let url = format!("{}{path}?{q}", self.base());
-        let c = reqwest::blocking::Client::new();
+        let c = match self.sim().ca_pem() {
+            Some(pem) => {
+                let ca = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap();
+                reqwest::blocking::Client::builder()
+                    .add_root_certificate(ca)
+                    .build()
+                    .unwrap()
+            }
+            None => reqwest::blocking::Client::new(),
+        };
         let r = c
             .request(method, url)
             .header("X-MBX-APIKEY", key)
