@@ -406,16 +406,19 @@ pub fn encode_server_fragment(
     Some(hl + n)
 }
 
+/// One server frame as its own buffer, for the tests of this module and of the WebSocket client.
+#[cfg(test)]
+pub(crate) fn server_frame(op: OpCode, p: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; p.len() + 10];
+    // Invariant: 10 bytes cover the largest header of an unmasked frame.
+    let n = encode_server_frame(op, p, &mut out).expect("buffer sized for the header");
+    out.truncate(n);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn server(op: OpCode, p: &[u8]) -> Vec<u8> {
-        let mut out = vec![0u8; p.len() + 10];
-        let n = encode_server_frame(op, p, &mut out).unwrap();
-        out.truncate(n);
-        out
-    }
 
     /// Collects every frame while feeding `bytes` through reads of at most `chunk` bytes.
     fn read_all(
@@ -461,7 +464,7 @@ mod tests {
             (OpCode::Text, b""),
             (OpCode::Close, &[0x03, 0xE8]),
         ] {
-            stream.extend_from_slice(&server(op, p));
+            stream.extend_from_slice(&server_frame(op, p));
         }
         for chunk in [1, 2, 3, 7, 64, 1000, 1 << 20] {
             let got = read_all(&stream, chunk, 1 << 18).unwrap();
@@ -488,7 +491,7 @@ mod tests {
             let n = encode_server_fragment(op, fin, p, &mut s).unwrap();
             stream.extend_from_slice(&s[..n]);
         }
-        stream.extend_from_slice(&server(OpCode::Text, b"next"));
+        stream.extend_from_slice(&server_frame(OpCode::Text, b"next"));
         for chunk in [1, 5, 100] {
             let got = read_all(&stream, chunk, 256).unwrap();
             assert_eq!(
@@ -534,7 +537,7 @@ mod tests {
         let mut huge = vec![0x82, 127];
         huge.extend_from_slice(&(1u64 << 63).to_be_bytes());
         assert_eq!(read_all(&huge, 64, 256), Err(FrameError::BadLength));
-        let too_big = server(OpCode::Text, &[b'z'; 300]);
+        let too_big = server_frame(OpCode::Text, &[b'z'; 300]);
         assert_eq!(read_all(&too_big, 64, 256), Err(FrameError::TooLarge(256)));
     }
 

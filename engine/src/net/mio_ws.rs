@@ -1358,17 +1358,10 @@ mod tls_support;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::frame::{encode_server_fragment, encode_server_frame};
+    use crate::feed::frame::{encode_server_fragment, server_frame};
     use crate::net::ws_feed::{TlsOverride, WsFeed, WsFeedConfig};
     use std::net::TcpListener;
     use std::sync::atomic::Ordering::Relaxed;
-
-    fn server_frame(op: OpCode, p: &[u8]) -> Vec<u8> {
-        let mut out = vec![0u8; p.len() + 10];
-        let n = encode_server_frame(op, p, &mut out).unwrap();
-        out.truncate(n);
-        out
-    }
 
     /// Reads the client's upgrade request and returns the 101 response for it (and the request line).
     fn upgrade_response<S: Read>(s: &mut S) -> (String, String) {
