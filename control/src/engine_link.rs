@@ -77,6 +77,8 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
             symbols: cfg.symbols.clone(),
             limit: None,
         },
+        // Binance's streams are opened by `exchange::paper_market`; this placeholder is never read.
+        FeedKind::Binance => FeedSource::default_sim(),
         FeedKind::Replay { file, speed } => {
             for s in replay_symbols(file) {
                 if !symbols.contains(&s) {
@@ -182,6 +184,9 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
 pub fn start(ctx: StartContext<'_>) -> Result<EngineStart, RunError> {
     if ctx.config.trading_mode != TradingMode::Paper {
         return crate::exchange::start_live(ctx);
+    }
+    if ctx.config.feed == FeedKind::Binance {
+        return crate::exchange::paper_market::start(ctx);
     }
     let (params, feed) = params(&ctx)?;
     let h = aegis_engine::spawn(params, feed).map_err(|e| RunError::Engine(e.to_string()))?;

@@ -128,6 +128,14 @@ pub struct StartContext<'a> {
 /// Describes the feed for the banner and the status API.
 pub fn feed_description(cfg: &Config) -> String {
     // Testnet/live read Binance's market streams whatever FEED says (the simulated market is paper-only).
+    if let Some(e) = crate::exchange::env::Endpoints::paper_market(cfg) {
+        let over = if e.overridden { ", URL overridden" } else { "" };
+        return format!(
+            "Binance USD-M futures {} public market streams ({}/stream{over}), paper fills",
+            e.name,
+            aegis_engine::net::ws::redact(&e.fstream)
+        );
+    }
     if let Some(e) = crate::exchange::env::Endpoints::for_config(cfg) {
         let over = if e.overridden { ", URL overridden" } else { "" };
         return format!(
@@ -142,6 +150,8 @@ pub fn feed_description(cfg: &Config) -> String {
             cfg.sim.seed, cfg.sim.rate, cfg.sim.speed
         ),
         FeedKind::Replay { file, speed } => format!("replay of {} at {}x", file.display(), speed),
+        // Handled above (paper on Binance); testnet/live returned earlier.
+        FeedKind::Binance => "Binance USD-M futures market streams".into(),
     }
 }
 

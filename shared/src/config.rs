@@ -64,7 +64,7 @@ pub mod keys {
     pub const DATA_DIR: &str = "DATA_DIR";
     /// CPU core the engine thread is pinned to.
     pub const ENGINE_CORE: &str = "ENGINE_CORE";
-    /// `sim` | `replay`.
+    /// `sim` | `replay` | `binance` (paper fills on Binance's public market streams).
     pub const FEED: &str = "FEED";
     /// File replayed when `FEED=replay`.
     pub const REPLAY_FILE: &str = "REPLAY_FILE";
@@ -403,6 +403,9 @@ pub enum FeedKind {
         /// Speed multiplier: 1 = original timing.
         speed: f64,
     },
+    /// Binance's public USD-M futures market streams (no key). In paper mode the fills stay simulated, like
+    /// freqtrade's dry-run; testnet and live always read Binance's streams, whatever `FEED` says.
+    Binance,
 }
 
 /// Simulated market settings.
@@ -813,11 +816,12 @@ impl Config {
                     ))
                 }
             },
+            Some("binance") => FeedKind::Binance,
             Some(_) => {
                 return Err(ConfigError::new(
                     FEED,
                     src.get(FEED).as_deref(),
-                    "use sim or replay",
+                    "use sim (the built-in simulated market), replay (a recorded file) or binance (Binance's public market streams)",
                 ))
             }
         };
@@ -1006,6 +1010,9 @@ impl Config {
     /// The environment the bot talks to, for banners and the status API.
     pub fn environment(&self) -> &'static str {
         match self.trading_mode {
+            TradingMode::Paper if self.feed == FeedKind::Binance => {
+                "paper (simulated fills on Binance's public market data; no key, no orders sent)"
+            }
             TradingMode::Paper => "paper (simulated fills, no exchange)",
             TradingMode::Testnet => "Binance USD-M futures TESTNET",
             TradingMode::Live => "Binance USD-M futures PRODUCTION (real money)",
@@ -1260,6 +1267,21 @@ mod tests {
             assert!(!d.contains(s), "{s} leaked");
         }
         assert_eq!(c.keys.api_key.expose(), "AKIA-prod-key-value-1");
+    }
+
+    #[test]
+    fn feed_binance_is_paper_on_the_public_streams() {
+        let c = cfg(&[("FEED", "Binance")]).unwrap();
+        assert_eq!(c.feed, FeedKind::Binance);
+        assert_eq!(c.trading_mode, TradingMode::Paper);
+        assert!(c.environment().contains("Binance's public market data"));
+        // The default feed keeps saying there is no exchange at all.
+        assert_eq!(
+            cfg(&[]).unwrap().environment(),
+            "paper (simulated fills, no exchange)"
+        );
+        let e = cfg(&[("FEED", "binanse")]).unwrap_err();
+        assert!(e.fix.contains("binance"), "{}", e.fix);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! reads the other mode's variables.
 
 use aegis_engine::sign::{ApiKey, SignError, Signer};
-use aegis_shared::config::{Config, ConfigError};
+use aegis_shared::config::{Config, ConfigError, FeedKind};
 use aegis_shared::{Secret, TradingMode};
 
 /// Base URLs of one environment.
@@ -29,36 +29,62 @@ pub struct Endpoints {
 impl Endpoints {
     /// The endpoints for `cfg.trading_mode` (`None` for paper).
     pub fn for_config(cfg: &Config) -> Option<Self> {
-        let x = &cfg.exchange;
-        let (name, fapi, fstream, wsapi, sapi) = match cfg.trading_mode {
-            TradingMode::Paper => return None,
-            TradingMode::Live => (
-                "production",
+        match cfg.trading_mode {
+            TradingMode::Paper => None,
+            TradingMode::Live => Some(Self::production(cfg)),
+            TradingMode::Testnet => Some(Self::build(
+                cfg,
+                "testnet",
+                [
+                    "https://testnet.binancefuture.com",
+                    "wss://fstream.binancefuture.com",
+                    "wss://testnet.binancefuture.com/ws-fapi/v1",
+                ],
+                None,
+            )),
+        }
+    }
+
+    /// Where paper trading reads Binance's public market data (`FEED=binance`): production's streams and
+    /// public REST (exchange filters, depth snapshots), or the `BINANCE_*_URL` overrides. `None` unless paper
+    /// mode reads Binance. No key is ever attached to these (paper has none).
+    pub fn paper_market(cfg: &Config) -> Option<Self> {
+        (cfg.trading_mode == TradingMode::Paper && cfg.feed == FeedKind::Binance)
+            .then(|| Self::production(cfg))
+    }
+
+    fn production(cfg: &Config) -> Self {
+        Self::build(
+            cfg,
+            "production",
+            [
                 "https://fapi.binance.com",
                 "wss://fstream.binance.com",
                 "wss://ws-fapi.binance.com/ws-fapi/v1",
-                Some("https://api.binance.com"),
-            ),
-            TradingMode::Testnet => (
-                "testnet",
-                "https://testnet.binancefuture.com",
-                "wss://fstream.binancefuture.com",
-                "wss://testnet.binancefuture.com/ws-fapi/v1",
-                None,
-            ),
-        };
+            ],
+            Some("https://api.binance.com"),
+        )
+    }
+
+    fn build(
+        cfg: &Config,
+        name: &'static str,
+        [fapi, fstream, wsapi]: [&str; 3],
+        sapi: Option<&str>,
+    ) -> Self {
+        let x = &cfg.exchange;
         let overridden = x.fapi_url.is_some()
             || x.fstream_url.is_some()
             || x.wsapi_url.is_some()
             || x.sapi_url.is_some();
-        Some(Self {
+        Self {
             name,
             fapi: x.fapi_url.clone().unwrap_or_else(|| fapi.into()),
             fstream: x.fstream_url.clone().unwrap_or_else(|| fstream.into()),
             wsapi: x.wsapi_url.clone().unwrap_or_else(|| wsapi.into()),
             sapi: x.sapi_url.clone().or(sapi.map(String::from)),
             overridden,
-        })
+        }
     }
 }
 
@@ -154,6 +180,42 @@ mod tests {
 
     const PROD: &str = "Pr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0dPr0d";
     const TEST: &str = "TestTestTestTestTestTestTestTestTestTestTestTestTestTestTestTest";
+
+    #[test]
+    fn paper_on_binance_reads_production_streams_and_never_a_key() {
+        let c = cfg(&[
+            ("FEED", "binance"),
+            ("BINANCE_API_KEY", PROD),
+            ("BINANCE_SECRET_KEY", "prod-secret"),
+        ]);
+        // Paper has no exchange account, so no key is taken even though one is configured.
+        assert!(Endpoints::for_config(&c).is_none());
+        assert!(credentials(&c).unwrap().is_none());
+        let e = Endpoints::paper_market(&c).unwrap();
+        assert_eq!(
+            (e.name, e.fstream.as_str(), e.fapi.as_str()),
+            (
+                "production",
+                "wss://fstream.binance.com",
+                "https://fapi.binance.com"
+            )
+        );
+        assert!(!e.overridden);
+        // The simulator (or a proxy) through the usual overrides.
+        let c = cfg(&[
+            ("FEED", "binance"),
+            ("BINANCE_FSTREAM_URL", "ws://127.0.0.1:9"),
+        ]);
+        let e = Endpoints::paper_market(&c).unwrap();
+        assert_eq!(e.fstream, "ws://127.0.0.1:9");
+        assert!(e.overridden);
+        // Only paper with FEED=binance reads the public market this way.
+        assert!(Endpoints::paper_market(&cfg(&[])).is_none());
+        assert!(
+            Endpoints::paper_market(&cfg(&[("FEED", "binance"), ("TRADING_MODE", "testnet")]))
+                .is_none()
+        );
+    }
 
     #[test]
     fn keys_and_urls_follow_the_mode_only() {

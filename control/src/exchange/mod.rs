@@ -8,6 +8,8 @@
 //!   new entries halt until both sides agree.
 //! - [`user_stream`]: listenKey life cycle and `ORDER_TRADE_UPDATE`s.
 //! - [`gateway`]: the order gateway thread (interim; WebSocket API with REST fallback).
+//! - [`paper_market`]: paper fills on Binance's public market data (`FEED=binance`), and the market-data feed
+//!   set-up that testnet/live share with it.
 //!
 //! [`start_live`] wires them: clock → key proof (+ restrictions in live) → user data stream → reconciliation
 //! snapshot → exchangeInfo → leverage of every SYMBOLS entry (`POST /fapi/v1/leverage`) → reconciliation
@@ -18,6 +20,7 @@
 pub mod env;
 pub mod gateway;
 pub mod keyswitch;
+pub mod paper_market;
 pub mod reconcile;
 pub mod rest;
 pub mod resync;
@@ -25,7 +28,7 @@ pub mod startup;
 pub mod user_stream;
 
 use crate::runtime::{EngineStart, EngineThread, RunError, StartContext};
-use aegis_engine::net::ws_feed::{DepthSnapshot, DepthSync, WsFeedConfig};
+use aegis_engine::net::ws_feed::{DepthSnapshot, DepthSync};
 use aegis_engine::sign::WirePrecision;
 use aegis_engine::venue::binance::{self, Inbound};
 use aegis_engine::{EngineReport, FeedSource};
@@ -362,38 +365,14 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         )));
     }
 
-    let streams: Vec<String> = params
-        .symbols
-        .iter()
-        .flat_map(|s| {
-            let l = s.symbol.as_str().to_ascii_lowercase();
-            [
-                format!("{l}@bookTicker"),
-                format!("{l}@aggTrade"),
-                format!("{l}@depth@100ms"),
-            ]
-        })
-        .collect();
-    let mut feed_cfg = WsFeedConfig::new(format!(
-        "{}/stream?streams={}",
-        client.endpoints.fstream,
-        streams.join("/")
+    let feed = FeedSource::Ws(paper_market::ws_feed(
+        cfg,
+        &client,
+        &rt,
+        params.symbols.iter().map(|s| s.symbol),
+        feed_tls,
     ));
-    feed_cfg.depth = Some(depth_sync(client.clone(), rt.clone()));
-    feed_cfg.tls = feed_tls.map(aegis_engine::net::ws_feed::TlsOverride);
-    // 0 only in a hand-built `ExchangeConfig::default()`; the loaded config is always 1..=86399.
-    if cfg.exchange.ws_rollover_secs > 0 {
-        feed_cfg.rollover_ms = cfg.exchange.ws_rollover_secs * 1000;
-    }
-    let rollover_secs = feed_cfg.rollover_ms / 1000;
-    let feed = FeedSource::Ws(feed_cfg);
     params.live = Some(link);
-    tracing::info!(
-        "market data: {}/stream ({} streams, rollover every {} s)",
-        client.endpoints.fstream,
-        streams.len(),
-        rollover_secs
-    );
 
     let recheck = if cfg.trading_mode == TradingMode::Live && !read_only {
         let (c, every, allow, tx) = (

@@ -1,0 +1,139 @@
+//! Paper trading on the real market (`TRADING_MODE=paper FEED=binance`), as freqtrade's dry-run does: the
+//! engine reads Binance's public USD-M futures streams on its own thread, exactly as in testnet/live, while
+//! orders fill on the paper venue. No key is read, nothing is signed and no order leaves the machine.
+//!
+//! What comes from Binance: the market streams (`bookTicker`, `aggTrade`, `@depth` with `GET /fapi/v1/depth`
+//! snapshots) and the symbols' real filters (`GET /fapi/v1/exchangeInfo`), so a paper order is held to the
+//! same tick, step and minimum notional as a live one. All of it is public and unsigned.
+
+use super::{depth_sync, env, rest, run_err};
+use crate::runtime::{EngineStart, RunError, StartContext};
+use aegis_engine::net::ws_feed::WsFeedConfig;
+use aegis_engine::FeedSource;
+use aegis_shared::config::{Config, ConfigError};
+use aegis_shared::Symbol;
+
+/// The combined-stream names the engine reads for `symbols` (testnet, live and paper on Binance alike).
+pub fn stream_names(symbols: impl IntoIterator<Item = Symbol>) -> Vec<String> {
+    symbols
+        .into_iter()
+        .flat_map(|s| {
+            let l = s.as_str().to_ascii_lowercase();
+            [
+                format!("{l}@bookTicker"),
+                format!("{l}@aggTrade"),
+                format!("{l}@depth@100ms"),
+            ]
+        })
+        .collect()
+}
+
+/// The engine's market-data feed on `client`'s stream endpoint: the combined stream for `symbols`, local depth
+/// books synced through `client`'s REST, the given TLS roots, and the configured rollover.
+pub fn ws_feed(
+    cfg: &Config,
+    client: &rest::RestClient,
+    rt: &tokio::runtime::Handle,
+    symbols: impl IntoIterator<Item = Symbol>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> WsFeedConfig {
+    let streams = stream_names(symbols);
+    let mut feed = WsFeedConfig::new(format!(
+        "{}/stream?streams={}",
+        client.endpoints.fstream,
+        streams.join("/")
+    ));
+    feed.depth = Some(depth_sync(client.clone(), rt.clone()));
+    feed.tls = tls.map(aegis_engine::net::ws_feed::TlsOverride);
+    // 0 only in a hand-built `ExchangeConfig::default()`; the loaded config is always 1..=86399.
+    if cfg.exchange.ws_rollover_secs > 0 {
+        feed.rollover_ms = cfg.exchange.ws_rollover_secs * 1000;
+    }
+    tracing::info!(
+        "market data: {}/stream ({} streams, rollover every {} s)",
+        client.endpoints.fstream,
+        streams.len(),
+        feed.rollover_ms / 1000
+    );
+    feed
+}
+
+/// Starts the paper engine on Binance's public market data. See the module docs.
+pub fn start(ctx: StartContext<'_>) -> Result<EngineStart, RunError> {
+    tokio::task::block_in_place(|| {
+        let rt = tokio::runtime::Handle::current();
+        start_inner(ctx, rt)
+    })
+}
+
+fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<EngineStart, RunError> {
+    let cfg = ctx.config;
+    let endpoints = env::Endpoints::paper_market(cfg)
+        .ok_or_else(|| run_err("FEED=binance paper trading needs TRADING_MODE=paper"))?;
+    tracing::info!(
+        "exchange:    none: PAPER fills on Binance USD-M futures {} public market data (REST {}, streams {}); no key, no orders sent",
+        endpoints.name.to_uppercase(),
+        endpoints.fapi,
+        endpoints.fstream,
+    );
+    if endpoints.overridden {
+        tracing::warn!("exchange:    URLs overridden by BINANCE_*_URL (simulator or proxy): this is not Binance itself");
+    }
+    let extra_ca = super::extra_ca(cfg)?;
+    // `None`: paper mode has no credentials, so this client cannot sign anything.
+    let client =
+        rest::RestClient::with_extra_ca(endpoints, None, extra_ca.as_deref()).map_err(run_err)?;
+    let tls = match &extra_ca {
+        Some(pem) => Some(aegis_engine::net::ws::set_extra_roots(pem).map_err(|e| {
+            ConfigError::new(
+                aegis_shared::config::keys::BINANCE_EXTRA_CA_FILE,
+                None,
+                format!("cannot use it: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let (mut params, _sim_feed) = crate::engine_link::params(&ctx)?;
+    let symbols: Vec<Symbol> = params.symbols.iter().map(|s| s.symbol).collect();
+    let info = rt.block_on(client.exchange_info()).map_err(|e| {
+        run_err(format!(
+            "cannot read Binance's exchange filters (GET /fapi/v1/exchangeInfo): {e}; check the network or use FEED=sim"
+        ))
+    })?;
+    params.symbols = super::startup::specs_from_exchange_info(&info, &symbols)
+        .map_err(|fix| ConfigError::new("SYMBOLS", None, fix))?;
+    let feed = ws_feed(cfg, &client, &rt, symbols, tls);
+    let h = aegis_engine::spawn(params, FeedSource::Ws(feed))
+        .map_err(|e| RunError::Engine(e.to_string()))?;
+    let pinned = crate::runtime::pin_result(
+        h.pinned,
+        "; check ENGINE_CORE and the CPU affinity the process may use",
+    );
+    Ok(EngineStart {
+        link: crate::pump::EngineLink {
+            events: h.events,
+            stats: h.stats,
+            commands: h.commands,
+        },
+        pinned,
+        thread: Box::new(h.join),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_streams_per_symbol_lower_case() {
+        let s = stream_names([Symbol::new("BTCUSDT").unwrap()]);
+        assert_eq!(
+            s,
+            [
+                "btcusdt@bookTicker",
+                "btcusdt@aggTrade",
+                "btcusdt@depth@100ms"
+            ]
+        );
+    }
+}
