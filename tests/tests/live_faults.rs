@@ -343,6 +343,47 @@ fn fault_user_stream_lost_while_the_exchange_changed_is_reconciled_after_reconne
 }
 
 #[test]
+fn fault_the_user_stream_is_read_while_a_slow_reconciliation_runs() {
+    let _g = serial();
+    let (w, bot) = adopted("resync-reads");
+    // The reconnect's comparison will wait 4 s for each of its first two open-orders answers.
+    w.admin(AdminCall::delay(4000, Some(2), Some("/fapi/v1/openOrders")));
+    w.admin(AdminCall::ws_drop("user"));
+    bot.expect_log("user data stream reconnected", Duration::from_secs(10));
+    bot.expect_log(
+        "user data stream reconnect: new entries halted",
+        Duration::from_secs(5),
+    );
+    // While that comparison waits, another client of the account trades: the bot must hear it on the stream
+    // now, not once the comparison is over (it used to run on the stream's own thread).
+    let t = Instant::now();
+    manual_buy(&w, "0.002");
+    let want: std::collections::BTreeMap<String, i64> =
+        [("BTCUSDT".to_string(), 500_000i64)].into_iter().collect();
+    let heard = wait_until(Duration::from_secs(3), Duration::from_millis(20), || {
+        bot_state(&bot).is_some_and(|s| s.0 == want)
+    });
+    assert!(
+        heard,
+        "the fill reached the bot {:?} after it happened, during the slow comparison\n{}",
+        t.elapsed(),
+        bot.log()
+    );
+    assert!(
+        !bot.log()
+            .contains("after user data stream reconnect: local and exchange state agree"),
+        "the comparison was still waiting for the exchange (the test needs it to be)"
+    );
+    // The comparison then finishes on its own and entries resume.
+    bot.expect_log(
+        "after user data stream reconnect: local and exchange state agree",
+        Duration::from_secs(15),
+    );
+    assert_consistent(&w, &bot, Duration::from_secs(5));
+    assert_eq!(bot.halt_reason(), None, "entries resumed");
+}
+
+#[test]
 fn fault_depth_gap_in_the_running_bot_resyncs_its_book_from_a_new_snapshot() {
     let _g = serial();
     let t0 = Instant::now();

@@ -323,14 +323,18 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     // Reconnects from now on re-run the comparison (user data stream and order gateway threads).
     if !read_only {
         if let Some(live) = ctx.live.clone() {
-            let _ = slot.resync.set(resync::Resync {
+            slot.install(resync::Resync {
                 client: client.clone(),
                 rt: rt.clone(),
                 inbound: ends.inbound.clone(),
                 live,
                 symbols: symbols.clone(),
                 session_prefix: resync::session_prefix(ctx.session_id),
-            });
+            })
+            .map_err(|source| RunError::Start {
+                what: "the reconciliation thread",
+                source,
+            })?;
         }
     }
     let gateway = if read_only {

@@ -9,6 +9,11 @@
 //! 3. Entries resume only after a round in which both sides agree. Orders of this session that the ledger does
 //!    not know yet are in flight (their events are on the way to the journal), not orphans. After
 //!    [`ROUNDS`] rounds without agreement the bot stays halted and raises an alert.
+//!
+//! The rounds run on their own thread (`aegis-resync`, started by [`Slot::install`]): asking for one
+//! ([`Slot::run`]) halts entries at once and returns, so the thread that noticed the gap (the user data stream,
+//! which must keep reading the fills that settle the comparison) never waits for REST answers or the rounds'
+//! pauses. Requests that arrive while a comparison runs are merged into one more comparison after it.
 
 use super::reconcile::{self, Stale};
 use super::rest::RestClient;
@@ -51,11 +56,11 @@ impl std::fmt::Debug for Resync {
 }
 
 /// Shared between the reconnecting threads: the resync (set once start-up reconciliation is done) and a flag
-/// the order gateway raises after it reconnected (the user-stream thread runs the resync).
+/// the order gateway raises after it reconnected (the user-stream thread passes it on to the resync thread).
 #[derive(Debug)]
 pub struct Slot {
-    /// Set after start-up.
-    pub resync: std::sync::OnceLock<Resync>,
+    /// Set after start-up, with the queue to its thread ([`Slot::install`]).
+    resync: std::sync::OnceLock<(Resync, Sender<String>)>,
     /// A reconnect elsewhere asks for a resync.
     pub wanted: std::sync::atomic::AtomicBool,
     /// A key switch asks the user-stream thread to recreate the listenKey under the new key.
@@ -76,10 +81,42 @@ impl Default for Slot {
 }
 
 impl Slot {
-    /// Runs the resync if it is configured (no-op before start-up reconciliation finished).
+    /// Sets the resync up once start-up reconciliation is done and starts its thread, which ends when the last
+    /// `Slot` is dropped. A second call is ignored.
+    pub fn install(&self, r: Resync) -> std::io::Result<()> {
+        if self.resync.get().is_some() {
+            return Ok(());
+        }
+        let (tx, rx) = crossbeam_channel::unbounded::<String>();
+        let worker = r.clone();
+        std::thread::Builder::new()
+            .name("aegis-resync".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    // Everything asked for meanwhile is covered by this one comparison.
+                    let mut why = first;
+                    for more in rx.try_iter() {
+                        if !why.contains(more.as_str()) {
+                            why.push_str(", ");
+                            why.push_str(&more);
+                        }
+                    }
+                    worker.run(&why);
+                }
+            })?;
+        let _ = self.resync.set((r, tx));
+        Ok(())
+    }
+
+    /// Asks for a resync (no-op before start-up reconciliation finished) without waiting for it: new entries
+    /// halt now, the comparison runs on the resync thread.
     pub fn run(&self, why: &str) {
-        if let Some(r) = self.resync.get() {
-            r.run(why);
+        if let Some((r, tx)) = self.resync.get() {
+            let _ = r.inbound.send(Inbound::Halt(HaltReason::ReconcileMismatch));
+            if tx.send(why.to_string()).is_err() {
+                // The thread is gone (it never panics by design); compare here rather than not at all.
+                r.run(why);
+            }
         }
     }
 }

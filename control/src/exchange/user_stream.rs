@@ -335,6 +335,8 @@ fn session(sh: &Shared, w: &mut ws::Ws) -> End {
         keepalive,
     } = sh;
     let mut last_keepalive = Instant::now();
+    // The keep-alive runs on the control runtime, so a slow REST answer never stops this stream being read.
+    let mut keepalive_call: Option<tokio::task::JoinHandle<Result<(), RestError>>> = None;
     while !stop.load(Ordering::Acquire) {
         if slot.rekey.load(Ordering::Acquire) {
             return End::Rekey;
@@ -342,23 +344,31 @@ fn session(sh: &Shared, w: &mut ws::Ws) -> End {
         if slot.wanted.swap(false, Ordering::AcqRel) {
             slot.run("order gateway reconnect");
         }
-        if last_keepalive.elapsed() >= *keepalive {
+        if keepalive_call.is_none() && last_keepalive.elapsed() >= *keepalive {
             last_keepalive = Instant::now();
-            match rt.block_on(client.listen_key_keepalive()) {
-                Ok(()) => {}
-                Err(RestError::Api { code: -1125, .. }) => {
+            let c = client.clone();
+            keepalive_call = Some(rt.spawn(async move { c.listen_key_keepalive().await }));
+        }
+        if let Some(done) = keepalive_call.take_if(|h| h.is_finished()) {
+            // Finished: this returns at once.
+            match rt.block_on(done) {
+                Ok(Ok(())) => {}
+                Ok(Err(RestError::Api { code: -1125, .. })) => {
                     // The key is gone although no listenKeyExpired arrived: this stream may already be dead.
                     tracing::warn!(
                         "listenKey keep-alive answered -1125 (listenKey does not exist)"
                     );
                     return End::Recreate;
                 }
-                Err(RestError::KeyRejected { code, .. }) => {
+                Ok(Err(RestError::KeyRejected { code, .. })) => {
                     key_rejected(inbound, code);
                     return End::KeyRejected;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "listenKey keep-alive failed; retrying next period")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "listenKey keep-alive task failed; retrying next period")
                 }
             }
         }
