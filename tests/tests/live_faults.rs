@@ -346,8 +346,8 @@ fn fault_user_stream_lost_while_the_exchange_changed_is_reconciled_after_reconne
 fn fault_the_user_stream_is_read_while_a_slow_reconciliation_runs() {
     let _g = serial();
     let (w, bot) = adopted("resync-reads");
-    // The reconnect's comparison will wait 4 s for each of its first two open-orders answers.
-    w.admin(AdminCall::delay(4000, Some(2), Some("/fapi/v1/openOrders")));
+    // The reconnect's comparison will wait 8 s for its first open-orders answer.
+    w.admin(AdminCall::delay(8000, Some(1), Some("/fapi/v1/openOrders")));
     w.admin(AdminCall::ws_drop("user"));
     bot.expect_log("user data stream reconnected", Duration::from_secs(10));
     bot.expect_log(
