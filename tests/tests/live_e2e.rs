@@ -107,6 +107,34 @@ fn live_mode_refuses_a_key_that_can_withdraw() {
 }
 
 #[test]
+fn live_mode_refuses_a_key_that_can_also_trade_spot() {
+    let _g = serial();
+    let w = World::new("spot-perm", keys(false, true));
+    w.admin(AdminCall::set_permissions(
+        KEY,
+        serde_json::json!({"spot": true}),
+    ));
+    // Futures only: "Enable Spot & Margin Trading" is a permission the bot never uses (least privilege).
+    let mut bot = w.bot(1, &live_env());
+    let code = bot.wait_exit(Duration::from_secs(15));
+    let log = bot.log();
+    assert!(matches!(code, Some(1 | 2)), "{code:?} {log}");
+    assert!(log.contains("Enable Spot & Margin Trading"), "{log}");
+    assert!(
+        !log.contains("market data:"),
+        "never started trading: {log}"
+    );
+    // Turned off on the exchange, the same key starts.
+    w.admin(AdminCall::set_permissions(
+        KEY,
+        serde_json::json!({"spot": false}),
+    ));
+    let mut bot = w.bot(2, &live_env());
+    bot.expect_log("spot & margin disabled", Duration::from_secs(20));
+    bot.stop_cleanly(Duration::from_secs(10));
+}
+
+#[test]
 fn live_start_sets_the_leverage_of_every_symbol_and_refuses_when_binance_will_not() {
     use aegis_engine::strategy::{
         position::PositionParams, swing::SwingParams, ultra_fast::UltraFastParams,

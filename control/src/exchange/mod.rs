@@ -390,7 +390,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             loop {
                 tokio::time::sleep(every).await;
                 match c.api_restrictions().await {
-                    Ok((w, ip)) => match startup::judge(w, ip, allow) {
+                    Ok(k) => match startup::judge(k, allow) {
                         Ok(_) => {}
                         Err(fix) if !tripped => {
                             tripped = true;

@@ -161,6 +161,17 @@ fn hdr_u64(h: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
     h.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// What a key may do, from `GET /sapi/v1/account/apiRestrictions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPermissions {
+    /// `enableWithdrawals`.
+    pub withdrawals: bool,
+    /// `ipRestrict`.
+    pub ip_restrict: bool,
+    /// `enableSpotAndMarginTrading`.
+    pub spot: bool,
+}
+
 impl RestClient {
     /// A client for `endpoints`, signing with `creds` (or read-only without).
     pub fn new(endpoints: Endpoints, creds: Option<Credentials>) -> Result<Self, RestError> {
@@ -409,8 +420,8 @@ impl RestClient {
         self.get_signed(Base::Fapi, "/fapi/v2/account", &[]).await
     }
 
-    /// `GET /sapi/v1/account/apiRestrictions` → (enableWithdrawals, ipRestrict).
-    pub async fn api_restrictions(&self) -> Result<(bool, bool), RestError> {
+    /// `GET /sapi/v1/account/apiRestrictions`: the permissions the start-up and periodic checks judge.
+    pub async fn api_restrictions(&self) -> Result<KeyPermissions, RestError> {
         let p = "/sapi/v1/account/apiRestrictions";
         let v = self.get_signed(Base::Sapi, p, &[]).await?;
         let b = |k: &str| {
@@ -418,7 +429,11 @@ impl RestClient {
                 .and_then(Value::as_bool)
                 .ok_or_else(|| decode_error(p, format!("no boolean {k}")))
         };
-        Ok((b("enableWithdrawals")?, b("ipRestrict")?))
+        Ok(KeyPermissions {
+            withdrawals: b("enableWithdrawals")?,
+            ip_restrict: b("ipRestrict")?,
+            spot: b("enableSpotAndMarginTrading")?,
+        })
     }
 
     /// `GET /fapi/v1/openOrders`.

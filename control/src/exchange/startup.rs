@@ -1,7 +1,7 @@
 //! Start-up proof: the key works in the selected environment, and in `live` the key's restrictions are safe
 //! (security guide §1.2/§1.3); plus the symbols' exchange filters and the leverage set on the exchange.
 
-use super::rest::{RestClient, RestError};
+use super::rest::{KeyPermissions, RestClient, RestError};
 use aegis_engine::risk::limits::SymbolFilters;
 use aegis_engine::{EngineParams, SymbolSpec};
 use aegis_shared::config::{keys, Config, ConfigError};
@@ -11,9 +11,9 @@ use serde_json::Value;
 /// What the restriction check decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restrictions {
-    /// Withdrawals off, IP restricted.
+    /// Withdrawals and spot off, IP restricted.
     Safe,
-    /// Withdrawals off, not IP restricted, allowed by `ALLOW_UNRESTRICTED_IP=true`.
+    /// Withdrawals and spot off, not IP restricted, allowed by `ALLOW_UNRESTRICTED_IP=true`.
     UnrestrictedIpAllowed,
 }
 
@@ -22,12 +22,19 @@ pub const WITHDRAWALS_FIX: &str = "the production API key has \"Enable Withdrawa
 /// The fix text for a key without an IP restriction.
 pub const IP_FIX: &str = "the production API key is not restricted to trusted IPs (security guide §1.3). On Binance: API Management > Edit restrictions for this key > \"Restrict access to trusted IPs only\" > add this server's public IP (curl ifconfig.me) > Save, wait 2-5 minutes, then restart. To run anyway, set ALLOW_UNRESTRICTED_IP=true (logged on every start)";
 
-/// Decides on `(enableWithdrawals, ipRestrict)`.
-pub fn judge(withdrawals: bool, ip_restrict: bool, allow_ip: bool) -> Result<Restrictions, String> {
-    if withdrawals {
+/// The fix text for a key that can trade spot and margin although the bot trades USD-M futures only.
+pub const SPOT_FIX: &str = "the production API key has \"Enable Spot & Margin Trading\" ON, but Aegis trades USD-M futures only; a key should hold no permission its bot does not use (least privilege, security guide §1.2). On Binance: API Management > Edit restrictions for this key > untick \"Enable Spot & Margin Trading\" > Save, then restart";
+
+/// Decides on a key's permissions: never withdrawals, never spot and margin (futures only), an IP
+/// restriction unless explicitly allowed without.
+pub fn judge(k: KeyPermissions, allow_ip: bool) -> Result<Restrictions, String> {
+    if k.withdrawals {
         return Err(WITHDRAWALS_FIX.to_string());
     }
-    match (ip_restrict, allow_ip) {
+    if k.spot {
+        return Err(SPOT_FIX.to_string());
+    }
+    match (k.ip_restrict, allow_ip) {
         (true, _) => Ok(Restrictions::Safe),
         (false, true) => Ok(Restrictions::UnrestrictedIpAllowed),
         (false, false) => Err(IP_FIX.to_string()),
@@ -71,13 +78,13 @@ pub async fn prove(client: &RestClient, cfg: &Config) -> Result<Option<Restricti
     if cfg.trading_mode != TradingMode::Live {
         return Ok(None);
     }
-    let (w, ip) = client.api_restrictions().await.map_err(|e| {
+    let perms = client.api_restrictions().await.map_err(|e| {
         refuse(var, format!("cannot read the key's restrictions (GET /sapi/v1/account/apiRestrictions): {e}; live trading needs this check to pass"))
     })?;
-    let r = judge(w, ip, cfg.exchange.allow_unrestricted_ip).map_err(|fix| refuse(var, fix))?;
+    let r = judge(perms, cfg.exchange.allow_unrestricted_ip).map_err(|fix| refuse(var, fix))?;
     match r {
         Restrictions::Safe => tracing::info!(
-            "key check:   withdrawals disabled, IP restriction on (GET /sapi/v1/account/apiRestrictions)"
+            "key check:   withdrawals disabled, spot & margin disabled, IP restriction on (GET /sapi/v1/account/apiRestrictions)"
         ),
         Restrictions::UnrestrictedIpAllowed => tracing::warn!(
             "key check:   SECURITY WARNING: the key is NOT restricted to trusted IPs; running only because ALLOW_UNRESTRICTED_IP=true. Restrict it on Binance (guide §1.3)"
@@ -260,20 +267,37 @@ mod tests {
         assert_eq!(lev(true, None, None, None, 0), 1, "never 0x");
     }
 
+    fn key(withdrawals: bool, ip_restrict: bool, spot: bool) -> KeyPermissions {
+        KeyPermissions {
+            withdrawals,
+            ip_restrict,
+            spot,
+        }
+    }
+
     #[test]
-    fn withdrawals_are_never_overridable_ip_is() {
-        assert!(judge(true, true, true)
+    fn withdrawals_and_spot_are_never_overridable_ip_is() {
+        assert!(judge(key(true, true, false), true)
             .unwrap_err()
             .contains("Enable Withdrawals"));
-        assert!(judge(true, false, true).is_err());
-        assert_eq!(judge(false, true, false), Ok(Restrictions::Safe));
-        assert!(judge(false, false, false)
+        assert!(judge(key(true, false, false), true).is_err());
+        assert_eq!(
+            judge(key(false, true, false), false),
+            Ok(Restrictions::Safe)
+        );
+        assert!(judge(key(false, false, false), false)
             .unwrap_err()
             .contains("ALLOW_UNRESTRICTED_IP"));
         assert_eq!(
-            judge(false, false, true),
+            judge(key(false, false, false), true),
             Ok(Restrictions::UnrestrictedIpAllowed)
         );
+        // Futures only: a key that can also trade spot holds a permission the bot never uses.
+        for allow_ip in [false, true] {
+            assert!(judge(key(false, true, true), allow_ip)
+                .unwrap_err()
+                .contains("Enable Spot & Margin Trading"));
+        }
     }
 
     #[test]

@@ -92,12 +92,14 @@ pub fn probe_results(which: KeyEnv, rep: &ProbeReport) -> Vec<CheckResult> {
             "audit.restrictions",
             "audit.withdrawals",
             "audit.ip_restrict",
+            "audit.spot_off",
         ],
         KeyEnv::Testnet => [
             "audit.testnet_key_works",
             "audit.testnet_restrictions",
             "audit.testnet_withdrawals",
             "audit.testnet_ip_restrict",
+            "audit.testnet_spot_off",
         ],
     };
     out.push(match &rep.account {
@@ -140,6 +142,13 @@ pub fn probe_results(which: KeyEnv, rep: &ProbeReport) -> Vec<CheckResult> {
                 if r.ip_restrict { Status::Pass } else { Status::Fail },
                 format!("ipRestrict={}", r.ip_restrict),
                 "Binance > API Management > restrict access to this server's static IP (guide §1.3)",
+            ));
+            out.push(res(
+                ids[4],
+                "Spot & margin trading off (futures only)",
+                if r.enable_spot { Status::Fail } else { Status::Pass },
+                format!("enableSpotAndMarginTrading={}", r.enable_spot),
+                "Binance > API Management > edit the key > turn OFF \"Enable Spot & Margin Trading\": Aegis trades USD-M futures only (least privilege, guide §1.2)",
             ));
         }
     }

@@ -135,7 +135,7 @@ impl ProbeReport {
         self.account.is_ok()
             && match &self.restrictions {
                 None => true,
-                Some(Ok(r)) => !r.enable_withdrawals && r.ip_restrict,
+                Some(Ok(r)) => !r.enable_withdrawals && !r.enable_spot && r.ip_restrict,
                 Some(Err(_)) => false,
             }
     }
@@ -212,6 +212,7 @@ pub fn parse_restrictions(v: &serde_json::Value) -> Result<ApiRestrictions, Prob
     Ok(ApiRestrictions {
         enable_withdrawals: b("enableWithdrawals")?,
         ip_restrict: b("ipRestrict")?,
+        enable_spot: b("enableSpotAndMarginTrading")?,
     })
 }
 
@@ -267,9 +268,9 @@ mod tests {
 
     #[test]
     fn restrictions_parse_and_judge() {
-        let v = serde_json::json!({"ipRestrict":false,"createTime":1698645219000u64,"enableWithdrawals":true,"enableReading":true});
+        let v = serde_json::json!({"ipRestrict":false,"createTime":1698645219000u64,"enableWithdrawals":true,"enableReading":true,"enableSpotAndMarginTrading":true});
         let r = parse_restrictions(&v).unwrap();
-        assert!(r.enable_withdrawals && !r.ip_restrict);
+        assert!(r.enable_withdrawals && !r.ip_restrict && r.enable_spot);
         let rep = ProbeReport {
             account: Ok(()),
             restrictions: Some(Ok(r)),

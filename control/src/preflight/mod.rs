@@ -121,6 +121,8 @@ pub struct ApiRestrictions {
     pub enable_withdrawals: bool,
     /// `ipRestrict`.
     pub ip_restrict: bool,
+    /// `enableSpotAndMarginTrading`.
+    pub enable_spot: bool,
 }
 
 /// Where the API's certificate comes from.
@@ -274,6 +276,7 @@ pub fn run(cfg: &Config, inp: &Inputs) -> Report {
             live,
             cfg.exchange.allow_unrestricted_ip,
         ),
+        check_spot_off(inp.api_restrictions, live),
         check_key_not_in_files(&inp.key_scan),
         check_gitignore(inp.gitignore.as_deref(), inp.is_git_repo),
         check_env_permissions(inp.env_file.as_ref()),
@@ -367,6 +370,23 @@ pub fn check_withdrawals(r: Option<ApiRestrictions>, live: bool) -> CheckResult 
             "Binance > API Management > edit the key > turn OFF \"Enable Withdrawals\" (guide §1.2)",
         ),
         Some(_) => pass(ID, T, "enableWithdrawals=false"),
+    }
+}
+
+/// Spot & margin trading disabled on the key: Aegis trades USD-M futures only, and a key holds no permission its
+/// bot does not use (least privilege, guide §1.2). The start-up check refuses such a key in live too.
+pub fn check_spot_off(r: Option<ApiRestrictions>, live: bool) -> CheckResult {
+    const ID: &str = "keys.spot_off";
+    const T: &str = "Spot & margin trading disabled on the API key (futures only)";
+    match r {
+        None => restrictions_unknown(ID, T, live),
+        Some(r) if r.enable_spot => fail(
+            ID,
+            T,
+            "the production key can trade spot and margin, which Aegis never does",
+            "Binance > API Management > edit the key > turn OFF \"Enable Spot & Margin Trading\" (least privilege, guide §1.2)",
+        ),
+        Some(_) => pass(ID, T, "enableSpotAndMarginTrading=false"),
     }
 }
 

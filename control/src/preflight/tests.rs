@@ -130,6 +130,7 @@ fn insecure_setup_fails_the_checklist() {
     inp.api_restrictions = Some(ApiRestrictions {
         enable_withdrawals: true,
         ip_restrict: false,
+        enable_spot: true,
     });
     inp.pg_listen_addresses = Some("*".into());
     inp.production_key_age_days = Some(2);
@@ -139,6 +140,7 @@ fn insecure_setup_fails_the_checklist() {
     for id in [
         "keys.withdrawals",
         "keys.ip_restrict",
+        "keys.spot_off",
         "keys.not_in_files",
         "env.gitignore",
         "env.permissions",
@@ -230,6 +232,7 @@ fn secure_setup_passes_everything() {
     inp.api_restrictions = Some(ApiRestrictions {
         enable_withdrawals: false,
         ip_restrict: true,
+        enable_spot: false,
     });
     inp.pg_listen_addresses = Some("localhost, 127.0.0.1".into());
     inp.production_key_age_days = Some(3);
@@ -241,8 +244,8 @@ fn secure_setup_passes_everything() {
         .collect();
     assert!(not_pass.is_empty(), "{not_pass:#?}");
     assert!(!r.has_fail());
-    assert_eq!(r.results.len(), 17);
-    assert!(r.table().contains("17 pass, 0 warn, 0 fail"));
+    assert_eq!(r.results.len(), 18);
+    assert!(r.table().contains("18 pass, 0 warn, 0 fail"));
     assert_no_secret(&r);
 }
 
@@ -375,6 +378,7 @@ fn individual_rules() {
     let open = Some(ApiRestrictions {
         enable_withdrawals: true,
         ip_restrict: false,
+        enable_spot: false,
     });
     assert_eq!(check_ip_restrict(open, true, false).status, Status::Fail);
     let allowed = check_ip_restrict(open, true, true);
@@ -384,6 +388,18 @@ fn individual_rules() {
         "{allowed:?}"
     );
     assert_eq!(check_withdrawals(open, true).status, Status::Fail);
+
+    // Futures only: a key that may also trade spot fails in live, and is not judged without apiRestrictions.
+    assert_eq!(check_spot_off(open, true).status, Status::Pass);
+    let spot = open.map(|r| ApiRestrictions {
+        enable_spot: true,
+        ..r
+    });
+    let c = check_spot_off(spot, true);
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.fix.contains("Enable Spot & Margin Trading"), "{c:?}");
+    assert_eq!(check_spot_off(None, true).status, Status::Warn);
+    assert_eq!(check_spot_off(None, false).status, Status::Pass);
 
     // Live with the production key emptied (guide §7.1, incident step one) runs read-only: not refused.
     let read_only = check_separate_keys(&config(&[("TRADING_MODE", "live")]));
