@@ -83,6 +83,17 @@ def rest_checks(client):
           and filters["LOT_SIZE"]["stepSize"] == "0.001" and "notional" in filters["MIN_NOTIONAL"], filters)
     depth = client.depth("BTCUSDT", limit=5)
     check("depth", len(depth["bids"]) == 5 and float(depth["bids"][0][0]) < float(depth["asks"][0][0]), depth)
+    # Market history the simulator builds from its own trades (the source trades every tick).
+    bars = client.klines("BTCUSDT", "1m", limit=3)
+    check("klines shape", 1 <= len(bars) <= 3 and all(len(b) == 12 and b[6] == b[0] + 59_999 for b in bars), bars)
+    check("klines OHLC", all(float(b[3]) <= min(float(b[1]), float(b[4])) <= max(float(b[1]), float(b[4])) <= float(b[2])
+                             for b in bars), bars)
+    t24 = client.ticker_24hr_price_change("BTCUSDT")
+    check("ticker/24hr", t24["symbol"] == "BTCUSDT" and float(t24["lowPrice"]) <= float(t24["lastPrice"])
+          <= float(t24["highPrice"]) and t24["count"] >= 1, t24)
+    expect_error("klines interval -1120", lambda: client.klines("BTCUSDT", "7m"), 400, -1120)
+    brackets = client.leverage_brackets(symbol="BTCUSDT")
+    check("leverageBracket", brackets["symbol"] == "BTCUSDT" and brackets["brackets"][0]["notionalFloor"] == 0, brackets)
 
     expect_error("precision -1111", lambda: client.new_order(
         symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.0001", price="58000"), 400, -1111)

@@ -39,7 +39,8 @@ KEYS FILE (JSON)
   the WebSocket API needs an Ed25519 key.
 
 SERVED (Binance paths)
-  REST: /fapi/v1/ping, time, exchangeInfo, depth, ticker/bookTicker; /fapi/v1/order (POST/GET/DELETE),
+  REST: /fapi/v1/ping, time, exchangeInfo, depth, ticker/bookTicker, ticker/24hr, klines (1m..1d, built
+  from the simulator's own trades), leverageBracket; /fapi/v1/order (POST/GET/DELETE),
   openOrders, allOpenOrders (DELETE); /fapi/v2/account, /fapi/v2/balance, /fapi/v2/positionRisk,
   /fapi/v3/positionRisk; /fapi/v1/leverage; /fapi/v1/listenKey (POST/PUT/DELETE);
   /sapi/v1/account/apiRestrictions; /api/v3/ping and /api/v3/time (python-binance's constructor pings).

@@ -81,6 +81,12 @@ pub enum Ep {
     ListenKeyClose,
     /// GET /sapi/v1/account/apiRestrictions
     ApiRestrictions,
+    /// GET /fapi/v1/klines
+    Klines,
+    /// GET /fapi/v1/ticker/24hr
+    Ticker24hr,
+    /// GET /fapi/v1/leverageBracket
+    LeverageBracket,
 }
 
 /// Looks a route up: (endpoint, base weight, security).
@@ -112,6 +118,9 @@ pub fn route(method: &Method, path: &str) -> Option<(Ep, u32, Sec)> {
         ("PUT", "/fapi/v1/listenKey") => (Ep::ListenKeyKeep, 1, Key),
         ("DELETE", "/fapi/v1/listenKey") => (Ep::ListenKeyClose, 1, Key),
         ("GET", "/sapi/v1/account/apiRestrictions") => (Ep::ApiRestrictions, 1, Signed(Perm::Any)),
+        ("GET", "/fapi/v1/klines") => (Ep::Klines, 5, None),
+        ("GET", "/fapi/v1/ticker/24hr") => (Ep::Ticker24hr, 1, None),
+        ("GET", "/fapi/v1/leverageBracket") => (Ep::LeverageBracket, 1, Signed(Perm::Read)),
         _ => return Option::None,
     })
 }
@@ -129,6 +138,18 @@ fn weight_of(ep: Ep, base: u32, p: &Params) -> u32 {
             _ => 20,
         },
         Ep::OpenOrders if p.opt("symbol").is_none() => 40,
+        Ep::Ticker24hr if p.opt("symbol").is_none() => 40,
+        // Binance: by `limit`, [1,100) 1, [100,500) 2, [500,1000] 5, above 10 (default 500).
+        Ep::Klines => match p
+            .get("limit")
+            .and_then(|l| l.parse::<u32>().ok())
+            .unwrap_or(500)
+        {
+            0..=99 => 1,
+            100..=499 => 2,
+            500..=1000 => 5,
+            _ => 10,
+        },
         Ep::BookTicker if p.opt("symbol").is_none() => 5,
         _ => base,
     }
@@ -343,6 +364,37 @@ fn handle(
             } else {
                 Ok(Value::Array(
                     ex.specs.iter().map(|s| one(&ex.books[&s.symbol])).collect(),
+                ))
+            }
+        }
+        Ep::Klines => {
+            let spec = symbol_param(p, &lock(&sim.ex).specs)?.clone();
+            lock(&sim.candles).klines(&spec, p, now)
+        }
+        Ep::Ticker24hr => {
+            let ex = lock(&sim.ex);
+            let candles = lock(&sim.candles);
+            let one = |s: &super::symbols::SymbolSpec| {
+                candles.ticker_24hr(s, ex.books[&s.symbol].last_price, now)
+            };
+            if p.opt("symbol").is_some() {
+                Ok(one(symbol_param(p, &ex.specs)?))
+            } else {
+                Ok(Value::Array(ex.specs.iter().map(one).collect()))
+            }
+        }
+        Ep::LeverageBracket => {
+            let max = lock(&sim.faults).max_leverage;
+            let ex = lock(&sim.ex);
+            if p.opt("symbol").is_some() {
+                let spec = symbol_param(p, &ex.specs)?;
+                Ok(super::candles::leverage_bracket(&spec.symbol, max))
+            } else {
+                Ok(Value::Array(
+                    ex.specs
+                        .iter()
+                        .map(|s| super::candles::leverage_bracket(&s.symbol, max))
+                        .collect(),
                 ))
             }
         }

@@ -14,6 +14,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod candles;
 pub mod client;
 pub mod clock;
 pub mod conns;
@@ -83,6 +84,8 @@ pub struct Sim {
     pub settings: Settings,
     /// Requests per API key (every authenticated REST and WebSocket API request, accepted or not).
     pub key_usage: Mutex<std::collections::HashMap<String, KeyUsage>>,
+    /// One-minute bars of the public trades (klines, 24 h tickers).
+    pub candles: Mutex<candles::Candles>,
     agg_id: AtomicU64,
 }
 
@@ -123,6 +126,7 @@ impl Sim {
                 listen_key_ttl_ms: AtomicU64::new(cfg.listen_key_ttl_ms),
             },
             key_usage: Mutex::new(Default::default()),
+            candles: Mutex::new(Default::default()),
             agg_id: AtomicU64::new(5_933_014),
         }
     }

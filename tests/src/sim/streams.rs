@@ -291,6 +291,7 @@ pub fn publish_book(sim: &Sim, book: &Book, now: u64) {
 /// Publishes an aggTrade.
 pub fn publish_trade(sim: &Sim, t: &Trade, pd: u32, qd: u32, now: u64) {
     let id = sim.next_agg_id();
+    super::lock(&sim.candles).record(&t.symbol, id, t.price, t.qty, t.buyer_maker, now);
     publish(
         sim,
         format!("{}@aggTrade", lower(&t.symbol)),
