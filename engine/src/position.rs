@@ -138,12 +138,21 @@ impl Position {
     ) -> FillResult {
         let was = self.qty.signum();
         let realized = self.apply_inner(side, price, qty, fee, ts_ms);
-        self.trade_net += realized - fee;
         let closed_trade = if was != 0 && self.qty.signum() != was {
-            let net = self.trade_net;
-            self.trade_net = Notional::ZERO;
+            // A flip closes one trade and opens the next with one fill: the fee is shared by quantity, so the
+            // closed trade (what the breakers judge) carries only its own part and the new one starts with the rest.
+            let opened = self.qty.units().unsigned_abs() as i128;
+            let total = qty.units() as i128;
+            let opening_fee = if opened > 0 && total > 0 {
+                Notional::from_units(round_div(fee.units() as i128 * opened, total) as i64)
+            } else {
+                Notional::ZERO
+            };
+            let net = self.trade_net + realized - (fee - opening_fee);
+            self.trade_net = -opening_fee;
             Some(net)
         } else {
+            self.trade_net += realized - fee;
             None
         };
         FillResult {
@@ -326,7 +335,36 @@ mod tests {
         assert_eq!(sum, pos.realized());
     }
 
+    #[test]
+    fn a_flip_shares_its_fee_between_the_closed_and_the_new_trade() {
+        let mut pos = Position::default();
+        pos.apply(Side::Buy, p(100), q("1"), Notional::from_int(1), 1);
+        // Sell 4: 1 closes the long (+10), 3 open a short; the 4 USD fee is 1 for the close, 3 for the open.
+        let r = pos.apply(Side::Sell, p(110), q("4"), Notional::from_int(4), 2);
+        assert_eq!(r.realized, Notional::from_int(10));
+        assert_eq!(r.closed_trade, Some(Notional::from_int(10 - 1 - 1)));
+        // The short's own result includes the 3 USD of opening fee: closed flat at its entry, it lost exactly that.
+        let r = pos.apply(Side::Buy, p(110), q("3"), Notional::ZERO, 3);
+        assert_eq!(r.closed_trade, Some(Notional::from_int(-3)));
+        assert_eq!(pos.fees(), Notional::from_int(5));
+    }
+
     proptest! {
+        /// Closed trades and the open one together carry every fee and every realized unit, whatever flips occur.
+        #[test]
+        fn trade_results_add_up_to_realized_minus_fees(
+            fills in proptest::collection::vec((any::<bool>(), 1i64..2_000_000_000_000, 1i64..1_000_000_000, 0i64..10_000_000_000), 1..40),
+        ) {
+            let mut pos = Position::default();
+            let mut closed = Notional::ZERO;
+            for (buy, price, qty, fee) in fills {
+                let side = if buy { Side::Buy } else { Side::Sell };
+                let r = pos.apply(side, Price::from_units(price), Qty::from_units(qty), Notional::from_units(fee), 0);
+                closed += r.closed_trade.unwrap_or(Notional::ZERO);
+                prop_assert_eq!(closed + pos.trade_net, pos.realized() - pos.fees());
+            }
+        }
+
         #[test]
         fn realized_plus_unrealized_matches_cash_flow(
             fills in proptest::collection::vec((any::<bool>(), 1i64..2_000_000_000_000, 1i64..1_000_000_000), 1..40),
