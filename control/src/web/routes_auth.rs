@@ -6,7 +6,7 @@ use super::session::{
     authenticate, clear_cookies, session_cookies, Admin, ClientIp, JsonBody, Session,
 };
 use super::WebState;
-use crate::auth::password::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
+use crate::auth::password::{check_password_policy, MAX_PASSWORD_LEN};
 use crate::auth::{Role, StoreError, UserRecord};
 use crate::journal::now_ms;
 use axum::extract::State;
@@ -82,15 +82,8 @@ pub(super) async fn register(
     let username = normalise_username(&body.username).ok_or(ApiError::BadRequest(
         "username must be 3-32 characters of a-z, 0-9, _ . -",
     ))?;
-    let plen = body.password.chars().count();
-    if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&plen) {
-        return Err(ApiError::BadRequest("password must be 12-256 characters"));
-    }
-    if body.password.to_ascii_lowercase().contains(&username) {
-        return Err(ApiError::BadRequest(
-            "password must not contain the username",
-        ));
-    }
+    check_password_policy(&body.password, &username)
+        .map_err(|e| ApiError::BadRequest(e.message()))?;
     let email = body.email.filter(|e| !e.trim().is_empty());
     if email
         .as_ref()

@@ -49,6 +49,12 @@ pub fn info() -> ModelInfo {
 }
 
 pub fn harness_with(tweak: impl FnOnce(&mut WebConfig)) -> Harness {
+    let extra = Router::new().route("/api/health", axum::routing::get(|| async { "ok" }));
+    harness_full(tweak, extra)
+}
+
+/// [`harness_with`] with the runtime's extra routes supplied by the test (e.g. the real `/api/local/*`).
+pub fn harness_full(tweak: impl FnOnce(&mut WebConfig), extra: Router) -> Harness {
     let mut cfg = WebConfig::new(
         "127.0.0.1:8090".parse().unwrap(),
         aegis_shared::Secret::new(SECRET.to_string()),
@@ -61,7 +67,6 @@ pub fn harness_with(tweak: impl FnOnce(&mut WebConfig)) -> Harness {
     let (tx, rx) = crossbeam_channel::bounded(16);
     let model = Arc::new(LiveModel::with_sender(info(), tx));
     let state = WebState::new(cfg, Arc::new(MemoryUserStore::ephemeral()), model.clone()).unwrap();
-    let extra = Router::new().route("/api/health", axum::routing::get(|| async { "ok" }));
     Harness {
         app: web::app(state.clone(), extra),
         model,
