@@ -32,6 +32,234 @@ fn harness_with_local(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Item 1: tokens are bound to the account they were issued for.
+
+const BOB_PW: &str = "violet-granite-kettle-41";
+const BOB_PW2: &str = "museum-harbor-lantern-77";
+
+fn req_with(method: Method, path: &str, body: serde_json::Value) -> Req<'_> {
+    let mut r = Req::post(path, body);
+    r.method = method;
+    r
+}
+
+async fn me(h: &Harness, token: &str) -> StatusCode {
+    status(&h.app, Req::get("/api/auth/me").bearer(token)).await
+}
+
+async fn halt_with(h: &Harness, token: &str) -> StatusCode {
+    status(
+        &h.app,
+        Req::post("/api/control/halt", json!({})).bearer(token),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_deleted_users_token_does_not_come_back_when_the_name_is_reused() {
+    let h = harness();
+    let (admin, _) = admin_and_viewer(&h).await;
+    let r = register(&h.app, "bob", BOB_PW, Some(&admin), Some("viewer")).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let old = login(&h.app, "bob", BOB_PW).await;
+    assert_eq!(me(&h, &old.token).await, StatusCode::OK);
+    assert_eq!(halt_with(&h, &old.token).await, StatusCode::FORBIDDEN);
+
+    // The attack run: delete bob (viewer), then an admin registers a new bob as admin.
+    let r = call(
+        &h.app,
+        req_with(Method::DELETE, "/api/users/bob", json!({})).session(&admin),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(me(&h, &old.token).await, StatusCode::UNAUTHORIZED);
+    let r = register(&h.app, "bob", BOB_PW2, Some(&admin), Some("admin")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // bob's old viewer token is not the new bob's: refused everywhere, by bearer and by cookie.
+    assert_eq!(me(&h, &old.token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(halt_with(&h, &old.token).await, StatusCode::UNAUTHORIZED);
+    let r = call(
+        &h.app,
+        Req::post("/api/control/halt", json!({})).session(&old),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_no_leak(&r);
+    assert!(
+        h.commands.try_recv().is_err(),
+        "no command reached the engine"
+    );
+    // The new bob signs in and is admin.
+    let new = login(&h.app, "bob", BOB_PW2).await;
+    assert_eq!(halt_with(&h, &new.token).await, StatusCode::OK);
+    assert_eq!(h.commands.try_recv().unwrap(), Command::Halt);
+
+    // Deleting needs an admin, never yourself, and says 404 for nobody.
+    let viewer = login(&h.app, "viewer", VIEWER_PW).await;
+    let del = |path: &'static str, s: &Sess| {
+        let s = s.clone();
+        let app = h.app.clone();
+        async move { status(&app, req_with(Method::DELETE, path, json!({})).session(&s)).await }
+    };
+    assert_eq!(del("/api/users/bob", &viewer).await, StatusCode::FORBIDDEN);
+    assert_eq!(del("/api/users/admin", &admin).await, StatusCode::CONFLICT);
+    assert_eq!(
+        del("/api/users/nobody", &admin).await,
+        StatusCode::NOT_FOUND
+    );
+    // Cookie sessions need the CSRF header for it, like any control.
+    let r = call(
+        &h.app,
+        req_with(Method::DELETE, "/api/users/bob", json!({})).cookie_only(&admin),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(me(&h, &new.token).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_role_change_ends_the_users_sessions() {
+    let h = harness();
+    let (admin, viewer) = admin_and_viewer(&h).await;
+    let r = register(&h.app, "bob", BOB_PW, Some(&admin), Some("admin")).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let bob = login(&h.app, "bob", BOB_PW).await;
+    assert_eq!(halt_with(&h, &bob.token).await, StatusCode::OK);
+    h.commands.try_recv().unwrap();
+    // Demoted: the old admin token is refused outright (not merely demoted).
+    let r = call(
+        &h.app,
+        req_with(Method::PATCH, "/api/users/bob", json!({"role": "viewer"})).session(&admin),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["role"], "viewer");
+    assert_eq!(me(&h, &bob.token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(halt_with(&h, &bob.token).await, StatusCode::UNAUTHORIZED);
+    let bob = login(&h.app, "bob", BOB_PW).await;
+    assert_eq!(halt_with(&h, &bob.token).await, StatusCode::FORBIDDEN);
+    // Promoted: the viewer's old token must not turn into an admin token either.
+    let r = call(
+        &h.app,
+        req_with(Method::PATCH, "/api/users/viewer", json!({"role": "admin"})).session(&admin),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(me(&h, &viewer.token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(halt_with(&h, &viewer.token).await, StatusCode::UNAUTHORIZED);
+    assert!(h.commands.try_recv().is_err());
+    // Only admins change roles; an admin cannot demote themselves; the admin's own session is untouched.
+    let r = call(
+        &h.app,
+        req_with(Method::PATCH, "/api/users/admin", json!({"role": "viewer"})).session(&bob),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call(
+        &h.app,
+        req_with(Method::PATCH, "/api/users/admin", json!({"role": "viewer"})).session(&admin),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(me(&h, &admin.token).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_password_change_ends_every_session_of_the_user() {
+    let h = harness();
+    let (admin, _) = admin_and_viewer(&h).await;
+    let r = register(&h.app, "bob", BOB_PW, Some(&admin), Some("viewer")).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let laptop = login(&h.app, "bob", BOB_PW).await;
+    let phone = login(&h.app, "bob", BOB_PW).await;
+    let change = |s: &Sess, cur: &str, new: &str| {
+        Req::post(
+            "/api/auth/password",
+            json!({"current_password": cur, "new_password": new}),
+        )
+        .session(s)
+    };
+    // The current password is required, and the new one meets the policy.
+    let r = call(&h.app, change(&laptop, "wrong-password-1234x", BOB_PW2)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = call(&h.app, change(&laptop, BOB_PW, "password1234")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["error"].as_str().unwrap().contains("too easy"));
+    assert_eq!(me(&h, &laptop.token).await, StatusCode::OK);
+    // Changed: both sessions (the one that asked included) end; the old password is dead, the new one works.
+    let r = call(&h.app, change(&laptop, BOB_PW, BOB_PW2)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(me(&h, &laptop.token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&h, &phone.token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login_from(&h.app, LOCAL, "bob", BOB_PW).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let again = login(&h.app, "bob", BOB_PW2).await;
+    // An admin's password reset does the same.
+    let r = call(
+        &h.app,
+        req_with(
+            Method::PATCH,
+            "/api/users/bob",
+            json!({"password": "orchid-ledger-basalt-93"}),
+        )
+        .session(&admin),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(me(&h, &again.token).await, StatusCode::UNAUTHORIZED);
+    login(&h.app, "bob", "orchid-ledger-basalt-93").await;
+    let r = call(
+        &h.app,
+        req_with(
+            Method::PATCH,
+            "/api/users/bob",
+            json!({"password": "aaaaaaaaaaaa"}),
+        )
+        .session(&admin),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_live_stream_ends_when_the_account_changes() {
+    let h = harness();
+    let (admin, _) = admin_and_viewer(&h).await;
+    let r = register(&h.app, "bob", BOB_PW, Some(&admin), Some("viewer")).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let bob = login(&h.app, "bob", BOB_PW).await;
+    let mut req = Request::builder()
+        .uri("/api/events")
+        .header("host", "127.0.0.1:8090")
+        .header("authorization", format!("Bearer {}", bob.token))
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut().insert(ConnectInfo(
+        "127.0.0.1:40000".parse::<SocketAddr>().unwrap(),
+    ));
+    let resp = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let r = call(
+        &h.app,
+        req_with(Method::PATCH, "/api/users/bob", json!({"role": "admin"})).session(&admin),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // The stream rechecks the account every 5 s; it must end within a loaded-CI-safe bound.
+    let drained = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        axum::body::to_bytes(resp.into_body(), 1 << 24),
+    )
+    .await;
+    assert!(
+        drained.is_ok(),
+        "the stream of a changed account kept going"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Item 3: password policy.
 
 #[tokio::test]

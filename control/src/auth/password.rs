@@ -217,6 +217,9 @@ mod tests {
             "correct-battery-9-staple",
             "q8Vd0pX3LmZr7TnY",
             "violet granite kettle museum",
+            "Correct-Horse-Battery-9",
+            "night-shift-Operator-42",
+            "read-only-Viewer-2024",
         ] {
             assert_eq!(check_password_policy(ok, "bob"), Ok(()), "{ok:?}");
         }
