@@ -441,8 +441,14 @@ where
         )),
     );
     let server = api::serve_app(listener, tls_config, app, conn_limits);
-    let redirect =
-        redirect_listener.map(|l| api::serve_redirect(l, cfg.api.port, cfg.api.bind_addr));
+    let redirect = redirect_listener.map(|l| {
+        api::serve_redirect(
+            l,
+            cfg.api.port,
+            cfg.api.bind_addr,
+            server.connections().cloned(),
+        )
+    });
     let (hb_stop, hb_stop_rx) = tokio::sync::watch::channel(false);
     if let Some((d, _)) = &alerts {
         tokio::spawn(crate::ops::watch::heartbeat_watch(

@@ -397,3 +397,49 @@ async fn a_request_whose_body_stalls_is_closed_after_the_idle_timeout() {
     operator_halts(&bot).await;
     bot.server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plain_http_redirect_port_counts_against_the_same_caps() {
+    let tracker = aegis_control::api::ConnTracker::new(ConnLimits {
+        header_read_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(3),
+        max_per_ip: 2,
+        max_total: 64,
+        exempt: Vec::new(),
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = api::serve_redirect(
+        listener,
+        8443,
+        "127.0.0.1".parse().unwrap(),
+        Some(tracker.clone()),
+    );
+    let from: IpAddr = "127.0.0.2".parse().unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(tcp_from(from, addr).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tracker.refused() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!((tracker.open_from(from), tracker.refused()), (2, 2));
+    // The two admitted ones never send a request head: closed after the header-read timeout.
+    for mut c in conns {
+        let mut b = [0u8; 64];
+        let r = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read(&mut c, &mut b),
+        )
+        .await;
+        assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "still open: {r:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tracker.open() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(tracker.open(), 0);
+    server.shutdown(Duration::from_secs(1)).await;
+}

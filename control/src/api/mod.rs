@@ -271,16 +271,39 @@ pub fn redirect_router(https_port: u16, bind: std::net::IpAddr) -> Router {
     })
 }
 
-/// Serves [`redirect_router`] over plain HTTP on an already bound listener.
-pub fn serve_redirect(listener: TcpListener, https_port: u16, bind: std::net::IpAddr) -> Server {
+/// Serves [`redirect_router`] over plain HTTP on an already bound listener. With `tracker` (the HTTPS
+/// server's, see [`Server::connections`]) its connections count against the same caps and get the same
+/// timeouts, so the redirect port is no second way to exhaust file descriptors.
+pub fn serve_redirect(
+    listener: TcpListener,
+    https_port: u16,
+    bind: std::net::IpAddr,
+    tracker: Option<ConnTracker>,
+) -> Server {
     let handle = axum_server::Handle::new();
     let app = redirect_router(https_port, bind);
-    let server = axum_server::from_tcp(listener).handle(handle.clone());
-    let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+    let task = match tracker.clone() {
+        Some(t) => {
+            let header = t.limits().header_read_timeout;
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(limits::LimitAcceptor::new(t))
+                .handle(handle.clone());
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header);
+            tokio::spawn(async move { server.serve(app.into_make_service()).await })
+        }
+        None => {
+            let server = axum_server::from_tcp(listener).handle(handle.clone());
+            tokio::spawn(async move { server.serve(app.into_make_service()).await })
+        }
+    };
     Server {
         handle,
         task,
-        tracker: None,
+        tracker,
     }
 }
 
