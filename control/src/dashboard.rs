@@ -55,6 +55,11 @@ pub fn web_config(cfg: &Config) -> Result<WebConfig, ConfigError> {
             Some(&c.value),
             "use comma-separated IP addresses or CIDR ranges, e.g. 203.0.113.45,10.0.0.0/8",
         ),
+        WebConfigError::ConnCaps { per_ip, total } => ConfigError::new(
+            keys::API_MAX_CONNECTIONS_PER_IP,
+            Some(&per_ip.to_string()),
+            format!("it is larger than API_MAX_CONNECTIONS ({total}); lower it or raise API_MAX_CONNECTIONS"),
+        ),
     })
 }
 

@@ -438,6 +438,7 @@ where
         })?;
     // Dashboard controls go through the pump: journaled, then forwarded to the engine.
     command_slot.connect(pump.commands.clone());
+    let conn_limits = web_state.config().conn_limits();
     let app = crate::web::app(
         web_state,
         match &db {
@@ -449,9 +450,15 @@ where
             pump.commands.clone(),
         )),
     );
-    let server = api::serve_app(listener, tls_config, app);
-    let redirect =
-        redirect_listener.map(|l| api::serve_redirect(l, cfg.api.port, cfg.api.bind_addr));
+    let server = api::serve_app(listener, tls_config, app, conn_limits);
+    let redirect = redirect_listener.map(|l| {
+        api::serve_redirect(
+            l,
+            cfg.api.port,
+            cfg.api.bind_addr,
+            server.connections().cloned(),
+        )
+    });
     let (hb_stop, hb_stop_rx) = tokio::sync::watch::channel(false);
     if let Some((d, _)) = &alerts {
         tokio::spawn(crate::ops::watch::heartbeat_watch(

@@ -20,9 +20,22 @@ fn now() -> u64 {
         .as_secs()
 }
 
-fn claims(sub: &str, iat: u64, nbf: u64, exp: u64) -> serde_json::Value {
+/// Hand-made claims for account `uid` (generation 0), as a real token of that account would carry them.
+fn claims(uid: &str, sub: &str, iat: u64, nbf: u64, exp: u64) -> serde_json::Value {
     json!({ "sub": sub, "role": "admin", "iat": iat, "nbf": nbf, "exp": exp,
-            "jti": "00112233445566778899aabbccddeeff", "iss": "aegis" })
+            "jti": "00112233445566778899aabbccddeeff", "iss": "aegis", "uid": uid, "gen": 0 })
+}
+
+/// The account id inside a real token.
+fn uid_of(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    v["uid"].as_str().unwrap().to_string()
 }
 
 /// Signs `header.payload` with HMAC-SHA256 under the real secret (what an attacker cannot do, but it lets
@@ -86,9 +99,10 @@ async fn tampered_signature_is_refused() {
 #[tokio::test]
 async fn alg_none_and_other_algorithms_are_refused() {
     let h = harness();
-    admin_and_viewer(&h).await;
+    let (admin, _) = admin_and_viewer(&h).await;
+    let uid = uid_of(&admin.token);
     let n = now();
-    let payload = claims("admin", n, n, n + 600);
+    let payload = claims(&uid, "admin", n, n, n + 600);
     // The control: a correctly signed HS256 token with these claims is accepted, so the refusals below are
     // about the algorithm and nothing else.
     let good = hs256(&json!({"alg": "HS256", "typ": "JWT"}), &payload);
@@ -129,46 +143,75 @@ async fn alg_none_and_other_algorithms_are_refused() {
 #[tokio::test]
 async fn expired_premature_and_incomplete_tokens_are_refused() {
     let h = harness();
-    admin_and_viewer(&h).await;
+    let (admin, _) = admin_and_viewer(&h).await;
+    let uid = uid_of(&admin.token);
     let n = now();
     let hdr = json!({"alg": "HS256", "typ": "JWT"});
+    // The control: these claims, well-formed, are accepted; each case below breaks exactly one thing.
+    assert_eq!(
+        me_with(&h, &hs256(&hdr, &claims(&uid, "admin", n, n, n + 600)))
+            .await
+            .status,
+        StatusCode::OK
+    );
     let cases = [
-        ("expired", claims("admin", n - 7200, n - 7200, n - 3600)),
-        ("not yet valid", claims("admin", n, n + 3600, n + 7200)),
+        (
+            "expired",
+            claims(&uid, "admin", n - 7200, n - 7200, n - 3600),
+        ),
+        (
+            "not yet valid",
+            claims(&uid, "admin", n, n + 3600, n + 7200),
+        ),
         (
             "issued in the future",
-            claims("admin", n + 3600, n, n + 7200),
+            claims(&uid, "admin", n + 3600, n, n + 7200),
         ),
         (
             "lifetime beyond JWT_EXPIRY",
-            claims("admin", n, n, n + 400 * 86_400),
+            claims(&uid, "admin", n, n, n + 400 * 86_400),
         ),
         ("wrong issuer", {
-            let mut c = claims("admin", n, n, n + 600);
+            let mut c = claims(&uid, "admin", n, n, n + 600);
             c["iss"] = json!("someone-else");
             c
         }),
         ("no jti", {
-            let mut c = claims("admin", n, n, n + 600);
+            let mut c = claims(&uid, "admin", n, n, n + 600);
             c.as_object_mut().unwrap().remove("jti");
             c
         }),
         ("no exp", {
-            let mut c = claims("admin", n, n, n + 600);
+            let mut c = claims(&uid, "admin", n, n, n + 600);
             c.as_object_mut().unwrap().remove("exp");
             c
         }),
         ("no iat", {
-            let mut c = claims("admin", n, n, n + 600);
+            let mut c = claims(&uid, "admin", n, n, n + 600);
             c.as_object_mut().unwrap().remove("iat");
             c
         }),
         ("no nbf", {
-            let mut c = claims("admin", n, n, n + 600);
+            let mut c = claims(&uid, "admin", n, n, n + 600);
             c.as_object_mut().unwrap().remove("nbf");
             c
         }),
-        ("unknown user", claims("mallory", n, n, n + 600)),
+        ("unknown user", claims(&uid, "mallory", n, n, n + 600)),
+        ("another account's id", {
+            let mut c = claims(&uid, "admin", n, n, n + 600);
+            c["uid"] = json!("ffeeddccbbaa99887766554433221100");
+            c
+        }),
+        ("another generation", {
+            let mut c = claims(&uid, "admin", n, n, n + 600);
+            c["gen"] = json!(1);
+            c
+        }),
+        ("no account id", {
+            let mut c = claims(&uid, "admin", n, n, n + 600);
+            c.as_object_mut().unwrap().remove("uid");
+            c
+        }),
     ];
     for (what, c) in cases {
         let r = me_with(&h, &hs256(&hdr, &c)).await;

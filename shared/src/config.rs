@@ -143,6 +143,14 @@ pub mod keys {
     pub const LOGIN_LOCKOUT: &str = "LOGIN_LOCKOUT";
     /// Dashboard: largest accepted request body in bytes.
     pub const API_MAX_BODY_BYTES: &str = "API_MAX_BODY_BYTES";
+    /// Dashboard: deadline for the TLS handshake and each HTTP/1 request head (also the keep-alive idle time).
+    pub const API_HEADER_READ_TIMEOUT: &str = "API_HEADER_READ_TIMEOUT";
+    /// Dashboard: a connection with no traffic either way for this long is closed.
+    pub const API_IDLE_TIMEOUT: &str = "API_IDLE_TIMEOUT";
+    /// Dashboard: most open connections per client address.
+    pub const API_MAX_CONNECTIONS_PER_IP: &str = "API_MAX_CONNECTIONS_PER_IP";
+    /// Dashboard: most open connections in all.
+    pub const API_MAX_CONNECTIONS: &str = "API_MAX_CONNECTIONS";
 
     /// Dashboard keys validated by the control plane's web layer (kept raw in [`super::Config::dashboard`]).
     pub const DASHBOARD: &[&str] = &[
@@ -154,6 +162,10 @@ pub mod keys {
         LOGIN_MAX_FAILURES_PER_IP,
         LOGIN_LOCKOUT,
         API_MAX_BODY_BYTES,
+        API_HEADER_READ_TIMEOUT,
+        API_IDLE_TIMEOUT,
+        API_MAX_CONNECTIONS_PER_IP,
+        API_MAX_CONNECTIONS,
     ];
 
     /// Every key, in `.env.example` order.
@@ -218,6 +230,10 @@ pub mod keys {
         LOGIN_MAX_FAILURES_PER_IP,
         LOGIN_LOCKOUT,
         API_MAX_BODY_BYTES,
+        API_HEADER_READ_TIMEOUT,
+        API_IDLE_TIMEOUT,
+        API_MAX_CONNECTIONS_PER_IP,
+        API_MAX_CONNECTIONS,
     ];
 
     /// Keys whose values are secrets: never echoed in an error or a log line.

@@ -6,6 +6,10 @@
 //! ([`crate::web::app`], authenticated) with [`serve_app`] and mounts only [`public_routes`] from here; without
 //! authentication the configuration refuses a non-loopback `BIND_ADDR`, and [`bind`] checks again.
 
+pub mod limits;
+
+pub use limits::{ConnLimits, ConnTracker};
+
 use crate::state::Live;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -124,9 +128,20 @@ pub fn bind(addr: SocketAddr, auth_enabled: bool) -> Result<TcpListener, ApiErro
 pub struct Server {
     handle: axum_server::Handle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    tracker: Option<ConnTracker>,
 }
 
 impl Server {
+    /// The connection counts (for servers started by [`serve_app`]).
+    pub fn connections(&self) -> Option<&ConnTracker> {
+        self.tracker.as_ref()
+    }
+
+    /// The bound address, once listening.
+    pub async fn listening(&self) -> Option<SocketAddr> {
+        self.handle.listening().await
+    }
+
     /// Stops accepting, gives open requests `grace` to finish, and waits.
     pub async fn shutdown(self, grace: Duration) {
         self.handle.graceful_shutdown(Some(grace));
@@ -145,21 +160,57 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, live: Arc<Li
     let app = router(live);
     let server = axum_server::from_tcp_rustls(listener, config).handle(handle.clone());
     let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
-    Server { handle, task }
+    Server {
+        handle,
+        task,
+        tracker: None,
+    }
 }
 
 /// Serves a complete application (the dashboard of [`crate::web::app`]) over TLS, with each connection's peer
-/// address available to the handlers (the dashboard's client-IP checks fail closed without it).
-pub fn serve_app(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router) -> Server {
+/// address available to the handlers (the dashboard's client-IP checks fail closed without it), under the
+/// connection `limits` (header-read and idle timeouts, caps per IP and in total: see [`limits`]).
+pub fn serve_app(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    limits: ConnLimits,
+) -> Server {
     let handle = axum_server::Handle::new();
-    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
-    let server = axum_server::from_tcp_rustls(listener, config).handle(handle.clone());
+    let tracker = ConnTracker::new(limits);
+    let l = tracker.limits().clone();
+    // Admission and the idle timer sit under TLS, so a refused connection costs no handshake.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )
+    .handshake_timeout(l.header_read_timeout)
+    .acceptor(limits::LimitAcceptor::new(tracker.clone()));
+    let mut server = axum_server::from_tcp(listener)
+        .acceptor(acceptor)
+        .handle(handle.clone());
+    // hyper enforces no header-read timeout without a timer: this is what the attack run found missing.
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(l.header_read_timeout);
+    server
+        .http_builder()
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(64)
+        .keep_alive_interval(l.idle_timeout / 2)
+        .keep_alive_timeout(l.header_read_timeout);
     let task = tokio::spawn(async move {
         server
             .serve(app.into_make_service_with_connect_info::<SocketAddr>())
             .await
     });
-    Server { handle, task }
+    Server {
+        handle,
+        task,
+        tracker: Some(tracker),
+    }
 }
 
 /// The host part of a `Host` header if it is a plain host name or IP literal; anything else (an attacker's odd
@@ -220,13 +271,40 @@ pub fn redirect_router(https_port: u16, bind: std::net::IpAddr) -> Router {
     })
 }
 
-/// Serves [`redirect_router`] over plain HTTP on an already bound listener.
-pub fn serve_redirect(listener: TcpListener, https_port: u16, bind: std::net::IpAddr) -> Server {
+/// Serves [`redirect_router`] over plain HTTP on an already bound listener. With `tracker` (the HTTPS
+/// server's, see [`Server::connections`]) its connections count against the same caps and get the same
+/// timeouts, so the redirect port is no second way to exhaust file descriptors.
+pub fn serve_redirect(
+    listener: TcpListener,
+    https_port: u16,
+    bind: std::net::IpAddr,
+    tracker: Option<ConnTracker>,
+) -> Server {
     let handle = axum_server::Handle::new();
     let app = redirect_router(https_port, bind);
-    let server = axum_server::from_tcp(listener).handle(handle.clone());
-    let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
-    Server { handle, task }
+    let task = match tracker.clone() {
+        Some(t) => {
+            let header = t.limits().header_read_timeout;
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(limits::LimitAcceptor::new(t))
+                .handle(handle.clone());
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header);
+            tokio::spawn(async move { server.serve(app.into_make_service()).await })
+        }
+        None => {
+            let server = axum_server::from_tcp(listener).handle(handle.clone());
+            tokio::spawn(async move { server.serve(app.into_make_service()).await })
+        }
+    };
+    Server {
+        handle,
+        task,
+        tracker,
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@ pub mod token;
 pub use limits::{IpAllowlist, LoginGuard, LoginLimits, RateLimit};
 pub use password::PasswordHasher;
 pub use pg_mirror::PgMirrorStore;
-pub use store::{MemoryUserStore, Role, StoreError, UserRecord, UserStore};
+pub use store::{
+    new_uid, MemoryUserStore, Role, StoreError, Tombstone, UserChange, UserRecord, UserStore,
+};
 pub use token::{Claims, TokenError, Tokens};
 
 use aegis_shared::Secret;

@@ -1,6 +1,6 @@
 //! JWT sessions: HS256 only, every time claim checked, a random `jti` per token so one token can be revoked.
 
-use super::store::Role;
+use super::store::{Role, UserRecord};
 use aegis_shared::Secret;
 use base64::Engine as _;
 use hmac::{Mac, SimpleHmac};
@@ -32,6 +32,11 @@ pub struct Claims {
     pub exp: u64,
     /// Unique token id (128 random bits, hex): the handle for revocation.
     pub jti: String,
+    /// The account the token was issued for ([`UserRecord::uid`]): a new user under the same name is another
+    /// account, and its tokens are not this one's.
+    pub uid: String,
+    /// The account's token generation when issued ([`UserRecord::token_gen`]).
+    pub gen: u64,
     /// Always [`ISSUER`].
     pub iss: String,
 }
@@ -102,14 +107,16 @@ impl Tokens {
         self.expiry
     }
 
-    /// Issues a token for `user`.
-    pub fn issue(&self, user: &str, role: Role) -> Result<(String, Claims), TokenError> {
+    /// Issues a token for `user`, bound to its uid and current token generation.
+    pub fn issue(&self, user: &UserRecord) -> Result<(String, Claims), TokenError> {
         let now = now_secs();
         let mut id = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut id);
         let claims = Claims {
-            sub: user.to_string(),
-            role,
+            sub: user.username.clone(),
+            role: user.role,
+            uid: user.uid.clone(),
+            gen: user.token_gen,
             iat: now,
             nbf: now,
             exp: now + self.expiry.as_secs(),
@@ -140,7 +147,8 @@ impl Tokens {
         {
             return Err(TokenError::Invalid);
         }
-        if c.jti.len() != 32 || !c.jti.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let hex32 = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex32(&c.jti) || !hex32(&c.uid) {
             return Err(TokenError::Invalid);
         }
         Ok(c)
@@ -190,7 +198,9 @@ mod tests {
     #[test]
     fn round_trip_and_tamper() {
         let t = tokens();
-        let (tok, c) = t.issue("alice", Role::Admin).unwrap();
+        let alice = UserRecord::new("alice".into(), Role::Admin, String::new(), None, 0);
+        let (tok, c) = t.issue(&alice).unwrap();
+        assert_eq!((c.uid.as_str(), c.gen), (alice.uid.as_str(), 0));
         assert_eq!(t.verify(&tok).unwrap(), c);
         let mut bad = tok.clone().into_bytes();
         let last = bad.len() - 2;

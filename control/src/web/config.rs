@@ -33,6 +33,16 @@ pub struct WebConfig {
     pub max_body_bytes: usize,
     /// How often the live stream looks for changes (default 1 s).
     pub live_interval: Duration,
+    /// `API_HEADER_READ_TIMEOUT` (default 10s, 1s-5m): the TLS handshake and each HTTP/1 request head must arrive
+    /// within this; an HTTP/1 keep-alive connection waiting for its next request is closed after it too.
+    pub header_read_timeout: Duration,
+    /// `API_IDLE_TIMEOUT` (default 60s, 20s-1h): a connection on which nothing moves either way for this long
+    /// is closed. At least 20 s, because the live stream writes only every 15 s.
+    pub idle_timeout: Duration,
+    /// `API_MAX_CONNECTIONS_PER_IP` (default 32, 1-100000; `TRUSTED_PROXIES` exempt).
+    pub max_connections_per_ip: u32,
+    /// `API_MAX_CONNECTIONS` (default 1024, 1-1000000), plus a small reserve for 127.0.0.1/::1.
+    pub max_connections: u32,
 }
 
 /// A bad dashboard/API setting. Messages name the key and the fix, never a secret.
@@ -57,6 +67,14 @@ pub enum WebConfigError {
     /// A malformed IP list.
     #[error(transparent)]
     Cidr(#[from] CidrError),
+    /// The per-IP connection cap is above the total one.
+    #[error("API_MAX_CONNECTIONS_PER_IP ({per_ip}) is larger than API_MAX_CONNECTIONS ({total}); lower it or raise API_MAX_CONNECTIONS")]
+    ConnCaps {
+        /// `API_MAX_CONNECTIONS_PER_IP`.
+        per_ip: u32,
+        /// `API_MAX_CONNECTIONS`.
+        total: u32,
+    },
 }
 
 /// Parses `24h`, `30m`, `90s`, `7d` or plain seconds.
@@ -95,6 +113,24 @@ fn nonzero(key: &'static str, v: &str) -> Result<NonZeroU32, WebConfigError> {
         })
 }
 
+/// A whole number in `1..=max`.
+fn count_of(
+    key: &'static str,
+    v: &str,
+    max: u32,
+    hint: &'static str,
+) -> Result<u32, WebConfigError> {
+    v.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| WebConfigError::Invalid {
+            key,
+            value: v.to_string(),
+            hint,
+        })
+}
+
 /// A duration (`30s`, `5m`, `24h`, ...) that `ok` accepts.
 fn duration_of(
     key: &'static str,
@@ -126,6 +162,21 @@ impl WebConfig {
             login: LoginLimits::default(),
             max_body_bytes: 16 * 1024,
             live_interval: Duration::from_secs(1),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections_per_ip: 32,
+            max_connections: 1024,
+        }
+    }
+
+    /// The HTTPS listener's connection limits.
+    pub fn conn_limits(&self) -> crate::api::ConnLimits {
+        crate::api::ConnLimits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_per_ip: self.max_connections_per_ip,
+            max_total: self.max_connections,
+            exempt: self.trusted_proxies.clone(),
         }
     }
 
@@ -184,12 +235,50 @@ impl WebConfig {
                     hint: "use a byte count between 1024 and 16777216",
                 })?;
         }
+        if let Some(v) = get("API_HEADER_READ_TIMEOUT") {
+            c.header_read_timeout = duration_of(
+                "API_HEADER_READ_TIMEOUT",
+                &v,
+                |d| *d >= Duration::from_secs(1) && *d <= Duration::from_secs(300),
+                "use a duration between 1s and 5m such as 10s",
+            )?;
+        }
+        if let Some(v) = get("API_IDLE_TIMEOUT") {
+            c.idle_timeout = duration_of(
+                "API_IDLE_TIMEOUT",
+                &v,
+                |d| *d >= Duration::from_secs(20) && *d <= Duration::from_secs(3600),
+                "use a duration between 20s and 1h such as 60s (the live stream writes every 15s)",
+            )?;
+        }
+        if let Some(v) = get("API_MAX_CONNECTIONS_PER_IP") {
+            c.max_connections_per_ip = count_of(
+                "API_MAX_CONNECTIONS_PER_IP",
+                &v,
+                100_000,
+                "use a whole number between 1 and 100000",
+            )?;
+        }
+        if let Some(v) = get("API_MAX_CONNECTIONS") {
+            c.max_connections = count_of(
+                "API_MAX_CONNECTIONS",
+                &v,
+                1_000_000,
+                "use a whole number between 1 and 1000000",
+            )?;
+        }
         c.validate()?;
         Ok(c)
     }
 
     /// Checks the combination: a strong secret when auth is on; auth off only on loopback.
     pub fn validate(&self) -> Result<(), WebConfigError> {
+        if self.max_connections_per_ip > self.max_connections {
+            return Err(WebConfigError::ConnCaps {
+                per_ip: self.max_connections_per_ip,
+                total: self.max_connections,
+            });
+        }
         if self.auth_enabled {
             validate_jwt_secret(&self.jwt_secret)?;
         } else if !self.bind.ip().is_loopback() {
@@ -252,6 +341,70 @@ mod tests {
             })
         ));
         assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
+        // Connection limits (issue 15.2): safe defaults, ranges, and a cross-check with a clear message.
+        let secret = ("JWT_SECRET", "q8Vd0pX3LmZr7TnY2sKw9bHc4JfG6aUe1Q");
+        let d = cfg("127.0.0.1:8090", &[secret]).unwrap();
+        assert_eq!(
+            (
+                d.header_read_timeout,
+                d.idle_timeout,
+                d.max_connections_per_ip,
+                d.max_connections
+            ),
+            (Duration::from_secs(10), Duration::from_secs(60), 32, 1024)
+        );
+        let c = cfg(
+            "127.0.0.1:8090",
+            &[
+                secret,
+                ("API_HEADER_READ_TIMEOUT", "5s"),
+                ("API_IDLE_TIMEOUT", "2m"),
+                ("API_MAX_CONNECTIONS_PER_IP", "8"),
+                ("API_MAX_CONNECTIONS", "100"),
+            ],
+        )
+        .unwrap();
+        let l = c.conn_limits();
+        assert_eq!(
+            (
+                l.header_read_timeout,
+                l.idle_timeout,
+                l.max_per_ip,
+                l.max_total
+            ),
+            (Duration::from_secs(5), Duration::from_secs(120), 8, 100)
+        );
+        for (k, v) in [
+            ("API_HEADER_READ_TIMEOUT", "0s"),
+            ("API_HEADER_READ_TIMEOUT", "10m"),
+            ("API_IDLE_TIMEOUT", "5s"),
+            ("API_MAX_CONNECTIONS_PER_IP", "0"),
+            ("API_MAX_CONNECTIONS", "many"),
+        ] {
+            let e = cfg("127.0.0.1:8090", &[secret, (k, v)]).unwrap_err();
+            assert!(
+                matches!(e, WebConfigError::Invalid { key, .. } if key == k),
+                "{k}={v}: {e}"
+            );
+            assert!(e.to_string().contains(k), "{e}");
+        }
+        let e = cfg(
+            "127.0.0.1:8090",
+            &[
+                secret,
+                ("API_MAX_CONNECTIONS_PER_IP", "50"),
+                ("API_MAX_CONNECTIONS", "10"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            WebConfigError::ConnCaps {
+                per_ip: 50,
+                total: 10
+            }
+        );
+        assert!(e.to_string().contains("raise API_MAX_CONNECTIONS"), "{e}");
         assert_eq!(parse_duration("3600"), Some(Duration::from_secs(3600)));
     }
 }

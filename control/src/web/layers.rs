@@ -98,15 +98,26 @@ async fn observe(State(state): State<WebState>, mut req: Request, next: Next) ->
     resp
 }
 
+/// Paths that a caller on this host always reaches, past the allowlist and the per-IP rate limit: the health
+/// check (`deploy/health-check.sh`, the systemd watchdog) and the local admin endpoints behind `aegis halt` —
+/// the kill switch must not depend on `DASHBOARD_ALLOWED_IPS` listing loopback or on a burst from elsewhere
+/// having spent a shared budget. Loopback is the resolved client address, so a request forwarded by a trusted
+/// proxy on this host counts as its real origin, not as local.
+fn local_bypass(ip: IpAddr, path: &str) -> bool {
+    ip.is_loopback() && (path == "/api/health" || path.starts_with("/api/local/"))
+}
+
 async fn guard(State(state): State<WebState>, req: Request, next: Next) -> Response {
     let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>().copied() else {
         return ApiError::Internal.into_response();
     };
-    if !state.config().allowed_ips.allows(ip) {
-        return ApiError::Forbidden("access denied").into_response();
-    }
-    if let Err(wait) = state.rate().check(ip) {
-        return ApiError::TooManyRequests(wait).into_response();
+    if !local_bypass(ip, req.uri().path()) {
+        if !state.config().allowed_ips.allows(ip) {
+            return ApiError::Forbidden("access denied").into_response();
+        }
+        if let Err(wait) = state.rate().check(ip) {
+            return ApiError::TooManyRequests(wait).into_response();
+        }
     }
     // Refuse a declared oversized body up front, with our JSON error (the body-limit layer behind this still
     // cuts off bodies that lie about or omit their length).
@@ -152,7 +163,9 @@ async fn security_headers(req: Request, next: Next) -> Response {
         HeaderName::from_static("cross-origin-resource-policy"),
         "same-origin",
     );
-    if is_api && !h.contains_key(header::CACHE_CONTROL) {
+    // Overriding, not defaulting: API answers (the SSE stream's `no-cache` included) carry account data and
+    // must never be kept by a browser or proxy cache.
+    if is_api {
         set(h, header::CACHE_CONTROL, "no-store");
     }
     resp

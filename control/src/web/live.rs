@@ -1,6 +1,6 @@
 //! Live updates over Server-Sent Events: `GET /api/events` sends a `snapshot` event whenever the read model
 //! changes (checked every `live_interval`) and at least every 15 s. The stream ends when the session expires
-//! or is revoked (checked every 5 s), so a logged-out tab stops receiving data.
+//! or is revoked, or the account is deleted or changed (checked every 5 s), so a logged-out tab stops receiving data.
 
 use super::session::Session;
 use super::WebState;
@@ -46,6 +46,11 @@ pub(super) async fn events(
                 if l.last_check.elapsed() >= RECHECK {
                     l.last_check = Instant::now();
                     if l.state.users().is_revoked(&c.jti).await.unwrap_or(true) {
+                        return None;
+                    }
+                    // Deleted, re-created, disabled or changed since the stream opened: end it.
+                    let current = l.state.users().find(&c.sub).await.ok().flatten();
+                    if !current.is_some_and(|u| super::session::bound_to(c, &u)) {
                         return None;
                     }
                 }

@@ -126,7 +126,12 @@ fn routes(state: WebState) -> Router {
         .route("/api/auth/login", post(routes_auth::login))
         .route("/api/auth/logout", post(routes_auth::logout))
         .route("/api/auth/me", get(routes_auth::me))
+        .route("/api/auth/password", post(routes_auth::change_password))
         .route("/api/users", get(routes_auth::users))
+        .route(
+            "/api/users/{username}",
+            axum::routing::delete(routes_auth::delete_user).patch(routes_auth::update_user),
+        )
         .route("/api/status", get(routes_api::status))
         .route("/api/snapshot", get(routes_api::snapshot))
         .route("/api/positions", get(routes_api::positions))
@@ -164,7 +169,9 @@ pub const API_PATHS: &[&str] = &[
     "/api/auth/login",
     "/api/auth/logout",
     "/api/auth/me",
+    "/api/auth/password",
     "/api/users",
+    "/api/users/{username}",
     "/api/status",
     "/api/snapshot",
     "/api/positions",

@@ -6,10 +6,10 @@ use super::session::{
     authenticate, clear_cookies, session_cookies, Admin, ClientIp, JsonBody, Session,
 };
 use super::WebState;
-use crate::auth::password::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
-use crate::auth::{Role, StoreError, UserRecord};
+use crate::auth::password::{check_password_policy, MAX_PASSWORD_LEN};
+use crate::auth::{Role, StoreError, UserChange, UserRecord};
 use crate::journal::now_ms;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -82,15 +82,8 @@ pub(super) async fn register(
     let username = normalise_username(&body.username).ok_or(ApiError::BadRequest(
         "username must be 3-32 characters of a-z, 0-9, _ . -",
     ))?;
-    let plen = body.password.chars().count();
-    if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&plen) {
-        return Err(ApiError::BadRequest("password must be 12-256 characters"));
-    }
-    if body.password.to_ascii_lowercase().contains(&username) {
-        return Err(ApiError::BadRequest(
-            "password must not contain the username",
-        ));
-    }
+    check_password_policy(&body.password, &username)
+        .map_err(|e| ApiError::BadRequest(e.message()))?;
     let email = body.email.filter(|e| !e.trim().is_empty());
     if email
         .as_ref()
@@ -132,13 +125,8 @@ pub(super) async fn register(
         .hash(body.password)
         .await
         .map_err(|_| ApiError::Internal)?;
-    let rec = UserRecord {
-        username: username.clone(),
-        role,
-        password_hash: hash,
-        email,
-        created_ms: now_ms(),
-    };
+    // A new account, with a new uid: tokens of an earlier user of this name are not this user's.
+    let rec = UserRecord::new(username.clone(), role, hash, email, now_ms());
     match users.insert(rec, first).await {
         Ok(()) => {}
         Err(StoreError::Exists) => return Err(ApiError::Conflict("username is taken")),
@@ -218,9 +206,7 @@ pub(super) async fn login(
         }
     };
     guard.success(&account);
-    let (token, claims) = tokens
-        .issue(&user.username, user.role)
-        .map_err(|_| ApiError::Internal)?;
+    let (token, claims) = tokens.issue(&user).map_err(|_| ApiError::Internal)?;
     let csrf = tokens.csrf_for(&claims.jti);
     audit(
         &state,
@@ -294,4 +280,178 @@ pub(super) async fn users(
         .map(|u| json!({ "username": u.username, "role": u.role, "created_ms": u.created_ms }))
         .collect();
     Ok(Json(json!({ "users": out })))
+}
+
+fn store_down(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "user store write failed");
+    ApiError::Unavailable("user store unavailable")
+}
+
+/// `DELETE /api/users/{username}` (admin). The account's tokens die with it, and a user registered later under
+/// the same name is a new account that none of them fits.
+pub(super) async fn delete_user(
+    State(state): State<WebState>,
+    ClientIp(ip): ClientIp,
+    Path(name): Path<String>,
+    Admin(admin): Admin,
+) -> Result<Response, ApiError> {
+    let username = normalise_username(&name).ok_or(ApiError::NotFound)?;
+    if username == admin.user {
+        return Err(ApiError::Conflict(
+            "you cannot delete your own account; ask another admin",
+        ));
+    }
+    let gone = state
+        .users()
+        .delete(&username)
+        .await
+        .map_err(store_down)?
+        .ok_or(ApiError::NotFound)?;
+    audit(
+        &state,
+        &admin.user,
+        ip,
+        "auth.user_delete",
+        json!({ "username": gone.username, "role": gone.role.as_str() }),
+    )
+    .await;
+    Ok(Json(json!({ "ok": true, "username": gone.username })).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpdateBody {
+    #[serde(default)]
+    role: Option<String>,
+    /// A new password set by the admin (a reset); the user's sessions end.
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// `PATCH /api/users/{username}` (admin): change the role and/or reset the password. Either ends every
+/// session of that user (the token generation moves on).
+pub(super) async fn update_user(
+    State(state): State<WebState>,
+    ClientIp(ip): ClientIp,
+    Path(name): Path<String>,
+    admin: Admin,
+    JsonBody(body): JsonBody<UpdateBody>,
+) -> Result<Response, ApiError> {
+    let Admin(admin) = admin;
+    let username = normalise_username(&name).ok_or(ApiError::NotFound)?;
+    let role = match body.role.as_deref() {
+        None => None,
+        Some(r) => {
+            Some(Role::parse(r).ok_or(ApiError::BadRequest("role must be admin or viewer"))?)
+        }
+    };
+    if role.is_none() && body.password.is_none() {
+        return Err(ApiError::BadRequest("send a role, a password, or both"));
+    }
+    if username == admin.user && role.is_some_and(|r| r != Role::Admin) {
+        return Err(ApiError::Conflict(
+            "you cannot take the admin role from yourself; ask another admin",
+        ));
+    }
+    let password_hash = match body.password {
+        None => None,
+        Some(pw) => {
+            check_password_policy(&pw, &username).map_err(|e| ApiError::BadRequest(e.message()))?;
+            Some(
+                state
+                    .hasher()
+                    .hash(pw)
+                    .await
+                    .map_err(|_| ApiError::Internal)?,
+            )
+        }
+    };
+    let reset = password_hash.is_some();
+    let u = state
+        .users()
+        .update(
+            &username,
+            UserChange {
+                role,
+                password_hash,
+            },
+        )
+        .await
+        .map_err(store_down)?
+        .ok_or(ApiError::NotFound)?;
+    audit(
+        &state,
+        &admin.user,
+        ip,
+        "auth.user_update",
+        json!({ "username": u.username, "role": u.role.as_str(), "password_reset": reset }),
+    )
+    .await;
+    Ok(Json(json!({ "username": u.username, "role": u.role })).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /api/auth/password`: a user changes their own password (the current one is required and counted by the
+/// login lockout like a login). Every session of the user ends, this one included: sign in again.
+pub(super) async fn change_password(
+    State(state): State<WebState>,
+    ClientIp(ip): ClientIp,
+    session: Session,
+    JsonBody(body): JsonBody<PasswordBody>,
+) -> Result<Response, ApiError> {
+    if session.claims.is_none() {
+        return Err(ApiError::Conflict(
+            "authentication is disabled (AUTH_ENABLED=false)",
+        ));
+    }
+    let guard = state.login_guard();
+    if let Err(wait) = guard.check(ip, &session.user) {
+        return Err(ApiError::TooManyRequests(wait));
+    }
+    let current = state
+        .users()
+        .find(&session.user)
+        .await
+        .map_err(|_| ApiError::Unavailable("user store unavailable"))?
+        .ok_or(ApiError::Unauthorized)?;
+    if body.current_password.len() > MAX_PASSWORD_LEN * 4
+        || !state
+            .hasher()
+            .verify(body.current_password, Some(current.password_hash))
+            .await
+    {
+        guard.failure(ip, &session.user);
+        return Err(ApiError::BadCredentials);
+    }
+    check_password_policy(&body.new_password, &session.user)
+        .map_err(|e| ApiError::BadRequest(e.message()))?;
+    let hash = state
+        .hasher()
+        .hash(body.new_password)
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    state
+        .users()
+        .update(
+            &session.user,
+            UserChange {
+                role: None,
+                password_hash: Some(hash),
+            },
+        )
+        .await
+        .map_err(store_down)?
+        .ok_or(ApiError::Unauthorized)?;
+    audit(&state, &session.user, ip, "auth.password_change", json!({})).await;
+    let mut resp = Json(json!({ "ok": true, "sign_in_again": true })).into_response();
+    for c in clear_cookies() {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(resp)
 }

@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::WebState;
-use crate::auth::{Claims, Role};
+use crate::auth::{Claims, Role, UserRecord};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -77,6 +77,11 @@ fn origin_ok(uri: &Uri, headers: &HeaderMap) -> bool {
         .is_some_and(|o| o.eq_ignore_ascii_case(host))
 }
 
+/// Is this token still the account's token (same uid, same generation)?
+pub fn bound_to(claims: &Claims, user: &UserRecord) -> bool {
+    claims.uid == user.uid && claims.gen == user.token_gen
+}
+
 /// Authenticates a request: bearer token or session cookie; for cookie sessions, unsafe methods also need a
 /// valid CSRF header and a same-origin `Origin` (when the browser sends one).
 pub async fn authenticate(
@@ -113,6 +118,11 @@ pub async fn authenticate(
         .await
         .map_err(|_| ApiError::Unavailable("user store unavailable"))?
         .ok_or(ApiError::Unauthorized)?;
+    // The name alone proves nothing: the account may have been deleted and re-created (another uid), or its
+    // role, password or state changed since (another generation). Either way this token is not its token.
+    if !bound_to(&claims, &user) {
+        return Err(ApiError::Unauthorized);
+    }
     let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if via_cookie && !safe {
         let csrf = headers

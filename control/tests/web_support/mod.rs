@@ -49,6 +49,21 @@ pub fn info() -> ModelInfo {
 }
 
 pub fn harness_with(tweak: impl FnOnce(&mut WebConfig)) -> Harness {
+    let extra = Router::new().route("/api/health", axum::routing::get(|| async { "ok" }));
+    harness_full(tweak, extra)
+}
+
+/// [`harness_with`] with the runtime's extra routes supplied by the test (e.g. the real `/api/local/*`).
+pub fn harness_full(tweak: impl FnOnce(&mut WebConfig), extra: Router) -> Harness {
+    harness_store(tweak, extra, Arc::new(MemoryUserStore::ephemeral()))
+}
+
+/// [`harness_full`] over a given user store (e.g. the Postgres mirror).
+pub fn harness_store(
+    tweak: impl FnOnce(&mut WebConfig),
+    extra: Router,
+    users: Arc<dyn aegis_control::auth::UserStore>,
+) -> Harness {
     let mut cfg = WebConfig::new(
         "127.0.0.1:8090".parse().unwrap(),
         aegis_shared::Secret::new(SECRET.to_string()),
@@ -60,8 +75,7 @@ pub fn harness_with(tweak: impl FnOnce(&mut WebConfig)) -> Harness {
     tweak(&mut cfg);
     let (tx, rx) = crossbeam_channel::bounded(16);
     let model = Arc::new(LiveModel::with_sender(info(), tx));
-    let state = WebState::new(cfg, Arc::new(MemoryUserStore::ephemeral()), model.clone()).unwrap();
-    let extra = Router::new().route("/api/health", axum::routing::get(|| async { "ok" }));
+    let state = WebState::new(cfg, users, model.clone()).unwrap();
     Harness {
         app: web::app(state.clone(), extra),
         model,
