@@ -59,6 +59,10 @@ impl ServerCertVerifier for AnyCert {
 }
 
 fn attacker_tls() -> Arc<rustls::ClientConfig> {
+    attacker_tls_alpn(b"http/1.1")
+}
+
+fn attacker_tls_alpn(alpn: &[u8]) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -66,7 +70,7 @@ fn attacker_tls() -> Arc<rustls::ClientConfig> {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCert))
         .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     Arc::new(cfg)
 }
 
@@ -97,6 +101,8 @@ enum Kind {
     Drip,
     /// Sends a whole request head announcing a body, a little of the body, then nothing.
     StalledBody,
+    /// Negotiates HTTP/2, sends the connection preface, then nothing.
+    H2Silent,
 }
 
 /// How long the server kept the connection open, `None` if it was still open at `give_up`.
@@ -141,6 +147,26 @@ fn attack(kind: Kind, from: IpAddr, to: SocketAddr, give_up: Duration) -> Option
                     if closed(tls.read(&mut buf)) {
                         return Some(start.elapsed());
                     }
+                }
+            }
+            None
+        }
+        Kind::H2Silent => {
+            let name = ServerName::try_from("127.0.0.1").unwrap();
+            let conn = rustls::ClientConnection::new(attacker_tls_alpn(b"h2"), name).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            if tls
+                .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                .and_then(|_| tls.flush())
+                .is_err()
+            {
+                return Some(start.elapsed());
+            }
+            assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+            let mut buf = [0u8; 256];
+            while start.elapsed() < give_up {
+                if closed(tls.read(&mut buf)) {
+                    return Some(start.elapsed());
                 }
             }
             None
@@ -360,7 +386,7 @@ async fn when_every_connection_is_taken_the_operator_still_gets_in() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_whose_body_stalls_is_closed_after_the_idle_timeout() {
+async fn stalled_requests_and_silent_http2_connections_are_closed_after_the_idle_timeout() {
     // The header deadline is long here, so only the idle timeout can close these.
     let idle = Duration::from_secs(2);
     let bot = start_bot(ConnLimits {
@@ -372,11 +398,16 @@ async fn a_request_whose_body_stalls_is_closed_after_the_idle_timeout() {
     })
     .await;
     let to = bot.addr;
-    let threads: Vec<_> = (0..4)
-        .map(|_| {
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let kind = if i % 2 == 0 {
+                Kind::StalledBody
+            } else {
+                Kind::H2Silent
+            };
             std::thread::spawn(move || {
                 attack(
-                    Kind::StalledBody,
+                    kind,
                     "127.0.0.2".parse().unwrap(),
                     to,
                     Duration::from_secs(20),
@@ -388,7 +419,7 @@ async fn a_request_whose_body_stalls_is_closed_after_the_idle_timeout() {
         let life = tokio::task::spawn_blocking(move || t.join().unwrap())
             .await
             .unwrap()
-            .expect("a stalled request was never closed");
+            .expect("a stalled connection was never closed");
         assert!(
             life >= idle / 2 && life < idle + Duration::from_secs(8),
             "closed after {life:?}"

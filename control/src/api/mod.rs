@@ -194,13 +194,13 @@ pub fn serve_app(
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(l.header_read_timeout);
+    // No HTTP/2 keep-alive pings: the idle timeout already closes a connection on which nothing moves, dead
+    // peers included, and server pings would count as traffic.
     server
         .http_builder()
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(64)
-        .keep_alive_interval(l.idle_timeout / 2)
-        .keep_alive_timeout(l.header_read_timeout);
+        .max_concurrent_streams(64);
     let task = tokio::spawn(async move {
         server
             .serve(app.into_make_service_with_connect_info::<SocketAddr>())
