@@ -189,6 +189,11 @@ pub fn start(ctx: StartContext<'_>) -> Result<EngineStart, RunError> {
         return crate::exchange::paper_market::start(ctx);
     }
     let (params, feed) = params(&ctx)?;
+    spawn_paper(params, feed)
+}
+
+/// Spawns the engine on the paper venue (no exchange link) reading `feed`.
+pub fn spawn_paper(params: EngineParams, feed: FeedSource) -> Result<EngineStart, RunError> {
     let h = aegis_engine::spawn(params, feed).map_err(|e| RunError::Engine(e.to_string()))?;
     let pinned = crate::runtime::pin_result(
         h.pinned,

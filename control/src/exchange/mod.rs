@@ -88,6 +88,36 @@ fn extra_ca(cfg: &aegis_shared::config::Config) -> Result<Option<Vec<u8>>, Confi
     Ok(Some(pem))
 }
 
+/// The REST client for `endpoints` and the TLS roots of the WebSocket connections, both trusting
+/// `BINANCE_EXTRA_CA_FILE` when set. One config for the WebSocket API, user data and market streams alike,
+/// fixed before any of them connects.
+fn client_and_tls(
+    cfg: &aegis_shared::config::Config,
+    endpoints: env::Endpoints,
+    creds: Option<env::Credentials>,
+) -> Result<
+    (
+        rest::RestClient,
+        Option<std::sync::Arc<rustls::ClientConfig>>,
+    ),
+    RunError,
+> {
+    let extra_ca = extra_ca(cfg)?;
+    let client =
+        rest::RestClient::with_extra_ca(endpoints, creds, extra_ca.as_deref()).map_err(run_err)?;
+    let tls = match &extra_ca {
+        Some(pem) => Some(aegis_engine::net::ws::set_extra_roots(pem).map_err(|e| {
+            ConfigError::new(
+                aegis_shared::config::keys::BINANCE_EXTRA_CA_FILE,
+                None,
+                format!("cannot use it: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    Ok((client, tls))
+}
+
 fn run_err(e: impl std::fmt::Display) -> RunError {
     RunError::Engine(e.to_string())
 }
@@ -153,20 +183,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     if endpoints.overridden {
         tracing::warn!("exchange:    URLs overridden by BINANCE_*_URL (simulator or proxy): this is not Binance itself");
     }
-    let extra_ca = extra_ca(cfg)?;
-    let client =
-        rest::RestClient::with_extra_ca(endpoints, creds, extra_ca.as_deref()).map_err(run_err)?;
-    // One config for the WebSocket API, user data and market streams alike, fixed before any of them connects.
-    let feed_tls = match &extra_ca {
-        Some(pem) => Some(aegis_engine::net::ws::set_extra_roots(pem).map_err(|e| {
-            ConfigError::new(
-                aegis_shared::config::keys::BINANCE_EXTRA_CA_FILE,
-                None,
-                format!("cannot use it: {e}"),
-            )
-        })?),
-        None => None,
-    };
+    let (client, feed_tls) = client_and_tls(cfg, endpoints, creds)?;
     let offset = rt.block_on(client.sync_time()).map_err(|e| {
         run_err(format!(
             "cannot reach Binance {}: {e}",

@@ -79,20 +79,8 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     if endpoints.overridden {
         tracing::warn!("exchange:    URLs overridden by BINANCE_*_URL (simulator or proxy): this is not Binance itself");
     }
-    let extra_ca = super::extra_ca(cfg)?;
     // `None`: paper mode has no credentials, so this client cannot sign anything.
-    let client =
-        rest::RestClient::with_extra_ca(endpoints, None, extra_ca.as_deref()).map_err(run_err)?;
-    let tls = match &extra_ca {
-        Some(pem) => Some(aegis_engine::net::ws::set_extra_roots(pem).map_err(|e| {
-            ConfigError::new(
-                aegis_shared::config::keys::BINANCE_EXTRA_CA_FILE,
-                None,
-                format!("cannot use it: {e}"),
-            )
-        })?),
-        None => None,
-    };
+    let (client, tls) = super::client_and_tls(cfg, endpoints, None)?;
     let (mut params, _sim_feed) = crate::engine_link::params(&ctx)?;
     let symbols: Vec<Symbol> = params.symbols.iter().map(|s| s.symbol).collect();
     let info = rt.block_on(client.exchange_info()).map_err(|e| {
@@ -103,21 +91,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     params.symbols = super::startup::specs_from_exchange_info(&info, &symbols)
         .map_err(|fix| ConfigError::new("SYMBOLS", None, fix))?;
     let feed = ws_feed(cfg, &client, &rt, symbols, tls);
-    let h = aegis_engine::spawn(params, FeedSource::Ws(feed))
-        .map_err(|e| RunError::Engine(e.to_string()))?;
-    let pinned = crate::runtime::pin_result(
-        h.pinned,
-        "; check ENGINE_CORE and the CPU affinity the process may use",
-    );
-    Ok(EngineStart {
-        link: crate::pump::EngineLink {
-            events: h.events,
-            stats: h.stats,
-            commands: h.commands,
-        },
-        pinned,
-        thread: Box::new(h.join),
-    })
+    crate::engine_link::spawn_paper(params, FeedSource::Ws(feed))
 }
 
 #[cfg(test)]
