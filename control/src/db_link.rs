@@ -685,6 +685,30 @@ pub fn db_prune(env_file: &Path) -> u8 {
     })
 }
 
+/// `aegis fleet status [--json]`: the lease table side by side. Exit 0, 2 on a configuration or database error.
+pub fn fleet_status(env_file: &Path, a: &crate::cli::FleetStatusArgs) -> u8 {
+    let json = a.json;
+    with_cli_db(env_file, |client, r| async move {
+        match crate::fleet::lease::list(&client).await {
+            Ok(rows) if json => {
+                println!("{}", serde_json::json!({ "instances": rows }));
+                0
+            }
+            Ok(rows) => {
+                print!("{}", crate::fleet::status::table(&rows));
+                0
+            }
+            Err(e) => {
+                eprintln!(
+                    "aegis: fleet status failed: {} (the table fleet_leases comes with migration V20: start a bot of this version once, or apply the migrations as the schema owner)",
+                    r.clean(&e.to_string())
+                );
+                2
+            }
+        }
+    })
+}
+
 /// A `--from`/`--to` value: RFC 3339 (`2026-01-31T12:00:00Z`, `...+02:00`) or a UTC date (`2026-01-31`).
 /// Returns the text Postgres parses and whether it was a date alone.
 fn time_arg(flag: &str, v: &str) -> Result<(String, bool), String> {
