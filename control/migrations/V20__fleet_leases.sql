@@ -21,7 +21,10 @@ CREATE TABLE fleet_leases (
     -- `running` (held until expires_at) or `released` (stopped cleanly).
     state TEXT NOT NULL CHECK (state IN ('running', 'released')),
     -- True while the holder has new entries halted because it could not prove it still holds the lease.
-    entries_halted BOOLEAN NOT NULL DEFAULT false
+    entries_halted BOOLEAN NOT NULL DEFAULT false,
+    -- host:port/dbname of the holder's DATABASE_URL (no user, no password): the records of two bots must not
+    -- share one database (their journal offsets and daily PnL rows would collide), which the lease refuses.
+    records_db TEXT
 );
 
 DO $$

@@ -17,6 +17,7 @@ fn id(instance: &str, token: &str) -> Identity {
         pid: 4242,
         token: token.into(),
         version: "9.9.9".into(),
+        records_db: None,
     }
 }
 
@@ -125,14 +126,23 @@ async fn racing_first_starts_give_the_key_to_exactly_one() {
     );
 }
 
+const KEY_T: &str = "T3stT3stT3stT3stT3stT3stT3stT3stT3stT3stT3stT3stT3stT3stT3stT3st";
+const KEY_U: &str = "U2ndU2ndU2ndU2ndU2ndU2ndU2ndU2ndU2ndU2ndU2ndU2ndU2ndU2ndU2ndU2nd";
+
 fn testnet_cfg(db_url: &str, data: &std::path::Path) -> aegis_shared::config::Config {
+    testnet_cfg_key(db_url, data, KEY_T)
+}
+
+fn testnet_cfg_key(
+    db_url: &str,
+    data: &std::path::Path,
+    key: &str,
+) -> aegis_shared::config::Config {
     let data = data.display().to_string();
     let url = db_url.to_string();
     aegis_shared::config::Config::from_lookup(|k: &str| match k {
         "TRADING_MODE" => Some("testnet".into()),
-        "BINANCE_TESTNET_API_KEY" => {
-            Some("T3stT3stT3stT3stT3stT3stT3stT3stT3stT3stT3stT3stT3stT3stT3stT3st".into())
-        }
+        "BINANCE_TESTNET_API_KEY" => Some(key.into()),
         "BINANCE_TESTNET_SECRET_KEY" => Some("testnet-secret".into()),
         "DATABASE_URL" => Some(url.clone()),
         "DATA_DIR" => Some(data.clone()),
@@ -170,6 +180,29 @@ async fn the_guard_refuses_a_held_key_and_follows_the_database_down_policy() {
             && !msg.contains("T3stT3st"),
         "{msg}"
     );
+    // Another key whose records would go to the same database: refused (journal offsets would collide there);
+    // with its own records database and the shared fleet database it starts.
+    let other = testnet_cfg_key(&db.url(), &dir, KEY_U);
+    let e = guard::start(&other, &s("bot-u", LeaseMode::Required))
+        .await
+        .expect_err("two bots' records in one database");
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(
+        matches!(e, FleetError::SharedRecords { .. })
+            && e.to_string().contains("\"bot-a\"")
+            && e.to_string().contains("FLEET_DATABASE_URL"),
+        "{e}"
+    );
+    let own = TestDb::create("lease_own").await;
+    let other = testnet_cfg_key(&own.url(), &dir, KEY_U);
+    let shared = FleetSettings {
+        database_url: Some(aegis_shared::Secret::new(db.url())),
+        ..s("bot-u", LeaseMode::Required)
+    };
+    let u = guard::start(&other, &shared).await.unwrap().unwrap();
+    let fleet = lease::list(&db.client().await).await.unwrap();
+    assert_eq!(fleet.len(), 2, "{fleet:?}");
+    u.release(Duration::from_secs(2)).await;
     first.release(Duration::from_secs(2)).await;
     // Released: the next one starts at once.
     let second = guard::start(&cfg, &s("bot-b", LeaseMode::Required))

@@ -98,6 +98,10 @@ pub fn identity(cfg: &Config, s: &FleetSettings) -> Option<Identity> {
         pid: std::process::id() as i32,
         token: hex::encode(token),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        records_db: cfg
+            .database_url
+            .as_ref()
+            .and_then(|u| lease::records_db_of(u.expose())),
     })
 }
 
@@ -112,6 +116,23 @@ async fn connect_and_take(
     Ok((c, a))
 }
 
+/// The other running instances keeping their records in `id`'s records database, described; `None` if none (or
+/// the check could not run: the lease itself is what matters most).
+async fn has_sharers(c: &Client, id: &Identity) -> Option<String> {
+    let rows = lease::records_db_sharers(c, id).await.ok()?;
+    (!rows.is_empty()).then(|| {
+        rows.iter()
+            .map(|r| {
+                format!(
+                    "instance {:?} on host {:?} (pid {})",
+                    r.instance, r.host, r.pid
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
 /// Takes the lease of the trading key before anything else starts (see [`super`] for the modes). `Ok(None)`: no
 /// lease applies (paper, no key, no `DATABASE_URL`, `FLEET_LEASE=off`).
 pub async fn start(cfg: &Config, s: &FleetSettings) -> Result<Option<LeaseGuard>, FleetError> {
@@ -123,7 +144,7 @@ pub async fn start(cfg: &Config, s: &FleetSettings) -> Result<Option<LeaseGuard>
         tracing::warn!(key = %id.fingerprint, "fleet:       FLEET_LEASE=off: nothing stops a second bot from trading this key (guide §1.1)");
         return Ok(None);
     }
-    let Some(url) = cfg.database_url.clone() else {
+    let Some(url) = s.database_url.clone().or_else(|| cfg.database_url.clone()) else {
         tracing::warn!(key = %id.fingerprint, "fleet:       no DATABASE_URL, so no fleet lease: nothing stops a second bot from trading this key (guide §1.1)");
         return Ok(None);
     };
@@ -141,6 +162,14 @@ pub async fn start(cfg: &Config, s: &FleetSettings) -> Result<Option<LeaseGuard>
                 environment: id.environment,
                 holder: row.describe(),
             })
+        }
+        Ok((c, Acquired::Taken { .. })) if has_sharers(&c, &id).await.is_some() => {
+            let others = has_sharers(&c, &id).await.unwrap_or_default();
+            let _ = lease::release(&c, &id).await;
+            return Err(FleetError::SharedRecords {
+                db: id.records_db.clone().unwrap_or_default(),
+                others,
+            });
         }
         Ok((c, Acquired::Taken { previous })) => {
             tracing::info!(

@@ -24,6 +24,37 @@ pub struct Identity {
     pub token: String,
     /// Bot version.
     pub version: String,
+    /// `host:port/dbname` of the bot's `DATABASE_URL` (no credentials), see [`records_db_of`].
+    pub records_db: Option<String>,
+}
+
+/// `host:port/dbname` of a database URL, without user or password: where a bot keeps its records.
+pub fn records_db_of(url: &str) -> Option<String> {
+    let cfg = crate::db::connect::parse_url(url).ok()?;
+    let host = match cfg.get_hosts().first()? {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    Some(format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or("")))
+}
+
+/// Running instances with another key whose records go to the same database as `id`'s.
+pub async fn records_db_sharers(c: &Client, id: &Identity) -> Result<Vec<LeaseRow>, DbError> {
+    let Some(db) = &id.records_db else {
+        return Ok(Vec::new());
+    };
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM fleet_leases WHERE records_db = $1 AND key_fingerprint <> $2 \
+                 AND state = 'running' AND expires_at > now() ORDER BY instance"
+            ),
+            &[db, &id.fingerprint],
+        )
+        .await?;
+    Ok(rows.iter().map(row).collect())
 }
 
 /// One row of `fleet_leases`, with ages computed by the database.
@@ -148,7 +179,8 @@ pub async fn acquire(c: &mut Client, id: &Identity, ttl_secs: f64) -> Result<Acq
                     "UPDATE fleet_leases SET environment = $2, instance = $3, host = $4, pid = $5, token = $6, \
                      version = $7, acquired_at = now(), heartbeat_at = now(), \
                      expires_at = now() + $8::float8 * interval '1 second', released_at = NULL, \
-                     state = 'running', entries_halted = false WHERE key_fingerprint = $1",
+                     state = 'running', entries_halted = false, records_db = $9 \
+                     WHERE key_fingerprint = $1",
                     &[
                         &id.fingerprint,
                         &id.environment,
@@ -158,6 +190,7 @@ pub async fn acquire(c: &mut Client, id: &Identity, ttl_secs: f64) -> Result<Acq
                         &id.token,
                         &id.version,
                         &ttl_secs,
+                        &id.records_db,
                     ],
                 )
                 .await?;
@@ -169,8 +202,8 @@ pub async fn acquire(c: &mut Client, id: &Identity, ttl_secs: f64) -> Result<Acq
                 let n = tx
                     .execute(
                         "INSERT INTO fleet_leases (key_fingerprint, environment, instance, host, pid, token, \
-                         version, acquired_at, heartbeat_at, expires_at, state) VALUES ($1, $2, $3, $4, $5, $6, \
-                         $7, now(), now(), now() + $8::float8 * interval '1 second', 'running') \
+                         version, acquired_at, heartbeat_at, expires_at, state, records_db) VALUES ($1, $2, $3, $4, $5, $6, \
+                         $7, now(), now(), now() + $8::float8 * interval '1 second', 'running', $9) \
                          ON CONFLICT (key_fingerprint) DO NOTHING",
                         &[
                             &id.fingerprint,
@@ -181,6 +214,7 @@ pub async fn acquire(c: &mut Client, id: &Identity, ttl_secs: f64) -> Result<Acq
                             &id.token,
                             &id.version,
                             &ttl_secs,
+                            &id.records_db,
                         ],
                     )
                     .await?;

@@ -36,8 +36,11 @@ pub mod keys {
     pub const FLEET_BUDGET_DIR: &str = "FLEET_BUDGET_DIR";
     /// REQUEST_WEIGHT per minute all bots on this host may use together (1..=2400, default 1800).
     pub const FLEET_HOST_WEIGHT_PER_MINUTE: &str = "FLEET_HOST_WEIGHT_PER_MINUTE";
+    /// The database every bot of the fleet shares for the lease table (default `DATABASE_URL`).
+    pub const FLEET_DATABASE_URL: &str = "FLEET_DATABASE_URL";
     /// Every key above.
     pub const ALL: &[&str] = &[
+        FLEET_DATABASE_URL,
         FLEET_INSTANCE_NAME,
         FLEET_LEASE,
         FLEET_LEASE_SECONDS,
@@ -82,6 +85,8 @@ pub struct FleetSettings {
     pub lease_secs: u64,
     /// The host weight budget.
     pub budget: budget::BudgetSettings,
+    /// `FLEET_DATABASE_URL`, if set (else `DATABASE_URL` holds the lease table).
+    pub database_url: Option<aegis_shared::Secret<String>>,
 }
 
 impl Default for FleetSettings {
@@ -91,6 +96,7 @@ impl Default for FleetSettings {
             lease: None,
             lease_secs: DEFAULT_LEASE_SECS,
             budget: budget::BudgetSettings::default(),
+            database_url: None,
         }
     }
 }
@@ -137,7 +143,15 @@ impl FleetSettings {
                 ));
             }
         }
+        let database_url = env
+            .get(keys::FLEET_DATABASE_URL)
+            .map(|u| aegis_shared::Secret::new(u.trim().to_string()));
+        if let Some(u) = &database_url {
+            crate::db::connect::parse_url(u.expose())
+                .map_err(|e| format!("{}: {e}", keys::FLEET_DATABASE_URL))?;
+        }
         Ok(Self {
+            database_url,
             instance,
             lease,
             lease_secs: number(keys::FLEET_LEASE_SECONDS, DEFAULT_LEASE_SECS, 3, 600)?,
@@ -180,6 +194,14 @@ pub enum FleetError {
         /// [`lease::LeaseRow::describe`] of the holder.
         holder: String,
     },
+    /// Another running bot (another key) keeps its records in the same database as this bot's `DATABASE_URL`.
+    #[error("DATABASE_URL: {db} already holds the records of another running bot ({others}); two bots' journal offsets and daily PnL rows would collide there. Give each bot its own database on the same server (CREATE DATABASE aegis_<name>) and share only FLEET_DATABASE_URL for the fleet lease (docs/FLEET.md)")]
+    SharedRecords {
+        /// `host:port/dbname`.
+        db: String,
+        /// The other instances, named.
+        others: String,
+    },
     /// `FLEET_LEASE=required` and the database did not answer (or failed) at start.
     #[error("FLEET_LEASE=required: cannot take the fleet lease of API key {fingerprint}: {why}. Without it nothing stops a second bot from trading this key; start Postgres (DATABASE_URL), or set FLEET_LEASE=best-effort to start without proof")]
     Unverified {
@@ -195,6 +217,7 @@ impl FleetError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Held { .. } => 3,
+            Self::SharedRecords { .. } => 2,
             Self::Unverified { .. } => 1,
         }
     }
