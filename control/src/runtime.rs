@@ -278,7 +278,35 @@ where
     // touches nothing the first one uses. The weight budget is installed before any exchange client exists.
     crate::fleet::budget::install(extras.fleet.budget.clone());
     let lease = crate::fleet::guard::start(&cfg, &extras.fleet).await?;
+    let result = run_leased(
+        cfg,
+        extras,
+        start_engine,
+        lease.as_ref(),
+        &mut sigterm,
+        &mut sigint,
+    )
+    .await;
+    if let Some(l) = lease {
+        // On every way out, a failed start included: the engine has stopped (or never ran), so no order
+        // follows, and a restart with this key must not wait for the lease to expire.
+        l.release(Duration::from_millis(1000)).await;
+    }
+    result
+}
 
+/// [`run_async`] once the fleet lease (if any) is held.
+async fn run_leased<F>(
+    cfg: Config,
+    extras: RunExtras,
+    start_engine: F,
+    lease: Option<&crate::fleet::guard::LeaseGuard>,
+    sigterm: &mut tokio::signal::unix::Signal,
+    sigint: &mut tokio::signal::unix::Signal,
+) -> Result<(), RunError>
+where
+    F: FnOnce(StartContext<'_>) -> Result<EngineStart, RunError>,
+{
     let jdir = journal::dir_in(&cfg.data_dir);
     let t0 = Instant::now();
     let (
@@ -409,7 +437,7 @@ where
     if let Some(db) = db.as_mut() {
         db.attach_alerts(alerts.as_ref().map(|(d, _)| d.clone()));
     }
-    if let Some(l) = &lease {
+    if let Some(l) = lease {
         l.attach_alerts(alerts.as_ref().map(|(d, _)| d.clone()));
     }
     let watch = alerts.as_ref().map(|(d, _)| {
@@ -570,10 +598,6 @@ where
         tokio::task::spawn_blocking(move || engine_thread.join())
             .await
             .ok();
-    }
-    if let Some(l) = lease {
-        // The engine has stopped: no order follows, so the next bot with this key may start at once.
-        l.release(Duration::from_millis(1000)).await;
     }
     if let Some(db) = db.take() {
         // After the final fsync: let the writer store the rest, bounded so the whole stop fits the budget.

@@ -137,6 +137,25 @@ fn one_key_two_bots_the_second_refuses_names_the_holder_and_takes_over_only_afte
         e
     };
 
+    // A start that fails after taking the lease (its API port is taken) gives the key back on the way out, so
+    // a restart needs no wait for the lease to expire.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut env = with_db("bot-early");
+    env.push(("API_PORT", taken.local_addr().unwrap().port().to_string()));
+    let mut early = w.bot(9, &env);
+    assert_eq!(
+        early.wait_exit(Duration::from_secs(20)),
+        Some(1),
+        "{}",
+        early.log()
+    );
+    assert!(early.log().contains("lease released"), "{}", early.log());
+    assert_eq!(
+        db.sql("SELECT state FROM fleet_leases WHERE instance = 'bot-early'"),
+        "released"
+    );
+    drop(taken);
+
     let mut a = w.bot(1, &with_db("bot-a"));
     a.expect_log("local and exchange state agree", Duration::from_secs(20));
     a.expect_log("lease of API key sha256:", Duration::from_secs(1));
