@@ -202,7 +202,34 @@ async fn the_guard_refuses_a_held_key_and_follows_the_database_down_policy() {
     let u = guard::start(&other, &shared).await.unwrap().unwrap();
     let fleet = lease::list(&db.client().await).await.unwrap();
     assert_eq!(fleet.len(), 2, "{fleet:?}");
+    // A key switch of the running bot (`aegis keys rotate`) moves its lease: refused onto a key another bot
+    // holds, else the new key is leased first and the old one released after the switch.
+    let fp = |k: &str| aegis_control::ops::keys::fingerprint(&aegis_shared::Secret::new(k.into()));
+    let e = guard::lease_new_key(&fp(KEY_T)).await.unwrap_err();
+    assert!(
+        e.contains("\"bot-a\"") && e.contains("already in use"),
+        "{e}"
+    );
+    let v = fp("V3rdV3rdV3rdV3rdV3rdV3rdV3rdV3rdV3rdV3rdV3rdV3rdV3rdV3rdV3rdV3rd");
+    guard::lease_new_key(&v).await.unwrap();
+    let c = db.client().await;
+    assert!(lease::get(&c, &v).await.unwrap().unwrap().is_held());
+    assert!(
+        lease::get(&c, &fp(KEY_U)).await.unwrap().unwrap().is_held(),
+        "both during the switch"
+    );
+    guard::key_switched(&v, true).await;
+    assert_eq!(
+        lease::get(&c, &fp(KEY_U)).await.unwrap().unwrap().status(),
+        "released"
+    );
     u.release(Duration::from_secs(2)).await;
+    let after = lease::get(&c, &v).await.unwrap().unwrap();
+    assert_eq!(
+        (after.status(), after.instance.as_str()),
+        ("released", "bot-u"),
+        "the stop releases the new key's lease"
+    );
     first.release(Duration::from_secs(2)).await;
     // Released: the next one starts at once.
     let second = guard::start(&cfg, &s("bot-b", LeaseMode::Required))

@@ -58,6 +58,84 @@ pub fn entries_halted() -> bool {
     LINK.lock().unwrap_or_else(|e| e.into_inner()).halted
 }
 
+/// What a key switch of the running bot needs to move the lease to the new key.
+struct Active {
+    id: Arc<Mutex<Identity>>,
+    url: Secret<String>,
+    ttl: f64,
+    mode: LeaseMode,
+}
+
+static ACTIVE: Mutex<Option<Arc<Active>>> = Mutex::new(None);
+
+fn active() -> Option<Arc<Active>> {
+    ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Before a key switch of the running bot (`aegis keys rotate`): takes the lease of the new key too, so the
+/// switch never makes this bot a second user of a key another bot holds. `Err` says why the switch must not
+/// happen. Without a running lease (paper, no database, `FLEET_LEASE=off`) there is nothing to take.
+pub async fn lease_new_key(new_fingerprint: &str) -> Result<(), String> {
+    let Some(a) = active() else {
+        return Ok(());
+    };
+    let mut id = a.id.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    id.fingerprint = new_fingerprint.to_string();
+    let redact = Redactor::for_url(&a.url);
+    let taken = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut c = db::connect(a.url.expose()).await?;
+        lease::acquire(&mut c, &id, a.ttl).await
+    })
+    .await;
+    match taken {
+        Ok(Ok(Acquired::Taken { .. })) => Ok(()),
+        Ok(Ok(Acquired::Held(row))) => Err(format!(
+            "the new key {new_fingerprint} is already in use by another bot: {} (guide §1.1: one key per bot)",
+            row.describe()
+        )),
+        Ok(Err(e)) if a.mode == LeaseMode::Required => Err(format!(
+            "FLEET_LEASE=required: cannot take the fleet lease of the new key {new_fingerprint}: {}",
+            redact.clean(&e.to_string())
+        )),
+        Err(_) if a.mode == LeaseMode::Required => Err(format!(
+            "FLEET_LEASE=required: cannot take the fleet lease of the new key {new_fingerprint}: the database did not answer"
+        )),
+        _ => {
+            tracing::warn!("fleet:       switching to key {new_fingerprint} without its fleet lease (FLEET_LEASE=best-effort, database unreachable)");
+            Ok(())
+        }
+    }
+}
+
+/// After the key switch: on success the lease follows the new key (heartbeats renew it, the old key's is
+/// released); on failure the new key's lease is given back.
+pub async fn key_switched(new_fingerprint: &str, switched: bool) {
+    let Some(a) = active() else {
+        return;
+    };
+    let giving_back = {
+        let mut cur = a.id.lock().unwrap_or_else(|e| e.into_inner());
+        let mut other = cur.clone();
+        if switched {
+            cur.fingerprint = new_fingerprint.to_string();
+        } else {
+            other.fingerprint = new_fingerprint.to_string();
+        }
+        other
+    };
+    let r = tokio::time::timeout(Duration::from_secs(5), async {
+        let c = db::connect(a.url.expose()).await?;
+        lease::release(&c, &giving_back).await
+    })
+    .await;
+    if !matches!(r, Ok(Ok(_))) {
+        tracing::warn!(
+            "fleet:       the lease of key {} could not be released; it frees itself when it expires",
+            giving_back.fingerprint
+        );
+    }
+}
+
 /// The held (or wanted) lease of a running bot.
 pub struct LeaseGuard {
     alerts: Arc<Mutex<Option<AlertDispatcher>>>,
@@ -206,10 +284,18 @@ pub async fn start(cfg: &Config, s: &FleetSettings) -> Result<Option<LeaseGuard>
         }
     };
     let alerts = Arc::new(Mutex::new(None));
+    let shared_id = Arc::new(Mutex::new(id.clone()));
+    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Active {
+        id: shared_id.clone(),
+        url: url.clone(),
+        ttl,
+        mode,
+    }));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(
         Keeper {
             id,
+            shared_id,
             url,
             redact,
             ttl,
@@ -234,6 +320,7 @@ impl LeaseGuard {
     /// Stops renewing and releases the lease (call after the engine has stopped: no order may follow).
     pub async fn release(self, limit: Duration) {
         let _ = self.stop.send(true);
+        *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if tokio::time::timeout(limit, self.task).await.is_err() {
             tracing::warn!(
                 "fleet:       the lease was not released in time; it frees itself when it expires"
@@ -244,6 +331,8 @@ impl LeaseGuard {
 
 struct Keeper {
     id: Identity,
+    /// The identity a key switch may have moved to a new key (read at every heartbeat).
+    shared_id: Arc<Mutex<Identity>>,
     url: Secret<String>,
     redact: Redactor,
     ttl: f64,
@@ -293,8 +382,18 @@ impl Keeper {
                 _ = tokio::time::sleep(self.every()) => {}
                 _ = stop.changed() => break,
             }
+            self.id = self
+                .shared_id
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             self.tick().await;
         }
+        self.id = self
+            .shared_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if let (Some(c), true) = (&self.client, self.held) {
             match tokio::time::timeout(Duration::from_secs(2), lease::release(c, &self.id)).await {
                 Ok(Ok(true)) => {
