@@ -139,6 +139,22 @@ impl State {
     }
 }
 
+/// `flock(2)` on the open file (std's `File::lock` needs Rust 1.89; the workspace supports 1.88).
+fn flock(f: &File, op: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock on a file descriptor this `File` owns and keeps open for the call.
+        let r = unsafe { libc::flock(f.as_raw_fd(), op) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 fn u64_at(b: &[u8], o: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[o..o + 8]);
@@ -205,7 +221,7 @@ impl HostBudget {
             move |source| BudgetError::Io { path, op, source }
         };
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        file.lock().map_err(io("lock"))?;
+        flock(&file, libc::LOCK_EX).map_err(io("lock"))?;
         let result = (|| {
             let mut buf = Vec::with_capacity(LEN);
             file.seek(SeekFrom::Start(0)).map_err(io("read"))?;
@@ -219,7 +235,7 @@ impl HostBudget {
             Ok(out)
         })();
         // Closing would unlock too; unlocking now lets the other bots in at once.
-        let _ = file.unlock();
+        let _ = flock(&file, libc::LOCK_UN);
         result
     }
 
