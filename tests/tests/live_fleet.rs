@@ -159,6 +159,16 @@ fn one_key_two_bots_the_second_refuses_names_the_holder_and_takes_over_only_afte
     let mut a = w.bot(1, &with_db("bot-a"));
     a.expect_log("local and exchange state agree", Duration::from_secs(20));
     a.expect_log("lease of API key sha256:", Duration::from_secs(1));
+    let fleet = &a.api("/api/status").unwrap()["fleet"];
+    assert_eq!(
+        (&fleet["lease"], &fleet["instance"], &fleet["mode"]),
+        (
+            &serde_json::json!("held"),
+            &serde_json::json!("bot-a"),
+            &serde_json::json!("best-effort")
+        ),
+        "{fleet}"
+    );
 
     // Same key, another instance: refused before it sends anything to the exchange.
     let before = requests_with(&w, KEY);

@@ -64,12 +64,34 @@ struct Active {
     url: Secret<String>,
     ttl: f64,
     mode: LeaseMode,
+    /// The database last said the lease is ours.
+    held: Arc<std::sync::atomic::AtomicBool>,
 }
 
 static ACTIVE: Mutex<Option<Arc<Active>>> = Mutex::new(None);
 
 fn active() -> Option<Arc<Active>> {
     ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The lease as `GET /api/status` shows it (`fleet`): `{"lease": "off"}` without one, else the lease mode,
+/// whether it is held, the key's fingerprint, the instance name and whether it has entries halted.
+pub fn status_json() -> serde_json::Value {
+    match active() {
+        None => serde_json::json!({"lease": "off"}),
+        Some(a) => {
+            let id = a.id.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let held = a.held.load(std::sync::atomic::Ordering::Relaxed);
+            serde_json::json!({
+                "lease": if held { "held" } else { "not_held" },
+                "mode": a.mode.as_str(),
+                "key_fingerprint": id.fingerprint,
+                "instance": id.instance,
+                "lease_seconds": a.ttl,
+                "entries_halted": entries_halted(),
+            })
+        }
+    }
 }
 
 /// Before a key switch of the running bot (`aegis keys rotate`): takes the lease of the new key too, so the
@@ -285,17 +307,20 @@ pub async fn start(cfg: &Config, s: &FleetSettings) -> Result<Option<LeaseGuard>
     };
     let alerts = Arc::new(Mutex::new(None));
     let shared_id = Arc::new(Mutex::new(id.clone()));
+    let shared_held = Arc::new(std::sync::atomic::AtomicBool::new(held));
     *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Active {
         id: shared_id.clone(),
         url: url.clone(),
         ttl,
         mode,
+        held: shared_held.clone(),
     }));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(
         Keeper {
             id,
             shared_id,
+            shared_held,
             url,
             redact,
             ttl,
@@ -333,6 +358,8 @@ struct Keeper {
     id: Identity,
     /// The identity a key switch may have moved to a new key (read at every heartbeat).
     shared_id: Arc<Mutex<Identity>>,
+    /// `held`, for the status API.
+    shared_held: Arc<std::sync::atomic::AtomicBool>,
     url: Secret<String>,
     redact: Redactor,
     ttl: f64,
@@ -388,6 +415,8 @@ impl Keeper {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             self.tick().await;
+            self.shared_held
+                .store(self.held, std::sync::atomic::Ordering::Relaxed);
         }
         self.id = self
             .shared_id
