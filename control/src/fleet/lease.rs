@@ -40,7 +40,8 @@ pub fn records_db_of(url: &str) -> Option<String> {
     Some(format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or("")))
 }
 
-/// Running instances with another key whose records go to the same database as `id`'s.
+/// Running instances with another key and another name whose records go to the same database as `id`'s (the
+/// same name with another key is this bot restarted after a key rotation, its old lease not yet expired).
 pub async fn records_db_sharers(c: &Client, id: &Identity) -> Result<Vec<LeaseRow>, DbError> {
     let Some(db) = &id.records_db else {
         return Ok(Vec::new());
@@ -48,10 +49,10 @@ pub async fn records_db_sharers(c: &Client, id: &Identity) -> Result<Vec<LeaseRo
     let rows = c
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM fleet_leases WHERE records_db = $1 AND key_fingerprint <> $2 \
+                "SELECT {COLUMNS} FROM fleet_leases WHERE records_db = $1 AND key_fingerprint <> $2 AND instance <> $3 \
                  AND state = 'running' AND expires_at > now() ORDER BY instance"
             ),
-            &[db, &id.fingerprint],
+            &[db, &id.fingerprint, &id.instance],
         )
         .await?;
     Ok(rows.iter().map(row).collect())
