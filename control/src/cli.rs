@@ -1,7 +1,7 @@
 //! Command line: `aegis [--env-file PATH] [COMMAND]`; `aegis` alone means `aegis run`.
 //!
 //! Commands: `run`, `preflight`, `keys audit`, `keys rotate`, `halt`, `resume`, `kill`, `incident-report`.
-//! `backtest`, `audit verify`, `export trades`, `db prune`.
+//! `backtest`, `audit verify`, `export trades`, `db prune`, `fleet status`.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -48,6 +48,25 @@ pub enum Cmd {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCmd),
+    /// The bots sharing this database (one per API key, guide §1.1).
+    #[command(subcommand)]
+    Fleet(FleetCmd),
+}
+
+/// `aegis fleet ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum FleetCmd {
+    /// Every instance in the lease table side by side: instance, host, pid, key fingerprint, environment,
+    /// heartbeat age, state. Exit 0, or 2 on a configuration or database error.
+    Status(FleetStatusArgs),
+}
+
+/// Options of `aegis fleet status`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FleetStatusArgs {
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `aegis audit ...`.
@@ -291,5 +310,7 @@ mod tests {
                 .command(),
             Cmd::Db(DbCmd::Prune)
         ));
+        let c = Cli::try_parse_from(["aegis", "fleet", "status", "--json"]).unwrap();
+        assert!(matches!(c.command(), Cmd::Fleet(FleetCmd::Status(a)) if a.json));
     }
 }

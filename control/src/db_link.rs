@@ -628,6 +628,15 @@ where
         Ok(u) => u,
         Err(c) => return c,
     };
+    with_cli_db_url(url, f)
+}
+
+/// [`with_cli_db`] for a URL already chosen.
+fn with_cli_db_url<F, Fut>(url: Secret<String>, f: F) -> u8
+where
+    F: FnOnce(Client, Redactor) -> Fut,
+    Fut: Future<Output = u8>,
+{
     let rt = match crate::ops::commands::cli_runtime(2) {
         Ok(rt) => rt,
         Err(c) => return c,
@@ -682,6 +691,47 @@ pub fn db_prune(env_file: &Path) -> u8 {
             "pruned {a} access-log rows older than {ACCESS_LOG_RETENTION_DAYS} days and {t} expired revoked tokens"
         );
         0
+    })
+}
+
+/// `aegis fleet status [--json]`: the lease table side by side. Exit 0, 2 on a configuration or database error.
+pub fn fleet_status(env_file: &Path, a: &crate::cli::FleetStatusArgs) -> u8 {
+    let json = a.json;
+    // The fleet database (FLEET_DATABASE_URL) when the bots keep their records apart, else DATABASE_URL.
+    let fleet_url = match crate::ops::env::EnvSource::load(env_file)
+        .map(|e| crate::fleet::FleetSettings::from_env(&e))
+    {
+        Ok(Ok(s)) => s.database_url,
+        Ok(Err(e)) | Err(e) => {
+            eprintln!("aegis: {e}");
+            return 2;
+        }
+    };
+    let url = match fleet_url {
+        Some(u) => u,
+        None => match cli_url(env_file) {
+            Ok(u) => u,
+            Err(c) => return c,
+        },
+    };
+    with_cli_db_url(url, |client, r| async move {
+        match crate::fleet::lease::list(&client).await {
+            Ok(rows) if json => {
+                println!("{}", serde_json::json!({ "instances": rows }));
+                0
+            }
+            Ok(rows) => {
+                print!("{}", crate::fleet::status::table(&rows));
+                0
+            }
+            Err(e) => {
+                eprintln!(
+                    "aegis: fleet status failed: {} (the table fleet_leases comes with migration V20: start a bot of this version once, or apply the migrations as the schema owner)",
+                    r.clean(&e.to_string())
+                );
+                2
+            }
+        }
     })
 }
 

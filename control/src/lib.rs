@@ -20,6 +20,7 @@ pub mod db;
 pub mod db_link;
 pub mod engine_link;
 pub mod exchange;
+pub mod fleet;
 pub mod journal;
 pub mod ledger;
 pub mod logging;

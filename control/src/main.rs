@@ -1,6 +1,6 @@
 //! The `aegis` binary: the thin edge that turns typed errors into messages and exit codes.
 
-use aegis_control::cli::{AuditCmd, Cli, Cmd, DbCmd, ExportCmd, KeysCmd};
+use aegis_control::cli::{AuditCmd, Cli, Cmd, DbCmd, ExportCmd, FleetCmd, KeysCmd};
 use aegis_control::ops::commands;
 use aegis_control::{config, db_link, engine_link, logging, runtime};
 use clap::Parser;
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Cmd::Audit(AuditCmd::Verify) => db_link::audit_verify(f),
         Cmd::Export(ExportCmd::Trades(a)) => db_link::export_trades(f, &a),
         Cmd::Db(DbCmd::Prune) => db_link::db_prune(f),
+        Cmd::Fleet(FleetCmd::Status(a)) => db_link::fleet_status(f, &a),
     };
     ExitCode::from(code)
 }

@@ -51,16 +51,21 @@ pub enum RunError {
     /// The dashboard could not start (its user store or password hasher).
     #[error("dashboard: {0}")]
     Dashboard(String),
+    /// The fleet lease refused the start (another bot holds this key, or it could not be verified).
+    #[error("{0}")]
+    Fleet(#[from] crate::fleet::FleetError),
     /// The engine did not stop within the shutdown budget (the journal was still flushed).
     #[error("the engine did not stop within {0:?}; the journal was flushed and fsync'd anyway")]
     ShutdownTimeout(Duration),
 }
 
 impl RunError {
-    /// Process exit code: 2 for configuration errors, 1 otherwise.
+    /// Process exit code: 2 for configuration errors, 3 when another bot holds this API key's fleet lease, 1
+    /// otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Config(_) => 2,
+            RunError::Fleet(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -174,6 +179,8 @@ pub struct RunExtras {
     pub heartbeat_stall: Duration,
     /// The settings of this start, secrets masked; changes since the last start are recorded in Postgres.
     pub settings: crate::db::config_log::Settings,
+    /// `FLEET_*`: the lease per API key and the host's shared request-weight budget.
+    pub fleet: crate::fleet::FleetSettings,
 }
 
 impl Default for RunExtras {
@@ -183,6 +190,7 @@ impl Default for RunExtras {
             errors_per_minute: crate::ops::watch::DEFAULT_ERRORS_PER_MINUTE,
             heartbeat_stall: Duration::from_secs(crate::ops::watch::DEFAULT_HEARTBEAT_SECS),
             settings: Default::default(),
+            fleet: Default::default(),
         }
     }
 }
@@ -276,6 +284,39 @@ where
             source,
         })?;
 
+    // One key per bot (guide §1.1): before the journal, the ports or the exchange, so a refused second bot
+    // touches nothing the first one uses. The weight budget is installed before any exchange client exists.
+    crate::fleet::budget::install(extras.fleet.budget.clone());
+    let lease = crate::fleet::guard::start(&cfg, &extras.fleet).await?;
+    let result = run_leased(
+        cfg,
+        extras,
+        start_engine,
+        lease.as_ref(),
+        &mut sigterm,
+        &mut sigint,
+    )
+    .await;
+    if let Some(l) = lease {
+        // On every way out, a failed start included: the engine has stopped (or never ran), so no order
+        // follows, and a restart with this key must not wait for the lease to expire.
+        l.release(Duration::from_millis(1000)).await;
+    }
+    result
+}
+
+/// [`run_async`] once the fleet lease (if any) is held.
+async fn run_leased<F>(
+    cfg: Config,
+    extras: RunExtras,
+    start_engine: F,
+    lease: Option<&crate::fleet::guard::LeaseGuard>,
+    sigterm: &mut tokio::signal::unix::Signal,
+    sigint: &mut tokio::signal::unix::Signal,
+) -> Result<(), RunError>
+where
+    F: FnOnce(StartContext<'_>) -> Result<EngineStart, RunError>,
+{
     let jdir = journal::dir_in(&cfg.data_dir);
     let t0 = Instant::now();
     let (
@@ -405,6 +446,9 @@ where
     };
     if let Some(db) = db.as_mut() {
         db.attach_alerts(alerts.as_ref().map(|(d, _)| d.clone()));
+    }
+    if let Some(l) = lease {
+        l.attach_alerts(alerts.as_ref().map(|(d, _)| d.clone()));
     }
     let watch = alerts.as_ref().map(|(d, _)| {
         crate::ops::watch::AlertWatch::new(

@@ -251,6 +251,7 @@ impl Live {
             "session_id": self.info.session_id,
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": self.started.elapsed().as_secs(),
+            "fleet": crate::fleet::guard::status_json(),
             "engine": {
                 "state": state_name(v.engine_state),
                 "halt_reason": halt_reason(v.engine_state),

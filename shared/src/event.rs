@@ -267,6 +267,9 @@ pub enum HaltReason {
     RateLimited,
     /// Shutting down.
     Shutdown,
+    /// This bot cannot prove it still holds its API key's fleet lease (taken over by another instance, or not
+    /// renewed within the lease time); cleared when it holds the lease again.
+    FleetLease,
 }
 
 /// Engine-wide state changes.

@@ -208,6 +208,8 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
 
     let (mut params, _paper_feed) = crate::engine_link::params(&ctx)?;
     let (link, ends) = binance::link();
+    // A fleet lease this bot cannot prove halts new entries through the same queue.
+    crate::fleet::guard::attach_inbound(ends.inbound.clone());
     // Stop nothing from opening until reconciliation has agreed with the exchange.
     let _ = ends
         .inbound

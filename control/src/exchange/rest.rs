@@ -10,6 +10,9 @@
 //!   new entries meanwhile.
 //! - 5xx and timeouts are [`RestError::Unknown`]: for an order, query it by client id before anything else.
 //! - -2014/-2015 (and HTTP 401) are [`RestError::KeyRejected`].
+//! - Host budget (issue 15.5): every `/fapi` request first charges its weight ([`request_weight`]) to the host's
+//!   shared budget ([`crate::fleet::budget`]) and waits while the bots on this host have used it up; a 429/418
+//!   blocks every bot on the host, and `X-MBX-USED-WEIGHT-1M` tells the budget about weight used by others.
 
 use super::env::{Credentials, Endpoints};
 use aegis_engine::sign::rest::encode_signed_query;
@@ -123,6 +126,42 @@ pub enum Auth {
 /// Wall clock in ms.
 pub use aegis_engine::clock::wall_ms;
 
+/// REQUEST_WEIGHT of a `/fapi` request as Binance charges it to the IP (USD-M futures docs): what the host
+/// budget is charged before the request goes out.
+pub fn request_weight(method: &reqwest::Method, path: &str, params: &[(&str, String)]) -> u64 {
+    let p = |k: &str| {
+        params
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    match path {
+        "/fapi/v1/depth" => match p("limit")
+            .and_then(|l| l.parse::<u32>().ok())
+            .unwrap_or(500)
+        {
+            0..=50 => 2,
+            51..=100 => 5,
+            101..=500 => 10,
+            _ => 20,
+        },
+        "/fapi/v1/openOrders" if p("symbol").is_none() => 40,
+        "/fapi/v1/ticker/bookTicker" if p("symbol").is_none() => 5,
+        "/fapi/v1/ticker/bookTicker" => 2,
+        "/fapi/v2/account"
+        | "/fapi/v3/account"
+        | "/fapi/v2/balance"
+        | "/fapi/v3/balance"
+        | "/fapi/v2/positionRisk"
+        | "/fapi/v3/positionRisk" => 5,
+        "/fapi/v1/userTrades" | "/fapi/v1/allOrders" => 5,
+        "/fapi/v1/income" => 30,
+        // Placing an order costs order-rate, not IP weight.
+        "/fapi/v1/order" if *method == reqwest::Method::POST => 0,
+        _ => 1,
+    }
+}
+
 /// Shared rate-limit and clock state.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -134,6 +173,8 @@ pub struct Shared {
     pub blocked_until_ms: AtomicU64,
     /// Clock resyncs done.
     pub resyncs: AtomicU64,
+    /// The host budget file failed once (logged once, then the bot paces itself by its own headers only).
+    budget_failed: std::sync::atomic::AtomicBool,
 }
 
 /// The REST client. Cheap to clone.
@@ -146,6 +187,8 @@ pub struct RestClient {
     creds: Arc<std::sync::RwLock<Option<Arc<Credentials>>>>,
     /// Clock and limits.
     pub shared: Arc<Shared>,
+    /// The host's request-weight budget shared with the other bots here (`None`: this client paces alone).
+    budget: Option<Arc<crate::fleet::budget::HostBudget>>,
 }
 
 impl std::fmt::Debug for RestClient {
@@ -205,12 +248,57 @@ impl RestClient {
                 path: String::new(),
                 why: e.to_string(),
             })?;
+        let budget = crate::fleet::budget::for_endpoint(&endpoints.fapi);
         Ok(Self {
             http,
+            budget,
             endpoints: Arc::new(endpoints),
             creds: Arc::new(std::sync::RwLock::new(creds.map(Arc::new))),
             shared: Arc::new(Shared::default()),
         })
+    }
+
+    /// Uses `budget` (or none) instead of the one installed for `aegis run`.
+    pub fn with_host_budget(
+        mut self,
+        budget: Option<Arc<crate::fleet::budget::HostBudget>>,
+    ) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The host budget this client charges, if any (the order path on the engine thread may charge it too).
+    pub fn host_budget(&self) -> Option<Arc<crate::fleet::budget::HostBudget>> {
+        self.budget.clone()
+    }
+
+    fn budget_failed(&self, e: &crate::fleet::budget::BudgetError) {
+        if !self.shared.budget_failed.swap(true, Ordering::Relaxed) {
+            tracing::error!("{e}; pacing by this bot's own headers only from now on");
+        }
+    }
+
+    /// Waits for the host budget to allow `weight` (a broken budget file never stops trading).
+    async fn charge_host(&self, weight: u64) {
+        if let Some(b) = &self.budget {
+            if let Err(e) = b.acquire(weight).await {
+                self.budget_failed(&e);
+            }
+        }
+    }
+
+    /// Tells the host budget what the exchange said: the weight it counts, or a ban until `blocked_until_ms`.
+    fn report_host(&self, used: Option<u64>, blocked_until_ms: Option<u64>) {
+        if let Some(b) = &self.budget {
+            let r = match (used, blocked_until_ms) {
+                (_, Some(until)) => b.block_until(until),
+                (Some(u), None) => b.observe_used(u),
+                (None, None) => Ok(()),
+            };
+            if let Err(e) = r {
+                self.budget_failed(&e);
+            }
+        }
     }
 
     /// The credentials, if any (a snapshot: a key switch does not change what a caller already holds).
@@ -297,6 +385,11 @@ impl RestClient {
         auth: Auth,
     ) -> Result<Value, RestError> {
         self.not_blocked()?;
+        if base == Base::Fapi {
+            // /sapi has its own limits at Binance.
+            self.charge_host(request_weight(&method, path, params))
+                .await;
+        }
         let used = self.shared.used_weight.load(Ordering::Relaxed);
         if used as f64 > WEIGHT_LIMIT as f64 * SLOW_DOWN_AT {
             // Close to the limit: space requests out instead of running into 429.
@@ -370,21 +463,28 @@ impl RestClient {
         };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        if let Some(w) = hdr_u64(&headers, "x-mbx-used-weight-1m") {
+        let used_1m = hdr_u64(&headers, "x-mbx-used-weight-1m");
+        if let Some(w) = used_1m {
             self.shared.used_weight.store(w, Ordering::Relaxed);
         }
         if status == 429 || status == 418 {
             let secs =
                 hdr_u64(&headers, "retry-after").unwrap_or(if status == 418 { 120 } else { 5 });
             let retry_after = Duration::from_secs(secs.max(1));
-            self.shared.blocked_until_ms.fetch_max(
-                wall_ms() + retry_after.as_millis() as u64,
-                Ordering::Relaxed,
-            );
+            let until = wall_ms() + retry_after.as_millis() as u64;
+            self.shared
+                .blocked_until_ms
+                .fetch_max(until, Ordering::Relaxed);
+            if base == Base::Fapi {
+                self.report_host(None, Some(until));
+            }
             return Err(RestError::RateLimited {
                 status,
                 retry_after,
             });
+        }
+        if base == Base::Fapi {
+            self.report_host(used_1m, None);
         }
         let body = resp.bytes().await.map_err(|_| RestError::Unknown {
             path: path.into(),
@@ -511,6 +611,8 @@ impl RestClient {
         let path = "/fapi/v1/order";
         let url = format!("{}{path}?{signed_query}", self.endpoints.fapi);
         self.not_blocked()?;
+        // Weight 0 at Binance, but not while the host is blocked by a 429/418.
+        self.charge_host(0).await;
         let resp = self
             .http
             .post(&url)
@@ -533,6 +635,7 @@ impl RestClient {
             self.shared
                 .blocked_until_ms
                 .fetch_max(wall_ms() + secs * 1000, Ordering::Relaxed);
+            self.report_host(None, Some(wall_ms() + secs * 1000));
             return Err(RestError::RateLimited {
                 status,
                 retry_after: Duration::from_secs(secs),

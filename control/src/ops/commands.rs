@@ -118,6 +118,7 @@ pub fn run_extras(env_file: &Path, cfg: &Config) -> Result<crate::runtime::RunEx
             super::watch::DEFAULT_HEARTBEAT_SECS,
         )),
         settings: crate::db::config_log::settings_from(|k| env.get(k)),
+        fleet: crate::fleet::FleetSettings::from_env(&env).map_err(bad_config)?,
     })
 }
 

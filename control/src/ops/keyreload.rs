@@ -84,10 +84,26 @@ pub async fn reload(actor: &str) -> Result<Value, Refusal> {
             ),
         )
     })?;
+    // One key per bot (guide §1.1): the new key's fleet lease first, so the switch cannot make this bot a
+    // second user of a key another bot holds.
+    crate::fleet::guard::lease_new_key(&new_fp)
+        .await
+        .map_err(|e| (409, format!("{e}; still using the old key")))?;
     let sw = tokio::task::spawn_blocking(move || ks.switch(creds))
         .await
-        .map_err(|_| (500, "the key switch task failed".to_string()))?
-        .map_err(|e| (500, e.to_string()))?;
+        .map_err(|_| (500, "the key switch task failed".to_string()));
+    let sw = match sw {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            crate::fleet::guard::key_switched(&new_fp, false).await;
+            return Err((500, e.to_string()));
+        }
+        Err(e) => {
+            crate::fleet::guard::key_switched(&new_fp, false).await;
+            return Err(e);
+        }
+    };
+    crate::fleet::guard::key_switched(&new_fp, true).await;
     let now = crate::journal::now_ms();
     let detail = json!({
         "old_fingerprint": old_fp, "new_fingerprint": new_fp,

@@ -188,6 +188,7 @@ impl RiskGate {
             Shutdown,
             Backpressure,
             KeyRejected,
+            FleetLease,
             ReconcileMismatch,
             RateLimited,
             FeedStale,

@@ -83,9 +83,11 @@ async fn state(State(sim): State<Arc<Sim>>) -> Response {
     let faults = lock(&sim.faults).clone();
     let limits = lock(&sim.limits).limits;
     let refused = lock(&sim.limits).refused().clone();
+    let (r429, r418) = lock(&sim.limits).refusals_by_status();
     ok(
         json!({"serverTime": sim.now(), "skewMs": sim.clock.skew(), "faults": faults, "limits": limits,
               "wsApiRefusedByKey": refused,
+              "refusedByStatus": {"429": r429, "418": r418},
               "connections": sim.conns.list(),
               "wsLifetimeMs": sim.settings.ws_lifetime_ms.load(Ordering::Relaxed)}),
     )

@@ -90,6 +90,9 @@ pub struct RateLimiter {
     ips: HashMap<IpAddr, IpState>,
     accounts: HashMap<String, AccountState>,
     refused: HashMap<String, u32>,
+    /// 429 and 418 answers (REST and WebSocket API alike) since the last reset.
+    answered_429: u32,
+    answered_418: u32,
 }
 
 const MINUTE: u64 = 60_000;
@@ -109,6 +112,22 @@ impl RateLimiter {
         self.ips.clear();
         self.accounts.clear();
         self.refused.clear();
+        self.answered_429 = 0;
+        self.answered_418 = 0;
+    }
+
+    /// (429s, 418s) answered since the last reset, whichever path refused: a test of several clients on one
+    /// IP proves none of them was refused or banned.
+    pub fn refusals_by_status(&self) -> (u32, u32) {
+        (self.answered_429, self.answered_418)
+    }
+
+    fn count<T>(&mut self, r: &Result<T, (ApiError, Usage)>) {
+        match r {
+            Err((e, _)) if e.http == 418 => self.answered_418 += 1,
+            Err((e, _)) if e.http == 429 => self.answered_429 += 1,
+            _ => {}
+        }
     }
 
     /// Counts a 429/418 answered to `api_key`, so a test can prove a client slowed down before the limit.
@@ -123,6 +142,17 @@ impl RateLimiter {
 
     /// Checks the ban and charges `weight` to the IP. On failure the usage is still reported.
     pub fn charge_ip(
+        &mut self,
+        ip: IpAddr,
+        weight: u32,
+        now: u64,
+    ) -> Result<Usage, (ApiError, Usage)> {
+        let r = self.charge_ip_uncounted(ip, weight, now);
+        self.count(&r);
+        r
+    }
+
+    fn charge_ip_uncounted(
         &mut self,
         ip: IpAddr,
         weight: u32,
@@ -179,6 +209,18 @@ impl RateLimiter {
 
     /// Charges one order to the account (and counts a 429 against the IP when refused).
     pub fn charge_order(
+        &mut self,
+        ip: IpAddr,
+        account: &str,
+        now: u64,
+        usage: Usage,
+    ) -> Result<Usage, (ApiError, Usage)> {
+        let r = self.charge_order_uncounted(ip, account, now, usage);
+        self.count(&r);
+        r
+    }
+
+    fn charge_order_uncounted(
         &mut self,
         ip: IpAddr,
         account: &str,
@@ -280,6 +322,10 @@ mod tests {
         // After the ban the minute's weight is still used up (429), the next minute is free.
         assert_eq!(r.charge_ip(ip(), 1, t0 + 30_004).unwrap_err().0.http, 429);
         assert_eq!(r.charge_ip(ip(), 1, t0 + 45_001).unwrap().weight_1m, 1);
+        // Every refusal is counted by its status, for the fleet test's "0 × 429, 0 × 418".
+        assert_eq!(r.refusals_by_status(), (3, 3));
+        r.reset();
+        assert_eq!(r.refusals_by_status(), (0, 0));
     }
 
     #[test]

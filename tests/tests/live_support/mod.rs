@@ -227,6 +227,8 @@ impl World {
             .env("BINANCE_FAPI_URL", self.base())
             .env("BINANCE_SAPI_URL", self.base())
             .env("BINANCE_FSTREAM_URL", self.sim().ws_url())
+            // The host weight budget of this world only (not /dev/shm, shared by every test on the machine).
+            .env("FLEET_BUDGET_DIR", self.dir.join("budget"))
             .env(
                 "BINANCE_WSAPI_URL",
                 format!("{}/ws-fapi/v1", self.sim().ws_url()),
