@@ -107,6 +107,50 @@ fn live_mode_refuses_a_key_that_can_withdraw() {
 }
 
 #[test]
+fn start_refuses_a_hedge_mode_or_multi_assets_account_with_the_fix() {
+    let _g = serial();
+    let w = World::new("acct-modes", keys(false, false));
+    let set = |path: &str, k: &str, v: &str| {
+        let r = w.signed(reqwest::Method::POST, path, &[(k, v)]);
+        assert_eq!(r["code"], 200, "{r}");
+    };
+    // Hedge mode: orders without positionSide would be refused (-4061), so the bot does not start.
+    set("/fapi/v1/positionSide/dual", "dualSidePosition", "true");
+    let mut bot = w.bot(1, &testnet_env());
+    let code = bot.wait_exit(Duration::from_secs(15));
+    let log = bot.log();
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("Hedge Mode") && log.contains("One-way Mode"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("market data:"),
+        "never started trading: {log}"
+    );
+    // Multi-assets margin: refused too.
+    set("/fapi/v1/positionSide/dual", "dualSidePosition", "false");
+    set("/fapi/v1/multiAssetsMargin", "multiAssetsMargin", "true");
+    let mut bot = w.bot(2, &testnet_env());
+    let code = bot.wait_exit(Duration::from_secs(15));
+    let log = bot.log();
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("Multi-Assets Mode") && log.contains("Single-Asset Mode"),
+        "{log}"
+    );
+    // Fixed on the exchange, the bot starts.
+    set("/fapi/v1/multiAssetsMargin", "multiAssetsMargin", "false");
+    let mut bot = w.bot(3, &testnet_env());
+    bot.expect_log(
+        "one-way position mode, single-asset margin",
+        Duration::from_secs(20),
+    );
+    bot.expect_log("local and exchange state agree", Duration::from_secs(15));
+    bot.stop_cleanly(Duration::from_secs(10));
+}
+
+#[test]
 fn live_mode_refuses_a_key_that_can_also_trade_spot() {
     let _g = serial();
     let w = World::new("spot-perm", keys(false, true));

@@ -287,10 +287,10 @@ fn two_keys_on_one_ip_share_the_host_budget_and_neither_is_refused_or_banned() {
         allowed_ips: vec![],
     });
     let w = World::new("fleet-weight", k);
-    // A low per-IP limit: one bot's start (about 55 weight: account, positions, open orders, exchangeInfo, a
-    // depth snapshot, ...) fits, two together (about 110) do not; the first 429 bans the IP.
+    // A low per-IP limit: one bot's start (about 100–115 weight: account, the two account-mode reads at 30
+    // each, positions, open orders, exchangeInfo, ...) fits, two together do not; the first 429 bans the IP.
     w.admin(AdminCall::set_limits(serde_json::json!({
-        "weightPerMinute": 80,
+        "weightPerMinute": 200,
         "ordersPer10s": 300,
         "ordersPerMinute": 1200,
         "banAfter429s": 0,
@@ -298,8 +298,8 @@ fn two_keys_on_one_ip_share_the_host_budget_and_neither_is_refused_or_banned() {
     })));
     let budget = |name: &str, key: &str, secret: &str| {
         let mut e = fleet_env(&w, name, key, secret);
-        // Below the simulator's 80: the WebSocket API's logons (weight 2 each) are not charged beforehand.
-        e.push(("FLEET_HOST_WEIGHT_PER_MINUTE", "70".into()));
+        // Below the simulator's 200: the WebSocket API's logons (weight 2 each) are not charged beforehand.
+        e.push(("FLEET_HOST_WEIGHT_PER_MINUTE", "180".into()));
         e
     };
     let a = w.bot(1, &budget("sub-a", KEY, SECRET));

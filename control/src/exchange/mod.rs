@@ -205,6 +205,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         );
     }
     rt.block_on(startup::prove(&client, cfg))?;
+    rt.block_on(startup::check_account_modes(&client))?;
 
     let (mut params, _paper_feed) = crate::engine_link::params(&ctx)?;
     let (link, ends) = binance::link();

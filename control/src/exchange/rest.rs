@@ -156,6 +156,11 @@ pub fn request_weight(method: &reqwest::Method, path: &str, params: &[(&str, Str
         | "/fapi/v3/positionRisk" => 5,
         "/fapi/v1/userTrades" | "/fapi/v1/allOrders" => 5,
         "/fapi/v1/income" => 30,
+        "/fapi/v1/positionSide/dual" | "/fapi/v1/multiAssetsMargin"
+            if *method == reqwest::Method::GET =>
+        {
+            30
+        }
         // Placing an order costs order-rate, not IP weight.
         "/fapi/v1/order" if *method == reqwest::Method::POST => 0,
         _ => 1,
@@ -550,6 +555,23 @@ impl RestClient {
             .get_signed(Base::Fapi, "/fapi/v2/positionRisk", &[])
             .await?;
         Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// The account's modes: (`GET /fapi/v1/positionSide/dual` → hedge mode, `GET /fapi/v1/multiAssetsMargin` →
+    /// multi-assets margin).
+    pub async fn account_modes(&self) -> Result<(bool, bool), RestError> {
+        let flag = |v: &Value, p: &str, k: &str| {
+            v.get(k)
+                .and_then(Value::as_bool)
+                .ok_or_else(|| decode_error(p, format!("no boolean {k}")))
+        };
+        let (pd, pm) = ("/fapi/v1/positionSide/dual", "/fapi/v1/multiAssetsMargin");
+        let dual = self.get_signed(Base::Fapi, pd, &[]).await?;
+        let multi = self.get_signed(Base::Fapi, pm, &[]).await?;
+        Ok((
+            flag(&dual, pd, "dualSidePosition")?,
+            flag(&multi, pm, "multiAssetsMargin")?,
+        ))
     }
 
     /// Unauthenticated `GET` of market data.

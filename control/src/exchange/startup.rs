@@ -93,6 +93,31 @@ pub async fn prove(client: &RestClient, cfg: &Config) -> Result<Option<Restricti
     Ok(Some(r))
 }
 
+/// The fix for an account in hedge mode.
+pub const HEDGE_FIX: &str = "the Binance futures account is in Hedge Mode (dualSidePosition=true), but Aegis nets its modes into one position per symbol and sends orders without positionSide, which Binance refuses in Hedge Mode (-4061). Switch the account to One-way Mode: Binance Futures > Preferences (gear) > Position Mode > One-way Mode, or POST /fapi/v1/positionSide/dual dualSidePosition=false; Binance allows the switch only with no open position and no open order on the account. Then restart";
+/// The fix for an account in multi-assets margin mode.
+pub const MULTI_ASSETS_FIX: &str = "the Binance futures account is in Multi-Assets Mode (multiAssetsMargin=true): margin and losses may be taken from other assets than USDT, which Aegis' USDT-based limits and PnL do not account for. Switch to Single-Asset Mode: Binance Futures > Preferences (gear) > Asset Mode > Single-Asset Mode, or POST /fapi/v1/multiAssetsMargin multiAssetsMargin=false. Then restart";
+
+/// Refuses an account whose position mode or asset mode differs from what the bot trades: one-way and
+/// single-asset (issue 13.4). Without a key (read-only) there is nothing to trade and nothing is checked.
+pub async fn check_account_modes(client: &RestClient) -> Result<(), ConfigError> {
+    let Some(creds) = client.credentials() else {
+        return Ok(());
+    };
+    let var = creds.source;
+    let (hedge, multi) = client.account_modes().await.map_err(|e| {
+        refuse(var, format!("cannot read the account's position and asset modes (GET /fapi/v1/positionSide/dual, /fapi/v1/multiAssetsMargin): {e}"))
+    })?;
+    if hedge {
+        return Err(refuse(var, HEDGE_FIX));
+    }
+    if multi {
+        return Err(refuse(var, MULTI_ASSETS_FIX));
+    }
+    tracing::info!("account:     one-way position mode, single-asset margin (GET /fapi/v1/positionSide/dual, /fapi/v1/multiAssetsMargin)");
+    Ok(())
+}
+
 /// The leverage the bot trades with: the largest any enabled mode uses, never above `cap`
 /// (`FUTURES_AUTOPILOT_MAX_LEVERAGE`).
 pub fn leverage_in_use(params: &EngineParams, cap: u32) -> u32 {

@@ -79,6 +79,10 @@ pub struct Account {
     pub events: broadcast::Sender<Arc<str>>,
     /// Last change (ms).
     pub update_time: u64,
+    /// Hedge mode (`GET/POST /fapi/v1/positionSide/dual`); false: one-way.
+    pub dual_side_position: bool,
+    /// Multi-assets margin mode (`GET/POST /fapi/v1/multiAssetsMargin`).
+    pub multi_assets_margin: bool,
 }
 
 /// Default leverage of a symbol that was never set.
@@ -143,6 +147,8 @@ impl Account {
             orders: BTreeMap::new(),
             events,
             update_time: 0,
+            dual_side_position: false,
+            multi_assets_margin: false,
         }
     }
 

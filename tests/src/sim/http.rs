@@ -87,6 +87,14 @@ pub enum Ep {
     Ticker24hr,
     /// GET /fapi/v1/leverageBracket
     LeverageBracket,
+    /// GET /fapi/v1/positionSide/dual
+    PositionMode,
+    /// POST /fapi/v1/positionSide/dual
+    SetPositionMode,
+    /// GET /fapi/v1/multiAssetsMargin
+    MultiAssets,
+    /// POST /fapi/v1/multiAssetsMargin
+    SetMultiAssets,
 }
 
 /// Looks a route up: (endpoint, base weight, security).
@@ -121,6 +129,10 @@ pub fn route(method: &Method, path: &str) -> Option<(Ep, u32, Sec)> {
         ("GET", "/fapi/v1/klines") => (Ep::Klines, 5, None),
         ("GET", "/fapi/v1/ticker/24hr") => (Ep::Ticker24hr, 1, None),
         ("GET", "/fapi/v1/leverageBracket") => (Ep::LeverageBracket, 1, Signed(Perm::Read)),
+        ("GET", "/fapi/v1/positionSide/dual") => (Ep::PositionMode, 30, Signed(Perm::Read)),
+        ("POST", "/fapi/v1/positionSide/dual") => (Ep::SetPositionMode, 1, Signed(Perm::Trade)),
+        ("GET", "/fapi/v1/multiAssetsMargin") => (Ep::MultiAssets, 30, Signed(Perm::Read)),
+        ("POST", "/fapi/v1/multiAssetsMargin") => (Ep::SetMultiAssets, 1, Signed(Perm::Trade)),
         _ => return Option::None,
     })
 }
@@ -397,6 +409,20 @@ fn handle(
                         .collect(),
                 ))
             }
+        }
+        Ep::PositionMode => Ok(super::account_modes::position_mode(
+            &mut lock(&sim.ex),
+            account_of(key)?,
+        )),
+        Ep::SetPositionMode => {
+            super::account_modes::set_position_mode(&mut lock(&sim.ex), account_of(key)?, p)
+        }
+        Ep::MultiAssets => Ok(super::account_modes::multi_assets(
+            &mut lock(&sim.ex),
+            account_of(key)?,
+        )),
+        Ep::SetMultiAssets => {
+            super::account_modes::set_multi_assets(&mut lock(&sim.ex), account_of(key)?, p)
         }
         Ep::NewOrder => place_order(sim, p, account_of(key)?, now),
         Ep::QueryOrder => {

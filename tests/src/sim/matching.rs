@@ -35,6 +35,26 @@ pub struct NewOrder {
     pub client_id: Option<String>,
     /// `newOrderRespType=RESULT`.
     pub result: bool,
+    /// `positionSide` as sent (`BOTH` when absent), judged against the account's position mode.
+    pub position_side: PositionSide,
+}
+
+/// `positionSide` of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionSide {
+    /// `BOTH` (one-way mode; the default when absent).
+    Both,
+    /// `LONG` or `SHORT` (hedge mode).
+    Hedged,
+}
+
+/// -4061: the order's `positionSide` does not fit the account's position mode.
+fn position_side_mismatch() -> ApiError {
+    ApiError::new(
+        400,
+        -4061,
+        "Order's position side does not match user's setting.",
+    )
 }
 
 fn client_id_ok(s: &str) -> bool {
@@ -69,15 +89,11 @@ pub fn parse_new_order(p: &Params, specs: &[SymbolSpec]) -> Result<NewOrder, Api
         }
         _ => return Err(ApiError::invalid_order_type()),
     };
-    if let Some(ps) = p.opt("positionSide") {
-        if ps != "BOTH" {
-            return Err(ApiError::new(
-                400,
-                -4061,
-                "Order's position side does not match user's setting.",
-            ));
-        }
-    }
+    let position_side = match p.opt("positionSide") {
+        None | Some("BOTH") => PositionSide::Both,
+        Some("LONG") | Some("SHORT") => PositionSide::Hedged,
+        Some(_) => return Err(ApiError::mandatory("positionSide")),
+    };
     let reduce_only = match p.opt("reduceOnly") {
         None | Some("false") | Some("FALSE") | Some("False") => false,
         Some("true") | Some("TRUE") | Some("True") => true,
@@ -114,6 +130,7 @@ pub fn parse_new_order(p: &Params, specs: &[SymbolSpec]) -> Result<NewOrder, Api
                 reduce_only,
                 client_id,
                 result,
+                position_side,
             });
         }
         OrderType::Market => {
@@ -138,6 +155,7 @@ pub fn parse_new_order(p: &Params, specs: &[SymbolSpec]) -> Result<NewOrder, Api
         reduce_only,
         client_id,
         result,
+        position_side,
     })
 }
 
@@ -270,6 +288,21 @@ impl Exchange {
         let books_snapshot_available;
         {
             let acc = self.account(account);
+            // One-way accounts take BOTH only; hedge-mode accounts need LONG/SHORT (Binance: -4061 either way).
+            // The simulator nets positions, so it refuses hedge-mode orders rather than pretend to keep two sides.
+            match (acc.dual_side_position, req.position_side) {
+                (false, PositionSide::Both) => {}
+                (false, PositionSide::Hedged) | (true, PositionSide::Both) => {
+                    return Err(position_side_mismatch())
+                }
+                (true, PositionSide::Hedged) => {
+                    return Err(ApiError::new(
+                        400,
+                        -1000,
+                        "binance-sim does not model hedge-mode positions; switch the account to one-way mode",
+                    ))
+                }
+            }
             let pos = acc.positions.get(&req.symbol).copied().unwrap_or_default();
             if req.reduce_only && (pos.amt.is_zero() || pos.amt.signum() == req.side.sign()) {
                 return Err(ApiError::reduce_only_rejected());

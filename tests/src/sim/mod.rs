@@ -12,6 +12,7 @@
 //!   [`ws_api`]: the WebSocket API; [`server`]: the listener and the market ticker; [`client`]: the admin client.
 
 pub mod account;
+pub mod account_modes;
 pub mod admin;
 pub mod auth;
 pub mod candles;
