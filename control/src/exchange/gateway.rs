@@ -6,8 +6,15 @@
 //!
 //! Answers go back to the engine as [`Inbound`] messages. The rules:
 //! - Unknown outcome (5xx, no answer within [`ANSWER_TIMEOUT`], connection lost with requests in flight) →
-//!   query the order by client id (`GET /fapi/v1/order`) before anything else; found → acknowledged, not found
-//!   (-2013) → rejected. **Never a blind resend.**
+//!   the order is queried by client id, over the WebSocket API (`order.status`) and over REST
+//!   (`GET /fapi/v1/order`, on the control runtime), retried with backoff ([`QUERY_BACKOFF_MIN`] doubling to
+//!   [`QUERY_BACKOFF_MAX`]). Found → acknowledged (adopted); not found (-2013) from both → rejected and
+//!   reconciliation is asked to compare; still unsettled after [`UNKNOWN_DEADLINE`] → rejected (-1007) and
+//!   reconciliation compares (it adopts the order if it exists after all). **Never a blind resend**, and
+//!   nothing waits for it: this is a table of timers the loop looks at, so other orders, cancels, exits and
+//!   the kill switch's flatten go out meanwhile.
+//! - Nothing on this thread waits for REST: the fallback placement, REST cancels, status queries and the
+//!   clock resync run as tasks on the control runtime and report back on a channel.
 //! - -1021 (clock) → one clock resync and one resend of that order (it was refused, so no duplicate).
 //! - -2014/-2015 → the venue goes read-only, entries halt (`KeyRejected`), an alert is raised; no retry.
 //! - 429/418 → the order is rejected, entries halt (`RateLimited`) until `Retry-After` has passed.
@@ -33,6 +40,16 @@ use tungstenite::Message;
 
 /// An order without an answer after this long has an unknown outcome.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_millis(2000);
+
+/// Longest an order's outcome stays unknown. Then it is marked rejected (-1007) and reconciliation compares
+/// with the exchange, which adopts the order if it exists after all: never PendingNew forever.
+pub const UNKNOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// First wait between two rounds of status queries of an unknown order; doubled each round.
+pub const QUERY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+/// Longest wait between two rounds of status queries.
+pub const QUERY_BACKOFF_MAX: Duration = Duration::from_millis(2000);
 
 /// Longest the idle gateway waits for the engine's next order before it looks at the socket again. An order
 /// wakes it at once (it waits on the queue itself); this only bounds how late an answer is read.
@@ -146,6 +163,48 @@ enum Kind {
     Place(OrderRequest, bool),
     Cancel,
     Logon,
+    /// `order.status` of an unknown order.
+    Query,
+}
+
+/// An order whose outcome is unknown, and where its settling stands.
+#[derive(Debug, Clone, Copy)]
+struct Unknown {
+    symbol: Symbol,
+    since: Instant,
+    /// When the next round of queries may go.
+    next_at: Instant,
+    rounds: u32,
+    /// Id of the `order.status` in flight.
+    ws_query: Option<u64>,
+    /// A REST query is in flight.
+    rest_query: bool,
+    /// The WebSocket API said -2013 (no such order).
+    ws_absent: bool,
+    /// REST said -2013.
+    rest_absent: bool,
+}
+
+/// What a REST task on the control runtime reports back to the gateway thread.
+#[derive(Debug)]
+enum RestDone {
+    /// The fallback placement's answer.
+    Placed {
+        cid: ClientOrderId,
+        req: OrderRequest,
+        resent: bool,
+        r: Result<Value, RestError>,
+    },
+    /// A status query's answer.
+    Queried {
+        cid: ClientOrderId,
+        r: Result<Value, RestError>,
+    },
+    /// The clock is resynced after -1021: the order goes again (once).
+    Resynced {
+        cid: ClientOrderId,
+        req: OrderRequest,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -201,6 +260,11 @@ struct State {
     attempt: u32,
     stats: Arc<GatewayStats>,
     switch_rx: crossbeam_channel::Receiver<SwitchRequest>,
+    unknowns: HashMap<ClientOrderId, Unknown>,
+    rest_tx: crossbeam_channel::Sender<RestDone>,
+    rest_rx: crossbeam_channel::Receiver<RestDone>,
+    /// REST tasks started and not yet reported back.
+    rest_in_flight: usize,
 }
 
 /// A key switch for the gateway thread: new credentials, how long in-flight orders of the old key may take to
@@ -227,7 +291,8 @@ impl std::fmt::Debug for SwitchRequest {
 pub struct GatewaySwitched {
     /// Requests of the old key that were in flight when the switch began.
     pub in_flight: usize,
-    /// Of those, how many had no answer within the budget and were settled by a status query (old key).
+    /// Of those, how many had no answer within the budget and became unknown outcomes, settled by status
+    /// queries by client id after the swap.
     pub queried: usize,
     /// The WebSocket API session after the switch (`logged on`, `connected`, `reconnecting`).
     pub ws_api: &'static str,
@@ -250,7 +315,12 @@ pub fn start(
     let stop = Arc::new(AtomicBool::new(false));
     // One switch at a time; the caller waits for the answer.
     let (switch, switch_rx) = crossbeam_channel::bounded(1);
+    let (rest_tx, rest_rx) = crossbeam_channel::unbounded();
     let mut st = State {
+        unknowns: HashMap::new(),
+        rest_tx,
+        rest_rx,
+        rest_in_flight: 0,
         switch_rx,
         encoder: OrderEncoder::new(creds.signer.clone(), creds.api_key.clone(), 5000),
         client,
@@ -292,7 +362,10 @@ impl State {
             if stop.load(Ordering::Acquire) {
                 // Drain: whatever the engine queued (shutdown cancels) and answers in flight, bounded.
                 let t = *idle_since.get_or_insert_with(Instant::now);
-                if (self.ends.outbound.is_empty() && self.pending.is_empty())
+                if (self.ends.outbound.is_empty()
+                    && self.pending.is_empty()
+                    && self.unknowns.is_empty()
+                    && self.rest_in_flight == 0)
                     || t.elapsed() > Duration::from_secs(3)
                 {
                     break;
@@ -313,7 +386,9 @@ impl State {
                 self.outbound(m);
             }
             busy |= self.read_ws();
+            busy |= self.rest_answers();
             self.check_timeouts();
+            self.drive_unknowns();
             if let Some(t) = self.rate_halt_until {
                 if Instant::now() >= t {
                     self.rate_halt_until = None;
@@ -424,8 +499,11 @@ impl State {
         let left: Vec<u64> = self.pending.keys().copied().collect();
         for id in left {
             if let Some(p) = self.pending.remove(&id) {
-                // Queried by client id with the old key, never resent.
-                self.unknown(p);
+                // Queried by client id (the keys are the same account's), never resent.
+                match p.kind {
+                    Kind::Query => self.query_failed(p.cid, true),
+                    _ => self.unknown(p),
+                }
             }
         }
         if self.read_only {
@@ -502,11 +580,14 @@ impl State {
         self.ws = None;
         self.logged_on = false;
         self.reconnect_at = Instant::now() + Duration::from_millis(100);
-        // Everything in flight has an unknown outcome now.
+        // Everything in flight has an unknown outcome now (a status query in flight is simply asked again).
         let ids: Vec<u64> = self.pending.keys().copied().collect();
         for id in ids {
             if let Some(p) = self.pending.remove(&id) {
-                self.unknown(p);
+                match p.kind {
+                    Kind::Query => self.query_failed(p.cid, true),
+                    _ => self.unknown(p),
+                }
             }
         }
     }
@@ -610,17 +691,56 @@ impl State {
                 return;
             }
         };
-        let r = self.rt.block_on(self.client.place_order_raw(&q));
-        let pend = Pending {
-            cid,
-            symbol: req.symbol,
-            sent: Instant::now(),
-            kind: Kind::Place(req, resent),
-        };
-        match r {
-            Ok(v) => self.acked(cid, &v),
-            Err(e) => self.failed(pend, &e),
+        let client = self.client.clone();
+        self.spawn_rest(async move {
+            let r = client.place_order_raw(&q).await;
+            RestDone::Placed {
+                cid,
+                req,
+                resent,
+                r,
+            }
+        });
+    }
+
+    /// Runs a REST request on the control runtime; its answer comes back through [`Self::rest_answers`].
+    fn spawn_rest(&mut self, f: impl std::future::Future<Output = RestDone> + Send + 'static) {
+        self.rest_in_flight += 1;
+        let tx = self.rest_tx.clone();
+        self.rt.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+    }
+
+    /// Applies the REST answers that arrived. True when there were any.
+    fn rest_answers(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(d) = self.rest_rx.try_recv() {
+            any = true;
+            self.rest_in_flight = self.rest_in_flight.saturating_sub(1);
+            match d {
+                RestDone::Placed {
+                    cid,
+                    req,
+                    resent,
+                    r,
+                } => match r {
+                    Ok(v) => self.acked(cid, &v),
+                    Err(e) => self.failed(
+                        Pending {
+                            cid,
+                            symbol: req.symbol,
+                            sent: Instant::now(),
+                            kind: Kind::Place(req, resent),
+                        },
+                        &e,
+                    ),
+                },
+                RestDone::Queried { cid, r } => self.rest_queried(cid, r),
+                RestDone::Resynced { cid, req } => self.place(req, cid, true),
+            }
         }
+        any
     }
 
     fn cancel(&mut self, symbol: Symbol, cid: ClientOrderId) {
@@ -651,10 +771,12 @@ impl State {
                 }
             }
         }
-        // The user data stream reports the CANCELED state; errors (already filled) need nothing.
-        let _ = self
-            .rt
-            .block_on(self.client.cancel_order(symbol.as_str(), cid.as_str()));
+        // The user data stream reports the CANCELED state; errors (already filled) need nothing. No answer is
+        // awaited here (a REST cancel must not hold up the next order).
+        let client = self.client.clone();
+        self.rt.spawn(async move {
+            let _ = client.cancel_order(symbol.as_str(), cid.as_str()).await;
+        });
     }
 
     fn acked(&self, cid: ClientOrderId, v: &Value) {
@@ -732,8 +854,12 @@ impl State {
             Kind::Place(req, false) => {
                 self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("order refused for the clock (-1021): resyncing once and resending that order once");
-                let _ = self.rt.block_on(self.client.sync_time());
-                self.place(req, p.cid, true);
+                let client = self.client.clone();
+                let cid = p.cid;
+                self.spawn_rest(async move {
+                    let _ = client.sync_time().await;
+                    RestDone::Resynced { cid, req }
+                });
             }
             _ => self.send_in(Inbound::Rejected {
                 client_id: p.cid,
@@ -743,40 +869,182 @@ impl State {
         }
     }
 
-    /// Unknown outcome: query by client id, never resend.
+    /// Unknown outcome: the order goes into the table of unknowns, queried by client id from
+    /// [`Self::drive_unknowns`], never resent. Nothing waits for it here.
     fn unknown(&mut self, p: Pending) {
         let Kind::Place(..) = p.kind else {
             return;
         };
+        if self.unknowns.contains_key(&p.cid) {
+            return;
+        }
         self.stats.queried.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(client_id = %p.cid, "order outcome unknown: querying it by client id before anything else");
-        for attempt in 0..5u64 {
-            match self
-                .rt
-                .block_on(self.client.query_order(p.symbol.as_str(), p.cid.as_str()))
-            {
-                Ok(v) => {
-                    self.acked(p.cid, &v);
-                    return;
-                }
-                Err(RestError::Api { code: -2013, .. }) => {
-                    self.send_in(Inbound::Rejected {
-                        client_id: p.cid,
-                        code: -2013,
-                        ts_ms: wall_ms(),
-                    });
-                    return;
-                }
-                Err(RestError::KeyRejected { code, .. }) => {
-                    self.key_rejected(code);
-                    return;
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(200 * (attempt + 1))),
+        let now = Instant::now();
+        self.unknowns.insert(
+            p.cid,
+            Unknown {
+                symbol: p.symbol,
+                since: now,
+                next_at: now,
+                rounds: 0,
+                ws_query: None,
+                rest_query: false,
+                ws_absent: false,
+                rest_absent: false,
+            },
+        );
+        self.drive_unknowns();
+    }
+
+    /// One look at the unknowns' timers: a round of queries for each one that is due and has none in flight,
+    /// and the deadline for the ones past it.
+    fn drive_unknowns(&mut self) {
+        if self.unknowns.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let due: Vec<ClientOrderId> = self
+            .unknowns
+            .iter()
+            .filter(|(_, u)| {
+                now.duration_since(u.since) >= UNKNOWN_DEADLINE
+                    || (now >= u.next_at && u.ws_query.is_none() && !u.rest_query)
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        for cid in due {
+            let Some(u) = self.unknowns.get(&cid).copied() else {
+                continue;
+            };
+            if now.duration_since(u.since) >= UNKNOWN_DEADLINE {
+                self.unknowns.remove(&cid);
+                tracing::error!(client_id = %cid, "order outcome still unknown after {UNKNOWN_DEADLINE:?} of queries: marked rejected, never resent; reconciliation compares with the exchange and adopts it if it exists");
+                self.send_in(Inbound::Rejected {
+                    client_id: cid,
+                    code: -1007,
+                    ts_ms: wall_ms(),
+                });
+                self.slot.wanted.store(true, Ordering::Release);
+                continue;
+            }
+            let ws_query = if u.ws_absent {
+                None
+            } else {
+                self.ws_status_query(u.symbol, cid)
+            };
+            let rest_query = !u.rest_absent;
+            if rest_query {
+                let client = self.client.clone();
+                let symbol = u.symbol;
+                self.spawn_rest(async move {
+                    let r = client.query_order(symbol.as_str(), cid.as_str()).await;
+                    RestDone::Queried { cid, r }
+                });
+            }
+            let wait = QUERY_BACKOFF_MIN
+                .saturating_mul(1u32 << u.rounds.min(8))
+                .min(QUERY_BACKOFF_MAX);
+            if let Some(x) = self.unknowns.get_mut(&cid) {
+                x.rounds += 1;
+                x.next_at = now + wait;
+                x.ws_query = ws_query;
+                x.rest_query = rest_query;
             }
         }
-        // Still unknown: the order stays PendingNew in the engine (no resend); the user data stream will report
-        // it if it exists, and reconciliation on the next start settles it.
-        tracing::error!(client_id = %p.cid, "order outcome still unknown after 5 queries; leaving it pending, never resending");
+    }
+
+    /// Sends `order.status` for `cid` when the WebSocket API is up: the id of the request in flight.
+    fn ws_status_query(&mut self, symbol: Symbol, cid: ClientOrderId) -> Option<u64> {
+        self.ws.as_ref()?;
+        let id = self.take_id();
+        let c = CancelRequest {
+            symbol,
+            order: CancelRef::ClientId(cid),
+        };
+        let ts = self.client.now_ms();
+        let text = match self.encoder.ws_order_status(id, &c, ts, self.logged_on) {
+            Ok(b) => String::from_utf8_lossy(b).into_owned(),
+            Err(_) => return None,
+        };
+        if !self.ws_send(text) {
+            return None;
+        }
+        self.pending.insert(
+            id,
+            Pending {
+                cid,
+                symbol,
+                sent: Instant::now(),
+                kind: Kind::Query,
+            },
+        );
+        Some(id)
+    }
+
+    /// The order was found: it is acknowledged (adopted with its exchange id); fills come on the user stream.
+    fn found(&mut self, cid: ClientOrderId, v: &Value) {
+        if self.unknowns.remove(&cid).is_some() {
+            tracing::info!(client_id = %cid, "unknown order found on the exchange: adopted");
+            self.acked(cid, v);
+        }
+    }
+
+    /// One side said -2013. Both said it: the order does not exist; rejected, and reconciliation compares.
+    fn absent(&mut self, cid: ClientOrderId, ws: bool) {
+        let Some(u) = self.unknowns.get_mut(&cid) else {
+            return;
+        };
+        if ws {
+            u.ws_absent = true;
+            u.ws_query = None;
+        } else {
+            u.rest_absent = true;
+            u.rest_query = false;
+        }
+        if u.ws_absent && u.rest_absent {
+            self.unknowns.remove(&cid);
+            tracing::info!(client_id = %cid, "unknown order not on the exchange (WebSocket API and REST agree): rejected");
+            self.send_in(Inbound::Rejected {
+                client_id: cid,
+                code: -2013,
+                ts_ms: wall_ms(),
+            });
+            self.slot.wanted.store(true, Ordering::Release);
+        }
+    }
+
+    /// A query could not be answered (transport, 5xx, timeout): the next round retries it.
+    fn query_failed(&mut self, cid: ClientOrderId, ws: bool) {
+        if let Some(u) = self.unknowns.get_mut(&cid) {
+            if ws {
+                u.ws_query = None;
+            } else {
+                u.rest_query = false;
+            }
+        }
+    }
+
+    /// The key was refused while settling an unknown order: read-only, and the order is given up as rejected
+    /// (nothing can be sent or asked any more; reconciliation on the next start settles it).
+    fn query_key_rejected(&mut self, cid: ClientOrderId, code: i32) {
+        self.key_rejected(code);
+        if self.unknowns.remove(&cid).is_some() {
+            self.send_in(Inbound::Rejected {
+                client_id: cid,
+                code,
+                ts_ms: wall_ms(),
+            });
+        }
+    }
+
+    fn rest_queried(&mut self, cid: ClientOrderId, r: Result<Value, RestError>) {
+        match r {
+            Ok(v) => self.found(cid, &v),
+            Err(RestError::Api { code: -2013, .. }) => self.absent(cid, false),
+            Err(RestError::KeyRejected { code, .. }) => self.query_key_rejected(cid, code),
+            Err(_) => self.query_failed(cid, false),
+        }
     }
 
     fn check_timeouts(&mut self) {
@@ -788,7 +1056,10 @@ impl State {
             .collect();
         for id in late {
             if let Some(p) = self.pending.remove(&id) {
-                self.unknown(p);
+                match p.kind {
+                    Kind::Query => self.query_failed(p.cid, true),
+                    _ => self.unknown(p),
+                }
             }
         }
     }
@@ -869,6 +1140,18 @@ impl State {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
+        if let Kind::Query = p.kind {
+            match (status, code) {
+                (200, _) => {
+                    let r = v.get("result").cloned().unwrap_or(Value::Null);
+                    self.found(p.cid, &r);
+                }
+                (_, -2013) => self.absent(p.cid, true),
+                (_, -2014 | -2015) | (401, _) => self.query_key_rejected(p.cid, code),
+                _ => self.query_failed(p.cid, true),
+            }
+            return;
+        }
         if status == 200 {
             match p.kind {
                 Kind::Logon => {
@@ -880,7 +1163,7 @@ impl State {
                         self.acked(p.cid, r);
                     }
                 }
-                Kind::Cancel => {}
+                Kind::Cancel | Kind::Query => {}
             }
             return;
         }
@@ -928,6 +1211,7 @@ impl State {
                 }
             }
             Kind::Place(..) => self.failed(p, &e),
+            Kind::Query => {}
         }
     }
 }
