@@ -9,7 +9,8 @@
 //! - [`market`]: the price source trait and books ([`engine_source`]: the engine's `SimMarket` as source); [`orders`], [`matching`], [`account`]: trading state;
 //! - [`ratelimit`]: weights and order counters; [`faults`], [`conns`], [`admin`]: fault injection;
 //! - [`http`]: REST routes; [`streams`]: market streams; [`user_stream`]: listenKeys and user data;
-//!   [`ws_api`]: the WebSocket API; [`server`]: the listener and the market ticker; [`client`]: the admin client.
+//!   [`ws_api`]: the WebSocket API; [`server`]: the listener and the market ticker; [`client`]: the admin client;
+//!   [`probe`]: the tick → order latency probe of the benchmarks.
 
 pub mod account;
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod market;
 pub mod matching;
 pub mod orders;
+pub mod probe;
 pub mod ratelimit;
 pub mod server;
 pub mod streams;
@@ -83,6 +85,8 @@ pub struct Sim {
     pub settings: Settings,
     /// Requests per API key (every authenticated REST and WebSocket API request, accepted or not).
     pub key_usage: Mutex<std::collections::HashMap<String, KeyUsage>>,
+    /// Tick → order latency probe (benchmarks).
+    pub probe: probe::Probe,
     agg_id: AtomicU64,
 }
 
@@ -123,6 +127,7 @@ impl Sim {
                 listen_key_ttl_ms: AtomicU64::new(cfg.listen_key_ttl_ms),
             },
             key_usage: Mutex::new(Default::default()),
+            probe: probe::Probe::default(),
             agg_id: AtomicU64::new(5_933_014),
         }
     }
