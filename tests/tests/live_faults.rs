@@ -784,8 +784,12 @@ fn fault_order_unknown_past_its_deadline_is_resolved_not_left_pending() {
         Some(0),
         "nothing left PendingNew: {open}"
     );
-    // Reconciliation was asked to compare and found the exchange agreeing (no such order); the exit retries.
-    bot.expect_log("local and exchange state agree", Duration::from_secs(10));
+    // Reconciliation was asked to compare and found the exchange agreeing (no such order); then the exit retries
+    // (not before: a fill while a comparison round runs is counted by both).
+    bot.expect_log(
+        "after order gateway reconnect: local and exchange state agree",
+        Duration::from_secs(10),
+    );
     let t = Instant::now();
     while sim_positions(&w).contains_key("ETHUSDT") && t.elapsed() < Duration::from_secs(10) {
         w.admin(AdminCall::set_quote(

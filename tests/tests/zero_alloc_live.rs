@@ -4,20 +4,24 @@
 //! `wss://` record layer), runs them through parse → book → all four modes → risk → the live venue
 //! ([`LiveVenue`]: orders out on its queue, acknowledgements and fills back in and applied to positions), and
 //! encodes every order the engine decides as the WebSocket-API requests that carry it (`order.place` logged on
-//! and signed, and the `order.status` that settles an unknown outcome).
+//! and signed, and the `order.status` that settles an unknown outcome) and reads the answers that come back
+//! (an acknowledgement with its `rateLimits`, a -2013 refusal) with the order path's answer parser.
 //!
 //! The exchange side of the venue's queues is a stand-in thread (like the control plane's order gateway, it is
 //! not the engine thread, so its allocations do not count: the counter is per thread). It acknowledges every
 //! order and fills it at once, so positions open and close and exits fire during the measured run.
 //!
-//! What this does NOT cover, honestly: the WebSocket-API answers are parsed on the gateway thread today (order
-//! entry has not moved onto the engine thread yet), so their parsing is not measured here.
+//! In the running bot the requests are still written, and the answers read, by the order gateway thread (order
+//! entry has not moved onto the engine thread yet); this proves the encoding and the parsing it will do there
+//! allocate nothing.
 //!
 //! [`WsFeed`]: aegis_engine::net::ws_feed::WsFeed
 //! [`LiveVenue`]: aegis_engine::venue::binance::LiveVenue
 
 use aegis_engine::feed::FeedPoll;
 use aegis_engine::net::ws_feed::{TlsOverride, WsFeed, WsFeedConfig};
+use aegis_engine::risk::breaker::BreakerConfig;
+use aegis_engine::risk::limits::LimitsConfig;
 use aegis_engine::sign::{
     ApiKey, CancelRef, CancelRequest, HmacSigner, OrderEncoder, OrderRequest, RespType, Signer,
     WirePrecision,
@@ -25,7 +29,7 @@ use aegis_engine::sign::{
 use aegis_engine::strategy::{
     position::PositionParams, scalp::ScalpParams, swing::SwingParams, ultra_fast::UltraFastParams,
 };
-use aegis_engine::venue::binance::{link, GatewayEnds, Inbound, OrderUpdate, Outbound};
+use aegis_engine::venue::binance::{answer, link, GatewayEnds, Inbound, OrderUpdate, Outbound};
 use aegis_engine::{Engine, EngineParams, SymbolSpec};
 use aegis_shared::event::{OrderStatus, OrderType};
 use aegis_shared::num::Rate;
@@ -131,6 +135,11 @@ fn exchange_stand_in(
     })
 }
 
+/// What the WebSocket API answers: an acknowledgement with the rate limits it reports, and a status query's
+/// "no such order".
+const ACK: &[u8] = br#"{"id":12,"status":200,"result":{"orderId":325078477,"symbol":"BTCUSDT","status":"NEW","clientOrderId":"ag1-12","price":"0","avgPrice":"0.00","origQty":"0.003","executedQty":"0","cumQty":"0","cumQuote":"0","timeInForce":"GTC","type":"MARKET","reduceOnly":false,"closePosition":false,"side":"BUY","positionSide":"BOTH","stopPrice":"0","workingType":"CONTRACT_PRICE","priceProtect":false,"origType":"MARKET","updateTime":1700000000000},"rateLimits":[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400,"count":3},{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":300,"count":1},{"rateLimitType":"ORDERS","interval":"MINUTE","intervalNum":1,"limit":1200,"count":1}]}"#;
+const ABSENT: &[u8] = br#"{"id":13,"status":400,"error":{"code":-2013,"msg":"Order does not exist."},"rateLimits":[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400,"count":4}]}"#;
+
 #[derive(Default, Debug)]
 struct Tally {
     messages: u64,
@@ -188,6 +197,18 @@ fn run(tls: bool, warm_up: u64, measured: u64) {
             take_profit: Rate::from_units(1_000),
             max_hold_ms: 200,
             ..ScalpParams::default()
+        },
+        // Limits and breakers are checked on every order, but set wide: a breaker tripped by the hair-trigger
+        // losses above, or the order rate cap, would stop the trading the measurement needs.
+        limits: LimitsConfig {
+            max_orders_per_10s: 300,
+            max_daily_loss_usd: Notional::from_int(1_000_000),
+            ..EngineParams::default().limits
+        },
+        breakers: BreakerConfig {
+            max_loss_per_hour: Notional::from_int(1_000_000),
+            max_consecutive_losses: 1_000_000,
+            ..BreakerConfig::default()
         },
         ultra_fast: Some(UltraFastParams::default()),
         swing: Some(SwingParams::default()),
@@ -255,6 +276,9 @@ fn run(tls: bool, warm_up: u64, measured: u64) {
                 };
                 ok &= enc.ws_order_status(id, &q, id, true).is_ok();
                 ok &= enc.ws_order_status(id, &q, id, false).is_ok();
+                ok &= answer::parse(ACK)
+                    .is_ok_and(|a| a.order_id == Some(325_078_477) && a.limits().count() == 3);
+                ok &= answer::parse(ABSENT).is_ok_and(|a| a.code == Some(-2013));
                 t.encode_errors += u64::from(!ok);
                 t.orders += 1;
             }

@@ -8,9 +8,9 @@
 //! - Unknown outcome (5xx, no answer within [`ANSWER_TIMEOUT`], connection lost with requests in flight) →
 //!   the order is queried by client id, over the WebSocket API (`order.status`) and over REST
 //!   (`GET /fapi/v1/order`, on the control runtime), retried with backoff ([`QUERY_BACKOFF_MIN`] doubling to
-//!   [`QUERY_BACKOFF_MAX`]). Found → acknowledged (adopted); not found (-2013) from both → rejected and
-//!   reconciliation is asked to compare; still unsettled after [`UNKNOWN_DEADLINE`] → rejected (-1007) and
-//!   reconciliation compares (it adopts the order if it exists after all). **Never a blind resend**, and
+//!   [`QUERY_BACKOFF_MAX`]). Found → acknowledged (adopted); not found (-2013) from both → rejected (settled:
+//!   it was never placed); still unsettled after [`UNKNOWN_DEADLINE`] → rejected (-1007) and reconciliation
+//!   compares with the exchange (it adopts the order if it exists after all). **Never a blind resend**, and
 //!   nothing waits for it: this is a table of timers the loop looks at, so other orders, cancels, exits and
 //!   the kill switch's flatten go out meanwhile.
 //! - Nothing on this thread waits for REST: the fallback placement, REST cancels, status queries and the
@@ -27,6 +27,7 @@ use aegis_engine::sign::{
     ws_api, CancelRef, CancelRequest, OrderEncoder, OrderRequest as WireOrder, RespType, Signer,
     WirePrecision,
 };
+use aegis_engine::venue::binance::answer::{self, Answer, LimitUse};
 use aegis_engine::venue::binance::{GatewayEnds, Inbound, Outbound};
 use aegis_engine::venue::OrderRequest;
 use aegis_shared::event::{AlertKind, HaltReason};
@@ -71,20 +72,16 @@ pub struct GatewayStats {
 /// How long a WebSocket-API 429/418 asks us to wait (the WebSocket API has no `Retry-After` header): the
 /// error's `data.retryAfter` (epoch ms), else the ban's end from the message `IP banned until <ms>`; both are
 /// server times, compared with `server_now_ms`.
-fn ws_retry_after(v: &Value, msg: &str, server_now_ms: u64) -> Option<Duration> {
-    let until = v
-        .get("error")
-        .and_then(|e| e.get("data"))
-        .and_then(|d| d.get("retryAfter"))
-        .and_then(Value::as_u64)
-        .or_else(|| {
-            let rest = msg.split("banned until ").nth(1)?;
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })?;
+fn ws_retry_after(a: &Answer<'_>, server_now_ms: u64) -> Option<Duration> {
+    let until = a.retry_after_ms.or_else(|| answer::banned_until(a.msg))?;
     Some(Duration::from_millis(
         until.saturating_sub(server_now_ms).max(1000),
     ))
+}
+
+/// `orderId` of a REST answer (0 when absent, as an acknowledgement without one is still one).
+fn order_id(v: &Value) -> u64 {
+    v.get("orderId").and_then(Value::as_u64).unwrap_or(0)
 }
 
 /// Share of a rate limit at which new entries halt until its window ends: the bot stops itself before Binance
@@ -94,67 +91,21 @@ const SLOW_DOWN_AT_PERCENT: u64 = 80;
 /// Margin past a window's end before entries resume: our offset to the server clock is an estimate.
 const WINDOW_MARGIN: Duration = Duration::from_millis(100);
 
-/// One entry of the `rateLimits` array of a WebSocket API answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct LimitUse {
-    /// `ORDERS` or `REQUEST_WEIGHT`.
-    kind: &'static str,
-    /// Window length (`intervalNum` × `interval`).
-    window_ms: u64,
-    limit: u64,
-    count: u64,
+fn near(l: &LimitUse) -> bool {
+    // A zero limit is a venue that refuses everything; its 429 path handles it.
+    l.limit > 0 && l.count * 100 >= l.limit * SLOW_DOWN_AT_PERCENT
 }
 
-impl LimitUse {
-    fn near(&self) -> bool {
-        // A zero limit is a venue that refuses everything; its 429 path handles it.
-        self.limit > 0 && self.count * 100 >= self.limit * SLOW_DOWN_AT_PERCENT
-    }
-
-    /// Time left in the current window: Binance's windows are fixed on the server clock.
-    fn left(&self, server_now_ms: u64) -> Duration {
-        Duration::from_millis(self.window_ms - server_now_ms % self.window_ms)
-    }
-}
-
-/// The `rateLimits` entries this gateway acts on (`ORDERS`, `REQUEST_WEIGHT`); others and malformed ones are
-/// skipped, never fatal.
-fn rate_limits(v: &Value) -> impl Iterator<Item = LimitUse> + '_ {
-    v.get("rateLimits")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let kind = match e.get("rateLimitType")?.as_str()? {
-                "ORDERS" => "ORDERS",
-                "REQUEST_WEIGHT" => "REQUEST_WEIGHT",
-                _ => return None,
-            };
-            let unit_ms = match e.get("interval")?.as_str()? {
-                "SECOND" => 1000,
-                "MINUTE" => 60_000,
-                "HOUR" => 3_600_000,
-                "DAY" => 86_400_000,
-                _ => return None,
-            };
-            let window_ms = e.get("intervalNum")?.as_u64()?.checked_mul(unit_ms)?;
-            if window_ms == 0 {
-                return None;
-            }
-            Some(LimitUse {
-                kind,
-                window_ms,
-                limit: e.get("limit")?.as_u64()?,
-                count: e.get("count")?.as_u64()?,
-            })
-        })
+/// Time left in the current window: Binance's windows are fixed on the server clock.
+fn left(l: &LimitUse, server_now_ms: u64) -> Duration {
+    Duration::from_millis(l.window_ms - server_now_ms % l.window_ms)
 }
 
 /// The limit at or past [`SLOW_DOWN_AT_PERCENT`] whose window ends last, with the time left in it.
-fn limit_to_wait_for(v: &Value, server_now_ms: u64) -> Option<(LimitUse, Duration)> {
-    rate_limits(v)
-        .filter(LimitUse::near)
-        .map(|l| (l, l.left(server_now_ms)))
+fn limit_to_wait_for(a: &Answer<'_>, server_now_ms: u64) -> Option<(LimitUse, Duration)> {
+    a.limits()
+        .filter(near)
+        .map(|l| (l, left(&l, server_now_ms)))
         .max_by_key(|(_, left)| *left)
 }
 
@@ -725,7 +676,7 @@ impl State {
                     resent,
                     r,
                 } => match r {
-                    Ok(v) => self.acked(cid, &v),
+                    Ok(v) => self.acked(cid, order_id(&v)),
                     Err(e) => self.failed(
                         Pending {
                             cid,
@@ -779,8 +730,7 @@ impl State {
         });
     }
 
-    fn acked(&self, cid: ClientOrderId, v: &Value) {
-        let oid = v.get("orderId").and_then(Value::as_u64).unwrap_or(0);
+    fn acked(&self, cid: ClientOrderId, oid: u64) {
         self.send_in(Inbound::Ack {
             client_id: cid,
             exchange_id: oid,
@@ -983,14 +933,14 @@ impl State {
     }
 
     /// The order was found: it is acknowledged (adopted with its exchange id); fills come on the user stream.
-    fn found(&mut self, cid: ClientOrderId, v: &Value) {
+    fn found(&mut self, cid: ClientOrderId, oid: u64) {
         if self.unknowns.remove(&cid).is_some() {
             tracing::info!(client_id = %cid, "unknown order found on the exchange: adopted");
-            self.acked(cid, v);
+            self.acked(cid, oid);
         }
     }
 
-    /// One side said -2013. Both said it: the order does not exist; rejected, and reconciliation compares.
+    /// One side said -2013. Both said it: the order does not exist; rejected.
     fn absent(&mut self, cid: ClientOrderId, ws: bool) {
         let Some(u) = self.unknowns.get_mut(&cid) else {
             return;
@@ -1004,13 +954,14 @@ impl State {
         }
         if u.ws_absent && u.rest_absent {
             self.unknowns.remove(&cid);
+            // Settled: both sides of the exchange say it was never placed. No resync for it (the rejection reaches
+            // the journal that reconciliation reads; a resync now would race the fills of the orders that follow).
             tracing::info!(client_id = %cid, "unknown order not on the exchange (WebSocket API and REST agree): rejected");
             self.send_in(Inbound::Rejected {
                 client_id: cid,
                 code: -2013,
                 ts_ms: wall_ms(),
             });
-            self.slot.wanted.store(true, Ordering::Release);
         }
     }
 
@@ -1040,7 +991,7 @@ impl State {
 
     fn rest_queried(&mut self, cid: ClientOrderId, r: Result<Value, RestError>) {
         match r {
-            Ok(v) => self.found(cid, &v),
+            Ok(v) => self.found(cid, order_id(&v)),
             Err(RestError::Api { code: -2013, .. }) => self.absent(cid, false),
             Err(RestError::KeyRejected { code, .. }) => self.query_key_rejected(cid, code),
             Err(_) => self.query_failed(cid, false),
@@ -1073,8 +1024,9 @@ impl State {
             match w.read() {
                 Ok(Message::Text(t)) => {
                     busy = true;
-                    if let Ok(v) = serde_json::from_str::<Value>(t.as_str()) {
-                        self.answer(&v);
+                    // Read in place (no JSON tree); a frame that is not an answer is ignored.
+                    if let Ok(a) = answer::parse(t.as_bytes()) {
+                        self.answer(&a);
                     }
                 }
                 Ok(Message::Ping(_)) => {
@@ -1094,7 +1046,7 @@ impl State {
         }
     }
 
-    fn answer(&mut self, v: &Value) {
+    fn answer(&mut self, v: &Answer<'_>) {
         self.settle(v);
         // After the answer itself, so a 429 is reported as one (its own log line and alert) first.
         self.watch_limits(v);
@@ -1102,7 +1054,7 @@ impl State {
 
     /// Slows down before a 429: when an answer shows a limit at [`SLOW_DOWN_AT_PERCENT`], entries halt until
     /// its window has passed. Orders already sent are untouched; new ones are refused locally meanwhile.
-    fn watch_limits(&mut self, v: &Value) {
+    fn watch_limits(&mut self, v: &Answer<'_>) {
         let Some((l, left)) = limit_to_wait_for(v, self.client.now_ms()) else {
             return;
         };
@@ -1113,7 +1065,7 @@ impl State {
         if self.rate_halt_until.is_none() {
             tracing::warn!(
                 "near Binance's {} limit ({}/{} per {} s): new entries halted for {left:?} until the window ends",
-                l.kind,
+                l.kind.name(),
                 l.count,
                 l.limit,
                 l.window_ms / 1000
@@ -1123,14 +1075,10 @@ impl State {
         self.rate_halt_until = Some(until);
     }
 
-    fn settle(&mut self, v: &Value) {
-        let status = v.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
-        let code = v
-            .get("error")
-            .and_then(|e| e.get("code"))
-            .and_then(Value::as_i64)
-            .unwrap_or(0) as i32;
-        let Some(id) = v.get("id").and_then(Value::as_u64) else {
+    fn settle(&mut self, v: &Answer<'_>) {
+        let status = v.status.unwrap_or(0);
+        let code = v.code.unwrap_or(0);
+        let Some(id) = v.id else {
             // Unsolicited (`"id":null`): a key revoked mid-session.
             if code == -2015 || code == -2014 || status == 401 {
                 self.key_rejected(code);
@@ -1142,10 +1090,7 @@ impl State {
         };
         if let Kind::Query = p.kind {
             match (status, code) {
-                (200, _) => {
-                    let r = v.get("result").cloned().unwrap_or(Value::Null);
-                    self.found(p.cid, &r);
-                }
+                (200, _) => self.found(p.cid, v.order_id.unwrap_or(0)),
                 (_, -2013) => self.absent(p.cid, true),
                 (_, -2014 | -2015) | (401, _) => self.query_key_rejected(p.cid, code),
                 _ => self.query_failed(p.cid, true),
@@ -1158,25 +1103,17 @@ impl State {
                     self.logged_on = true;
                     tracing::info!("order entry: WebSocket API session logged on (Ed25519)");
                 }
-                Kind::Place(..) => {
-                    if let Some(r) = v.get("result") {
-                        self.acked(p.cid, r);
-                    }
-                }
+                Kind::Place(..) => self.acked(p.cid, v.order_id.unwrap_or(0)),
                 Kind::Cancel | Kind::Query => {}
             }
             return;
         }
-        let msg = v
-            .get("error")
-            .and_then(|e| e.get("msg"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        // Only on a refusal (rare): the message goes into the error and the log.
+        let msg = String::from_utf8_lossy(v.msg).into_owned();
         let e = if status == 429 || status == 418 {
             RestError::RateLimited {
                 status,
-                retry_after: ws_retry_after(v, &msg, self.client.now_ms())
+                retry_after: ws_retry_after(v, self.client.now_ms())
                     .unwrap_or(Duration::from_secs(if status == 418 { 120 } else { 5 })),
             }
         } else if code == -2014 || code == -2015 || status == 401 {
@@ -1219,70 +1156,62 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use aegis_engine::venue::binance::answer::LimitKind;
 
-    fn answer(limits: Value) -> Value {
-        json!({"id": 7, "status": 200, "result": {}, "rateLimits": limits})
+    fn orders(interval: &str, num: u64, limit: u64, count: u64) -> String {
+        format!(
+            r#"{{"rateLimitType":"ORDERS","interval":"{interval}","intervalNum":{num},"limit":{limit},"count":{count}}}"#
+        )
     }
 
-    fn orders(interval: &str, num: u64, limit: u64, count: u64) -> Value {
-        json!({"rateLimitType": "ORDERS", "interval": interval, "intervalNum": num,
-               "limit": limit, "count": count})
-    }
-
-    #[test]
-    fn rate_limits_are_parsed_with_their_window_lengths() {
-        let v = answer(json!([
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-             "limit": 2400, "count": 12},
-            orders("SECOND", 10, 300, 4),
-            orders("MINUTE", 1, 1200, 9),
-            // Not ours, malformed or a zero window: skipped, never fatal.
-            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 1, "limit": 1, "count": 1},
-            {"rateLimitType": "ORDERS", "interval": "FORTNIGHT", "intervalNum": 1, "limit": 1, "count": 1},
-            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": "300", "count": 1},
-            orders("SECOND", 0, 1, 1),
-        ]));
-        let got: Vec<LimitUse> = rate_limits(&v).collect();
-        let want = |kind, window_ms, limit, count| LimitUse {
-            kind,
-            window_ms,
-            limit,
-            count,
-        };
-        assert_eq!(
-            got,
-            vec![
-                want("REQUEST_WEIGHT", 60_000, 2400, 12),
-                want("ORDERS", 10_000, 300, 4),
-                want("ORDERS", 60_000, 1200, 9),
-            ]
+    fn wait_for(limits: &[String], now: u64) -> Option<(LimitUse, Duration)> {
+        let text = format!(
+            r#"{{"id":7,"status":200,"result":{{}},"rateLimits":[{}]}}"#,
+            limits.join(",")
         );
-        assert_eq!(rate_limits(&json!({"id": 1, "status": 200})).count(), 0);
-        assert_eq!(rate_limits(&answer(json!("x"))).count(), 0);
+        limit_to_wait_for(&answer::parse(text.as_bytes()).unwrap(), now)
     }
 
     #[test]
     fn a_limit_at_80_percent_waits_for_the_end_of_its_window() {
         // Server time 3.5 s into a 10 s window and 33.5 s into a minute.
         let now = 60_000 * 1000 + 33_500;
-        let case = |limits: Value| limit_to_wait_for(&answer(limits), now);
-        assert_eq!(case(json!([orders("SECOND", 10, 10, 7)])), None);
-        let (l, left) = case(json!([orders("SECOND", 10, 10, 8)])).unwrap();
-        assert_eq!((l.kind, l.count, l.limit), ("ORDERS", 8, 10));
+        assert_eq!(wait_for(&[orders("SECOND", 10, 10, 7)], now), None);
+        let (l, left) = wait_for(&[orders("SECOND", 10, 10, 8)], now).unwrap();
+        assert_eq!((l.kind, l.count, l.limit), (LimitKind::Orders, 8, 10));
         assert_eq!(left, Duration::from_millis(6_500));
         // Two near limits: the one whose window ends last decides.
-        let (l, left) = case(json!([
-            orders("SECOND", 10, 10, 9),
-            orders("MINUTE", 1, 100, 80),
-        ]))
+        let (l, left) = wait_for(
+            &[orders("SECOND", 10, 10, 9), orders("MINUTE", 1, 100, 80)],
+            now,
+        )
         .unwrap();
         assert_eq!((l.window_ms, l.count), (60_000, 80));
         assert_eq!(left, Duration::from_millis(26_500));
-        let weight = json!([{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
-                             "intervalNum": 1, "limit": 2400, "count": 1920}]);
-        assert_eq!(case(weight).unwrap().0.kind, "REQUEST_WEIGHT");
+        let weight = r#"{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400,"count":1920}"#;
+        assert_eq!(
+            wait_for(&[weight.to_string()], now).unwrap().0.kind,
+            LimitKind::RequestWeight
+        );
         // A zero limit (every order refused) is the 429 path's business.
-        assert_eq!(case(json!([orders("SECOND", 10, 0, 0)])), None);
+        assert_eq!(wait_for(&[orders("SECOND", 10, 0, 0)], now), None);
+    }
+
+    #[test]
+    fn a_429_or_418_says_how_long_to_wait() {
+        let now = 1_700_000_000_000;
+        let a = answer::parse(br#"{"id":1,"status":429,"error":{"code":-1003,"msg":"x","data":{"retryAfter":1700000007000}}}"#).unwrap();
+        assert_eq!(ws_retry_after(&a, now), Some(Duration::from_secs(7)));
+        let a = answer::parse(br#"{"id":1,"status":418,"error":{"code":-1003,"msg":"IP banned until 1700000120000."}}"#).unwrap();
+        assert_eq!(ws_retry_after(&a, now), Some(Duration::from_secs(120)));
+        // At least a second, even for a time already past.
+        let a = answer::parse(
+            br#"{"id":1,"status":429,"error":{"code":-1003,"msg":"x","data":{"retryAfter":1}}}"#,
+        )
+        .unwrap();
+        assert_eq!(ws_retry_after(&a, now), Some(Duration::from_secs(1)));
+        let a =
+            answer::parse(br#"{"id":1,"status":429,"error":{"code":-1003,"msg":"x"}}"#).unwrap();
+        assert_eq!(ws_retry_after(&a, now), None);
     }
 }
