@@ -63,7 +63,7 @@ pub struct GatewayStats {
     pub placed: AtomicU64,
     /// Orders sent over REST (fallback).
     pub rest_fallback: AtomicU64,
-    /// Unknown outcomes resolved by a query.
+    /// Orders whose outcome was unknown (each settled by status queries, or by its deadline).
     pub queried: AtomicU64,
     /// Clock resyncs after -1021.
     pub resyncs: AtomicU64,
