@@ -163,8 +163,8 @@ fn key_rotation_under_load_switches_without_restart_or_lost_order() {
         !stdout.contains(SECRET_B) && !stdout.contains(KEY_B) && !bot.log().contains(SECRET_B),
         "no key material printed"
     );
-    // The held-back flatten was in flight when the switch began, and was settled with the old key before the
-    // swap: answered, or (on a slow machine, past the answer timeout) queried by client id; never resent.
+    // The held-back flatten was in flight when the switch began: answered before the swap, or (on a slow
+    // machine, past the answer timeout) queried by client id after it; never resent.
     let detail: Value = stdout
         .lines()
         .find_map(|l| l.split_once("without a restart: ").map(|x| x.1))

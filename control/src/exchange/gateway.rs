@@ -6,8 +6,15 @@
 //!
 //! Answers go back to the engine as [`Inbound`] messages. The rules:
 //! - Unknown outcome (5xx, no answer within [`ANSWER_TIMEOUT`], connection lost with requests in flight) →
-//!   query the order by client id (`GET /fapi/v1/order`) before anything else; found → acknowledged, not found
-//!   (-2013) → rejected. **Never a blind resend.**
+//!   the order is queried by client id, over the WebSocket API (`order.status`) and over REST
+//!   (`GET /fapi/v1/order`, on the control runtime), retried with backoff ([`QUERY_BACKOFF_MIN`] doubling to
+//!   [`QUERY_BACKOFF_MAX`]). Found → acknowledged (adopted); not found (-2013) from both → rejected (settled:
+//!   it was never placed); still unsettled after [`UNKNOWN_DEADLINE`] → rejected (-1007) and reconciliation
+//!   compares with the exchange (it adopts the order if it exists after all). **Never a blind resend**, and
+//!   nothing waits for it: this is a table of timers the loop looks at, so other orders, cancels, exits and
+//!   the kill switch's flatten go out meanwhile.
+//! - Nothing on this thread waits for REST: the fallback placement, REST cancels, status queries and the
+//!   clock resync run as tasks on the control runtime and report back on a channel.
 //! - -1021 (clock) → one clock resync and one resend of that order (it was refused, so no duplicate).
 //! - -2014/-2015 → the venue goes read-only, entries halt (`KeyRejected`), an alert is raised; no retry.
 //! - 429/418 → the order is rejected, entries halt (`RateLimited`) until `Retry-After` has passed.
@@ -20,6 +27,7 @@ use aegis_engine::sign::{
     ws_api, CancelRef, CancelRequest, OrderEncoder, OrderRequest as WireOrder, RespType, Signer,
     WirePrecision,
 };
+use aegis_engine::venue::binance::answer::{self, Answer, LimitUse};
 use aegis_engine::venue::binance::{GatewayEnds, Inbound, Outbound};
 use aegis_engine::venue::OrderRequest;
 use aegis_shared::event::{AlertKind, HaltReason};
@@ -34,6 +42,16 @@ use tungstenite::Message;
 /// An order without an answer after this long has an unknown outcome.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_millis(2000);
 
+/// Longest an order's outcome stays unknown. Then it is marked rejected (-1007) and reconciliation compares
+/// with the exchange, which adopts the order if it exists after all: never PendingNew forever.
+pub const UNKNOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// First wait between two rounds of status queries of an unknown order; doubled each round.
+pub const QUERY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+/// Longest wait between two rounds of status queries.
+pub const QUERY_BACKOFF_MAX: Duration = Duration::from_millis(2000);
+
 /// Longest the idle gateway waits for the engine's next order before it looks at the socket again. An order
 /// wakes it at once (it waits on the queue itself); this only bounds how late an answer is read.
 const IDLE_WAIT: Duration = Duration::from_micros(250);
@@ -45,7 +63,7 @@ pub struct GatewayStats {
     pub placed: AtomicU64,
     /// Orders sent over REST (fallback).
     pub rest_fallback: AtomicU64,
-    /// Unknown outcomes resolved by a query.
+    /// Orders whose outcome was unknown (each settled by status queries, or by its deadline).
     pub queried: AtomicU64,
     /// Clock resyncs after -1021.
     pub resyncs: AtomicU64,
@@ -54,20 +72,16 @@ pub struct GatewayStats {
 /// How long a WebSocket-API 429/418 asks us to wait (the WebSocket API has no `Retry-After` header): the
 /// error's `data.retryAfter` (epoch ms), else the ban's end from the message `IP banned until <ms>`; both are
 /// server times, compared with `server_now_ms`.
-fn ws_retry_after(v: &Value, msg: &str, server_now_ms: u64) -> Option<Duration> {
-    let until = v
-        .get("error")
-        .and_then(|e| e.get("data"))
-        .and_then(|d| d.get("retryAfter"))
-        .and_then(Value::as_u64)
-        .or_else(|| {
-            let rest = msg.split("banned until ").nth(1)?;
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })?;
+fn ws_retry_after(a: &Answer<'_>, server_now_ms: u64) -> Option<Duration> {
+    let until = a.retry_after_ms.or_else(|| answer::banned_until(a.msg))?;
     Some(Duration::from_millis(
         until.saturating_sub(server_now_ms).max(1000),
     ))
+}
+
+/// `orderId` of a REST answer (0 when absent, as an acknowledgement without one is still one).
+fn order_id(v: &Value) -> u64 {
+    v.get("orderId").and_then(Value::as_u64).unwrap_or(0)
 }
 
 /// Share of a rate limit at which new entries halt until its window ends: the bot stops itself before Binance
@@ -77,67 +91,21 @@ const SLOW_DOWN_AT_PERCENT: u64 = 80;
 /// Margin past a window's end before entries resume: our offset to the server clock is an estimate.
 const WINDOW_MARGIN: Duration = Duration::from_millis(100);
 
-/// One entry of the `rateLimits` array of a WebSocket API answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct LimitUse {
-    /// `ORDERS` or `REQUEST_WEIGHT`.
-    kind: &'static str,
-    /// Window length (`intervalNum` × `interval`).
-    window_ms: u64,
-    limit: u64,
-    count: u64,
+fn near(l: &LimitUse) -> bool {
+    // A zero limit is a venue that refuses everything; its 429 path handles it.
+    l.limit > 0 && l.count * 100 >= l.limit * SLOW_DOWN_AT_PERCENT
 }
 
-impl LimitUse {
-    fn near(&self) -> bool {
-        // A zero limit is a venue that refuses everything; its 429 path handles it.
-        self.limit > 0 && self.count * 100 >= self.limit * SLOW_DOWN_AT_PERCENT
-    }
-
-    /// Time left in the current window: Binance's windows are fixed on the server clock.
-    fn left(&self, server_now_ms: u64) -> Duration {
-        Duration::from_millis(self.window_ms - server_now_ms % self.window_ms)
-    }
-}
-
-/// The `rateLimits` entries this gateway acts on (`ORDERS`, `REQUEST_WEIGHT`); others and malformed ones are
-/// skipped, never fatal.
-fn rate_limits(v: &Value) -> impl Iterator<Item = LimitUse> + '_ {
-    v.get("rateLimits")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let kind = match e.get("rateLimitType")?.as_str()? {
-                "ORDERS" => "ORDERS",
-                "REQUEST_WEIGHT" => "REQUEST_WEIGHT",
-                _ => return None,
-            };
-            let unit_ms = match e.get("interval")?.as_str()? {
-                "SECOND" => 1000,
-                "MINUTE" => 60_000,
-                "HOUR" => 3_600_000,
-                "DAY" => 86_400_000,
-                _ => return None,
-            };
-            let window_ms = e.get("intervalNum")?.as_u64()?.checked_mul(unit_ms)?;
-            if window_ms == 0 {
-                return None;
-            }
-            Some(LimitUse {
-                kind,
-                window_ms,
-                limit: e.get("limit")?.as_u64()?,
-                count: e.get("count")?.as_u64()?,
-            })
-        })
+/// Time left in the current window: Binance's windows are fixed on the server clock.
+fn left(l: &LimitUse, server_now_ms: u64) -> Duration {
+    Duration::from_millis(l.window_ms - server_now_ms % l.window_ms)
 }
 
 /// The limit at or past [`SLOW_DOWN_AT_PERCENT`] whose window ends last, with the time left in it.
-fn limit_to_wait_for(v: &Value, server_now_ms: u64) -> Option<(LimitUse, Duration)> {
-    rate_limits(v)
-        .filter(LimitUse::near)
-        .map(|l| (l, l.left(server_now_ms)))
+fn limit_to_wait_for(a: &Answer<'_>, server_now_ms: u64) -> Option<(LimitUse, Duration)> {
+    a.limits()
+        .filter(near)
+        .map(|l| (l, left(&l, server_now_ms)))
         .max_by_key(|(_, left)| *left)
 }
 
@@ -146,6 +114,48 @@ enum Kind {
     Place(OrderRequest, bool),
     Cancel,
     Logon,
+    /// `order.status` of an unknown order.
+    Query,
+}
+
+/// An order whose outcome is unknown, and where its settling stands.
+#[derive(Debug, Clone, Copy)]
+struct Unknown {
+    symbol: Symbol,
+    since: Instant,
+    /// When the next round of queries may go.
+    next_at: Instant,
+    rounds: u32,
+    /// Id of the `order.status` in flight.
+    ws_query: Option<u64>,
+    /// A REST query is in flight.
+    rest_query: bool,
+    /// The WebSocket API said -2013 (no such order).
+    ws_absent: bool,
+    /// REST said -2013.
+    rest_absent: bool,
+}
+
+/// What a REST task on the control runtime reports back to the gateway thread.
+#[derive(Debug)]
+enum RestDone {
+    /// The fallback placement's answer.
+    Placed {
+        cid: ClientOrderId,
+        req: OrderRequest,
+        resent: bool,
+        r: Result<Value, RestError>,
+    },
+    /// A status query's answer.
+    Queried {
+        cid: ClientOrderId,
+        r: Result<Value, RestError>,
+    },
+    /// The clock is resynced after -1021: the order goes again (once).
+    Resynced {
+        cid: ClientOrderId,
+        req: OrderRequest,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -201,6 +211,11 @@ struct State {
     attempt: u32,
     stats: Arc<GatewayStats>,
     switch_rx: crossbeam_channel::Receiver<SwitchRequest>,
+    unknowns: HashMap<ClientOrderId, Unknown>,
+    rest_tx: crossbeam_channel::Sender<RestDone>,
+    rest_rx: crossbeam_channel::Receiver<RestDone>,
+    /// REST tasks started and not yet reported back.
+    rest_in_flight: usize,
 }
 
 /// A key switch for the gateway thread: new credentials, how long in-flight orders of the old key may take to
@@ -227,7 +242,8 @@ impl std::fmt::Debug for SwitchRequest {
 pub struct GatewaySwitched {
     /// Requests of the old key that were in flight when the switch began.
     pub in_flight: usize,
-    /// Of those, how many had no answer within the budget and were settled by a status query (old key).
+    /// Of those, how many had no answer within the budget and became unknown outcomes, settled by status
+    /// queries by client id after the swap.
     pub queried: usize,
     /// The WebSocket API session after the switch (`logged on`, `connected`, `reconnecting`).
     pub ws_api: &'static str,
@@ -250,7 +266,12 @@ pub fn start(
     let stop = Arc::new(AtomicBool::new(false));
     // One switch at a time; the caller waits for the answer.
     let (switch, switch_rx) = crossbeam_channel::bounded(1);
+    let (rest_tx, rest_rx) = crossbeam_channel::unbounded();
     let mut st = State {
+        unknowns: HashMap::new(),
+        rest_tx,
+        rest_rx,
+        rest_in_flight: 0,
         switch_rx,
         encoder: OrderEncoder::new(creds.signer.clone(), creds.api_key.clone(), 5000),
         client,
@@ -292,7 +313,10 @@ impl State {
             if stop.load(Ordering::Acquire) {
                 // Drain: whatever the engine queued (shutdown cancels) and answers in flight, bounded.
                 let t = *idle_since.get_or_insert_with(Instant::now);
-                if (self.ends.outbound.is_empty() && self.pending.is_empty())
+                if (self.ends.outbound.is_empty()
+                    && self.pending.is_empty()
+                    && self.unknowns.is_empty()
+                    && self.rest_in_flight == 0)
                     || t.elapsed() > Duration::from_secs(3)
                 {
                     break;
@@ -313,7 +337,9 @@ impl State {
                 self.outbound(m);
             }
             busy |= self.read_ws();
+            busy |= self.rest_answers();
             self.check_timeouts();
+            self.drive_unknowns();
             if let Some(t) = self.rate_halt_until {
                 if Instant::now() >= t {
                     self.rate_halt_until = None;
@@ -424,8 +450,11 @@ impl State {
         let left: Vec<u64> = self.pending.keys().copied().collect();
         for id in left {
             if let Some(p) = self.pending.remove(&id) {
-                // Queried by client id with the old key, never resent.
-                self.unknown(p);
+                // Queried by client id (the keys are the same account's), never resent.
+                match p.kind {
+                    Kind::Query => self.query_failed(p.cid, true),
+                    _ => self.unknown(p),
+                }
             }
         }
         if self.read_only {
@@ -502,11 +531,14 @@ impl State {
         self.ws = None;
         self.logged_on = false;
         self.reconnect_at = Instant::now() + Duration::from_millis(100);
-        // Everything in flight has an unknown outcome now.
+        // Everything in flight has an unknown outcome now (a status query in flight is simply asked again).
         let ids: Vec<u64> = self.pending.keys().copied().collect();
         for id in ids {
             if let Some(p) = self.pending.remove(&id) {
-                self.unknown(p);
+                match p.kind {
+                    Kind::Query => self.query_failed(p.cid, true),
+                    _ => self.unknown(p),
+                }
             }
         }
     }
@@ -610,17 +642,56 @@ impl State {
                 return;
             }
         };
-        let r = self.rt.block_on(self.client.place_order_raw(&q));
-        let pend = Pending {
-            cid,
-            symbol: req.symbol,
-            sent: Instant::now(),
-            kind: Kind::Place(req, resent),
-        };
-        match r {
-            Ok(v) => self.acked(cid, &v),
-            Err(e) => self.failed(pend, &e),
+        let client = self.client.clone();
+        self.spawn_rest(async move {
+            let r = client.place_order_raw(&q).await;
+            RestDone::Placed {
+                cid,
+                req,
+                resent,
+                r,
+            }
+        });
+    }
+
+    /// Runs a REST request on the control runtime; its answer comes back through [`Self::rest_answers`].
+    fn spawn_rest(&mut self, f: impl std::future::Future<Output = RestDone> + Send + 'static) {
+        self.rest_in_flight += 1;
+        let tx = self.rest_tx.clone();
+        self.rt.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+    }
+
+    /// Applies the REST answers that arrived. True when there were any.
+    fn rest_answers(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(d) = self.rest_rx.try_recv() {
+            any = true;
+            self.rest_in_flight = self.rest_in_flight.saturating_sub(1);
+            match d {
+                RestDone::Placed {
+                    cid,
+                    req,
+                    resent,
+                    r,
+                } => match r {
+                    Ok(v) => self.acked(cid, order_id(&v)),
+                    Err(e) => self.failed(
+                        Pending {
+                            cid,
+                            symbol: req.symbol,
+                            sent: Instant::now(),
+                            kind: Kind::Place(req, resent),
+                        },
+                        &e,
+                    ),
+                },
+                RestDone::Queried { cid, r } => self.rest_queried(cid, r),
+                RestDone::Resynced { cid, req } => self.place(req, cid, true),
+            }
         }
+        any
     }
 
     fn cancel(&mut self, symbol: Symbol, cid: ClientOrderId) {
@@ -651,14 +722,15 @@ impl State {
                 }
             }
         }
-        // The user data stream reports the CANCELED state; errors (already filled) need nothing.
-        let _ = self
-            .rt
-            .block_on(self.client.cancel_order(symbol.as_str(), cid.as_str()));
+        // The user data stream reports the CANCELED state; errors (already filled) need nothing. No answer is
+        // awaited here (a REST cancel must not hold up the next order).
+        let client = self.client.clone();
+        self.rt.spawn(async move {
+            let _ = client.cancel_order(symbol.as_str(), cid.as_str()).await;
+        });
     }
 
-    fn acked(&self, cid: ClientOrderId, v: &Value) {
-        let oid = v.get("orderId").and_then(Value::as_u64).unwrap_or(0);
+    fn acked(&self, cid: ClientOrderId, oid: u64) {
         self.send_in(Inbound::Ack {
             client_id: cid,
             exchange_id: oid,
@@ -732,8 +804,12 @@ impl State {
             Kind::Place(req, false) => {
                 self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("order refused for the clock (-1021): resyncing once and resending that order once");
-                let _ = self.rt.block_on(self.client.sync_time());
-                self.place(req, p.cid, true);
+                let client = self.client.clone();
+                let cid = p.cid;
+                self.spawn_rest(async move {
+                    let _ = client.sync_time().await;
+                    RestDone::Resynced { cid, req }
+                });
             }
             _ => self.send_in(Inbound::Rejected {
                 client_id: p.cid,
@@ -743,40 +819,183 @@ impl State {
         }
     }
 
-    /// Unknown outcome: query by client id, never resend.
+    /// Unknown outcome: the order goes into the table of unknowns, queried by client id from
+    /// [`Self::drive_unknowns`], never resent. Nothing waits for it here.
     fn unknown(&mut self, p: Pending) {
         let Kind::Place(..) = p.kind else {
             return;
         };
+        if self.unknowns.contains_key(&p.cid) {
+            return;
+        }
         self.stats.queried.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(client_id = %p.cid, "order outcome unknown: querying it by client id before anything else");
-        for attempt in 0..5u64 {
-            match self
-                .rt
-                .block_on(self.client.query_order(p.symbol.as_str(), p.cid.as_str()))
-            {
-                Ok(v) => {
-                    self.acked(p.cid, &v);
-                    return;
-                }
-                Err(RestError::Api { code: -2013, .. }) => {
-                    self.send_in(Inbound::Rejected {
-                        client_id: p.cid,
-                        code: -2013,
-                        ts_ms: wall_ms(),
-                    });
-                    return;
-                }
-                Err(RestError::KeyRejected { code, .. }) => {
-                    self.key_rejected(code);
-                    return;
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(200 * (attempt + 1))),
+        let now = Instant::now();
+        self.unknowns.insert(
+            p.cid,
+            Unknown {
+                symbol: p.symbol,
+                since: now,
+                next_at: now,
+                rounds: 0,
+                ws_query: None,
+                rest_query: false,
+                ws_absent: false,
+                rest_absent: false,
+            },
+        );
+        self.drive_unknowns();
+    }
+
+    /// One look at the unknowns' timers: a round of queries for each one that is due and has none in flight,
+    /// and the deadline for the ones past it.
+    fn drive_unknowns(&mut self) {
+        if self.unknowns.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let due: Vec<ClientOrderId> = self
+            .unknowns
+            .iter()
+            .filter(|(_, u)| {
+                now.duration_since(u.since) >= UNKNOWN_DEADLINE
+                    || (now >= u.next_at && u.ws_query.is_none() && !u.rest_query)
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        for cid in due {
+            let Some(u) = self.unknowns.get(&cid).copied() else {
+                continue;
+            };
+            if now.duration_since(u.since) >= UNKNOWN_DEADLINE {
+                self.unknowns.remove(&cid);
+                tracing::error!(client_id = %cid, "order outcome still unknown after {UNKNOWN_DEADLINE:?} of queries: marked rejected, never resent; reconciliation compares with the exchange and adopts it if it exists");
+                self.send_in(Inbound::Rejected {
+                    client_id: cid,
+                    code: -1007,
+                    ts_ms: wall_ms(),
+                });
+                self.slot.wanted.store(true, Ordering::Release);
+                continue;
+            }
+            let ws_query = if u.ws_absent {
+                None
+            } else {
+                self.ws_status_query(u.symbol, cid)
+            };
+            let rest_query = !u.rest_absent;
+            if rest_query {
+                let client = self.client.clone();
+                let symbol = u.symbol;
+                self.spawn_rest(async move {
+                    let r = client.query_order(symbol.as_str(), cid.as_str()).await;
+                    RestDone::Queried { cid, r }
+                });
+            }
+            let wait = QUERY_BACKOFF_MIN
+                .saturating_mul(1u32 << u.rounds.min(8))
+                .min(QUERY_BACKOFF_MAX);
+            if let Some(x) = self.unknowns.get_mut(&cid) {
+                x.rounds += 1;
+                x.next_at = now + wait;
+                x.ws_query = ws_query;
+                x.rest_query = rest_query;
             }
         }
-        // Still unknown: the order stays PendingNew in the engine (no resend); the user data stream will report
-        // it if it exists, and reconciliation on the next start settles it.
-        tracing::error!(client_id = %p.cid, "order outcome still unknown after 5 queries; leaving it pending, never resending");
+    }
+
+    /// Sends `order.status` for `cid` when the WebSocket API is up: the id of the request in flight.
+    fn ws_status_query(&mut self, symbol: Symbol, cid: ClientOrderId) -> Option<u64> {
+        self.ws.as_ref()?;
+        let id = self.take_id();
+        let c = CancelRequest {
+            symbol,
+            order: CancelRef::ClientId(cid),
+        };
+        let ts = self.client.now_ms();
+        let text = match self.encoder.ws_order_status(id, &c, ts, self.logged_on) {
+            Ok(b) => String::from_utf8_lossy(b).into_owned(),
+            Err(_) => return None,
+        };
+        if !self.ws_send(text) {
+            return None;
+        }
+        self.pending.insert(
+            id,
+            Pending {
+                cid,
+                symbol,
+                sent: Instant::now(),
+                kind: Kind::Query,
+            },
+        );
+        Some(id)
+    }
+
+    /// The order was found: it is acknowledged (adopted with its exchange id); fills come on the user stream.
+    fn found(&mut self, cid: ClientOrderId, oid: u64) {
+        if self.unknowns.remove(&cid).is_some() {
+            tracing::info!(client_id = %cid, "unknown order found on the exchange: adopted");
+            self.acked(cid, oid);
+        }
+    }
+
+    /// One side said -2013. Both said it: the order does not exist; rejected.
+    fn absent(&mut self, cid: ClientOrderId, ws: bool) {
+        let Some(u) = self.unknowns.get_mut(&cid) else {
+            return;
+        };
+        if ws {
+            u.ws_absent = true;
+            u.ws_query = None;
+        } else {
+            u.rest_absent = true;
+            u.rest_query = false;
+        }
+        if u.ws_absent && u.rest_absent {
+            self.unknowns.remove(&cid);
+            // Settled: both sides of the exchange say it was never placed. No resync for it (the rejection reaches
+            // the journal that reconciliation reads; a resync now would race the fills of the orders that follow).
+            tracing::info!(client_id = %cid, "unknown order not on the exchange (WebSocket API and REST agree): rejected");
+            self.send_in(Inbound::Rejected {
+                client_id: cid,
+                code: -2013,
+                ts_ms: wall_ms(),
+            });
+        }
+    }
+
+    /// A query could not be answered (transport, 5xx, timeout): the next round retries it.
+    fn query_failed(&mut self, cid: ClientOrderId, ws: bool) {
+        if let Some(u) = self.unknowns.get_mut(&cid) {
+            if ws {
+                u.ws_query = None;
+            } else {
+                u.rest_query = false;
+            }
+        }
+    }
+
+    /// The key was refused while settling an unknown order: read-only, and the order is given up as rejected
+    /// (nothing can be sent or asked any more; reconciliation on the next start settles it).
+    fn query_key_rejected(&mut self, cid: ClientOrderId, code: i32) {
+        self.key_rejected(code);
+        if self.unknowns.remove(&cid).is_some() {
+            self.send_in(Inbound::Rejected {
+                client_id: cid,
+                code,
+                ts_ms: wall_ms(),
+            });
+        }
+    }
+
+    fn rest_queried(&mut self, cid: ClientOrderId, r: Result<Value, RestError>) {
+        match r {
+            Ok(v) => self.found(cid, order_id(&v)),
+            Err(RestError::Api { code: -2013, .. }) => self.absent(cid, false),
+            Err(RestError::KeyRejected { code, .. }) => self.query_key_rejected(cid, code),
+            Err(_) => self.query_failed(cid, false),
+        }
     }
 
     fn check_timeouts(&mut self) {
@@ -788,7 +1007,10 @@ impl State {
             .collect();
         for id in late {
             if let Some(p) = self.pending.remove(&id) {
-                self.unknown(p);
+                match p.kind {
+                    Kind::Query => self.query_failed(p.cid, true),
+                    _ => self.unknown(p),
+                }
             }
         }
     }
@@ -802,8 +1024,9 @@ impl State {
             match w.read() {
                 Ok(Message::Text(t)) => {
                     busy = true;
-                    if let Ok(v) = serde_json::from_str::<Value>(t.as_str()) {
-                        self.answer(&v);
+                    // Read in place (no JSON tree); a frame that is not an answer is ignored.
+                    if let Ok(a) = answer::parse(t.as_bytes()) {
+                        self.answer(&a);
                     }
                 }
                 Ok(Message::Ping(_)) => {
@@ -823,7 +1046,7 @@ impl State {
         }
     }
 
-    fn answer(&mut self, v: &Value) {
+    fn answer(&mut self, v: &Answer<'_>) {
         self.settle(v);
         // After the answer itself, so a 429 is reported as one (its own log line and alert) first.
         self.watch_limits(v);
@@ -831,7 +1054,7 @@ impl State {
 
     /// Slows down before a 429: when an answer shows a limit at [`SLOW_DOWN_AT_PERCENT`], entries halt until
     /// its window has passed. Orders already sent are untouched; new ones are refused locally meanwhile.
-    fn watch_limits(&mut self, v: &Value) {
+    fn watch_limits(&mut self, v: &Answer<'_>) {
         let Some((l, left)) = limit_to_wait_for(v, self.client.now_ms()) else {
             return;
         };
@@ -842,7 +1065,7 @@ impl State {
         if self.rate_halt_until.is_none() {
             tracing::warn!(
                 "near Binance's {} limit ({}/{} per {} s): new entries halted for {left:?} until the window ends",
-                l.kind,
+                l.kind.name(),
                 l.count,
                 l.limit,
                 l.window_ms / 1000
@@ -852,14 +1075,10 @@ impl State {
         self.rate_halt_until = Some(until);
     }
 
-    fn settle(&mut self, v: &Value) {
-        let status = v.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
-        let code = v
-            .get("error")
-            .and_then(|e| e.get("code"))
-            .and_then(Value::as_i64)
-            .unwrap_or(0) as i32;
-        let Some(id) = v.get("id").and_then(Value::as_u64) else {
+    fn settle(&mut self, v: &Answer<'_>) {
+        let status = v.status.unwrap_or(0);
+        let code = v.code.unwrap_or(0);
+        let Some(id) = v.id else {
             // Unsolicited (`"id":null`): a key revoked mid-session.
             if code == -2015 || code == -2014 || status == 401 {
                 self.key_rejected(code);
@@ -869,31 +1088,32 @@ impl State {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
+        if let Kind::Query = p.kind {
+            match (status, code) {
+                (200, _) => self.found(p.cid, v.order_id.unwrap_or(0)),
+                (_, -2013) => self.absent(p.cid, true),
+                (_, -2014 | -2015) | (401, _) => self.query_key_rejected(p.cid, code),
+                _ => self.query_failed(p.cid, true),
+            }
+            return;
+        }
         if status == 200 {
             match p.kind {
                 Kind::Logon => {
                     self.logged_on = true;
                     tracing::info!("order entry: WebSocket API session logged on (Ed25519)");
                 }
-                Kind::Place(..) => {
-                    if let Some(r) = v.get("result") {
-                        self.acked(p.cid, r);
-                    }
-                }
-                Kind::Cancel => {}
+                Kind::Place(..) => self.acked(p.cid, v.order_id.unwrap_or(0)),
+                Kind::Cancel | Kind::Query => {}
             }
             return;
         }
-        let msg = v
-            .get("error")
-            .and_then(|e| e.get("msg"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        // Only on a refusal (rare): the message goes into the error and the log.
+        let msg = String::from_utf8_lossy(v.msg).into_owned();
         let e = if status == 429 || status == 418 {
             RestError::RateLimited {
                 status,
-                retry_after: ws_retry_after(v, &msg, self.client.now_ms())
+                retry_after: ws_retry_after(v, self.client.now_ms())
                     .unwrap_or(Duration::from_secs(if status == 418 { 120 } else { 5 })),
             }
         } else if code == -2014 || code == -2015 || status == 401 {
@@ -928,6 +1148,7 @@ impl State {
                 }
             }
             Kind::Place(..) => self.failed(p, &e),
+            Kind::Query => {}
         }
     }
 }
@@ -935,70 +1156,62 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use aegis_engine::venue::binance::answer::LimitKind;
 
-    fn answer(limits: Value) -> Value {
-        json!({"id": 7, "status": 200, "result": {}, "rateLimits": limits})
+    fn orders(interval: &str, num: u64, limit: u64, count: u64) -> String {
+        format!(
+            r#"{{"rateLimitType":"ORDERS","interval":"{interval}","intervalNum":{num},"limit":{limit},"count":{count}}}"#
+        )
     }
 
-    fn orders(interval: &str, num: u64, limit: u64, count: u64) -> Value {
-        json!({"rateLimitType": "ORDERS", "interval": interval, "intervalNum": num,
-               "limit": limit, "count": count})
-    }
-
-    #[test]
-    fn rate_limits_are_parsed_with_their_window_lengths() {
-        let v = answer(json!([
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-             "limit": 2400, "count": 12},
-            orders("SECOND", 10, 300, 4),
-            orders("MINUTE", 1, 1200, 9),
-            // Not ours, malformed or a zero window: skipped, never fatal.
-            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 1, "limit": 1, "count": 1},
-            {"rateLimitType": "ORDERS", "interval": "FORTNIGHT", "intervalNum": 1, "limit": 1, "count": 1},
-            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": "300", "count": 1},
-            orders("SECOND", 0, 1, 1),
-        ]));
-        let got: Vec<LimitUse> = rate_limits(&v).collect();
-        let want = |kind, window_ms, limit, count| LimitUse {
-            kind,
-            window_ms,
-            limit,
-            count,
-        };
-        assert_eq!(
-            got,
-            vec![
-                want("REQUEST_WEIGHT", 60_000, 2400, 12),
-                want("ORDERS", 10_000, 300, 4),
-                want("ORDERS", 60_000, 1200, 9),
-            ]
+    fn wait_for(limits: &[String], now: u64) -> Option<(LimitUse, Duration)> {
+        let text = format!(
+            r#"{{"id":7,"status":200,"result":{{}},"rateLimits":[{}]}}"#,
+            limits.join(",")
         );
-        assert_eq!(rate_limits(&json!({"id": 1, "status": 200})).count(), 0);
-        assert_eq!(rate_limits(&answer(json!("x"))).count(), 0);
+        limit_to_wait_for(&answer::parse(text.as_bytes()).unwrap(), now)
     }
 
     #[test]
     fn a_limit_at_80_percent_waits_for_the_end_of_its_window() {
         // Server time 3.5 s into a 10 s window and 33.5 s into a minute.
         let now = 60_000 * 1000 + 33_500;
-        let case = |limits: Value| limit_to_wait_for(&answer(limits), now);
-        assert_eq!(case(json!([orders("SECOND", 10, 10, 7)])), None);
-        let (l, left) = case(json!([orders("SECOND", 10, 10, 8)])).unwrap();
-        assert_eq!((l.kind, l.count, l.limit), ("ORDERS", 8, 10));
+        assert_eq!(wait_for(&[orders("SECOND", 10, 10, 7)], now), None);
+        let (l, left) = wait_for(&[orders("SECOND", 10, 10, 8)], now).unwrap();
+        assert_eq!((l.kind, l.count, l.limit), (LimitKind::Orders, 8, 10));
         assert_eq!(left, Duration::from_millis(6_500));
         // Two near limits: the one whose window ends last decides.
-        let (l, left) = case(json!([
-            orders("SECOND", 10, 10, 9),
-            orders("MINUTE", 1, 100, 80),
-        ]))
+        let (l, left) = wait_for(
+            &[orders("SECOND", 10, 10, 9), orders("MINUTE", 1, 100, 80)],
+            now,
+        )
         .unwrap();
         assert_eq!((l.window_ms, l.count), (60_000, 80));
         assert_eq!(left, Duration::from_millis(26_500));
-        let weight = json!([{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
-                             "intervalNum": 1, "limit": 2400, "count": 1920}]);
-        assert_eq!(case(weight).unwrap().0.kind, "REQUEST_WEIGHT");
+        let weight = r#"{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400,"count":1920}"#;
+        assert_eq!(
+            wait_for(&[weight.to_string()], now).unwrap().0.kind,
+            LimitKind::RequestWeight
+        );
         // A zero limit (every order refused) is the 429 path's business.
-        assert_eq!(case(json!([orders("SECOND", 10, 0, 0)])), None);
+        assert_eq!(wait_for(&[orders("SECOND", 10, 0, 0)], now), None);
+    }
+
+    #[test]
+    fn a_429_or_418_says_how_long_to_wait() {
+        let now = 1_700_000_000_000;
+        let a = answer::parse(br#"{"id":1,"status":429,"error":{"code":-1003,"msg":"x","data":{"retryAfter":1700000007000}}}"#).unwrap();
+        assert_eq!(ws_retry_after(&a, now), Some(Duration::from_secs(7)));
+        let a = answer::parse(br#"{"id":1,"status":418,"error":{"code":-1003,"msg":"IP banned until 1700000120000."}}"#).unwrap();
+        assert_eq!(ws_retry_after(&a, now), Some(Duration::from_secs(120)));
+        // At least a second, even for a time already past.
+        let a = answer::parse(
+            br#"{"id":1,"status":429,"error":{"code":-1003,"msg":"x","data":{"retryAfter":1}}}"#,
+        )
+        .unwrap();
+        assert_eq!(ws_retry_after(&a, now), Some(Duration::from_secs(1)));
+        let a =
+            answer::parse(br#"{"id":1,"status":429,"error":{"code":-1003,"msg":"x"}}"#).unwrap();
+        assert_eq!(ws_retry_after(&a, now), None);
     }
 }

@@ -4,7 +4,8 @@
 //! 1. The order gateway thread takes the switch between two orders. Orders the engine produces meanwhile wait in
 //!    its bounded queue (never dropped, never sent half-switched).
 //! 2. In-flight requests of the old key are settled first: their answers are awaited (bounded by
-//!    [`DRAIN_BUDGET`]); a late one is queried by client id with the old key, never resent.
+//!    [`DRAIN_BUDGET`]); a late one becomes an unknown outcome, queried by client id (after the swap, with the
+//!    new key of the same account) and never resent.
 //! 3. The order encoder and the REST client's key are swapped together on that thread (every clone of the REST
 //!    client — user stream, reconciliation, key re-check — sees the new key from then on).
 //! 4. A new WebSocket API session is opened (Ed25519 keys log on with `session.logon`).

@@ -13,9 +13,9 @@
 //!
 //! [`start_live`] wires them: clock → key proof (+ restrictions in live) → user data stream → reconciliation
 //! snapshot → exchangeInfo → leverage of every SYMBOLS entry (`POST /fapi/v1/leverage`) → reconciliation
-//! actions → gateway → engine (live venue, WebSocket market data with local depth books synced from
-//! `GET /fapi/v1/depth` snapshots, see [`depth_sync`]) → periodic key re-check. Without an
-//! API key it starts read-only: market data and dashboard, no orders.
+//! actions → gateway → engine (live venue, WebSocket market data: `@bookTicker` and `@aggTrade`, the streams the
+//! strategies read; no `@depth`, which nothing reads) → periodic key re-check. Without an API key it starts
+//! read-only: market data and dashboard, no orders.
 
 pub mod env;
 pub mod gateway;
@@ -28,14 +28,12 @@ pub mod startup;
 pub mod user_stream;
 
 use crate::runtime::{EngineStart, EngineThread, RunError, StartContext};
-use aegis_engine::net::ws_feed::{DepthSnapshot, DepthSync};
 use aegis_engine::sign::WirePrecision;
 use aegis_engine::venue::binance::{self, Inbound};
 use aegis_engine::{EngineReport, FeedSource};
 use aegis_shared::config::ConfigError;
 use aegis_shared::event::{AlertKind, HaltReason};
 use aegis_shared::TradingMode;
-use aegis_shared::{Price, Qty};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -120,44 +118,6 @@ fn client_and_tls(
 
 fn run_err(e: impl std::fmt::Display) -> RunError {
     RunError::Engine(e.to_string())
-}
-
-/// The local depth books' snapshot source: `GET /fapi/v1/depth?limit=1000` through the REST client (its rate
-/// limits and clock apply), called from the feed's `aegis-depth` side thread (never from the engine thread: it
-/// blocks on the network).
-pub fn depth_sync(client: rest::RestClient, rt: tokio::runtime::Handle) -> DepthSync {
-    let fetch = move |s: aegis_shared::Symbol| {
-        let v = match rt.block_on(client.depth(s.as_str(), 1000)) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(symbol = %s, error = %e, "depth snapshot failed; retrying at the next update");
-                return None;
-            }
-        };
-        let side = |k: &str| -> Vec<(Price, Qty)> {
-            v.get(k)
-                .and_then(serde_json::Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|l| {
-                    let p = Price::parse(l.get(0)?.as_str()?).ok()?;
-                    let q = Qty::parse(l.get(1)?.as_str()?).ok()?;
-                    Some((p, q))
-                })
-                .collect()
-        };
-        let snap = DepthSnapshot {
-            last_update_id: v.get("lastUpdateId")?.as_u64()?,
-            bids: side("bids"),
-            asks: side("asks"),
-        };
-        tracing::info!(symbol = %s, last_update_id = snap.last_update_id, "depth book: snapshot loaded");
-        Some(snap)
-    };
-    DepthSync {
-        fetch: std::sync::Arc::new(fetch),
-        capacity: 1000,
-    }
 }
 
 /// Starts the engine on Binance (testnet or live). See the module docs.
@@ -392,7 +352,6 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     let feed = FeedSource::Ws(paper_market::ws_feed(
         cfg,
         &client,
-        &rt,
         params.symbols.iter().map(|s| s.symbol),
         feed_tls,
     ));

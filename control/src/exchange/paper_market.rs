@@ -2,11 +2,10 @@
 //! engine reads Binance's public USD-M futures streams on its own thread, exactly as in testnet/live, while
 //! orders fill on the paper venue. No key is read, nothing is signed and no order leaves the machine.
 //!
-//! What comes from Binance: the market streams (`bookTicker`, `aggTrade`, `@depth` with `GET /fapi/v1/depth`
-//! snapshots) and the symbols' real filters (`GET /fapi/v1/exchangeInfo`), so a paper order is held to the
+//! What comes from Binance: the market streams (`bookTicker`, `aggTrade`) and the symbols' real filters (`GET /fapi/v1/exchangeInfo`), so a paper order is held to the
 //! same tick, step and minimum notional as a live one. All of it is public and unsigned.
 
-use super::{depth_sync, env, rest, run_err};
+use super::{env, rest, run_err};
 use crate::runtime::{EngineStart, RunError, StartContext};
 use aegis_engine::net::ws_feed::WsFeedConfig;
 use aegis_engine::FeedSource;
@@ -19,21 +18,18 @@ pub fn stream_names(symbols: impl IntoIterator<Item = Symbol>) -> Vec<String> {
         .into_iter()
         .flat_map(|s| {
             let l = s.as_str().to_ascii_lowercase();
-            [
-                format!("{l}@bookTicker"),
-                format!("{l}@aggTrade"),
-                format!("{l}@depth@100ms"),
-            ]
+            // No `@depth`: no strategy reads an L2 book, and keeping one would cost the engine thread a
+            // parse and a book update per depth frame for nothing.
+            [format!("{l}@bookTicker"), format!("{l}@aggTrade")]
         })
         .collect()
 }
 
-/// The engine's market-data feed on `client`'s stream endpoint: the combined stream for `symbols`, local depth
-/// books synced through `client`'s REST, the given TLS roots, and the configured rollover.
+/// The engine's market-data feed on `client`'s stream endpoint: the combined stream for `symbols`, the given TLS
+/// roots, and the configured rollover.
 pub fn ws_feed(
     cfg: &Config,
     client: &rest::RestClient,
-    rt: &tokio::runtime::Handle,
     symbols: impl IntoIterator<Item = Symbol>,
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 ) -> WsFeedConfig {
@@ -43,7 +39,6 @@ pub fn ws_feed(
         client.endpoints.fstream,
         streams.join("/")
     ));
-    feed.depth = Some(depth_sync(client.clone(), rt.clone()));
     feed.tls = tls.map(aegis_engine::net::ws_feed::TlsOverride);
     // 0 only in a hand-built `ExchangeConfig::default()`; the loaded config is always 1..=86399.
     if cfg.exchange.ws_rollover_secs > 0 {
@@ -90,7 +85,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     })?;
     params.symbols = super::startup::specs_from_exchange_info(&info, &symbols)
         .map_err(|fix| ConfigError::new("SYMBOLS", None, fix))?;
-    let feed = ws_feed(cfg, &client, &rt, symbols, tls);
+    let feed = ws_feed(cfg, &client, symbols, tls);
     crate::engine_link::spawn_paper(params, FeedSource::Ws(feed))
 }
 
@@ -99,15 +94,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn three_streams_per_symbol_lower_case() {
+    fn two_streams_per_symbol_lower_case_and_no_depth() {
         let s = stream_names([Symbol::new("BTCUSDT").unwrap()]);
-        assert_eq!(
-            s,
-            [
-                "btcusdt@bookTicker",
-                "btcusdt@aggTrade",
-                "btcusdt@depth@100ms"
-            ]
-        );
+        assert_eq!(s, ["btcusdt@bookTicker", "btcusdt@aggTrade"]);
     }
 }

@@ -113,6 +113,7 @@ pub struct WsFeedConfig {
     /// Reconnect when nothing (not even a ping) arrived for this long (ms).
     pub silence_ms: u64,
     /// Keep local depth books from the `@depth` streams in the URL (None: depth frames are only forwarded).
+    /// The bot itself subscribes to no `@depth` stream (no strategy reads an L2 book yet).
     pub depth: Option<DepthSync>,
     /// TLS settings for `wss://` (None: the webpki roots).
     pub tls: Option<TlsOverride>,

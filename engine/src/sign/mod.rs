@@ -492,6 +492,19 @@ impl OrderEncoder {
         })
     }
 
+    /// WebSocket-API `order.status` request (the order named as in a cancel).
+    pub fn ws_order_status(
+        &mut self,
+        id: u64,
+        c: &CancelRequest,
+        timestamp_ms: u64,
+        logged_on: bool,
+    ) -> Result<&[u8], SignError> {
+        self.ws_written(logged_on, |recv, auth, scratch, out| {
+            ws_api::encode_order_status(id, c, recv, timestamp_ms, auth, scratch, out)
+        })
+    }
+
     /// WebSocket-API `session.logon` request; `None` when the key is not Ed25519 (Binance accepts only Ed25519
     /// there — use signed requests instead).
     pub fn ws_session_logon(

@@ -1,4 +1,4 @@
-//! WebSocket-API requests (`order.place`, `order.cancel`, `session.logon`) as JSON bytes.
+//! WebSocket-API requests (`order.place`, `order.cancel`, `order.status`, `session.logon`) as JSON bytes.
 //!
 //! Signing rule (protocol notes §6): every param except `signature` — `apiKey` included — sorted by name, joined
 //! as `k=v&…`, signed; the signature goes in as one more param. Integers are JSON numbers, decimals and names
@@ -346,6 +346,52 @@ pub fn encode_order_cancel(
     scratch: &mut [u8],
     out: &mut [u8],
 ) -> Result<usize, SignError> {
+    encode_order_ref(
+        id,
+        "order.cancel",
+        c,
+        recv_window_ms,
+        timestamp_ms,
+        auth,
+        scratch,
+        out,
+    )
+}
+
+/// Writes an `order.status` request: the same parameters as `order.cancel` (the order is named the same way),
+/// used to settle an order whose outcome is unknown.
+pub fn encode_order_status(
+    id: u64,
+    c: &CancelRequest,
+    recv_window_ms: u32,
+    timestamp_ms: u64,
+    auth: WsAuth<'_>,
+    scratch: &mut [u8],
+    out: &mut [u8],
+) -> Result<usize, SignError> {
+    encode_order_ref(
+        id,
+        "order.status",
+        c,
+        recv_window_ms,
+        timestamp_ms,
+        auth,
+        scratch,
+        out,
+    )
+}
+
+#[allow(clippy::too_many_arguments)] // Private helper of the two encoders above.
+fn encode_order_ref(
+    id: u64,
+    method: &str,
+    c: &CancelRequest,
+    recv_window_ms: u32,
+    timestamp_ms: u64,
+    auth: WsAuth<'_>,
+    scratch: &mut [u8],
+    out: &mut [u8],
+) -> Result<usize, SignError> {
     let recv = Num::int(recv_window_ms as u64);
     let ts = Num::int(timestamp_ms);
     let order_id;
@@ -377,7 +423,7 @@ pub fn encode_order_cancel(
             value: WsValue::Num(ts.as_bytes()),
         },
     ];
-    encode_request(id, "order.cancel", &ps, auth, scratch, out)
+    encode_request(id, method, &ps, auth, scratch, out)
 }
 
 /// Writes a `session.logon` request: `apiKey`, Ed25519 `signature` over `apiKey=…&timestamp=…`, `timestamp`.
@@ -701,6 +747,35 @@ mod tests {
         assert_eq!(
             text(&out[..n]),
             r#"{"id":4,"method":"order.cancel","params":{"orderId":5,"recvWindow":5000,"symbol":"BTCUSDT","timestamp":1}}"#
+        );
+    }
+
+    #[test]
+    fn order_status_golden() {
+        let c = CancelRequest {
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            order: CancelRef::ClientId(ClientOrderId::new("agx-1").unwrap()),
+        };
+        let t = signed(|a, sc, o| encode_order_status(6, &c, 5000, 1_700_000_000_000, a, sc, o));
+        let payload = format!(
+            "apiKey={SPOT_KEY}&origClientOrderId=agx-1&recvWindow=5000&symbol=BTCUSDT&timestamp=1700000000000"
+        );
+        let mut sig = [0u8; 64];
+        HmacSigner::new(&Secret::new(SPOT_SECRET.into())).sign_hex(payload.as_bytes(), &mut sig);
+        assert_eq!(
+            t,
+            format!(
+                r#"{{"id":6,"method":"order.status","params":{{"apiKey":"{SPOT_KEY}","origClientOrderId":"agx-1","recvWindow":5000,"signature":"{}","symbol":"BTCUSDT","timestamp":1700000000000}}}}"#,
+                text(&sig)
+            )
+        );
+        let mut scratch = [0u8; MAX_REQUEST_LEN];
+        let mut out = [0u8; MAX_REQUEST_LEN];
+        let n =
+            encode_order_status(7, &c, 5000, 1, WsAuth::Session, &mut scratch, &mut out).unwrap();
+        assert_eq!(
+            text(&out[..n]),
+            r#"{"id":7,"method":"order.status","params":{"origClientOrderId":"agx-1","recvWindow":5000,"symbol":"BTCUSDT","timestamp":1}}"#
         );
     }
 

@@ -336,7 +336,10 @@ pub async fn serve(sim: Arc<Sim>, mut ws: WebSocket, path: String, mut role: Rol
                             replies
                         }
                         Role::User { .. } | Role::UserActive => MarketSubs::user_stream_reply(t.as_str()),
-                        Role::Api(session) => super::ws_api::handle(&sim, session, t.as_str()).await,
+                        Role::Api(session) => {
+                            sim.probe.api_read(t.as_str());
+                            super::ws_api::handle(&sim, session, t.as_str()).await
+                        }
                     };
                     for r in replies {
                         if !send_text(&mut ws, r).await { break 'conn }
@@ -349,6 +352,7 @@ pub async fn serve(sim: Arc<Sim>, mut ws: WebSocket, path: String, mut role: Rol
                     if let Role::Market(subs) = &role {
                         if let Some(t) = subs.render(&msg) {
                             if !send_text(&mut ws, t).await { break 'conn }
+                            sim.probe.market_written(&msg.stream);
                         }
                     }
                 }

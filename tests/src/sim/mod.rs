@@ -9,7 +9,8 @@
 //! - [`market`]: the price source trait and books ([`engine_source`]: the engine's `SimMarket` as source); [`orders`], [`matching`], [`account`]: trading state;
 //! - [`ratelimit`]: weights and order counters; [`faults`], [`conns`], [`admin`]: fault injection;
 //! - [`http`]: REST routes; [`streams`]: market streams; [`user_stream`]: listenKeys and user data;
-//!   [`ws_api`]: the WebSocket API; [`server`]: the listener and the market ticker; [`client`]: the admin client.
+//!   [`ws_api`]: the WebSocket API; [`server`]: the listener and the market ticker; [`client`]: the admin client;
+//!   [`probe`]: the tick → order latency probe of the benchmarks.
 
 pub mod account;
 pub mod account_modes;
@@ -27,6 +28,7 @@ pub mod keys;
 pub mod market;
 pub mod matching;
 pub mod orders;
+pub mod probe;
 pub mod ratelimit;
 pub mod server;
 pub mod streams;
@@ -87,6 +89,8 @@ pub struct Sim {
     pub key_usage: Mutex<std::collections::HashMap<String, KeyUsage>>,
     /// One-minute bars of the public trades (klines, 24 h tickers).
     pub candles: Mutex<candles::Candles>,
+    /// Tick → order latency probe (benchmarks).
+    pub probe: probe::Probe,
     agg_id: AtomicU64,
 }
 
@@ -128,6 +132,7 @@ impl Sim {
             },
             key_usage: Mutex::new(Default::default()),
             candles: Mutex::new(Default::default()),
+            probe: probe::Probe::default(),
             agg_id: AtomicU64::new(5_933_014),
         }
     }

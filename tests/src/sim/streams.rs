@@ -390,12 +390,9 @@ pub async fn combined(
 ) -> Response {
     let s = q.streams.unwrap_or_default();
     let names: Vec<&str> = s.split('/').collect();
-    upgrade(
-        sim,
-        ws,
-        "/stream".into(),
-        MarketSubs::new(Route::Legacy, true, &names),
-    )
+    // With the query, as the admin API's connection list documents (tests read what a client subscribed).
+    let path = format!("/stream?streams={s}");
+    upgrade(sim, ws, path, MarketSubs::new(Route::Legacy, true, &names))
 }
 
 fn routed(

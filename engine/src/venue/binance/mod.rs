@@ -23,6 +23,8 @@
 //!
 //! Nothing here allocates after construction: the working-order table is preallocated ([`MAX_LIVE_ORDERS`]).
 
+pub mod answer;
+
 use super::{ExecReport, OrderRequest};
 use crate::position::{Position, Positions};
 use crate::queues::EventOut;
