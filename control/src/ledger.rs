@@ -18,8 +18,18 @@ pub struct Ledger {
     pub positions: BTreeMap<(Symbol, StrategyMode), PositionUpdate>,
     /// Sum of every fill's realized PnL (before fees).
     pub realized_pnl: Notional,
-    /// Sum of every fill's fee.
+    /// Sum of every fill's fee in the quote asset (a BNB fee converted at fill time).
     pub fees: Notional,
+    /// Fees per asset as charged.
+    pub fees_by_asset: BTreeMap<Symbol, Notional>,
+    /// Sum of funding received (> 0) or paid (< 0), quote asset.
+    pub funding: Notional,
+    /// Funding settlements journaled, by (symbol, tranId): a settlement is applied once, whatever re-delivers it.
+    pub funding_seen: HashSet<(Symbol, u64)>,
+    /// Time of the newest journaled funding settlement (ms), where `/fapi/v1/income` is read from on start.
+    pub last_funding_ms: Option<u64>,
+    /// Liquidation and ADL fills.
+    pub liquidations: u64,
     /// Number of fills.
     pub fills: u64,
     /// Number of orders (counted at their first event).
@@ -77,10 +87,22 @@ impl Ledger {
             EngineEvent::Fill(f) => {
                 self.fills += 1;
                 self.realized_pnl = self.realized_pnl.saturating_add(f.realized_pnl);
-                self.fees = self.fees.saturating_add(f.fee);
+                self.fees = self.fees.saturating_add(f.quote_fee());
+                let a = self.fees_by_asset.entry(f.fee_asset).or_default();
+                *a = a.saturating_add(f.fee);
                 let d = self.day_net.entry(f.ts_ms / DAY_MS).or_default();
-                *d = d.saturating_add(f.realized_pnl).saturating_sub(f.fee);
+                *d = d
+                    .saturating_add(f.realized_pnl)
+                    .saturating_sub(f.quote_fee());
             }
+            EngineEvent::Funding(f) => {
+                self.funding = self.funding.saturating_add(f.quote);
+                self.funding_seen.insert((f.symbol, f.tran_id));
+                self.last_funding_ms = Some(self.last_funding_ms.unwrap_or(0).max(f.ts_ms));
+                let d = self.day_net.entry(f.ts_ms / DAY_MS).or_default();
+                *d = d.saturating_add(f.quote);
+            }
+            EngineEvent::Liquidation(_) => self.liquidations += 1,
             EngineEvent::Position(p) => {
                 self.positions.insert((p.symbol, p.mode), *p);
             }
