@@ -79,6 +79,9 @@ pub struct Account {
     pub events: broadcast::Sender<Arc<str>>,
     /// Last change (ms).
     pub update_time: u64,
+    /// The exchange's truth for reconciliation tests: commissions per asset, their quote value at fill time,
+    /// funding and realized PnL (see [`super::funding`]).
+    pub totals: super::funding::Totals,
 }
 
 /// Default leverage of a symbol that was never set.
@@ -143,6 +146,7 @@ impl Account {
             orders: BTreeMap::new(),
             events,
             update_time: 0,
+            totals: Default::default(),
         }
     }
 

@@ -20,6 +20,7 @@ pub mod conns;
 pub mod engine_source;
 pub mod error;
 pub mod faults;
+pub mod funding;
 pub mod http;
 pub mod keys;
 pub mod market;
@@ -83,6 +84,8 @@ pub struct Sim {
     pub settings: Settings,
     /// Requests per API key (every authenticated REST and WebSocket API request, accepted or not).
     pub key_usage: Mutex<std::collections::HashMap<String, KeyUsage>>,
+    /// Funding settings ([`funding`]).
+    pub funding: Mutex<funding::FundingState>,
     agg_id: AtomicU64,
 }
 
@@ -123,6 +126,7 @@ impl Sim {
                 listen_key_ttl_ms: AtomicU64::new(cfg.listen_key_ttl_ms),
             },
             key_usage: Mutex::new(Default::default()),
+            funding: Mutex::new(Default::default()),
             agg_id: AtomicU64::new(5_933_014),
         }
     }
