@@ -33,6 +33,29 @@ CREATE TABLE liquidations (
 );
 CREATE INDEX liquidations_ts ON liquidations (ts);
 
--- A fee paid in another asset than the quote asset (BNB), valued in the quote asset at fill time. NULL when the
--- fee is in the quote asset (`fee` is the value) or when it could not be priced (the bot raised fee_unconverted).
-ALTER TABLE fills ADD COLUMN fee_quote NUMERIC(38, 8);
+-- A fee paid in another asset than the quote asset (BNB), valued in the quote asset at fill time (`fills` is
+-- append-only, so the value lives beside it, keyed like it). No row: the fee is in the quote asset (`fee` is the
+-- value); `price` NULL: it could not be priced (the bot raised fee_unconverted and left it out of PnL).
+CREATE TABLE fill_fee_values (
+    symbol     TEXT NOT NULL,
+    trade_id   BIGINT NOT NULL,
+    fee_asset  TEXT NOT NULL,
+    price      NUMERIC(38, 8),           -- quote per unit of fee_asset (the BNBUSDT mark price)
+    fee_quote  NUMERIC(38, 8),           -- fee × price, rounded half away from zero to 1e-8
+    PRIMARY KEY (symbol, trade_id)
+);
+
+-- History like `fills`: append-only for every role, and the application role may read and append only.
+CREATE TRIGGER funding_append_only BEFORE UPDATE OR DELETE ON funding
+    FOR EACH ROW EXECUTE FUNCTION aegis_refuse_change();
+CREATE TRIGGER liquidations_append_only BEFORE UPDATE OR DELETE ON liquidations
+    FOR EACH ROW EXECUTE FUNCTION aegis_refuse_change();
+CREATE TRIGGER fill_fee_values_append_only BEFORE UPDATE OR DELETE ON fill_fee_values
+    FOR EACH ROW EXECUTE FUNCTION aegis_refuse_change();
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'aegis_app') THEN
+        GRANT SELECT, INSERT ON funding, liquidations, fill_fee_values TO aegis_app;
+    END IF;
+END
+$$;

@@ -1123,13 +1123,21 @@ async fn funding_and_liquidations(
                 .await?;
             }
             EngineEvent::Fill(f) => {
-                // The fill row was inserted above in this transaction (or existed): add its quote value.
+                let (price, quote) = match f.fee_conv {
+                    aegis_shared::event::FeeConversion::Converted { price, quote } => {
+                        (Some(Dec8(price.units())), Some(Dec8(quote.units())))
+                    }
+                    _ => (None, None),
+                };
                 tx.execute(
-                    "UPDATE fills SET fee_quote = $3 WHERE symbol = $1 AND trade_id = $2",
+                    "INSERT INTO fill_fee_values (symbol, trade_id, fee_asset, price, fee_quote) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (symbol, trade_id) DO NOTHING",
                     &[
                         &f.symbol.as_str(),
                         &id64(o, "trade id", f.trade_id)?,
-                        &Dec8(f.quote_fee().units()),
+                        &f.fee_asset.as_str(),
+                        &price,
+                        &quote,
                     ],
                 )
                 .await?;

@@ -694,6 +694,76 @@ mod tests {
     }
 
     #[test]
+    fn bnb_fees_funding_and_liquidations_show_in_quote_and_per_asset() {
+        use aegis_shared::event::{FeeConversion, ForcedCloseKind, FundingEvent, LiquidationEvent};
+        let m = LiveModel::new(info(), |_| Ok(()));
+        let now = now_ms();
+        let sym = Symbol::new("BTCUSDT").unwrap();
+        let bnb = Notional::parse("0.0001").unwrap();
+        let fill = |fee_conv| Fill {
+            ts_ms: now,
+            symbol: sym,
+            client_id: ClientOrderId::new("autoclose-1").unwrap(),
+            exchange_order_id: 1,
+            trade_id: 1,
+            mode: StrategyMode::Scalp,
+            intent: OrderIntent::Manual,
+            side: Side::Sell,
+            price: Price::from_int(100),
+            qty: Qty::from_int(1),
+            fee: bnb,
+            fee_asset: Symbol::new("BNB").unwrap(),
+            liquidity: Liquidity::Taker,
+            realized_pnl: Notional::from_int(-2),
+            fee_conv,
+        };
+        m.apply(&EngineEvent::Fill(fill(FeeConversion::convert(
+            bnb,
+            Price::from_int(600),
+        ))));
+        m.apply(&EngineEvent::Fill(Fill {
+            trade_id: 2,
+            realized_pnl: Notional::ZERO,
+            ..fill(FeeConversion::Unconvertible)
+        }));
+        m.apply(&EngineEvent::Funding(FundingEvent {
+            ts_ms: now,
+            symbol: sym,
+            mode: StrategyMode::Scalp,
+            tran_id: 7,
+            asset: Symbol::new("USDT").unwrap(),
+            amount: Notional::parse("-0.5").unwrap(),
+            total: Notional::parse("-0.5").unwrap(),
+            quote: Notional::parse("-0.5").unwrap(),
+        }));
+        m.apply(&EngineEvent::Liquidation(LiquidationEvent {
+            ts_ms: now,
+            symbol: sym,
+            mode: StrategyMode::Scalp,
+            kind: ForcedCloseKind::Liquidation,
+            client_id: ClientOrderId::new("autoclose-1").unwrap(),
+            trade_id: 1,
+            side: Side::Sell,
+            price: Price::from_int(100),
+            qty: Qty::from_int(1),
+            realized_pnl: Notional::from_int(-2),
+            fee: Notional::parse("0.06").unwrap(),
+            position_after: Qty::ZERO,
+        }));
+        let s = m.snapshot();
+        // 0.0001 BNB at 600 is 0.06 USDT; the unpriced one counts zero and is flagged.
+        assert_eq!(s.pnl.fees_total, "0.06");
+        assert_eq!(s.pnl.fees_by_asset["BNB"], "0.0002");
+        assert_eq!(s.pnl.unconverted_fees, 1);
+        assert_eq!(s.pnl.funding_total, "-0.5");
+        assert_eq!(s.pnl.total, "-2.56");
+        assert_eq!(s.pnl.day, "-2.56");
+        assert_eq!(s.liquidations.len(), 1);
+        assert_eq!(s.liquidations[0].kind, "liquidation");
+        assert_eq!(s.liquidations[0].realized_pnl, "-2");
+    }
+
+    #[test]
     fn latency_buckets_are_powers_of_two() {
         assert_eq!(bucket_of(0), 0);
         assert_eq!(bucket_of(1), 0);
