@@ -601,4 +601,23 @@ mod tests {
         );
         assert_eq!(ForcedCloseKind::of_client_id("ag1-1"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn conversion_is_the_exact_product_rounded_half_away(
+            fee in -1_000_000_000_000i64..1_000_000_000_000,
+            price in 1i64..10_000_000_000_000,
+        ) {
+            let q = FeeConversion::convert(Notional::from_units(fee), Price::from_units(price))
+                .quote_fee(Notional::from_units(fee))
+                .units() as i128;
+            let exact = fee as i128 * price as i128; // at 1e-16
+            let s = crate::num::SCALE as i128;
+            // Within half a unit, and a tie rounds away from zero.
+            proptest::prop_assert!((q * s - exact).abs() * 2 <= s);
+            if (q * s - exact).abs() * 2 == s {
+                proptest::prop_assert!(q.abs() * s > exact.abs());
+            }
+        }
+    }
 }

@@ -1046,4 +1046,45 @@ mod tests {
         }
         assert!(sig.contains(&VenueSignal::Alert(AlertKind::FeeUnconverted)));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn a_foreign_fill_splits_fee_and_quote_fee_exactly_over_the_modes(
+            sizes in proptest::array::uniform4(0i64..5_000_000),
+            extra in 0i64..3_000_000,
+            fee in 0i64..10_000_000,
+            price in 1i64..200_000_000_000,
+        ) {
+            let (l, _g) = link();
+            let mut v = LiveVenue::new(l, vec![sym()]);
+            let mut pos = Positions::new(1);
+            for (i, m) in StrategyMode::ALL.into_iter().enumerate() {
+                if sizes[i] > 0 {
+                    pos.get_mut(0, m).apply(Side::Buy, Price::from_int(60_000), Qty::from_units(sizes[i]), Notional::ZERO, 1);
+                }
+            }
+            let total: i64 = sizes.iter().sum::<i64>() + extra;
+            proptest::prop_assume!(total > 0);
+            let mut u = update("autoclose-1", OrderStatus::Filled, "0", "0", Side::Sell);
+            u.last_qty = Qty::from_units(total);
+            u.cum_qty = u.last_qty;
+            u.fee = Notional::from_units(fee);
+            u.fee_asset = Symbol::new("BNB").unwrap();
+            u.fee_conv = FeeConversion::convert(u.fee, Price::from_units(price));
+            let mut ev: Vec<EngineEvent> = Vec::new();
+            let mut net = Notional::ZERO;
+            v.apply(Inbound::Update(u), &mut pos, &mut ev, &mut |r| net += r.net);
+            let fills: Vec<Fill> = ev.iter().filter_map(|e| match e { EngineEvent::Fill(f) => Some(*f), _ => None }).collect();
+            let fee_sum = fills.iter().fold(Notional::ZERO, |a, f| a + f.fee);
+            let quote_sum = fills.iter().fold(Notional::ZERO, |a, f| a + f.quote_fee());
+            let qty_sum = fills.iter().fold(Qty::ZERO, |a, f| a + f.qty);
+            proptest::prop_assert_eq!(fee_sum, u.fee);
+            proptest::prop_assert_eq!(quote_sum, u.fee_conv.quote_fee(u.fee));
+            proptest::prop_assert_eq!(qty_sum, u.last_qty);
+            let realized = fills.iter().fold(Notional::ZERO, |a, f| a + f.realized_pnl);
+            proptest::prop_assert_eq!(net, realized - quote_sum, "the loss limits see realized − converted fee");
+            let fees_books = StrategyMode::ALL.iter().fold(Notional::ZERO, |a, m| a + pos.get(0, *m).fees());
+            proptest::prop_assert_eq!(fees_books, quote_sum);
+        }
+    }
 }
