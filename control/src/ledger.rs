@@ -175,4 +175,40 @@ mod tests {
         l.apply_event(&EngineEvent::Heartbeat { ts_ms: 5, seq: 1 });
         assert_eq!(l, before);
     }
+
+    #[test]
+    fn funding_and_bnb_fees_enter_the_day_once_per_tran_id() {
+        use aegis_shared::event::{FeeConversion, FundingEvent};
+        use aegis_shared::Price;
+        let mut l = Ledger::default();
+        let EngineEvent::Fill(mut f) = fill(1, Side::Buy, "100", "0") else {
+            unreachable!()
+        };
+        f.fee = Notional::parse("0.0001").unwrap();
+        f.fee_asset = Symbol::new("BNB").unwrap();
+        f.fee_conv = FeeConversion::convert(f.fee, Price::from_int(600));
+        l.apply_event(&EngineEvent::Fill(f));
+        let fe = FundingEvent {
+            ts_ms: f.ts_ms,
+            symbol: f.symbol,
+            mode: f.mode,
+            tran_id: 77,
+            asset: Symbol::new("USDT").unwrap(),
+            amount: Notional::parse("-0.5").unwrap(),
+            total: Notional::parse("-0.5").unwrap(),
+            quote: Notional::parse("-0.5").unwrap(),
+        };
+        l.apply_event(&EngineEvent::Funding(fe));
+        assert_eq!(
+            l.fees,
+            Notional::parse("0.06").unwrap(),
+            "BNB valued, not added as USDT"
+        );
+        assert_eq!(l.fees_by_asset[&f.fee_asset], f.fee);
+        assert_eq!(l.funding, Notional::parse("-0.5").unwrap());
+        // The daily loss restored after a restart includes the funding and the converted fee.
+        assert_eq!(l.day_net(f.ts_ms), Notional::parse("-0.56").unwrap());
+        assert!(l.funding_seen.contains(&(f.symbol, 77)));
+        assert_eq!(l.last_funding_ms, Some(f.ts_ms));
+    }
 }
