@@ -60,6 +60,7 @@ fn fill(i: u64) -> JournalRecord {
         fee_asset: Symbol::new("USDT").expect("valid symbol"),
         liquidity: Liquidity::Taker,
         realized_pnl: Notional::from_units((i as i64 % 11 - 5) * 123_456_789),
+        fee_conv: Default::default(),
     }))
 }
 

@@ -144,6 +144,12 @@
     setMoney('pnl-hour', s.pnl.hour);
     setMoney('pnl-total', s.pnl.total);
     setMoney('pnl-unrealized', s.pnl.unrealized);
+    setMoney('pnl-funding', s.pnl.funding_total);
+    // Fees as PnL counts them (BNB valued at fill time), then as charged per asset; unpriced ones are flagged.
+    const perAsset = Object.entries(s.pnl.fees_by_asset || {}).map(([a, v]) => `${v} ${a}`).join(', ');
+    let fees = `${s.pnl.fees_total}${perAsset ? ` · ${perAsset}` : ''}`;
+    if (s.pnl.unconverted_fees) fees += ` · ${s.pnl.unconverted_fees} UNPRICED (not in PnL)`;
+    $('pnl-fees').textContent = fees;
     $('trade-count').textContent = s.trade_count;
     $('latency-kpi').textContent = `${ns(s.latency.p50_ns)} / ${ns(s.latency.p99_ns)}`;
 
@@ -158,6 +164,17 @@
       return tr;
     }));
     $('positions-empty').hidden = s.positions.length > 0;
+    const liqs = s.liquidations || [];
+    fill($('liquidations-body'), liqs.map((l) => {
+      const tr = row([
+        new Date(l.ts_ms).toISOString().replace('T', ' ').slice(0, 19), l.kind.toUpperCase(), l.symbol, l.mode,
+        l.side, l.price, l.qty, signed(l.realized_pnl), l.fee, l.client_id,
+      ]);
+      tr.dataset.testid = 'liquidation-row';
+      tr.className = 'bad';
+      return tr;
+    }));
+    $('liquidations-empty').hidden = liqs.length > 0;
     fill($('orders-body'), s.open_orders.map((o) => row([
       o.client_id, o.symbol, o.mode, o.side, o.order_type, o.price, o.qty, o.filled, o.status,
     ])));

@@ -18,8 +18,18 @@ pub struct Ledger {
     pub positions: BTreeMap<(Symbol, StrategyMode), PositionUpdate>,
     /// Sum of every fill's realized PnL (before fees).
     pub realized_pnl: Notional,
-    /// Sum of every fill's fee.
+    /// Sum of every fill's fee in the quote asset (a BNB fee converted at fill time).
     pub fees: Notional,
+    /// Fees per asset as charged.
+    pub fees_by_asset: BTreeMap<Symbol, Notional>,
+    /// Sum of funding received (> 0) or paid (< 0), quote asset.
+    pub funding: Notional,
+    /// Funding settlements journaled, by (symbol, tranId): a settlement is applied once, whatever re-delivers it.
+    pub funding_seen: HashSet<(Symbol, u64)>,
+    /// Time of the newest journaled funding settlement (ms), where `/fapi/v1/income` is read from on start.
+    pub last_funding_ms: Option<u64>,
+    /// Liquidation and ADL fills.
+    pub liquidations: u64,
     /// Number of fills.
     pub fills: u64,
     /// Number of orders (counted at their first event).
@@ -77,10 +87,22 @@ impl Ledger {
             EngineEvent::Fill(f) => {
                 self.fills += 1;
                 self.realized_pnl = self.realized_pnl.saturating_add(f.realized_pnl);
-                self.fees = self.fees.saturating_add(f.fee);
+                self.fees = self.fees.saturating_add(f.quote_fee());
+                let a = self.fees_by_asset.entry(f.fee_asset).or_default();
+                *a = a.saturating_add(f.fee);
                 let d = self.day_net.entry(f.ts_ms / DAY_MS).or_default();
-                *d = d.saturating_add(f.realized_pnl).saturating_sub(f.fee);
+                *d = d
+                    .saturating_add(f.realized_pnl)
+                    .saturating_sub(f.quote_fee());
             }
+            EngineEvent::Funding(f) => {
+                self.funding = self.funding.saturating_add(f.quote);
+                self.funding_seen.insert((f.symbol, f.tran_id));
+                self.last_funding_ms = Some(self.last_funding_ms.unwrap_or(0).max(f.ts_ms));
+                let d = self.day_net.entry(f.ts_ms / DAY_MS).or_default();
+                *d = d.saturating_add(f.quote);
+            }
+            EngineEvent::Liquidation(_) => self.liquidations += 1,
             EngineEvent::Position(p) => {
                 self.positions.insert((p.symbol, p.mode), *p);
             }
@@ -152,5 +174,41 @@ mod tests {
         let before = l.clone();
         l.apply_event(&EngineEvent::Heartbeat { ts_ms: 5, seq: 1 });
         assert_eq!(l, before);
+    }
+
+    #[test]
+    fn funding_and_bnb_fees_enter_the_day_once_per_tran_id() {
+        use aegis_shared::event::{FeeConversion, FundingEvent};
+        use aegis_shared::Price;
+        let mut l = Ledger::default();
+        let EngineEvent::Fill(mut f) = fill(1, Side::Buy, "100", "0") else {
+            unreachable!()
+        };
+        f.fee = Notional::parse("0.0001").unwrap();
+        f.fee_asset = Symbol::new("BNB").unwrap();
+        f.fee_conv = FeeConversion::convert(f.fee, Price::from_int(600));
+        l.apply_event(&EngineEvent::Fill(f));
+        let fe = FundingEvent {
+            ts_ms: f.ts_ms,
+            symbol: f.symbol,
+            mode: f.mode,
+            tran_id: 77,
+            asset: Symbol::new("USDT").unwrap(),
+            amount: Notional::parse("-0.5").unwrap(),
+            total: Notional::parse("-0.5").unwrap(),
+            quote: Notional::parse("-0.5").unwrap(),
+        };
+        l.apply_event(&EngineEvent::Funding(fe));
+        assert_eq!(
+            l.fees,
+            Notional::parse("0.06").unwrap(),
+            "BNB valued, not added as USDT"
+        );
+        assert_eq!(l.fees_by_asset[&f.fee_asset], f.fee);
+        assert_eq!(l.funding, Notional::parse("-0.5").unwrap());
+        // The daily loss restored after a restart includes the funding and the converted fee.
+        assert_eq!(l.day_net(f.ts_ms), Notional::parse("-0.56").unwrap());
+        assert!(l.funding_seen.contains(&(f.symbol, 77)));
+        assert_eq!(l.last_funding_ms, Some(f.ts_ms));
     }
 }

@@ -40,6 +40,7 @@ fn fill(i: u64, pnl: i64) -> EngineEvent {
         fee_asset: Symbol::new("USDT").unwrap(),
         liquidity: Liquidity::Taker,
         realized_pnl: Notional::from_int(pnl),
+        fee_conv: Default::default(),
     })
 }
 

@@ -777,8 +777,9 @@ impl Engine {
     fn process_execs(&mut self) {
         let sink = &mut self.sink;
         for r in self.exec_buf.drain(..) {
-            if r.qty.units() > 0 {
-                self.counters.fills += 1;
+            // Funding settlements report a PnL without a quantity: they count for the daily loss too.
+            if r.qty.units() > 0 || !r.net.is_zero() {
+                self.counters.fills += u64::from(r.qty.units() > 0);
                 self.gate.on_fill_pnl(r.ts_ms, r.net, &mut |e| {
                     sink.emit_critical(EngineEvent::Breaker(e))
                 });

@@ -10,6 +10,7 @@ pub mod book;
 pub mod clock;
 pub mod engine;
 pub mod feed;
+pub mod funding;
 pub mod net;
 pub mod position;
 pub mod queues;

@@ -37,6 +37,7 @@ pub struct Position {
     /// Realized PnL before fees, at 10⁻¹⁶.
     realized: i128,
     fees: Notional,
+    funding: Notional,
     opened_ms: TimestampMs,
     /// Net result (realized − fees) of the trade currently open, for the breakers.
     trade_net: Notional,
@@ -59,6 +60,7 @@ impl Position {
             cost: u.entry_price.units() as i128 * u.qty.units() as i128,
             realized: u.realized_pnl.units() as i128 * S,
             fees: u.fees,
+            funding: u.funding,
             opened_ms: u.ts_ms,
             trade_net: Notional::ZERO,
         }
@@ -106,6 +108,21 @@ impl Position {
     #[inline]
     pub fn fees(&self) -> Notional {
         self.fees
+    }
+
+    /// Funding received (> 0) or paid (< 0), in the quote asset.
+    #[inline]
+    pub fn funding(&self) -> Notional {
+        self.funding
+    }
+
+    /// Books a funding settlement (quote asset, received > 0). It belongs to the open trade: it enters that
+    /// trade's net result (so the breakers see it when the trade closes), while the daily loss sees it at once
+    /// through the caller's report.
+    #[inline]
+    pub fn apply_funding(&mut self, amount: Notional) {
+        self.funding += amount;
+        self.trade_net += amount;
     }
 
     /// Unrealized PnL at `mark`.
@@ -216,6 +233,7 @@ impl Position {
             entry_price: self.entry_price(),
             realized_pnl: self.realized(),
             fees: self.fees,
+            funding: self.funding,
         }
     }
 }
@@ -256,11 +274,11 @@ impl Positions {
             .iter()
             .fold(Qty::ZERO, |a, m| a + self.get(sym, *m).qty())
     }
-    /// Σ realized PnL − Σ fees over everything.
+    /// Σ realized PnL − Σ fees + Σ funding over everything.
     pub fn total_net_realized(&self) -> Notional {
-        self.slots
-            .iter()
-            .fold(Notional::ZERO, |a, p| a + p.realized() - p.fees())
+        self.slots.iter().fold(Notional::ZERO, |a, p| {
+            a + p.realized() - p.fees() + p.funding()
+        })
     }
 }
 

@@ -176,6 +176,143 @@ pub struct Fill {
     pub liquidity: Liquidity,
     /// PnL realized by this fill, before fees.
     pub realized_pnl: Notional,
+    /// How `fee` was turned into the quote asset for PnL, the daily loss and the breakers. Absent in journals
+    /// written before fee conversion existed: those fees were all in the quote asset.
+    #[serde(default)]
+    pub fee_conv: FeeConversion,
+}
+
+impl Fill {
+    /// The fee in the symbol's quote asset, as PnL counts it (zero for an unconvertible fee, which is flagged).
+    #[inline]
+    pub fn quote_fee(&self) -> Notional {
+        self.fee_conv.quote_fee(self.fee)
+    }
+}
+
+/// How a commission paid in some asset was valued in the symbol's quote asset (USDT for `BTCUSDT`).
+///
+/// A fee in a non-quote asset (BNB with "pay fees with BNB") is converted at the asset's price at fill time.
+/// When no price could be had, the fee is *not* guessed: it is `Unconvertible`, counts zero in PnL, is kept per
+/// asset, and raises [`AlertKind::FeeUnconverted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FeeConversion {
+    /// The fee asset is the quote asset: `fee` is already in it.
+    #[default]
+    Quote,
+    /// Converted: `quote` = `fee` × `price`, rounded half away from zero to 10⁻⁸.
+    Converted {
+        /// Price of one unit of the fee asset in the quote asset (e.g. BNBUSDT's mark price).
+        price: Price,
+        /// The fee in the quote asset.
+        quote: Notional,
+    },
+    /// No price for the fee asset was available: left out of PnL and flagged.
+    Unconvertible,
+}
+
+impl FeeConversion {
+    /// Converts `fee` (in the fee asset) at `price` (quote per unit of the fee asset), exactly rounded.
+    pub fn convert(fee: Notional, price: Price) -> Self {
+        let v = fee.units() as i128 * price.units() as i128;
+        let s = crate::num::SCALE as i128;
+        // Half away from zero, like every other rounding of money here.
+        let q = (v.abs() + s / 2) / s * v.signum();
+        Self::Converted {
+            price,
+            quote: Notional::from_units(q.clamp(i64::MIN as i128, i64::MAX as i128) as i64),
+        }
+    }
+
+    /// The quote-asset value of `fee` under this conversion (zero when unconvertible).
+    #[inline]
+    pub fn quote_fee(self, fee: Notional) -> Notional {
+        match self {
+            Self::Quote => fee,
+            Self::Converted { quote, .. } => quote,
+            Self::Unconvertible => Notional::ZERO,
+        }
+    }
+}
+
+/// A funding payment settled by the exchange on a (symbol, mode) position (`FUNDING_FEE` income).
+///
+/// Binance books funding per symbol; the engine splits it over the modes holding the symbol in proportion to
+/// their signed size (the parts always add up to the exchange's amount exactly).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FundingEvent {
+    /// Settlement time (the income record's `time`, ms).
+    pub ts_ms: TimestampMs,
+    /// Symbol.
+    pub symbol: Symbol,
+    /// Mode this part is attributed to.
+    pub mode: StrategyMode,
+    /// The income's `tranId`: with `symbol` the key that makes funding exactly-once.
+    pub tran_id: u64,
+    /// Asset the funding was paid in (the margin asset, e.g. `USDT`).
+    pub asset: Symbol,
+    /// This mode's part, signed: received > 0, paid < 0, in `asset`.
+    pub amount: Notional,
+    /// This part in the symbol's quote asset, as PnL counts it (equal to `amount` when `asset` is the quote
+    /// asset; zero when it could not be priced, flagged with [`AlertKind::FeeUnconverted`]).
+    pub quote: Notional,
+    /// The whole settlement of the symbol as the exchange reported it (the sum over modes).
+    pub total: Notional,
+}
+
+/// Why the exchange closed a position by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForcedCloseKind {
+    /// Liquidation (client id `autoclose-…`).
+    Liquidation,
+    /// Auto-deleveraging (client id `adl_autoclose…`).
+    Adl,
+}
+
+impl ForcedCloseKind {
+    /// Recognises the exchange's client ids for forced closes.
+    pub fn of_client_id(cid: &str) -> Option<Self> {
+        if cid.starts_with("autoclose-") {
+            Some(Self::Liquidation)
+        } else if cid.starts_with("adl_autoclose") {
+            Some(Self::Adl)
+        } else {
+            None
+        }
+    }
+}
+
+/// A fill of a liquidation or ADL order on a (symbol, mode) position. The matching [`Fill`] (intent
+/// `Manual`) carries the same trade and is what PnL sums; this event marks it and raises
+/// [`AlertKind::Liquidation`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LiquidationEvent {
+    /// When.
+    pub ts_ms: TimestampMs,
+    /// Symbol.
+    pub symbol: Symbol,
+    /// Mode whose position was closed.
+    pub mode: StrategyMode,
+    /// Liquidation or ADL.
+    pub kind: ForcedCloseKind,
+    /// The exchange's client id (`autoclose-…`, `adl_autoclose`).
+    pub client_id: ClientOrderId,
+    /// The exchange's trade id.
+    pub trade_id: u64,
+    /// Side of the forced order.
+    pub side: Side,
+    /// Price.
+    pub price: Price,
+    /// Quantity closed on this mode.
+    pub qty: Qty,
+    /// PnL realized by it, before fees.
+    pub realized_pnl: Notional,
+    /// Fee in the quote asset.
+    pub fee: Notional,
+    /// The mode's position after it.
+    pub position_after: Qty,
 }
 
 /// A position after a change.
@@ -193,8 +330,12 @@ pub struct PositionUpdate {
     pub entry_price: Price,
     /// Realized PnL of this (symbol, mode) since the start of records, before fees.
     pub realized_pnl: Notional,
-    /// Fees paid by this (symbol, mode) since the start of records.
+    /// Fees paid by this (symbol, mode) since the start of records, in the quote asset.
     pub fees: Notional,
+    /// Funding received (> 0) or paid (< 0) by this (symbol, mode) since the start of records, in the quote
+    /// asset. Net PnL is `realized_pnl − fees + funding`. Absent (zero) in journals from before funding.
+    #[serde(default)]
+    pub funding: Notional,
 }
 
 /// Which breaker.
@@ -347,6 +488,10 @@ pub enum AlertKind {
     ExchangeErrors,
     /// The kill switch fired.
     KillSwitch,
+    /// The exchange liquidated or auto-deleveraged a position.
+    Liquidation,
+    /// A fee was charged in an asset that could not be priced in the quote asset: it is left out of PnL.
+    FeeUnconverted,
 }
 
 /// Everything the engine tells the control plane.
@@ -359,6 +504,10 @@ pub enum EngineEvent {
     Fill(Fill),
     /// A position changed. Critical.
     Position(PositionUpdate),
+    /// Funding settled on a position. Critical.
+    Funding(FundingEvent),
+    /// A liquidation or ADL fill. Critical.
+    Liquidation(LiquidationEvent),
     /// A breaker changed state. Critical.
     Breaker(BreakerEvent),
     /// The engine's overall state changed. Critical.
@@ -423,11 +572,55 @@ mod tests {
             fee_asset: Symbol::new("USDT").unwrap(),
             liquidity: Liquidity::Taker,
             realized_pnl: Notional::ZERO,
+            fee_conv: FeeConversion::Quote,
         };
         let e = EngineEvent::Fill(f);
         let j = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<EngineEvent>(&j).unwrap(), e);
         assert!(e.is_critical());
         assert!(!EngineEvent::Heartbeat { ts_ms: 0, seq: 0 }.is_critical());
+        // A fill journaled before fee conversion existed reads as a quote-asset fee.
+        let mut v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        v.as_object_mut().unwrap().remove("fee_conv");
+        let old: EngineEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(old, e);
+    }
+
+    #[test]
+    fn fee_conversion_rounds_half_away_and_never_guesses() {
+        let bnb = Notional::parse("0.00041234").unwrap();
+        let c = FeeConversion::convert(bnb, Price::parse("612.35").unwrap());
+        // 0.00041234 × 612.35 = 0.252496399 → 0.25249640
+        assert_eq!(c.quote_fee(bnb), Notional::parse("0.2524964").unwrap());
+        assert_eq!(FeeConversion::Unconvertible.quote_fee(bnb), Notional::ZERO);
+        assert_eq!(FeeConversion::Quote.quote_fee(bnb), bnb);
+        assert_eq!(
+            ForcedCloseKind::of_client_id("autoclose-1700000000"),
+            Some(ForcedCloseKind::Liquidation)
+        );
+        assert_eq!(
+            ForcedCloseKind::of_client_id("adl_autoclose"),
+            Some(ForcedCloseKind::Adl)
+        );
+        assert_eq!(ForcedCloseKind::of_client_id("ag1-1"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn conversion_is_the_exact_product_rounded_half_away(
+            fee in -1_000_000_000_000i64..1_000_000_000_000,
+            price in 1i64..10_000_000_000_000,
+        ) {
+            let q = FeeConversion::convert(Notional::from_units(fee), Price::from_units(price))
+                .quote_fee(Notional::from_units(fee))
+                .units() as i128;
+            let exact = fee as i128 * price as i128; // at 1e-16
+            let s = crate::num::SCALE as i128;
+            // Within half a unit, and a tie rounds away from zero.
+            proptest::prop_assert!((q * s - exact).abs() * 2 <= s);
+            if (q * s - exact).abs() * 2 == s {
+                proptest::prop_assert!(q.abs() * s > exact.abs());
+            }
+        }
     }
 }

@@ -121,6 +121,7 @@ fn exchange_stand_in(
                         cum_qty: req.qty,
                         fee: Notional::ZERO,
                         fee_asset: usdt,
+                        fee_conv: aegis_shared::event::FeeConversion::Quote,
                         trade_id: oid,
                         maker: false,
                         reduce_only: req.reduce_only,

@@ -89,7 +89,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for exhaustive tests and documentation.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Engine(AlertKind::KeyInvalid),
         Kind::Engine(AlertKind::KeyRestrictionsChanged),
         Kind::Engine(AlertKind::DailyLossLimit),
@@ -97,6 +97,8 @@ impl Kind {
         Kind::Engine(AlertKind::FeedStale),
         Kind::Engine(AlertKind::ExchangeErrors),
         Kind::Engine(AlertKind::KillSwitch),
+        Kind::Engine(AlertKind::Liquidation),
+        Kind::Engine(AlertKind::FeeUnconverted),
         Kind::Control(ControlAlert::EngineStopped),
         Kind::Control(ControlAlert::BotCrashed),
         Kind::Control(ControlAlert::DatabaseLost),
@@ -120,6 +122,8 @@ impl Kind {
                 AlertKind::FeedStale => "feed_stale",
                 AlertKind::ExchangeErrors => "exchange_errors",
                 AlertKind::KillSwitch => "kill_switch",
+                AlertKind::Liquidation => "liquidation",
+                AlertKind::FeeUnconverted => "fee_unconverted",
             },
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped => "engine_stopped",
@@ -143,10 +147,12 @@ impl Kind {
                 AlertKind::KeyInvalid
                 | AlertKind::KeyRestrictionsChanged
                 | AlertKind::ReconcileMismatch
-                | AlertKind::KillSwitch => Severity::Critical,
-                AlertKind::DailyLossLimit | AlertKind::FeedStale | AlertKind::ExchangeErrors => {
-                    Severity::Warning
-                }
+                | AlertKind::KillSwitch
+                | AlertKind::Liquidation => Severity::Critical,
+                AlertKind::DailyLossLimit
+                | AlertKind::FeedStale
+                | AlertKind::ExchangeErrors
+                | AlertKind::FeeUnconverted => Severity::Warning,
             },
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped
@@ -176,6 +182,8 @@ impl Kind {
                 AlertKind::FeedStale => "Market data feed is stale",
                 AlertKind::ExchangeErrors => "Exchange errors above normal",
                 AlertKind::KillSwitch => "Kill switch fired",
+                AlertKind::Liquidation => "Position liquidated or auto-deleveraged by Binance",
+                AlertKind::FeeUnconverted => "A fee could not be priced in the quote asset",
             },
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped => "Trading engine stopped",
@@ -203,6 +211,8 @@ impl Kind {
                 AlertKind::FeedStale => "entries are blocked for stale symbols; check connectivity",
                 AlertKind::ExchangeErrors => "check exchange status and the bot's error log",
                 AlertKind::KillSwitch => "trading is stopped; run `aegis incident-report --since 1h` (guide §7)",
+                AlertKind::Liquidation => "the position is closed at the liquidation price and its loss is booked; lower leverage or size before trading on (dashboard: Liquidations)",
+                AlertKind::FeeUnconverted => "the fee is kept per asset but left out of PnL and the loss limits; check that BNBUSDT premiumIndex is reachable",
             },
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped => "check `systemctl status aegis` / `docker compose ps` and the log (guide §7.2)",

@@ -855,6 +855,8 @@ async fn write_batch(
     let mut brk = BreakerCols::default();
     let mut eng = JsonCols::default();
     let mut cmd = JsonCols::default();
+    // Funding and liquidations are rare: written row by row in the same transaction.
+    let mut extra: Vec<(i64, &EngineEvent)> = Vec::new();
     // Latest state per client id within the batch (a multi-row upsert may touch a row only once), plus the
     // time of its first event (the order's creation if it is new).
     let mut latest: HashMap<&str, (usize, TsMs)> = HashMap::new();
@@ -908,6 +910,12 @@ async fn write_batch(
                     fills.fa.push(f.fee_asset.as_str());
                     fills.l.push(liquidity_str(f.liquidity));
                     fills.pnl.push(Dec8(f.realized_pnl.units()));
+                    if matches!(
+                        f.fee_conv,
+                        aegis_shared::event::FeeConversion::Converted { .. }
+                    ) {
+                        extra.push((off, ev));
+                    }
                 }
                 EngineEvent::Position(p) => {
                     pos.o.push(off);
@@ -961,6 +969,9 @@ async fn write_batch(
                     eng.t.push(TsMs(id64(e.offset, "timestamp", *ts_ms)?));
                     eng.a.push(kind);
                     eng.d.push(to_json(e.offset, ev)?);
+                }
+                EngineEvent::Funding(_) | EngineEvent::Liquidation(_) => {
+                    extra.push((off, ev));
                 }
                 // Droppable statistics are not journaled; if one ever is, it is consumed without a row.
                 EngineEvent::Heartbeat { .. } | EngineEvent::Stats(_) => {}
@@ -1028,6 +1039,7 @@ async fn write_batch(
         tx.execute(&stmts.engine_events, &[&eng.o, &eng.t, &eng.a, &eng.d])
             .await?;
     }
+    funding_and_liquidations(&tx, &extra).await?;
     if !cmd.o.is_empty() {
         tx.execute(&stmts.commands, &[&cmd.o, &cmd.t, &cmd.a, &cmd.ip, &cmd.d])
             .await?;
@@ -1052,6 +1064,87 @@ async fn write_batch(
         });
     }
     tx.commit().await?;
+    Ok(())
+}
+
+const SQL_FUNDING: &str = "INSERT INTO funding (journal_offset, ts, symbol, mode, tran_id, asset, amount, \
+     quote_amount, total) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (symbol, tran_id, mode) DO NOTHING";
+const SQL_LIQUIDATION: &str = "INSERT INTO liquidations (journal_offset, ts, symbol, mode, kind, client_id, \
+     trade_id, side, price, qty, realized_pnl, fee, position_after) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (journal_offset) DO NOTHING";
+
+async fn funding_and_liquidations(
+    tx: &Transaction<'_>,
+    rows: &[(i64, &EngineEvent)],
+) -> Result<(), DbError> {
+    for (off, ev) in rows {
+        let o = *off as u64;
+        match ev {
+            EngineEvent::Funding(f) => {
+                tx.execute(
+                    SQL_FUNDING,
+                    &[
+                        off,
+                        &TsMs(id64(o, "timestamp", f.ts_ms)?),
+                        &f.symbol.as_str(),
+                        &f.mode.as_str(),
+                        &id64(o, "tranId", f.tran_id)?,
+                        &f.asset.as_str(),
+                        &Dec8(f.amount.units()),
+                        &Dec8(f.quote.units()),
+                        &Dec8(f.total.units()),
+                    ],
+                )
+                .await?;
+            }
+            EngineEvent::Liquidation(l) => {
+                let kind = match l.kind {
+                    aegis_shared::event::ForcedCloseKind::Liquidation => "liquidation",
+                    aegis_shared::event::ForcedCloseKind::Adl => "adl",
+                };
+                tx.execute(
+                    SQL_LIQUIDATION,
+                    &[
+                        off,
+                        &TsMs(id64(o, "timestamp", l.ts_ms)?),
+                        &l.symbol.as_str(),
+                        &l.mode.as_str(),
+                        &kind,
+                        &l.client_id.as_str(),
+                        &id64(o, "trade id", l.trade_id)?,
+                        &l.side.as_str(),
+                        &Dec8(l.price.units()),
+                        &Dec8(l.qty.units()),
+                        &Dec8(l.realized_pnl.units()),
+                        &Dec8(l.fee.units()),
+                        &Dec8(l.position_after.units()),
+                    ],
+                )
+                .await?;
+            }
+            EngineEvent::Fill(f) => {
+                let (price, quote) = match f.fee_conv {
+                    aegis_shared::event::FeeConversion::Converted { price, quote } => {
+                        (Some(Dec8(price.units())), Some(Dec8(quote.units())))
+                    }
+                    _ => (None, None),
+                };
+                tx.execute(
+                    "INSERT INTO fill_fee_values (symbol, trade_id, fee_asset, price, fee_quote) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (symbol, trade_id) DO NOTHING",
+                    &[
+                        &f.symbol.as_str(),
+                        &id64(o, "trade id", f.trade_id)?,
+                        &f.fee_asset.as_str(),
+                        &price,
+                        &quote,
+                    ],
+                )
+                .await?;
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@
 //! read-only: market data and dashboard, no orders.
 
 pub mod env;
+pub mod funding;
 pub mod gateway;
 pub mod keyswitch;
 pub mod paper_market;
@@ -180,6 +181,11 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     let mut plan = reconcile::Plan::default();
     let mut exch_orders = Vec::new();
     let slot = std::sync::Arc::new(resync::Slot::default());
+    let funding_book = std::sync::Arc::new(std::sync::Mutex::new(funding::FundingBook::new(
+        ctx.ledger.funding_seen.clone(),
+        ctx.ledger.last_funding_ms,
+        client.now_ms(),
+    )));
     if !read_only {
         // The user data stream first, so no update between the snapshot and the stream is lost (the
         // reconciliation's position settings are absolute, so an update seen twice cannot double count).
@@ -189,9 +195,12 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
                 rt.clone(),
                 ends.inbound.clone(),
                 slot.clone(),
+                funding_book.clone(),
             )
             .map_err(|e| run_err(format!("user data stream: {e}")))?,
         );
+        // The gap since the last journaled settlement (a restart, an outage): booked once, by tranId.
+        funding::sync_logged(&funding_book, &client, &rt, &ends.inbound, "start");
         let orders = rt.block_on(client.open_orders()).map_err(run_err)?;
         let positions = rt.block_on(client.position_risk()).map_err(run_err)?;
         plan = reconcile::plan(

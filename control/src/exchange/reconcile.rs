@@ -165,6 +165,7 @@ pub fn plan(
                     entry_price: Price::ZERO,
                     realized_pnl: Default::default(),
                     fees: Default::default(),
+                    funding: Default::default(),
                 }));
             }
         }
@@ -176,6 +177,7 @@ pub fn plan(
             entry_price: if want.is_zero() { Price::ZERO } else { entry },
             realized_pnl: Default::default(),
             fees: Default::default(),
+            funding: Default::default(),
         }));
     }
     out
@@ -250,6 +252,7 @@ pub fn final_update(o: &Value, now_ms: u64) -> Option<OrderUpdate> {
         cum_qty: filled,
         fee: Default::default(),
         fee_asset: Symbol::new("USDT").ok()?,
+        fee_conv: Default::default(),
         trade_id: 0,
         maker: false,
         reduce_only,
@@ -355,6 +358,7 @@ mod tests {
             entry_price: Price::from_int(100),
             realized_pnl: Default::default(),
             fees: Default::default(),
+            funding: Default::default(),
         }
     }
 

@@ -44,6 +44,8 @@ pub struct UserStreamStats {
     pub updates: AtomicU64,
     /// ORDER_TRADE_UPDATEs that could not be read (each one triggers a reconciliation).
     pub malformed: AtomicU64,
+    /// ACCOUNT_UPDATEs with reason FUNDING_FEE (each one reads `/fapi/v1/income`).
+    pub funding_events: AtomicU64,
     /// Hash of the listenKey of the open stream.
     pub listen_key: AtomicU64,
 }
@@ -111,6 +113,8 @@ pub fn parse_order_update(v: &Value) -> Option<OrderUpdate> {
         fee_asset: Symbol::new(s(o, "N"))
             .or_else(|_| Symbol::new("USDT"))
             .ok()?,
+        // Valued by the stream's thread before the update is forwarded (see `funding::FeePricer`).
+        fee_conv: aegis_shared::event::FeeConversion::Quote,
         trade_id: o.get("t").and_then(Value::as_u64).unwrap_or(0),
         maker: o.get("m").and_then(Value::as_bool).unwrap_or(false),
         reduce_only: o.get("R").and_then(Value::as_bool).unwrap_or(false),
@@ -147,6 +151,7 @@ pub fn start(
     rt: tokio::runtime::Handle,
     inbound: Sender<Inbound>,
     slot: Arc<super::resync::Slot>,
+    funding: super::funding::SharedFunding,
 ) -> Result<UserStream, RestError> {
     let stats = Arc::new(UserStreamStats::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -169,6 +174,7 @@ pub fn start(
                 stop: sp,
                 slot,
                 keepalive: every,
+                funding,
             };
             run(&sh, first)
         })
@@ -210,6 +216,7 @@ struct Shared {
     stop: Arc<AtomicBool>,
     slot: Arc<super::resync::Slot>,
     keepalive: Duration,
+    funding: super::funding::SharedFunding,
 }
 
 fn run(sh: &Shared, first: ws::Ws) {
@@ -229,6 +236,13 @@ fn run(sh: &Shared, first: ws::Ws) {
                     // Whatever happened while it was down was not heard: compare with the exchange again.
                     sh.slot.wanted.store(false, Ordering::Release);
                     sh.slot.run("user data stream reconnect");
+                    super::funding::sync_logged(
+                        &sh.funding,
+                        &sh.client,
+                        &sh.rt,
+                        &sh.inbound,
+                        "user data stream reconnect",
+                    );
                     w
                 }
                 Err(RestError::KeyRejected { code, .. }) => {
@@ -333,6 +347,7 @@ fn session(sh: &Shared, w: &mut ws::Ws) -> End {
         stop,
         slot,
         keepalive,
+        funding,
     } = sh;
     let mut last_keepalive = Instant::now();
     // The keep-alive runs on the control runtime, so a slow REST answer never stops this stream being read.
@@ -379,8 +394,13 @@ fn session(sh: &Shared, w: &mut ws::Ws) -> End {
                 };
                 match v.get("e").and_then(Value::as_str) {
                     Some("ORDER_TRADE_UPDATE") => {
-                        if let Some(u) = parse_order_update(&v) {
+                        if let Some(mut u) = parse_order_update(&v) {
                             stats.updates.fetch_add(1, Ordering::Relaxed);
+                            if !u.fee.is_zero() {
+                                let mut b = funding.lock().unwrap_or_else(|e| e.into_inner());
+                                u.fee_conv =
+                                    b.pricer().convert(client, rt, u.symbol, u.fee_asset, u.fee);
+                            }
                             if u.client_id.as_str().starts_with("autoclose-")
                                 || u.client_id.as_str().starts_with("adl_autoclose")
                             {
@@ -396,6 +416,20 @@ fn session(sh: &Shared, w: &mut ws::Ws) -> End {
                                  positions with the exchange so no fill is lost"
                             );
                             slot.run("unreadable order update");
+                        }
+                    }
+                    Some("ACCOUNT_UPDATE") => {
+                        let reason = v.pointer("/a/m").and_then(Value::as_str);
+                        if reason == Some("FUNDING_FEE") {
+                            stats.funding_events.fetch_add(1, Ordering::Relaxed);
+                            // The event has no symbol or id for cross margin: read the records themselves.
+                            super::funding::sync_logged(
+                                funding,
+                                client,
+                                rt,
+                                inbound,
+                                "ACCOUNT_UPDATE FUNDING_FEE",
+                            );
                         }
                     }
                     Some("listenKeyExpired") => return End::Recreate,

@@ -146,6 +146,7 @@ pub(crate) mod test_support {
             fee_asset: Symbol::new("USDT").unwrap(),
             liquidity: Liquidity::Taker,
             realized_pnl: Notional::parse(pnl).unwrap(),
+            fee_conv: Default::default(),
         })
     }
 
@@ -158,6 +159,7 @@ pub(crate) mod test_support {
             entry_price: Price::parse("100").unwrap(),
             realized_pnl: Notional::parse(realized).unwrap(),
             fees: Notional::parse("0.0008").unwrap(),
+            funding: Default::default(),
         })
     }
 }

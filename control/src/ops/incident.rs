@@ -48,6 +48,8 @@ fn ev_ts(e: &EngineEvent) -> u64 {
         EngineEvent::Order(o) => o.ts_ms,
         EngineEvent::Fill(f) => f.ts_ms,
         EngineEvent::Position(p) => p.ts_ms,
+        EngineEvent::Funding(f) => f.ts_ms,
+        EngineEvent::Liquidation(l) => l.ts_ms,
         EngineEvent::Breaker(b) => b.ts_ms,
         EngineEvent::State { ts_ms, .. }
         | EngineEvent::Alert { ts_ms, .. }

@@ -190,8 +190,17 @@ pub struct PnlView {
     pub total: Money,
     /// Unrealized PnL of open positions.
     pub unrealized: Money,
-    /// Fees since the start of records.
+    /// Fees since the start of records, in the quote asset (BNB fees converted at fill time).
     pub fees_total: Money,
+    /// Funding received (> 0) or paid (< 0) since the start of records, quote asset. `total` includes it.
+    #[serde(default)]
+    pub funding_total: Money,
+    /// Fees per asset as charged (e.g. `{"USDT": "1.2", "BNB": "0.003"}`).
+    #[serde(default)]
+    pub fees_by_asset: std::collections::BTreeMap<String, Money>,
+    /// Fees that could not be priced in the quote asset (left out of PnL; alert `fee_unconverted`).
+    #[serde(default)]
+    pub unconverted_fees: u64,
     /// Equity curve (at most a few hundred points).
     pub equity_curve: Vec<EquityPoint>,
 }
@@ -300,6 +309,34 @@ pub struct DashboardSnapshot {
     pub queue_depth_critical: u64,
     /// Statistics-queue depth (0 when unknown).
     pub queue_depth_stats: u64,
+    /// Liquidation and ADL fills, newest first (at most 100).
+    #[serde(default)]
+    pub liquidations: Vec<LiquidationView>,
+}
+
+/// One liquidation or ADL fill as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiquidationView {
+    /// Time, ms.
+    pub ts_ms: TimestampMs,
+    /// Symbol.
+    pub symbol: String,
+    /// Mode whose position was closed.
+    pub mode: StrategyMode,
+    /// `liquidation` or `adl`.
+    pub kind: String,
+    /// BUY / SELL.
+    pub side: String,
+    /// Price.
+    pub price: Money,
+    /// Quantity.
+    pub qty: Money,
+    /// Realized PnL before fees.
+    pub realized_pnl: Money,
+    /// Fee (quote asset).
+    pub fee: Money,
+    /// Exchange client id (`autoclose-…`).
+    pub client_id: String,
 }
 
 /// One audit-trail row as the dashboard shows it.

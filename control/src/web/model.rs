@@ -53,6 +53,7 @@ pub struct ModelInfo {
 type CommandFn = Box<dyn Fn(Command) -> Result<(), BackendError> + Send + Sync>;
 
 const MAX_TRADES: usize = 10_000;
+const MAX_LIQUIDATIONS: usize = 100;
 const MAX_CURVE: usize = 600;
 const MAX_AUDIT: usize = 10_000;
 const BUCKETS: usize = 48;
@@ -79,6 +80,10 @@ struct State {
     trade_count: u64,
     realized_total: Notional,
     fees_total: Notional,
+    funding_total: Notional,
+    fees_by_asset: BTreeMap<Symbol, Notional>,
+    unconverted_fees: u64,
+    liquidations: VecDeque<LiquidationView>,
     hour: VecDeque<(TimestampMs, Notional)>,
     day_start_ms: TimestampMs,
     day_net: Notional,
@@ -93,6 +98,26 @@ struct State {
     database: String,
     queue_critical: u64,
     queue_stats: u64,
+}
+
+impl State {
+    /// Books a net PnL amount (fill net of fee, or funding) into the hour and day windows.
+    fn book_net(&mut self, ts_ms: TimestampMs, net: Notional) {
+        self.hour.push_back((ts_ms, net));
+        while self
+            .hour
+            .front()
+            .is_some_and(|(t, _)| *t + 3_600_000 < ts_ms)
+        {
+            self.hour.pop_front();
+        }
+        let day = ts_ms - ts_ms % 86_400_000;
+        if day != self.day_start_ms {
+            self.day_start_ms = day;
+            self.day_net = Notional::ZERO;
+        }
+        self.day_net += net;
+    }
 }
 
 /// The in-memory read model and default backend.
@@ -167,6 +192,10 @@ impl LiveModel {
                 trade_count: 0,
                 realized_total: Notional::ZERO,
                 fees_total: Notional::ZERO,
+                funding_total: Notional::ZERO,
+                fees_by_asset: BTreeMap::new(),
+                unconverted_fees: 0,
+                liquidations: VecDeque::new(),
                 hour: VecDeque::new(),
                 day_start_ms: 0,
                 day_net: Notional::ZERO,
@@ -238,26 +267,19 @@ impl LiveModel {
                 }
             }
             EngineEvent::Fill(f) => {
-                let net = f.realized_pnl - f.fee;
+                // PnL counts the fee in the quote asset (a BNB fee converted at fill time), never the raw BNB amount.
+                let qfee = f.quote_fee();
+                let net = f.realized_pnl - qfee;
                 s.realized_total += f.realized_pnl;
-                s.fees_total += f.fee;
+                s.fees_total += qfee;
+                *s.fees_by_asset.entry(f.fee_asset).or_default() += f.fee;
+                if f.fee_conv == aegis_shared::event::FeeConversion::Unconvertible {
+                    s.unconverted_fees += 1;
+                }
                 s.trade_count += 1;
                 s.marks.insert(f.symbol, f.price);
-                s.hour.push_back((f.ts_ms, net));
-                while s
-                    .hour
-                    .front()
-                    .is_some_and(|(t, _)| *t + 3_600_000 < f.ts_ms)
-                {
-                    s.hour.pop_front();
-                }
-                let day = f.ts_ms - f.ts_ms % 86_400_000;
-                if day != s.day_start_ms {
-                    s.day_start_ms = day;
-                    s.day_net = Notional::ZERO;
-                }
-                s.day_net += net;
-                let equity = s.realized_total - s.fees_total;
+                s.book_net(f.ts_ms, net);
+                let equity = s.realized_total - s.fees_total + s.funding_total;
                 if s.trade_count.is_multiple_of(s.curve_stride) {
                     s.curve.push((f.ts_ms, equity));
                     if s.curve.len() > MAX_CURVE {
@@ -289,6 +311,25 @@ impl LiveModel {
                 } else {
                     s.positions.insert((p.symbol, p.mode), p);
                 }
+            }
+            EngineEvent::Funding(f) => {
+                s.funding_total += f.quote;
+                s.book_net(f.ts_ms, f.quote);
+            }
+            EngineEvent::Liquidation(l) => {
+                s.liquidations.push_front(LiquidationView {
+                    ts_ms: l.ts_ms,
+                    symbol: l.symbol.to_string(),
+                    mode: l.mode,
+                    kind: serde_plain(&l.kind),
+                    side: l.side.as_str().into(),
+                    price: l.price.to_string(),
+                    qty: l.qty.to_string(),
+                    realized_pnl: l.realized_pnl.to_string(),
+                    fee: l.fee.to_string(),
+                    client_id: l.client_id.to_string(),
+                });
+                s.liquidations.truncate(MAX_LIQUIDATIONS);
             }
             EngineEvent::Breaker(b) => {
                 let slot = match b.change {
@@ -446,9 +487,16 @@ impl DashboardBackend for LiveModel {
             pnl: PnlView {
                 hour: hour.to_string(),
                 day: day.to_string(),
-                total: (s.realized_total - s.fees_total).to_string(),
+                total: (s.realized_total - s.fees_total + s.funding_total).to_string(),
                 unrealized: unrealized.to_string(),
                 fees_total: s.fees_total.to_string(),
+                funding_total: s.funding_total.to_string(),
+                fees_by_asset: s
+                    .fees_by_asset
+                    .iter()
+                    .map(|(a, v)| (a.to_string(), v.to_string()))
+                    .collect(),
+                unconverted_fees: s.unconverted_fees,
                 equity_curve: s
                     .curve
                     .iter()
@@ -477,6 +525,7 @@ impl DashboardBackend for LiveModel {
             trade_count: s.trade_count,
             queue_depth_critical: s.queue_critical,
             queue_depth_stats: s.queue_stats,
+            liquidations: s.liquidations.iter().cloned().collect(),
         }
     }
 
@@ -606,6 +655,7 @@ mod tests {
             fee_asset: Symbol::new("USDT").unwrap(),
             liquidity: Liquidity::Taker,
             realized_pnl: Notional::from_int(2),
+            fee_conv: Default::default(),
         }));
         m.apply(&EngineEvent::Position(PositionUpdate {
             ts_ms: now,
@@ -615,6 +665,7 @@ mod tests {
             entry_price: Price::from_int(90),
             realized_pnl: Notional::from_int(2),
             fees: Notional::parse("0.04").unwrap(),
+            funding: Default::default(),
         }));
         m.apply(&EngineEvent::Breaker(BreakerEvent {
             ts_ms: now,
@@ -640,6 +691,76 @@ mod tests {
             .unwrap();
         assert!(b.tripped && b.cooldown_left_ms > 50_000 && b.cooldown_left_ms <= 60_000);
         assert_eq!(s.trade_count, 1);
+    }
+
+    #[test]
+    fn bnb_fees_funding_and_liquidations_show_in_quote_and_per_asset() {
+        use aegis_shared::event::{FeeConversion, ForcedCloseKind, FundingEvent, LiquidationEvent};
+        let m = LiveModel::new(info(), |_| Ok(()));
+        let now = now_ms();
+        let sym = Symbol::new("BTCUSDT").unwrap();
+        let bnb = Notional::parse("0.0001").unwrap();
+        let fill = |fee_conv| Fill {
+            ts_ms: now,
+            symbol: sym,
+            client_id: ClientOrderId::new("autoclose-1").unwrap(),
+            exchange_order_id: 1,
+            trade_id: 1,
+            mode: StrategyMode::Scalp,
+            intent: OrderIntent::Manual,
+            side: Side::Sell,
+            price: Price::from_int(100),
+            qty: Qty::from_int(1),
+            fee: bnb,
+            fee_asset: Symbol::new("BNB").unwrap(),
+            liquidity: Liquidity::Taker,
+            realized_pnl: Notional::from_int(-2),
+            fee_conv,
+        };
+        m.apply(&EngineEvent::Fill(fill(FeeConversion::convert(
+            bnb,
+            Price::from_int(600),
+        ))));
+        m.apply(&EngineEvent::Fill(Fill {
+            trade_id: 2,
+            realized_pnl: Notional::ZERO,
+            ..fill(FeeConversion::Unconvertible)
+        }));
+        m.apply(&EngineEvent::Funding(FundingEvent {
+            ts_ms: now,
+            symbol: sym,
+            mode: StrategyMode::Scalp,
+            tran_id: 7,
+            asset: Symbol::new("USDT").unwrap(),
+            amount: Notional::parse("-0.5").unwrap(),
+            total: Notional::parse("-0.5").unwrap(),
+            quote: Notional::parse("-0.5").unwrap(),
+        }));
+        m.apply(&EngineEvent::Liquidation(LiquidationEvent {
+            ts_ms: now,
+            symbol: sym,
+            mode: StrategyMode::Scalp,
+            kind: ForcedCloseKind::Liquidation,
+            client_id: ClientOrderId::new("autoclose-1").unwrap(),
+            trade_id: 1,
+            side: Side::Sell,
+            price: Price::from_int(100),
+            qty: Qty::from_int(1),
+            realized_pnl: Notional::from_int(-2),
+            fee: Notional::parse("0.06").unwrap(),
+            position_after: Qty::ZERO,
+        }));
+        let s = m.snapshot();
+        // 0.0001 BNB at 600 is 0.06 USDT; the unpriced one counts zero and is flagged.
+        assert_eq!(s.pnl.fees_total, "0.06");
+        assert_eq!(s.pnl.fees_by_asset["BNB"], "0.0002");
+        assert_eq!(s.pnl.unconverted_fees, 1);
+        assert_eq!(s.pnl.funding_total, "-0.5");
+        assert_eq!(s.pnl.total, "-2.56");
+        assert_eq!(s.pnl.day, "-2.56");
+        assert_eq!(s.liquidations.len(), 1);
+        assert_eq!(s.liquidations[0].kind, "liquidation");
+        assert_eq!(s.liquidations[0].realized_pnl, "-2");
     }
 
     #[test]

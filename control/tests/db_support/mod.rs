@@ -208,6 +208,7 @@ pub fn fill(i: u64) -> Fill {
             Liquidity::Taker
         },
         realized_pnl: Notional::from_units((i as i64 % 11 - 5) * 123_456_789),
+        fee_conv: Default::default(),
     }
 }
 
@@ -248,6 +249,7 @@ pub fn position(i: u64) -> PositionUpdate {
         entry_price: Price::parse("20000.5").unwrap(),
         realized_pnl: Notional::from_units(i as i64 * 3),
         fees: Notional::from_units(i as i64),
+        funding: Default::default(),
     }
 }
 

@@ -141,6 +141,7 @@ impl PaperVenue {
             fee_asset: self.fee_asset,
             liquidity: liq,
             realized_pnl: r.realized,
+            fee_conv: aegis_shared::event::FeeConversion::Quote,
         }));
         out.emit(EngineEvent::Position(pos.update(ts, req.symbol, req.mode)));
         out.emit(o.event(ts, req.qty, OrderStatus::Filled, 0));

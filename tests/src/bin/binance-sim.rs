@@ -43,7 +43,7 @@ SERVED (Binance paths)
   from the simulator's own trades), leverageBracket; /fapi/v1/order (POST/GET/DELETE),
   openOrders, allOpenOrders (DELETE); /fapi/v2/account, /fapi/v2/balance, /fapi/v2/positionRisk,
   /fapi/v3/positionRisk; /fapi/v1/leverage; /fapi/v1/listenKey (POST/PUT/DELETE);
-  /sapi/v1/account/apiRestrictions; /api/v3/ping and /api/v3/time (python-binance's constructor pings).
+  /sapi/v1/account/apiRestrictions; /fapi/v1/premiumIndex; /fapi/v1/income (FUNDING_FEE); /api/v3/ping and /api/v3/time (python-binance's constructor pings).
   Streams: /ws/<stream>, /ws (SUBSCRIBE later), /stream?streams=a/b, /public/ws/<bookTicker|depth stream>,
   /market/ws/<aggTrade|markPrice stream> (and /public|/market/stream?streams=); streams: <sym>@bookTicker,
   <sym>@aggTrade, <sym>@depth[@100ms|@250ms|@500ms], <sym>@markPrice[@1s].
@@ -57,6 +57,13 @@ ADMIN API (test kit only; JSON bodies; all under /admin)
   POST /admin/accounts/{account}/wallet       {"usdt":"5000"}
   POST /admin/accounts/{account}/orders/fill   {"clientOrderId":..,"qty":"0.001"}  fill an open order (part or all)
   POST /admin/accounts/{account}/orders/expire {"clientOrderId":..}               end an open order EXPIRED
+  POST /admin/accounts/{account}/liquidate    {"symbol":"BTCUSDT","price":"59000","adl":false}  forced close
+                                              (autoclose-<ms> or adl_autoclose ORDER_TRADE_UPDATE)
+  GET  /admin/accounts/{account}/totals       fees per asset and in USDT, realized PnL, funding, liquidations
+  POST /admin/funding                         {"intervalMs":1000,"rate":"0.0001"}  settle funding every interval
+                                              (0: stop); ACCOUNT_UPDATE FUNDING_FEE + income records
+  POST /admin/funding/settle                  settle once, now
+  POST /admin/fees/bnb                        {"price":"612.35"}  commissions in BNB at this BNBUSDT price (null: USDT)
   POST /admin/market/quote                    {"symbol","bid","ask","bidQty","askQty"}  pins the symbol
   POST /admin/market/release                  {"symbol"} (or {} for all): the price source drives it again
   GET  /admin/market/{symbol}

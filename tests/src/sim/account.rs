@@ -83,6 +83,9 @@ pub struct Account {
     pub dual_side_position: bool,
     /// Multi-assets margin mode (`GET/POST /fapi/v1/multiAssetsMargin`).
     pub multi_assets_margin: bool,
+    /// The exchange's truth for reconciliation tests: commissions per asset, their quote value at fill time,
+    /// funding and realized PnL (see [`super::funding`]).
+    pub totals: super::funding::Totals,
 }
 
 /// Default leverage of a symbol that was never set.
@@ -149,6 +152,7 @@ impl Account {
             update_time: 0,
             dual_side_position: false,
             multi_assets_margin: false,
+            totals: Default::default(),
         }
     }
 

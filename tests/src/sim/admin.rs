@@ -32,6 +32,7 @@ fn ok(v: Value) -> Response {
 /// The admin routes (nested under `/admin`).
 pub fn router() -> Router<Arc<Sim>> {
     Router::new()
+        .merge(super::funding::router())
         .route("/health", get(|| async { Json(json!({"ok": true})) }))
         .route("/state", get(state))
         .route("/accounts/{name}", get(account))

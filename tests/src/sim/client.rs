@@ -41,6 +41,28 @@ impl AdminCall {
     pub fn account(name: &str) -> Self {
         Self::get(format!("/admin/accounts/{name}"))
     }
+    /// `POST /admin/funding`: settle funding every `interval_ms` (0: stop) at `rate` ([`super::funding`]).
+    pub fn funding(interval_ms: u64, rate: &str) -> Self {
+        Self::post(
+            "/admin/funding".into(),
+            json!({"intervalMs": interval_ms, "rate": rate}),
+        )
+    }
+    /// `POST /admin/fees/bnb`: charge commissions in BNB at this BNBUSDT price (`None`: in USDT).
+    pub fn bnb_fees(price: Option<&str>) -> Self {
+        Self::post("/admin/fees/bnb".into(), json!({"price": price}))
+    }
+    /// `POST /admin/accounts/{name}/liquidate`: the exchange closes the whole position (`autoclose-…`).
+    pub fn liquidate(name: &str, symbol: &str, price: Option<&str>) -> Self {
+        Self::post(
+            format!("/admin/accounts/{name}/liquidate"),
+            json!({"symbol": symbol, "price": price}),
+        )
+    }
+    /// `GET /admin/accounts/{name}/totals`: fees per asset and in USDT, realized PnL, funding.
+    pub fn totals(name: &str) -> Self {
+        Self::get(format!("/admin/accounts/{name}/totals"))
+    }
     /// `GET /admin/accounts/{name}/openOrders`.
     pub fn open_orders(name: &str) -> Self {
         Self::get(format!("/admin/accounts/{name}/openOrders"))

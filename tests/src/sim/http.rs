@@ -95,6 +95,10 @@ pub enum Ep {
     MultiAssets,
     /// POST /fapi/v1/multiAssetsMargin
     SetMultiAssets,
+    /// GET /fapi/v1/premiumIndex ([`super::funding`])
+    PremiumIndex,
+    /// GET /fapi/v1/income (FUNDING_FEE records: [`super::funding`])
+    Income,
 }
 
 /// Looks a route up: (endpoint, base weight, security).
@@ -122,6 +126,8 @@ pub fn route(method: &Method, path: &str) -> Option<(Ep, u32, Sec)> {
         ("GET", "/fapi/v2/positionRisk") => (Ep::PositionRiskV2, 5, Signed(Perm::Read)),
         ("GET", "/fapi/v3/positionRisk") => (Ep::PositionRiskV3, 5, Signed(Perm::Read)),
         ("POST", "/fapi/v1/leverage") => (Ep::Leverage, 1, Signed(Perm::Trade)),
+        ("GET", "/fapi/v1/premiumIndex") => (Ep::PremiumIndex, 1, None),
+        ("GET", "/fapi/v1/income") => (Ep::Income, 30, Signed(Perm::Read)),
         ("POST", "/fapi/v1/listenKey") => (Ep::ListenKeyNew, 1, Key),
         ("PUT", "/fapi/v1/listenKey") => (Ep::ListenKeyKeep, 1, Key),
         ("DELETE", "/fapi/v1/listenKey") => (Ep::ListenKeyClose, 1, Key),
@@ -425,6 +431,19 @@ fn handle(
             super::account_modes::set_multi_assets(&mut lock(&sim.ex), account_of(key)?, p)
         }
         Ep::NewOrder => place_order(sim, p, account_of(key)?, now),
+        Ep::PremiumIndex => super::funding::premium_index(sim, p.opt("symbol"), now),
+        Ep::Income => {
+            let n = |k: &str| p.opt(k).and_then(|v| v.parse::<u64>().ok());
+            super::funding::income(
+                sim,
+                account_of(key)?,
+                p.opt("incomeType"),
+                p.opt("symbol"),
+                n("startTime"),
+                n("endTime"),
+                n("limit").map(|l| l as usize),
+            )
+        }
         Ep::QueryOrder => {
             let ex = lock(&sim.ex);
             let spec = symbol_param(p, &ex.specs)?;

@@ -205,6 +205,9 @@ pub struct Exchange {
     next_order_id: u64,
     trade_ids: HashMap<String, u64>,
     next_client_seq: u64,
+    /// BNB fee mode: when set, commissions are charged in BNB at this BNBUSDT price (also served by
+    /// `premiumIndex`); `None`: in USDT.
+    pub bnb_price: Option<Price>,
     /// How many of the next new orders are accepted but left working (fault: a slow matching engine, as when
     /// Binance answers a market order `NEW` and reports its fills later on the user data stream).
     pub hold_next: u32,
@@ -227,6 +230,7 @@ impl Exchange {
             next_order_id: 8_389_765_000,
             trade_ids: HashMap::new(),
             next_client_seq: 0,
+            bnb_price: None,
             hold_next: 0,
         }
     }
@@ -434,6 +438,11 @@ impl Exchange {
     }
 
     /// Applies one execution to an order and the account, and publishes ORDER_TRADE_UPDATE + ACCOUNT_UPDATE.
+    /// Executes `qty` of an order at `price` (liquidations; see [`super::funding::liquidate`]).
+    pub fn fill_at(&mut self, account: &str, order: &mut Order, price: Price, qty: Qty, now: u64) {
+        self.fill(account, order, price, qty, false, now);
+    }
+
     fn fill(
         &mut self,
         account: &str,
@@ -456,15 +465,32 @@ impl Exchange {
         };
         let notional = price.notional(qty);
         let commission = fee(notional, rate);
+        let bnb_price = self.bnb_price;
         let book = self.books[&order.symbol].clone();
         let acc = self.account(account);
+        // In the BNB mode the commission is charged in BNB (its USDT amount at the BNB price, to 1e-8) and the
+        // USDT wallet is not charged; the quote value the exchange books is that BNB amount at the same price.
+        let (fee_amt, fee_asset, fee_quote) = match bnb_price {
+            Some(bp) => {
+                let bnb = super::funding::div_round(commission, bp);
+                (bnb, "BNB", super::funding::value(bnb, bp))
+            }
+            None => (commission, "USDT", commission),
+        };
+        acc.totals.add_fill(fee_asset, fee_amt, fee_quote);
         let signed = Qty::from_units(qty.units() * order.side.sign());
         let realized = acc
             .positions
             .entry(order.symbol.clone())
             .or_default()
             .apply(signed, price, now);
-        acc.wallet += realized - commission;
+        acc.totals.realized += realized;
+        acc.wallet += realized
+            - if fee_asset == "USDT" {
+                commission
+            } else {
+                Notional::ZERO
+            };
         acc.update_time = now;
         order.executed += qty;
         order.cum_quote += notional;
@@ -478,7 +504,8 @@ impl Exchange {
             trade_id,
             qty,
             price,
-            fee: commission,
+            fee: fee_amt,
+            fee_asset,
             maker,
             realized,
         };

@@ -23,6 +23,7 @@ pub mod conns;
 pub mod engine_source;
 pub mod error;
 pub mod faults;
+pub mod funding;
 pub mod http;
 pub mod keys;
 pub mod market;
@@ -91,6 +92,8 @@ pub struct Sim {
     pub candles: Mutex<candles::Candles>,
     /// Tick → order latency probe (benchmarks).
     pub probe: probe::Probe,
+    /// Funding settings ([`funding`]).
+    pub funding: Mutex<funding::FundingState>,
     agg_id: AtomicU64,
 }
 
@@ -133,6 +136,7 @@ impl Sim {
             key_usage: Mutex::new(Default::default()),
             candles: Mutex::new(Default::default()),
             probe: probe::Probe::default(),
+            funding: Mutex::new(Default::default()),
             agg_id: AtomicU64::new(5_933_014),
         }
     }

@@ -262,7 +262,7 @@ impl Order {
             o["t"] = json!(f.trade_id);
             o["m"] = json!(f.maker);
             o["n"] = json!(fixed(f.fee.units(), 8));
-            o["N"] = json!("USDT");
+            o["N"] = json!(f.fee_asset);
             o["rp"] = json!(fixed(f.realized.units(), 8));
         }
         json!({"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": o})
@@ -278,8 +278,10 @@ pub struct FillInfo {
     pub qty: Qty,
     /// Price.
     pub price: Price,
-    /// Commission (USDT, positive = paid).
+    /// Commission in `fee_asset` (positive = paid).
     pub fee: Notional,
+    /// Commission asset (`USDT`, or `BNB` in the BNB fee mode).
+    pub fee_asset: &'static str,
     /// Maker fill.
     pub maker: bool,
     /// Realized PnL (before fees).

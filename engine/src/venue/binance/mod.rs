@@ -29,8 +29,8 @@ use super::{ExecReport, OrderRequest};
 use crate::position::{Position, Positions};
 use crate::queues::EventOut;
 use aegis_shared::event::{
-    AlertKind, Fill, HaltReason, Liquidity, OrderEvent, OrderIntent, OrderStatus, OrderType,
-    PositionUpdate, TimeInForce,
+    AlertKind, FeeConversion, Fill, ForcedCloseKind, FundingEvent, HaltReason, LiquidationEvent,
+    Liquidity, OrderEvent, OrderIntent, OrderStatus, OrderType, PositionUpdate, TimeInForce,
 };
 use aegis_shared::{ClientOrderId, EngineEvent, Notional, Price, Qty, Side, StrategyMode, Symbol};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -99,6 +99,8 @@ pub struct OrderUpdate {
     pub fee: Notional,
     /// `N`: commission asset (USDT when omitted).
     pub fee_asset: Symbol,
+    /// How `fee` is valued in the quote asset (the control plane prices a BNB fee before the engine sees it).
+    pub fee_conv: FeeConversion,
     /// `t`: trade id.
     pub trade_id: u64,
     /// `m`: maker.
@@ -154,6 +156,21 @@ pub enum Inbound {
         client_id: ClientOrderId,
         /// Exchange id.
         exchange_id: u64,
+    },
+    /// A funding settlement of a symbol (one `FUNDING_FEE` income record, deduplicated by the control plane).
+    Funding {
+        /// Settlement time (ms).
+        ts_ms: u64,
+        /// Symbol.
+        symbol: Symbol,
+        /// The income's `tranId`.
+        tran_id: u64,
+        /// Asset paid in.
+        asset: Symbol,
+        /// Signed amount in `asset` (received > 0).
+        amount: Notional,
+        /// Its value in the quote asset.
+        conv: FeeConversion,
     },
     /// Halt new entries for this reason.
     Halt(HaltReason),
@@ -466,6 +483,7 @@ impl LiveVenue {
                     let restored = PositionUpdate {
                         realized_pnl: p.realized(),
                         fees: p.fees(),
+                        funding: p.funding(),
                         ..u
                     };
                     *p = Position::restore(&restored);
@@ -516,6 +534,16 @@ impl LiveVenue {
                 self.orders.push(w);
                 out.emit(Self::order_event(&w, 0, OrderStatus::New, 0));
             }
+            Inbound::Funding {
+                ts_ms,
+                symbol,
+                tran_id,
+                asset,
+                amount,
+                conv,
+            } => self.on_funding(
+                ts_ms, symbol, tran_id, asset, amount, conv, positions, out, on_exec,
+            ),
             Inbound::Halt(r) => self.signal(VenueSignal::Halt(r)),
             Inbound::Clear(r) => self.signal(VenueSignal::Clear(r)),
             Inbound::Alert(k) => self.signal(VenueSignal::Alert(k)),
@@ -548,8 +576,12 @@ impl LiveVenue {
                         return;
                     }
                     w.filled = u.cum_qty;
+                    let qfee = u.fee_conv.quote_fee(u.fee);
+                    if u.fee_conv == FeeConversion::Unconvertible {
+                        self.signal(VenueSignal::Alert(AlertKind::FeeUnconverted));
+                    }
                     let pos = positions.get_mut(sym, w.req.mode);
-                    let r = pos.apply(u.side, u.last_price, u.last_qty, u.fee, u.ts_ms);
+                    let r = pos.apply(u.side, u.last_price, u.last_qty, qfee, u.ts_ms);
                     out.emit(EngineEvent::Fill(Fill {
                         ts_ms: u.ts_ms,
                         symbol: u.symbol,
@@ -565,6 +597,7 @@ impl LiveVenue {
                         fee_asset: u.fee_asset,
                         liquidity: liq,
                         realized_pnl: r.realized,
+                        fee_conv: u.fee_conv,
                     }));
                     out.emit(EngineEvent::Position(
                         pos.update(u.ts_ms, u.symbol, w.req.mode),
@@ -574,7 +607,7 @@ impl LiveVenue {
                         mode: w.req.mode,
                         ts_ms: u.ts_ms,
                         qty: u.last_qty,
-                        net: r.realized - u.fee,
+                        net: r.realized - qfee,
                         closed_trade: r.closed_trade,
                         order_final: false,
                     });
@@ -596,6 +629,13 @@ impl LiveVenue {
                     return;
                 }
                 // Not ours (liquidation, ADL, a manual order) or already forgotten: the position still moved.
+                let forced = ForcedCloseKind::of_client_id(u.client_id.as_str());
+                if forced.is_some() {
+                    self.signal(VenueSignal::Alert(AlertKind::Liquidation));
+                }
+                if u.fee_conv == FeeConversion::Unconvertible {
+                    self.signal(VenueSignal::Alert(AlertKind::FeeUnconverted));
+                }
                 let mut left = u.last_qty;
                 let sign = u.side.sign();
                 for mode in StrategyMode::ALL {
@@ -607,16 +647,21 @@ impl LiveVenue {
                         continue;
                     }
                     let take = Qty::from_units(q.abs().min(left.units()));
+                    let done = u.last_qty - left;
                     left -= take;
-                    self.foreign_fill(sym, mode, take, &u, liq, positions, out, on_exec);
+                    self.foreign_fill(
+                        sym, mode, take, done, &u, liq, forced, positions, out, on_exec,
+                    );
                 }
                 if !left.is_zero() {
                     self.foreign_fill(
                         sym,
                         ADOPT_DEFAULT_MODE,
                         left,
+                        u.last_qty - left,
                         &u,
                         liq,
+                        forced,
                         positions,
                         out,
                         on_exec,
@@ -627,27 +672,88 @@ impl LiveVenue {
     }
 
     #[allow(clippy::too_many_arguments)] // Private helper of one call site.
+    fn on_funding(
+        &mut self,
+        ts_ms: u64,
+        symbol: Symbol,
+        tran_id: u64,
+        asset: Symbol,
+        amount: Notional,
+        conv: FeeConversion,
+        positions: &mut Positions,
+        out: &mut impl EventOut,
+        on_exec: &mut impl FnMut(&ExecReport),
+    ) {
+        let Some(sym) = self.sym_index(symbol) else {
+            return;
+        };
+        if conv == FeeConversion::Unconvertible {
+            self.signal(VenueSignal::Alert(AlertKind::FeeUnconverted));
+        }
+        let qty = StrategyMode::ALL.map(|m| positions.get(sym, m).qty());
+        let parts = crate::funding::split(amount, qty, ADOPT_DEFAULT_MODE.index());
+        // Split the quote value the same way, so the quote parts add up to the converted total exactly too.
+        let qparts = crate::funding::split(conv.quote_fee(amount), qty, ADOPT_DEFAULT_MODE.index());
+        for (i, mode) in StrategyMode::ALL.into_iter().enumerate() {
+            if parts[i].is_zero() && qparts[i].is_zero() {
+                continue;
+            }
+            let pos = positions.get_mut(sym, mode);
+            pos.apply_funding(qparts[i]);
+            out.emit(EngineEvent::Funding(FundingEvent {
+                ts_ms,
+                symbol,
+                mode,
+                tran_id,
+                asset,
+                amount: parts[i],
+                total: amount,
+                quote: qparts[i],
+            }));
+            out.emit(EngineEvent::Position(pos.update(ts_ms, symbol, mode)));
+            on_exec(&ExecReport {
+                sym,
+                mode,
+                ts_ms,
+                qty: Qty::ZERO,
+                net: qparts[i],
+                closed_trade: None,
+                order_final: false,
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // Private helper of one call site.
     fn foreign_fill(
         &self,
         sym: usize,
         mode: StrategyMode,
         qty: Qty,
+        done: Qty,
         u: &OrderUpdate,
         liq: Liquidity,
+        forced: Option<ForcedCloseKind>,
         positions: &mut Positions,
         out: &mut impl EventOut,
         on_exec: &mut impl FnMut(&ExecReport),
     ) {
-        // The fee is split pro rata to the share of the fill.
-        let fee = if qty == u.last_qty || u.last_qty.is_zero() {
-            u.fee
-        } else {
-            Notional::from_units(
-                (u.fee.units() as i128 * qty.units() as i128 / u.last_qty.units() as i128) as i64,
-            )
+        // The fee (and its quote value) is split pro rata by cumulative share, so the parts add up exactly.
+        let share = |total: Notional| {
+            let l = u.last_qty.units().max(1) as i128;
+            let at = |q: i64| total.units() as i128 * q as i128 / l;
+            Notional::from_units((at(done.units() + qty.units()) - at(done.units())) as i64)
         };
+        let fee = share(u.fee);
+        let fee_conv = match u.fee_conv {
+            FeeConversion::Converted { price, quote } => FeeConversion::Converted {
+                price,
+                quote: share(quote),
+            },
+            c => c,
+        };
+        let qfee = fee_conv.quote_fee(fee);
         let pos = positions.get_mut(sym, mode);
-        let r = pos.apply(u.side, u.last_price, qty, fee, u.ts_ms);
+        let r = pos.apply(u.side, u.last_price, qty, qfee, u.ts_ms);
         out.emit(EngineEvent::Fill(Fill {
             ts_ms: u.ts_ms,
             symbol: u.symbol,
@@ -663,14 +769,31 @@ impl LiveVenue {
             fee_asset: u.fee_asset,
             liquidity: liq,
             realized_pnl: r.realized,
+            fee_conv,
         }));
         out.emit(EngineEvent::Position(pos.update(u.ts_ms, u.symbol, mode)));
+        if let Some(kind) = forced {
+            out.emit(EngineEvent::Liquidation(LiquidationEvent {
+                ts_ms: u.ts_ms,
+                symbol: u.symbol,
+                mode,
+                kind,
+                client_id: u.client_id,
+                trade_id: u.trade_id,
+                side: u.side,
+                price: u.last_price,
+                qty,
+                realized_pnl: r.realized,
+                fee: qfee,
+                position_after: pos.qty(),
+            }));
+        }
         on_exec(&ExecReport {
             sym,
             mode,
             ts_ms: u.ts_ms,
             qty,
-            net: r.realized - fee,
+            net: r.realized - qfee,
             closed_trade: r.closed_trade,
             order_final: false,
         });
@@ -717,6 +840,7 @@ mod tests {
             cum_qty: Qty::parse(cum).unwrap(),
             fee: Notional::parse("0.24").unwrap(),
             fee_asset: Symbol::new("USDT").unwrap(),
+            fee_conv: FeeConversion::Quote,
             trade_id: 9,
             maker: false,
             reduce_only: false,
@@ -802,5 +926,167 @@ mod tests {
         assert!(ev.is_empty(), "read-only refusals are silent");
         assert_eq!(finals, 1);
         assert!(g.outbound.try_recv().is_err(), "nothing sent");
+    }
+
+    #[test]
+    fn funding_splits_exactly_bnb_fees_are_converted_and_liquidations_are_events() {
+        let (l, _g) = link();
+        let mut v = LiveVenue::new(l, vec![sym()]);
+        let mut pos = Positions::new(1);
+        for (m, q) in [
+            (StrategyMode::Swing, "0.002"),
+            (StrategyMode::Position, "0.001"),
+        ] {
+            pos.get_mut(0, m).apply(
+                Side::Buy,
+                Price::from_int(60_000),
+                Qty::parse(q).unwrap(),
+                Notional::ZERO,
+                1,
+            );
+        }
+        let mut ev: Vec<EngineEvent> = Vec::new();
+        let mut nets = Vec::new();
+        let usdt = Symbol::new("USDT").unwrap();
+        let amount = Notional::parse("-0.01000001").unwrap();
+        v.apply(
+            Inbound::Funding {
+                ts_ms: 8,
+                symbol: sym(),
+                tran_id: 42,
+                asset: usdt,
+                amount,
+                conv: FeeConversion::Quote,
+            },
+            &mut pos,
+            &mut ev,
+            &mut |r| nets.push(r.net),
+        );
+        let parts: Vec<FundingEvent> = ev
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Funding(f) => Some(*f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            parts.iter().fold(Notional::ZERO, |a, f| a + f.quote),
+            amount
+        );
+        assert_eq!(
+            nets.iter().fold(Notional::ZERO, |a, n| a + *n),
+            amount,
+            "daily loss sees it"
+        );
+        let total_funding = pos.get(0, StrategyMode::Swing).funding()
+            + pos.get(0, StrategyMode::Position).funding();
+        assert_eq!(total_funding, amount);
+
+        // A liquidation of the whole 0.003 with its fee in BNB at 600 USDT.
+        ev.clear();
+        nets.clear();
+        let mut u = update(
+            "autoclose-1700000000000",
+            OrderStatus::Filled,
+            "0.003",
+            "0.003",
+            Side::Sell,
+        );
+        u.last_price = Price::from_int(59_000);
+        u.fee = Notional::parse("0.0001").unwrap();
+        u.fee_asset = Symbol::new("BNB").unwrap();
+        u.fee_conv = FeeConversion::convert(u.fee, Price::from_int(600));
+        v.apply(Inbound::Update(u), &mut pos, &mut ev, &mut |r| {
+            nets.push(r.net)
+        });
+        assert!(pos.get(0, StrategyMode::Swing).is_flat());
+        assert!(pos.get(0, StrategyMode::Position).is_flat());
+        let liq: Vec<LiquidationEvent> = ev
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Liquidation(x) => Some(*x),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(liq.len(), 2);
+        assert!(liq
+            .iter()
+            .all(|x| x.kind == ForcedCloseKind::Liquidation && x.position_after.is_zero()));
+        let fee_q = liq.iter().fold(Notional::ZERO, |a, x| a + x.fee);
+        assert_eq!(
+            fee_q,
+            Notional::parse("0.06").unwrap(),
+            "0.0001 BNB at 600, not 0.0001 USDT"
+        );
+        let realized = liq.iter().fold(Notional::ZERO, |a, x| a + x.realized_pnl);
+        assert_eq!(realized, Notional::from_int(-3));
+        let fees =
+            pos.get(0, StrategyMode::Swing).fees() + pos.get(0, StrategyMode::Position).fees();
+        assert_eq!(fees, Notional::parse("0.06").unwrap());
+        assert_eq!(
+            v.next_signal(),
+            Some(VenueSignal::Alert(AlertKind::Liquidation))
+        );
+
+        // An unpriced BNB fee counts zero in PnL and is flagged, never added as USDT.
+        ev.clear();
+        let mut u = update(
+            "autoclose-1700000000001",
+            OrderStatus::Filled,
+            "0.001",
+            "0.001",
+            Side::Buy,
+        );
+        u.fee_asset = Symbol::new("BNB").unwrap();
+        u.fee_conv = FeeConversion::Unconvertible;
+        v.apply(Inbound::Update(u), &mut pos, &mut ev, &mut |_| {});
+        assert_eq!(pos.get(0, ADOPT_DEFAULT_MODE).fees(), Notional::ZERO);
+        let mut sig = Vec::new();
+        while let Some(s) = v.next_signal() {
+            sig.push(s);
+        }
+        assert!(sig.contains(&VenueSignal::Alert(AlertKind::FeeUnconverted)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_foreign_fill_splits_fee_and_quote_fee_exactly_over_the_modes(
+            sizes in proptest::array::uniform4(0i64..5_000_000),
+            extra in 0i64..3_000_000,
+            fee in 0i64..10_000_000,
+            price in 1i64..200_000_000_000,
+        ) {
+            let (l, _g) = link();
+            let mut v = LiveVenue::new(l, vec![sym()]);
+            let mut pos = Positions::new(1);
+            for (i, m) in StrategyMode::ALL.into_iter().enumerate() {
+                if sizes[i] > 0 {
+                    pos.get_mut(0, m).apply(Side::Buy, Price::from_int(60_000), Qty::from_units(sizes[i]), Notional::ZERO, 1);
+                }
+            }
+            let total: i64 = sizes.iter().sum::<i64>() + extra;
+            proptest::prop_assume!(total > 0);
+            let mut u = update("autoclose-1", OrderStatus::Filled, "0", "0", Side::Sell);
+            u.last_qty = Qty::from_units(total);
+            u.cum_qty = u.last_qty;
+            u.fee = Notional::from_units(fee);
+            u.fee_asset = Symbol::new("BNB").unwrap();
+            u.fee_conv = FeeConversion::convert(u.fee, Price::from_units(price));
+            let mut ev: Vec<EngineEvent> = Vec::new();
+            let mut net = Notional::ZERO;
+            v.apply(Inbound::Update(u), &mut pos, &mut ev, &mut |r| net += r.net);
+            let fills: Vec<Fill> = ev.iter().filter_map(|e| match e { EngineEvent::Fill(f) => Some(*f), _ => None }).collect();
+            let fee_sum = fills.iter().fold(Notional::ZERO, |a, f| a + f.fee);
+            let quote_sum = fills.iter().fold(Notional::ZERO, |a, f| a + f.quote_fee());
+            let qty_sum = fills.iter().fold(Qty::ZERO, |a, f| a + f.qty);
+            proptest::prop_assert_eq!(fee_sum, u.fee);
+            proptest::prop_assert_eq!(quote_sum, u.fee_conv.quote_fee(u.fee));
+            proptest::prop_assert_eq!(qty_sum, u.last_qty);
+            let realized = fills.iter().fold(Notional::ZERO, |a, f| a + f.realized_pnl);
+            proptest::prop_assert_eq!(net, realized - quote_sum, "the loss limits see realized − converted fee");
+            let fees_books = StrategyMode::ALL.iter().fold(Notional::ZERO, |a, m| a + pos.get(0, *m).fees());
+            proptest::prop_assert_eq!(fees_books, quote_sum);
+        }
     }
 }
