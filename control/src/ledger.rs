@@ -38,6 +38,8 @@ pub struct Ledger {
     pub last_session: Option<u64>,
     /// Number of commands issued.
     pub commands: u64,
+    /// Largest trade id of any journaled fill (paper trade ids of the next run start above it).
+    pub max_trade_id: u64,
     /// Net realized PnL (after fees) per UTC day (days since the epoch), from fill times.
     pub day_net: BTreeMap<u64, Notional>,
 }
@@ -76,6 +78,7 @@ impl Ledger {
             }
             EngineEvent::Fill(f) => {
                 self.fills += 1;
+                self.max_trade_id = self.max_trade_id.max(f.trade_id);
                 self.realized_pnl = self.realized_pnl.saturating_add(f.realized_pnl);
                 self.fees = self.fees.saturating_add(f.fee);
                 let d = self.day_net.entry(f.ts_ms / DAY_MS).or_default();
@@ -98,6 +101,13 @@ impl Ledger {
             .get(&(now_ms / DAY_MS))
             .copied()
             .unwrap_or_default()
+    }
+
+    /// Where this run's paper trade ids start: above every journaled trade id, and above `session × 1000` so a
+    /// wiped journal with a kept database still gets fresh ids (sessions are start times in ms and only go up;
+    /// a run would need more than 1000 fills per symbol per millisecond of the gap to the next start to collide).
+    pub fn paper_trade_id_base(&self, session: u64) -> u64 {
+        self.max_trade_id.max(session.saturating_mul(1000))
     }
 
     /// Positions that are not flat.

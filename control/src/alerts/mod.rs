@@ -73,6 +73,9 @@ pub enum ControlAlert {
     BreakerResumed,
     /// The configured key changed (rotation) — expected after `aegis keys rotate`, alarming otherwise.
     KeyChanged,
+    /// The Postgres writer met a fill whose key `(symbol, trade_id, split_part)` is already stored with different
+    /// contents; the new one is kept in `fill_conflicts`, never dropped silently.
+    FillConflict,
 }
 
 /// What an alert is about: an engine alert or a control-plane alert.
@@ -86,7 +89,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for exhaustive tests and documentation.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Engine(AlertKind::KeyInvalid),
         Kind::Engine(AlertKind::KeyRestrictionsChanged),
         Kind::Engine(AlertKind::DailyLossLimit),
@@ -103,6 +106,7 @@ impl Kind {
         Kind::Control(ControlAlert::BreakerTrip),
         Kind::Control(ControlAlert::BreakerResumed),
         Kind::Control(ControlAlert::KeyChanged),
+        Kind::Control(ControlAlert::FillConflict),
     ];
 
     /// Stable snake_case name used in the JSON webhook (`kind` field).
@@ -127,6 +131,7 @@ impl Kind {
                 ControlAlert::BreakerTrip => "breaker_trip",
                 ControlAlert::BreakerResumed => "breaker_resumed",
                 ControlAlert::KeyChanged => "key_changed",
+                ControlAlert::FillConflict => "fill_conflict",
             },
         }
     }
@@ -146,7 +151,8 @@ impl Kind {
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped
                 | ControlAlert::BotCrashed
-                | ControlAlert::UnusualActivity => Severity::Critical,
+                | ControlAlert::UnusualActivity
+                | ControlAlert::FillConflict => Severity::Critical,
                 ControlAlert::DatabaseLost
                 | ControlAlert::ExchangeErrorRate
                 | ControlAlert::BreakerTrip
@@ -181,6 +187,7 @@ impl Kind {
                 ControlAlert::BreakerTrip => "Circuit breaker tripped",
                 ControlAlert::BreakerResumed => "Circuit breaker resumed",
                 ControlAlert::KeyChanged => "API key changed",
+                ControlAlert::FillConflict => "Two different fills share one trade id",
             },
         }
     }
@@ -207,6 +214,7 @@ impl Kind {
                 ControlAlert::BreakerTrip => "new entries are paused until the cooldown ends; open positions keep their exits",
                 ControlAlert::BreakerResumed => "no action needed",
                 ControlAlert::KeyChanged => "if you did not rotate the key, treat it as compromised (guide §7.1)",
+                ControlAlert::FillConflict => "the tax records disagree with the journal: compare `SELECT * FROM fill_conflicts` with `fills` and run `aegis reconcile --pnl`",
             },
         }
     }

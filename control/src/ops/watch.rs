@@ -345,6 +345,10 @@ pub fn db_alert(a: &DbAlert, now_ms: u64) -> Option<Alert> {
             Kind::Control(ControlAlert::DatabaseRestored),
             now_ms,
         )),
+        DbAlert::FillConflict { .. } => Some(Alert::new(
+            Kind::Control(ControlAlert::FillConflict),
+            now_ms,
+        )),
         DbAlert::Lagging { .. } | DbAlert::CaughtUp { .. } => None,
     }
 }

@@ -597,6 +597,7 @@ mod tests {
             client_id: ClientOrderId::new("ag1-1").unwrap(),
             exchange_order_id: 1,
             trade_id: 1,
+            split_part: 0,
             mode: StrategyMode::Scalp,
             intent: OrderIntent::Entry,
             side: Side::Buy,

@@ -554,6 +554,7 @@ impl LiveVenue {
                         client_id: u.client_id,
                         exchange_order_id: u.exchange_id,
                         trade_id: u.trade_id,
+                        split_part: 0,
                         mode: w.req.mode,
                         intent: w.req.intent,
                         side: u.side,
@@ -596,6 +597,8 @@ impl LiveVenue {
                 // Not ours (liquidation, ADL, a manual order) or already forgotten: the position still moved.
                 let mut left = u.last_qty;
                 let sign = u.side.sign();
+                // Each mode's share is its own part of the one exchange trade: `split_part` keeps the keys apart.
+                let mut part: u16 = 0;
                 for mode in StrategyMode::ALL {
                     if left.is_zero() {
                         break;
@@ -605,14 +608,28 @@ impl LiveVenue {
                         continue;
                     }
                     let take = Qty::from_units(q.abs().min(left.units()));
+                    let before = u.last_qty - left;
                     left -= take;
-                    self.foreign_fill(sym, mode, take, &u, liq, positions, out, on_exec);
+                    self.foreign_fill(
+                        sym,
+                        mode,
+                        (before, take),
+                        part,
+                        &u,
+                        liq,
+                        positions,
+                        out,
+                        on_exec,
+                    );
+                    part += 1;
                 }
                 if !left.is_zero() {
+                    let before = u.last_qty - left;
                     self.foreign_fill(
                         sym,
                         ADOPT_DEFAULT_MODE,
-                        left,
+                        (before, left),
+                        part,
                         &u,
                         liq,
                         positions,
@@ -624,25 +641,29 @@ impl LiveVenue {
         }
     }
 
+    /// Books `qty` of the trade `u` (the `(before, qty)` slice of `u.last_qty`) to `mode` as part `part`.
     #[allow(clippy::too_many_arguments)] // Private helper of one call site.
     fn foreign_fill(
         &self,
         sym: usize,
         mode: StrategyMode,
-        qty: Qty,
+        (before, qty): (Qty, Qty),
+        part: u16,
         u: &OrderUpdate,
         liq: Liquidity,
         positions: &mut Positions,
         out: &mut impl EventOut,
         on_exec: &mut impl FnMut(&ExecReport),
     ) {
-        // The fee is split pro rata to the share of the fill.
+        // The fee is split pro rata to the share of the fill, as the difference of cumulative shares so the parts
+        // add up to the exchange's fee to the last unit (rounding each part alone could lose units).
         let fee = if qty == u.last_qty || u.last_qty.is_zero() {
             u.fee
         } else {
-            Notional::from_units(
-                (u.fee.units() as i128 * qty.units() as i128 / u.last_qty.units() as i128) as i64,
-            )
+            let share = |q: Qty| {
+                (u.fee.units() as i128 * q.units() as i128 / u.last_qty.units() as i128) as i64
+            };
+            Notional::from_units(share(before + qty) - share(before))
         };
         let pos = positions.get_mut(sym, mode);
         let r = pos.apply(u.side, u.last_price, qty, fee, u.ts_ms);
@@ -652,6 +673,7 @@ impl LiveVenue {
             client_id: u.client_id,
             exchange_order_id: u.exchange_id,
             trade_id: u.trade_id,
+            split_part: part,
             mode,
             intent: OrderIntent::Manual,
             side: u.side,
@@ -800,5 +822,51 @@ mod tests {
         assert!(ev.is_empty(), "read-only refusals are silent");
         assert_eq!(finals, 1);
         assert!(g.outbound.try_recv().is_err(), "nothing sent");
+    }
+
+    /// Issue 13.1: one liquidation trade booked to several modes gives each part its own key
+    /// `(symbol, trade_id, split_part)`, and the parts' fees add up to the exchange's fee to the last unit.
+    #[test]
+    fn a_split_liquidation_gives_each_part_its_own_key_and_the_whole_fee() {
+        let (l, _g) = link();
+        let mut v = LiveVenue::new(l, vec![sym()]);
+        let mut pos = Positions::new(1);
+        for (mode, q) in [
+            (StrategyMode::Scalp, "0.003"),
+            (StrategyMode::Swing, "0.003"),
+        ] {
+            pos.get_mut(0, mode).apply(
+                Side::Buy,
+                Price::from_int(60_000),
+                Qty::parse(q).unwrap(),
+                Notional::ZERO,
+                1,
+            );
+        }
+        let mut ev: Vec<EngineEvent> = Vec::new();
+        // 0.007 sold: 0.003 + 0.003 close the two modes, 0.001 opens a short in the adopt mode.
+        let mut u = update(
+            "autoclose-1",
+            OrderStatus::Filled,
+            "0.007",
+            "0.007",
+            Side::Sell,
+        );
+        u.fee = Notional::from_units(1_000_001);
+        v.apply(Inbound::Update(u), &mut pos, &mut ev, &mut |_| {});
+        let fills: Vec<Fill> = ev
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Fill(f) => Some(*f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fills.len(), 3);
+        let keys: Vec<(u64, u16)> = fills.iter().map(|f| (f.trade_id, f.split_part)).collect();
+        assert_eq!(keys, vec![(9, 0), (9, 1), (9, 2)]);
+        let fee: i64 = fills.iter().map(|f| f.fee.units()).sum();
+        assert_eq!(fee, 1_000_001, "parts add up to the exchange's fee");
+        let qty: i64 = fills.iter().map(|f| f.qty.units()).sum();
+        assert_eq!(qty, Qty::parse("0.007").unwrap().units());
     }
 }
