@@ -79,6 +79,8 @@ pub struct Account {
     pub events: broadcast::Sender<Arc<str>>,
     /// Last change (ms).
     pub update_time: u64,
+    /// Executions and income as booked (`userTrades`, `income`; see [`super::trades`]).
+    pub books: super::trades::Books,
 }
 
 /// Default leverage of a symbol that was never set.
@@ -143,6 +145,7 @@ impl Account {
             orders: BTreeMap::new(),
             events,
             update_time: 0,
+            books: Default::default(),
         }
     }
 

@@ -81,6 +81,10 @@ pub enum Ep {
     ListenKeyClose,
     /// GET /sapi/v1/account/apiRestrictions
     ApiRestrictions,
+    /// GET /fapi/v1/userTrades
+    UserTrades,
+    /// GET /fapi/v1/income
+    Income,
 }
 
 /// Looks a route up: (endpoint, base weight, security).
@@ -112,6 +116,8 @@ pub fn route(method: &Method, path: &str) -> Option<(Ep, u32, Sec)> {
         ("PUT", "/fapi/v1/listenKey") => (Ep::ListenKeyKeep, 1, Key),
         ("DELETE", "/fapi/v1/listenKey") => (Ep::ListenKeyClose, 1, Key),
         ("GET", "/sapi/v1/account/apiRestrictions") => (Ep::ApiRestrictions, 1, Signed(Perm::Any)),
+        ("GET", "/fapi/v1/userTrades") => (Ep::UserTrades, 5, Signed(Perm::Read)),
+        ("GET", "/fapi/v1/income") => (Ep::Income, 30, Signed(Perm::Read)),
         _ => return Option::None,
     })
 }
@@ -384,6 +390,20 @@ fn handle(
                     .map(|o| o.to_json(true))
                     .collect(),
             ))
+        }
+        Ep::UserTrades => {
+            let mut ex = lock(&sim.ex);
+            let sym = symbol_param(p, &ex.specs)?.symbol.clone();
+            let acc = ex.account(account_of(key)?);
+            super::trades::user_trades(acc, &sym, p, now)
+        }
+        Ep::Income => {
+            let mut ex = lock(&sim.ex);
+            if p.opt("symbol").is_some() {
+                symbol_param(p, &ex.specs)?;
+            }
+            let acc = ex.account(account_of(key)?);
+            super::trades::income(acc, p, now)
         }
         Ep::CancelAll => {
             let mut ex = lock(&sim.ex);

@@ -8,7 +8,7 @@
 //! - [`error`]: Binance error bodies; [`symbols`]: exchangeInfo filters and their checks;
 //! - [`market`]: the price source trait and books ([`engine_source`]: the engine's `SimMarket` as source); [`orders`], [`matching`], [`account`]: trading state;
 //! - [`ratelimit`]: weights and order counters; [`faults`], [`conns`], [`admin`]: fault injection;
-//! - [`http`]: REST routes; [`streams`]: market streams; [`user_stream`]: listenKeys and user data;
+//! - [`trades`]: the account's executions and income (`userTrades`, `income`); [`http`]: REST routes; [`streams`]: market streams; [`user_stream`]: listenKeys and user data;
 //!   [`ws_api`]: the WebSocket API; [`server`]: the listener and the market ticker; [`client`]: the admin client.
 
 pub mod account;
@@ -29,6 +29,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod streams;
 pub mod symbols;
+pub mod trades;
 pub mod user_stream;
 pub mod ws_api;
 
