@@ -132,6 +132,19 @@ mod tests {
     use aegis_shared::event::TripReason;
     use aegis_shared::mode::Side;
 
+    /// Issue 13.1: the next run's paper trade ids start above every journaled one, even when the journal's
+    /// ids are above the session-derived floor (and above the floor when the journal is empty).
+    #[test]
+    fn paper_trade_ids_start_above_the_journal_and_the_session() {
+        let mut l = Ledger::default();
+        assert_eq!(l.paper_trade_id_base(7), 7_000);
+        l.apply_event(&fill(9_000, Side::Buy, "100", "0"));
+        l.apply_event(&fill(40, Side::Buy, "100", "0"));
+        assert_eq!(l.max_trade_id, 9_000);
+        assert_eq!(l.paper_trade_id_base(7), 9_000);
+        assert_eq!(l.paper_trade_id_base(10), 10_000);
+    }
+
     #[test]
     fn sums_fills_keeps_last_position_and_trips() {
         let mut l = Ledger::default();

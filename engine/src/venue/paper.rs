@@ -344,6 +344,19 @@ mod tests {
         }
     }
 
+    /// Issue 13.1: a venue seeded with a base hands out trade ids strictly above it (the control plane passes a
+    /// base above every journaled id, so a restart never reuses a stored key).
+    #[test]
+    fn trade_ids_start_above_the_base() {
+        let mut d = Desk::new(1);
+        d.v = PaperVenue::with_trade_id_base(1, FeeRates::default(), 5_000);
+        let buy = req(Side::Buy, OrderType::Market, "0", "0.01");
+        d.submit(&buy, 1, &top("50000", "50000.1"), 10, &mut |_| {});
+        d.submit(&buy, 2, &top("50000", "50000.1"), 20, &mut |_| {});
+        let ids: Vec<u64> = d.fills().iter().map(|f| f.trade_id).collect();
+        assert_eq!(ids, vec![5_001, 5_002]);
+    }
+
     #[test]
     fn market_round_trip_with_fees_and_unique_trade_ids() {
         let mut d = Desk::new(2);
