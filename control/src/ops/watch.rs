@@ -630,5 +630,15 @@ mod tests {
             Some("database_restored")
         );
         assert_eq!(k(&DbAlert::CaughtUp { stored_records: 1 }), None);
+        assert_eq!(
+            k(&DbAlert::FillConflict {
+                journal_offset: 9,
+                stored_offset: 8,
+                symbol: "BTCUSDT".into(),
+                trade_id: 1,
+                split_part: 0,
+            }),
+            Some("fill_conflict")
+        );
     }
 }
