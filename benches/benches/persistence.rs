@@ -47,6 +47,7 @@ fn fill(i: u64) -> JournalRecord {
         client_id: ClientOrderId::new(&format!("ag1-{i}")).expect("valid id"),
         exchange_order_id: 1_000_000 + i,
         trade_id: i,
+        split_part: 0,
         mode: StrategyMode::Scalp,
         intent: OrderIntent::Entry,
         side: if i.is_multiple_of(2) {

@@ -39,10 +39,11 @@ CREATE INDEX liquidations_ts ON liquidations (ts);
 CREATE TABLE fill_fee_values (
     symbol     TEXT NOT NULL,
     trade_id   BIGINT NOT NULL,
+    split_part SMALLINT NOT NULL DEFAULT 0, -- the fill's key is (symbol, trade_id, split_part) since V30
     fee_asset  TEXT NOT NULL,
     price      NUMERIC(38, 8),           -- quote per unit of fee_asset (the BNBUSDT mark price)
     fee_quote  NUMERIC(38, 8),           -- fee × price, rounded half away from zero to 1e-8
-    PRIMARY KEY (symbol, trade_id)
+    PRIMARY KEY (symbol, trade_id, split_part)
 );
 
 -- History like `fills`: append-only for every role, and the application role may read and append only.

@@ -116,7 +116,18 @@ impl DbHealthSource {
             "lag_records": h.lag_records,
             "stored_records": h.stored_records,
             "last_error": h.last_error.as_deref().map(|e| self.redact.clean(e)),
+            "fill_conflicts": h.fill_conflicts,
         });
+        if h.fill_conflicts > 0 {
+            if body["status"] == "ok" {
+                body["status"] = json!("degraded");
+            }
+            if let Some(r) = body["reasons"].as_array_mut() {
+                r.push(json!(
+                    "fill conflicts in postgres: two different fills share a trade id (table fill_conflicts)"
+                ));
+            }
+        }
         if h.is_degraded() {
             if body["status"] == "ok" {
                 body["status"] = json!("degraded");
@@ -911,6 +922,7 @@ mod tests {
             durable_offset: 10,
             since_ms: 0,
             last_error: Some("auth failed for pw-xyz-123".into()),
+            fill_conflicts: 0,
         });
         let src = DbHealthSource {
             rx,

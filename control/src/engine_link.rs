@@ -172,6 +172,7 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
         },
         engine_core: cfg.engine_core,
         session: ctx.session_id,
+        paper_trade_id_base: ctx.ledger.paper_trade_id_base(ctx.session_id),
         restored_positions,
         restored_day_pnl: ctx.ledger.day_net(now_ms()),
         data_dir: Some(cfg.data_dir.clone()),

@@ -48,6 +48,8 @@ pub struct Ledger {
     pub last_session: Option<u64>,
     /// Number of commands issued.
     pub commands: u64,
+    /// Largest trade id of any journaled fill (paper trade ids of the next run start above it).
+    pub max_trade_id: u64,
     /// Net realized PnL (after fees) per UTC day (days since the epoch), from fill times.
     pub day_net: BTreeMap<u64, Notional>,
 }
@@ -86,6 +88,7 @@ impl Ledger {
             }
             EngineEvent::Fill(f) => {
                 self.fills += 1;
+                self.max_trade_id = self.max_trade_id.max(f.trade_id);
                 self.realized_pnl = self.realized_pnl.saturating_add(f.realized_pnl);
                 self.fees = self.fees.saturating_add(f.quote_fee());
                 let a = self.fees_by_asset.entry(f.fee_asset).or_default();
@@ -122,6 +125,13 @@ impl Ledger {
             .unwrap_or_default()
     }
 
+    /// Where this run's paper trade ids start: above every journaled trade id, and above `session × 1000` so a
+    /// wiped journal with a kept database still gets fresh ids (sessions are start times in ms and only go up;
+    /// a run would need more than 1000 fills per symbol per millisecond of the gap to the next start to collide).
+    pub fn paper_trade_id_base(&self, session: u64) -> u64 {
+        self.max_trade_id.max(session.saturating_mul(1000))
+    }
+
     /// Positions that are not flat.
     pub fn open_positions(&self) -> impl Iterator<Item = &PositionUpdate> {
         self.positions.values().filter(|p| !p.qty.is_zero())
@@ -143,6 +153,19 @@ mod tests {
     use crate::journal::test_support::*;
     use aegis_shared::event::TripReason;
     use aegis_shared::mode::Side;
+
+    /// Issue 13.1: the next run's paper trade ids start above every journaled one, even when the journal's
+    /// ids are above the session-derived floor (and above the floor when the journal is empty).
+    #[test]
+    fn paper_trade_ids_start_above_the_journal_and_the_session() {
+        let mut l = Ledger::default();
+        assert_eq!(l.paper_trade_id_base(7), 7_000);
+        l.apply_event(&fill(9_000, Side::Buy, "100", "0"));
+        l.apply_event(&fill(40, Side::Buy, "100", "0"));
+        assert_eq!(l.max_trade_id, 9_000);
+        assert_eq!(l.paper_trade_id_base(7), 9_000);
+        assert_eq!(l.paper_trade_id_base(10), 10_000);
+    }
 
     #[test]
     fn sums_fills_keeps_last_position_and_trips() {

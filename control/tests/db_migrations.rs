@@ -50,10 +50,10 @@ async fn migrations_apply_once_and_are_idempotent() {
         .await;
         assert_eq!(n, 1, "table {t} missing");
     }
-    // fills are unique per (symbol, trade_id).
+    // fills are unique per (symbol, trade_id, split_part) (V30: one exchange trade split across modes).
     let uniq: i64 = one(
         &c,
-        "SELECT count(*) FROM pg_indexes WHERE tablename = 'fills' AND indexdef LIKE '%UNIQUE%(symbol, trade_id)%'",
+        "SELECT count(*) FROM pg_indexes WHERE tablename = 'fills' AND indexdef LIKE '%UNIQUE%(symbol, trade_id, split_part)%'",
         &[],
     )
     .await;

@@ -109,6 +109,7 @@ async fn outage_mid_run_loses_nothing_and_catches_up() {
             DbAlert::Recovered { .. } => "recovered",
             DbAlert::CaughtUp { .. } => "caught_up",
             DbAlert::Lagging { .. } => "lagging",
+            DbAlert::FillConflict { .. } => "fill_conflict",
         })
         .collect();
     let pos = |k: &str| kinds.iter().position(|x| *x == k);

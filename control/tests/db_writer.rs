@@ -269,3 +269,75 @@ async fn duplicate_fill_deliveries_are_stored_and_counted_once() {
     assert_eq!(r.get::<_, i64>(0), 300);
     assert!(r.get::<_, bool>(1) && r.get::<_, bool>(2));
 }
+
+/// Issue 13.1: a fill whose key `(symbol, trade_id, split_part)` is already stored with different contents is
+/// never dropped silently: it lands in `fill_conflicts`, the health counter and a `FillConflict` alert. Identical
+/// contents stay an idempotent replay; another split part of the same trade is a fill of its own.
+#[tokio::test]
+async fn a_different_fill_under_a_stored_key_is_reported_not_dropped() {
+    use aegis_control::db::DbAlert;
+    use aegis_control::journal::JournalRecord;
+    use aegis_shared::{EngineEvent, Qty};
+    let (db, mut jw, jdir) = db_and_journal("conflict").await;
+    let a = db_support::fill(1);
+    let mut part = a;
+    part.split_part = 1;
+    let mut other = a;
+    other.qty = Qty::parse("0.123").unwrap();
+    for f in [a, a, part, other] {
+        jw.append(&JournalRecord::Engine(EngineEvent::Fill(f)))
+            .unwrap();
+    }
+    jw.sync().unwrap();
+    let mut h = start(&db, &jdir, &jw, 128).await;
+    let mut alerts = h.take_alerts().unwrap();
+    caught_up(&h, &jw).await;
+    assert_eq!(h.health().fill_conflicts, 1, "{:?}", h.health());
+    let alert = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(a @ DbAlert::FillConflict { .. }) = alerts.recv().await {
+                return a;
+            }
+        }
+    })
+    .await
+    .expect("a FillConflict alert");
+    let DbAlert::FillConflict {
+        trade_id,
+        split_part,
+        ..
+    } = alert
+    else {
+        unreachable!()
+    };
+    assert_eq!((trade_id, split_part), (a.trade_id, 0));
+    h.shutdown(Duration::from_secs(5)).await;
+    let c = db.client().await;
+    let n: i64 = db_support::one(&c, "SELECT count(*) FROM fills", &[]).await;
+    assert_eq!(n, 2, "the fill and its second split part");
+    let r = c
+        .query_one(
+            "SELECT trade_id, split_part, (detail #>> '{journal,qty}')::numeric = 0.123, \
+             (detail #>> '{stored,qty}')::numeric = (SELECT qty FROM fills WHERE split_part = 0) \
+             FROM fill_conflicts",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, i64>(0) as u64, a.trade_id);
+    assert_eq!(r.get::<_, i16>(1), 0);
+    assert!(r.get::<_, bool>(2), "the journal's version is kept");
+    assert!(r.get::<_, bool>(3), "next to the stored one");
+
+    // A restart reads the counter back from the table; the replayed conflict is not counted twice.
+    c.execute(
+        "UPDATE writer_progress SET next_offset = 0, records = 0",
+        &[],
+    )
+    .await
+    .unwrap();
+    let h = start(&db, &jdir, &jw, 128).await;
+    caught_up(&h, &jw).await;
+    assert_eq!(h.health().fill_conflicts, 1);
+    h.shutdown(Duration::from_secs(5)).await;
+}

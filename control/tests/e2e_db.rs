@@ -510,3 +510,46 @@ fn export_trades_writes_one_exact_row_per_fill() {
         assert_eq!(left, vec!["/api/new".to_string()]);
     });
 }
+
+/// Issue 13.1, the user's scenario: run, stop, run again on the same journal and database. Paper trade ids used
+/// to restart at 1, so the second run's fills collided with the first's keys and Postgres silently kept half.
+#[test]
+fn two_runs_on_one_journal_store_every_fill_of_both() {
+    serial(async {
+        let db = TestDb::create("e2e_two_runs").await;
+        let dir = db_support::temp_dir("e2e-two-runs");
+        let port = free_port();
+        let c = LAUNCH.client();
+        let url = db.url();
+        let mut env = FAST.to_vec();
+        env.push(("DATABASE_URL", &url));
+        env.push(("AUTH_ENABLED", "false"));
+        let mut first_run = 0;
+        for run in 1..=2u32 {
+            let mut bot = LAUNCH.start(&dir, port, run, &env, &[]);
+            let want = first_run + 100;
+            let (h, s) = wait_for(
+                &c,
+                &mut bot,
+                StatusPoll::Optional(None),
+                Duration::from_secs(30),
+                "100 more fills with the database connected",
+                |h, s| fills_of(s) >= want && h["database"]["state"] == "connected",
+            )
+            .await;
+            assert_eq!(h["database"]["fill_conflicts"], 0, "{h}");
+            first_run = fills_of(&s);
+            bot.stop_cleanly();
+        }
+        let journal = journal_totals(&dir);
+        let pg = db.client().await;
+        assert!(journal.fills >= 200, "{journal:?}");
+        assert_eq!(
+            Totals::from_db(&pg).await,
+            journal,
+            "Postgres = journal over two runs (counts, qty, fees, realized PnL)"
+        );
+        let conflicts: i64 = one(&pg, "SELECT count(*) FROM fill_conflicts", &[]).await;
+        assert_eq!(conflicts, 0);
+    });
+}

@@ -31,6 +31,7 @@ fn fill(i: u64, pnl: i64) -> EngineEvent {
         client_id: ClientOrderId::new(&format!("ag1-{i}")).unwrap(),
         exchange_order_id: i,
         trade_id: i,
+        split_part: 0,
         mode: StrategyMode::Scalp,
         intent: OrderIntent::Entry,
         side: Side::Buy,

@@ -131,6 +131,9 @@ pub struct EngineParams {
     pub pin: bool,
     /// Client order id session (from the control plane: above every journaled session). Default: wall ms.
     pub session: u64,
+    /// Paper trade ids start above this (from the control plane: above every journaled trade id and above
+    /// `session × 1000`, so fills of different runs never share a key). Default: 0.
+    pub paper_trade_id_base: u64,
     /// Positions restored from the journal (so a restart continues with the same positions and realized PnL).
     pub restored_positions: Vec<PositionUpdate>,
     /// Net realized PnL of the current UTC day so far (from the journal), for the daily loss limit.
@@ -193,6 +196,7 @@ impl Default for EngineParams {
             engine_core: None,
             pin: true,
             session: wall_ms(),
+            paper_trade_id_base: 0,
             restored_positions: Vec::new(),
             restored_day_pnl: Notional::ZERO,
             restored_breakers: BreakerBankSnapshot::default(),
@@ -506,6 +510,7 @@ impl Engine {
                 params.live.clone(),
                 specs.iter().map(|s| s.symbol).collect(),
                 params.fees,
+                params.paper_trade_id_base,
             ),
             next_hb_ns: params.heartbeat_ms * ms,
             next_stats_ns: params.stats_ms * ms,

@@ -156,8 +156,14 @@ pub struct Fill {
     pub client_id: ClientOrderId,
     /// The exchange's order id (0 on the paper venue before one exists).
     pub exchange_order_id: u64,
-    /// The exchange's trade id, unique per symbol: the key that makes storing a fill idempotent.
+    /// The exchange's trade id (Binance: unique per symbol; paper: unique across sessions, seeded above every
+    /// journaled id). Kept as the exchange sent it, for reconciliation against `GET /fapi/v1/userTrades`.
     pub trade_id: u64,
+    /// Index of this part when one exchange trade is booked to several modes (a liquidation or manual fill split
+    /// across modes' positions); 0 for an unsplit fill. `(symbol, trade_id, split_part)` is the fill's unique key.
+    /// Absent in journals written before it existed (= 0).
+    #[serde(default)]
+    pub split_part: u16,
     /// Mode that owns the order.
     pub mode: StrategyMode,
     /// Why the order was placed.
@@ -563,6 +569,7 @@ mod tests {
             client_id: ClientOrderId::new("ag1-1").unwrap(),
             exchange_order_id: 7,
             trade_id: 9,
+            split_part: 0,
             mode: StrategyMode::Scalp,
             intent: OrderIntent::Entry,
             side: Side::Buy,

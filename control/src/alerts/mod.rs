@@ -76,6 +76,9 @@ pub enum ControlAlert {
     /// This bot lost (or cannot renew) its API key's fleet lease: another bot may trade the same key; new
     /// entries are halted until the lease is ours again.
     FleetLeaseLost,
+    /// The Postgres writer met a fill whose key `(symbol, trade_id, split_part)` is already stored with different
+    /// contents; the new one is kept in `fill_conflicts`, never dropped silently.
+    FillConflict,
 }
 
 /// What an alert is about: an engine alert or a control-plane alert.
@@ -89,7 +92,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for exhaustive tests and documentation.
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Engine(AlertKind::KeyInvalid),
         Kind::Engine(AlertKind::KeyRestrictionsChanged),
         Kind::Engine(AlertKind::DailyLossLimit),
@@ -109,6 +112,7 @@ impl Kind {
         Kind::Control(ControlAlert::BreakerResumed),
         Kind::Control(ControlAlert::KeyChanged),
         Kind::Control(ControlAlert::FleetLeaseLost),
+        Kind::Control(ControlAlert::FillConflict),
     ];
 
     /// Stable snake_case name used in the JSON webhook (`kind` field).
@@ -136,6 +140,7 @@ impl Kind {
                 ControlAlert::BreakerResumed => "breaker_resumed",
                 ControlAlert::KeyChanged => "key_changed",
                 ControlAlert::FleetLeaseLost => "fleet_lease_lost",
+                ControlAlert::FillConflict => "fill_conflict",
             },
         }
     }
@@ -158,7 +163,8 @@ impl Kind {
                 ControlAlert::EngineStopped
                 | ControlAlert::BotCrashed
                 | ControlAlert::UnusualActivity
-                | ControlAlert::FleetLeaseLost => Severity::Critical,
+                | ControlAlert::FleetLeaseLost
+                | ControlAlert::FillConflict => Severity::Critical,
                 ControlAlert::DatabaseLost
                 | ControlAlert::ExchangeErrorRate
                 | ControlAlert::BreakerTrip
@@ -196,6 +202,7 @@ impl Kind {
                 ControlAlert::BreakerResumed => "Circuit breaker resumed",
                 ControlAlert::KeyChanged => "API key changed",
                 ControlAlert::FleetLeaseLost => "Fleet lease of the API key lost",
+                ControlAlert::FillConflict => "Two different fills share one trade id",
             },
         }
     }
@@ -225,6 +232,7 @@ impl Kind {
                 ControlAlert::BreakerResumed => "no action needed",
                 ControlAlert::KeyChanged => "if you did not rotate the key, treat it as compromised (guide §7.1)",
                 ControlAlert::FleetLeaseLost => "new entries are halted; run `aegis fleet status`: two bots must never trade one key (guide §1.1)",
+                ControlAlert::FillConflict => "the tax records disagree with the journal: compare `SELECT * FROM fill_conflicts` with `fills` and run `aegis reconcile --pnl`",
             },
         }
     }

@@ -6,10 +6,15 @@
 //! starting at the offset stored in `writer_progress`, and writes each batch in **one transaction that also
 //! stores the new offset** (guarded by the old one). A crash, a `kill -9` or a lost connection therefore leaves
 //! either the whole batch and its offset, or neither: on restart the writer resumes exactly where the database
-//! says it stopped. Every journal-sourced row also has a unique key (`journal_offset`, and `(symbol, trade_id)` for
-//! fills) with `ON CONFLICT DO NOTHING`, so even replaying a journal into a database whose progress row was lost
-//! or restored from an older backup stores nothing twice (daily PnL and audit rows are derived only from rows that
-//! were actually inserted).
+//! says it stopped. Every journal-sourced row also has a unique key (`journal_offset`, and
+//! `(symbol, trade_id, split_part)` for fills) with `ON CONFLICT DO NOTHING`, so even replaying a journal into a
+//! database whose progress row was lost or restored from an older backup stores nothing twice (daily PnL and audit
+//! rows are derived only from rows that were actually inserted).
+//!
+//! A fill that was not inserted is compared with the stored row of its key: identical contents are an idempotent
+//! replay; different contents are a **fill conflict**, kept in `fill_conflicts` (both versions), logged at error
+//! level, counted in [`WriterHealth::fill_conflicts`] and raised as [`DbAlert::FillConflict`]. Never dropped
+//! silently.
 //!
 //! # When Postgres is down or slow
 //! Nothing upstream notices: the pump keeps journaling, the engine keeps trading. The writer reports
@@ -120,6 +125,9 @@ pub struct WriterHealth {
     pub since_ms: u64,
     /// The last error (Postgres/IO text; never the URL).
     pub last_error: Option<String>,
+    /// Rows in `fill_conflicts`: journaled fills whose key was already stored with different contents (0 is the
+    /// only healthy value).
+    pub fill_conflicts: u64,
 }
 
 impl WriterHealth {
@@ -155,6 +163,20 @@ pub enum DbAlert {
     CaughtUp {
         /// Records stored in total.
         stored_records: u64,
+    },
+    /// A journaled fill's key `(symbol, trade_id, split_part)` is already stored with different contents. The
+    /// fill is kept in `fill_conflicts`.
+    FillConflict {
+        /// Journal offset of the fill that was not stored in `fills`.
+        journal_offset: u64,
+        /// Journal offset of the fill stored under the same key.
+        stored_offset: u64,
+        /// Symbol.
+        symbol: String,
+        /// Exchange trade id.
+        trade_id: u64,
+        /// Split part.
+        split_part: u16,
     },
 }
 
@@ -221,6 +243,7 @@ pub fn spawn_writer(
         durable_offset: journal.durable_offset(),
         since_ms: crate::journal::now_ms(),
         last_error: None,
+        fill_conflicts: 0,
     });
     let (alert_tx, alert_rx) = mpsc::channel(64);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -238,6 +261,7 @@ pub fn spawn_writer(
         shutdown: shutdown_rx,
         down_since: None,
         lag_alerted: false,
+        fill_conflicts: 0,
     };
     let join = tokio::spawn(w.run());
     WriterHandle {
@@ -264,6 +288,8 @@ struct Writer {
     shutdown: watch::Receiver<bool>,
     down_since: Option<Instant>,
     lag_alerted: bool,
+    /// Rows in `fill_conflicts` (loaded on connect, raised per conflict).
+    fill_conflicts: u64,
 }
 
 impl Writer {
@@ -302,6 +328,7 @@ impl Writer {
                 } else {
                     None
                 },
+                fill_conflicts: self.fill_conflicts,
             };
             if *h != new {
                 *h = new;
@@ -383,6 +410,20 @@ impl Writer {
             .map_err(|_| timed(limit)())??;
         self.next = next;
         self.records = records;
+        let conflicts: i64 = tokio::time::timeout(
+            limit,
+            client.query_one("SELECT count(*) FROM fill_conflicts", &[]),
+        )
+        .await
+        .map_err(|_| timed(limit)())??
+        .get(0);
+        self.fill_conflicts = conflicts.max(0) as u64;
+        if self.fill_conflicts > 0 {
+            tracing::error!(
+                fill_conflicts = self.fill_conflicts,
+                "postgres holds fill conflicts: see the fill_conflicts table"
+            );
+        }
         if self.reader.is_none() {
             self.reader = Some(
                 JournalReader::open(&self.journal_dir)
@@ -449,9 +490,9 @@ impl Writer {
                     tokio::pin!(deadline);
                     let mut tick = tokio::time::interval(Duration::from_millis(250));
                     tick.tick().await;
-                    loop {
+                    let conflicts = loop {
                         tokio::select! {
-                            r = &mut write => { r?; break; }
+                            r = &mut write => break r?,
                             _ = tick.tick() => {
                                 let st = self.connected_state();
                                 self.publish(st, None);
@@ -460,6 +501,26 @@ impl Writer {
                                 return Err(DbError::Timeout(self.cfg.write_timeout));
                             }
                         }
+                    };
+                    // Reported only once committed (a rolled-back batch is retried and would report twice).
+                    for c in conflicts {
+                        self.fill_conflicts += 1;
+                        tracing::error!(
+                            journal_offset = c.journal_offset,
+                            stored_offset = c.stored_offset,
+                            symbol = %c.symbol,
+                            trade_id = c.trade_id,
+                            split_part = c.split_part,
+                            "fill conflict: this trade id is already stored with different contents; \
+                             kept in fill_conflicts, not in fills"
+                        );
+                        self.alert(DbAlert::FillConflict {
+                            journal_offset: c.journal_offset,
+                            stored_offset: c.stored_offset,
+                            symbol: c.symbol,
+                            trade_id: c.trade_id,
+                            split_part: c.split_part,
+                        });
                     }
                 }
                 self.next = next;
@@ -609,12 +670,31 @@ const SQL_ORDERS: &str = "INSERT INTO orders (last_offset, updated_at, symbol, c
 // RETURNING names the fills actually inserted; daily PnL is summed from exactly those (in Rust, exact integers),
 // so a replayed fill never counts twice.
 const SQL_FILLS: &str = "INSERT INTO fills (journal_offset, ts, symbol, client_id, exchange_order_id, \
-     trade_id, mode, intent, side, price, qty, fee, fee_asset, liquidity, realized_pnl) \
+     trade_id, mode, intent, side, price, qty, fee, fee_asset, liquidity, realized_pnl, split_part) \
      SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
      $7::text[], $8::text[], $9::text[], $10::numeric[], $11::numeric[], $12::numeric[], $13::text[], $14::text[], \
-     $15::numeric[]) \
+     $15::numeric[], $16::smallint[]) \
      ON CONFLICT DO NOTHING \
      RETURNING journal_offset";
+
+// Run (in the same transaction, so rows inserted just before count as stored) for the fills that were not
+// inserted: those whose stored row under the same key differs in any column but the journal offset are recorded
+// in fill_conflicts (once per journal offset) and returned for the log, the counter and the alert. Identical
+// contents are an idempotent replay and return nothing.
+const SQL_FILL_CONFLICTS: &str = "WITH n AS (SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], \
+     $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::numeric[], $11::numeric[], \
+     $12::numeric[], $13::text[], $14::text[], $15::numeric[], $16::smallint[]) \
+     AS u(journal_offset, ts, symbol, client_id, exchange_order_id, trade_id, mode, intent, side, price, qty, fee, \
+     fee_asset, liquidity, realized_pnl, split_part)) \
+     INSERT INTO fill_conflicts (journal_offset, stored_offset, symbol, trade_id, split_part, detail) \
+     SELECT n.journal_offset, f.journal_offset, n.symbol, n.trade_id, n.split_part, \
+     jsonb_build_object('journal', to_jsonb(n), 'stored', to_jsonb(f)) \
+     FROM n JOIN fills f ON f.symbol = n.symbol AND f.trade_id = n.trade_id AND f.split_part = n.split_part \
+     WHERE (f.ts, f.client_id, f.exchange_order_id, f.mode, f.intent, f.side, f.price, f.qty, f.fee, f.fee_asset, \
+     f.liquidity, f.realized_pnl) IS DISTINCT FROM (n.ts, n.client_id, n.exchange_order_id, n.mode, n.intent, \
+     n.side, n.price, n.qty, n.fee, n.fee_asset, n.liquidity, n.realized_pnl) \
+     ON CONFLICT (journal_offset) DO NOTHING \
+     RETURNING journal_offset, stored_offset, symbol, trade_id, split_part";
 
 const SQL_DAILY_PNL: &str = "INSERT INTO daily_pnl (day, symbol, mode, fee_asset, realized_pnl, fees, fills) \
      SELECT (d AT TIME ZONE 'UTC')::date, s, m, fa, r, f, n \
@@ -669,6 +749,7 @@ struct Statements {
     order_events: tokio_postgres::Statement,
     orders: tokio_postgres::Statement,
     fills: tokio_postgres::Statement,
+    fill_conflicts: tokio_postgres::Statement,
     daily_pnl: tokio_postgres::Statement,
     positions: tokio_postgres::Statement,
     breakers: tokio_postgres::Statement,
@@ -683,6 +764,7 @@ impl Statements {
             order_events: c.prepare(SQL_ORDER_EVENTS).await?,
             orders: c.prepare(SQL_ORDERS).await?,
             fills: c.prepare(SQL_FILLS).await?,
+            fill_conflicts: c.prepare(SQL_FILL_CONFLICTS).await?,
             daily_pnl: c.prepare(SQL_DAILY_PNL).await?,
             positions: c.prepare(SQL_POSITIONS).await?,
             breakers: c.prepare(SQL_BREAKERS).await?,
@@ -805,6 +887,17 @@ struct FillCols<'a> {
     fa: Vec<&'a str>,
     l: Vec<&'static str>,
     pnl: Vec<Dec8>,
+    sp: Vec<i16>,
+}
+
+/// A fill the batch could not store because its key holds different contents (see [`DbAlert::FillConflict`]).
+#[derive(Debug)]
+struct FillConflict {
+    journal_offset: u64,
+    stored_offset: u64,
+    symbol: String,
+    trade_id: u64,
+    split_part: u16,
 }
 
 #[derive(Default)]
@@ -848,7 +941,8 @@ async fn write_batch(
     from: u64,
     next: u64,
     batch: &[Entry],
-) -> Result<(), DbError> {
+) -> Result<Vec<FillConflict>, DbError> {
+    let mut conflicts = Vec::new();
     let mut orders = OrderCols::default();
     let mut fills = FillCols::default();
     let mut pos = PosCols::default();
@@ -916,6 +1010,12 @@ async fn write_batch(
                     ) {
                         extra.push((off, ev));
                     }
+                    fills.sp.push(i16::try_from(f.split_part).map_err(|_| {
+                        DbError::Journal(format!(
+                            "record at {}: split part {} exceeds the database's range",
+                            e.offset, f.split_part
+                        ))
+                    })?);
                 }
                 EngineEvent::Position(p) => {
                     pos.o.push(off);
@@ -1013,10 +1113,31 @@ async fn write_batch(
                 &[
                     &fills.o, &fills.t, &fills.s, &fills.c, &fills.x, &fills.tr, &fills.m,
                     &fills.i, &fills.sd, &fills.p, &fills.q, &fills.fe, &fills.fa, &fills.l,
-                    &fills.pnl,
+                    &fills.pnl, &fills.sp,
                 ],
             )
             .await?;
+        if inserted.len() != fills.o.len() {
+            let rows = tx
+                .query(
+                    &stmts.fill_conflicts,
+                    &[
+                        &fills.o, &fills.t, &fills.s, &fills.c, &fills.x, &fills.tr, &fills.m,
+                        &fills.i, &fills.sd, &fills.p, &fills.q, &fills.fe, &fills.fa, &fills.l,
+                        &fills.pnl, &fills.sp,
+                    ],
+                )
+                .await?;
+            for r in rows {
+                conflicts.push(FillConflict {
+                    journal_offset: r.get::<_, i64>(0).max(0) as u64,
+                    stored_offset: r.get::<_, i64>(1).max(0) as u64,
+                    symbol: r.get(2),
+                    trade_id: r.get::<_, i64>(3).max(0) as u64,
+                    split_part: r.get::<_, i16>(4).max(0) as u16,
+                });
+            }
+        }
         daily_pnl(&tx, stmts, &fills, &inserted).await?;
     }
     if !pos.o.is_empty() {
@@ -1064,7 +1185,7 @@ async fn write_batch(
         });
     }
     tx.commit().await?;
-    Ok(())
+    Ok(conflicts)
 }
 
 const SQL_FUNDING: &str = "INSERT INTO funding (journal_offset, ts, symbol, mode, tran_id, asset, amount, \
@@ -1130,11 +1251,13 @@ async fn funding_and_liquidations(
                     _ => (None, None),
                 };
                 tx.execute(
-                    "INSERT INTO fill_fee_values (symbol, trade_id, fee_asset, price, fee_quote) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (symbol, trade_id) DO NOTHING",
+                    "INSERT INTO fill_fee_values (symbol, trade_id, split_part, fee_asset, price, fee_quote) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (symbol, trade_id, split_part) DO NOTHING",
                     &[
                         &f.symbol.as_str(),
                         &id64(o, "trade id", f.trade_id)?,
+                        // In range: the same fill passed `i16::try_from` for the `fills` row above.
+                        &(f.split_part as i16),
                         &f.fee_asset.as_str(),
                         &price,
                         &quote,

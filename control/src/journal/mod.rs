@@ -137,6 +137,7 @@ pub(crate) mod test_support {
             client_id: ClientOrderId::new(&format!("ag1-{i}")).unwrap(),
             exchange_order_id: i,
             trade_id: i,
+            split_part: 0,
             mode: StrategyMode::Scalp,
             intent: OrderIntent::Entry,
             side,

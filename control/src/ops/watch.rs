@@ -345,6 +345,10 @@ pub fn db_alert(a: &DbAlert, now_ms: u64) -> Option<Alert> {
             Kind::Control(ControlAlert::DatabaseRestored),
             now_ms,
         )),
+        DbAlert::FillConflict { .. } => Some(Alert::new(
+            Kind::Control(ControlAlert::FillConflict),
+            now_ms,
+        )),
         DbAlert::Lagging { .. } | DbAlert::CaughtUp { .. } => None,
     }
 }
@@ -626,5 +630,15 @@ mod tests {
             Some("database_restored")
         );
         assert_eq!(k(&DbAlert::CaughtUp { stored_records: 1 }), None);
+        assert_eq!(
+            k(&DbAlert::FillConflict {
+                journal_offset: 9,
+                stored_offset: 8,
+                symbol: "BTCUSDT".into(),
+                trade_id: 1,
+                split_part: 0,
+            }),
+            Some("fill_conflict")
+        );
     }
 }

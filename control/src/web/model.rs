@@ -646,6 +646,7 @@ mod tests {
             client_id: ClientOrderId::new("ag1-1").unwrap(),
             exchange_order_id: 1,
             trade_id: 1,
+            split_part: 0,
             mode: StrategyMode::Scalp,
             intent: OrderIntent::Entry,
             side: Side::Buy,
@@ -716,6 +717,7 @@ mod tests {
             liquidity: Liquidity::Taker,
             realized_pnl: Notional::from_int(-2),
             fee_conv,
+            split_part: 0,
         };
         m.apply(&EngineEvent::Fill(fill(FeeConversion::convert(
             bnb,

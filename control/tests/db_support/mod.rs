@@ -187,6 +187,7 @@ pub fn fill(i: u64) -> Fill {
         client_id: ClientOrderId::new(&format!("ag1-{i}")).unwrap(),
         exchange_order_id: 1_000_000 + i,
         trade_id: 5_000_000 + i,
+        split_part: 0,
         mode: if i.is_multiple_of(2) {
             StrategyMode::Scalp
         } else {

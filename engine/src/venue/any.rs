@@ -19,11 +19,20 @@ pub enum Venue {
 }
 
 impl Venue {
-    /// The live venue when `live` is given, else the paper venue.
-    pub fn new(live: Option<LiveLink>, symbols: Vec<Symbol>, fees: FeeRates) -> Self {
+    /// The live venue when `live` is given, else the paper venue (trade ids above `paper_trade_id_base`).
+    pub fn new(
+        live: Option<LiveLink>,
+        symbols: Vec<Symbol>,
+        fees: FeeRates,
+        paper_trade_id_base: u64,
+    ) -> Self {
         match live {
             Some(l) => Self::Live(Box::new(LiveVenue::new(l, symbols))),
-            None => Self::Paper(PaperVenue::new(symbols.len(), fees)),
+            None => Self::Paper(PaperVenue::with_trade_id_base(
+                symbols.len(),
+                fees,
+                paper_trade_id_base,
+            )),
         }
     }
 

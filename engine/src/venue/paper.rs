@@ -86,14 +86,22 @@ pub struct PaperVenue {
 }
 
 impl PaperVenue {
-    /// A venue for `nsym` symbols.
+    /// A venue for `nsym` symbols whose trade ids start at 1 (tests and backtests; a process that journals uses
+    /// [`PaperVenue::with_trade_id_base`]).
     pub fn new(nsym: usize, fees: FeeRates) -> Self {
+        Self::with_trade_id_base(nsym, fees, 0)
+    }
+
+    /// A venue whose trade ids start above `base`. The control plane passes a base above every journaled trade id
+    /// and above this session's id scaled (see `paper_trade_id_base` in the engine params), so a restart never
+    /// hands out a `(symbol, trade_id)` an earlier run already stored.
+    pub fn with_trade_id_base(nsym: usize, fees: FeeRates, base: u64) -> Self {
         Self {
             fees,
             // Invariant: a valid literal.
             fee_asset: Symbol::from_bytes(b"USDT")
                 .unwrap_or_else(|_| unreachable!("USDT is a valid symbol")),
-            trade_ids: vec![0; nsym],
+            trade_ids: vec![base; nsym],
             next_order_id: 0,
             open: Vec::with_capacity(MAX_PAPER_ORDERS),
         }
@@ -132,6 +140,7 @@ impl PaperVenue {
             client_id: o.client_id,
             exchange_order_id: o.exchange_id,
             trade_id,
+            split_part: 0,
             mode: req.mode,
             intent: req.intent,
             side: req.side,
@@ -334,6 +343,19 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    /// Issue 13.1: a venue seeded with a base hands out trade ids strictly above it (the control plane passes a
+    /// base above every journaled id, so a restart never reuses a stored key).
+    #[test]
+    fn trade_ids_start_above_the_base() {
+        let mut d = Desk::new(1);
+        d.v = PaperVenue::with_trade_id_base(1, FeeRates::default(), 5_000);
+        let buy = req(Side::Buy, OrderType::Market, "0", "0.01");
+        d.submit(&buy, 1, &top("50000", "50000.1"), 10, &mut |_| {});
+        d.submit(&buy, 2, &top("50000", "50000.1"), 20, &mut |_| {});
+        let ids: Vec<u64> = d.fills().iter().map(|f| f.trade_id).collect();
+        assert_eq!(ids, vec![5_001, 5_002]);
     }
 
     #[test]

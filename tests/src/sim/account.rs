@@ -86,6 +86,8 @@ pub struct Account {
     /// The exchange's truth for reconciliation tests: commissions per asset, their quote value at fill time,
     /// funding and realized PnL (see [`super::funding`]).
     pub totals: super::funding::Totals,
+    /// Executions and income as booked (`userTrades`, `income`; see [`super::trades`]).
+    pub books: super::trades::Books,
 }
 
 /// Default leverage of a symbol that was never set.
@@ -153,6 +155,7 @@ impl Account {
             dual_side_position: false,
             multi_assets_margin: false,
             totals: Default::default(),
+            books: Default::default(),
         }
     }
 

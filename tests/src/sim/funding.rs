@@ -167,6 +167,17 @@ pub fn settle(sim: &Sim, now: u64) -> usize {
                 asset: "USDT",
                 time: now,
             });
+            // What `GET /fapi/v1/income` serves: the account's one income ledger (`super::trades`), beside the
+            // fills' COMMISSION and REALIZED_PNL records.
+            acc.record_income(super::trades::IncomeRecord {
+                symbol: sym.clone(),
+                income_type: "FUNDING_FEE",
+                income,
+                asset: "USDT".into(),
+                tran_id: 0,
+                trade_id: None,
+                time: now,
+            });
             let w = fixed(acc.wallet.units(), 8);
             acc.emit(json!({
                 "e": "ACCOUNT_UPDATE", "E": now, "T": now,
@@ -213,38 +224,6 @@ pub fn premium_index(sim: &Sim, symbol: Option<&str>, now: u64) -> Result<Value,
                 .collect(),
         )),
     }
-}
-
-/// `GET /fapi/v1/income` for the FUNDING_FEE records.
-pub fn income(
-    sim: &Sim,
-    account: &str,
-    income_type: Option<&str>,
-    symbol: Option<&str>,
-    start: Option<u64>,
-    end: Option<u64>,
-    limit: Option<usize>,
-) -> Result<Value, ApiError> {
-    let limit = limit.unwrap_or(100).clamp(1, 1000);
-    if income_type.is_some_and(|t| t != "FUNDING_FEE") {
-        // Other income types belong to the fills' ledger; this one holds funding only.
-        return Ok(json!([]));
-    }
-    let mut ex = lock(&sim.ex);
-    let acc = ex.account(account);
-    let v: Vec<Value> = acc
-        .totals
-        .income
-        .iter()
-        .filter(|r| symbol.is_none_or(|s| s == r.symbol))
-        .filter(|r| start.is_none_or(|t| r.time >= t) && end.is_none_or(|t| r.time <= t))
-        .take(limit)
-        .map(|r| {
-            json!({"symbol": r.symbol, "incomeType": "FUNDING_FEE", "income": fixed(r.income.units(), 8),
-                   "asset": r.asset, "info": "FUNDING_FEE", "time": r.time, "tranId": r.tran_id, "tradeId": ""})
-        })
-        .collect();
-    Ok(Value::Array(v))
 }
 
 /// Closes an account's whole position in `symbol` at `price` (default: mark) as the exchange's liquidation

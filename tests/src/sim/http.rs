@@ -97,7 +97,9 @@ pub enum Ep {
     SetMultiAssets,
     /// GET /fapi/v1/premiumIndex ([`super::funding`])
     PremiumIndex,
-    /// GET /fapi/v1/income (FUNDING_FEE records: [`super::funding`])
+    /// GET /fapi/v1/userTrades ([`super::trades`])
+    UserTrades,
+    /// GET /fapi/v1/income (fills' COMMISSION/REALIZED_PNL and funding's FUNDING_FEE: [`super::trades`])
     Income,
 }
 
@@ -128,6 +130,7 @@ pub fn route(method: &Method, path: &str) -> Option<(Ep, u32, Sec)> {
         ("POST", "/fapi/v1/leverage") => (Ep::Leverage, 1, Signed(Perm::Trade)),
         ("GET", "/fapi/v1/premiumIndex") => (Ep::PremiumIndex, 1, None),
         ("GET", "/fapi/v1/income") => (Ep::Income, 30, Signed(Perm::Read)),
+        ("GET", "/fapi/v1/userTrades") => (Ep::UserTrades, 5, Signed(Perm::Read)),
         ("POST", "/fapi/v1/listenKey") => (Ep::ListenKeyNew, 1, Key),
         ("PUT", "/fapi/v1/listenKey") => (Ep::ListenKeyKeep, 1, Key),
         ("DELETE", "/fapi/v1/listenKey") => (Ep::ListenKeyClose, 1, Key),
@@ -432,17 +435,19 @@ fn handle(
         }
         Ep::NewOrder => place_order(sim, p, account_of(key)?, now),
         Ep::PremiumIndex => super::funding::premium_index(sim, p.opt("symbol"), now),
+        Ep::UserTrades => {
+            let mut ex = lock(&sim.ex);
+            let sym = symbol_param(p, &ex.specs)?.symbol.clone();
+            let acc = ex.account(account_of(key)?);
+            super::trades::user_trades(acc, &sym, p, now)
+        }
         Ep::Income => {
-            let n = |k: &str| p.opt(k).and_then(|v| v.parse::<u64>().ok());
-            super::funding::income(
-                sim,
-                account_of(key)?,
-                p.opt("incomeType"),
-                p.opt("symbol"),
-                n("startTime"),
-                n("endTime"),
-                n("limit").map(|l| l as usize),
-            )
+            let mut ex = lock(&sim.ex);
+            if p.opt("symbol").is_some() {
+                symbol_param(p, &ex.specs)?;
+            }
+            let acc = ex.account(account_of(key)?);
+            super::trades::income(acc, p, now)
         }
         Ep::QueryOrder => {
             let ex = lock(&sim.ex);

@@ -492,6 +492,20 @@ impl Exchange {
                 Notional::ZERO
             };
         acc.update_time = now;
+        acc.record_trade(super::trades::TradeRecord {
+            symbol: order.symbol.clone(),
+            id: trade_id,
+            order_id: order.order_id,
+            side: order.side,
+            price,
+            qty,
+            commission,
+            commission_asset: "USDT".into(),
+            realized,
+            maker,
+            time: now,
+            decimals: (order.price_decimals, order.qty_decimals),
+        });
         order.executed += qty;
         order.cum_quote += notional;
         order.update_time = now;

@@ -11,6 +11,7 @@
 //! - [`http`]: REST routes; [`streams`]: market streams; [`user_stream`]: listenKeys and user data;
 //!   [`ws_api`]: the WebSocket API; [`server`]: the listener and the market ticker; [`client`]: the admin client;
 //!   [`probe`]: the tick → order latency probe of the benchmarks.
+//! - [`trades`]: the account's executions and income (`userTrades`, `income`).
 
 pub mod account;
 pub mod account_modes;
@@ -34,6 +35,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod streams;
 pub mod symbols;
+pub mod trades;
 pub mod user_stream;
 pub mod ws_api;
 

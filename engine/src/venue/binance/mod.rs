@@ -588,6 +588,7 @@ impl LiveVenue {
                         client_id: u.client_id,
                         exchange_order_id: u.exchange_id,
                         trade_id: u.trade_id,
+                        split_part: 0,
                         mode: w.req.mode,
                         intent: w.req.intent,
                         side: u.side,
@@ -638,6 +639,8 @@ impl LiveVenue {
                 }
                 let mut left = u.last_qty;
                 let sign = u.side.sign();
+                // Each mode's share is its own part of the one exchange trade: `split_part` keeps the keys apart.
+                let mut part: u16 = 0;
                 for mode in StrategyMode::ALL {
                     if left.is_zero() {
                         break;
@@ -650,8 +653,9 @@ impl LiveVenue {
                     let done = u.last_qty - left;
                     left -= take;
                     self.foreign_fill(
-                        sym, mode, take, done, &u, liq, forced, positions, out, on_exec,
+                        sym, mode, take, done, part, &u, liq, forced, positions, out, on_exec,
                     );
+                    part += 1;
                 }
                 if !left.is_zero() {
                     self.foreign_fill(
@@ -659,6 +663,7 @@ impl LiveVenue {
                         ADOPT_DEFAULT_MODE,
                         left,
                         u.last_qty - left,
+                        part,
                         &u,
                         liq,
                         forced,
@@ -723,6 +728,7 @@ impl LiveVenue {
         }
     }
 
+    /// Books `qty` of the trade `u` (after `done` of `u.last_qty` was booked) to `mode` as part `part`.
     #[allow(clippy::too_many_arguments)] // Private helper of one call site.
     fn foreign_fill(
         &self,
@@ -730,6 +736,7 @@ impl LiveVenue {
         mode: StrategyMode,
         qty: Qty,
         done: Qty,
+        part: u16,
         u: &OrderUpdate,
         liq: Liquidity,
         forced: Option<ForcedCloseKind>,
@@ -760,6 +767,7 @@ impl LiveVenue {
             client_id: u.client_id,
             exchange_order_id: u.exchange_id,
             trade_id: u.trade_id,
+            split_part: part,
             mode,
             intent: OrderIntent::Manual,
             side: u.side,
@@ -1088,5 +1096,51 @@ mod tests {
             let fees_books = StrategyMode::ALL.iter().fold(Notional::ZERO, |a, m| a + pos.get(0, *m).fees());
             proptest::prop_assert_eq!(fees_books, quote_sum);
         }
+    }
+
+    /// Issue 13.1: one liquidation trade booked to several modes gives each part its own key
+    /// `(symbol, trade_id, split_part)`, and the parts' fees add up to the exchange's fee to the last unit.
+    #[test]
+    fn a_split_liquidation_gives_each_part_its_own_key_and_the_whole_fee() {
+        let (l, _g) = link();
+        let mut v = LiveVenue::new(l, vec![sym()]);
+        let mut pos = Positions::new(1);
+        for (mode, q) in [
+            (StrategyMode::Scalp, "0.003"),
+            (StrategyMode::Swing, "0.003"),
+        ] {
+            pos.get_mut(0, mode).apply(
+                Side::Buy,
+                Price::from_int(60_000),
+                Qty::parse(q).unwrap(),
+                Notional::ZERO,
+                1,
+            );
+        }
+        let mut ev: Vec<EngineEvent> = Vec::new();
+        // 0.007 sold: 0.003 + 0.003 close the two modes, 0.001 opens a short in the adopt mode.
+        let mut u = update(
+            "autoclose-1",
+            OrderStatus::Filled,
+            "0.007",
+            "0.007",
+            Side::Sell,
+        );
+        u.fee = Notional::from_units(1_000_001);
+        v.apply(Inbound::Update(u), &mut pos, &mut ev, &mut |_| {});
+        let fills: Vec<Fill> = ev
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Fill(f) => Some(*f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fills.len(), 3);
+        let keys: Vec<(u64, u16)> = fills.iter().map(|f| (f.trade_id, f.split_part)).collect();
+        assert_eq!(keys, vec![(9, 0), (9, 1), (9, 2)]);
+        let fee: i64 = fills.iter().map(|f| f.fee.units()).sum();
+        assert_eq!(fee, 1_000_001, "parts add up to the exchange's fee");
+        let qty: i64 = fills.iter().map(|f| f.qty.units()).sum();
+        assert_eq!(qty, Qty::parse("0.007").unwrap().units());
     }
 }
