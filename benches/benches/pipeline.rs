@@ -171,6 +171,7 @@ fn risk(c: &mut Criterion) {
             let ctx = RiskContext {
                 now_ms: now,
                 position_qty: Qty::ZERO,
+                symbol_net_qty: Qty::ZERO,
                 leverage: 1,
             };
             gate.check(black_box(&req), &ctx)

@@ -748,6 +748,7 @@ impl Engine {
         let ctx = RiskContext {
             now_ms: self.now_ms,
             position_qty: self.positions.get(sym, mode).qty(),
+            symbol_net_qty: self.positions.net_qty(sym),
             leverage: self.params.leverage,
         };
         if let Err(d) = self.gate.check(&req, &ctx) {

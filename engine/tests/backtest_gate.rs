@@ -153,8 +153,13 @@ fn kill_switch_flatten_passes_the_gate_and_obeys_its_limits() {
         e.place(0, StrategyMode::Scalp, manual(Side::Buy, "40")),
         Ok(())
     );
+    // Modes are netted per symbol (one-way account): swing adds on the net's side, within the $50 net cap.
     assert_eq!(
         e.place(0, StrategyMode::Swing, manual(Side::Sell, "30")),
+        Err(Denial::Allocation)
+    );
+    assert_eq!(
+        e.place(0, StrategyMode::Swing, manual(Side::Buy, "9")),
         Ok(())
     );
     // The operator lowers the limit below what is held: exits must still be able to leave.
@@ -183,7 +188,7 @@ fn kill_switch_flatten_passes_the_gate_and_obeys_its_limits() {
     );
     assert_eq!(
         e.positions().get(0, StrategyMode::Swing).qty(),
-        Qty::parse("-30").unwrap()
+        Qty::parse("9").unwrap()
     );
     assert_eq!(
         denials(&e, Denial::RateLimited),
@@ -204,7 +209,7 @@ fn kill_switch_flatten_passes_the_gate_and_obeys_its_limits() {
     book(&mut e, 2, T0 + 5_000);
     assert_eq!(
         e.positions().get(0, StrategyMode::Swing).qty(),
-        Qty::parse("-30").unwrap()
+        Qty::parse("9").unwrap()
     );
     // Once the window has passed, the pending flatten completes on the next quote.
     book(&mut e, 3, T0 + 10_001);

@@ -11,6 +11,12 @@
 //! 4. entries only: the mode's capital allocation ([`AllocationTracker`]: open positions, USD per position, share
 //!    of capital).
 //!
+//! Modes are netted per symbol, because the Binance account runs in one-way (netted) position mode: an entry
+//! opposite in sign to the net position the *other* modes hold on the symbol is refused ([`Denial::Allocation`]),
+//! so every mode's position has the net's sign and is at most |net|, and a mode's reduce-only exit can never be
+//! refused by Binance against the net position. The max position size holds per (symbol, mode) position and for
+//! the symbol's net across all modes. Both rules are proptested in `engine/tests/netting_props.rs`.
+//!
 //! Reduce-only exits pass while halted or tripped: an open position must always be able to close.
 //!
 //! [`limits`]: super::limits
@@ -39,8 +45,9 @@ pub enum Denial {
     /// A circuit breaker (global or the mode's) is tripped.
     #[error("circuit breaker tripped")]
     Breaker = 3,
-    /// The mode's allocation is used up (reserved for the allocation check).
-    #[error("mode allocation exhausted")]
+    /// The mode's allocation is used up, or the entry is opposite in sign to the symbol's net position held by
+    /// the other modes (modes are netted per symbol on the one-way account; see the module docs).
+    #[error("mode allocation exhausted or entry opposite to the symbol's net position")]
     Allocation = 4,
     /// A reduce-only order would not reduce the position (nothing to reduce, wrong side, or larger than it).
     #[error("reduce-only order would not reduce the position")]
@@ -128,6 +135,8 @@ pub struct RiskContext {
     pub now_ms: TimestampMs,
     /// Signed size of the order's (symbol, mode) position before the order.
     pub position_qty: Qty,
+    /// Signed net size of the order's symbol across all modes before the order (includes `position_qty`).
+    pub symbol_net_qty: Qty,
     /// Leverage the position uses.
     pub leverage: u32,
 }
@@ -220,8 +229,24 @@ impl RiskGate {
             if self.breakers.check_entry(o.mode, ctx.now_ms).is_err() {
                 return Err(Denial::Breaker);
             }
+            let others = (ctx.symbol_net_qty - pos).units();
+            if others != 0 && others.signum() != signed.units().signum() {
+                return Err(Denial::Allocation);
+            }
         }
-        let after = (pos + signed).abs();
+        // Entries are capped on the larger of the mode's position and the symbol's net after the order; exits
+        // skip the size check in `Limits`, so this only ever tightens entries.
+        let after = if o.reduce_only {
+            (pos + signed).abs()
+        } else {
+            let own = (pos + signed).abs();
+            let net = (ctx.symbol_net_qty + signed).abs();
+            if net.units() > own.units() {
+                net
+            } else {
+                own
+            }
+        };
         let check = OrderCheck {
             symbol: o.symbol,
             exit: o.reduce_only,
@@ -314,6 +339,7 @@ mod tests {
         RiskContext {
             now_ms: 1_700_000_000_000,
             position_qty: Qty::parse(pos).unwrap(),
+            symbol_net_qty: Qty::parse(pos).unwrap(),
             leverage: 1,
         }
     }
