@@ -35,43 +35,17 @@ use aegis_shared::event::{OrderStatus, OrderType};
 use aegis_shared::num::Rate;
 use aegis_shared::{EngineEvent, Notional, Secret, Symbol};
 use aegis_testkit::sim::{start, SimConfig, SimTls, SourceKind};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Counts this thread's allocations and reallocations, then forwards to the system allocator.
-struct Counting;
-
-thread_local! {
-    // Const-initialised and without Drop: touching it never allocates.
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarding the caller's contract to the system allocator.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: as above.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+// The engine's zero-allocation tests' counting allocator, shared rather than written again.
+#[path = "../../engine/tests/alloc_support/mod.rs"]
+mod alloc_support;
+use alloc_support::{allocs, Counting};
 
 #[global_allocator]
 static A: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(|c| c.get())
-}
 
 /// The exchange side of the live venue's queues: every placement is acknowledged and filled in full at its
 /// price (the reference price for market orders), every cancel confirmed. Counts fills.
