@@ -121,6 +121,24 @@ impl Slot {
     }
 }
 
+/// A position correction is applied only when the same difference (symbol, mode, size) was seen in the round
+/// before. Positions are set absolutely, so correcting a difference that is only a fill still on its way through
+/// the user data stream would count that fill twice once it arrives; a real gap (a fill missed while the stream
+/// was down) is still there a round later. Returns true when `sets` may be applied.
+fn confirmed(
+    seen: &mut Vec<(Symbol, aegis_shared::StrategyMode, aegis_shared::Qty)>,
+    sets: &[aegis_shared::event::PositionUpdate],
+) -> bool {
+    let now: Vec<_> = sets.iter().map(|u| (u.symbol, u.mode, u.qty)).collect();
+    if !now.is_empty() && *seen == now {
+        seen.clear();
+        true
+    } else {
+        *seen = now;
+        false
+    }
+}
+
 /// The client-id prefix of a session's orders.
 pub fn session_prefix(session: u64) -> String {
     let id = ClientOrderIdGen::new(session).next_id();
@@ -137,6 +155,7 @@ impl Resync {
         tracing::warn!(
             "reconcile:   {why}: new entries halted until local and exchange state agree"
         );
+        let mut seen_mismatch = Vec::new();
         for round in 0..ROUNDS {
             // Let events already produced reach the journal-fed ledger before reading it.
             std::thread::sleep(Duration::from_millis(if round == 0 { 150 } else { 400 }));
@@ -219,10 +238,22 @@ impl Resync {
                 }
             }
             if pos_mismatch {
-                for m in plan.engine {
-                    if matches!(m, Inbound::SetPosition(_)) {
-                        let _ = self.inbound.send(m);
+                let sets: Vec<_> = plan
+                    .engine
+                    .iter()
+                    .filter_map(|m| match m {
+                        Inbound::SetPosition(u) => Some(*u),
+                        _ => None,
+                    })
+                    .collect();
+                if confirmed(&mut seen_mismatch, &sets) {
+                    for u in sets {
+                        let _ = self.inbound.send(Inbound::SetPosition(u));
                     }
+                } else {
+                    tracing::info!(
+                        "reconcile:   after {why}: positions differ; checking again before correcting them (a fill may be on its way)"
+                    );
                 }
             }
         }
@@ -236,6 +267,37 @@ impl Resync {
 
 #[cfg(test)]
 mod tests {
+    use aegis_shared::event::PositionUpdate;
+    use aegis_shared::{Notional, Price, Qty, StrategyMode, Symbol};
+
+    fn set(qty: &str, ts_ms: u64) -> PositionUpdate {
+        PositionUpdate {
+            ts_ms,
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            mode: StrategyMode::Scalp,
+            qty: Qty::parse(qty).unwrap(),
+            entry_price: Price::from_int(60_000),
+            realized_pnl: Notional::ZERO,
+            fees: Notional::ZERO,
+            funding: Notional::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_position_is_corrected_only_when_the_difference_stays_for_two_rounds() {
+        let mut seen = Vec::new();
+        // A fill on its way: the difference is gone by the next round, nothing is ever set.
+        assert!(!super::confirmed(&mut seen, &[set("0.005", 1)]));
+        assert!(!super::confirmed(&mut seen, &[]));
+        // A real gap: the same difference twice (later timestamps do not matter) is corrected once.
+        assert!(!super::confirmed(&mut seen, &[set("0.005", 2)]));
+        assert!(super::confirmed(&mut seen, &[set("0.005", 3)]));
+        // A difference that changed meanwhile waits another round.
+        assert!(!super::confirmed(&mut seen, &[set("0.004", 4)]));
+        assert!(!super::confirmed(&mut seen, &[set("0.006", 5)]));
+        assert!(super::confirmed(&mut seen, &[set("0.006", 6)]));
+    }
+
     #[test]
     fn session_prefix_matches_generated_ids() {
         let p = super::session_prefix(1_795_805_509_427);
