@@ -35,7 +35,7 @@ async fn export_writes_one_exact_row_per_fill_in_range() {
     assert_eq!(lines.len(), 11);
     for (line, f) in lines[1..].iter().zip(&fills[10..20]) {
         let cols: Vec<&str> = line.split(',').collect();
-        assert_eq!(cols.len(), 15, "{line}");
+        assert_eq!(cols.len(), 16, "{line}");
         assert_eq!(cols[1], f.symbol.as_str());
         assert_eq!(cols[2], f.side.as_str());
         // Exact: parse back into the same units, no float anywhere.
@@ -59,6 +59,7 @@ async fn export_writes_one_exact_row_per_fill_in_range() {
         assert_eq!(cols[9], f.client_id.as_str());
         assert_eq!(cols[10], f.exchange_order_id.to_string());
         assert_eq!(cols[11], f.trade_id.to_string());
+        assert_eq!(cols[12], f.split_part.to_string());
         // notional = price * qty exactly (may carry up to 16 decimals).
         let expect = (f.price.units() as i128) * (f.qty.units() as i128);
         let (int, frac) = cols[5].split_once('.').unwrap_or((cols[5], ""));
