@@ -936,16 +936,13 @@ mod tests {
         assert!(g.outbound.try_recv().is_err(), "nothing sent");
     }
 
-    #[test]
-    fn funding_splits_exactly_bnb_fees_are_converted_and_liquidations_are_events() {
-        let (l, _g) = link();
-        let mut v = LiveVenue::new(l, vec![sym()]);
+    /// A live venue on [`sym`] whose modes hold these longs, bought at 60,000 (the gateway ends keep its queues open).
+    fn venue_with_longs(longs: &[(StrategyMode, &str)]) -> (LiveVenue, Positions, GatewayEnds) {
+        let (l, g) = link();
+        let v = LiveVenue::new(l, vec![sym()]);
         let mut pos = Positions::new(1);
-        for (m, q) in [
-            (StrategyMode::Swing, "0.002"),
-            (StrategyMode::Position, "0.001"),
-        ] {
-            pos.get_mut(0, m).apply(
+        for (mode, q) in longs {
+            pos.get_mut(0, *mode).apply(
                 Side::Buy,
                 Price::from_int(60_000),
                 Qty::parse(q).unwrap(),
@@ -953,6 +950,15 @@ mod tests {
                 1,
             );
         }
+        (v, pos, g)
+    }
+
+    #[test]
+    fn funding_splits_exactly_bnb_fees_are_converted_and_liquidations_are_events() {
+        let (mut v, mut pos, _g) = venue_with_longs(&[
+            (StrategyMode::Swing, "0.002"),
+            (StrategyMode::Position, "0.001"),
+        ]);
         let mut ev: Vec<EngineEvent> = Vec::new();
         let mut nets = Vec::new();
         let usdt = Symbol::new("USDT").unwrap();
@@ -1102,21 +1108,10 @@ mod tests {
     /// `(symbol, trade_id, split_part)`, and the parts' fees add up to the exchange's fee to the last unit.
     #[test]
     fn a_split_liquidation_gives_each_part_its_own_key_and_the_whole_fee() {
-        let (l, _g) = link();
-        let mut v = LiveVenue::new(l, vec![sym()]);
-        let mut pos = Positions::new(1);
-        for (mode, q) in [
+        let (mut v, mut pos, _g) = venue_with_longs(&[
             (StrategyMode::Scalp, "0.003"),
             (StrategyMode::Swing, "0.003"),
-        ] {
-            pos.get_mut(0, mode).apply(
-                Side::Buy,
-                Price::from_int(60_000),
-                Qty::parse(q).unwrap(),
-                Notional::ZERO,
-                1,
-            );
-        }
+        ]);
         let mut ev: Vec<EngineEvent> = Vec::new();
         // 0.007 sold: 0.003 + 0.003 close the two modes, 0.001 opens a short in the adopt mode.
         let mut u = update(
