@@ -36,8 +36,14 @@ pub fn run(cfg: &Config, args: &BacktestArgs) -> u8 {
             return 2;
         }
     };
+    let mut quote_usd = cfg.quote_usd.clone();
+    for q in &args.quote_usd {
+        quote_usd.retain(|c| c.asset != q.asset);
+        quote_usd.push(*q);
+    }
     let opts = BacktestOptions {
         flatten_at_end: args.flatten_at_end,
+        quote_usd,
         ..BacktestOptions::default()
     };
     // A progress bar only on a terminal: logs and CI output stay clean.
@@ -62,6 +68,11 @@ pub fn run(cfg: &Config, args: &BacktestArgs) -> u8 {
     bar.finish_and_clear();
     let report = match result {
         Ok(r) => r,
+        // Data the USD limits cannot apply to is bad input, like a missing file.
+        Err(e @ backtest::BacktestError::Quote(_)) => {
+            eprintln!("aegis: {e}");
+            return 2;
+        }
         Err(e) => {
             eprintln!("aegis: backtest failed: {e}");
             return 1;

@@ -3,6 +3,7 @@
 //! Commands: `run`, `preflight`, `keys audit`, `keys rotate`, `halt`, `resume`, `kill`, `incident-report`.
 //! `backtest`, `audit verify`, `export trades`, `db prune`, `fleet status`.
 
+use aegis_shared::quote::QuoteUsd;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -136,6 +137,10 @@ pub struct BacktestArgs {
     /// Close every open position at the end of the data (through the kill switch's reduce-only flatten).
     #[arg(long)]
     pub flatten_at_end: bool,
+    /// USD price of the data's quote asset when it is not a dollar (`ETH=180.5` for XRPETH): the USD settings
+    /// are converted into it; without it such data is refused. Repeat for several (adds to `QUOTE_USD`).
+    #[arg(long, value_name = "ASSET=PRICE", value_parser = parse_quote_usd)]
+    pub quote_usd: Vec<QuoteUsd>,
 }
 
 /// Options of `aegis run`.
@@ -147,6 +152,15 @@ pub struct RunArgs {
     /// Replay speed multiplier (1 = original timing).
     #[arg(long, value_name = "N", requires = "replay")]
     pub speed: Option<f64>,
+    /// USD price of a non-dollar quote asset (`ETH=180.5`), so a paper run or replay of e.g. XRPETH holds the
+    /// USD limits in ETH; repeat for several (adds to `QUOTE_USD`).
+    #[arg(long, value_name = "ASSET=PRICE", value_parser = parse_quote_usd)]
+    pub quote_usd: Vec<QuoteUsd>,
+}
+
+/// clap's parser for `--quote-usd`.
+fn parse_quote_usd(s: &str) -> Result<QuoteUsd, String> {
+    QuoteUsd::parse(s).map_err(|e| e.to_string())
 }
 
 /// Options of `aegis preflight`.

@@ -104,6 +104,11 @@ pub fn load(env_file: &Path, run: &RunArgs) -> Result<Loaded, ConfigError> {
     // both again from the same values.
     crate::dashboard::web_config(&config)?;
     crate::dashboard::allocation(&config)?;
+    for q in &run.quote_usd {
+        // The command line wins over QUOTE_USD for the same asset.
+        config.quote_usd.retain(|c| c.asset != q.asset);
+        config.quote_usd.push(*q);
+    }
     if let Some(file) = &run.replay {
         let speed = run.speed.unwrap_or(1.0);
         if !(speed.is_finite() && speed > 0.0) {

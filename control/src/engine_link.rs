@@ -11,7 +11,8 @@ use aegis_engine::strategy::swing::SwingParams;
 use aegis_engine::strategy::ultra_fast::UltraFastParams;
 use aegis_engine::venue::FeeRates;
 use aegis_engine::{EngineParams, FeedSource, SymbolSpec};
-use aegis_shared::config::{Config, FeedKind};
+use aegis_shared::config::{keys, Config, ConfigError, FeedKind};
+use aegis_shared::quote::{self, RunUnits};
 use aegis_shared::{Notional, Price, Qty, StrategyMode, Symbol, TradingMode};
 use std::io::BufRead;
 
@@ -80,7 +81,13 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
         // Binance's streams are opened by `exchange::paper_market`; this placeholder is never read.
         FeedKind::Binance => FeedSource::default_sim(),
         FeedKind::Replay { file, speed } => {
-            for s in replay_symbols(file) {
+            let in_file = replay_symbols(file);
+            // Configured symbols get no data in a replay; where the file is quoted in another asset they would
+            // only mix units (the run's limits are in the file's quote asset), so they are left out.
+            if !in_file.iter().all(Symbol::is_usd_quoted) {
+                symbols.retain(|s| in_file.contains(s));
+            }
+            for s in in_file {
                 if !symbols.contains(&s) {
                     symbols.push(s);
                 }
@@ -99,6 +106,24 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
             tracing::warn!(symbol = %p.symbol, "the journal holds an open position in {} which is not in SYMBOLS: managing it anyway", p.symbol);
             symbols.push(p.symbol);
         }
+    }
+    // The unit of the run's amounts: USD, or a quote asset at the operator's fixed price (paper only: with real
+    // money a fixed price would drift from the market), else refused with what to do.
+    let units = quote::run_units(&symbols, &cfg.quote_usd)
+        .map_err(|e| ConfigError::new(keys::SYMBOLS, None, e.to_string()))?;
+    if let RunUnits::Converted(q) = units {
+        if cfg.trading_mode != TradingMode::Paper {
+            return Err(ConfigError::new(
+                keys::QUOTE_USD,
+                None,
+                format!("{q} is a fixed price for paper runs; testnet and live trade USD-quoted symbols only (USDT, USDC)"),
+            )
+            .into());
+        }
+        tracing::warn!(
+            "amounts are in {}: the USD settings are converted at {q}",
+            q.asset
+        );
     }
     let restored_positions = ctx
         .ledger
@@ -177,6 +202,12 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
         restored_day_pnl: ctx.ledger.day_net(now_ms()),
         data_dir: Some(cfg.data_dir.clone()),
         ..EngineParams::default()
+    };
+    let params = match units {
+        RunUnits::Usd => params,
+        RunUnits::Converted(q) => params
+            .usd_in_quote_units(q.usd)
+            .ok_or_else(|| ConfigError::new(keys::QUOTE_USD, None, "use a positive USD price"))?,
     };
     Ok((params, feed))
 }
@@ -294,5 +325,83 @@ mod tests {
             l.check(t + aegis_engine::risk::limits::RATE_WINDOW_MS, &entry()),
             Ok(())
         );
+    }
+
+    fn params_of(pairs: &[(&str, &str)]) -> Result<EngineParams, RunError> {
+        let cfg = Config::from_lookup(|k| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        let ledger = Ledger::default();
+        let ctx = StartContext {
+            config: &cfg,
+            ledger: &ledger,
+            session_id: 1,
+            live: None,
+        };
+        params(&ctx).map(|(p, _)| p)
+    }
+
+    #[test]
+    fn an_eth_quoted_replay_needs_eths_usd_price_and_then_holds_the_usd_limits_in_eth() {
+        let dir = std::env::temp_dir().join(format!("aegis-quote-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("xrpeth.jsonl");
+        std::fs::write(
+            &file,
+            "{\"stream\":\"xrpeth@aggTrade\",\"data\":{\"e\":\"aggTrade\",\"E\":1,\"s\":\"XRPETH\",\"a\":1,\"p\":\"0.0015\",\"q\":\"10\",\"f\":1,\"l\":1,\"T\":1,\"m\":true}}\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let replay = [("FEED", "replay"), ("REPLAY_FILE", f)];
+        let e = params_of(&replay).expect_err("no ETH price").to_string();
+        assert!(
+            e.contains("XRPETH is quoted in ETH") && e.contains("--quote-usd ETH="),
+            "{e}"
+        );
+        let mut with = replay.to_vec();
+        with.extend([
+            ("QUOTE_USD", "ETH=200"),
+            ("FUTURES_AUTOPILOT_MAX_POSITION_SIZE", "50"),
+        ]);
+        let p = params_of(&with).unwrap();
+        // $50 at $200 per ETH; the configured dollar symbols (no data in the replay) are left out.
+        assert_eq!(p.limits.max_position_usd, Notional::parse("0.25").unwrap());
+        assert_eq!(
+            p.symbols
+                .iter()
+                .map(|s| s.symbol.as_str())
+                .collect::<Vec<_>>(),
+            ["XRPETH"]
+        );
+        // A paper run of a dollar pair is untouched by a price it does not use.
+        let usd = params_of(&[
+            ("QUOTE_USD", "ETH=200"),
+            ("FUTURES_AUTOPILOT_MAX_POSITION_SIZE", "50"),
+        ])
+        .unwrap();
+        assert_eq!(usd.limits.max_position_usd, Notional::from_int(50));
+        // SYMBOLS quoted in ETH on the simulated market: the same rule.
+        let e = params_of(&[("SYMBOLS", "ETHBTC")])
+            .expect_err("BTC price missing")
+            .to_string();
+        assert!(e.contains("--quote-usd BTC="), "{e}");
+        let e = params_of(&[("SYMBOLS", "BTCUSDT,XRPETH"), ("QUOTE_USD", "ETH=200")])
+            .expect_err("mixed")
+            .to_string();
+        assert!(e.contains("run them separately"), "{e}");
+        // With real money a fixed price would drift from the market: testnet and live refuse it.
+        let e = params_of(&[
+            ("TRADING_MODE", "testnet"),
+            ("SYMBOLS", "XRPETH"),
+            ("QUOTE_USD", "ETH=200"),
+        ])
+        .expect_err("fixed price in testnet")
+        .to_string();
+        assert!(e.contains("USD-quoted symbols only"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -31,11 +31,10 @@ fn backtest(dir: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn backtest_writes_a_deterministic_consistent_report_and_plot() {
     let dir = temp_dir("ok");
-    let files = format!(
-        "{},{}",
-        data("xrpeth-aggtrade-2019-10-11.jsonl").display(),
-        data("xrpusdt-perp-kline5m-2021-11-15.jsonl").display()
-    );
+    // XRPETH is quoted in ETH: the USD settings are converted at ETH's price of the recording's day.
+    let files = data("xrpeth-aggtrade-2019-10-11.jsonl")
+        .display()
+        .to_string();
     let mut reports = Vec::new();
     for i in 0..2 {
         let report = dir.join(format!("r{i}.json"));
@@ -49,6 +48,8 @@ fn backtest_writes_a_deterministic_consistent_report_and_plot() {
                 report.to_str().unwrap(),
                 "--plot",
                 plot.to_str().unwrap(),
+                "--quote-usd",
+                "ETH=180",
             ],
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -80,8 +81,15 @@ fn backtest_writes_a_deterministic_consistent_report_and_plot() {
     // Internal consistency of what the CLI wrote: net = gross - fees, exactly (decimal strings, not floats).
     let dec = |k: &str| aegis_shared::Notional::parse(total[k].as_str().unwrap()).unwrap();
     assert_eq!(dec("net_pnl"), dec("gross_pnl") - dec("fees"));
-    // The configured limit (FUTURES_AUTOPILOT_MAX_POSITION_SIZE, default 50) was never exceeded.
-    assert!(dec("max_position_notional") <= aegis_shared::Notional::from_int(50));
+    // The configured limit (FUTURES_AUTOPILOT_MAX_POSITION_SIZE, default $50 = 0.27777777 ETH at $180) was
+    // never exceeded: positions were sized in ETH worth $50, never 50 ETH.
+    assert_eq!(
+        v["settings"]["usd_settings_converted_at"],
+        "1 ETH = 180 USD"
+    );
+    assert_eq!(v["settings"]["max_position"], "0.27777777");
+    assert!(dec("max_position_notional") <= aegis_shared::Notional::parse("0.27777777").unwrap());
+    assert!(dec("max_position_notional") > aegis_shared::Notional::ZERO);
     assert!(
         !dir.join("data").join("journal").exists(),
         "a backtest never writes the journal"
@@ -96,5 +104,35 @@ fn backtest_missing_file_exits_2_naming_it() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope.jsonl"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn backtest_of_eth_quoted_data_without_its_usd_price_exits_2_saying_what_to_do() {
+    let dir = temp_dir("quote");
+    let eth = data("xrpeth-aggtrade-2019-10-11.jsonl")
+        .display()
+        .to_string();
+    let out = backtest(&dir, &["--data", &eth]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("XRPETH is quoted in ETH") && err.contains("--quote-usd ETH="),
+        "{err}"
+    );
+    let both = format!(
+        "{eth},{}",
+        data("xrpusdt-perp-kline5m-2021-11-15.jsonl").display()
+    );
+    let out = backtest(&dir, &["--data", &both, "--quote-usd", "ETH=180"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run them separately"), "{err}");
+    let out = backtest(&dir, &["--data", &eth, "--quote-usd", "ETH=0"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a zero price is refused by the parser"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

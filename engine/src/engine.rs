@@ -174,6 +174,36 @@ pub struct EngineParams {
     pub live_settle_ms: u64,
 }
 
+impl EngineParams {
+    /// Re-expresses every amount the configuration gives in USD — capital, the position and daily-loss limits,
+    /// the hourly-loss breaker, each mode's cap per position and each mode's entry size — in units of a quote
+    /// asset worth `usd_per_quote` USD, for a run whose symbols are all quoted in that asset (XRPETH: ETH).
+    /// Without it a "$500" position would be 500 ETH. Rounded toward zero, so no converted limit allows more than
+    /// the USD one. Amounts the engine itself produced (restored positions, the day's PnL) are already in the
+    /// run's units and stay. `None` for a non-positive price.
+    pub fn usd_in_quote_units(mut self, usd_per_quote: Price) -> Option<Self> {
+        let c = |n: Notional| n.usd_to_quote(usd_per_quote);
+        self.capital = c(self.capital)?;
+        self.limits.max_position_usd = c(self.limits.max_position_usd)?;
+        self.limits.max_daily_loss_usd = c(self.limits.max_daily_loss_usd)?;
+        self.breakers.max_loss_per_hour = c(self.breakers.max_loss_per_hour)?;
+        for m in &mut self.allocation.modes {
+            m.max_usd_per_position = c(m.max_usd_per_position)?;
+        }
+        self.scalp.notional = c(self.scalp.notional)?;
+        if let Some(p) = &mut self.ultra_fast {
+            p.notional = c(p.notional)?;
+        }
+        if let Some(p) = &mut self.swing {
+            p.notional = c(p.notional)?;
+        }
+        if let Some(p) = &mut self.position {
+            p.notional = c(p.notional)?;
+        }
+        Some(self)
+    }
+}
+
 impl Default for EngineParams {
     fn default() -> Self {
         Self {

@@ -6,6 +6,7 @@ mod engine_support;
 use aegis_engine::backtest::{self, BacktestOptions, BacktestReport};
 use aegis_engine::EngineParams;
 use aegis_shared::event::{Fill, PositionUpdate};
+use aegis_shared::quote::{QuoteError, QuoteUsd};
 use aegis_shared::{EngineEvent, Notional, StrategyMode};
 use engine_support::{data, limits, short_bars};
 use std::collections::HashMap;
@@ -16,6 +17,38 @@ fn xrpeth() -> PathBuf {
 }
 fn xrpusdt() -> PathBuf {
     data("xrpusdt-perp-kline5m-2021-11-15.jsonl")
+}
+
+/// ETH's USD price around the XRPETH recording (2019-10-11), for the runs that convert the USD settings.
+fn eth() -> QuoteUsd {
+    QuoteUsd::parse("ETH=180").unwrap()
+}
+
+fn eth_opts() -> BacktestOptions {
+    BacktestOptions {
+        quote_usd: vec![eth()],
+        ..BacktestOptions::default()
+    }
+}
+
+/// The XRPETH recording relabelled as a dollar pair (XRPUSDC, same numbers): a second dollar-quoted file for
+/// the tests of merging files, which cannot mix quote assets.
+fn xrpusdc() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("aegis-bt-xrpusdc-{}.jsonl", std::process::id()));
+    if !path.is_file() {
+        let text = std::fs::read_to_string(xrpeth()).expect("read the recording");
+        let tmp = path.with_extension(
+            format!("tmp{:?}", std::thread::current().id()).replace(['(', ')'], ""),
+        );
+        std::fs::write(
+            &tmp,
+            text.replace("XRPETH", "XRPUSDC")
+                .replace("xrpeth", "xrpusdc"),
+        )
+        .expect("write");
+        std::fs::rename(&tmp, &path).expect("rename");
+    }
+    path
 }
 
 /// Settings that make every bar mode trade on a few days of data (shorter bars than the defaults), with
@@ -253,7 +286,7 @@ fn xrpusdt_klines_run_to_the_end_and_add_up() {
 #[test]
 fn xrpeth_trades_run_to_the_end_and_add_up() {
     let p = params();
-    let r = run(&[xrpeth()], p.clone(), &BacktestOptions::default());
+    let r = run(&[xrpeth()], p.clone(), &eth_opts());
     let rep = &r.report;
     assert_eq!(rep.run.messages, 12_477);
     assert_eq!(rep.run.parse_errors, 0);
@@ -270,25 +303,69 @@ fn xrpeth_trades_run_to_the_end_and_add_up() {
     let ran: Vec<&str> = rep.modes.iter().map(|m| m.mode.as_str()).collect();
     assert_eq!(ran, ["scalp", "swing", "position"]);
     assert!(rep.total.fills > 0, "the strategies traded: {rep}");
-    check_consistency(&r, &p);
+    // The USD settings were held in ETH: $500 per position is 2.77777777 ETH, not 500 ETH.
+    let in_eth = p.clone().usd_in_quote_units(eth().usd).unwrap();
+    assert_eq!(
+        in_eth.limits.max_position_usd,
+        Notional::parse("2.77777777").unwrap()
+    );
+    assert_eq!(rep.settings.max_position, in_eth.limits.max_position_usd);
+    assert_eq!(
+        rep.settings.usd_settings_converted_at.as_deref(),
+        Some("1 ETH = 180 USD")
+    );
+    assert!(
+        rep.to_string().contains("converted at 1 ETH = 180 USD"),
+        "{rep}"
+    );
+    check_consistency(&r, &in_eth);
+}
+
+#[test]
+fn non_dollar_data_without_a_price_and_mixed_quotes_are_refused() {
+    let e = backtest::run(
+        params(),
+        &[xrpeth()],
+        &BacktestOptions::default(),
+        |_, _| {},
+    )
+    .expect_err("XRPETH needs ETH's USD price");
+    assert!(
+        matches!(
+            e,
+            backtest::BacktestError::Quote(QuoteError::NeedsPrice { asset: "ETH", .. })
+        ),
+        "{e}"
+    );
+    let m = e.to_string();
+    assert!(
+        m.contains("--quote-usd ETH=") && m.contains("500 ETH"),
+        "{m}"
+    );
+    let e = backtest::run(params(), &[xrpusdt(), xrpeth()], &eth_opts(), |_, _| {})
+        .expect_err("ETH and USD amounts cannot share one run");
+    assert!(
+        matches!(e, backtest::BacktestError::Quote(QuoteError::Mixed { .. })),
+        "{e}"
+    );
 }
 
 #[test]
 fn both_files_merge_by_event_time_and_reports_are_byte_identical() {
     let p = params();
-    let files = [xrpusdt(), xrpeth()];
+    let files = [xrpusdt(), xrpusdc()];
     let a = run(&files, p.clone(), &BacktestOptions::default());
     check_consistency(&a, &p);
     assert_eq!(a.report.run.messages, 12_477 + 1999);
     assert!(a.report.run.mixed_quote_assets);
-    assert_eq!(a.report.run.quote_assets, ["ETH", "USDT"]);
+    assert_eq!(a.report.run.quote_assets, ["USDC", "USDT"]);
     // Merged by event time: the 2019 fills come before the 2021 ones although the 2021 file was given first.
     let fl = fills(&a.events);
     assert!(
         fl.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms),
         "fills in event-time order"
     );
-    assert_eq!(fl.first().map(|f| f.symbol.as_str()), Some("XRPETH"));
+    assert_eq!(fl.first().map(|f| f.symbol.as_str()), Some("XRPUSDC"));
     let b = run(&files, p.clone(), &BacktestOptions::default());
     let (ja, jb) = (a.report.to_json(), b.report.to_json());
     assert_eq!(ja, jb, "same input → byte-identical JSON");
@@ -351,8 +428,8 @@ fn tight_limits_are_enforced_and_denials_reported() {
     check_consistency(&r, &p);
     let mut p2 = params();
     p2.limits.max_position_usd = Notional::from_int(30);
-    let r2 = run(&[xrpeth()], p2.clone(), &BacktestOptions::default());
-    check_consistency(&r2, &p2);
+    let r2 = run(&[xrpeth()], p2.clone(), &eth_opts());
+    check_consistency(&r2, &p2.clone().usd_in_quote_units(eth().usd).unwrap());
     let denied = r2
         .report
         .run
@@ -362,7 +439,7 @@ fn tight_limits_are_enforced_and_denials_reported() {
         .map(|d| d.count);
     assert!(
         denied > Some(0),
-        "scalp's 200 ETH entries were denied: {}",
+        "scalp's $200 entries (1.11 ETH) over the $30 limit (0.17 ETH) were denied: {}",
         r2.report
     );
     assert!(
@@ -430,7 +507,7 @@ fn check_svg(svg: &str) {
 #[test]
 fn svg_is_well_formed_with_a_path_per_mode() {
     let p = params();
-    let r = run(&[xrpeth(), xrpusdt()], p, &BacktestOptions::default());
+    let r = run(&[xrpusdc(), xrpusdt()], p, &BacktestOptions::default());
     let svg = r.report.to_svg();
     check_svg(&svg);
     for m in r

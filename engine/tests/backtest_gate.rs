@@ -64,7 +64,7 @@ fn sent_orders(ctl: &aegis_engine::queues::ControlEnds) -> usize {
 
 #[test]
 fn strategy_entries_over_the_position_limit_are_denied() {
-    // Scalp asks for 200 (quote units) per entry; the limit is 30: the gate denies every such entry.
+    // Scalp asks for $200 per entry; the limit is $30: the gate denies every such entry.
     let p = EngineParams {
         limits: limits(30, 1_000),
         pin: false,
@@ -73,6 +73,8 @@ fn strategy_entries_over_the_position_limit_are_denied() {
     let file = data("xrpeth-aggtrade-2019-10-11.jsonl");
     let opts = BacktestOptions {
         modes: Some(vec![StrategyMode::Scalp]),
+        // ETH's USD price at the recording: $200 entries are 1.11 ETH, the $30 limit 0.17 ETH.
+        quote_usd: vec![aegis_shared::quote::QuoteUsd::parse("ETH=180").unwrap()],
         ..BacktestOptions::default()
     };
     let mut entry_fills = 0;

@@ -78,6 +78,8 @@ pub mod keys {
     pub const SIM_SPEED: &str = "SIM_SPEED";
     /// Comma-separated symbols to trade.
     pub const SYMBOLS: &str = "SYMBOLS";
+    /// USD prices of non-dollar quote assets for paper runs (`ETH=180.5,BTC=8300`).
+    pub const QUOTE_USD: &str = "QUOTE_USD";
     /// Taker fee rate.
     pub const FEE_TAKER: &str = "FEE_TAKER";
     /// Maker fee rate.
@@ -199,6 +201,7 @@ pub mod keys {
         SIM_RATE,
         SIM_SPEED,
         SYMBOLS,
+        QUOTE_USD,
         FEE_TAKER,
         FEE_MAKER,
         BIND_ADDR,
@@ -517,6 +520,9 @@ pub struct Config {
     pub sim: SimConfig,
     /// `SYMBOLS`, default BTCUSDT,ETHUSDT.
     pub symbols: Vec<Symbol>,
+    /// `QUOTE_USD`: fixed USD prices of non-dollar quote assets, so a paper run or replay of e.g. XRPETH holds
+    /// the USD limits in ETH (`aegis_shared::quote`); empty by default. Testnet and live never use them.
+    pub quote_usd: Vec<crate::quote::QuoteUsd>,
     /// Fees.
     pub fees: FeeConfig,
     /// HTTPS API.
@@ -878,6 +884,22 @@ impl Config {
                 out
             }
         };
+        let quote_usd = match src.get(QUOTE_USD) {
+            None => Vec::new(),
+            Some(v) => {
+                let mut out = Vec::new();
+                for part in v.split(',').filter(|p| !p.trim().is_empty()) {
+                    out.push(crate::quote::QuoteUsd::parse(part.trim()).map_err(|_| {
+                        ConfigError::new(
+                            QUOTE_USD,
+                            Some(&v),
+                            "use ASSET=USD_PRICE pairs, comma-separated, for non-dollar quote assets, e.g. ETH=180.5,BTC=8300",
+                        )
+                    })?);
+                }
+                out
+            }
+        };
         let fees = FeeConfig {
             taker: src.rate(FEE_TAKER, "0.0004")?,
             maker: src.rate(FEE_MAKER, "0.0002")?,
@@ -1017,6 +1039,7 @@ impl Config {
             feed,
             sim,
             symbols,
+            quote_usd,
             fees,
             api,
             journal_fsync,

@@ -12,6 +12,7 @@ pub mod event;
 pub mod ids;
 pub mod mode;
 pub mod num;
+pub mod quote;
 pub mod secret;
 pub mod symbol;
 

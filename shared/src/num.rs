@@ -401,6 +401,25 @@ impl Notional {
         Notional(mul_scaled(self.0, rate.0))
     }
 
+    /// A USD amount in units of a quote asset worth `usd_per_unit` USD (`self / usd_per_unit`), rounded toward
+    /// zero, so a limit converted this way never allows more than the USD one. `None` for a non-positive rate.
+    #[inline]
+    pub fn usd_to_quote(self, usd_per_unit: Price) -> Option<Notional> {
+        if usd_per_unit.0 <= 0 {
+            return None;
+        }
+        Some(Notional(saturate(
+            (self.0 as i128 * SCALE as i128) / usd_per_unit.0 as i128,
+        )))
+    }
+
+    /// An amount of a quote asset worth `usd_per_unit` USD each, in USD (`self × usd_per_unit`, rounded half
+    /// away from zero to 10⁻⁸).
+    #[inline]
+    pub fn quote_to_usd(self, usd_per_unit: Price) -> Notional {
+        Notional(mul_scaled(self.0, usd_per_unit.0))
+    }
+
     /// How much base quantity `self` buys at `price`, rounded down to a multiple of `step` (never more than
     /// the notional allows). `None` for a non-positive price.
     #[inline]
@@ -518,6 +537,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn usd_to_quote_never_exceeds_the_usd_amount(usd in 0i64..1_000_000_000_000_000, rate in 100_000i64..10_000_000_000_000) {
+            let (n, r) = (Notional::from_units(usd), Price::from_units(rate));
+            let q = n.usd_to_quote(r).unwrap();
+            // Worth at most the USD amount, and less than one unit of 10⁻⁸ quote below it (rates from 0.001 USD and
+            // amounts to 10⁷ USD, where nothing saturates).
+            let back = q.units() as i128 * rate as i128;
+            prop_assert!(back <= usd as i128 * SCALE as i128);
+            prop_assert!(back + rate as i128 > usd as i128 * SCALE as i128);
+        }
+
         #[test]
         fn write_then_parse_round_trips(units in -9_000_000_000_000_000i64..9_000_000_000_000_000i64) {
             let mut b = [0u8; 40];

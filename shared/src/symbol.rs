@@ -110,6 +110,23 @@ impl Symbol {
         std::str::from_utf8(self.as_bytes()).unwrap_or("")
     }
 
+    /// The quote asset, from Binance's common quote assets (longest match first: `FDUSD` before `USD`), or
+    /// `None` when the symbol ends in none of them (or is only a quote asset).
+    pub fn quote_asset(&self) -> Option<&'static str> {
+        let s = self.as_str();
+        crate::quote::QUOTE_ASSETS
+            .into_iter()
+            .find(|q| s.len() > q.len() && s.ends_with(q))
+    }
+
+    /// Whether the symbol is quoted in US dollars or a dollar stablecoin ([`crate::quote::USD_QUOTES`]). Every limit the guide
+    /// sets is in USD, so only such a symbol's notional can be compared with them as it is; any other quote (ETH
+    /// in XRPETH) needs a USD price first, or the pair is refused ([`crate::quote::run_units`]).
+    pub fn is_usd_quoted(&self) -> bool {
+        self.quote_asset()
+            .is_some_and(|q| crate::quote::USD_QUOTES.contains(&q))
+    }
+
     /// The symbol's bytes.
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
@@ -156,6 +173,20 @@ impl<'de> Deserialize<'de> for Symbol {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn quote_assets_and_usd_quotes() {
+        let q = |s: &str| Symbol::new(s).unwrap().quote_asset();
+        assert_eq!(q("XRPETH"), Some("ETH"));
+        assert_eq!(q("BTCUSDT"), Some("USDT"));
+        assert_eq!(q("BTCFDUSD"), Some("FDUSD"));
+        assert_eq!(q("ETHBTC"), Some("BTC"));
+        assert_eq!(q("USDT"), None);
+        assert_eq!(q("FOO"), None);
+        let usd = |s: &str| Symbol::new(s).unwrap().is_usd_quoted();
+        assert!(usd("BTCUSDT") && usd("BTCUSDC") && usd("ETHBUSD"));
+        assert!(!usd("ETHBTC") && !usd("XRPETH") && !usd("BTCEUR") && !usd("FOO"));
+    }
     use super::*;
     use proptest::prelude::*;
 

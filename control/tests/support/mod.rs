@@ -67,7 +67,7 @@ pub fn quiet_feed(dir: &Path) -> PathBuf {
     let p = dir.join("quiet.jsonl");
     fs::write(
         &p,
-        "{\"stream\":\"xrpeth@aggTrade\",\"data\":{\"e\":\"aggTrade\",\"E\":1570752000000,\"s\":\"XRPETH\",\"a\":1,\"p\":\"0.00150000\",\"q\":\"10\",\"f\":1,\"l\":1,\"T\":1570752000000,\"m\":true}}\n",
+        "{\"stream\":\"xrpusdt@aggTrade\",\"data\":{\"e\":\"aggTrade\",\"E\":1570752000000,\"s\":\"XRPUSDT\",\"a\":1,\"p\":\"0.25000000\",\"q\":\"10\",\"f\":1,\"l\":1,\"T\":1570752000000,\"m\":true}}\n",
     )
     .unwrap();
     p

@@ -29,9 +29,11 @@
 //! this per symbol. On the bundled data the derivation gives XRPETH tick 0.00000001 / step 1 and XRPUSDT tick
 //! 0.0001 / step 0.1 / min notional 5.
 //!
-//! **Money units.** Every amount — sizes, limits, PnL, fees — is in the symbol's *quote asset* (ETH for
-//! XRPETH): the engine's "USD" settings apply in quote units. A run over symbols with different quote assets
-//! adds them up in the totals; the report lists the quote assets and the text summary warns.
+//! **Money units.** Every amount — sizes, limits, PnL, fees — is in the symbols' *quote asset*. The settings are
+//! USD, so for dollar-quoted data (USDT, USDC, …) they apply as they are; data quoted in another asset (ETH for
+//! XRPETH) needs that asset's USD price ([`BacktestOptions::quote_usd`], `--quote-usd ETH=180.5`), which converts
+//! the USD settings into it, or the run is refused with [`BacktestError::Quote`]: a $500 position is never
+//! 500 ETH. Symbols with different quote assets cannot share a run (the account-wide limits need one unit).
 //!
 //! **Modes.** By default all four run where the data allows: `scalp` needs aggTrades; `swing` and `position`
 //! take aggTrades or klines; `ultra_fast_scalp` needs bookTickers. Skipped modes are listed with the reason.
@@ -49,6 +51,7 @@ pub use report::{
 use crate::engine::{Engine, EngineError, EngineParams, FeedEnd, SymbolSpec};
 use crate::feed::parse::{MarketMsg, Parser};
 use crate::risk::limits::SymbolFilters;
+use aegis_shared::quote::{self, QuoteError, QuoteUsd, RunUnits};
 use aegis_shared::{EngineEvent, Notional, Price, Qty, StrategyMode};
 use report::Accumulator;
 use std::fs::File;
@@ -73,6 +76,9 @@ pub struct BacktestOptions {
     pub flatten_at_end: bool,
     /// Equity-curve points per mode (time buckets over the data's span), at most [`MAX_CURVE_POINTS`].
     pub curve_points: usize,
+    /// USD prices of non-dollar quote assets (`--quote-usd ETH=180.5`): a run over XRPETH needs ETH's, or it is
+    /// refused (see [`aegis_shared::quote`]).
+    pub quote_usd: Vec<QuoteUsd>,
 }
 
 impl Default for BacktestOptions {
@@ -82,6 +88,7 @@ impl Default for BacktestOptions {
             symbols: Vec::new(),
             flatten_at_end: false,
             curve_points: MAX_CURVE_POINTS,
+            quote_usd: Vec::new(),
         }
     }
 }
@@ -115,6 +122,10 @@ pub enum BacktestError {
     /// The engine refused the setup (e.g. more symbols than it supports).
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The data's symbols cannot be held to the USD limits as given (a non-dollar quote without a price, or
+    /// quotes mixed).
+    #[error(transparent)]
+    Quote(#[from] QuoteError),
 }
 
 /// Streams the non-empty lines of a file without holding it in memory.
@@ -253,6 +264,10 @@ pub fn run_with_events(
         return Err(BacktestError::NoMarketData { lines });
     }
 
+    // The unit of every amount: refused before any work when the USD limits cannot apply.
+    let all: Vec<_> = sc.symbols.iter().map(|s| s.symbol).collect();
+    let units = quote::run_units(&all, &opts.quote_usd)?;
+
     // Symbols and filters.
     let mut specs = Vec::with_capacity(sc.symbols.len());
     let mut sym_reports = Vec::with_capacity(sc.symbols.len());
@@ -319,7 +334,13 @@ pub fn run_with_events(
         return Err(BacktestError::NoModes(why.join("; ")));
     }
 
-    let mut p = params;
+    let mut p = match units {
+        RunUnits::Usd => params,
+        // Proven invariant: `QuoteUsd` prices are positive (checked when parsed), the only `None` case.
+        RunUnits::Converted(q) => params
+            .usd_in_quote_units(q.usd)
+            .ok_or(QuoteError::BadPrice(q.to_string()))?,
+    };
     p.symbols = specs.clone();
     p.scalp_enabled = active.contains(&StrategyMode::Scalp);
     p.ultra_fast = active
@@ -341,7 +362,7 @@ pub fn run_with_events(
     p.data_dir = None;
     p.pin = false;
     p.on_feed_end = FeedEnd::Stop;
-    let settings = SettingsReport::new(&p, &active, opts.flatten_at_end);
+    let settings = SettingsReport::new(&p, &active, opts.flatten_at_end, units);
 
     let (mut engine, ctl) = Engine::with_channels(p)?;
     let mut acc = Accumulator::new(

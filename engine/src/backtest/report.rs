@@ -5,6 +5,7 @@ use super::scan::{Scan, SymbolScan};
 use crate::engine::{Engine, EngineParams, EngineReport, SymbolSpec};
 use crate::risk::gate::Denial;
 use aegis_shared::event::{BreakerChange, BreakerScope, TripReason};
+use aegis_shared::quote::RunUnits;
 use aegis_shared::{ClientOrderId, EngineEvent, Notional, Price, StrategyMode};
 use serde::ser::{SerializeMap, SerializeTuple};
 use serde::{Serialize, Serializer};
@@ -313,6 +314,9 @@ pub struct ModeSettings {
 pub struct SettingsReport {
     /// How files were combined.
     pub merge: &'static str,
+    /// The USD price the USD settings were converted at (`1 ETH = 180.5 USD`) when the data is quoted in a
+    /// non-dollar asset; `None` when every amount is USD.
+    pub usd_settings_converted_at: Option<String>,
     /// Capital the allocation applies to.
     #[serde(serialize_with = "amount")]
     pub capital: Notional,
@@ -348,7 +352,12 @@ pub struct SettingsReport {
 }
 
 impl SettingsReport {
-    pub(super) fn new(p: &EngineParams, active: &[StrategyMode], flatten_at_end: bool) -> Self {
+    pub(super) fn new(
+        p: &EngineParams,
+        active: &[StrategyMode],
+        flatten_at_end: bool,
+        units: RunUnits,
+    ) -> Self {
         let modes = active
             .iter()
             .map(|&m| {
@@ -376,6 +385,10 @@ impl SettingsReport {
             .collect();
         Self {
             merge: "event_time",
+            usd_settings_converted_at: match units {
+                RunUnits::Usd => None,
+                RunUnits::Converted(q) => Some(q.to_string()),
+            },
             capital: p.capital,
             max_position: p.limits.max_position_usd,
             max_daily_loss: p.limits.max_daily_loss_usd,
@@ -449,6 +462,13 @@ impl fmt::Display for BacktestReport {
             syms.join(", ")
         )?;
         writeln!(f, "Amounts in quote asset: {}", r.quote_assets.join(", "))?;
+        if let Some(at) = &self.settings.usd_settings_converted_at {
+            writeln!(
+                f,
+                "USD settings (sizes, limits, breakers) converted at {at}: max position {}, max daily loss {}",
+                self.settings.max_position, self.settings.max_daily_loss
+            )?;
+        }
         if r.mixed_quote_assets {
             writeln!(f, "WARNING: the totals add amounts in different quote assets; compare per symbol instead")?;
         }

@@ -183,10 +183,7 @@ fn record(syms: &mut Vec<SymbolScan>, m: &MarketMsg<'_>) {
 /// The quote asset of a symbol, from a list of common Binance quote assets (longest match first); `None` if
 /// the symbol ends in none of them.
 pub fn quote_asset(symbol: &str) -> Option<&'static str> {
-    const QUOTES: [&str; 12] = [
-        "FDUSD", "USDT", "USDC", "BUSD", "TUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "TRY", "USD",
-    ];
-    QUOTES
+    aegis_shared::quote::QUOTE_ASSETS
         .into_iter()
         .find(|q| symbol.len() > q.len() && symbol.ends_with(q))
 }
