@@ -1,6 +1,7 @@
 //! Money truth against binance-sim (issue 13 items 2 and 6): funding every second, commissions in BNB and a
 //! liquidation, through the real bot binary. Afterwards the bot's realized PnL, fees (per asset and in USDT)
-//! and funding equal the simulator's to 10⁻⁸, and the liquidation is an alert, a dashboard row and a flat position.
+//! and funding equal the simulator's to 10⁻⁸, and the liquidation is an alert, a dashboard row (checked in the page
+//! itself, headless Chromium: tests/browser/money.test.mjs) and a flat position.
 
 mod live_support;
 
@@ -110,6 +111,18 @@ fn live_funding_bnb_fees_and_a_liquidation_match_the_exchange_to_the_last_unit()
         bot.log()
     );
     bot.expect_log("liquidation", Duration::from_secs(5));
+    // The dashboard page itself shows the exchange's numbers (headless Chromium).
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    browser_check(
+        &bot,
+        "money.test.mjs",
+        &[
+            ("EXPECT_LIQ_SYMBOL", "BTCUSDT".into()),
+            ("EXPECT_LIQ_REALIZED", s(&t["realized"])),
+            ("EXPECT_FUNDING", s(&t["funding"])),
+            ("EXPECT_FEES_BNB", s(&t["feesByAsset"]["BNB"])),
+        ],
+    );
     let mut bot = bot;
     bot.stop_cleanly(Duration::from_secs(10));
     // A restart books no settlement twice (the journal's tranIds, /fapi/v1/income read again on start).

@@ -716,3 +716,47 @@ pub fn sim_ws_refusals(w: &World, api_key: &str) -> u64 {
     assert!(by_key.is_object(), "no refusal counter in {s}");
     by_key[api_key].as_u64().unwrap_or(0)
 }
+
+/// Runs a headless-Chromium check of `tests/browser/<script>` against the running bot's dashboard (auth off),
+/// with `env` for its expectations. Without node, Debian's chromium or `npm ci` in tests/browser it skips with a
+/// message locally and fails under CI (which installs them).
+pub fn browser_check(bot: &Bot, script: &str, env: &[(&str, String)]) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let browser_dir = root.join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut missing = Vec::new();
+    if Command::new("node").arg("--version").output().is_err() {
+        missing.push("node (apt-get install -y nodejs npm)".to_string());
+    }
+    if !PathBuf::from(&chromium).exists() {
+        missing.push(format!("{chromium} (apt-get install -y chromium)"));
+    }
+    if !browser_dir.join("node_modules/playwright-core").exists() {
+        missing.push("tests/browser/node_modules (cd tests/browser && npm ci)".into());
+    }
+    if !missing.is_empty() {
+        let msg = format!(
+            "browser check {script} cannot run; missing: {}",
+            missing.join(", ")
+        );
+        assert!(std::env::var_os("CI").is_none(), "{msg}");
+        eprintln!("SKIPPED: {msg}");
+        return;
+    }
+    let mut cmd = Command::new("node");
+    cmd.arg(browser_dir.join(script))
+        .current_dir(&root)
+        .env("AEGIS_URL", format!("https://127.0.0.1:{}", bot.port))
+        .env("CHROMIUM", &chromium);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("start node");
+    assert!(
+        out.status.success(),
+        "browser check {script} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
