@@ -158,7 +158,7 @@ fn kill_switch_flatten_passes_the_gate_and_obeys_its_limits() {
     // Modes are netted per symbol (one-way account): swing adds on the net's side, within the $50 net cap.
     assert_eq!(
         e.place(0, StrategyMode::Swing, manual(Side::Sell, "30")),
-        Err(Denial::Allocation)
+        Err(Denial::OppositeNet)
     );
     assert_eq!(
         e.place(0, StrategyMode::Swing, manual(Side::Buy, "9")),

@@ -122,7 +122,7 @@ fn an_entry_opposite_to_other_modes_net_is_refused_and_the_cap_is_per_symbol() {
             &req(StrategyMode::Swing, Side::Sell, 2, false),
             &ctx("0", "0.01")
         ),
-        Err(Denial::Allocation)
+        Err(Denial::OppositeNet)
     );
     // Adding on the net's side passes while the symbol's net stays within $1000 (0.02 at 50,000).
     assert_eq!(

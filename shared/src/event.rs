@@ -449,7 +449,7 @@ pub enum FeedState {
 }
 
 /// Number of distinct denial reasons counted in [`EngineStats::denials`].
-pub const DENIAL_REASONS: usize = 16;
+pub const DENIAL_REASONS: usize = 17;
 
 /// Periodic engine counters (droppable).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -36,6 +36,7 @@ pub fn denial_name(d: Denial) -> &'static str {
         Denial::Leverage => "leverage",
         Denial::MaxOpenOrders => "max_open_orders",
         Denial::RateLimited => "rate_limited",
+        Denial::OppositeNet => "opposite_to_net",
     }
 }
 

@@ -12,7 +12,7 @@
 //!    of capital).
 //!
 //! Modes are netted per symbol, because the Binance account runs in one-way (netted) position mode: an entry
-//! opposite in sign to the net position the *other* modes hold on the symbol is refused ([`Denial::Allocation`]),
+//! opposite in sign to the net position the *other* modes hold on the symbol is refused ([`Denial::OppositeNet`]),
 //! so every mode's position has the net's sign and is at most |net|, and a mode's reduce-only exit can never be
 //! refused by Binance against the net position. The max position size holds per (symbol, mode) position and for
 //! the symbol's net across all modes. Both rules are proptested in `engine/tests/netting_props.rs`.
@@ -45,9 +45,8 @@ pub enum Denial {
     /// A circuit breaker (global or the mode's) is tripped.
     #[error("circuit breaker tripped")]
     Breaker = 3,
-    /// The mode's allocation is used up, or the entry is opposite in sign to the symbol's net position held by
-    /// the other modes (modes are netted per symbol on the one-way account; see the module docs).
-    #[error("mode allocation exhausted or entry opposite to the symbol's net position")]
+    /// The mode's allocation is used up (its positions or its capital share).
+    #[error("mode allocation exhausted")]
     Allocation = 4,
     /// A reduce-only order would not reduce the position (nothing to reduce, wrong side, or larger than it).
     #[error("reduce-only order would not reduce the position")]
@@ -82,16 +81,21 @@ pub enum Denial {
     /// Order rate limit reached.
     #[error("order rate limit reached")]
     RateLimited = 15,
+    /// The entry is opposite in sign to the symbol's net position held by the other modes: modes are netted per
+    /// symbol on the one-way account, so such an entry could later make a mode's reduce-only exit larger than
+    /// the net, which Binance refuses (see the module docs and docs/POSITION_MODES.md).
+    #[error("entry opposite to the symbol's net position held by the other modes")]
+    OppositeNet = 16,
 }
 
 impl Denial {
-    /// Stable code, `< 16` (= `aegis_shared::event::DENIAL_REASONS`), the index into `EngineStats::denials`.
+    /// Stable code, `< 17` (= `aegis_shared::event::DENIAL_REASONS`), the index into `EngineStats::denials`.
     #[inline]
     pub const fn code(self) -> u8 {
         self as u8
     }
     /// All denials in code order.
-    pub const ALL: [Denial; 16] = [
+    pub const ALL: [Denial; 17] = [
         Self::Halted,
         Self::KillSwitch,
         Self::Backpressure,
@@ -108,6 +112,7 @@ impl Denial {
         Self::Leverage,
         Self::MaxOpenOrders,
         Self::RateLimited,
+        Self::OppositeNet,
     ];
 }
 
@@ -231,7 +236,7 @@ impl RiskGate {
             }
             let others = (ctx.symbol_net_qty - pos).units();
             if others != 0 && others.signum() != signed.units().signum() {
-                return Err(Denial::Allocation);
+                return Err(Denial::OppositeNet);
             }
         }
         // Entries are capped on the larger of the mode's position and the symbol's net after the order; exits
