@@ -251,21 +251,7 @@ mod tests {
     /// The engine's limit state as [`params`] sets it up from these settings: its config, the run's filters and
     /// the allowlist, loaded the way the engine loads them.
     fn engine_limits(pairs: &[(&str, &str)]) -> (LimitsConfig, Limits) {
-        let cfg = Config::from_lookup(|k| {
-            pairs
-                .iter()
-                .find(|(key, _)| *key == k)
-                .map(|(_, v)| v.to_string())
-        })
-        .unwrap();
-        let ledger = Ledger::default();
-        let ctx = StartContext {
-            config: &cfg,
-            ledger: &ledger,
-            session_id: 1,
-            live: None,
-        };
-        let (p, _) = params(&ctx).unwrap();
+        let p = params_of(pairs).unwrap();
         let mut l = Limits::new(p.limits);
         for s in &p.symbols {
             l.set_filters(s.symbol, s.filters).unwrap();
@@ -327,6 +313,7 @@ mod tests {
         );
     }
 
+    /// The engine parameters [`params`] builds from these settings (nothing journaled).
     fn params_of(pairs: &[(&str, &str)]) -> Result<EngineParams, RunError> {
         let cfg = Config::from_lookup(|k| {
             pairs

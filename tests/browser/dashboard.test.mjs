@@ -6,7 +6,7 @@
 // logs out; then a viewer sees no controls and is refused when calling them directly.
 // Screenshots go to artifacts/browser/. Exit code 0 = pass.
 
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -115,17 +115,9 @@ async function watchPositions(page) {
 
 async function main() {
   const dataDir = mkdtempSync(join(tmpdir(), 'aegis-browser-'));
-  const profile = mkdtempSync(join(tmpdir(), 'aegis-chromium-'));
   const { child, url } = await startServer(dataDir);
   log(`server at ${url}`);
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    ignoreHTTPSErrors: true,
-    viewport: { width: 1400, height: 1000 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const { context, close } = await launch('dashboard');
   const problems = [];
   try {
     const page = context.pages()[0] || (await context.newPage());
@@ -258,9 +250,8 @@ async function main() {
     assert.deepEqual(problems, [], 'browser reported errors (CSP violations or script errors)');
     log('PASS');
   } finally {
-    await context.close().catch(() => {});
+    await close();
     child.kill('SIGTERM');
-    rmSync(profile, { recursive: true, force: true });
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

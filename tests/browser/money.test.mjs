@@ -4,9 +4,8 @@
 // row (kind, symbol, its realized PnL), the funding total and the BNB fees per asset. Expected values come from
 // the simulator's own books (EXPECT_* variables). Screenshot in artifacts/browser/. Exit code 0 = pass.
 
-import { chromium } from 'playwright-core';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
+import { launch } from './chromium.mjs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
@@ -24,15 +23,7 @@ const expected = {
 };
 
 async function main() {
-  const profile = mkdtempSync(join(tmpdir(), 'aegis-chromium-money-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    ignoreHTTPSErrors: true,
-    viewport: { width: 1400, height: 1000 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const { context, close } = await launch('money');
   const problems = [];
   try {
     const page = context.pages()[0] || (await context.newPage());
@@ -61,8 +52,7 @@ async function main() {
     assert.deepEqual(problems, [], 'browser reported errors');
     console.log('PASS');
   } finally {
-    await context.close().catch(() => {});
-    rmSync(profile, { recursive: true, force: true });
+    await close();
   }
 }
 
