@@ -11,30 +11,12 @@ use std::time::{Duration, Instant};
 fn dashboard_in_headless_chromium() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let browser_dir = root.join("tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let chromium = aegis_testkit::browser::chromium();
     let server = PathBuf::from(env!("CARGO_BIN_EXE_aegis"));
-    let mut missing = Vec::new();
-    if Command::new("node").arg("--version").output().is_err() {
-        missing.push("node (apt-get install -y nodejs npm)".to_string());
-    }
-    if !PathBuf::from(&chromium).exists() {
-        missing.push(format!("{chromium} (apt-get install -y chromium)"));
-    }
-    if !browser_dir.join("node_modules/playwright-core").exists() {
-        missing.push("tests/browser/node_modules (cd tests/browser && npm ci)".into());
-    }
-    if !server.exists() {
-        missing.push(format!(
-            "{} (cargo build -p aegis-control)",
-            server.display()
-        ));
-    }
-    if !missing.is_empty() {
-        let msg = format!("browser test cannot run; missing: {}", missing.join(", "));
-        if std::env::var_os("CI").is_some() {
-            panic!("{msg}");
-        }
-        eprintln!("SKIPPED: {msg}");
+    let missing = aegis_testkit::browser::missing(&browser_dir);
+    let no_server =
+        (!server.exists()).then(|| format!("{} (cargo build -p aegis-control)", server.display()));
+    if !aegis_testkit::browser::ready_or_skip("browser test", missing, no_server) {
         return;
     }
     let started = Instant::now();

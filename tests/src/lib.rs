@@ -4,4 +4,5 @@
 //! data streams, WebSocket API) with Binance's signatures, error codes and rate limits, plus an admin API for
 //! fault injection. The `binance-sim` binary runs it standalone.
 
+pub mod browser;
 pub mod sim;

@@ -723,24 +723,9 @@ pub fn sim_ws_refusals(w: &World, api_key: &str) -> u64 {
 pub fn browser_check(bot: &Bot, script: &str, env: &[(&str, String)]) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let browser_dir = root.join("tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let mut missing = Vec::new();
-    if Command::new("node").arg("--version").output().is_err() {
-        missing.push("node (apt-get install -y nodejs npm)".to_string());
-    }
-    if !PathBuf::from(&chromium).exists() {
-        missing.push(format!("{chromium} (apt-get install -y chromium)"));
-    }
-    if !browser_dir.join("node_modules/playwright-core").exists() {
-        missing.push("tests/browser/node_modules (cd tests/browser && npm ci)".into());
-    }
-    if !missing.is_empty() {
-        let msg = format!(
-            "browser check {script} cannot run; missing: {}",
-            missing.join(", ")
-        );
-        assert!(std::env::var_os("CI").is_none(), "{msg}");
-        eprintln!("SKIPPED: {msg}");
+    let chromium = aegis_testkit::browser::chromium();
+    let missing = aegis_testkit::browser::missing(&browser_dir);
+    if !aegis_testkit::browser::ready_or_skip(&format!("browser check {script}"), missing, None) {
         return;
     }
     let mut cmd = Command::new("node");
