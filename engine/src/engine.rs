@@ -37,10 +37,11 @@ use crate::venue::paper::MAX_PAPER_ORDERS;
 use crate::venue::Venue;
 use crate::venue::{ExecReport, FeeRates, OrderRequest};
 use aegis_shared::event::{
-    AlertKind, EngineState, EngineStats, FeedState, HaltReason, OrderIntent, OrderType,
-    PositionUpdate, DENIAL_REASONS,
+    AlertKind, EngineState, EngineStats, FeedState, FundingEvent, HaltReason, OrderIntent,
+    OrderType, PositionUpdate, DENIAL_REASONS,
 };
 use aegis_shared::ids::ClientOrderIdGen;
+use aegis_shared::num::Rate;
 use aegis_shared::{Command, EngineEvent, Notional, Price, Qty, Side, StrategyMode, Symbol};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::path::PathBuf;
@@ -956,9 +957,66 @@ impl Engine {
                 .gate
                 .limits
                 .set_limits(max_position_usd, max_daily_loss_usd),
+            Command::PaperFunding {
+                symbol,
+                rate,
+                mark,
+                ts_ms,
+            } => self.paper_funding(symbol, rate, mark, ts_ms),
             Command::Shutdown => return true,
         }
         false
+    }
+
+    /// Settles funding on the paper positions of `symbol` (see [`Command::PaperFunding`]): each mode's position
+    /// pays its own `qty × mark × rate`, booked like the live venue books an exchange settlement (a funding
+    /// event per mode, the position, the daily loss and the breakers). The settlement time is the event's
+    /// `tran_id`, so the journal books a repeated settlement once.
+    fn paper_funding(&mut self, symbol: Symbol, rate: Rate, mark: Price, ts_ms: u64) {
+        if matches!(self.venue, Venue::Live(_)) || mark.units() <= 0 {
+            return;
+        }
+        let Some(sym) = self.sym_index(symbol) else {
+            return;
+        };
+        let asset = symbol
+            .quote_asset()
+            .and_then(|q| Symbol::new(q).ok())
+            .unwrap_or(symbol);
+        let parts = StrategyMode::ALL.map(|m| {
+            let q = self.positions.get(sym, m).qty();
+            mark.notional(q).mul_rate(rate).neg()
+        });
+        let total = parts.iter().fold(Notional::ZERO, |a, p| a + *p);
+        for (mode, amount) in StrategyMode::ALL.into_iter().zip(parts) {
+            if amount.is_zero() {
+                continue;
+            }
+            let pos = self.positions.get_mut(sym, mode);
+            pos.apply_funding(amount);
+            let update = pos.update(ts_ms, symbol, mode);
+            self.sink.emit_critical(EngineEvent::Funding(FundingEvent {
+                ts_ms,
+                symbol,
+                mode,
+                tran_id: ts_ms,
+                asset,
+                amount,
+                total,
+                quote: amount,
+            }));
+            self.sink.emit_critical(EngineEvent::Position(update));
+            self.exec_buf.push(ExecReport {
+                sym,
+                mode,
+                ts_ms,
+                qty: Qty::ZERO,
+                net: amount,
+                closed_trade: None,
+                order_final: false,
+            });
+        }
+        self.process_execs();
     }
 
     /// A finite feed ended: reports it once and returns what to do (see the module docs).

@@ -30,6 +30,20 @@ pub enum Command {
         /// New `FUTURES_AUTOPILOT_MAX_DAILY_LOSS` (USD per UTC day).
         max_daily_loss_usd: Notional,
     },
+    /// A funding settlement for the **paper** venue (Binance's real market in paper mode: the control plane reads
+    /// `premiumIndex`): every paper position in `symbol` pays `qty × mark × rate` (longs pay a positive rate,
+    /// shorts receive it), as the exchange would settle it. The live venue ignores it: there the exchange's own
+    /// `FUNDING_FEE` records are the truth.
+    PaperFunding {
+        /// Symbol.
+        symbol: crate::symbol::Symbol,
+        /// The funding rate of the period, signed (`0.0001` = 0.01 %).
+        rate: crate::num::Rate,
+        /// The mark price it settles at.
+        mark: crate::num::Price,
+        /// Settlement time (ms); with `symbol` the settlement's identity, so a repeat is booked once.
+        ts_ms: u64,
+    },
     /// Stop new entries, finish in-flight work, emit [`crate::event::EngineState::Stopped`] and exit the thread.
     Shutdown,
 }

@@ -74,6 +74,42 @@ fn paper_on_binance_streams_fills_locally_and_sends_nothing_signed() {
         (60_000.0..=60_000.0 + 0.5 * 220.0 + 0.1).contains(&entry),
         "{pos}"
     );
+    // Funding: the simulator settles every second at 0.01 %; the paper long pays what Binance would settle on
+    // it, qty × mark × rate per settlement, read from the public premiumIndex the bot reads too.
+    w.admin(AdminCall::funding(1000, "0.0001"));
+    let qty = aegis_shared::Qty::parse(pos["qty"].as_str().unwrap()).unwrap();
+    let premium: Value =
+        reqwest::blocking::get(format!("{}/fapi/v1/premiumIndex?symbol=BTCUSDT", w.base()))
+            .unwrap()
+            .json()
+            .unwrap();
+    let mark = aegis_shared::Price::parse(premium["markPrice"].as_str().unwrap()).unwrap();
+    let per = mark
+        .notional(qty)
+        .mul_rate(aegis_shared::num::Rate::parse("0.0001").unwrap())
+        .neg();
+    assert!(per < aegis_shared::Notional::ZERO, "a long pays: {per}");
+    let funding = || {
+        bot.api("/api/snapshot")
+            .and_then(|s| s["pnl"]["funding_total"].as_str().map(String::from))
+            .and_then(|v| aegis_shared::Notional::parse(&v).ok())
+            .unwrap_or(aegis_shared::Notional::ZERO)
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            funding().units() <= 2 * per.units()
+        }),
+        "two settlements booked: {} vs {per} each\n{}",
+        funding(),
+        bot.log()
+    );
+    w.admin(AdminCall::funding(0, "0.0001"));
+    let total = funding();
+    assert_eq!(
+        total.units() % per.units(),
+        0,
+        "whole settlements of {per}, exactly: {total}"
+    );
     // Nothing reached the exchange account: no key used, no order, no position.
     let usage = w.admin(AdminCall::key_usage());
     assert!(

@@ -9,7 +9,7 @@
 //! - [`user_stream`]: listenKey life cycle and `ORDER_TRADE_UPDATE`s.
 //! - [`gateway`]: the order gateway thread (interim; WebSocket API with REST fallback).
 //! - [`paper_market`]: paper fills on Binance's public market data (`FEED=binance`), and the market-data feed
-//!   set-up that testnet/live share with it.
+//!   set-up that testnet/live share with it; [`paper_funding`]: the funding such paper positions pay.
 //!
 //! [`start_live`] wires them: clock → key proof (+ restrictions in live) → user data stream → reconciliation
 //! snapshot → exchangeInfo → leverage of every SYMBOLS entry (`POST /fapi/v1/leverage`) → reconciliation
@@ -21,6 +21,7 @@ pub mod env;
 pub mod funding;
 pub mod gateway;
 pub mod keyswitch;
+pub mod paper_funding;
 pub mod paper_market;
 pub mod reconcile;
 pub mod rest;

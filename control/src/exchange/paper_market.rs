@@ -3,7 +3,9 @@
 //! orders fill on the paper venue. No key is read, nothing is signed and no order leaves the machine.
 //!
 //! What comes from Binance: the market streams (`bookTicker`, `aggTrade`) and the symbols' real filters (`GET /fapi/v1/exchangeInfo`), so a paper order is held to the
-//! same tick, step and minimum notional as a live one. All of it is public and unsigned.
+//! same tick, step and minimum notional as a live one, and the funding rates (`GET /fapi/v1/premiumIndex`,
+//! [`super::paper_funding`]), so paper positions pay the funding live ones would. All of it is public and
+//! unsigned.
 
 use super::{env, rest, run_err};
 use crate::runtime::{EngineStart, RunError, StartContext};
@@ -85,8 +87,10 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     })?;
     params.symbols = super::startup::specs_from_exchange_info(&info, &symbols)
         .map_err(|fix| ConfigError::new("SYMBOLS", None, fix))?;
-    let feed = ws_feed(cfg, &client, symbols, tls);
-    crate::engine_link::spawn_paper(params, FeedSource::Ws(feed))
+    let feed = ws_feed(cfg, &client, symbols.clone(), tls);
+    let start = crate::engine_link::spawn_paper(params, FeedSource::Ws(feed))?;
+    super::paper_funding::spawn(&rt, client, symbols, start.link.commands.clone());
+    Ok(start)
 }
 
 #[cfg(test)]
