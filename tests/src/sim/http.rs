@@ -647,7 +647,8 @@ pub async fn rest(
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     if path.starts_with("/api/v3/") {
-        return super::spot::rest::serve(&sim, &method, &path, &query, &headers, &body, addr.ip()).await;
+        return super::spot::rest::serve(&sim, &method, &path, &query, &headers, &body, addr.ip())
+            .await;
     }
     let out = process(&sim, &method, &path, &query, &headers, &body, addr.ip());
     let delay = lock(&sim.faults).take_delay(&path);

@@ -138,7 +138,8 @@ struct PriceReq {
 
 async fn price(State(sim): State<Arc<Sim>>, Json(r): Json<PriceReq>) -> Response {
     let parse = |s: &Option<String>| s.as_deref().map(Price::parse).transpose();
-    let (Ok(last), Ok(bid), Ok(ask)) = (Price::parse(&r.price), parse(&r.bid), parse(&r.ask)) else {
+    let (Ok(last), Ok(bid), Ok(ask)) = (Price::parse(&r.price), parse(&r.bid), parse(&r.ask))
+    else {
         return bad("price, bid and ask must be decimal strings");
     };
     let now = sim.now();

@@ -146,10 +146,7 @@ pub fn check_client_id(id: &str, name: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::illegal_chars(
-            name,
-            "^[a-zA-Z0-9-_.:/]{1,36}$",
-        ))
+        Err(ApiError::illegal_chars(name, "^[a-zA-Z0-9-_.:/]{1,36}$"))
     }
 }
 
@@ -708,7 +705,9 @@ impl SpotExchange {
             let bnb_price = if spec.quote == "BNB" {
                 Some(Price::ONE)
             } else {
-                self.books.get(&format!("BNB{}", spec.quote)).map(|b| b.last)
+                self.books
+                    .get(&format!("BNB{}", spec.quote))
+                    .map(|b| b.last)
             };
             if let Some(bp) = bnb_price {
                 let in_bnb = div_price(quote.mul_rate(rate), bp);
@@ -1118,7 +1117,9 @@ impl SpotExchange {
         let acc = self.account(account);
         let delta = free - acc.balance(asset).free;
         acc.adjust(asset, delta, Qty::ZERO, now);
-        acc.emit(json!({"e": "balanceUpdate", "E": now, "a": asset, "d": s8(delta.units()), "T": now}));
+        acc.emit(
+            json!({"e": "balanceUpdate", "E": now, "a": asset, "d": s8(delta.units()), "T": now}),
+        );
         acc.flush_position(now);
     }
 }

@@ -247,7 +247,12 @@ pub fn query_order(ex: &mut SpotExchange, p: &Params, account: &str) -> Result<V
 }
 
 /// `DELETE /api/v3/order` and `order.cancel`.
-pub fn cancel_order(ex: &mut SpotExchange, p: &Params, account: &str, now: u64) -> Result<Value, ApiError> {
+pub fn cancel_order(
+    ex: &mut SpotExchange,
+    p: &Params,
+    account: &str,
+    now: u64,
+) -> Result<Value, ApiError> {
     let sym = ex.symbol_param(p)?.symbol;
     let r = order_ref(p)?;
     ex.cancel(account, &sym, &r, p.opt("newClientOrderId"), now)
@@ -267,7 +272,13 @@ fn limit_param(p: &Params, default: usize, max: usize) -> Result<usize, ApiError
         .clamp(1, max))
 }
 
-fn handle(sim: &Sim, ep: Ep, p: &Params, key: Option<&ApiKey>, now: u64) -> Result<Value, ApiError> {
+fn handle(
+    sim: &Sim,
+    ep: Ep,
+    p: &Params,
+    key: Option<&ApiKey>,
+    now: u64,
+) -> Result<Value, ApiError> {
     match ep {
         Ep::Ping => Ok(json!({})),
         Ep::Time => Ok(json!({"serverTime": now})),
@@ -304,8 +315,10 @@ fn handle(sim: &Sim, ep: Ep, p: &Params, key: Option<&ApiKey>, now: u64) -> Resu
             let spec = ex.symbol_param(p)?;
             let b = &ex.books[&spec.symbol];
             let ten = s8(aegis_shared::num::Qty::from_int(10).units());
-            Ok(json!({"lastUpdateId": b.update_id, "bids": [[s8(b.bid.units()), ten]],
-                      "asks": [[s8(b.ask.units()), ten]]}))
+            Ok(
+                json!({"lastUpdateId": b.update_id, "bids": [[s8(b.bid.units()), ten]],
+                      "asks": [[s8(b.ask.units()), ten]]}),
+            )
         }
         Ep::BookTicker | Ep::TickerPrice | Ep::Ticker24hr | Ep::AvgPrice => {
             let ex = lock(&sim.spot.ex);
@@ -313,16 +326,26 @@ fn handle(sim: &Sim, ep: Ep, p: &Params, key: Option<&ApiKey>, now: u64) -> Resu
                 let b = &ex.books[sym];
                 let ten = s8(aegis_shared::num::Qty::from_int(10).units());
                 match ep {
-                    Ep::BookTicker => json!({"symbol": sym, "bidPrice": s8(b.bid.units()), "bidQty": ten,
-                                             "askPrice": s8(b.ask.units()), "askQty": ten}),
+                    Ep::BookTicker => {
+                        json!({"symbol": sym, "bidPrice": s8(b.bid.units()), "bidQty": ten,
+                                             "askPrice": s8(b.ask.units()), "askQty": ten})
+                    }
                     Ep::TickerPrice => json!({"symbol": sym, "price": s8(b.last.units())}),
-                    Ep::AvgPrice => json!({"mins": 5, "price": s8(b.last.units()), "closeTime": now}),
+                    Ep::AvgPrice => {
+                        json!({"mins": 5, "price": s8(b.last.units()), "closeTime": now})
+                    }
                     _ => {
-                        let day: Vec<_> = b.trades.iter().filter(|t| t.time + 86_400_000 > now).collect();
+                        let day: Vec<_> = b
+                            .trades
+                            .iter()
+                            .filter(|t| t.time + 86_400_000 > now)
+                            .collect();
                         let open = day.first().map(|t| t.price).unwrap_or(b.last);
                         let high = day.iter().map(|t| t.price).max().unwrap_or(b.last);
                         let low = day.iter().map(|t| t.price).min().unwrap_or(b.last);
-                        let vol = day.iter().fold(aegis_shared::num::Qty::ZERO, |a, t| a + t.qty);
+                        let vol = day
+                            .iter()
+                            .fold(aegis_shared::num::Qty::ZERO, |a, t| a + t.qty);
                         json!({"symbol": sym, "priceChange": s8((b.last - open).units()),
                                "lastPrice": s8(b.last.units()), "openPrice": s8(open.units()),
                                "highPrice": s8(high.units()), "lowPrice": s8(low.units()),
@@ -336,7 +359,9 @@ fn handle(sim: &Sim, ep: Ep, p: &Params, key: Option<&ApiKey>, now: u64) -> Resu
                 let spec = ex.symbol_param(p)?;
                 Ok(one(&spec.symbol))
             } else {
-                Ok(Value::Array(ex.specs.iter().map(|s| one(&s.symbol)).collect()))
+                Ok(Value::Array(
+                    ex.specs.iter().map(|s| one(&s.symbol)).collect(),
+                ))
             }
         }
         Ep::AggTrades | Ep::Trades => {
@@ -384,11 +409,33 @@ fn handle(sim: &Sim, ep: Ep, p: &Params, key: Option<&ApiKey>, now: u64) -> Resu
             let limit = limit_param(p, 500, 1000)?;
             let b = &ex.books[&spec.symbol];
             let mut bars: Vec<Value> = Vec::new();
-            let mut cur: Option<(u64, [aegis_shared::num::Price; 4], aegis_shared::num::Qty, u64)> = None;
-            let close = |c: &(u64, [aegis_shared::num::Price; 4], aegis_shared::num::Qty, u64)| {
+            let mut cur: Option<(
+                u64,
+                [aegis_shared::num::Price; 4],
+                aegis_shared::num::Qty,
+                u64,
+            )> = None;
+            let close = |c: &(
+                u64,
+                [aegis_shared::num::Price; 4],
+                aegis_shared::num::Qty,
+                u64,
+            )| {
                 let (t, [o, h, l, c2], v, n) = *c;
-                json!([t, s8(o.units()), s8(h.units()), s8(l.units()), s8(c2.units()), s8(v.units()),
-                       t + ms - 1, "0.00000000", n, "0.00000000", "0.00000000", "0"])
+                json!([
+                    t,
+                    s8(o.units()),
+                    s8(h.units()),
+                    s8(l.units()),
+                    s8(c2.units()),
+                    s8(v.units()),
+                    t + ms - 1,
+                    "0.00000000",
+                    n,
+                    "0.00000000",
+                    "0.00000000",
+                    "0"
+                ])
             };
             for t in &b.trades {
                 let start = t.time - t.time % ms;
@@ -437,10 +484,12 @@ fn handle(sim: &Sim, ep: Ep, p: &Params, key: Option<&ApiKey>, now: u64) -> Resu
             ex.spec(&req.symbol)?;
             if p.opt("computeCommissionRates") == Some("true") {
                 let acc = ex.account(account_of(key)?);
-                return Ok(json!({"standardCommissionForOrder": {"maker": s8(acc.maker.units()),
+                return Ok(
+                    json!({"standardCommissionForOrder": {"maker": s8(acc.maker.units()),
                     "taker": s8(acc.taker.units())}, "taxCommissionForOrder": {"maker": s8(0), "taker": s8(0)},
                     "discount": {"enabledForAccount": true, "enabledForSymbol": true, "discountAsset": "BNB",
-                                 "discount": "1.00000000"}}));
+                                 "discount": "1.00000000"}}),
+                );
             }
             Ok(json!({}))
         }
@@ -464,7 +513,9 @@ fn handle(sim: &Sim, ep: Ep, p: &Params, key: Option<&ApiKey>, now: u64) -> Resu
                     .iter()
                     .filter(|o| o.symbol == sym)
                     .filter(|o| from.is_none_or(|f| o.order_id >= f))
-                    .filter(|o| start.is_none_or(|s| o.time >= s) && end.is_none_or(|e| o.time <= e))
+                    .filter(|o| {
+                        start.is_none_or(|s| o.time >= s) && end.is_none_or(|e| o.time <= e)
+                    })
                     .take(limit)
                     .map(|o| o.query_json())
                     .collect(),
@@ -500,7 +551,9 @@ fn handle(sim: &Sim, ep: Ep, p: &Params, key: Option<&ApiKey>, now: u64) -> Resu
             } else {
                 picked.len().saturating_sub(limit)
             };
-            Ok(Value::Array(picked.into_iter().skip(skip).take(limit).collect()))
+            Ok(Value::Array(
+                picked.into_iter().skip(skip).take(limit).collect(),
+            ))
         }
         Ep::NewOco => lock(&sim.spot.ex).place_oco(account_of(key)?, p, now),
         Ep::CancelList => lock(&sim.spot.ex).cancel_list(account_of(key)?, p, now),
@@ -519,7 +572,10 @@ pub fn respond(out: Outcome, order_endpoint: bool) -> Response {
     };
     let mut resp = (status, axum::Json(body)).into_response();
     let h = resp.headers_mut();
-    h.insert("x-mbx-used-weight-1m", HeaderValue::from(out.usage.weight_1m));
+    h.insert(
+        "x-mbx-used-weight-1m",
+        HeaderValue::from(out.usage.weight_1m),
+    );
     if order_endpoint {
         if let Some(n) = out.usage.orders_10s {
             h.insert("x-mbx-order-count-10s", HeaderValue::from(n));

@@ -103,9 +103,7 @@ async fn serve(
     combined: bool,
     mut subs: BTreeSet<String>,
 ) {
-    let (id, mut ctrl) = sim
-        .conns
-        .register(ConnKind::Market, &path, None, sim.now());
+    let (id, mut ctrl) = sim.conns.register(ConnKind::Market, &path, None, sim.now());
     let mut rx = super::super::lock(&sim.spot.ex).market_tx.subscribe();
     loop {
         let out = tokio::select! {

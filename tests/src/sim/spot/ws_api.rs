@@ -60,7 +60,10 @@ fn wrap(sub: u64, event: &str) -> String {
 }
 
 fn terminated(sub: u64, now: u64) -> String {
-    wrap(sub, &json!({"e": "eventStreamTerminated", "E": now}).to_string())
+    wrap(
+        sub,
+        &json!({"e": "eventStreamTerminated", "E": now}).to_string(),
+    )
 }
 
 impl Session {
@@ -230,11 +233,15 @@ fn session_json(s: &Session, now: u64) -> Value {
 }
 
 fn rate_limits(sim: &Sim, u: &Usage) -> Value {
-    let mut v = vec![json!({"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                            "limit": super::WEIGHT_PER_MINUTE, "count": u.weight_1m})];
+    let mut v = vec![
+        json!({"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                            "limit": super::WEIGHT_PER_MINUTE, "count": u.weight_1m}),
+    ];
     if let Some(n) = u.orders_10s {
-        v.push(json!({"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
-                      "limit": super::ORDERS_PER_10S, "count": n}));
+        v.push(
+            json!({"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
+                      "limit": super::ORDERS_PER_10S, "count": n}),
+        );
     }
     let _ = sim;
     Value::Array(v)
@@ -254,7 +261,9 @@ async fn handle(sim: &Arc<Sim>, s: &mut Session, text: &str) -> Vec<String> {
     let now = sim.now();
     let weight = match method {
         "order.place" => 1,
-        "session.logon" | "userDataStream.subscribe" | "userDataStream.subscribe.signature"
+        "session.logon"
+        | "userDataStream.subscribe"
+        | "userDataStream.subscribe.signature"
         | "userDataStream.unsubscribe" => 2,
         "order.status" => 4,
         "openOrders.status" => 6,
@@ -309,7 +318,11 @@ fn run(
         }
         "userDataStream.subscribe" => {
             let k = s.api_key.clone().ok_or_else(|| {
-                ApiError::new(401, -2015, "Invalid API-key, IP, or permissions for action.")
+                ApiError::new(
+                    401,
+                    -2015,
+                    "Invalid API-key, IP, or permissions for action.",
+                )
             })?;
             let key = lookup_key(sim, &k, s.ip)?;
             let sub = s.subscribe(sim, &key.account, true)?;
