@@ -465,6 +465,51 @@ async fn stops_and_oco_rest_and_trigger_on_the_last_price_and_bnb_fees() {
         ("0.90000000".into(), "0.10000000".into())
     );
 
+    // OCO refusals: legs in the wrong order, and a leg's missing parameter named as the leg's.
+    let bad = c
+        .signed_body(
+            "POST",
+            "/api/v3/orderList/oco",
+            &[
+                ("symbol", "BTCUSDT"),
+                ("side", "SELL"),
+                ("quantity", "0.2"),
+                ("aboveType", "LIMIT_MAKER"),
+                ("abovePrice", "58000"),
+                ("belowType", "STOP_LOSS"),
+                ("belowStopPrice", "59000"),
+            ],
+        )
+        .await;
+    assert_code(
+        &bad,
+        400,
+        -2010,
+        "The relationship of the prices for the orders is not correct.",
+    );
+    let bad = c
+        .signed_body(
+            "POST",
+            "/api/v3/orderList/oco",
+            &[
+                ("symbol", "BTCUSDT"),
+                ("side", "SELL"),
+                ("quantity", "0.2"),
+                ("aboveType", "LIMIT_MAKER"),
+                ("abovePrice", "62000"),
+                ("belowType", "STOP_LOSS"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.body["code"], -1102, "{:?}", bad.body);
+    assert!(
+        bad.body["msg"]
+            .as_str()
+            .unwrap()
+            .contains("'belowStopPrice'"),
+        "{:?}",
+        bad.body
+    );
     // An OCO sell (new endpoint): take-profit LIMIT_MAKER above, STOP_LOSS_LIMIT below, one lock for both.
     let oco = c
         .signed_body(
@@ -844,5 +889,55 @@ async fn spot_market_streams_carry_the_spot_book() {
         .public("/api/v3/depth", "symbol=BTCUSDT&limit=5")
         .await;
     assert_eq!(d.body["bids"][0][0], "60999.99000000");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_weight_is_its_own_counter_with_429_then_418() {
+    let h = spot_sim().await;
+    let c = carol(&h);
+    let w = |r: &Resp| -> u32 { r.header("x-mbx-used-weight-1m").unwrap().parse().unwrap() };
+    // exchangeInfo weighs 20 on spot; the futures counter does not see it (another host at Binance).
+    let r = c.public("/api/v3/exchangeInfo", "").await;
+    assert!(w(&r) >= 20, "{:?}", r.headers);
+    let f = c.public("/fapi/v1/ping", "").await;
+    assert!(w(&f) < 20, "futures weight {}", w(&f));
+    // Orders carry spot's 10-second order count.
+    let r = order(
+        &c,
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "BUY"),
+            ("type", "MARKET"),
+            ("quantity", "0.001"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.header("x-mbx-order-count-10s").as_deref(), Some("1"));
+    // A small limit: 429 with Retry-After once the minute's weight is used, then the IP is banned (418).
+    admin(
+        &h,
+        AdminCall::spot_limits(json!({"weightPerMinute": 50, "ordersPer10s": 100,
+        "ordersPerMinute": 1000000, "banAfter429s": 1, "banSecs": 60})),
+    )
+    .await;
+    let mut seen = Vec::new();
+    for _ in 0..12 {
+        let r = c.public("/api/v3/exchangeInfo", "").await;
+        if r.status == 429 {
+            assert_eq!(r.code(), -1003);
+            assert!(r.header("retry-after").is_some());
+        }
+        seen.push(r.status);
+        if r.status == 418 {
+            break;
+        }
+    }
+    let first_429 = seen.iter().position(|s| *s == 429).expect("a 429");
+    assert!(first_429 >= 2, "{seen:?}");
+    assert_eq!(seen.last(), Some(&418), "{seen:?}");
+    // Futures on the same IP is not banned.
+    assert_eq!(c.public("/fapi/v1/ping", "").await.status, 200);
     h.shutdown().await;
 }

@@ -267,6 +267,10 @@ impl AdminCall {
     pub fn spot_bnb_fees(enabled: bool) -> Self {
         Self::post("/admin/spot/fees/bnb".into(), json!({"enabled": enabled}))
     }
+    /// `POST /admin/spot/limits`: spot's own limits (the [`AdminCall::set_limits`] shape); counters reset.
+    pub fn spot_limits(limits: Value) -> Self {
+        Self::post("/admin/spot/limits".into(), limits)
+    }
     /// `POST /admin/spot/userDataStream/terminate`: `eventStreamTerminated` to the account's subscriptions.
     pub fn spot_terminate_streams(account: &str) -> Self {
         Self::post(

@@ -175,7 +175,7 @@ impl SpotAccount {
             "updateTime": if self.update_time == 0 { now } else { self.update_time },
             "accountType": "SPOT",
             "balances": self.balances.iter()
-                .filter(|(_, b)| !omit_zero || !(b.free.is_zero() && b.locked.is_zero()))
+                .filter(|(_, b)| !(omit_zero && b.free.is_zero() && b.locked.is_zero()))
                 .map(|(a, b)| json!({"asset": a, "free": s8(b.free.units()), "locked": s8(b.locked.units())}))
                 .collect::<Vec<_>>(),
             "permissions": ["SPOT"],

@@ -11,7 +11,9 @@
 //! - `POST /admin/spot/fees/bnb` `{"enabled": true}`.
 //! - `POST /admin/spot/userDataStream/terminate` `{"account": "alice"}`: `eventStreamTerminated` to every
 //!   subscription of the account, which ends.
+//! - `POST /admin/spot/limits` spot's REQUEST_WEIGHT / ORDERS limits and ban rule (the futures shape).
 
+use super::super::ratelimit::Limits;
 use super::super::{lock, Sim};
 use aegis_shared::num::{Price, Qty, Rate};
 use axum::extract::{Path, State};
@@ -42,6 +44,16 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/market/price", post(price))
         .route("/fees/bnb", post(bnb))
         .route("/userDataStream/terminate", post(terminate))
+        .route("/limits", post(set_limits))
+}
+
+/// Spot's own limits (`{"weightPerMinute": 6000, "ordersPer10s": 100, "banAfter429s": 3, "banSecs": 120}`); the
+/// counters are reset.
+async fn set_limits(State(sim): State<Arc<Sim>>, Json(l): Json<Limits>) -> Response {
+    let mut g = lock(&sim.spot.limits);
+    g.limits = l;
+    g.reset();
+    Json(json!({"ok": true})).into_response()
 }
 
 async fn account(State(sim): State<Arc<Sim>>, Path(name): Path<String>) -> Response {

@@ -875,7 +875,8 @@ impl SpotExchange {
         };
         let leg = |prefix: &str| -> Result<NewOrder, ApiError> {
             let ty = p.required(&format!("{prefix}Type"))?;
-            let kind = Kind::parse(ty)
+            // A leg is never a plain LIMIT or MARKET order.
+            Kind::parse(ty)
                 .filter(|k| *k != Kind::Limit && *k != Kind::Market)
                 .ok_or_else(ApiError::invalid_order_type)?;
             let mut pairs: Vec<(String, String)> = vec![
@@ -884,25 +885,27 @@ impl SpotExchange {
                 ("type".into(), ty.into()),
                 ("quantity".into(), p.required("quantity")?.into()),
             ];
-            for (from, to) in [
+            const LEG: [(&str, &str); 4] = [
                 ("Price", "price"),
                 ("StopPrice", "stopPrice"),
                 ("TimeInForce", "timeInForce"),
                 ("ClientOrderId", "newClientOrderId"),
-            ] {
+            ];
+            for (from, to) in LEG {
                 if let Some(v) = p.opt(&format!("{prefix}{from}")) {
                     pairs.push((to.into(), v.into()));
                 }
             }
-            let mut r = parse_new_order(&Params::from_pairs(pairs)).map_err(|e| {
-                if e.code == -1102 {
-                    ApiError::new(400, -1102, e.msg.replace("'", &format!("'{prefix}")))
-                } else {
-                    e
+            let mut r = parse_new_order(&Params::from_pairs(pairs)).map_err(|mut e| {
+                // Name the leg's own parameter (`belowStopPrice`), not the single order's.
+                for (from, to) in LEG {
+                    e.msg = e
+                        .msg
+                        .replace(&format!("'{to}'"), &format!("'{prefix}{from}'"));
                 }
+                e
             })?;
             r.resp = resp;
-            let _ = kind;
             Ok(r)
         };
         let above = leg("above")?;
@@ -915,10 +918,8 @@ impl SpotExchange {
             }
         };
         if level(&above) <= level(&below) {
-            return Err(ApiError::new(
-                400,
-                -1106,
-                "Parameter 'abovePrice' sent when not required.",
+            return Err(rejected(
+                "The relationship of the prices for the orders is not correct.",
             ));
         }
         let mut acc = self.take(account);

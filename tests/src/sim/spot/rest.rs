@@ -294,13 +294,14 @@ fn handle(
                     ex.spec(s)?;
                 }
             }
+            let l = lock(&sim.spot.limits).limits;
             Ok(json!({
                 "timezone": "UTC", "serverTime": now,
                 "rateLimits": [
                     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                     "limit": super::WEIGHT_PER_MINUTE},
+                     "limit": l.weight_per_minute},
                     {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
-                     "limit": super::ORDERS_PER_10S},
+                     "limit": l.orders_per_10s},
                     {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": super::ORDERS_PER_DAY},
                     {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}
                 ],

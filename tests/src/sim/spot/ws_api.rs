@@ -233,17 +233,17 @@ fn session_json(s: &Session, now: u64) -> Value {
 }
 
 fn rate_limits(sim: &Sim, u: &Usage) -> Value {
+    let l = lock(&sim.spot.limits).limits;
     let mut v = vec![
         json!({"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                            "limit": super::WEIGHT_PER_MINUTE, "count": u.weight_1m}),
+                            "limit": l.weight_per_minute, "count": u.weight_1m}),
     ];
     if let Some(n) = u.orders_10s {
         v.push(
             json!({"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
-                      "limit": super::ORDERS_PER_10S, "count": n}),
+                      "limit": l.orders_per_10s, "count": n}),
         );
     }
-    let _ = sim;
     Value::Array(v)
 }
 
