@@ -88,11 +88,20 @@ ADMIN API (test kit only; JSON bodies; all under /admin)
   POST /admin/listenKeys/forget                                          drop keys silently (keep-alive: -1125)
   POST /admin/limits        {"weightPerMinute":2400,"ordersPer10s":300,"ordersPerMinute":1200,"banAfter429s":3,"banSecs":120}
   POST /admin/limits/reset
+SPOT (REST /api/v3, WebSocket API /ws-api/v3 with userDataStream.subscribe(.signature), streams /spot/ws, /spot/stream)
+  GET  /admin/spot/accounts/{account}          balances, open orders, trades, commissions per asset
+  POST /admin/spot/accounts/{account}/balances {"BTC":"1.5","USDT":"1000"}  free balances (balanceUpdate)
+  POST /admin/spot/accounts/{account}/commission {"maker":"0.001","taker":"0.001"}
+  POST /admin/spot/accounts/{account}/orders/fill {"clientOrderId":..,"qty":"0.001"}  fill at its price, as maker
+  POST /admin/spot/market/price                {"symbol":"BTCUSDT","price":"59000","bid":..,"ask":..}  stops trigger
+  POST /admin/spot/fees/bnb                    {"enabled":true}  commissions in BNB when the account holds enough
+  POST /admin/spot/userDataStream/terminate    {"account":..}  eventStreamTerminated to its subscriptions
+  POST /admin/spot/limits                      {"weightPerMinute":6000,"ordersPer10s":100,...}  spot's own counters
   Rust: aegis_testkit::sim::client::{AdminClient, BlockingAdminClient, AdminCall}.
 "#;
 
 #[derive(Parser, Debug)]
-#[command(name = "binance-sim", version, about = "Binance USD-M futures simulator (REST, streams, WebSocket API) with fault injection",
+#[command(name = "binance-sim", version, about = "Binance USD-M futures and spot simulator (REST, streams, WebSocket API) with fault injection",
           after_long_help = LONG_HELP)]
 struct Cli {
     #[command(subcommand)]

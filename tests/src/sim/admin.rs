@@ -33,6 +33,7 @@ fn ok(v: Value) -> Response {
 pub fn router() -> Router<Arc<Sim>> {
     Router::new()
         .merge(super::funding::router())
+        .nest("/spot", super::spot::admin::router())
         .route("/health", get(|| async { Json(json!({"ok": true})) }))
         .route("/state", get(state))
         .route("/accounts/{name}", get(account))

@@ -230,6 +230,56 @@ impl AdminCall {
     }
 }
 
+/// The spot simulator's admin calls ([`super::spot::admin`]).
+impl AdminCall {
+    /// `GET /admin/spot/accounts/{name}`: balances, open orders, trades, commissions per asset.
+    pub fn spot_account(name: &str) -> Self {
+        Self::get(format!("/admin/spot/accounts/{name}"))
+    }
+    /// `POST /admin/spot/accounts/{name}/balances`: sets free balances, e.g. `{"BTC": "1.5"}`.
+    pub fn spot_balances(name: &str, balances: Value) -> Self {
+        Self::post(format!("/admin/spot/accounts/{name}/balances"), balances)
+    }
+    /// `POST /admin/spot/accounts/{name}/commission`: maker and taker rates.
+    pub fn spot_commission(name: &str, maker: &str, taker: &str) -> Self {
+        Self::post(
+            format!("/admin/spot/accounts/{name}/commission"),
+            json!({"maker": maker, "taker": taker}),
+        )
+    }
+    /// `POST /admin/spot/accounts/{name}/orders/fill`: fills `qty` (None: the rest) of a working order at its
+    /// price, as maker.
+    pub fn spot_fill(name: &str, client_order_id: &str, qty: Option<&str>) -> Self {
+        Self::post(
+            format!("/admin/spot/accounts/{name}/orders/fill"),
+            json!({"clientOrderId": client_order_id, "qty": qty}),
+        )
+    }
+    /// `POST /admin/spot/market/price`: last price (a trade there) and top of book (default: the price);
+    /// stops trigger and resting orders fill.
+    pub fn spot_price(symbol: &str, price: &str, bid: Option<&str>, ask: Option<&str>) -> Self {
+        Self::post(
+            "/admin/spot/market/price".into(),
+            json!({"symbol": symbol, "price": price, "bid": bid, "ask": ask}),
+        )
+    }
+    /// `POST /admin/spot/fees/bnb`: spot commissions in BNB (when the account holds enough) or not.
+    pub fn spot_bnb_fees(enabled: bool) -> Self {
+        Self::post("/admin/spot/fees/bnb".into(), json!({"enabled": enabled}))
+    }
+    /// `POST /admin/spot/limits`: spot's own limits (the [`AdminCall::set_limits`] shape); counters reset.
+    pub fn spot_limits(limits: Value) -> Self {
+        Self::post("/admin/spot/limits".into(), limits)
+    }
+    /// `POST /admin/spot/userDataStream/terminate`: `eventStreamTerminated` to the account's subscriptions.
+    pub fn spot_terminate_streams(account: &str) -> Self {
+        Self::post(
+            "/admin/spot/userDataStream/terminate".into(),
+            json!({"account": account}),
+        )
+    }
+}
+
 fn check(status: reqwest::StatusCode, v: Value) -> Result<Value, AdminError> {
     if status.is_success() {
         Ok(v)

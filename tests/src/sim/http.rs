@@ -646,6 +646,10 @@ pub async fn rest(
 ) -> Response {
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
+    if path.starts_with("/api/v3/") {
+        return super::spot::rest::serve(&sim, &method, &path, &query, &headers, &body, addr.ip())
+            .await;
+    }
     let out = process(&sim, &method, &path, &query, &headers, &body, addr.ip());
     let delay = lock(&sim.faults).take_delay(&path);
     if let Some(ms) = delay {

@@ -12,6 +12,7 @@
 //!   [`ws_api`]: the WebSocket API; [`server`]: the listener and the market ticker; [`client`]: the admin client;
 //!   [`probe`]: the tick → order latency probe of the benchmarks.
 //! - [`trades`]: the account's executions and income (`userTrades`, `income`).
+//! - [`spot`]: Binance SPOT on the same listener (`/api/v3`, `/ws-api/v3`, `/spot/ws`, `/admin/spot`).
 
 pub mod account;
 pub mod account_modes;
@@ -33,6 +34,7 @@ pub mod orders;
 pub mod probe;
 pub mod ratelimit;
 pub mod server;
+pub mod spot;
 pub mod streams;
 pub mod symbols;
 pub mod trades;
@@ -96,6 +98,8 @@ pub struct Sim {
     pub probe: probe::Probe,
     /// Funding settings ([`funding`]).
     pub funding: Mutex<funding::FundingState>,
+    /// The spot exchange ([`spot`]).
+    pub spot: spot::Spot,
     agg_id: AtomicU64,
 }
 
@@ -139,6 +143,7 @@ impl Sim {
             candles: Mutex::new(Default::default()),
             probe: probe::Probe::default(),
             funding: Mutex::new(Default::default()),
+            spot: spot::Spot::default(),
             agg_id: AtomicU64::new(5_933_014),
         }
     }
