@@ -99,6 +99,57 @@ pub enum RestJob {
     },
     /// Ask for a reconciliation round (after a reconnect, or an order given up at its deadline).
     Reconcile,
+    /// A line for the control plane's log: the engine thread does not log (nothing answers it).
+    Note(EntryNote),
+}
+
+/// What order entry tells the operator through the control plane's log (rare events only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryNote {
+    /// The WebSocket API connection opened.
+    Connected,
+    /// It could not be opened or was lost: orders go over REST until it is back.
+    Unavailable,
+    /// `session.logon` was accepted.
+    LoggedOn,
+    /// `session.logon` was refused: each request is signed instead.
+    LogonRefused,
+    /// An order's outcome is unknown: queried by client id.
+    Unknown(ClientOrderId),
+    /// An unknown order was found on the exchange: adopted.
+    Found(ClientOrderId),
+    /// An unknown order is on neither side of the exchange: rejected.
+    Absent(ClientOrderId),
+    /// An unknown order was given up at [`UNKNOWN_DEADLINE`].
+    Expired(ClientOrderId),
+    /// -1021: the clock is resynced and the order resent once.
+    Resync,
+    /// -2014/-2015: read-only from now on (Binance's code).
+    KeyRejected(i32),
+    /// 429/418: entries halted for this long (ms).
+    RateLimited(u64),
+    /// A `rateLimits` count reached 80 % of its limit: entries halted for this long (ms).
+    NearLimit {
+        /// `ORDERS` or `REQUEST_WEIGHT`.
+        kind: answer::LimitKind,
+        /// Count.
+        count: u64,
+        /// Limit.
+        limit: u64,
+        /// Window, ms.
+        window_ms: u64,
+        /// Wait, ms.
+        wait_ms: u64,
+    },
+    /// The rate limit wait is over.
+    RateWaitOver,
+    /// The key switch swapped the key.
+    Switched {
+        /// Requests of the old key in flight when the switch began.
+        in_flight: usize,
+        /// Of those, how many became unknown outcomes.
+        queried: usize,
+    },
 }
 
 /// How a REST request ended, classified by the worker (no strings: the worker logs the details).
@@ -168,6 +219,63 @@ pub struct EntryStats {
     pub expired: AtomicU64,
 }
 
+/// A key switch taken by the engine thread between two orders (the control plane's `keyswitch` sends it):
+/// requests of the old key in flight are answered first (bounded by `drain_budget`; late ones become unknown
+/// outcomes, queried by client id with the new key of the same account, never resent), then the encoder is
+/// swapped, `on_swap` runs (the control plane swaps its REST client's key at the same moment) and a new
+/// WebSocket-API session opens. Orders the engine places meanwhile wait in a bounded queue here and go out
+/// after the switch, never half-switched.
+pub struct EntrySwitch {
+    /// The new key's encoder (built by the control plane; it allocates, this thread does not).
+    pub encoder: OrderEncoder,
+    /// Bound on waiting for answers to requests of the old key.
+    pub drain_budget: Duration,
+    /// Runs on the engine thread at the swap (rare: a key switch is an admin action).
+    pub on_swap: Box<dyn FnOnce() + Send>,
+    /// The outcome.
+    pub reply: Sender<Result<EntrySwitched, &'static str>>,
+}
+
+impl std::fmt::Debug for EntrySwitch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntrySwitch")
+            .field("drain_budget", &self.drain_budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a key switch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntrySwitched {
+    /// Requests of the old key in flight when the switch began.
+    pub in_flight: usize,
+    /// Of those, how many had no answer within the budget and became unknown outcomes.
+    pub queried: usize,
+    /// The WebSocket API session after the switch (`logged on`, `connected`, `reconnecting (REST meanwhile)`).
+    pub ws_api: &'static str,
+    /// Wall time of the swap (ms): nothing sent after it carries the old key.
+    pub switched_at_ms: u64,
+}
+
+/// Most orders and cancels held back while a key switch runs.
+const MAX_DEFERRED: usize = 512;
+
+#[derive(Debug, Clone, Copy)]
+enum Deferred {
+    Place(OrderRequest, ClientOrderId),
+    Cancel(Symbol, ClientOrderId),
+}
+
+struct Switching {
+    sw: Option<EntrySwitch>,
+    reply: Sender<Result<EntrySwitched, &'static str>>,
+    began: Instant,
+    budget: Duration,
+    in_flight: usize,
+    queried: usize,
+    swapped: Option<(Instant, u64)>,
+}
+
 /// What [`OrderEntry::new`] needs.
 pub struct EntryConfig {
     /// The WebSocket API (`wss://ws-fapi.binance.com/ws-fapi/v1`, or the simulator's).
@@ -182,6 +290,8 @@ pub struct EntryConfig {
     pub rest: Sender<RestJob>,
     /// Counters.
     pub stats: Arc<EntryStats>,
+    /// Key switches (see [`EntrySwitch`]); None: the key never changes.
+    pub switch: Option<crossbeam_channel::Receiver<EntrySwitch>>,
 }
 
 impl std::fmt::Debug for EntryConfig {
@@ -232,7 +342,7 @@ struct Said {
     code: i32,
     order_id: u64,
     retry_after: Option<Duration>,
-    limit_wait: Option<Duration>,
+    limit_wait: Option<(LimitUse, Duration)>,
 }
 
 /// How long a WebSocket-API 429/418 asks us to wait: `data.retryAfter`, else the ban's end in the message (both
@@ -281,6 +391,9 @@ pub struct OrderEntry {
     rate_halt_until: Option<Instant>,
     rest_in_flight: usize,
     stats: Arc<EntryStats>,
+    switch_rx: Option<crossbeam_channel::Receiver<EntrySwitch>>,
+    switching: Option<Switching>,
+    deferred: VecDeque<Deferred>,
 }
 
 impl std::fmt::Debug for OrderEntry {
@@ -318,6 +431,9 @@ impl OrderEntry {
             rate_halt_until: None,
             rest_in_flight: 0,
             stats: cfg.stats,
+            switch_rx: cfg.switch,
+            switching: None,
+            deferred: VecDeque::with_capacity(MAX_DEFERRED),
         }
     }
 
@@ -382,13 +498,18 @@ impl OrderEntry {
 
     fn post(&mut self, j: RestJob) -> bool {
         if self.rest.try_send(j).is_ok() {
-            if !matches!(j, RestJob::Reconcile) {
+            if !matches!(j, RestJob::Reconcile | RestJob::Note(_)) {
                 self.rest_in_flight += 1;
             }
             true
         } else {
             false
         }
+    }
+
+    fn note(&mut self, n: EntryNote) {
+        // Best effort: a full queue loses a log line, never blocks the engine.
+        let _ = self.rest.try_send(RestJob::Note(n));
     }
 
     fn take_id(&mut self) -> u64 {
@@ -424,7 +545,7 @@ impl OrderEntry {
                         code: a.code.unwrap_or(0),
                         order_id: a.order_id.unwrap_or(0),
                         retry_after: ws_retry_after(&a, server_now),
-                        limit_wait: limit_to_wait_for(&a, server_now).map(|(_, d)| d),
+                        limit_wait: limit_to_wait_for(&a, server_now),
                     });
                     if let Some(s) = said {
                         self.settle(&s, now);
@@ -444,9 +565,15 @@ impl OrderEntry {
         if !self.unknowns.is_empty() {
             self.drive_unknowns(now);
         }
+        if self.switching.is_some() {
+            self.drive_switch(now);
+        } else if let Some(sw) = self.switch_rx.as_ref().and_then(|r| r.try_recv().ok()) {
+            self.begin_switch(sw, now);
+        }
         if let Some(t) = self.rate_halt_until {
             if now >= t {
                 self.rate_halt_until = None;
+                self.note(EntryNote::RateWaitOver);
                 self.emit(Inbound::Clear(HaltReason::RateLimited));
             }
         }
@@ -461,6 +588,9 @@ impl OrderEntry {
     }
 
     fn backoff(&mut self, now: Instant) {
+        if self.attempt < 3 {
+            self.note(EntryNote::Unavailable);
+        }
         self.attempt = self.attempt.saturating_add(1);
         let ms = (100u64 << self.attempt.min(6)).min(5000);
         self.reconnect_at = now + Duration::from_millis(ms);
@@ -470,6 +600,7 @@ impl OrderEntry {
         self.attempt = 0;
         self.logged_on = false;
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        self.note(EntryNote::Connected);
         if self.connected_before {
             // Answers lost with the old connection were queried; the rest is compared by reconciliation.
             self.post(RestJob::Reconcile);
@@ -537,7 +668,121 @@ impl OrderEntry {
     /// Sends an approved order: `order.place` on the open connection, else the REST worker. Refusals and
     /// answers arrive through [`OrderEntry::next_inbound`].
     pub fn place(&mut self, req: OrderRequest, cid: ClientOrderId) {
+        if self.switching.is_some() {
+            if self.deferred.len() < MAX_DEFERRED {
+                self.deferred.push_back(Deferred::Place(req, cid));
+            } else {
+                self.reject(cid, super::REJECT_FULL);
+            }
+            return;
+        }
         self.place_inner(req, cid, false, Instant::now());
+    }
+
+    fn begin_switch(&mut self, sw: EntrySwitch, now: Instant) {
+        if self.read_only {
+            let _ = sw.reply.send(Err("order entry is read-only after Binance refused the old key: restart the bot with the new key"));
+            return;
+        }
+        let in_flight = self
+            .pending
+            .iter()
+            .filter(|p| p.kind != Kind::Logon)
+            .count();
+        self.switching = Some(Switching {
+            reply: sw.reply.clone(),
+            budget: sw.drain_budget,
+            sw: Some(sw),
+            began: now,
+            in_flight,
+            queried: 0,
+            swapped: None,
+        });
+        self.drive_switch(now);
+    }
+
+    fn drive_switch(&mut self, now: Instant) {
+        let Some(s) = self.switching.as_mut() else {
+            return;
+        };
+        match s.swapped {
+            None => {
+                if !self.pending.is_empty() && now.saturating_duration_since(s.began) < s.budget {
+                    return;
+                }
+                s.queried = self.pending.len();
+                let Some(sw) = s.sw.take() else {
+                    return;
+                };
+                // Late answers of the old key: queried by client id after the swap, never resent.
+                while let Some(p) = self.pending.pop() {
+                    match p.kind {
+                        Kind::Query => self.query_failed(p.cid, true),
+                        _ => self.unknown(p.cid, p.symbol, p.kind, now),
+                    }
+                }
+                if self.read_only {
+                    return self.end_switch(Err("Binance refused the old key while its orders were settled: order entry is read-only; restart the bot with the new key"));
+                }
+                // The swap: encoder here and the control plane's REST key together, with nothing in flight.
+                self.encoder = sw.encoder;
+                (sw.on_swap)();
+                let at = wall_ms();
+                self.close();
+                self.logged_on = false;
+                // A fresh session, not a reconnect after a loss: nothing to compare for it.
+                self.connected_before = false;
+                self.attempt = 0;
+                self.connect(now);
+                if let Some(s) = self.switching.as_mut() {
+                    s.swapped = Some((now, at));
+                }
+            }
+            Some((t, _)) => {
+                let logon_pending = self.pending.iter().any(|p| p.kind == Kind::Logon);
+                let up = self.is_open() && !logon_pending;
+                if self.read_only {
+                    return self.end_switch(Err("Binance refused the new key's session.logon: order entry is read-only; check the new key"));
+                }
+                // An Ed25519 key logs the new session on: wait for it (bounded) so the next order uses it.
+                if up || now.saturating_duration_since(t) > 2 * ANSWER_TIMEOUT {
+                    let ws_api = match (self.is_open(), self.logged_on) {
+                        (true, true) => "logged on",
+                        (true, false) => "connected",
+                        (false, _) => "reconnecting (REST meanwhile)",
+                    };
+                    self.end_switch(Ok(ws_api));
+                }
+            }
+        }
+    }
+
+    fn end_switch(&mut self, r: Result<&'static str, &'static str>) {
+        let Some(s) = self.switching.take() else {
+            return;
+        };
+        let r = r.map(|ws_api| EntrySwitched {
+            in_flight: s.in_flight,
+            queried: s.queried,
+            ws_api,
+            switched_at_ms: s.swapped.map_or(0, |(_, at)| at),
+        });
+        if r.is_ok() {
+            self.note(EntryNote::Switched {
+                in_flight: s.in_flight,
+                queried: s.queried,
+            });
+        }
+        let _ = s.reply.send(r);
+        let now = Instant::now();
+        while let Some(d) = self.deferred.pop_front() {
+            match d {
+                Deferred::Place(req, cid) => self.place_inner(req, cid, false, now),
+                Deferred::Cancel(symbol, cid) => {
+                    self.cancel(symbol, cid);
+                }
+            }
+        }
     }
 
     fn place_inner(&mut self, req: OrderRequest, cid: ClientOrderId, resent: bool, now: Instant) {
@@ -604,6 +849,13 @@ impl OrderEntry {
     /// stream reports the cancel; a refusal (already filled) needs nothing.
     pub fn cancel(&mut self, symbol: Symbol, cid: ClientOrderId) -> bool {
         if self.read_only {
+            return false;
+        }
+        if self.switching.is_some() {
+            if self.deferred.len() < MAX_DEFERRED {
+                self.deferred.push_back(Deferred::Cancel(symbol, cid));
+                return true;
+            }
             return false;
         }
         if self.is_open() && self.pending.len() < MAX_PENDING {
@@ -701,6 +953,7 @@ impl OrderEntry {
             return;
         }
         self.stats.queried.fetch_add(1, Ordering::Relaxed);
+        self.note(EntryNote::Unknown(cid));
         self.unknowns.push(Unknown {
             cid,
             symbol,
@@ -724,6 +977,7 @@ impl OrderEntry {
             if now.saturating_duration_since(u.since) >= UNKNOWN_DEADLINE {
                 self.unknowns.swap_remove(i);
                 self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                self.note(EntryNote::Expired(u.cid));
                 self.reject(u.cid, -1007);
                 self.post(RestJob::Reconcile);
                 continue;
@@ -759,6 +1013,7 @@ impl OrderEntry {
     fn found(&mut self, cid: ClientOrderId, oid: u64) {
         if let Some(i) = self.unknown_index(cid) {
             self.unknowns.swap_remove(i);
+            self.note(EntryNote::Found(cid));
             self.acked(cid, oid);
         }
     }
@@ -778,6 +1033,7 @@ impl OrderEntry {
         if u.ws_absent && u.rest_absent {
             // Settled: both sides of the exchange say it was never placed.
             self.unknowns.swap_remove(i);
+            self.note(EntryNote::Absent(cid));
             self.reject(cid, -2013);
         }
     }
@@ -801,11 +1057,12 @@ impl OrderEntry {
         }
     }
 
-    fn key_rejected(&mut self, _code: i32) {
+    fn key_rejected(&mut self, code: i32) {
         if self.read_only {
             return;
         }
         self.read_only = true;
+        self.note(EntryNote::KeyRejected(code));
         self.emit(Inbound::ReadOnly);
         self.emit(Inbound::Halt(HaltReason::KeyRejected));
         self.emit(Inbound::Alert(AlertKind::KeyInvalid));
@@ -815,6 +1072,7 @@ impl OrderEntry {
         let until = now + wait;
         if self.rate_halt_until.is_none_or(|t| t < until) {
             if self.rate_halt_until.is_none() {
+                self.note(EntryNote::RateLimited(wait.as_millis() as u64));
                 self.emit(Inbound::Halt(HaltReason::RateLimited));
                 self.emit(Inbound::Alert(AlertKind::ExchangeErrors));
             }
@@ -823,7 +1081,7 @@ impl OrderEntry {
     }
 
     fn watch_limits(&mut self, s: &Said, now: Instant) {
-        let Some(left) = s.limit_wait else {
+        let Some((l, left)) = s.limit_wait else {
             return;
         };
         let until = now + left + WINDOW_MARGIN;
@@ -831,6 +1089,13 @@ impl OrderEntry {
             return;
         }
         if self.rate_halt_until.is_none() {
+            self.note(EntryNote::NearLimit {
+                kind: l.kind,
+                count: l.count,
+                limit: l.limit,
+                window_ms: l.window_ms,
+                wait_ms: left.as_millis() as u64,
+            });
             self.emit(Inbound::Halt(HaltReason::RateLimited));
         }
         self.rate_halt_until = Some(until);
@@ -857,6 +1122,7 @@ impl OrderEntry {
             }
             RestOutcome::Refused { code: -1021 } if !resent => {
                 self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                self.note(EntryNote::Resync);
                 if !self.post(RestJob::Resync {
                     req,
                     client_id: cid,
@@ -873,7 +1139,7 @@ impl OrderEntry {
     /// Applies the REST worker's answer to a job this entry posted.
     pub fn on_rest(&mut self, job: RestJob, o: RestOutcome) {
         let now = Instant::now();
-        if !matches!(job, RestJob::Reconcile) {
+        if !matches!(job, RestJob::Reconcile | RestJob::Note(_)) {
             self.rest_in_flight = self.rest_in_flight.saturating_sub(1);
         }
         match job {
@@ -894,7 +1160,7 @@ impl OrderEntry {
                 }
             }
             RestJob::Resync { req, client_id } => self.place_inner(req, client_id, true, now),
-            RestJob::Reconcile => {}
+            RestJob::Reconcile | RestJob::Note(_) => {}
         }
     }
 
@@ -939,10 +1205,16 @@ impl OrderEntry {
         };
         match p.kind {
             Kind::Logon => match outcome {
-                RestOutcome::Ok { .. } => self.logged_on = true,
+                RestOutcome::Ok { .. } => {
+                    self.logged_on = true;
+                    self.note(EntryNote::LoggedOn);
+                }
                 // Refused: each request is signed instead.
-                RestOutcome::KeyRejected { code } => self.key_rejected(code),
-                _ => {}
+                RestOutcome::KeyRejected { code } => {
+                    self.note(EntryNote::LogonRefused);
+                    self.key_rejected(code);
+                }
+                _ => self.note(EntryNote::LogonRefused),
             },
             Kind::Cancel => {
                 if let RestOutcome::KeyRejected { code } = outcome {

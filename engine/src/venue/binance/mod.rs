@@ -1,15 +1,19 @@
 //! The live Binance USD-M futures venue: the engine side of order entry on testnet or production.
 //!
-//! **Order connections live on the control plane (documented):** market data is read by the engine thread itself
-//! (`crate::net::mio_ws`), but order entry is not yet: an approved
-//! order becomes an [`Outbound`] message on a bounded lock-free queue to the control plane's *order gateway*
-//! thread (`aegis_control::exchange::gateway`), which signs it with `sign::OrderEncoder` and sends it over the
-//! WebSocket API (`order.place` / `order.cancel`), falling back to REST. Everything the exchange says comes back
-//! as [`Inbound`] messages on a second bounded queue that the engine drains in its busy loop
-//! ([`LiveVenue::poll`]): acknowledgements, rejections, `ORDER_TRADE_UPDATE`s from the user data stream (fills,
-//! partial fills, cancels, expiries, liquidations), reconciliation adoptions and halts (key rejected, rate
-//! limited, reconciliation pending). The target design moves the WS-API connection into the engine thread on the
-//! same non-blocking client the market data uses (`crate::net::mio_ws`); the message types stay the same.
+//! **Order entry runs on the engine thread** ([`entry`]): an approved order is encoded and written to the
+//! WebSocket-API connection (`order.place` / `order.cancel` / `order.status`, `session.logon` for Ed25519 keys)
+//! by the engine thread itself, on the same non-blocking mio client as market data (`crate::net::mio_ws`); the
+//! answers and the unknown-outcome timers are handled in its busy loop ([`LiveVenue::poll`]). The REST fallback,
+//! REST status queries and the clock resync run on the control plane's REST worker
+//! (`aegis_control::exchange::rest_worker`), reached through a bounded queue; its answers come back as
+//! [`Inbound::Rest`]. Everything else the exchange says arrives as [`Inbound`] messages on a bounded queue the
+//! engine drains in the same loop: `ORDER_TRADE_UPDATE`s from the user data stream (fills, partial fills,
+//! cancels, expiries, liquidations), reconciliation adoptions and halts (key rejected, rate limited,
+//! reconciliation pending).
+//!
+//! Without an [`entry::EntryConfig`] on the link (the hidden `AEGIS_ORDER_PATH=gateway`, kept for the A/B
+//! measurement) orders go as [`Outbound`] messages to the control plane's old gateway thread instead
+//! (`aegis_control::exchange::gateway`); the message types are the same.
 //!
 //! Rules enforced here:
 //! - An order is `PendingNew` until the exchange answers; fills update positions only when the exchange reports
