@@ -4,7 +4,11 @@
 //! frame's arrival at a local WebSocket-API server (loopback, same process, so both timestamps come from one
 //! clock), with the gateway idle between orders as it is between ticks in a real run.
 //!
-//! Run: `cargo bench -p aegis-benches --bench gateway_hop` (about 5 s). Prints p50/p90/p99/p99.9/max.
+//! Then the same orders through the path the bot uses now: the engine thread's own order entry
+//! (`venue::binance::entry::OrderEntry`, busy-polled between orders as the engine loop does) writes the frame to
+//! its own connection; the time is from `place` to the frame's arrival at the same kind of server.
+//!
+//! Run: `cargo bench -p aegis-benches --bench gateway_hop` (about 10 s). Prints p50/p90/p99/p99.9/max of each.
 
 use aegis_benches::fixtures::{api_key, btc_precision, hmac_signer};
 use aegis_control::exchange::env::{Credentials, Endpoints};
@@ -144,9 +148,19 @@ fn main() {
         }
     }
     gw.stop(Duration::from_secs(2));
+    report(
+        "gateway_hop (old path: queue -> gateway thread)",
+        &h,
+        missing,
+        acks,
+    );
+    engine_hop();
+}
+
+fn report(what: &str, h: &Histogram<u64>, missing: usize, acks: usize) {
     let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "gateway_hop: {} orders ({} missing, {} acks), {:?} apart: engine send -> order.place frame at the server: \
+        "{what}: {} orders ({} missing, {} acks), {:?} apart: engine send -> order.place frame at the server: \
          p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
         h.len(),
         missing,
@@ -157,5 +171,75 @@ fn main() {
         us(0.99),
         us(0.999),
         h.max() as f64 / 1000.0
+    );
+}
+
+/// The same orders placed by the engine thread's order entry on its own connection.
+fn engine_hop() {
+    use aegis_engine::net::mio_ws::WsClientConfig;
+    use aegis_engine::sign::OrderEncoder;
+    use aegis_engine::venue::binance::entry::{EntryConfig, EntryStats, OrderEntry, WallClock};
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let arrivals = Arrivals::default();
+    server(l, arrivals.clone());
+    let (rest, _rest_rx) = crossbeam_channel::bounded(4096);
+    let btc = Symbol::new("BTCUSDT").expect("valid");
+    let mut e = OrderEntry::new(EntryConfig {
+        ws: WsClientConfig::new(format!("ws://127.0.0.1:{port}/ws-fapi/v1")),
+        encoder: OrderEncoder::new(hmac_signer(), api_key(), 5000),
+        precision: vec![(btc, btc_precision())],
+        clock: Arc::new(WallClock),
+        rest,
+        stats: Arc::new(EntryStats::default()),
+        switch: None,
+    });
+    let t = Instant::now();
+    while !e.is_open() {
+        assert!(t.elapsed() < Duration::from_secs(10), "connects");
+        e.poll(Instant::now());
+    }
+    let mut ids = ClientOrderIdGen::new(1_704_067_300_000);
+    let mut sent: Vec<(ClientOrderId, Instant)> = Vec::with_capacity(ORDERS + 50);
+    let mut acks = 0usize;
+    for i in 0..ORDERS + 50 {
+        // Busy-polling between orders, as the engine loop does.
+        let idle = Instant::now();
+        while idle.elapsed() < GAP {
+            e.poll(Instant::now());
+            while let Some(m) = e.next_inbound() {
+                if matches!(m, Inbound::Ack { .. }) {
+                    acks += 1;
+                }
+            }
+        }
+        let cid = ids.next_id();
+        let t = Instant::now();
+        e.place(order(), cid);
+        if i >= 50 {
+            sent.push((cid, t));
+        }
+    }
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(300) {
+        e.poll(Instant::now());
+        while e.next_inbound().is_some() {}
+    }
+    let arrived = arrivals.lock().expect("lock").clone();
+    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
+    let mut missing = 0;
+    for (cid, t) in &sent {
+        match arrived.get(cid.as_str()) {
+            Some(a) => h
+                .record(a.saturating_duration_since(*t).as_nanos().max(1) as u64)
+                .expect("record"),
+            None => missing += 1,
+        }
+    }
+    report(
+        "engine_hop (engine thread's order entry)",
+        &h,
+        missing,
+        acks,
     );
 }

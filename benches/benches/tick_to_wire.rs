@@ -2,8 +2,9 @@
 //! trades against binance-sim in this process, whose market runs at 10,000 messages/s (both symbols). Per sample,
 //! measured on the simulator's clock ([`aegis_testkit::sim::probe`]): the simulator writes the BTCUSDT book
 //! ticker that crosses the bot's stop-loss to the bot's market socket → the bot reads it (mio), its engine
-//! decides the exit, the order crosses to the order gateway thread, is signed and written → the simulator reads
-//! the `order.place` frame. Both ends include the simulator's own tokio scheduling, so this is an upper bound.
+//! decides the exit and writes the `order.place` frame to its WebSocket-API connection itself (order entry on
+//! the engine thread) → the simulator reads the frame. With `AEGIS_ORDER_PATH=gateway` (the hidden setting,
+//! passed through to the bot) the order crosses to the old order gateway thread instead, for the A/B comparison. Both ends include the simulator's own tokio scheduling, so this is an upper bound.
 //!
 //! Each cycle: the bot holds a long (adopted from a fill by another client of the account), the price drops
 //! 1 % → stop-loss exit (a sample); another client sells, the bot adopts the short, the price rises 1 % →
@@ -141,7 +142,9 @@ fn main() {
         .expect("port")
         .port();
     let log = dir.join("bot.log");
+    let path = std::env::var("AEGIS_ORDER_PATH").unwrap_or_else(|_| "engine".into());
     let mut bot = Command::new(bin())
+        .env("AEGIS_ORDER_PATH", &path)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATA_DIR", dir.join("data"))
@@ -222,7 +225,7 @@ fn main() {
     let _ = bot.wait();
     let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "tick_to_wire: {} samples ({} without an order) in {:.0?}, the bot reading {:.0} market msg/s: \
+        "tick_to_wire ({path} order path): {} samples ({} without an order) in {:.0?}, the bot reading {:.0} market msg/s: \
          stop-loss tick written -> order.place frame read: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, \
          p99.9 {:.1} us, max {:.1} us",
         h.len(),

@@ -279,6 +279,13 @@ fn live_revoked_key_halts_read_only_without_retry_loop() {
     ];
     let mut bot = w.bot(1, &env);
     bot.expect_log("session logged on (Ed25519)", Duration::from_secs(15));
+    // Order entry runs on the engine thread (issue 12), not on the old gateway thread.
+    assert!(
+        bot.log()
+            .contains("WebSocket API connected on the engine thread"),
+        "{}",
+        bot.log()
+    );
     w.admin(AdminCall::revoke_key(ED_KEY));
     bot.expect_log("rejected the API key", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(1500));

@@ -2,39 +2,42 @@
 //! thread of `TRADING_MODE=testnet|live`. It reads the simulator's combined market streams (the streams the
 //! bot subscribes to: `@bookTicker` and `@aggTrade`, two symbols) through the production [`WsFeed`] (mio,
 //! `wss://` record layer), runs them through parse → book → all four modes → risk → the live venue
-//! ([`LiveVenue`]: orders out on its queue, acknowledgements and fills back in and applied to positions), and
-//! encodes every order the engine decides as the WebSocket-API requests that carry it (`order.place` logged on
-//! and signed, and the `order.status` that settles an unknown outcome) and reads the answers that come back
-//! (an acknowledgement with its `rateLimits`, a -2013 refusal) with the order path's answer parser.
+//! ([`LiveVenue`]) and its order entry on this same thread ([`OrderEntry`]): every order the engine decides is
+//! written as a signed `order.place` to binance-sim's WebSocket API and its answer (with `rateLimits`) read
+//! back in place. A few placements answer 503 (the simulator's `order503` fault, placed): those outcomes are
+//! unknown and settled by `order.status` over the same connection (and a REST status query handed to the
+//! worker queue). A second order connection on this thread cancels every order the engine placed
+//! (`order.cancel`; binance-sim answers -2011, the orders are filled), so cancels and refusals are counted too.
 //!
-//! The exchange side of the venue's queues is a stand-in thread (like the control plane's order gateway, it is
-//! not the engine thread, so its allocations do not count: the counter is per thread). It acknowledges every
-//! order and fills it at once, so positions open and close and exits fire during the measured run.
-//!
-//! In the running bot the requests are still written, and the answers read, by the order gateway thread (order
-//! entry has not moved onto the engine thread yet); this proves the encoding and the parsing it will do there
-//! allocate nothing.
+//! Off this thread, as in the bot (their allocations do not count: the counter is per thread): the user data
+//! stream, which turns binance-sim's `ORDER_TRADE_UPDATE`s into fills for the venue, and a stand-in for the
+//! control plane's REST worker.
 //!
 //! [`WsFeed`]: aegis_engine::net::ws_feed::WsFeed
 //! [`LiveVenue`]: aegis_engine::venue::binance::LiveVenue
+//! [`OrderEntry`]: aegis_engine::venue::binance::entry::OrderEntry
 
 use aegis_engine::feed::FeedPoll;
+use aegis_engine::net::mio_ws::WsClientConfig;
 use aegis_engine::net::ws_feed::{TlsOverride, WsFeed, WsFeedConfig};
 use aegis_engine::risk::breaker::BreakerConfig;
 use aegis_engine::risk::limits::LimitsConfig;
-use aegis_engine::sign::{
-    ApiKey, CancelRef, CancelRequest, HmacSigner, OrderEncoder, OrderRequest, RespType, Signer,
-    WirePrecision,
-};
+use aegis_engine::sign::{ApiKey, HmacSigner, OrderEncoder, Signer, WirePrecision};
 use aegis_engine::strategy::{
     position::PositionParams, scalp::ScalpParams, swing::SwingParams, ultra_fast::UltraFastParams,
 };
-use aegis_engine::venue::binance::{answer, link, GatewayEnds, Inbound, OrderUpdate, Outbound};
+use aegis_engine::venue::binance::entry::{
+    EntryConfig, EntryStats, OrderEntry, RestJob, RestOutcome, WallClock,
+};
+use aegis_engine::venue::binance::{link, Inbound, OrderUpdate};
 use aegis_engine::{Engine, EngineParams, SymbolSpec};
-use aegis_shared::event::{OrderStatus, OrderType};
+use aegis_shared::event::{FeeConversion, OrderStatus, OrderType};
 use aegis_shared::num::Rate;
-use aegis_shared::{EngineEvent, Notional, Secret, Symbol};
+use aegis_shared::{ClientOrderId, EngineEvent, Notional, Price, Qty, Secret, Side, Symbol};
+use aegis_testkit::sim::client::{AdminCall, BlockingAdminClient};
+use aegis_testkit::sim::keys::{KeyEntry, KeysFile, Permissions};
 use aegis_testkit::sim::{start, SimConfig, SimTls, SourceKind};
+use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,79 +50,137 @@ use alloc_support::{allocs, Counting};
 #[global_allocator]
 static A: Counting = Counting;
 
-/// The exchange side of the live venue's queues: every placement is acknowledged and filled in full at its
-/// price (the reference price for market orders), every cancel confirmed. Counts fills.
-fn exchange_stand_in(
-    ends: GatewayEnds,
+const KEY: &str = "Z3r0Z3r0Z3r0Z3r0Z3r0Z3r0Z3r0Z3r0Z3r0Z3r0Z3r0Z3r0Z3r0Z3r0Z3r0Z3r0";
+const SECRET: &str = "zero-alloc-hmac-secret-0123456789";
+
+/// An `ORDER_TRADE_UPDATE` in engine types (the control plane's reader does the same; kept short here).
+fn order_update(v: &Value) -> Option<OrderUpdate> {
+    let o = v.get("o")?;
+    let st = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("");
+    let qty = |k: &str| Qty::parse(st(k)).unwrap_or(Qty::ZERO);
+    let px = |k: &str| Price::parse(st(k)).unwrap_or(Price::ZERO);
+    let status = match st("X") {
+        "NEW" => OrderStatus::New,
+        "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
+        "FILLED" => OrderStatus::Filled,
+        "CANCELED" => OrderStatus::Canceled,
+        "EXPIRED" => OrderStatus::Expired,
+        _ => OrderStatus::Rejected,
+    };
+    Some(OrderUpdate {
+        ts_ms: v.get("T").and_then(Value::as_u64).unwrap_or(0),
+        symbol: Symbol::new(st("s")).ok()?,
+        client_id: ClientOrderId::new(st("c")).ok()?,
+        exchange_id: o.get("i").and_then(Value::as_u64).unwrap_or(0),
+        side: if st("S") == "SELL" {
+            Side::Sell
+        } else {
+            Side::Buy
+        },
+        order_type: if st("o") == "LIMIT" {
+            OrderType::Limit
+        } else {
+            OrderType::Market
+        },
+        status,
+        price: px("p"),
+        orig_qty: qty("q"),
+        last_qty: qty("l"),
+        last_price: px("L"),
+        cum_qty: qty("z"),
+        fee: Notional::ZERO,
+        fee_asset: Symbol::new("USDT").ok()?,
+        fee_conv: FeeConversion::Quote,
+        trade_id: o.get("t").and_then(Value::as_u64).unwrap_or(0),
+        maker: o.get("m").and_then(Value::as_bool).unwrap_or(false),
+        reduce_only: o.get("R").and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+/// The control plane's side, off the engine thread: the user data stream (fills into the venue's inbound
+/// queue; counts them) and a stand-in REST worker (status queries answered "found", since the 503s here are
+/// of placed orders). Ends when `stop` is set.
+fn control_stand_in(
+    ws_base: String,
+    listen_key: String,
+    inbound: crossbeam_channel::Sender<Inbound>,
+    jobs: crossbeam_channel::Receiver<RestJob>,
     stop: Arc<AtomicBool>,
     fills: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut open = std::collections::HashMap::new();
-        let mut oid = 0u64;
-        let usdt = Symbol::new("USDT").unwrap();
+        let mut ws = aegis_engine::net::ws::connect(
+            &format!("{ws_base}/ws/{listen_key}"),
+            Duration::from_secs(10),
+        )
+        .expect("user data stream");
+        aegis_engine::net::ws::set_read_timeout(&ws, Some(Duration::from_millis(5))).unwrap();
         while !stop.load(Ordering::Acquire) {
-            let Ok(m) = ends.outbound.recv_timeout(Duration::from_millis(5)) else {
-                continue;
-            };
-            oid += 1;
-            let ts_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as u64;
-            match m {
-                Outbound::Place { req, client_id } => {
-                    let _ = ends.inbound.send(Inbound::Ack {
-                        client_id,
-                        exchange_id: oid,
-                        ts_ms,
+            for j in jobs.try_iter() {
+                if let RestJob::Query { .. } = j {
+                    let _ = inbound.send(Inbound::Rest {
+                        job: j,
+                        outcome: RestOutcome::Ok { order_id: 0 },
                     });
-                    let px = if req.order_type == OrderType::Limit {
-                        req.price
-                    } else {
-                        req.ref_price
-                    };
-                    open.insert(client_id, ());
-                    let _ = ends.inbound.send(Inbound::Update(OrderUpdate {
-                        ts_ms,
-                        symbol: req.symbol,
-                        client_id,
-                        exchange_id: oid,
-                        side: req.side,
-                        order_type: req.order_type,
-                        status: OrderStatus::Filled,
-                        price: req.price,
-                        orig_qty: req.qty,
-                        last_qty: req.qty,
-                        last_price: px,
-                        cum_qty: req.qty,
-                        fee: Notional::ZERO,
-                        fee_asset: usdt,
-                        fee_conv: aegis_shared::event::FeeConversion::Quote,
-                        trade_id: oid,
-                        maker: false,
-                        reduce_only: req.reduce_only,
-                    }));
-                    open.remove(&client_id);
-                    fills.fetch_add(1, Ordering::Relaxed);
                 }
-                // Everything is filled at once: a cancel finds nothing open (Binance's -2011 needs no answer).
-                Outbound::Cancel { .. } => {}
+            }
+            match ws.read() {
+                Ok(tungstenite::Message::Text(t)) => {
+                    let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                        continue;
+                    };
+                    if v["e"] != "ORDER_TRADE_UPDATE" {
+                        continue;
+                    }
+                    if let Some(u) = order_update(&v) {
+                        if u.last_qty.units() > 0 {
+                            fills.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = inbound.send(Inbound::Update(u));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if aegis_engine::net::ws::is_timeout(&e) => {}
+                Err(e) => panic!("user data stream: {e}"),
             }
         }
     })
 }
 
-/// What the WebSocket API answers: an acknowledgement with the rate limits it reports, and a status query's
-/// "no such order".
-const ACK: &[u8] = br#"{"id":12,"status":200,"result":{"orderId":325078477,"symbol":"BTCUSDT","status":"NEW","clientOrderId":"ag1-12","price":"0","avgPrice":"0.00","origQty":"0.003","executedQty":"0","cumQty":"0","cumQuote":"0","timeInForce":"GTC","type":"MARKET","reduceOnly":false,"closePosition":false,"side":"BUY","positionSide":"BOTH","stopPrice":"0","workingType":"CONTRACT_PRICE","priceProtect":false,"origType":"MARKET","updateTime":1700000000000},"rateLimits":[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400,"count":3},{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":300,"count":1},{"rateLimitType":"ORDERS","interval":"MINUTE","intervalNum":1,"limit":1200,"count":1}]}"#;
-const ABSENT: &[u8] = br#"{"id":13,"status":400,"error":{"code":-2013,"msg":"Order does not exist."},"rateLimits":[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400,"count":4}]}"#;
+fn entry_config(
+    ws_base: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    rest: crossbeam_channel::Sender<RestJob>,
+    stats: Arc<EntryStats>,
+) -> EntryConfig {
+    let mut ws = WsClientConfig::new(format!("{ws_base}/ws-fapi/v1"));
+    ws.tls = tls;
+    ws.read_capacity = 64 * 1024;
+    let key = ApiKey::new(Secret::new(KEY.to_string())).unwrap();
+    let signer = Signer::Hmac(HmacSigner::new(&Secret::new(SECRET.to_string())));
+    EntryConfig {
+        ws,
+        encoder: OrderEncoder::new(signer, key, 5000),
+        precision: [SymbolSpec::btcusdt(), SymbolSpec::ethusdt()]
+            .iter()
+            .map(|s| {
+                (
+                    s.symbol,
+                    WirePrecision::new(s.filters.tick_size, s.filters.step_size).unwrap(),
+                )
+            })
+            .collect(),
+        clock: Arc::new(WallClock),
+        rest,
+        stats,
+        switch: None,
+    }
+}
 
 #[derive(Default, Debug)]
 struct Tally {
     messages: u64,
     orders: u64,
-    encode_errors: u64,
 }
 
 /// One at a time: each spins a core for the engine loop.
@@ -132,9 +193,22 @@ fn run(tls: bool, warm_up: u64, measured: u64) {
         .enable_all()
         .build()
         .unwrap();
+    let keys = KeysFile {
+        keys: vec![KeyEntry {
+            api_key: KEY.into(),
+            account: Some("alice".into()),
+            secret: Some(SECRET.into()),
+            ed25519_public_key: None,
+            permissions: Permissions::default(),
+            ip_restrict: false,
+            allowed_ips: vec![],
+        }],
+        accounts: vec![],
+    };
     // 10 messages every millisecond: the simulator's market at 10k msg/s.
     let sim = rt
         .block_on(start(SimConfig {
+            keys,
             source: SourceKind::EngineSim,
             tick_ms: 1,
             messages_per_tick: 10,
@@ -146,13 +220,55 @@ fn run(tls: bool, warm_up: u64, measured: u64) {
         "{}/stream?streams=btcusdt@bookTicker/btcusdt@aggTrade/ethusdt@bookTicker/ethusdt@aggTrade",
         sim.ws_url()
     ));
-    if let Some(pem) = sim.ca_pem() {
-        cfg.tls = Some(TlsOverride(
-            aegis_engine::net::ws::set_extra_roots(pem.as_bytes()).unwrap(),
-        ));
-    }
+    let tls_cfg = sim
+        .ca_pem()
+        .map(|pem| aegis_engine::net::ws::set_extra_roots(pem.as_bytes()).unwrap());
+    cfg.tls = tls_cfg.clone().map(TlsOverride);
+    let (admin, http) = match sim.ca_pem() {
+        Some(pem) => {
+            let mut b = reqwest::blocking::Client::builder();
+            for c in reqwest::Certificate::from_pem_bundle(pem.as_bytes()).unwrap() {
+                b = b.add_root_certificate(c);
+            }
+            (
+                BlockingAdminClient::with_ca_pem(&sim.base_url(), pem).unwrap(),
+                b.build().unwrap(),
+            )
+        }
+        None => (
+            BlockingAdminClient::new(&sim.base_url()),
+            reqwest::blocking::Client::new(),
+        ),
+    };
+    let listen_key = http
+        .post(format!("{}/fapi/v1/listenKey", sim.base_url()))
+        .header("X-MBX-APIKEY", KEY)
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["listenKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let (venue_link, ends) = link();
+    let (job_tx, job_rx) = crossbeam_channel::bounded(4096);
+    let stats = Arc::new(EntryStats::default());
+    venue_link.attach_entry(entry_config(
+        &sim.ws_url(),
+        tls_cfg.clone(),
+        job_tx,
+        stats.clone(),
+    ));
+    // The second order connection on this thread: cancels of every order the engine placed.
+    let (cancel_jobs, _cancel_rx) = crossbeam_channel::bounded(4096);
+    let cancel_stats = Arc::new(EntryStats::default());
+    let mut canceller = OrderEntry::new(entry_config(
+        &sim.ws_url(),
+        tls_cfg,
+        cancel_jobs,
+        cancel_stats,
+    ));
     let specs = [SymbolSpec::btcusdt(), SymbolSpec::ethusdt()];
     let params = EngineParams {
         session: 1,
@@ -195,29 +311,34 @@ fn run(tls: bool, warm_up: u64, measured: u64) {
     let (mut engine, ctl) = Engine::with_channels(params).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let fills = Arc::new(AtomicU64::new(0));
-    let exchange = exchange_stand_in(ends, stop.clone(), fills.clone());
-
-    let prec = specs.map(|s| WirePrecision::new(s.filters.tick_size, s.filters.step_size).unwrap());
-    let key = ApiKey::new(Secret::new("dbefbc809e3e83c283a984c3a1459732".to_string())).unwrap();
-    let secret = Secret::new("2b5eb11e18796d12d88f13dc27dbbd02".to_string());
-    let mut enc = OrderEncoder::new(Signer::Hmac(HmacSigner::new(&secret)), key, 5000);
+    let control = control_stand_in(
+        sim.ws_url(),
+        listen_key,
+        ends.inbound.clone(),
+        job_rx,
+        stop.clone(),
+        fills.clone(),
+    );
 
     let mut feed = WsFeed::start(cfg).unwrap();
     let mut t = Tally::default();
-    let mut id = 0u64;
     let mut drive = |n: u64, t: &mut Tally| {
         let end = t.messages + n;
-        let started = Instant::now();
+        // A stall is a stretch without any message (the rate itself varies with the machine's load).
+        let mut last_msg = Instant::now();
         while t.messages < end {
             engine.poll_venue();
+            canceller.poll(Instant::now());
+            while canceller.next_inbound().is_some() {}
             match feed.poll() {
                 FeedPoll::Msg(b) => {
                     engine.on_message(b);
                     t.messages += 1;
+                    last_msg = Instant::now();
                 }
                 FeedPoll::Idle => {
                     assert!(
-                        started.elapsed() < Duration::from_secs(120),
+                        last_msg.elapsed() < Duration::from_secs(30),
                         "stream stalled at {} messages",
                         t.messages
                     );
@@ -230,31 +351,7 @@ fn run(tls: bool, warm_up: u64, measured: u64) {
                 if o.status != OrderStatus::PendingNew {
                     continue;
                 }
-                let sym = usize::from(o.symbol != specs[0].symbol);
-                let req = OrderRequest {
-                    symbol: o.symbol,
-                    side: o.side,
-                    order_type: o.order_type,
-                    tif: o.tif,
-                    qty: o.qty,
-                    price: o.price,
-                    reduce_only: o.reduce_only,
-                    client_id: o.client_id,
-                    resp_type: RespType::Ack,
-                };
-                id += 1;
-                let mut ok = enc.ws_order_place(id, &req, &prec[sym], id, true).is_ok();
-                ok &= enc.ws_order_place(id, &req, &prec[sym], id, false).is_ok();
-                let q = CancelRequest {
-                    symbol: o.symbol,
-                    order: CancelRef::ClientId(o.client_id),
-                };
-                ok &= enc.ws_order_status(id, &q, id, true).is_ok();
-                ok &= enc.ws_order_status(id, &q, id, false).is_ok();
-                ok &= answer::parse(ACK)
-                    .is_ok_and(|a| a.order_id == Some(325_078_477) && a.limits().count() == 3);
-                ok &= answer::parse(ABSENT).is_ok_and(|a| a.code == Some(-2013));
-                t.encode_errors += u64::from(!ok);
+                canceller.cancel(o.symbol, o.client_id);
                 t.orders += 1;
             }
             if t.messages.is_multiple_of(64) {
@@ -265,21 +362,36 @@ fn run(tls: bool, warm_up: u64, measured: u64) {
     };
 
     drive(warm_up, &mut t);
+    // The next placements answer 503 but are placed: unknown outcomes, settled by order.status.
+    admin.call(AdminCall::order_503(3, true)).unwrap();
     let (orders0, fills0) = (t.orders, fills.load(Ordering::Relaxed));
+    let (placed0, queried0) = (
+        stats.placed.load(Ordering::Relaxed),
+        stats.queried.load(Ordering::Relaxed),
+    );
     let before = allocs();
+    let t_measured = Instant::now();
     drive(measured, &mut t);
+    let took = t_measured.elapsed();
     let made = allocs() - before;
     let (orders, filled) = (t.orders - orders0, fills.load(Ordering::Relaxed) - fills0);
+    let placed = stats.placed.load(Ordering::Relaxed) - placed0;
+    let queried = stats.queried.load(Ordering::Relaxed) - queried0;
     stop.store(true, Ordering::Release);
-    exchange.join().unwrap();
+    control.join().unwrap();
     let what = if tls { "TLS" } else { "TCP" };
     eprintln!(
-        "{what}: {measured} messages measured after {warm_up}: {made} allocations, {orders} orders, {filled} fills"
+        "{what}: {measured} messages in {:.1?} measured after {warm_up}: {made} allocations, {orders} orders \
+         ({placed} order.place on the engine thread, {queried} unknown outcomes queried), {filled} fills",
+        took
     );
-    assert_eq!(t.encode_errors, 0, "every order encodes");
     assert!(
-        orders >= 5 && filled >= 5,
-        "the measured run traded ({orders} orders, {filled} fills): otherwise it proves nothing"
+        orders >= 5 && filled >= 5 && placed >= 5,
+        "the measured run traded ({orders} orders, {placed} placed, {filled} fills): otherwise it proves nothing"
+    );
+    assert!(
+        queried >= 1,
+        "the order.status path ran ({queried} unknown outcomes)"
     );
     assert_eq!(
         made, 0,
@@ -291,10 +403,10 @@ fn run(tls: bool, warm_up: u64, measured: u64) {
 
 #[test]
 fn live_path_over_tcp_to_binance_sim_allocates_nothing_in_steady_state() {
-    run(false, 20_000, 60_000);
+    run(false, 10_000, 30_000);
 }
 
 #[test]
 fn live_path_over_tls_to_binance_sim_allocates_nothing_in_steady_state() {
-    run(true, 20_000, 60_000);
+    run(true, 10_000, 30_000);
 }

@@ -1,5 +1,6 @@
-//! The order gateway (**interim**, see `aegis_engine::venue::binance`): a dedicated thread (`aegis-orders`,
-//! not the engine's) that takes approved orders from the engine's bounded queue, signs them with
+//! The old order gateway, kept for the A/B measurement only (`AEGIS_ORDER_PATH=gateway`, and the
+//! `gateway_hop` bench): order entry now runs on the engine thread (`aegis_engine::venue::binance::entry`, with
+//! the REST side in [`super::rest_worker`]). This is a dedicated thread (`aegis-orders`, not the engine's) that takes approved orders from the engine's bounded queue, signs them with
 //! `aegis_engine::sign::OrderEncoder` and sends them over the WebSocket API (`order.place` / `order.cancel`;
 //! Ed25519 keys log the connection on with `session.logon` so orders carry no signature; HMAC keys sign each
 //! request), falling back to REST `POST /fapi/v1/order` while the WebSocket is down.

@@ -1,8 +1,10 @@
 //! Switching the running bot to a new API key without a restart (guide §1.4; issue 8 point 2).
 //!
 //! The steps, in this order:
-//! 1. The order gateway thread takes the switch between two orders. Orders the engine produces meanwhile wait in
-//!    its bounded queue (never dropped, never sent half-switched).
+//! 1. Order entry takes the switch between two orders: on the engine thread (`aegis_engine::venue::binance::
+//!    entry::EntrySwitch`; orders the engine produces meanwhile wait in a bounded queue there), or on the old
+//!    gateway thread (`AEGIS_ORDER_PATH=gateway`; they wait in the engine's queue). Never dropped, never sent
+//!    half-switched.
 //! 2. In-flight requests of the old key are settled first: their answers are awaited (bounded by
 //!    [`DRAIN_BUDGET`]); a late one becomes an unknown outcome, queried by client id (after the swap, with the
 //!    new key of the same account) and never resent.
@@ -56,10 +58,19 @@ pub struct Switched {
     pub took: Duration,
 }
 
+/// Who sends the orders, and so takes the switch.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The engine thread's order entry (the default).
+    Engine(crossbeam_channel::Sender<aegis_engine::venue::binance::entry::EntrySwitch>),
+    /// The old gateway thread.
+    Gateway(crossbeam_channel::Sender<SwitchRequest>),
+}
+
 /// The running bot's key switch.
 #[derive(Debug, Clone)]
 pub struct KeySwitch {
-    gateway: crossbeam_channel::Sender<SwitchRequest>,
+    gateway: Target,
     slot: Arc<Slot>,
     client: RestClient,
     lock: Arc<Mutex<()>>,
@@ -67,11 +78,7 @@ pub struct KeySwitch {
 
 impl KeySwitch {
     /// For the live start-up.
-    pub fn new(
-        gateway: crossbeam_channel::Sender<SwitchRequest>,
-        slot: Arc<Slot>,
-        client: RestClient,
-    ) -> Self {
+    pub fn new(gateway: Target, slot: Arc<Slot>, client: RestClient) -> Self {
         Self {
             gateway,
             slot,
@@ -94,27 +101,9 @@ impl KeySwitch {
     pub fn switch(&self, creds: Credentials) -> Result<Switched, SwitchError> {
         let _one = self.lock.try_lock().map_err(|_| SwitchError::Busy)?;
         let t0 = Instant::now();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.gateway
-            .send_timeout(
-                SwitchRequest {
-                    creds,
-                    drain_budget: DRAIN_BUDGET,
-                    reply: tx,
-                },
-                SWITCH_TIMEOUT,
-            )
-            .map_err(|_| SwitchError::Gateway("the order gateway thread is not running".into()))?;
-        let gateway = match rx.recv_timeout(SWITCH_TIMEOUT) {
-            Ok(r) => r.map_err(SwitchError::Gateway)?,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                return Err(SwitchError::Timeout(SWITCH_TIMEOUT))
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                return Err(SwitchError::Gateway(
-                    "the order gateway thread stopped (the bot is shutting down)".into(),
-                ))
-            }
+        let gateway = match &self.gateway {
+            Target::Gateway(g) => Self::via_gateway(g, creds)?,
+            Target::Engine(e) => self.via_engine(e, creds)?,
         };
         let before = self
             .slot
@@ -140,6 +129,83 @@ impl KeySwitch {
                 return Err(SwitchError::Timeout(SWITCH_TIMEOUT));
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl KeySwitch {
+    fn via_gateway(
+        g: &crossbeam_channel::Sender<SwitchRequest>,
+        creds: Credentials,
+    ) -> Result<GatewaySwitched, SwitchError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        g.send_timeout(
+            SwitchRequest {
+                creds,
+                drain_budget: DRAIN_BUDGET,
+                reply: tx,
+            },
+            SWITCH_TIMEOUT,
+        )
+        .map_err(|_| SwitchError::Gateway("the order gateway thread is not running".into()))?;
+        match rx.recv_timeout(SWITCH_TIMEOUT) {
+            Ok(r) => r.map_err(SwitchError::Gateway),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                Err(SwitchError::Timeout(SWITCH_TIMEOUT))
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(SwitchError::Gateway(
+                "the order gateway thread stopped (the bot is shutting down)".into(),
+            )),
+        }
+    }
+
+    /// The engine thread swaps its encoder and, at the same moment (`on_swap`, run there), the REST client's
+    /// key, so no request after the swap carries the old key.
+    fn via_engine(
+        &self,
+        e: &crossbeam_channel::Sender<aegis_engine::venue::binance::entry::EntrySwitch>,
+        creds: Credentials,
+    ) -> Result<GatewaySwitched, SwitchError> {
+        use aegis_engine::venue::binance::entry::{EntrySwitch, RECV_WINDOW_MS};
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let encoder = aegis_engine::sign::OrderEncoder::new(
+            creds.signer.clone(),
+            creds.api_key.clone(),
+            RECV_WINDOW_MS,
+        );
+        let client = self.client.clone();
+        e.send_timeout(
+            EntrySwitch {
+                encoder,
+                drain_budget: DRAIN_BUDGET,
+                on_swap: Box::new(move || client.set_credentials(creds)),
+                reply: tx,
+            },
+            SWITCH_TIMEOUT,
+        )
+        .map_err(|_| SwitchError::Gateway("order entry is not running".into()))?;
+        match rx.recv_timeout(SWITCH_TIMEOUT) {
+            Ok(Ok(s)) => {
+                tracing::info!(
+                    in_flight = s.in_flight,
+                    queried = s.queried,
+                    "order entry: switched to the new API key ({})",
+                    s.ws_api
+                );
+                Ok(GatewaySwitched {
+                    in_flight: s.in_flight,
+                    queried: s.queried,
+                    ws_api: s.ws_api,
+                    switched_at_ms: s.switched_at_ms,
+                })
+            }
+            Ok(Err(why)) => Err(SwitchError::Gateway(why.into())),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                Err(SwitchError::Timeout(SWITCH_TIMEOUT))
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(SwitchError::Gateway(
+                "the engine thread stopped (the bot is shutting down)".into(),
+            )),
         }
     }
 }

@@ -7,7 +7,11 @@
 //! - [`resync`]: the same comparison after every reconnect of the user data stream or the order gateway;
 //!   new entries halt until both sides agree.
 //! - [`user_stream`]: listenKey life cycle and `ORDER_TRADE_UPDATE`s.
-//! - [`gateway`]: the order gateway thread (interim; WebSocket API with REST fallback).
+//! - [`rest_worker`]: the REST side of order entry (fallback placement, status queries, cancels, clock
+//!   resync) for the engine thread, which itself sends orders over the WebSocket API
+//!   (`aegis_engine::venue::binance::entry`).
+//! - [`gateway`]: the old order gateway thread (WebSocket API with REST fallback off the engine thread), kept
+//!   only for the A/B measurement: `AEGIS_ORDER_PATH=gateway` (hidden setting) selects it.
 //! - [`paper_market`]: paper fills on Binance's public market data (`FEED=binance`), and the market-data feed
 //!   set-up that testnet/live share with it; [`paper_funding`]: the funding such paper positions pay.
 //!
@@ -25,6 +29,7 @@ pub mod paper_funding;
 pub mod paper_market;
 pub mod reconcile;
 pub mod rest;
+pub mod rest_worker;
 pub mod resync;
 pub mod startup;
 pub mod user_stream;
@@ -39,10 +44,15 @@ use aegis_shared::TradingMode;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// Hidden setting: `gateway` sends orders through the old gateway thread instead of the engine thread (for the
+/// A/B measurement of `benches/benches/tick_to_wire.rs`; not for trading).
+pub const ORDER_PATH_KEY: &str = "AEGIS_ORDER_PATH";
+
 /// The engine thread plus the exchange threads that must outlive it until it has stopped.
 struct LiveThreads {
     engine: std::thread::JoinHandle<EngineReport>,
     gateway: Option<gateway::Gateway>,
+    rest_worker: Option<std::thread::JoinHandle<()>>,
     user: Option<user_stream::UserStream>,
     recheck: Option<tokio::task::JoinHandle<()>>,
 }
@@ -57,6 +67,13 @@ impl EngineThread for LiveThreads {
         keyswitch::register(None);
         if let Some(g) = s.gateway {
             g.stop(Duration::from_secs(1));
+        }
+        // Ends by itself once the engine (its queue's sender) is gone; never waited for long.
+        if let Some(w) = s.rest_worker {
+            let t = std::time::Instant::now();
+            while !w.is_finished() && t.elapsed() < Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         if let Some(u) = s.user {
             u.stop();
@@ -327,17 +344,20 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             })?;
         }
     }
-    let gateway = if read_only {
-        None
-    } else {
+    // Order entry: on the engine thread (default), or the old gateway thread for the A/B measurement.
+    let old_path = std::env::var(ORDER_PATH_KEY).is_ok_and(|v| v == "gateway");
+    let mut gateway = None;
+    let mut rest_worker = None;
+    if !read_only {
         let mut precision = HashMap::new();
         for s in &params.symbols {
             let p = WirePrecision::new(s.filters.tick_size, s.filters.step_size)
                 .map_err(|e| run_err(format!("{}: {e}", s.symbol)))?;
             precision.insert(s.symbol, p);
         }
-        Some(
-            gateway::start(
+        if old_path {
+            tracing::warn!("order entry: the old gateway thread ({ORDER_PATH_KEY}=gateway, for measurements only)");
+            let g = gateway::start(
                 client.clone(),
                 rt.clone(),
                 ends.clone(),
@@ -347,16 +367,57 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             .map_err(|source| RunError::Start {
                 what: "the order gateway thread",
                 source,
-            })?,
-        )
-    };
-
-    if let Some(g) = &gateway {
-        keyswitch::register(Some(keyswitch::KeySwitch::new(
-            g.switch.clone(),
-            slot.clone(),
-            client.clone(),
-        )));
+            })?;
+            keyswitch::register(Some(keyswitch::KeySwitch::new(
+                keyswitch::Target::Gateway(g.switch.clone()),
+                slot.clone(),
+                client.clone(),
+            )));
+            gateway = Some(g);
+        } else {
+            let Some(creds) = client.credentials() else {
+                return Err(run_err("order entry needs a key"));
+            };
+            let (job_tx, job_rx) = crossbeam_channel::bounded(rest_worker::JOB_CAPACITY);
+            let (switch_tx, switch_rx) = crossbeam_channel::bounded(1);
+            let mut ws =
+                aegis_engine::net::mio_ws::WsClientConfig::new(client.endpoints.wsapi.clone());
+            ws.tls = feed_tls.clone();
+            // Answers are small; a 64 KiB buffer is plenty (the market data connection's 1 MiB is not needed).
+            ws.read_capacity = 64 * 1024;
+            link.attach_entry(binance::entry::EntryConfig {
+                ws,
+                encoder: aegis_engine::sign::OrderEncoder::new(
+                    creds.signer.clone(),
+                    creds.api_key.clone(),
+                    binance::entry::RECV_WINDOW_MS,
+                ),
+                precision: precision.iter().map(|(s, p)| (*s, *p)).collect(),
+                clock: std::sync::Arc::new(rest::ClientClock(client.clone())),
+                rest: job_tx,
+                stats: std::sync::Arc::new(binance::entry::EntryStats::default()),
+                switch: Some(switch_rx),
+            });
+            rest_worker = Some(
+                rest_worker::start(
+                    client.clone(),
+                    rt.clone(),
+                    job_rx,
+                    ends.inbound.clone(),
+                    precision,
+                    slot.clone(),
+                )
+                .map_err(|source| RunError::Start {
+                    what: "the REST worker thread",
+                    source,
+                })?,
+            );
+            keyswitch::register(Some(keyswitch::KeySwitch::new(
+                keyswitch::Target::Engine(switch_tx),
+                slot.clone(),
+                client.clone(),
+            )));
+        }
     }
 
     let feed = FeedSource::Ws(paper_market::ws_feed(
@@ -409,6 +470,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         thread: Box::new(LiveThreads {
             engine: h.join,
             gateway,
+            rest_worker,
             user,
             recheck,
         }),

@@ -318,6 +318,8 @@ impl RestClient {
     }
 
     /// Exchange time now (local clock + offset), ms.
+    ///
+    /// (The engine thread reads the same through [`ClientClock`].)
     pub fn now_ms(&self) -> u64 {
         (wall_ms() as i64 + self.shared.offset_ms.load(Ordering::Relaxed)).max(0) as u64
     }
@@ -773,5 +775,19 @@ mod api_error_tests {
             api_error("/p", 403, &Value::Null),
             RestError::Api { code: 0, .. }
         ));
+    }
+}
+
+/// The REST client's clock and ban window for the engine thread's order entry (atomics only: reading them
+/// never blocks or allocates).
+#[derive(Debug, Clone)]
+pub struct ClientClock(pub RestClient);
+
+impl aegis_engine::venue::binance::entry::VenueClock for ClientClock {
+    fn server_now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+    fn blocked_until_ms(&self) -> u64 {
+        self.0.shared.blocked_until_ms.load(Ordering::Relaxed)
     }
 }

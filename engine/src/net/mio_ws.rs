@@ -36,8 +36,9 @@ use tungstenite::http::Uri;
 pub const MAX_READS_PER_POLL: usize = 4;
 /// Largest HTTP upgrade response accepted.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
-/// Pending client frames (pongs, close): control frames are at most 131 bytes each.
-const OUT_CAPACITY: usize = 1024;
+/// Pending client frames: pongs and closes (at most 131 bytes each) and the order connection's requests
+/// ([`WsConn::send_text`], a few hundred bytes each): room for a burst of orders while the socket is full.
+const OUT_CAPACITY: usize = 64 * 1024;
 const TOKEN: Token = Token(0);
 
 /// Why a connection failed or ended. Messages carry host and path, never query strings (a listenKey).
@@ -931,6 +932,44 @@ impl WsConn {
             State::Closed => WsEvent::Idle,
             _ => self.poll_handshake(now),
         }
+    }
+
+    /// Queues one masked text frame carrying `payload` and writes what the socket takes now; the rest goes out
+    /// on the next polls. Never blocks, never allocates. Errors: not open ([`WsError::Local`]), no room in the
+    /// pending-output buffer (`WouldBlock`: the socket has not taken the last [`OUT_CAPACITY`] bytes), or the
+    /// socket failed (the connection is then closed and the next poll reports nothing more).
+    pub fn send_text(&mut self, payload: &[u8]) -> Result<(), WsError> {
+        if !self.is_open() {
+            return Err(WsError::Local);
+        }
+        if self.out_start == self.out_end {
+            self.out_start = 0;
+            self.out_end = 0;
+        }
+        let need = payload.len() + 14;
+        if self.out.len() - self.out_end < need && self.out_start > 0 {
+            // Compact: what is still pending moves to the front (rare: the socket was full).
+            self.out.copy_within(self.out_start..self.out_end, 0);
+            self.out_end -= self.out_start;
+            self.out_start = 0;
+        }
+        let mask = self.next_mask();
+        let Some(n) =
+            encode_client_frame(OpCode::Text, payload, mask, &mut self.out[self.out_end..])
+        else {
+            return Err(WsError::Io(io::ErrorKind::WouldBlock.into()));
+        };
+        self.out_end += n;
+        if let Err(e) = self.flush_out() {
+            self.shutdown();
+            return Err(WsError::Io(e));
+        }
+        Ok(())
+    }
+
+    /// Bytes queued by [`WsConn::send_text`] (and pongs) that the socket has not taken yet.
+    pub fn pending_out(&self) -> usize {
+        self.out_end - self.out_start
     }
 
     /// Best-effort close frame (code 1000), then drops the socket. Never blocks.

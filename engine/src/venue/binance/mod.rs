@@ -1,15 +1,19 @@
 //! The live Binance USD-M futures venue: the engine side of order entry on testnet or production.
 //!
-//! **Order connections live on the control plane (documented):** market data is read by the engine thread itself
-//! (`crate::net::mio_ws`), but order entry is not yet: an approved
-//! order becomes an [`Outbound`] message on a bounded lock-free queue to the control plane's *order gateway*
-//! thread (`aegis_control::exchange::gateway`), which signs it with `sign::OrderEncoder` and sends it over the
-//! WebSocket API (`order.place` / `order.cancel`), falling back to REST. Everything the exchange says comes back
-//! as [`Inbound`] messages on a second bounded queue that the engine drains in its busy loop
-//! ([`LiveVenue::poll`]): acknowledgements, rejections, `ORDER_TRADE_UPDATE`s from the user data stream (fills,
-//! partial fills, cancels, expiries, liquidations), reconciliation adoptions and halts (key rejected, rate
-//! limited, reconciliation pending). The target design moves the WS-API connection into the engine thread on the
-//! same non-blocking client the market data uses (`crate::net::mio_ws`); the message types stay the same.
+//! **Order entry runs on the engine thread** ([`entry`]): an approved order is encoded and written to the
+//! WebSocket-API connection (`order.place` / `order.cancel` / `order.status`, `session.logon` for Ed25519 keys)
+//! by the engine thread itself, on the same non-blocking mio client as market data (`crate::net::mio_ws`); the
+//! answers and the unknown-outcome timers are handled in its busy loop ([`LiveVenue::poll`]). The REST fallback,
+//! REST status queries and the clock resync run on the control plane's REST worker
+//! (`aegis_control::exchange::rest_worker`), reached through a bounded queue; its answers come back as
+//! [`Inbound::Rest`]. Everything else the exchange says arrives as [`Inbound`] messages on a bounded queue the
+//! engine drains in the same loop: `ORDER_TRADE_UPDATE`s from the user data stream (fills, partial fills,
+//! cancels, expiries, liquidations), reconciliation adoptions and halts (key rejected, rate limited,
+//! reconciliation pending).
+//!
+//! Without an [`entry::EntryConfig`] on the link (the hidden `AEGIS_ORDER_PATH=gateway`, kept for the A/B
+//! measurement) orders go as [`Outbound`] messages to the control plane's old gateway thread instead
+//! (`aegis_control::exchange::gateway`); the message types are the same.
 //!
 //! Rules enforced here:
 //! - An order is `PendingNew` until the exchange answers; fills update positions only when the exchange reports
@@ -24,6 +28,7 @@
 //! Nothing here allocates after construction: the working-order table is preallocated ([`MAX_LIVE_ORDERS`]).
 
 pub mod answer;
+pub mod entry;
 
 use super::{ExecReport, OrderRequest};
 use crate::position::{Position, Positions};
@@ -180,6 +185,13 @@ pub enum Inbound {
     Alert(AlertKind),
     /// The key is unusable (missing, or rejected with -2014/-2015): refuse every order from now on.
     ReadOnly,
+    /// The control plane's REST worker answers a job of the engine thread's order entry ([`entry::RestJob`]).
+    Rest {
+        /// The job, echoed.
+        job: entry::RestJob,
+        /// How it ended.
+        outcome: entry::RestOutcome,
+    },
 }
 
 /// What [`LiveVenue::poll`] asks the engine to do beyond events.
@@ -200,7 +212,22 @@ pub struct LiveLink {
     pub outbound: Sender<Outbound>,
     /// Exchange news in.
     pub inbound: Receiver<Inbound>,
+    /// Order entry on the engine thread ([`LiveLink::attach_entry`]); taken once by the venue. None: orders go
+    /// to the control plane's gateway thread on `outbound` (the old path, kept for the A/B bench).
+    entry: Arc<std::sync::Mutex<Option<entry::EntryConfig>>>,
     id: Arc<()>,
+}
+
+impl LiveLink {
+    /// Orders go out from the engine thread itself over this WebSocket-API connection (see [`entry`]); the
+    /// REST work goes to the worker behind `cfg.rest`.
+    pub fn attach_entry(&self, cfg: entry::EntryConfig) {
+        *self.entry.lock().unwrap_or_else(|e| e.into_inner()) = Some(cfg);
+    }
+
+    fn take_entry(&self) -> Option<entry::EntryConfig> {
+        self.entry.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 impl PartialEq for LiveLink {
@@ -226,6 +253,7 @@ pub fn link() -> (LiveLink, GatewayEnds) {
         LiveLink {
             outbound: otx,
             inbound: irx,
+            entry: Arc::new(std::sync::Mutex::new(None)),
             id: Arc::new(()),
         },
         GatewayEnds {
@@ -254,12 +282,18 @@ pub struct LiveVenue {
     signals: [Option<VenueSignal>; MAX_SIGNALS],
     nsignals: usize,
     refused: u64,
+    entry: Option<Box<entry::OrderEntry>>,
 }
 
 impl LiveVenue {
-    /// A venue for the engine's symbols (index order).
+    /// A venue for the engine's symbols (index order). Order entry runs on the engine thread when the link
+    /// carries an [`entry::EntryConfig`], else orders go to the gateway thread on the link's queue.
     pub fn new(link: LiveLink, symbols: Vec<Symbol>) -> Self {
+        let entry = link
+            .take_entry()
+            .map(|c| Box::new(entry::OrderEntry::new(c)));
         Self {
+            entry,
             link,
             symbols,
             orders: Vec::with_capacity(MAX_LIVE_ORDERS),
@@ -283,6 +317,11 @@ impl LiveVenue {
     /// Orders refused locally while read-only.
     pub fn refused(&self) -> u64 {
         self.refused
+    }
+
+    /// The engine thread's order entry, when it runs here (see [`entry`]).
+    pub fn entry(&self) -> Option<&entry::OrderEntry> {
+        self.entry.as_deref()
     }
 
     fn order_event(w: &Working, ts: u64, status: OrderStatus, code: i32) -> EngineEvent {
@@ -351,6 +390,12 @@ impl LiveVenue {
         }
         // Journal order: the PendingNew event is handed over before the request can reach the exchange.
         out.emit(Self::order_event(&w, ts, OrderStatus::PendingNew, 0));
+        if let Some(e) = self.entry.as_deref_mut() {
+            // Written to the socket now; refusals and answers come back through `poll`.
+            self.orders.push(w);
+            e.place(*req, cid);
+            return OrderStatus::PendingNew;
+        }
         match self.link.outbound.try_send(Outbound::Place {
             req: *req,
             client_id: cid,
@@ -376,6 +421,14 @@ impl LiveVenue {
     /// when the exchange confirms them. Returns how many were requested.
     pub fn cancel_all(&mut self) -> usize {
         let mut n = 0;
+        if let Some(e) = self.entry.as_deref_mut() {
+            for w in &self.orders {
+                if e.cancel(w.req.symbol, w.client_id) {
+                    n += 1;
+                }
+            }
+            return n;
+        }
         for w in &self.orders {
             if self
                 .link
@@ -426,6 +479,19 @@ impl LiveVenue {
         on_exec: &mut impl FnMut(&ExecReport),
     ) -> usize {
         let mut n = 0;
+        if let Some(e) = self.entry.as_deref_mut() {
+            if e.poll(std::time::Instant::now()) {
+                n += 1;
+            }
+        }
+        while let Some(m) = self
+            .entry
+            .as_deref_mut()
+            .and_then(entry::OrderEntry::next_inbound)
+        {
+            n += 1;
+            self.apply(m, positions, out, on_exec);
+        }
         while n < max {
             let Ok(m) = self.link.inbound.try_recv() else {
                 break;
@@ -548,6 +614,11 @@ impl LiveVenue {
             Inbound::Clear(r) => self.signal(VenueSignal::Clear(r)),
             Inbound::Alert(k) => self.signal(VenueSignal::Alert(k)),
             Inbound::ReadOnly => self.read_only = true,
+            Inbound::Rest { job, outcome } => {
+                if let Some(e) = self.entry.as_deref_mut() {
+                    e.on_rest(job, outcome);
+                }
+            }
         }
     }
 
