@@ -26,6 +26,7 @@ pub mod reconcile;
 pub mod rest;
 pub mod resync;
 pub mod startup;
+pub mod trades;
 pub mod user_stream;
 
 use crate::runtime::{EngineStart, EngineThread, RunError, StartContext};
@@ -115,6 +116,19 @@ fn client_and_tls(
         None => None,
     };
     Ok((client, tls))
+}
+
+/// The REST client a command uses to read the exchange of `TRADING_MODE` (the URLs, key and extra CA `aegis run`
+/// would use); `Err` says what to fix. Paper mode has no exchange.
+pub fn command_client(cfg: &aegis_shared::config::Config) -> Result<rest::RestClient, String> {
+    let endpoints = env::Endpoints::for_config(cfg).ok_or_else(|| {
+        "TRADING_MODE=paper has no exchange to compare with: set TRADING_MODE=testnet or live"
+            .to_string()
+    })?;
+    let creds = env::credentials(cfg).map_err(|e| e.to_string())?;
+    client_and_tls(cfg, endpoints, creds)
+        .map(|(c, _)| c)
+        .map_err(|e| e.to_string())
 }
 
 fn run_err(e: impl std::fmt::Display) -> RunError {
