@@ -483,9 +483,11 @@ pub fn reconcile_pnl(env_file: &Path, args: &crate::cli::ReconcileArgs) -> u8 {
     };
     let read = rt.block_on(async {
         use crate::exchange::trades;
-        client.sync_time().await?;
+        client.sync_time().await.map_err(|e| e.to_string())?;
         let to = client.now_ms();
-        let income = trades::income(&client, from, to).await?;
+        let income = trades::fetch_income(&client, from, to)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut syms = symbols.clone();
         syms.extend(income.iter().filter_map(|r| r.symbol));
         let mut ex = super::pnl::ExchangeBooks {
@@ -493,11 +495,14 @@ pub fn reconcile_pnl(env_file: &Path, args: &crate::cli::ReconcileArgs) -> u8 {
             ..Default::default()
         };
         for s in syms {
-            for t in trades::user_trades(&client, s, from, to).await? {
+            for t in trades::fetch_user_trades_between(&client, s, from, to)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 ex.trades.insert((t.symbol, t.id), t);
             }
         }
-        Ok::<_, trades::TradesError>((ex, to))
+        Ok::<_, String>((ex, to))
     });
     let (ex, to) = match read {
         Ok(x) => x,
