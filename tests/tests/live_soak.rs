@@ -1,7 +1,9 @@
 //! The money soak (issue 13, "How we will know", first bullet): the real bot binary in testnet mode against
 //! binance-sim with Postgres, funding every 1.5 s, commissions in BNB, partial fills (of another client's order
-//! and of the bot's own), a SIGTERM restart, a user-stream drop with a fill inside the gap, a `kill -9`, a
-//! liquidation and a kill-switch flatten. Afterwards:
+//! and of the bot's own), a SIGTERM restart, a user-stream drop with a fill inside the gap (recovered from
+//! userTrades), a `kill -9`, rounds of trading on a moving market, a liquidation and a kill-switch flatten.
+//! The entries are manual orders of another client of the account (the strategies do not trade on the
+//! simulator's pinned book in a test's time); the exit is the bot's own. Afterwards:
 //! - the bot's realized PnL, fees (per asset and in USDT) and funding equal the simulator's totals to 10⁻⁸, both
 //!   in its journal and in its live read model;
 //! - `aegis reconcile --pnl`, run as a subprocess, exits 0 and reports nothing;
@@ -212,17 +214,34 @@ fn soak_funding_bnb_fees_partial_fills_restarts_a_stream_drop_and_a_liquidation_
     manual_market(&w, "SELL", "0.002");
     assert_consistent(&w, &bot2, Duration::from_secs(15));
 
-    // The user data stream drops; a fill lands in the gap.
+    // The user data stream drops; a fill lands in the gap (the new listen key is held back 1.5 s, so the
+    // stream cannot be back before the fill): it is recovered from userTrades, exactly once.
+    w.admin(AdminCall::delay(1500, Some(1), Some("/fapi/v1/listenKey")));
     w.admin(AdminCall::ws_drop("user"));
     manual_market(&w, "SELL", "0.002");
     let (pos, _) = assert_consistent(&w, &bot2, Duration::from_secs(20));
     assert_eq!(pos.get("BTCUSDT"), Some(&300_000), "0.003 long");
+    bot2.expect_log(
+        "fill(s) the stream did not deliver recovered from userTrades",
+        Duration::from_secs(10),
+    );
+    w.admin(AdminCall::clear_faults());
 
     // Restart 2: kill -9.
     let mut bot2 = bot2;
     bot2.signal(9);
     assert!(bot2.wait_exit(Duration::from_secs(10)).is_some());
     let bot3 = start_agreed(&w, 3, &env);
+    // Rounds of trading on a moving market while funding keeps settling: each one opens and closes 0.002.
+    for i in 0..4u32 {
+        let up = 60_000 + 40 * i;
+        quote(&w, &format!("{up}.0"), &format!("{up}.1"));
+        manual_market(&w, "BUY", "0.002");
+        quote(&w, &format!("{}.0", up + 25), &format!("{}.1", up + 25));
+        manual_market(&w, "SELL", "0.002");
+        let (pos, _) = assert_consistent(&w, &bot3, Duration::from_secs(15));
+        assert_eq!(pos.get("BTCUSDT"), Some(&300_000), "round {i}");
+    }
 
     // The exchange liquidates the position below entry.
     w.admin(AdminCall::liquidate("alice", "BTCUSDT", Some("59000")));
@@ -340,7 +359,7 @@ fn soak_funding_bnb_fees_partial_fills_restarts_a_stream_drop_and_a_liquidation_
         .filter(|(_, v)| !v.is_zero())
         .collect();
     assert_eq!(fees_asset, sim_assets, "fees per asset vs {t}");
-    assert!(fills.len() >= 9, "every fill booked: {fills:?}");
+    assert!(fills.len() >= 17, "every fill booked: {fills:?}");
 
     // `aegis reconcile --pnl` agrees with everything (and its JSON says so).
     let (code, out, err) = reconcile(&w, &db, false);
