@@ -1,7 +1,7 @@
 //! Command line: `aegis [--env-file PATH] [COMMAND]`; `aegis` alone means `aegis run`.
 //!
 //! Commands: `run`, `preflight`, `keys audit`, `keys rotate`, `halt`, `resume`, `kill`, `incident-report`.
-//! `backtest`, `audit verify`, `export trades`, `db prune`, `fleet status`.
+//! `backtest`, `audit verify`, `export trades`, `db prune`, `fleet status`, `reconcile --pnl`.
 
 use aegis_shared::quote::QuoteUsd;
 use clap::{Args, Parser, Subcommand};
@@ -52,6 +52,24 @@ pub enum Cmd {
     /// The bots sharing this database (one per API key, guide §1.1).
     #[command(subcommand)]
     Fleet(FleetCmd),
+    /// Compare the bot's records with the exchange's: with --pnl, fills, fees, funding and realized PnL
+    /// (journal vs `userTrades` and `income`). Exit 0 equal, 1 any difference, 2 an error.
+    Reconcile(ReconcileArgs),
+}
+
+/// Options of `aegis reconcile`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ReconcileArgs {
+    /// Compare fills, fees, funding and realized PnL (the only comparison so far; required).
+    #[arg(long, required = true)]
+    pub pnl: bool,
+    /// Window start: a UTC date (2026-01-31), RFC 3339 with a zone, epoch ms, or a duration back from now
+    /// (30m, 24h, 7d). Default: the first run in the journal.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Print JSON instead of the report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `aegis fleet ...`.
@@ -324,6 +342,15 @@ mod tests {
                 .command(),
             Cmd::Db(DbCmd::Prune)
         ));
+        let c = Cli::try_parse_from(["aegis", "reconcile", "--pnl", "--since", "24h", "--json"])
+            .unwrap();
+        assert!(
+            matches!(c.command(), Cmd::Reconcile(a) if a.pnl && a.json && a.since.as_deref() == Some("24h"))
+        );
+        assert!(
+            Cli::try_parse_from(["aegis", "reconcile"]).is_err(),
+            "--pnl is required"
+        );
         let c = Cli::try_parse_from(["aegis", "fleet", "status", "--json"]).unwrap();
         assert!(matches!(c.command(), Cmd::Fleet(FleetCmd::Status(a)) if a.json));
     }

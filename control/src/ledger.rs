@@ -5,7 +5,7 @@
 
 use crate::journal::JournalRecord;
 use aegis_shared::event::{
-    BreakerChange, BreakerEvent, BreakerScope, EngineEvent, EngineState, OrderStatus,
+    BreakerChange, BreakerEvent, BreakerScope, EngineEvent, EngineState, OrderEvent, OrderStatus,
     PositionUpdate,
 };
 use aegis_shared::{ClientOrderId, Notional, StrategyMode, Symbol};
@@ -36,6 +36,13 @@ pub struct Ledger {
     pub orders: u64,
     /// Orders seen and not final yet (bounded by the open-order limit).
     pub open_orders: HashSet<ClientOrderId>,
+    /// The last event of each order in `open_orders`: its symbol, mode, exchange id and booked fill, which the
+    /// fill recovery after a gap (`GET /fapi/v1/userTrades`) attributes missed trades by.
+    pub open_order_events: HashMap<ClientOrderId, OrderEvent>,
+    /// Exchange trades booked, by (symbol, trade id): a trade recovered after a gap is booked only if absent.
+    pub trades_seen: HashSet<(Symbol, u64)>,
+    /// Newest journaled trade id per symbol: where the fill recovery on start reads `userTrades` from.
+    pub last_trade_id: BTreeMap<Symbol, u64>,
     /// Number of order events of any status.
     pub order_events: u64,
     /// Number of rejected orders.
@@ -75,8 +82,10 @@ impl Ledger {
             EngineEvent::Order(o) => {
                 self.order_events += 1;
                 let known = if o.status.is_final() {
+                    self.open_order_events.remove(&o.client_id);
                     self.open_orders.remove(&o.client_id)
                 } else {
+                    self.open_order_events.insert(o.client_id, *o);
                     !self.open_orders.insert(o.client_id)
                 };
                 if !known {
@@ -89,6 +98,11 @@ impl Ledger {
             EngineEvent::Fill(f) => {
                 self.fills += 1;
                 self.max_trade_id = self.max_trade_id.max(f.trade_id);
+                if f.trade_id != 0 {
+                    self.trades_seen.insert((f.symbol, f.trade_id));
+                    let last = self.last_trade_id.entry(f.symbol).or_default();
+                    *last = (*last).max(f.trade_id);
+                }
                 self.realized_pnl = self.realized_pnl.saturating_add(f.realized_pnl);
                 self.fees = self.fees.saturating_add(f.quote_fee());
                 let a = self.fees_by_asset.entry(f.fee_asset).or_default();

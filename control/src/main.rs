@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Cmd::Export(ExportCmd::Trades(a)) => db_link::export_trades(f, &a),
         Cmd::Db(DbCmd::Prune) => db_link::db_prune(f),
         Cmd::Fleet(FleetCmd::Status(a)) => db_link::fleet_status(f, &a),
+        Cmd::Reconcile(a) => commands::reconcile_pnl(f, &a),
     };
     ExitCode::from(code)
 }

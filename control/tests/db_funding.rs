@@ -1,5 +1,5 @@
 //! Funding settlements, liquidations and BNB fee values reach Postgres exactly, and a replayed journal adds
-//! nothing (migration V40).
+//! nothing (migration V40); the day's net in `daily_net` has the funding and the BNB fee's quote value (V50).
 
 mod db_support;
 
@@ -44,6 +44,10 @@ async fn funding_liquidations_and_bnb_fee_values_are_stored_once() {
     fill.fee_asset = sym("BNB");
     fill.fee_conv = FeeConversion::convert(fill.fee, Price::parse("612.35").unwrap());
     jw.append(&JournalRecord::Engine(EngineEvent::Fill(fill)))
+        .unwrap();
+    // A fee in the quote asset (no fill_fee_values row) counts as charged.
+    let usdt_fill = db_support::fill(2);
+    jw.append(&JournalRecord::Engine(EngineEvent::Fill(usdt_fill)))
         .unwrap();
     jw.append(&JournalRecord::Engine(EngineEvent::Liquidation(
         LiquidationEvent {
@@ -91,4 +95,31 @@ async fn funding_liquidations_and_bnb_fee_values_are_stored_once() {
     assert_eq!(r.get::<_, String>(4), "-3.00030000");
     // 0.0001 BNB × 612.35 = 0.061235 USDT.
     assert_eq!(r.get::<_, String>(5), "0.06123500");
+
+    // The day's net per (day, symbol, mode): funding and the BNB fee's quote value are in it, exactly once
+    // although 8 settlements were journaled twice.
+    let rows = c
+        .query(
+            "SELECT mode, realized_pnl::text, fees_quote::text, funding::text, net::text, fills \
+             FROM daily_net WHERE symbol = 'BTCUSDT' ORDER BY mode",
+            &[],
+        )
+        .await
+        .unwrap();
+    let d = |r: &tokio_postgres::Row, i: usize| Notional::parse(&r.get::<_, String>(i)).unwrap();
+    assert_eq!(rows.len(), 2);
+    let (scalp, swing) = (&rows[0], &rows[1]);
+    assert_eq!(scalp.get::<_, String>(0), "scalp");
+    assert_eq!(d(scalp, 2), usdt_fill.fee);
+    assert_eq!(d(scalp, 3), Notional::ZERO);
+    assert_eq!(d(scalp, 4), usdt_fill.realized_pnl - usdt_fill.fee);
+    assert_eq!(swing.get::<_, String>(0), "swing");
+    assert_eq!(d(swing, 1), fill.realized_pnl);
+    assert_eq!(d(swing, 2), Notional::parse("0.061235").unwrap());
+    assert_eq!(d(swing, 3), expected_funding);
+    assert_eq!(
+        d(swing, 4),
+        fill.realized_pnl - Notional::parse("0.061235").unwrap() + expected_funding
+    );
+    assert_eq!(swing.get::<_, i64>(5), 1);
 }

@@ -850,3 +850,176 @@ fn fault_order_unknown_past_its_deadline_is_resolved_not_left_pending() {
     );
     eprintln!("unknown past deadline e2e took {:?}", t0.elapsed());
 }
+
+/// A decimal of an answer (string or number) in 10⁻⁸ units.
+fn dec_units(v: &Value) -> i64 {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return i64::MIN,
+    };
+    aegis_shared::Notional::parse(&s)
+        .map(|n| n.units())
+        .unwrap_or(i64::MIN)
+}
+
+/// (trade id, qty, price, fee, realized PnL) of each of `cid`'s trades as the simulator booked them.
+fn sim_trades_of(w: &World, cid: &str) -> Vec<(u64, i64, i64, i64, i64)> {
+    let o = w.signed(
+        reqwest::Method::GET,
+        "/fapi/v1/order",
+        &[("symbol", "BTCUSDT"), ("origClientOrderId", cid)],
+    );
+    let oid = o["orderId"].as_u64().expect("the order is known");
+    let rows = w.signed(
+        reqwest::Method::GET,
+        "/fapi/v1/userTrades",
+        &[("symbol", "BTCUSDT"), ("orderId", &oid.to_string())],
+    );
+    let mut v: Vec<_> = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["id"].as_u64().unwrap_or(0),
+                dec_units(&t["qty"]),
+                dec_units(&t["price"]),
+                dec_units(&t["commission"]),
+                dec_units(&t["realizedPnl"]),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The same for the bot's fills of `cid` (`GET /api/trades`).
+fn bot_trades_of(bot: &Bot, cid: &str) -> Vec<(u64, i64, i64, i64, i64)> {
+    let page = bot.api("/api/trades?limit=200").unwrap_or_default();
+    let mut v: Vec<_> = page["trades"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["client_id"] == cid)
+        .map(|t| {
+            (
+                t["trade_id"].as_u64().unwrap_or(0),
+                dec_units(&t["qty"]),
+                dec_units(&t["price"]),
+                dec_units(&t["fee"]),
+                dec_units(&t["realized_pnl"]),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The bot's fills of `cid` are the simulator's trades of it, one for one: same ids, quantities, prices, fees
+/// and realized PnL to 10⁻⁸ (nothing missing, nothing twice).
+fn assert_fills_are_the_sims(w: &World, bot: &Bot, cid: &str, n: usize) {
+    let want = sim_trades_of(w, cid);
+    assert_eq!(want.len(), n, "the simulator's trades of {cid}: {want:?}");
+    let mut got = Vec::new();
+    let same = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        got = bot_trades_of(bot, cid);
+        got == want
+    });
+    assert!(
+        same,
+        "bot fills {got:?}\n!= sim trades {want:?}\n{}",
+        bot.log()
+    );
+}
+
+/// Issue 13.3 (a) and (c): a resting order of ours fills in two trades while the bot is dead (`kill -9`). The
+/// restart books both from userTrades before it compares positions: fills, fees and realized PnL are the
+/// simulator's, the order closes with its real fill, no position correction is needed; a second restart books
+/// nothing again.
+#[test]
+fn fills_made_while_the_bot_was_killed_are_recovered_once_from_user_trades() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let (w, mut bot, cid) = held_flatten("recover-kill9");
+    bot.signal(9);
+    assert!(bot.wait_exit(Duration::from_secs(5)).is_some());
+    w.admin(AdminCall::fill_order("alice", &cid, Some("0.001")));
+    w.admin(AdminCall::fill_order("alice", &cid, None));
+    assert!(sim_positions(&w).is_empty(), "flat on the exchange");
+    fs::remove_file(w.dir.join("data").join("KILL")).unwrap();
+    let mut bot2 = w.bot(2, &testnet_env());
+    bot2.expect_log("local and exchange state agree", Duration::from_secs(15));
+    let log = bot2.log();
+    assert!(
+        log.contains("2 fill(s) made while the bot was away recovered from userTrades"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("adopting the exchange's size"),
+        "no position correction: {log}"
+    );
+    assert_fills_are_the_sims(&w, &bot2, &cid, 2);
+    assert_eq!(bot_fills(&bot2, &cid), vec![100_000, 200_000]);
+    assert_flat(&w, &bot2, "the recovered fills flattened the journal too");
+    // (c) Restarting again (and once more) recovers nothing twice.
+    for run in [3, 4] {
+        bot2.stop_cleanly(Duration::from_secs(10));
+        bot2 = w.bot(run, &testnet_env());
+        bot2.expect_log(
+            "local and exchange state agree (0 cancelled, 0 adjustments)",
+            Duration::from_secs(15),
+        );
+        let log = bot2.log();
+        assert!(
+            log.contains("0 fill(s) made while the bot was away recovered"),
+            "run {run}: {log}"
+        );
+        assert!(!log.contains("adopting the exchange's size"), "{log}");
+        assert_flat(&w, &bot2, "still flat");
+    }
+    eprintln!("kill -9 fill recovery e2e took {:?}", t0.elapsed());
+}
+
+/// Issue 13.3 (b): the user data stream goes silent while a trade of ours happens and then dies; after the
+/// reconnect the trade is recovered from userTrades (from the journal's newest trade id), once, before the
+/// comparison; the stream's later fills still count once each.
+#[test]
+fn a_fill_during_a_user_stream_gap_is_recovered_once_after_the_reconnect() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let (w, bot, cid) = held_flatten("recover-gap");
+    w.admin(AdminCall::fill_order("alice", &cid, Some("0.001")));
+    assert!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            bot_fills(&bot, &cid) == vec![100_000]
+        }),
+        "the first part arrived by the stream"
+    );
+    w.admin(AdminCall::ws_stall("user", None));
+    w.admin(AdminCall::fill_order("alice", &cid, Some("0.001")));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(bot_fills(&bot, &cid), vec![100_000], "not heard");
+    w.admin(AdminCall::ws_drop("user"));
+    bot.expect_log(
+        "after user data stream reconnect: local and exchange state agree",
+        Duration::from_secs(15),
+    );
+    let log = bot.log();
+    assert!(
+        log.contains("1 fill(s) the stream did not deliver recovered from userTrades"),
+        "{log}"
+    );
+    // The start adopted the manual position; after the reconnect nothing is corrected.
+    let after = &log[log.find("user data stream reconnected").unwrap_or(0)..];
+    assert!(
+        !after.contains("adopting the exchange's size"),
+        "no position correction after the reconnect: {log}"
+    );
+    // The rest by the stream again.
+    w.admin(AdminCall::fill_order("alice", &cid, None));
+    assert_fills_are_the_sims(&w, &bot, &cid, 3);
+    assert_flat(&w, &bot, "all three parts booked once");
+    restart_agrees(&w, bot);
+    eprintln!("stream gap fill recovery e2e took {:?}", t0.elapsed());
+}

@@ -32,6 +32,7 @@ pub mod rest;
 pub mod rest_worker;
 pub mod resync;
 pub mod startup;
+pub mod trades;
 pub mod user_stream;
 
 use crate::runtime::{EngineStart, EngineThread, RunError, StartContext};
@@ -135,6 +136,19 @@ fn client_and_tls(
     Ok((client, tls))
 }
 
+/// The REST client a command uses to read the exchange of `TRADING_MODE` (the URLs, key and extra CA `aegis run`
+/// would use); `Err` says what to fix. Paper mode has no exchange.
+pub fn command_client(cfg: &aegis_shared::config::Config) -> Result<rest::RestClient, String> {
+    let endpoints = env::Endpoints::for_config(cfg).ok_or_else(|| {
+        "TRADING_MODE=paper has no exchange to compare with: set TRADING_MODE=testnet or live"
+            .to_string()
+    })?;
+    let creds = env::credentials(cfg).map_err(|e| e.to_string())?;
+    client_and_tls(cfg, endpoints, creds)
+        .map(|(c, _)| c)
+        .map_err(|e| e.to_string())
+}
+
 fn run_err(e: impl std::fmt::Display) -> RunError {
     RunError::Engine(e.to_string())
 }
@@ -198,6 +212,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     let mut user = None;
     let mut plan = reconcile::Plan::default();
     let mut exch_orders = Vec::new();
+    let mut exch_positions = Vec::new();
     let slot = std::sync::Arc::new(resync::Slot::default());
     let funding_book = std::sync::Arc::new(std::sync::Mutex::new(funding::FundingBook::new(
         ctx.ledger.funding_seen.clone(),
@@ -229,6 +244,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             client.now_ms(),
         );
         exch_orders = orders;
+        exch_positions = positions;
     }
     let mut symbols: Vec<_> = params.symbols.iter().map(|s| s.symbol).collect();
     for s in &plan.position_symbols {
@@ -291,6 +307,17 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             }
         }
     }
+    if !read_only {
+        recover_fills_on_start(
+            &client,
+            &rt,
+            ctx.ledger,
+            &symbols,
+            (&exch_orders, &exch_positions),
+            &funding_book,
+            &mut plan,
+        );
+    }
     for n in &plan.notes {
         tracing::info!("reconcile:   {n}");
     }
@@ -337,6 +364,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
                 live,
                 symbols: symbols.clone(),
                 session_prefix: resync::session_prefix(ctx.session_id),
+                funding: funding_book.clone(),
             })
             .map_err(|source| RunError::Start {
                 what: "the reconciliation thread",
@@ -475,4 +503,70 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             recheck,
         }),
     })
+}
+
+/// Fills made while the bot was away (issue 13.3): the trades since the journal's newest one are read back from
+/// `GET /fapi/v1/userTrades` and put into the start-up plan as fills, before the orders' final states and the
+/// position comparison (see [`trades`]). If they cannot be read, the plan stays as it was: the exchange's
+/// positions are adopted (corrected) and the error is logged.
+fn recover_fills_on_start(
+    client: &rest::RestClient,
+    rt: &tokio::runtime::Handle,
+    ledger: &crate::ledger::Ledger,
+    symbols: &[aegis_shared::Symbol],
+    (orders, positions): (&[serde_json::Value], &[serde_json::Value]),
+    funding_book: &funding::SharedFunding,
+    plan: &mut reconcile::Plan,
+) {
+    let journal = trades::JournalView::of(ledger);
+    let ids = trades::adopted_ids(&plan.engine);
+    let mut syms: Vec<_> = symbols.to_vec();
+    for e in journal.open.values() {
+        if !syms.contains(&e.symbol) {
+            syms.push(e.symbol);
+        }
+    }
+    let from = trades::from_ids(&journal, &syms);
+    let mut by_order: Vec<_> = ids.keys().copied().collect();
+    by_order.extend(
+        journal
+            .open
+            .values()
+            .filter_map(|e| e.exchange_id.map(|x| (e.symbol, x))),
+    );
+    by_order.sort();
+    by_order.dedup();
+    match rt.block_on(trades::recover(client, &from, &by_order, &journal, &ids)) {
+        Ok(mut rec) => {
+            trades::price_fees(&mut rec.updates, funding_book, client, rt);
+            tracing::info!(
+                "recovery:    {} fill(s) made while the bot was away recovered from userTrades (GET /fapi/v1/userTrades from trade ids {from:?})",
+                rec.updates.len()
+            );
+            for u in &rec.updates {
+                tracing::info!(
+                    "recovery:    fill {} {:?} {} @ {} of order {} (trade {})",
+                    u.symbol,
+                    u.side,
+                    u.last_qty,
+                    u.last_price,
+                    u.client_id,
+                    u.trade_id
+                );
+            }
+            let moved = trades::positions_after(&ledger.positions, &rec.delta);
+            let recomputed = reconcile::plan(
+                orders,
+                positions,
+                &ledger.open_orders,
+                &moved,
+                client.now_ms(),
+            );
+            trades::merge_into_plan(plan, &rec, &journal, recomputed);
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            "recovery:    cannot read the fills made while the bot was away; positions are taken from the exchange (corrected), their PnL and fees are not booked"
+        ),
+    }
 }

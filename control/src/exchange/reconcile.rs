@@ -8,14 +8,16 @@
 //!    attributed to the mode holding the symbol's journal position, else [`ADOPT_DEFAULT_MODE`]).
 //! 2. Any other open order (not ours, or ours but not in the journal, e.g. sent just before a crash) →
 //!    **cancel**. Nothing is left working that the bot does not know.
-//! 3. Positions: the exchange's net size per symbol is the truth. For each symbol with a position on either
-//!    side, the journal's modes are set so that they add up to it: a single journal mode keeps it; several modes
-//!    → all flat except the largest, which takes the exchange's size; none → [`ADOPT_DEFAULT_MODE`]. Entry
-//!    price from the exchange; realized PnL and fees stay the journal's.
+//! 3. Positions: the exchange's net size per symbol is the truth. For each symbol whose journal size (moved by
+//!    the fills recovered from `userTrades`, see [`super::trades`]) differs from it, the journal's modes are set
+//!    so that they add up to it: a single journal mode keeps it; several modes → all flat except the largest,
+//!    which takes the exchange's size; none → [`ADOPT_DEFAULT_MODE`]. Entry price from the exchange; realized
+//!    PnL and fees stay the journal's. A symbol that agrees is left alone (no correction).
 //! 4. Orders the journal holds open but the exchange does not list (filled, cancelled or never placed while the
 //!    bot was down, e.g. `kill -9` with an order in flight) → looked up by client id ([`resolve_stale`]) and
-//!    closed in the engine with their real final state (-2013: closed as rejected); the position comes from
-//!    the exchange (rule 3), so nothing is counted twice.
+//!    closed in the engine with their real final state (-2013: closed as rejected), after the trades they made
+//!    meanwhile were recovered from `userTrades` and booked as fills ([`super::trades`]), so the order closes
+//!    with its real filled quantity and the position agrees without rule 3's correction.
 //! 5. The engine starts halted (`ReconcileMismatch`); the halt is lifted only after every cancel succeeded and
 //!    the adoptions were queued, so nothing new opens until local and exchange state agree.
 
@@ -148,12 +150,15 @@ pub fn plan(
             .collect();
         let local: i64 = held.iter().map(|(_, q)| q.units()).sum();
         let keeper = mode_for(sym);
-        if local != want.units() {
-            out.notes.push(format!(
-                "position {sym}: journal {} vs exchange {want}: adopting the exchange's size into mode {keeper}",
-                Qty::from_units(local)
-            ));
+        if local == want.units() {
+            // Agreed (after the fills recovered from userTrades, when the caller moved the journal by them):
+            // each mode keeps its own position, nothing is corrected.
+            continue;
         }
+        out.notes.push(format!(
+            "position {sym}: journal {} vs exchange {want}: adopting the exchange's size into mode {keeper}",
+            Qty::from_units(local)
+        ));
         // Absolute settings (idempotent, so updates that raced with the fetch cannot double count).
         for (m, _) in &held {
             if *m != keeper {

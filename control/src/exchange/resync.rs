@@ -1,7 +1,9 @@
 //! Reconciliation after a reconnect (user data stream or order gateway): while a stream was down, fills,
 //! cancels or foreign orders may have happened that the bot never heard of. So, after every reconnect:
 //!
-//! 1. New entries halt (`ReconcileMismatch`).
+//! 1. New entries halt (`ReconcileMismatch`). The journal's newest trade id per symbol is noted at once (the
+//!    gap began before it), and the trades since are recovered from `GET /fapi/v1/userTrades` and booked as
+//!    fills ([`super::trades`]): each trade once, whether the stream delivers it too or not.
 //! 2. Rounds of: read what the bot believes (the journal-fed ledger: open client ids and positions per mode),
 //!    fetch the exchange's open orders and positions, compare with the start-up policy of [`super::reconcile`]:
 //!    unknown orders are cancelled; orders the bot holds open but the exchange does not list are looked up by
@@ -45,6 +47,19 @@ pub struct Resync {
     pub symbols: Vec<Symbol>,
     /// Client-id prefix of this session's orders (`ag<session>-`).
     pub session_prefix: String,
+    /// Fee pricing shared with the user data stream (recovered BNB fees are valued the same way).
+    pub funding: super::funding::SharedFunding,
+}
+
+/// Per symbol, the first trade id a recovery reads (the journal's newest when the gap began, + 1).
+type FromIds = std::collections::BTreeMap<Symbol, u64>;
+
+/// Merges two requests' starting points: the earlier start per symbol covers both gaps.
+fn merge_from(into: &mut FromIds, more: FromIds) {
+    for (s, f) in more {
+        let e = into.entry(s).or_insert(f);
+        *e = (*e).min(f);
+    }
 }
 
 impl std::fmt::Debug for Resync {
@@ -60,7 +75,7 @@ impl std::fmt::Debug for Resync {
 #[derive(Debug)]
 pub struct Slot {
     /// Set after start-up, with the queue to its thread ([`Slot::install`]).
-    resync: std::sync::OnceLock<(Resync, Sender<String>)>,
+    resync: std::sync::OnceLock<(Resync, Sender<(String, FromIds)>)>,
     /// A reconnect elsewhere asks for a resync.
     pub wanted: std::sync::atomic::AtomicBool,
     /// A key switch asks the user-stream thread to recreate the listenKey under the new key.
@@ -87,21 +102,22 @@ impl Slot {
         if self.resync.get().is_some() {
             return Ok(());
         }
-        let (tx, rx) = crossbeam_channel::unbounded::<String>();
+        let (tx, rx) = crossbeam_channel::unbounded::<(String, FromIds)>();
         let worker = r.clone();
         std::thread::Builder::new()
             .name("aegis-resync".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
+                while let Ok((first, mut from)) = rx.recv() {
                     // Everything asked for meanwhile is covered by this one comparison.
                     let mut why = first;
-                    for more in rx.try_iter() {
+                    for (more, f) in rx.try_iter() {
+                        merge_from(&mut from, f);
                         if !why.contains(more.as_str()) {
                             why.push_str(", ");
                             why.push_str(&more);
                         }
                     }
-                    worker.run(&why);
+                    worker.run_from(&why, from);
                 }
             })?;
         let _ = self.resync.set((r, tx));
@@ -113,9 +129,12 @@ impl Slot {
     pub fn run(&self, why: &str) {
         if let Some((r, tx)) = self.resync.get() {
             let _ = r.inbound.send(Inbound::Halt(HaltReason::ReconcileMismatch));
-            if tx.send(why.to_string()).is_err() {
+            // Noted now, before anything the new connection delivers is journaled.
+            let from = r.from_ids();
+            if let Err(e) = tx.send((why.to_string(), from)) {
                 // The thread is gone (it never panics by design); compare here rather than not at all.
-                r.run(why);
+                let (_, from) = e.into_inner();
+                r.run_from(why, from);
             }
         }
     }
@@ -147,14 +166,66 @@ pub fn session_prefix(session: u64) -> String {
 }
 
 impl Resync {
-    /// Runs the comparison (see the module docs). Returns true when both sides agree and entries may resume.
+    /// Where a recovery of a gap beginning now reads from: the journal's newest trade id + 1 per traded symbol.
+    pub fn from_ids(&self) -> FromIds {
+        let v = self.live.view();
+        self.symbols
+            .iter()
+            .filter_map(|s| v.ledger.last_trade_id.get(s).map(|l| (*s, l + 1)))
+            .collect()
+    }
+
+    /// Runs the comparison for a gap beginning now (see the module docs). Returns true when both sides agree
+    /// and entries may resume.
     pub fn run(&self, why: &str) -> bool {
+        self.run_from(why, self.from_ids())
+    }
+
+    /// Recovers the fills since `from`, books them, then compares. A recovery that fails is logged; the
+    /// comparison's position correction then still brings the sizes in line.
+    fn recover(&self, why: &str, from: &FromIds) {
+        let journal = super::trades::JournalView::of(&self.live.view().ledger);
+        let by_order: Vec<(Symbol, u64)> = journal
+            .open
+            .values()
+            .filter_map(|e| e.exchange_id.map(|x| (e.symbol, x)))
+            .collect();
+        let ids = std::collections::HashMap::new();
+        match self.rt.block_on(super::trades::recover(
+            &self.client,
+            from,
+            &by_order,
+            &journal,
+            &ids,
+        )) {
+            Ok(mut rec) => {
+                super::trades::price_fees(&mut rec.updates, &self.funding, &self.client, &self.rt);
+                if !rec.updates.is_empty() {
+                    tracing::warn!(
+                        "recovery:    after {why}: {} fill(s) the stream did not deliver recovered from userTrades",
+                        rec.updates.len()
+                    );
+                }
+                for u in rec.updates {
+                    let _ = self.inbound.send(Inbound::Update(u));
+                }
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "recovery:    after {why}: cannot read the fills made during the gap; positions will be corrected from the exchange"
+            ),
+        }
+    }
+
+    /// [`Resync::run`] for a gap that began when the journal's newest trade ids were `from`.
+    pub fn run_from(&self, why: &str, from: FromIds) -> bool {
         let _ = self
             .inbound
             .send(Inbound::Halt(HaltReason::ReconcileMismatch));
         tracing::warn!(
             "reconcile:   {why}: new entries halted until local and exchange state agree"
         );
+        self.recover(why, &from);
         let mut seen_mismatch = Vec::new();
         for round in 0..ROUNDS {
             // Let events already produced reach the journal-fed ledger before reading it.

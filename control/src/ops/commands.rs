@@ -420,3 +420,107 @@ pub fn incident_report(env_file: &Path, a: &IncidentArgs) -> u8 {
     );
     0
 }
+
+/// `aegis reconcile --pnl [--since T] [--json]`: the journal's fills and funding against the exchange's
+/// `userTrades` and `income` ([`super::pnl`]). 0 equal, 1 a difference, 2 an error (with what to do).
+pub fn reconcile_pnl(env_file: &Path, args: &crate::cli::ReconcileArgs) -> u8 {
+    let (_env, cfg) = match load(env_file) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let now = crate::journal::now_ms();
+    let since = match args
+        .since
+        .as_deref()
+        .map(|s| super::pnl::parse_since(s, now))
+    {
+        Some(Err(e)) => {
+            eprintln!("aegis: {e}");
+            return 2;
+        }
+        Some(Ok(ms)) => Some(ms),
+        None => None,
+    };
+    let jdir = crate::journal::dir_in(&cfg.data_dir);
+    let bot = match super::pnl::bot_books(&jdir, since.unwrap_or(0)) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "aegis: cannot read the bot's records: {e} (is DATA_DIR the bot's data directory?)"
+            );
+            return 2;
+        }
+    };
+    let from = since.or(bot.first_ms).unwrap_or(now);
+    let client = match crate::exchange::command_client(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("aegis: {e}");
+            return 2;
+        }
+    };
+    if client.credentials().is_none() {
+        eprintln!(
+            "aegis: no API key for TRADING_MODE={}: set {} and its secret (a read-only key is enough)",
+            cfg.trading_mode,
+            if cfg.trading_mode == aegis_shared::TradingMode::Live {
+                "BINANCE_API_KEY"
+            } else {
+                "BINANCE_TESTNET_API_KEY"
+            }
+        );
+        return 2;
+    }
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(_) => return 2,
+    };
+    let symbols = {
+        let mut s: std::collections::BTreeSet<_> = cfg.symbols.iter().copied().collect();
+        s.extend(bot.trades.keys().map(|k| k.0));
+        s.extend(bot.funding.keys().map(|k| k.0));
+        s
+    };
+    let read = rt.block_on(async {
+        use crate::exchange::trades;
+        client.sync_time().await.map_err(|e| e.to_string())?;
+        let to = client.now_ms();
+        let income = trades::fetch_income(&client, from, to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut syms = symbols.clone();
+        syms.extend(income.iter().filter_map(|r| r.symbol));
+        let mut ex = super::pnl::ExchangeBooks {
+            income,
+            ..Default::default()
+        };
+        for s in syms {
+            for t in trades::fetch_user_trades_between(&client, s, from, to)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                ex.trades.insert((t.symbol, t.id), t);
+            }
+        }
+        Ok::<_, String>((ex, to))
+    });
+    let (ex, to) = match read {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!(
+                "aegis: cannot read the exchange's records ({} {}): {e}; check the network and the key \
+                 (`aegis keys audit`), then run this again",
+                client.endpoints.name, client.endpoints.fapi
+            );
+            return 2;
+        }
+    };
+    let syms: Vec<_> = symbols.into_iter().collect();
+    let r = super::pnl::compare(&bot, &ex, &syms, from, to);
+    print_report(
+        args.json,
+        || super::pnl::render_json(&r),
+        || super::pnl::render_text(&r),
+    );
+    u8::from(r.has_difference())
+}

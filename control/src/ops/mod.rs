@@ -9,6 +9,7 @@
 //! - [`admin`]: the local admin token and the endpoints it guards, and the pinned-TLS client that `aegis halt`,
 //!   `aegis resume` and `aegis kill` use.
 //! - [`incident`]: `aegis incident-report`.
+//! - [`pnl`]: `aegis reconcile --pnl`, the bot's fills, fees, funding and PnL against the exchange's books.
 //! - [`watch`]: alert triggers fed by the pump (engine events, error rate, unusual activity), the heartbeat
 //!   watcher and the database-health forwarder.
 //!
@@ -21,6 +22,7 @@ pub mod incident;
 pub mod keycmd;
 pub mod keyreload;
 pub mod keys;
+pub mod pnl;
 pub mod preflight;
 pub mod probe;
 pub mod watch;

@@ -499,8 +499,9 @@ impl Exchange {
             side: order.side,
             price,
             qty,
-            commission,
-            commission_asset: "USDT".into(),
+            // What the stream said: in the BNB mode the commission is BNB (userTrades and income as on Binance).
+            commission: fee_amt,
+            commission_asset: fee_asset.into(),
             realized,
             maker,
             time: now,

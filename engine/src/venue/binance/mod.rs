@@ -25,7 +25,13 @@
 //!   and silently (no request, no journal spam, no retry loop); exits included, since the exchange would refuse
 //!   them too.
 //!
-//! Nothing here allocates after construction: the working-order table is preallocated ([`MAX_LIVE_ORDERS`]).
+//! - Exactly once per exchange trade: the same trade may come from the user data stream and from the recovery
+//!   of `GET /fapi/v1/userTrades` after a gap (restart, stream reconnect), in either order. A fill is booked only
+//!   for a (symbol, trade id) not among the last [`TRADE_RING`] booked ones; as a second line, a fill that would
+//!   take an order's booked quantity above the cumulative quantity the exchange reported with it is dropped.
+//!
+//! Nothing here allocates after construction: the working-order table is preallocated ([`MAX_LIVE_ORDERS`]),
+//! the ring of recent trade ids is a fixed array.
 
 pub mod answer;
 pub mod entry;
@@ -53,6 +59,10 @@ pub const REJECT_KEY: i32 = -2015;
 pub const REJECT_FULL: i32 = -2010;
 /// Most halt/alert signals buffered between two engine polls.
 const MAX_SIGNALS: usize = 32;
+/// Recent (symbol, trade id) pairs remembered to book each exchange trade once. A recovery after a gap replays
+/// at most the trades since the gap, and the control plane filters those against the journal first, so the
+/// ring only has to cover the trades still in flight between the two (far fewer than this).
+pub const TRADE_RING: usize = 1024;
 
 /// Engine → gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +293,10 @@ pub struct LiveVenue {
     nsignals: usize,
     refused: u64,
     entry: Option<Box<entry::OrderEntry>>,
+    /// Recently booked trades as (symbol index, trade id); 0 = free slot (Binance trade ids start at 1).
+    trades: Box<[(u32, u64); TRADE_RING]>,
+    /// Next slot of `trades` to overwrite.
+    trades_at: usize,
 }
 
 impl LiveVenue {
@@ -301,7 +315,24 @@ impl LiveVenue {
             signals: [None; MAX_SIGNALS],
             nsignals: 0,
             refused: 0,
+            trades: Box::new([(0, 0); TRADE_RING]),
+            trades_at: 0,
         }
+    }
+
+    /// Remembers trade `id` of symbol `sym`; false when it was booked already (a trade id 0 is unknown, e.g.
+    /// a status learned by query, and never a duplicate).
+    fn first_booking(&mut self, sym: usize, id: u64) -> bool {
+        if id == 0 {
+            return true;
+        }
+        let key = (sym as u32, id);
+        if self.trades.contains(&key) {
+            return false;
+        }
+        self.trades[self.trades_at] = key;
+        self.trades_at = (self.trades_at + 1) % TRADE_RING;
+        true
     }
 
     /// Orders working or awaiting an answer.
@@ -642,11 +673,14 @@ impl LiveVenue {
                 let mut w = self.orders[i];
                 w.exchange_id = Some(u.exchange_id);
                 if u.last_qty.units() > 0 {
-                    // A repeated update (same cumulative quantity) must not count twice.
-                    if u.cum_qty <= w.filled {
+                    // Booked once per trade id; and never more than the exchange says the order has filled
+                    // (a repeat whose id left the ring, or an update without a trade id seen twice). `filled`
+                    // adds what was booked, so a recovered trade older than one the stream already delivered
+                    // still fits under the (recovery's) cumulative quantity.
+                    if w.filled + u.last_qty > u.cum_qty || !self.first_booking(sym, u.trade_id) {
                         return;
                     }
-                    w.filled = u.cum_qty;
+                    w.filled += u.last_qty;
                     let qfee = u.fee_conv.quote_fee(u.fee);
                     if u.fee_conv == FeeConversion::Unconvertible {
                         self.signal(VenueSignal::Alert(AlertKind::FeeUnconverted));
@@ -697,7 +731,7 @@ impl LiveVenue {
                 }
             }
             None => {
-                if u.last_qty.units() <= 0 {
+                if u.last_qty.units() <= 0 || !self.first_booking(sym, u.trade_id) {
                     return;
                 }
                 // Not ours (liquidation, ADL, a manual order) or already forgotten: the position still moved.
@@ -952,7 +986,10 @@ mod tests {
         );
         g.inbound.send(Inbound::Update(u)).unwrap();
         g.inbound.send(Inbound::Update(u)).unwrap();
-        let u2 = update("ag1-1", OrderStatus::Filled, "0.006", "0.01", Side::Buy);
+        let u2 = OrderUpdate {
+            trade_id: 10,
+            ..update("ag1-1", OrderStatus::Filled, "0.006", "0.01", Side::Buy)
+        };
         g.inbound.send(Inbound::Update(u2)).unwrap();
         v.poll(16, &mut pos, &mut ev, &mut |r| rep.push(*r));
         assert_eq!(
@@ -1005,6 +1042,98 @@ mod tests {
         assert!(ev.is_empty(), "read-only refusals are silent");
         assert_eq!(finals, 1);
         assert!(g.outbound.try_recv().is_err(), "nothing sent");
+    }
+
+    /// Recovery after a gap replays trades by id, possibly older than one the stream already delivered, and the
+    /// stream may deliver a recovered one again: each trade id is booked once, whatever the order of arrival, for
+    /// our orders and foreign ones alike; without a ring hit the cumulative quantity still stops an overfill.
+    #[test]
+    fn a_trade_is_booked_once_by_id_in_any_order_of_stream_and_recovery() {
+        let (l, g) = link();
+        let mut v = LiveVenue::new(l, vec![sym()]);
+        let mut pos = Positions::new(1);
+        let mut ev: Vec<EngineEvent> = Vec::new();
+        let cid = ClientOrderId::new("ag1-1").unwrap();
+        v.submit(&req(Side::Buy, "0.01"), cid, 1, &mut ev, &mut |_| {});
+        let trade = |id: u64, last: &str, cum: &str, st: OrderStatus| OrderUpdate {
+            trade_id: id,
+            ..update("ag1-1", st, last, cum, Side::Buy)
+        };
+        let part = OrderStatus::PartiallyFilled;
+        // The stream delivers trade 12 (cum 0.004 of which 0.003 is trade 11, missed in the gap).
+        g.inbound
+            .send(Inbound::Update(trade(12, "0.001", "0.004", part)))
+            .unwrap();
+        // Recovery: trades 11 and 12 under the order's cumulative quantity known to the recovery.
+        g.inbound
+            .send(Inbound::Update(trade(11, "0.003", "0.004", part)))
+            .unwrap();
+        g.inbound
+            .send(Inbound::Update(trade(12, "0.001", "0.004", part)))
+            .unwrap();
+        // The stream goes on with 13, then (a replay) 11 again.
+        g.inbound
+            .send(Inbound::Update(trade(
+                13,
+                "0.006",
+                "0.01",
+                OrderStatus::Filled,
+            )))
+            .unwrap();
+        v.poll(16, &mut pos, &mut ev, &mut |_| {});
+        let ids: Vec<u64> = ev
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Fill(f) => Some(f.trade_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, [12, 11, 13]);
+        assert_eq!(
+            pos.get(0, StrategyMode::Scalp).qty(),
+            Qty::parse("0.01").unwrap()
+        );
+        assert_eq!(v.open_orders(), 0);
+        // A foreign trade replayed by recovery is booked once too.
+        ev.clear();
+        let foreign = OrderUpdate {
+            trade_id: 20,
+            ..update(
+                "manual-1",
+                OrderStatus::Filled,
+                "0.002",
+                "0.002",
+                Side::Sell,
+            )
+        };
+        for _ in 0..2 {
+            v.apply(Inbound::Update(foreign), &mut pos, &mut ev, &mut |_| {});
+        }
+        let n = ev
+            .iter()
+            .filter(|e| matches!(e, EngineEvent::Fill(_)))
+            .count();
+        assert_eq!(n, 1);
+        assert_eq!(
+            pos.get(0, StrategyMode::Scalp).qty(),
+            Qty::parse("0.008").unwrap()
+        );
+        // Second line: without a trade id a repeat is caught by the cumulative quantity.
+        let cid2 = ClientOrderId::new("ag1-2").unwrap();
+        v.submit(&req(Side::Buy, "0.01"), cid2, 1, &mut ev, &mut |_| {});
+        ev.clear();
+        let no_id = OrderUpdate {
+            trade_id: 0,
+            ..update("ag1-2", part, "0.004", "0.004", Side::Buy)
+        };
+        for _ in 0..2 {
+            v.apply(Inbound::Update(no_id), &mut pos, &mut ev, &mut |_| {});
+        }
+        let n = ev
+            .iter()
+            .filter(|e| matches!(e, EngineEvent::Fill(_)))
+            .count();
+        assert_eq!(n, 1);
     }
 
     /// A live venue on [`sym`] whose modes hold these longs, bought at 60,000 (the gateway ends keep its queues open).
@@ -1125,6 +1254,7 @@ mod tests {
         );
         u.fee_asset = Symbol::new("BNB").unwrap();
         u.fee_conv = FeeConversion::Unconvertible;
+        u.trade_id = 10;
         v.apply(Inbound::Update(u), &mut pos, &mut ev, &mut |_| {});
         assert_eq!(pos.get(0, ADOPT_DEFAULT_MODE).fees(), Notional::ZERO);
         let mut sig = Vec::new();
