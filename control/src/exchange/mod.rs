@@ -280,7 +280,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         recover_fills_on_start(
             &client,
             &rt,
-            &ctx.ledger,
+            ctx.ledger,
             &symbols,
             (&exch_orders, &exch_positions),
             &funding_book,
