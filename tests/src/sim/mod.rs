@@ -12,10 +12,12 @@
 //!   [`ws_api`]: the WebSocket API; [`server`]: the listener and the market ticker; [`client`]: the admin client;
 //!   [`probe`]: the tick → order latency probe of the benchmarks.
 //! - [`trades`]: the account's executions and income (`userTrades`, `income`).
+//! - [`algo`]: conditional orders through the Algo Order API (`/fapi/v1/algoOrder`, `ALGO_UPDATE`).
 
 pub mod account;
 pub mod account_modes;
 pub mod admin;
+pub mod algo;
 pub mod auth;
 pub mod candles;
 pub mod client;
