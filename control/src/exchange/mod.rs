@@ -7,13 +7,15 @@
 //! - [`resync`]: the same comparison after every reconnect of the user data stream or the order gateway;
 //!   new entries halt until both sides agree.
 //! - [`user_stream`]: listenKey life cycle and `ORDER_TRADE_UPDATE`s.
+//! - [`stops`]: the protective reduce-only stop resting on Binance for every open position (Algo Order API).
 //! - [`gateway`]: the order gateway thread (interim; WebSocket API with REST fallback).
 //! - [`paper_market`]: paper fills on Binance's public market data (`FEED=binance`), and the market-data feed
 //!   set-up that testnet/live share with it.
 //!
 //! [`start_live`] wires them: clock → key proof (+ restrictions in live) → user data stream → reconciliation
 //! snapshot → exchangeInfo → leverage of every SYMBOLS entry (`POST /fapi/v1/leverage`) → reconciliation
-//! actions → gateway → engine (live venue, WebSocket market data: `@bookTicker` and `@aggTrade`, the streams the
+//! actions (with the open algo orders: adopt our stops, cancel strays) → gateway → engine → protective-stop
+//! manager (live venue, WebSocket market data: `@bookTicker` and `@aggTrade`, the streams the
 //! strategies read; no `@depth`, which nothing reads) → periodic key re-check. Without an API key it starts
 //! read-only: market data and dashboard, no orders.
 
@@ -26,6 +28,7 @@ pub mod reconcile;
 pub mod rest;
 pub mod resync;
 pub mod startup;
+pub mod stops;
 pub mod user_stream;
 
 use crate::runtime::{EngineStart, EngineThread, RunError, StartContext};
@@ -44,6 +47,7 @@ struct LiveThreads {
     gateway: Option<gateway::Gateway>,
     user: Option<user_stream::UserStream>,
     recheck: Option<tokio::task::JoinHandle<()>>,
+    stops: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl EngineThread for LiveThreads {
@@ -62,6 +66,10 @@ impl EngineThread for LiveThreads {
         }
         if let Some(r) = s.recheck {
             r.abort();
+        }
+        // The stops stay on the exchange: they protect the positions while the bot is down.
+        if let Some(t) = s.stops {
+            t.abort();
         }
     }
 }
@@ -180,6 +188,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     let mut user = None;
     let mut plan = reconcile::Plan::default();
     let mut exch_orders = Vec::new();
+    let mut exch_positions = Vec::new();
     let slot = std::sync::Arc::new(resync::Slot::default());
     let funding_book = std::sync::Arc::new(std::sync::Mutex::new(funding::FundingBook::new(
         ctx.ledger.funding_seen.clone(),
@@ -211,6 +220,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             client.now_ms(),
         );
         exch_orders = orders;
+        exch_positions = positions;
     }
     let mut symbols: Vec<_> = params.symbols.iter().map(|s| s.symbol).collect();
     for s in &plan.position_symbols {
@@ -282,6 +292,16 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             Err(e) => {
                 all_cancelled = false;
                 tracing::error!(client_id = %c.client_id, error = %e, "reconcile: could not cancel an unknown order; new entries stay halted");
+            }
+        }
+    }
+    let mut adopted_stops = std::collections::BTreeMap::new();
+    if !read_only {
+        match rt.block_on(reconcile_algo(&client, &exch_positions)) {
+            Ok(a) => adopted_stops = a,
+            Err(e) => {
+                all_cancelled = false;
+                tracing::error!(error = %e, "reconcile: could not read or cancel the open algo orders; new entries stay halted");
             }
         }
     }
@@ -396,7 +416,27 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         None
     };
 
+    let ticks: HashMap<_, _> = params
+        .symbols
+        .iter()
+        .map(|s| (s.symbol, s.filters.tick_size))
+        .collect();
     let h = aegis_engine::spawn(params, feed).map_err(|e| RunError::Engine(e.to_string()))?;
+    // After the engine: the ledger it feeds is where the manager reads the positions.
+    let stops = match (&ctx.live, read_only) {
+        (Some(live), false) => {
+            let m = stops::Manager::new(
+                client.clone(),
+                live.clone(),
+                ends.inbound.clone(),
+                cfg.exchange.stop_loss,
+                ticks,
+                adopted_stops,
+            );
+            Some(rt.spawn(m.run()))
+        }
+        _ => None,
+    };
     let pinned = crate::runtime::pin_result(h.pinned, "");
     Ok(EngineStart {
         link: crate::pump::EngineLink {
@@ -410,6 +450,33 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             gateway,
             user,
             recheck,
+            stops,
         }),
     })
+}
+
+/// Start-up rule 6 of [`reconcile`]: reads the open algo orders, cancels the strays and returns the stops
+/// the manager takes over. An error leaves entries halted (a stray could trigger against a position).
+async fn reconcile_algo(
+    client: &rest::RestClient,
+    positions: &[serde_json::Value],
+) -> Result<std::collections::BTreeMap<aegis_shared::Symbol, stops::Resting>, rest::RestError> {
+    let open = client.open_algo_orders().await?;
+    let seen: Vec<_> = open
+        .iter()
+        .filter_map(reconcile::AlgoOrderSeen::parse)
+        .collect();
+    let net = reconcile::net_from_position_risk(positions);
+    let plan = reconcile::algo_plan(&seen, &net, &[]);
+    for (s, r) in &plan.adopt {
+        tracing::info!(symbol = %s, client_algo_id = %r.client_algo_id, "reconcile:   adopt protective stop");
+    }
+    for o in &plan.cancel {
+        tracing::info!(symbol = %o.symbol, client_algo_id = %o.client_algo_id, "reconcile:   cancel algo order (stray: no position, wrong side, a second stop or not ours)");
+        match client.cancel_algo(&o.client_algo_id).await {
+            Ok(_) | Err(rest::RestError::Api { code: -2011, .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(plan.adopt)
 }
