@@ -1229,6 +1229,24 @@ mod tests {
     }
 
     #[test]
+    fn exchange_stop_loss_defaults_to_three_percent_and_is_range_checked() {
+        assert_eq!(
+            cfg(&[]).unwrap().exchange.stop_loss,
+            Rate::parse("0.03").unwrap()
+        );
+        for ok in ["0.001", "0.025", "0.5"] {
+            let c = cfg(&[("EXCHANGE_STOP_LOSS", ok)]).unwrap();
+            assert_eq!(c.exchange.stop_loss, Rate::parse(ok).unwrap(), "{ok}");
+        }
+        for bad in ["0", "0.0009", "0.51", "-0.03", "3%", "1"] {
+            let e = cfg(&[("EXCHANGE_STOP_LOSS", bad)]).unwrap_err();
+            assert_eq!(e.key, "EXCHANGE_STOP_LOSS");
+            assert_eq!(e.value.as_deref(), Some(bad));
+            assert!(e.fix.contains("0.001 to 0.5"), "{e}");
+        }
+    }
+
+    #[test]
     fn live_and_testnet_need_their_own_keys() {
         // No key at all: read-only mode (market data and dashboard, no orders).
         let c = cfg(&[("TRADING_MODE", "live")]).unwrap();

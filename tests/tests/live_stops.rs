@@ -31,7 +31,8 @@ fn price(v: &Value) -> Price {
 /// out independently of the bot's code: `entry − ⌈entry × f⌉`, down to the tick.
 fn long_trigger(entry: Price, f: &str) -> Price {
     let f = Rate::parse(f).unwrap();
-    let off = ((entry.units() as i128 * f.units() as i128 + SCALE as i128 - 1) / SCALE as i128) as i64;
+    let off =
+        ((entry.units() as i128 * f.units() as i128 + SCALE as i128 - 1) / SCALE as i128) as i64;
     let tick = Price::parse("0.1").unwrap().units();
     Price::from_units((entry.units() - off).div_euclid(tick) * tick)
 }
@@ -62,7 +63,10 @@ fn wait_stop(w: &World, bot: &Bot, side: &str, q: &str, limit: Duration) -> Valu
     );
     let s = last.remove(0);
     assert!(
-        s["clientAlgoId"].as_str().unwrap().starts_with("aegsl-BTCUSDT-"),
+        s["clientAlgoId"]
+            .as_str()
+            .unwrap()
+            .starts_with("aegsl-BTCUSDT-"),
         "{s}"
     );
     assert_eq!(s["orderType"], "STOP_MARKET");
@@ -87,7 +91,9 @@ fn manual_sell(w: &World, qty: &str) {
 
 /// A market far below the stops: the mark (the mid) falls through every trigger above 58000.
 fn crash_to_58000(w: &World) {
-    w.admin(AdminCall::set_quote("BTCUSDT", "57999.9", "5", "58000", "5"));
+    w.admin(AdminCall::set_quote(
+        "BTCUSDT", "57999.9", "5", "58000", "5",
+    ));
 }
 
 #[test]
@@ -128,33 +134,58 @@ fn sim_algo_order_api_and_conditional_types_refused_on_the_order_endpoint() {
     let a = stop("t-1", "58500");
     assert_eq!(a["algoStatus"], "NEW", "{a}");
     assert!(a["algoId"].as_u64().is_some(), "{a}");
-    assert_eq!(stop("t-1", "58400")["code"], -4116, "duplicate clientAlgoId");
+    assert_eq!(
+        stop("t-1", "58400")["code"],
+        -4116,
+        "duplicate clientAlgoId"
+    );
     assert_eq!(stop("t-2", "61000")["code"], -2021, "would trigger at once");
     stop("t-3", "58100");
     let open = w.signed(Method::GET, "/fapi/v1/openAlgoOrders", &[]);
     assert_eq!(open.as_array().map(Vec::len), Some(2), "{open}");
-    let q = w.signed(Method::GET, "/fapi/v1/algoOrder", &[("clientAlgoId", "t-1")]);
+    let q = w.signed(
+        Method::GET,
+        "/fapi/v1/algoOrder",
+        &[("clientAlgoId", "t-1")],
+    );
     assert_eq!(q["triggerPrice"], a["triggerPrice"], "{q}");
-    let c = w.signed(Method::DELETE, "/fapi/v1/algoOrder", &[("clientAlgoId", "t-3")]);
+    let c = w.signed(
+        Method::DELETE,
+        "/fapi/v1/algoOrder",
+        &[("clientAlgoId", "t-3")],
+    );
     assert_eq!(c["clientAlgoId"], "t-3", "{c}");
-    let c = w.signed(Method::DELETE, "/fapi/v1/algoOrder", &[("clientAlgoId", "t-3")]);
+    let c = w.signed(
+        Method::DELETE,
+        "/fapi/v1/algoOrder",
+        &[("clientAlgoId", "t-3")],
+    );
     assert_eq!(c["code"], -2011, "{c}");
     // The mark falls through 58500: the stop triggers into a reduce-only market sell named after it.
     crash_to_58000(&w);
-    let q = w.signed(Method::GET, "/fapi/v1/algoOrder", &[("clientAlgoId", "t-1")]);
+    let q = w.signed(
+        Method::GET,
+        "/fapi/v1/algoOrder",
+        &[("clientAlgoId", "t-1")],
+    );
     assert_eq!(q["algoStatus"], "FINISHED", "{q}");
     assert!(sim_positions(&w).is_empty());
     let trades = w.signed(Method::GET, "/fapi/v1/userTrades", &[("symbol", "BTCUSDT")]);
     let oid = q["actualOrderId"].as_str().unwrap();
     assert!(
-        trades
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["orderId"].to_string() == oid && t["side"] == "SELL"),
+        trades.as_array().unwrap().iter().any(|t| t["orderId"]
+            .as_u64()
+            .map(|i| i.to_string())
+            .as_deref()
+            == Some(oid)
+            && t["side"] == "SELL"),
         "{trades}"
     );
-    let all = w.signed(Method::GET, "/fapi/v1/allAlgoOrders", &[("symbol", "BTCUSDT")]);
+    let all = w.signed(
+        Method::GET,
+        "/fapi/v1/allAlgoOrders",
+        &[("symbol", "BTCUSDT")],
+    );
     let statuses: Vec<&str> = all
         .as_array()
         .unwrap()
@@ -162,7 +193,11 @@ fn sim_algo_order_api_and_conditional_types_refused_on_the_order_endpoint() {
         .map(|o| o["algoStatus"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["FINISHED", "CANCELED"], "{all}");
-    let d = w.signed(Method::DELETE, "/fapi/v1/algoOpenOrders", &[("symbol", "BTCUSDT")]);
+    let d = w.signed(
+        Method::DELETE,
+        "/fapi/v1/algoOpenOrders",
+        &[("symbol", "BTCUSDT")],
+    );
     assert_eq!(d["code"], 200, "{d}");
 }
 
@@ -219,7 +254,9 @@ fn live_stop_rests_on_the_exchange_moves_with_the_position_and_its_trigger_is_bo
     std::thread::sleep(Duration::from_secs(2));
     assert!(sim_algo_open(&w).is_empty());
     // A new position, closed by hand: its stop is cancelled.
-    w.admin(AdminCall::set_quote("BTCUSDT", "59999.9", "5", "60000", "5"));
+    w.admin(AdminCall::set_quote(
+        "BTCUSDT", "59999.9", "5", "60000", "5",
+    ));
     nudge(&w);
     manual_buy(&w, "0.002");
     wait_stop(&w, &bot, "SELL", "0.002", Duration::from_secs(15));
@@ -304,7 +341,10 @@ fn live_start_adopts_our_stop_cancels_strays_and_the_kill_switch_removes_algo_or
     let mut bot = start_agreed(&w, 1, &testnet_env());
     bot.expect_log("adopt protective stop", Duration::from_secs(5));
     let s = wait_stop(&w, &bot, "SELL", "0.003", Duration::from_secs(15));
-    assert_eq!(s["clientAlgoId"], "aegsl-BTCUSDT-1", "adopted, not replaced");
+    assert_eq!(
+        s["clientAlgoId"], "aegsl-BTCUSDT-1",
+        "adopted, not replaced"
+    );
     let book = w.admin(AdminCall::algo_orders("alice"));
     for id in ["aegsl-BTCUSDT-2", "manual-stop"] {
         let o = book

@@ -535,8 +535,10 @@ mod tests {
     }
 
     fn algo(sym: &str, id: &str, side: &str, ty: &str, ro: bool) -> AlgoOrderSeen {
-        AlgoOrderSeen::parse(&serde_json::json!({"symbol": sym, "clientAlgoId": id, "side": side,
-            "orderType": ty, "reduceOnly": ro, "quantity": "0.010", "triggerPrice": "58200.00"}))
+        AlgoOrderSeen::parse(
+            &serde_json::json!({"symbol": sym, "clientAlgoId": id, "side": side,
+            "orderType": ty, "reduceOnly": ro, "quantity": "0.010", "triggerPrice": "58200.00"}),
+        )
         .unwrap()
     }
 
@@ -569,7 +571,12 @@ mod tests {
             .collect();
         assert_eq!(
             cancelled,
-            ["aegsl-BTCUSDT-2", "aegsl-ETHUSDT-3", "manual-1", "aegsl-BTCUSDT-4"]
+            [
+                "aegsl-BTCUSDT-2",
+                "aegsl-ETHUSDT-3",
+                "manual-1",
+                "aegsl-BTCUSDT-4"
+            ]
         );
         // A stop the manager already tracks is kept, and covers its symbol.
         let plan = algo_plan(&open[..2], &net, &["aegsl-BTCUSDT-2".to_string()]);

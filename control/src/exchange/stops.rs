@@ -108,7 +108,10 @@ pub fn net_positions(
         if net == 0 {
             continue;
         }
-        let side: Vec<&(i64, i64)> = l.iter().filter(|(q, _)| q.signum() == net.signum()).collect();
+        let side: Vec<&(i64, i64)> = l
+            .iter()
+            .filter(|(q, _)| q.signum() == net.signum())
+            .collect();
         let qsum: i128 = side.iter().map(|(q, _)| q.unsigned_abs() as i128).sum();
         let wsum: i128 = side
             .iter()
@@ -463,8 +466,12 @@ impl Manager {
         symbols.dedup();
         for s in symbols {
             match self.client.cancel_all_algo(s.as_str()).await {
-                Ok(_) => tracing::warn!(symbol = %s, "kill switch: algo orders cancelled (DELETE /fapi/v1/algoOpenOrders)"),
-                Err(e) => tracing::error!(symbol = %s, "kill switch: cancelling the algo orders failed: {e}"),
+                Ok(_) => {
+                    tracing::warn!(symbol = %s, "kill switch: algo orders cancelled (DELETE /fapi/v1/algoOpenOrders)")
+                }
+                Err(e) => {
+                    tracing::error!(symbol = %s, "kill switch: cancelling the algo orders failed: {e}")
+                }
             }
         }
         self.resting.clear();
@@ -476,7 +483,9 @@ impl Manager {
         let open = match self.client.open_algo_orders().await {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!("protective stops: reading openAlgoOrders failed, next audit retries: {e}");
+                tracing::warn!(
+                    "protective stops: reading openAlgoOrders failed, next audit retries: {e}"
+                );
                 return;
             }
         };
@@ -513,9 +522,9 @@ impl Manager {
             .collect();
         let plan = algo_plan(&seen, &net, &known);
         for (s, r) in plan.adopt {
-            if !self.resting.contains_key(&s) {
+            if let std::collections::btree_map::Entry::Vacant(e) = self.resting.entry(s) {
                 tracing::info!(symbol = %s, client_algo_id = %r.client_algo_id, "protective stop adopted");
-                self.resting.insert(s, r);
+                e.insert(r);
             }
         }
         for o in plan.cancel {
@@ -600,7 +609,13 @@ mod tests {
         let t = target(btc.0, btc.1, rate("0.03"), p("0.1")).unwrap();
         assert!(t.sell);
         assert_eq!(t.qty, Qty::parse("0.03").unwrap());
-        let short = target(Qty::parse("-0.02").unwrap(), p("100"), rate("0.1"), p("0.01")).unwrap();
+        let short = target(
+            Qty::parse("-0.02").unwrap(),
+            p("100"),
+            rate("0.1"),
+            p("0.01"),
+        )
+        .unwrap();
         assert!(!short.sell);
         assert_eq!(short.trigger, p("110"));
         assert_eq!(target(Qty::ZERO, p("100"), rate("0.1"), p("0.01")), None);
