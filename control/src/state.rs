@@ -62,6 +62,8 @@ pub struct Live {
     pub started: Instant,
     /// The dashboard's read model, fed with every event after the ledger (so after the journal write).
     dashboard: OnceLock<Arc<LiveModel>>,
+    /// The protective stops on the exchange ([`crate::exchange::stops`]), for `/api/health`.
+    pub stops: crate::exchange::stops::StopsHealth,
 }
 
 impl Live {
@@ -80,6 +82,7 @@ impl Live {
             info,
             started: Instant::now(),
             dashboard: OnceLock::new(),
+            stops: Default::default(),
         })
     }
 
@@ -190,6 +193,11 @@ impl Live {
             degraded = true;
             reasons.push("circuit breaker tripped");
         }
+        let stops = self.stops.json();
+        if !self.stops.unprotected().is_empty() {
+            degraded = true;
+            reasons.push("open position without a protective stop on the exchange");
+        }
         let status = if down {
             "down"
         } else if degraded {
@@ -219,6 +227,10 @@ impl Live {
             "database": if self.info.database_configured { "configured, not connected (persistence not implemented yet)" } else { "not configured" },
             "breaker": breakers_json(&v.ledger, &tripped),
         });
+        let mut body = body;
+        if let Some(st) = stops {
+            body["protective_stops"] = st;
+        }
         (!down, body)
     }
 

@@ -119,6 +119,10 @@ pub mod keys {
     /// Seconds after which the market data WebSocket is replaced by a fresh one (default 85800 = 23 h 50 min;
     /// 1 to 86399, because Binance cuts connections at 24 h).
     pub const WS_ROLLOVER_SECS: &str = "WS_ROLLOVER_SECS";
+    /// Distance of the protective reduce-only stop the bot keeps resting on Binance for every open position, as
+    /// a fraction of the entry price (default 0.03; 0.001 to 0.5). It lies beyond the modes' own software stops
+    /// so those normally act first; it acts when the bot cannot (killed, crashed, disconnected).
+    pub const EXCHANGE_STOP_LOSS: &str = "EXCHANGE_STOP_LOSS";
     /// Comma-separated trading modes to run (default all four).
     pub const MODES_ENABLED: &str = "MODES_ENABLED";
     /// Account capital in USD that the per-mode allocation percents apply to (default 10000).
@@ -220,6 +224,7 @@ pub mod keys {
         ALLOW_UNRESTRICTED_IP,
         KEY_RECHECK_INTERVAL,
         WS_ROLLOVER_SECS,
+        EXCHANGE_STOP_LOSS,
         MODES_ENABLED,
         CAPITAL_USD,
         FUTURES_AUTOPILOT_MAX_LEVERAGE,
@@ -486,7 +491,13 @@ pub struct ExchangeConfig {
     pub key_recheck: Duration,
     /// `WS_ROLLOVER_SECS`, default 85800 (23 h 50 min), 1..=86399. 0 only in a `Default` value: use the default.
     pub ws_rollover_secs: u64,
+    /// `EXCHANGE_STOP_LOSS`, default [`DEFAULT_EXCHANGE_STOP_LOSS`], 0.001..=0.5. Zero only in a `Default`
+    /// value: use the default.
+    pub stop_loss: Rate,
 }
+
+/// Default `EXCHANGE_STOP_LOSS`: 3 % from the entry, beyond the widest software stop of the modes (swing, 2 %).
+pub const DEFAULT_EXCHANGE_STOP_LOSS: Rate = Rate::from_units(3_000_000);
 
 /// Default `WS_ROLLOVER_SECS`: 23 h 50 min, ten minutes before Binance's 24-hour cut.
 pub const DEFAULT_WS_ROLLOVER_SECS: u64 = 85_800;
@@ -1014,6 +1025,16 @@ impl Config {
                 "use whole seconds from 1 to 86399 (Binance cuts connections at 24 h); default 85800",
                 |s| s.parse::<u64>().ok().filter(|n| (1..86_400).contains(n)),
             )?,
+            stop_loss: src.parse(
+                EXCHANGE_STOP_LOSS,
+                DEFAULT_EXCHANGE_STOP_LOSS,
+                "use a fraction of the entry price from 0.001 to 0.5, e.g. 0.03 (= 3 %); keep it beyond the modes' own stop-losses (up to 2 %)",
+                |s| {
+                    Rate::parse(s).ok().filter(|r| {
+                        *r >= Rate::from_units(100_000) && *r <= Rate::from_units(50_000_000)
+                    })
+                },
+            )?,
         };
 
         let dashboard = keys::DASHBOARD
@@ -1227,6 +1248,24 @@ mod tests {
                 assert_eq!(e.value.as_deref(), Some(bad.as_str()));
                 assert!(e.fix.contains(&format!("to {hi}")), "{e}");
             }
+        }
+    }
+
+    #[test]
+    fn exchange_stop_loss_defaults_to_three_percent_and_is_range_checked() {
+        assert_eq!(
+            cfg(&[]).unwrap().exchange.stop_loss,
+            Rate::parse("0.03").unwrap()
+        );
+        for ok in ["0.001", "0.025", "0.5"] {
+            let c = cfg(&[("EXCHANGE_STOP_LOSS", ok)]).unwrap();
+            assert_eq!(c.exchange.stop_loss, Rate::parse(ok).unwrap(), "{ok}");
+        }
+        for bad in ["0", "0.0009", "0.51", "-0.03", "3%", "1"] {
+            let e = cfg(&[("EXCHANGE_STOP_LOSS", bad)]).unwrap_err();
+            assert_eq!(e.key, "EXCHANGE_STOP_LOSS");
+            assert_eq!(e.value.as_deref(), Some(bad));
+            assert!(e.fix.contains("0.001 to 0.5"), "{e}");
         }
     }
 

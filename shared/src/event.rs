@@ -498,6 +498,8 @@ pub enum AlertKind {
     Liquidation,
     /// A fee was charged in an asset that could not be priced in the quote asset: it is left out of PnL.
     FeeUnconverted,
+    /// An open position has no protective stop resting on the exchange (placing, moving or cancelling it failed).
+    ProtectiveStopFailed,
 }
 
 /// Everything the engine tells the control plane.

@@ -92,7 +92,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for exhaustive tests and documentation.
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::Engine(AlertKind::KeyInvalid),
         Kind::Engine(AlertKind::KeyRestrictionsChanged),
         Kind::Engine(AlertKind::DailyLossLimit),
@@ -102,6 +102,7 @@ impl Kind {
         Kind::Engine(AlertKind::KillSwitch),
         Kind::Engine(AlertKind::Liquidation),
         Kind::Engine(AlertKind::FeeUnconverted),
+        Kind::Engine(AlertKind::ProtectiveStopFailed),
         Kind::Control(ControlAlert::EngineStopped),
         Kind::Control(ControlAlert::BotCrashed),
         Kind::Control(ControlAlert::DatabaseLost),
@@ -128,6 +129,7 @@ impl Kind {
                 AlertKind::KillSwitch => "kill_switch",
                 AlertKind::Liquidation => "liquidation",
                 AlertKind::FeeUnconverted => "fee_unconverted",
+                AlertKind::ProtectiveStopFailed => "protective_stop_failed",
             },
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped => "engine_stopped",
@@ -153,7 +155,8 @@ impl Kind {
                 | AlertKind::KeyRestrictionsChanged
                 | AlertKind::ReconcileMismatch
                 | AlertKind::KillSwitch
-                | AlertKind::Liquidation => Severity::Critical,
+                | AlertKind::Liquidation
+                | AlertKind::ProtectiveStopFailed => Severity::Critical,
                 AlertKind::DailyLossLimit
                 | AlertKind::FeedStale
                 | AlertKind::ExchangeErrors
@@ -190,6 +193,9 @@ impl Kind {
                 AlertKind::KillSwitch => "Kill switch fired",
                 AlertKind::Liquidation => "Position liquidated or auto-deleveraged by Binance",
                 AlertKind::FeeUnconverted => "A fee could not be priced in the quote asset",
+                AlertKind::ProtectiveStopFailed => {
+                    "An open position has no protective stop on the exchange"
+                }
             },
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped => "Trading engine stopped",
@@ -220,6 +226,7 @@ impl Kind {
                 AlertKind::KillSwitch => "trading is stopped; run `aegis incident-report --since 1h` (guide §7)",
                 AlertKind::Liquidation => "the position is closed at the liquidation price and its loss is booked; lower leverage or size before trading on (dashboard: Liquidations)",
                 AlertKind::FeeUnconverted => "the fee is kept per asset but left out of PnL and the loss limits; check that BNBUSDT premiumIndex is reachable",
+                AlertKind::ProtectiveStopFailed => "the bot retries with backoff; until it succeeds only the software exits protect the position, which stop if the bot dies: check /api/health (protective_stops) and the log, or place a stop on Binance by hand (docs/EXCHANGE_STOPS.md)",
             },
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped => "check `systemctl status aegis` / `docker compose ps` and the log (guide §7.2)",

@@ -7,6 +7,7 @@
 //! - [`resync`]: the same comparison after every reconnect of the user data stream or the order gateway;
 //!   new entries halt until both sides agree.
 //! - [`user_stream`]: listenKey life cycle and `ORDER_TRADE_UPDATE`s.
+//! - [`stops`]: the protective reduce-only stop resting on Binance for every open position (Algo Order API).
 //! - [`rest_worker`]: the REST side of order entry (fallback placement, status queries, cancels, clock
 //!   resync) for the engine thread, which itself sends orders over the WebSocket API
 //!   (`aegis_engine::venue::binance::entry`).
@@ -17,7 +18,8 @@
 //!
 //! [`start_live`] wires them: clock → key proof (+ restrictions in live) → user data stream → reconciliation
 //! snapshot → exchangeInfo → leverage of every SYMBOLS entry (`POST /fapi/v1/leverage`) → reconciliation
-//! actions → gateway → engine (live venue, WebSocket market data: `@bookTicker` and `@aggTrade`, the streams the
+//! actions (with the open algo orders: adopt our stops, cancel strays) → gateway → engine → protective-stop
+//! manager (live venue, WebSocket market data: `@bookTicker` and `@aggTrade`, the streams the
 //! strategies read; no `@depth`, which nothing reads) → periodic key re-check. Without an API key it starts
 //! read-only: market data and dashboard, no orders.
 
@@ -32,6 +34,7 @@ pub mod rest;
 pub mod rest_worker;
 pub mod resync;
 pub mod startup;
+pub mod stops;
 pub mod trades;
 pub mod user_stream;
 
@@ -56,6 +59,7 @@ struct LiveThreads {
     rest_worker: Option<std::thread::JoinHandle<()>>,
     user: Option<user_stream::UserStream>,
     recheck: Option<tokio::task::JoinHandle<()>>,
+    stops: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl EngineThread for LiveThreads {
@@ -81,6 +85,10 @@ impl EngineThread for LiveThreads {
         }
         if let Some(r) = s.recheck {
             r.abort();
+        }
+        // The stops stay on the exchange: they protect the positions while the bot is down.
+        if let Some(t) = s.stops {
+            t.abort();
         }
     }
 }
@@ -330,6 +338,16 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             }
         }
     }
+    let mut adopted_stops = std::collections::BTreeMap::new();
+    if !read_only {
+        match rt.block_on(reconcile_algo(&client, &exch_positions)) {
+            Ok(a) => adopted_stops = a,
+            Err(e) => {
+                all_cancelled = false;
+                tracing::error!(error = %e, "reconcile: could not read or cancel the open algo orders; new entries stay halted");
+            }
+        }
+    }
     for m in plan.engine {
         let _ = ends.inbound.send(m);
     }
@@ -486,7 +504,27 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         None
     };
 
+    let ticks: HashMap<_, _> = params
+        .symbols
+        .iter()
+        .map(|s| (s.symbol, s.filters.tick_size))
+        .collect();
     let h = aegis_engine::spawn(params, feed).map_err(|e| RunError::Engine(e.to_string()))?;
+    // After the engine: the ledger it feeds is where the manager reads the positions.
+    let stops = match (&ctx.live, read_only) {
+        (Some(live), false) => {
+            let m = stops::Manager::new(
+                client.clone(),
+                live.clone(),
+                ends.inbound.clone(),
+                cfg.exchange.stop_loss,
+                ticks,
+                adopted_stops,
+            );
+            Some(rt.spawn(m.run()))
+        }
+        _ => None,
+    };
     let pinned = crate::runtime::pin_result(h.pinned, "");
     Ok(EngineStart {
         link: crate::pump::EngineLink {
@@ -501,6 +539,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             rest_worker,
             user,
             recheck,
+            stops,
         }),
     })
 }
@@ -569,4 +608,30 @@ fn recover_fills_on_start(
             "recovery:    cannot read the fills made while the bot was away; positions are taken from the exchange (corrected), their PnL and fees are not booked"
         ),
     }
+}
+
+/// Start-up rule 6 of [`reconcile`]: reads the open algo orders, cancels the strays and returns the stops
+/// the manager takes over. An error leaves entries halted (a stray could trigger against a position).
+async fn reconcile_algo(
+    client: &rest::RestClient,
+    positions: &[serde_json::Value],
+) -> Result<std::collections::BTreeMap<aegis_shared::Symbol, stops::Resting>, rest::RestError> {
+    let open = client.open_algo_orders().await?;
+    let seen: Vec<_> = open
+        .iter()
+        .filter_map(reconcile::AlgoOrderSeen::parse)
+        .collect();
+    let net = reconcile::net_from_position_risk(positions);
+    let plan = reconcile::algo_plan(&seen, &net, &[]);
+    for (s, r) in &plan.adopt {
+        tracing::info!(symbol = %s, client_algo_id = %r.client_algo_id, "reconcile:   adopt protective stop");
+    }
+    for o in &plan.cancel {
+        tracing::info!(symbol = %o.symbol, client_algo_id = %o.client_algo_id, "reconcile:   cancel algo order (stray: no position, wrong side, a second stop or not ours)");
+        match client.cancel_algo(&o.client_algo_id).await {
+            Ok(_) | Err(rest::RestError::Api { code: -2011, .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(plan.adopt)
 }

@@ -20,6 +20,11 @@
 //!    with its real filled quantity and the position agrees without rule 3's correction.
 //! 5. The engine starts halted (`ReconcileMismatch`); the halt is lifted only after every cancel succeeded and
 //!    the adoptions were queued, so nothing new opens until local and exchange state agree.
+//! 6. Algo (conditional) orders (`GET /fapi/v1/openAlgoOrders`, [`algo_plan`]): our protective stop
+//!    (`clientAlgoId` prefix [`super::stops::PREFIX`], reduce-only `STOP_MARKET`) on a symbol with a net
+//!    position, on the closing side → **adopt** (one per symbol; the stop manager takes it over and moves it if
+//!    its quantity or trigger is off); anything else (no position, wrong side, a second one, not ours) →
+//!    **cancel**. The same rule runs at every audit of the stop manager.
 
 use super::rest::dec;
 use aegis_engine::venue::binance::{Inbound, OrderUpdate, ADOPT_DEFAULT_MODE};
@@ -349,6 +354,123 @@ pub fn stale_orders(
     v
 }
 
+/// An open algo order as `openAlgoOrders` lists it (the fields reconciliation judges).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlgoOrderSeen {
+    /// Symbol.
+    pub symbol: String,
+    /// `clientAlgoId`.
+    pub client_algo_id: String,
+    /// SELL.
+    pub sell: bool,
+    /// `orderType`.
+    pub order_type: String,
+    /// `reduceOnly`.
+    pub reduce_only: bool,
+    /// `quantity`.
+    pub qty: Qty,
+    /// `triggerPrice`.
+    pub trigger: Price,
+}
+
+impl AlgoOrderSeen {
+    /// Reads one entry (`None` when it lacks the identifying fields).
+    pub fn parse(v: &Value) -> Option<Self> {
+        Some(Self {
+            symbol: v.get("symbol")?.as_str()?.to_string(),
+            client_algo_id: v.get("clientAlgoId")?.as_str()?.to_string(),
+            sell: v.get("side")?.as_str()? == "SELL",
+            order_type: v
+                .get("orderType")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            reduce_only: v
+                .get("reduceOnly")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            qty: q(v, "quantity"),
+            trigger: p(v, "triggerPrice"),
+        })
+    }
+
+    /// One of our protective stops.
+    pub fn is_our_stop(&self) -> bool {
+        self.client_algo_id.starts_with(super::stops::PREFIX)
+            && self.order_type == "STOP_MARKET"
+            && self.reduce_only
+    }
+}
+
+/// What to do with the open algo orders (rule 6).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AlgoPlan {
+    /// Our stops to take over, per symbol.
+    pub adopt: BTreeMap<Symbol, super::stops::Resting>,
+    /// Orders to cancel.
+    pub cancel: Vec<AlgoOrderSeen>,
+}
+
+/// Rule 6: `net` = signed net position per symbol; `known` = ids the stop manager already tracks (kept).
+pub fn algo_plan(
+    open: &[AlgoOrderSeen],
+    net: &BTreeMap<Symbol, Qty>,
+    known: &[String],
+) -> AlgoPlan {
+    let mut out = AlgoPlan::default();
+    let mut covered: HashSet<String> = open
+        .iter()
+        .filter(|o| known.contains(&o.client_algo_id))
+        .map(|o| o.symbol.clone())
+        .collect();
+    for o in open {
+        if known.contains(&o.client_algo_id) {
+            continue;
+        }
+        let sym = Symbol::new(&o.symbol).ok();
+        let pos = sym.and_then(|s| net.get(&s)).copied().unwrap_or(Qty::ZERO);
+        let closing = !pos.is_zero() && (pos.units() > 0) == o.sell;
+        match sym {
+            Some(s) if o.is_our_stop() && closing && !covered.contains(&o.symbol) => {
+                covered.insert(o.symbol.clone());
+                out.adopt.insert(
+                    s,
+                    super::stops::Resting {
+                        client_algo_id: o.client_algo_id.clone(),
+                        target: super::stops::Target {
+                            sell: o.sell,
+                            qty: o.qty,
+                            trigger: o.trigger,
+                        },
+                    },
+                );
+            }
+            _ => out.cancel.push(o.clone()),
+        }
+    }
+    out
+}
+
+/// Net signed position per symbol from `positionRisk` (one-way mode: one `BOTH` row per symbol).
+pub fn net_from_position_risk(positions: &[Value]) -> BTreeMap<Symbol, Qty> {
+    let mut out: BTreeMap<Symbol, Qty> = BTreeMap::new();
+    for v in positions {
+        let Some(s) = v
+            .get("symbol")
+            .and_then(Value::as_str)
+            .and_then(|s| Symbol::new(s).ok())
+        else {
+            continue;
+        };
+        let amt = q(v, "positionAmt");
+        if !amt.is_zero() {
+            let e = out.entry(s).or_insert(Qty::ZERO);
+            *e = Qty::from_units(e.units() + amt.units());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,5 +537,59 @@ mod tests {
         assert!(
             matches!(p.engine[0], Inbound::SetPosition(u) if u.mode == ADOPT_DEFAULT_MODE && u.qty.units() == -200_000)
         );
+    }
+
+    fn algo(sym: &str, id: &str, side: &str, ty: &str, ro: bool) -> AlgoOrderSeen {
+        AlgoOrderSeen::parse(
+            &serde_json::json!({"symbol": sym, "clientAlgoId": id, "side": side,
+            "orderType": ty, "reduceOnly": ro, "quantity": "0.010", "triggerPrice": "58200.00"}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn algo_orders_ours_on_the_closing_side_are_adopted_everything_else_cancelled() {
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        let net: BTreeMap<Symbol, Qty> = [(btc, Qty::parse("0.01").unwrap())].into();
+        let open = [
+            algo("BTCUSDT", "aegsl-BTCUSDT-1", "SELL", "STOP_MARKET", true),
+            // A second one of ours on the same symbol: only one may protect it.
+            algo("BTCUSDT", "aegsl-BTCUSDT-2", "SELL", "STOP_MARKET", true),
+            // Wrong side for a long.
+            algo("ETHUSDT", "aegsl-ETHUSDT-3", "BUY", "STOP_MARKET", true),
+            // Not ours.
+            algo("BTCUSDT", "manual-1", "SELL", "STOP_MARKET", true),
+            // Ours but not reduce-only.
+            algo("BTCUSDT", "aegsl-BTCUSDT-4", "SELL", "STOP_MARKET", false),
+        ];
+        let plan = algo_plan(&open, &net, &[]);
+        assert_eq!(plan.adopt.len(), 1);
+        assert_eq!(plan.adopt[&btc].client_algo_id, "aegsl-BTCUSDT-1");
+        assert_eq!(
+            plan.adopt[&btc].target.trigger,
+            Price::parse("58200").unwrap()
+        );
+        let cancelled: Vec<&str> = plan
+            .cancel
+            .iter()
+            .map(|o| o.client_algo_id.as_str())
+            .collect();
+        assert_eq!(
+            cancelled,
+            [
+                "aegsl-BTCUSDT-2",
+                "aegsl-ETHUSDT-3",
+                "manual-1",
+                "aegsl-BTCUSDT-4"
+            ]
+        );
+        // A stop the manager already tracks is kept, and covers its symbol.
+        let plan = algo_plan(&open[..2], &net, &["aegsl-BTCUSDT-2".to_string()]);
+        assert!(plan.adopt.is_empty());
+        assert_eq!(plan.cancel.len(), 1);
+        assert_eq!(plan.cancel[0].client_algo_id, "aegsl-BTCUSDT-1");
+        // Flat: ours is a stray too.
+        let plan = algo_plan(&open[..1], &BTreeMap::new(), &[]);
+        assert_eq!(plan.cancel.len(), 1);
     }
 }

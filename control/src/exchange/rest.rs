@@ -145,7 +145,8 @@ pub fn request_weight(method: &reqwest::Method, path: &str, params: &[(&str, Str
             101..=500 => 10,
             _ => 20,
         },
-        "/fapi/v1/openOrders" if p("symbol").is_none() => 40,
+        "/fapi/v1/openOrders" | "/fapi/v1/openAlgoOrders" if p("symbol").is_none() => 40,
+        "/fapi/v1/allAlgoOrders" => 5,
         "/fapi/v1/ticker/bookTicker" if p("symbol").is_none() => 5,
         "/fapi/v1/ticker/bookTicker" => 2,
         "/fapi/v2/account"
@@ -162,7 +163,7 @@ pub fn request_weight(method: &reqwest::Method, path: &str, params: &[(&str, Str
             30
         }
         // Placing an order costs order-rate, not IP weight.
-        "/fapi/v1/order" if *method == reqwest::Method::POST => 0,
+        "/fapi/v1/order" | "/fapi/v1/algoOrder" if *method == reqwest::Method::POST => 0,
         _ => 1,
     }
 }
@@ -679,6 +680,36 @@ impl RestClient {
         Ok(v)
     }
 
+    /// `POST /fapi/v1/algoOrder`: a conditional order (Binance answers -4120 for those on `/fapi/v1/order` since
+    /// 2025-12-09). `params` are query-safe (`algoType`, `symbol`, `side`, `type`, `quantity`, `triggerPrice`,
+    /// `workingType`, `reduceOnly`, `clientAlgoId`, ...).
+    pub async fn place_algo(&self, params: &[(&str, String)]) -> Result<Value, RestError> {
+        self.fapi_signed(reqwest::Method::POST, ALGO_ORDER, params)
+            .await
+    }
+
+    /// `DELETE /fapi/v1/algoOrder?clientAlgoId=`.
+    pub async fn cancel_algo(&self, client_algo_id: &str) -> Result<Value, RestError> {
+        let params = [("clientAlgoId", client_algo_id.to_string())];
+        self.fapi_signed(reqwest::Method::DELETE, ALGO_ORDER, &params)
+            .await
+    }
+
+    /// `GET /fapi/v1/openAlgoOrders` (every symbol: weight 40).
+    pub async fn open_algo_orders(&self) -> Result<Vec<Value>, RestError> {
+        let v = self
+            .get_signed(Base::Fapi, "/fapi/v1/openAlgoOrders", &[])
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// `DELETE /fapi/v1/algoOpenOrders?symbol=`: every waiting algo order of the symbol.
+    pub async fn cancel_all_algo(&self, symbol: &str) -> Result<Value, RestError> {
+        let params = [("symbol", symbol.to_string())];
+        self.fapi_signed(reqwest::Method::DELETE, "/fapi/v1/algoOpenOrders", &params)
+            .await
+    }
+
     /// `POST|PUT /fapi/v1/listenKey`: the user stream's key, sent with the API key but unsigned.
     async fn listen_key(&self, method: reqwest::Method) -> Result<Value, RestError> {
         self.request(method, Base::Fapi, LISTEN_KEY, &[], Auth::KeyOnly)
@@ -701,6 +732,7 @@ impl RestClient {
 }
 
 const LISTEN_KEY: &str = "/fapi/v1/listenKey";
+const ALGO_ORDER: &str = "/fapi/v1/algoOrder";
 
 /// One order by our `origClientOrderId`: the id we know even when the exchange's answer to the order was lost.
 fn order_ref(symbol: &str, client_id: &str) -> [(&'static str, String); 2] {

@@ -44,6 +44,9 @@ SERVED (Binance paths)
   openOrders, allOpenOrders (DELETE); /fapi/v2/account, /fapi/v2/balance, /fapi/v2/positionRisk,
   /fapi/v3/positionRisk; /fapi/v1/leverage; /fapi/v1/listenKey (POST/PUT/DELETE);
   /sapi/v1/account/apiRestrictions; /fapi/v1/premiumIndex; /fapi/v1/income (FUNDING_FEE); /api/v3/ping and /api/v3/time (python-binance's constructor pings).
+  Algo Order API (conditional orders; /fapi/v1/order answers -4120 for them): /fapi/v1/algoOrder
+  (POST/GET/DELETE), openAlgoOrders, algoOpenOrders (DELETE), allAlgoOrders; STOP_MARKET and
+  TAKE_PROFIT_MARKET on MARK_PRICE or CONTRACT_PRICE, ALGO_UPDATE on the user data stream.
   Streams: /ws/<stream>, /ws (SUBSCRIBE later), /stream?streams=a/b, /public/ws/<bookTicker|depth stream>,
   /market/ws/<aggTrade|markPrice stream> (and /public|/market/stream?streams=); streams: <sym>@bookTicker,
   <sym>@aggTrade, <sym>@depth[@100ms|@250ms|@500ms], <sym>@markPrice[@1s].
@@ -54,6 +57,7 @@ ADMIN API (test kit only; JSON bodies; all under /admin)
   GET  /admin/health | /admin/state | /admin/ws/connections
   GET  /admin/accounts/{account}              wallet, non-zero positions, open orders (the exchange's truth)
   GET  /admin/accounts/{account}/openOrders | /admin/accounts/{account}/positions
+  GET  /admin/accounts/{account}/algoOrders   every algo (conditional) order, any status
   POST /admin/accounts/{account}/wallet       {"usdt":"5000"}
   POST /admin/accounts/{account}/orders/fill   {"clientOrderId":..,"qty":"0.001"}  fill an open order (part or all)
   POST /admin/accounts/{account}/orders/expire {"clientOrderId":..}               end an open order EXPIRED

@@ -88,6 +88,8 @@ pub struct Account {
     pub totals: super::funding::Totals,
     /// Executions and income as booked (`userTrades`, `income`; see [`super::trades`]).
     pub books: super::trades::Books,
+    /// Algo (conditional) orders by `algoId`, any status ([`super::algo`]).
+    pub algo_orders: BTreeMap<u64, super::algo::AlgoOrder>,
 }
 
 /// Default leverage of a symbol that was never set.
@@ -156,6 +158,7 @@ impl Account {
             multi_assets_margin: false,
             totals: Default::default(),
             books: Default::default(),
+            algo_orders: BTreeMap::new(),
         }
     }
 

@@ -39,6 +39,7 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/accounts/{name}", get(account))
         .route("/accounts/{name}/openOrders", get(open_orders))
         .route("/accounts/{name}/positions", get(positions))
+        .route("/accounts/{name}/algoOrders", get(algo_orders))
         .route("/accounts/{name}/wallet", post(set_wallet))
         .route("/market/quote", post(set_quote))
         .route("/market/release", post(release))
@@ -134,6 +135,17 @@ async fn positions(State(sim): State<Arc<Sim>>, Path(name): Path<String>) -> Res
     ok(account_view(&sim, &name)
         .map(|v| v["positions"].clone())
         .unwrap_or(json!([])))
+}
+
+/// Every algo order of the account, any status (the simulator's own book of conditional orders).
+async fn algo_orders(State(sim): State<Arc<Sim>>, Path(name): Path<String>) -> Response {
+    let ex = lock(&sim.ex);
+    let v: Vec<Value> = ex
+        .accounts
+        .get(&name)
+        .map(|a| a.algo_orders.values().map(|o| o.to_json()).collect())
+        .unwrap_or_default();
+    ok(Value::Array(v))
 }
 
 #[derive(Deserialize)]

@@ -37,6 +37,10 @@ impl AdminCall {
             body: Some(body),
         }
     }
+    /// `GET /admin/accounts/{name}/algoOrders`: every algo (conditional) order of the account, any status.
+    pub fn algo_orders(name: &str) -> Self {
+        Self::get(format!("/admin/accounts/{name}/algoOrders"))
+    }
     /// `GET /admin/accounts/{name}`: wallet, positions, open orders.
     pub fn account(name: &str) -> Self {
         Self::get(format!("/admin/accounts/{name}"))

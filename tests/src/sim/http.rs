@@ -101,6 +101,18 @@ pub enum Ep {
     UserTrades,
     /// GET /fapi/v1/income (fills' COMMISSION/REALIZED_PNL and funding's FUNDING_FEE: [`super::trades`])
     Income,
+    /// POST /fapi/v1/algoOrder ([`super::algo`])
+    NewAlgo,
+    /// GET /fapi/v1/algoOrder
+    QueryAlgo,
+    /// DELETE /fapi/v1/algoOrder
+    CancelAlgo,
+    /// GET /fapi/v1/openAlgoOrders
+    OpenAlgo,
+    /// DELETE /fapi/v1/algoOpenOrders
+    CancelAllAlgo,
+    /// GET /fapi/v1/allAlgoOrders
+    AllAlgo,
 }
 
 /// Looks a route up: (endpoint, base weight, security).
@@ -119,6 +131,12 @@ pub fn route(method: &Method, path: &str) -> Option<(Ep, u32, Sec)> {
         ("GET", "/fapi/v1/openOrders") => (Ep::OpenOrders, 1, Signed(Perm::Read)),
         ("GET", "/fapi/v1/openOrder") => (Ep::OpenOrder, 1, Signed(Perm::Read)),
         ("DELETE", "/fapi/v1/allOpenOrders") => (Ep::CancelAll, 1, Signed(Perm::Trade)),
+        ("POST", "/fapi/v1/algoOrder") => (Ep::NewAlgo, 0, Signed(Perm::Trade)),
+        ("GET", "/fapi/v1/algoOrder") => (Ep::QueryAlgo, 1, Signed(Perm::Read)),
+        ("DELETE", "/fapi/v1/algoOrder") => (Ep::CancelAlgo, 1, Signed(Perm::Trade)),
+        ("GET", "/fapi/v1/openAlgoOrders") => (Ep::OpenAlgo, 1, Signed(Perm::Read)),
+        ("DELETE", "/fapi/v1/algoOpenOrders") => (Ep::CancelAllAlgo, 1, Signed(Perm::Trade)),
+        ("GET", "/fapi/v1/allAlgoOrders") => (Ep::AllAlgo, 5, Signed(Perm::Read)),
         ("GET", "/fapi/v2/account") | ("GET", "/fapi/v3/account") => {
             (Ep::Account, 5, Signed(Perm::Read))
         }
@@ -158,7 +176,7 @@ fn weight_of(ep: Ep, base: u32, p: &Params) -> u32 {
             101..=500 => 10,
             _ => 20,
         },
-        Ep::OpenOrders if p.opt("symbol").is_none() => 40,
+        Ep::OpenOrders | Ep::OpenAlgo if p.opt("symbol").is_none() => 40,
         Ep::Ticker24hr if p.opt("symbol").is_none() => 40,
         // Binance: by `limit`, [1,100) 1, [100,500) 2, [500,1000] 5, above 10 (default 500).
         Ep::Klines => match p
@@ -285,7 +303,7 @@ pub fn process(
             }
         }
     };
-    if ep == Ep::NewOrder {
+    if ep == Ep::NewOrder || ep == Ep::NewAlgo {
         let account = key.as_ref().map(|k| k.account.clone()).unwrap_or_default();
         match lock(&sim.limits).charge_order(ip, &account, now, usage) {
             Ok(u) => usage = u,
@@ -434,6 +452,30 @@ fn handle(
             super::account_modes::set_multi_assets(&mut lock(&sim.ex), account_of(key)?, p)
         }
         Ep::NewOrder => place_order(sim, p, account_of(key)?, now),
+        Ep::NewAlgo => lock(&sim.ex).place_algo(account_of(key)?, p, now),
+        Ep::QueryAlgo => {
+            let r = super::algo::algo_ref(p)?;
+            lock(&sim.ex).query_algo(account_of(key)?, &r)
+        }
+        Ep::CancelAlgo => {
+            let r = super::algo::algo_ref(p)?;
+            lock(&sim.ex).cancel_algo(account_of(key)?, &r, now)
+        }
+        Ep::OpenAlgo => {
+            let mut ex = lock(&sim.ex);
+            let sym = match p.opt("symbol") {
+                Some(_) => Some(symbol_param(p, &ex.specs)?.symbol.clone()),
+                None => None,
+            };
+            Ok(Value::Array(ex.open_algo(account_of(key)?, sym.as_deref())))
+        }
+        Ep::CancelAllAlgo => {
+            let mut ex = lock(&sim.ex);
+            let sym = symbol_param(p, &ex.specs)?.symbol.clone();
+            ex.cancel_all_algo(account_of(key)?, &sym, now);
+            Ok(json!({"code": 200, "msg": "The operation of cancel all open order is done."}))
+        }
+        Ep::AllAlgo => lock(&sim.ex).all_algo(account_of(key)?, p),
         Ep::PremiumIndex => super::funding::premium_index(sim, p.opt("symbol"), now),
         Ep::UserTrades => {
             let mut ex = lock(&sim.ex);
@@ -655,6 +697,7 @@ pub async fn rest(
     if let Some(ms) = delay {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
-    let order_endpoint = method == Method::POST && path == "/fapi/v1/order";
+    let order_endpoint =
+        method == Method::POST && (path == "/fapi/v1/order" || path == "/fapi/v1/algoOrder");
     respond(out, order_endpoint)
 }

@@ -211,6 +211,8 @@ pub struct Exchange {
     /// How many of the next new orders are accepted but left working (fault: a slow matching engine, as when
     /// Binance answers a market order `NEW` and reports its fills later on the user data stream).
     pub hold_next: u32,
+    /// Last `algoId` handed out ([`super::algo`]).
+    pub(super) next_algo_id: u64,
 }
 
 impl Exchange {
@@ -232,6 +234,7 @@ impl Exchange {
             next_client_seq: 0,
             bnb_price: None,
             hold_next: 0,
+            next_algo_id: 1_000_000_000,
         }
     }
 
@@ -637,6 +640,8 @@ impl Exchange {
         }
         book.set_quote(q);
         self.match_resting(&q.symbol, now);
+        // After the resting orders: a stop's market order then takes the book as it stands.
+        self.trigger_algo(&q.symbol, now);
         true
     }
 

@@ -13,10 +13,12 @@
 //!   [`probe`]: the tick → order latency probe of the benchmarks.
 //! - [`trades`]: the account's executions and income (`userTrades`, `income`).
 //! - [`spot`]: Binance SPOT on the same listener (`/api/v3`, `/ws-api/v3`, `/spot/ws`, `/admin/spot`).
+//! - [`algo`]: conditional orders through the Algo Order API (`/fapi/v1/algoOrder`, `ALGO_UPDATE`).
 
 pub mod account;
 pub mod account_modes;
 pub mod admin;
+pub mod algo;
 pub mod auth;
 pub mod candles;
 pub mod client;

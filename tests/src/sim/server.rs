@@ -310,12 +310,18 @@ pub async fn start_with_source(
                             }
                         }
                         MarketEvent::Trade(t) => {
+                            let mut traded = false;
                             if let Some(b) = ex.books.get_mut(&t.symbol) {
                                 if !b.pinned {
                                     b.last_price = t.price;
                                     let (pd, qd) = (b.spec.price_precision, b.spec.qty_precision);
                                     publish_trade(&tsim, t, pd, qd, now);
+                                    traded = true;
                                 }
+                            }
+                            if traded {
+                                // CONTRACT_PRICE algo orders trigger on the last trade.
+                                ex.trigger_algo(&t.symbol, now);
                             }
                         }
                     }
