@@ -378,7 +378,7 @@ fn both_files_merge_by_event_time_and_reports_are_byte_identical() {
     let v: serde_json::Value = serde_json::from_str(&ja).expect("valid JSON");
     assert_eq!(
         v["run"]["denials"].as_object().map(|m| m.len()),
-        Some(16),
+        Some(aegis_shared::event::DENIAL_REASONS),
         "denials by name"
     );
     assert!(v["run"]["denials"].get("position_too_large").is_some());
