@@ -145,8 +145,9 @@ fn rate_limit_case(tag: &str, limits: serde_json::Value, min_wait: Duration) {
         "resumed\n{}",
         bot.log()
     );
+    // The halt itself, once (the kill switch's algo-order cancel refused inside the ban window is logged too).
     assert_eq!(
-        count(&bot, "rate limited by Binance"),
+        count(&bot, "rate limited by Binance: new entries halted"),
         1,
         "one halt, no hammering: {}",
         bot.log()
