@@ -29,9 +29,14 @@
 //!   of `GET /fapi/v1/userTrades` after a gap (restart, stream reconnect), in either order. A fill is booked only
 //!   for a (symbol, trade id) not among the last [`TRADE_RING`] booked ones; as a second line, a fill that would
 //!   take an order's booked quantity above the cumulative quantity the exchange reported with it is dropped.
+//! - A trade of one of our orders that arrives after the order closed (missed in a stream gap, the order's final
+//!   update came first, recovery books the trade later) still goes to the order's own mode and intent: an order
+//!   that closes with less booked than the exchange's cumulative quantity is kept, with what it is owed, among
+//!   the last [`MAX_OWED`] such orders, and a late trade of it within that quantity is booked as its fill, not
+//!   by the foreign-fill rule (which would pick the mode by position, not by who placed the order).
 //!
 //! Nothing here allocates after construction: the working-order table is preallocated ([`MAX_LIVE_ORDERS`]),
-//! the ring of recent trade ids is a fixed array.
+//! the ring of recent trade ids is a fixed array, the owed list has a fixed capacity.
 
 pub mod answer;
 pub mod entry;
@@ -63,6 +68,9 @@ const MAX_SIGNALS: usize = 32;
 /// at most the trades since the gap, and the control plane filters those against the journal first, so the
 /// ring only has to cover the trades still in flight between the two (far fewer than this).
 pub const TRADE_RING: usize = 1024;
+/// Closed orders remembered with a quantity still owed (closed with fewer trades booked than the exchange's
+/// cumulative quantity): a gap loses few trades, and the oldest is forgotten first when the list is full.
+pub const MAX_OWED: usize = 64;
 
 /// Engine → gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,6 +305,8 @@ pub struct LiveVenue {
     trades: Box<[(u32, u64); TRADE_RING]>,
     /// Next slot of `trades` to overwrite.
     trades_at: usize,
+    /// Closed orders owed trades, oldest first: (order with `filled` = booked, quantity still owed).
+    owed: Vec<(Working, Qty)>,
 }
 
 impl LiveVenue {
@@ -317,6 +327,7 @@ impl LiveVenue {
             refused: 0,
             trades: Box::new([(0, 0); TRADE_RING]),
             trades_at: 0,
+            owed: Vec::with_capacity(MAX_OWED),
         }
     }
 
@@ -333,6 +344,15 @@ impl LiveVenue {
         self.trades[self.trades_at] = key;
         self.trades_at = (self.trades_at + 1) % TRADE_RING;
         true
+    }
+
+    /// Remembers closed order `w` as owed `left` more of trades (see the module docs); the oldest is
+    /// forgotten when the list is full, so its late trade falls back to the foreign-fill rule.
+    fn owe(&mut self, w: Working, left: Qty) {
+        if self.owed.len() == MAX_OWED {
+            self.owed.remove(0);
+        }
+        self.owed.push((w, left));
     }
 
     /// Orders working or awaiting an answer.
@@ -681,42 +701,7 @@ impl LiveVenue {
                         return;
                     }
                     w.filled += u.last_qty;
-                    let qfee = u.fee_conv.quote_fee(u.fee);
-                    if u.fee_conv == FeeConversion::Unconvertible {
-                        self.signal(VenueSignal::Alert(AlertKind::FeeUnconverted));
-                    }
-                    let pos = positions.get_mut(sym, w.req.mode);
-                    let r = pos.apply(u.side, u.last_price, u.last_qty, qfee, u.ts_ms);
-                    out.emit(EngineEvent::Fill(Fill {
-                        ts_ms: u.ts_ms,
-                        symbol: u.symbol,
-                        client_id: u.client_id,
-                        exchange_order_id: u.exchange_id,
-                        trade_id: u.trade_id,
-                        split_part: 0,
-                        mode: w.req.mode,
-                        intent: w.req.intent,
-                        side: u.side,
-                        price: u.last_price,
-                        qty: u.last_qty,
-                        fee: u.fee,
-                        fee_asset: u.fee_asset,
-                        liquidity: liq,
-                        realized_pnl: r.realized,
-                        fee_conv: u.fee_conv,
-                    }));
-                    out.emit(EngineEvent::Position(
-                        pos.update(u.ts_ms, u.symbol, w.req.mode),
-                    ));
-                    on_exec(&ExecReport {
-                        sym,
-                        mode: w.req.mode,
-                        ts_ms: u.ts_ms,
-                        qty: u.last_qty,
-                        net: r.realized - qfee,
-                        closed_trade: r.closed_trade,
-                        order_final: false,
-                    });
+                    self.book_own(&w, sym, &u, liq, positions, out, on_exec);
                 }
                 let changed = w.status != u.status;
                 w.status = u.status;
@@ -725,6 +710,9 @@ impl LiveVenue {
                 }
                 if u.status.is_final() {
                     self.orders.swap_remove(i);
+                    if u.cum_qty > w.filled {
+                        self.owe(w, u.cum_qty - w.filled);
+                    }
                     on_exec(&Self::final_report(&w.req, u.ts_ms));
                 } else {
                     self.orders[i] = w;
@@ -732,6 +720,22 @@ impl LiveVenue {
             }
             None => {
                 if u.last_qty.units() <= 0 || !self.first_booking(sym, u.trade_id) {
+                    return;
+                }
+                // A late trade of an order that closed before it was booked is still that order's fill.
+                if let Some(k) = self
+                    .owed
+                    .iter()
+                    .position(|(w, left)| w.client_id == u.client_id && u.last_qty <= *left)
+                {
+                    let (mut w, left) = self.owed[k];
+                    w.filled += u.last_qty;
+                    self.book_own(&w, sym, &u, liq, positions, out, on_exec);
+                    if left == u.last_qty {
+                        self.owed.remove(k);
+                    } else {
+                        self.owed[k] = (w, left - u.last_qty);
+                    }
                     return;
                 }
                 // Not ours (liquidation, ADL, a manual order) or already forgotten: the position still moved.
@@ -779,6 +783,56 @@ impl LiveVenue {
                 }
             }
         }
+    }
+
+    /// Books trade `u` as a fill of our order `w` (its mode and intent), after the duplicate checks.
+    #[allow(clippy::too_many_arguments)] // Private helper of two call sites.
+    fn book_own(
+        &mut self,
+        w: &Working,
+        sym: usize,
+        u: &OrderUpdate,
+        liq: Liquidity,
+        positions: &mut Positions,
+        out: &mut impl EventOut,
+        on_exec: &mut impl FnMut(&ExecReport),
+    ) {
+        let qfee = u.fee_conv.quote_fee(u.fee);
+        if u.fee_conv == FeeConversion::Unconvertible {
+            self.signal(VenueSignal::Alert(AlertKind::FeeUnconverted));
+        }
+        let pos = positions.get_mut(sym, w.req.mode);
+        let r = pos.apply(u.side, u.last_price, u.last_qty, qfee, u.ts_ms);
+        out.emit(EngineEvent::Fill(Fill {
+            ts_ms: u.ts_ms,
+            symbol: u.symbol,
+            client_id: u.client_id,
+            exchange_order_id: u.exchange_id,
+            trade_id: u.trade_id,
+            split_part: 0,
+            mode: w.req.mode,
+            intent: w.req.intent,
+            side: u.side,
+            price: u.last_price,
+            qty: u.last_qty,
+            fee: u.fee,
+            fee_asset: u.fee_asset,
+            liquidity: liq,
+            realized_pnl: r.realized,
+            fee_conv: u.fee_conv,
+        }));
+        out.emit(EngineEvent::Position(
+            pos.update(u.ts_ms, u.symbol, w.req.mode),
+        ));
+        on_exec(&ExecReport {
+            sym,
+            mode: w.req.mode,
+            ts_ms: u.ts_ms,
+            qty: u.last_qty,
+            net: r.realized - qfee,
+            closed_trade: r.closed_trade,
+            order_final: false,
+        });
     }
 
     #[allow(clippy::too_many_arguments)] // Private helper of one call site.
@@ -1042,6 +1096,93 @@ mod tests {
         assert!(ev.is_empty(), "read-only refusals are silent");
         assert_eq!(finals, 1);
         assert!(g.outbound.try_recv().is_err(), "nothing sent");
+    }
+
+    /// A trade missed in a gap whose order the stream then reports FILLED (the order closes with less booked than
+    /// its cumulative quantity) is booked by recovery as that order's fill, in its own mode and intent, once;
+    /// a trade beyond what the order is owed still goes by the foreign-fill rule.
+    #[test]
+    fn a_late_trade_of_a_closed_order_goes_to_its_own_mode() {
+        let (l, g) = link();
+        let mut v = LiveVenue::new(l, vec![sym()]);
+        let mut pos = Positions::new(1);
+        let mut ev: Vec<EngineEvent> = Vec::new();
+        let cid = ClientOrderId::new("ag3-1").unwrap();
+        let swing = OrderRequest {
+            mode: StrategyMode::Swing,
+            ..req(Side::Buy, "0.01")
+        };
+        v.submit(&swing, cid, 1, &mut ev, &mut |_| {});
+        let trade = |id: u64, last: &str, cum: &str, st: OrderStatus| OrderUpdate {
+            trade_id: id,
+            ..update("ag3-1", st, last, cum, Side::Buy)
+        };
+        // Trade 31 (0.004) is lost in the gap; the stream's next word is trade 32 closing the order.
+        g.inbound
+            .send(Inbound::Update(trade(
+                32,
+                "0.006",
+                "0.01",
+                OrderStatus::Filled,
+            )))
+            .unwrap();
+        v.poll(16, &mut pos, &mut ev, &mut |_| {});
+        assert_eq!(v.open_orders(), 0);
+        assert_eq!(
+            pos.get(0, StrategyMode::Swing).qty(),
+            Qty::parse("0.006").unwrap()
+        );
+        // Recovery books trade 31, twice (a second recovery): once, to Swing, as an entry of ag3-1.
+        ev.clear();
+        let mut finals = 0;
+        for _ in 0..2 {
+            v.apply(
+                Inbound::Update(trade(31, "0.004", "0.004", OrderStatus::PartiallyFilled)),
+                &mut pos,
+                &mut ev,
+                &mut |r| finals += usize::from(r.order_final),
+            );
+        }
+        let fills: Vec<&Fill> = ev
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Fill(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fills.len(), 1);
+        assert_eq!(fills[0].mode, StrategyMode::Swing);
+        assert_eq!(fills[0].intent, OrderIntent::Entry);
+        assert_eq!(fills[0].client_id, cid);
+        assert_eq!(finals, 0, "the order closed once, before");
+        assert_eq!(
+            pos.get(0, StrategyMode::Swing).qty(),
+            Qty::parse("0.01").unwrap()
+        );
+        assert!(pos.get(0, StrategyMode::Scalp).qty().is_zero());
+        // Nothing more is owed: another trade under that id goes by the foreign-fill rule (Scalp, Manual).
+        ev.clear();
+        v.apply(
+            Inbound::Update(trade(33, "0.001", "0.011", OrderStatus::Filled)),
+            &mut pos,
+            &mut ev,
+            &mut |_| {},
+        );
+        let f = ev
+            .iter()
+            .find_map(|e| match e {
+                EngineEvent::Fill(f) => Some(*f),
+                _ => None,
+            })
+            .expect("booked");
+        assert_eq!(
+            (f.mode, f.intent),
+            (StrategyMode::Scalp, OrderIntent::Manual)
+        );
+        assert_eq!(
+            pos.get(0, StrategyMode::Swing).qty(),
+            Qty::parse("0.01").unwrap()
+        );
     }
 
     /// Recovery after a gap replays trades by id, possibly older than one the stream already delivered, and the
