@@ -231,6 +231,12 @@ fn soak_funding_bnb_fees_partial_fills_restarts_a_stream_drop_and_a_liquidation_
     let mut bot2 = bot2;
     bot2.signal(9);
     assert!(bot2.wait_exit(Duration::from_secs(10)).is_some());
+    // Trades while the bot is dead, their fees in BNB at 612.35; then BNB moves before the restart. The
+    // recovered fills' fees are worth what they were at the fills' time (the sim's books), not at the new price.
+    manual_market(&w, "BUY", "0.002");
+    manual_market(&w, "SELL", "0.002");
+    std::thread::sleep(Duration::from_millis(20));
+    w.admin(AdminCall::bnb_fees(Some("650.10")));
     let bot3 = start_agreed(&w, 3, &env);
     // Rounds of trading on a moving market while funding keeps settling: each one opens and closes 0.002.
     for i in 0..4u32 {

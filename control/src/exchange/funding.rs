@@ -14,7 +14,9 @@
 //! used, because the fill is read here, on the control plane, before it reaches the engine, and BNBUSDT is usually
 //! not one of the traded symbols. When no price can be had the fee is marked
 //! [`FeeConversion::Unconvertible`]: kept per asset, left out of PnL and the loss limits, and alerted
-//! (`fee_unconverted`) — never counted as if it were USDT.
+//! (`fee_unconverted`) — never counted as if it were USDT. A fill recovered from `userTrades` after a gap is
+//! valued at the pair's last trade at or before the fill's time (`GET /fapi/v1/aggTrades`), not at the price
+//! of the recovery ([`FeePricer::convert_at`]).
 
 use super::rest::{Base, RestClient, RestError};
 use aegis_engine::venue::binance::Inbound;
@@ -30,6 +32,10 @@ use std::time::{Duration, Instant};
 pub const PRICE_MAX_AGE: Duration = Duration::from_secs(5);
 /// Quote assets a USD-M symbol can end in, longest first.
 const QUOTES: [&str; 4] = ["FDUSD", "USDT", "USDC", "BUSD"];
+/// Most rows one `aggTrades` request returns (Binance's maximum).
+const AGG_LIMIT: usize = 1000;
+/// Most `aggTrades` pages read for one fill-time price.
+const AGG_MAX_PAGES: usize = 10;
 /// Most income records one request returns (Binance's maximum).
 const INCOME_LIMIT: u32 = 1000;
 
@@ -42,6 +48,8 @@ pub fn quote_asset(symbol: &str) -> Option<&'static str> {
 #[derive(Debug, Default)]
 pub struct FeePricer {
     cache: HashMap<String, (Price, Instant)>,
+    /// Fill-time prices found, by (pair, time): recovered trades of one order often share a time.
+    at_cache: HashMap<(String, u64), Price>,
 }
 
 impl FeePricer {
@@ -72,6 +80,113 @@ impl FeePricer {
                 FeeConversion::Unconvertible
             }
         }
+    }
+
+    /// How `amount` of `asset`, charged on `symbol` by a trade at `at_ms`, is valued in the quote asset: at
+    /// the asset pair's last trade at or before that time (`GET /fapi/v1/aggTrades`), for a fill recovered after
+    /// a gap, whose fill-time price the stream no longer gives. Without such a trade in the hour before, or when
+    /// the request fails, it is valued like a stream fill, at the current mark price, and the log says so.
+    pub fn convert_at(
+        &mut self,
+        client: &RestClient,
+        rt: &tokio::runtime::Handle,
+        symbol: Symbol,
+        asset: Symbol,
+        amount: Notional,
+        at_ms: u64,
+    ) -> FeeConversion {
+        let Some(quote) = quote_asset(symbol.as_str()) else {
+            return FeeConversion::Unconvertible;
+        };
+        if asset.as_str() == quote {
+            return FeeConversion::Quote;
+        }
+        let pair = format!("{}{quote}", asset.as_str());
+        let why = match self.price_at(client, rt, &pair, at_ms) {
+            Ok(Some(p)) => return FeeConversion::convert(amount, p),
+            Ok(None) => format!("no {pair} trade in the hour before"),
+            Err(e) => format!("{pair} aggTrades: {e}"),
+        };
+        tracing::warn!(
+            symbol = %symbol,
+            "a fee of {amount} {asset} of a recovered fill at {at_ms} ms has no {pair} price of its time ({why}): \
+             valued at the current mark price instead"
+        );
+        self.convert(client, rt, symbol, asset, amount)
+    }
+
+    /// The last trade price of `pair` at or before `at_ms` within an hour, searching a second, a minute, then
+    /// the hour before (aggTrades answers oldest first, at most [`AGG_LIMIT`] rows: a full page is read on
+    /// by id, up to [`AGG_MAX_PAGES`] pages).
+    fn price_at(
+        &mut self,
+        client: &RestClient,
+        rt: &tokio::runtime::Handle,
+        pair: &str,
+        at_ms: u64,
+    ) -> Result<Option<Price>, String> {
+        if let Some(p) = self.at_cache.get(&(pair.to_string(), at_ms)) {
+            return Ok(Some(*p));
+        }
+        let get = |params: Vec<(&str, String)>| -> Result<Vec<(u64, u64, Price)>, String> {
+            let v = rt
+                .block_on(client.request(
+                    reqwest::Method::GET,
+                    Base::Fapi,
+                    "/fapi/v1/aggTrades",
+                    &params,
+                    super::rest::Auth::None,
+                ))
+                .map_err(|e| e.to_string())?;
+            let rows = v.as_array().ok_or("the answer is not a list")?;
+            rows.iter()
+                .map(|r| {
+                    let id = r.get("a").and_then(Value::as_u64);
+                    let t = r.get("T").and_then(Value::as_u64);
+                    let p = r
+                        .get("p")
+                        .and_then(Value::as_str)
+                        .and_then(|s| Price::parse(s).ok())
+                        .filter(|p| p.units() > 0);
+                    match (id, t, p) {
+                        (Some(id), Some(t), Some(p)) => Ok((id, t, p)),
+                        _ => Err(format!("a row without a positive price, id and time: {r}")),
+                    }
+                })
+                .collect()
+        };
+        for span in [1_000u64, 60_000, 3_599_999] {
+            let mut rows = get(vec![
+                ("symbol", pair.to_string()),
+                ("startTime", at_ms.saturating_sub(span).to_string()),
+                ("endTime", at_ms.to_string()),
+                ("limit", AGG_LIMIT.to_string()),
+            ])?;
+            let mut best = rows.iter().rev().find(|r| r.1 <= at_ms).copied();
+            let mut pages = 1;
+            while rows.len() == AGG_LIMIT && pages < AGG_MAX_PAGES {
+                let Some(&(last_id, last_t, _)) = rows.last() else {
+                    break;
+                };
+                if last_t > at_ms {
+                    break;
+                }
+                rows = get(vec![
+                    ("symbol", pair.to_string()),
+                    ("fromId", (last_id + 1).to_string()),
+                    ("limit", AGG_LIMIT.to_string()),
+                ])?;
+                if let Some(r) = rows.iter().rev().find(|r| r.1 <= at_ms) {
+                    best = Some(*r);
+                }
+                pages += 1;
+            }
+            if let Some((_, _, p)) = best {
+                self.at_cache.insert((pair.to_string(), at_ms), p);
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
     }
 
     fn price(

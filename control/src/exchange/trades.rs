@@ -17,7 +17,7 @@
 //! - **Quantities.** Each recovered trade carries, as cumulative quantity, the order's journaled fill plus every
 //!   recovered trade of it: an upper bound that lets trades arrive in any order around the stream's.
 //! - **Fees** are the row's commission; one in another asset than the quote (BNB) is valued like the stream's
-//!   (`funding::FeePricer`), at the time of the recovery.
+//!   (`funding::FeePricer`), at the price of the fill's time (the pair's last trade then, `aggTrades`).
 //!
 //! `aegis reconcile --pnl` reads the same rows by time ([`fetch_user_trades_between`]) and the cash flows of
 //! `GET /fapi/v1/income` ([`fetch_income`]): both endpoints answer at most 7 days per request.
@@ -408,7 +408,8 @@ pub fn from_ids(journal: &JournalView, symbols: &[Symbol]) -> BTreeMap<Symbol, u
         .collect()
 }
 
-/// Values each recovered fee charged in another asset than the quote (see `funding::FeePricer`).
+/// Values each recovered fee charged in another asset than the quote at the fill's time (see
+/// `funding::FeePricer::convert_at`).
 pub fn price_fees(
     updates: &mut [OrderUpdate],
     funding: &super::funding::SharedFunding,
@@ -417,7 +418,9 @@ pub fn price_fees(
 ) {
     for u in updates.iter_mut().filter(|u| !u.fee.is_zero()) {
         let mut b = funding.lock().unwrap_or_else(|e| e.into_inner());
-        u.fee_conv = b.pricer().convert(client, rt, u.symbol, u.fee_asset, u.fee);
+        u.fee_conv = b
+            .pricer()
+            .convert_at(client, rt, u.symbol, u.fee_asset, u.fee, u.ts_ms);
     }
 }
 

@@ -4,6 +4,10 @@
 //! One-minute bars are kept per symbol (the last [`KEEP_MINUTES`]); longer intervals are aggregated from them on
 //! request, aligned to the epoch like Binance's (so `1d` bars open at 00:00 UTC). Minutes without a trade are
 //! flat bars at the previous close with zero volume, as Binance serves them.
+//!
+//! `GET /fapi/v1/aggTrades` serves the last [`KEEP_TRADES`] trades per symbol. The BNB fee mode's price
+//! (`BNBUSDT`, not a traded symbol here) is recorded as one trade at each change, so a client can value a BNB
+//! fee at the price of the fill's time, as it would from Binance's BNBUSDT trades.
 
 use super::auth::Params;
 use super::error::ApiError;
@@ -14,6 +18,10 @@ use std::collections::{BTreeMap, HashMap};
 
 /// One-minute bars kept per symbol (a week).
 pub const KEEP_MINUTES: usize = 7 * 24 * 60;
+/// Public trades kept per symbol for `aggTrades`.
+pub const KEEP_TRADES: usize = 20_000;
+/// Longest `startTime`..`endTime` of one `aggTrades` request (Binance: less than an hour).
+const AGG_MAX_SPAN: u64 = 3_600_000;
 const MINUTE: u64 = 60_000;
 const DAY: u64 = 24 * 60 * MINUTE;
 
@@ -87,10 +95,26 @@ impl Bar {
     }
 }
 
-/// The one-minute bars of every symbol.
+/// One public trade as `aggTrades` serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggRow {
+    /// Aggregate trade id.
+    pub id: u64,
+    /// Price.
+    pub price: Price,
+    /// Quantity.
+    pub qty: Qty,
+    /// The buyer was the maker.
+    pub buyer_maker: bool,
+    /// Time (ms).
+    pub time: u64,
+}
+
+/// The one-minute bars and recent trades of every symbol.
 #[derive(Debug, Default)]
 pub struct Candles {
     bars: HashMap<String, BTreeMap<u64, Bar>>,
+    trades: HashMap<String, std::collections::VecDeque<AggRow>>,
 }
 
 impl Candles {
@@ -133,6 +157,90 @@ impl Candles {
         while bars.len() > KEEP_MINUTES {
             bars.pop_first();
         }
+        self.record_trade(symbol, id, price, qty, buyer_maker, now);
+    }
+
+    /// Records a trade for `aggTrades` only (no bar): the BNB fee mode's price changes.
+    pub fn record_trade(
+        &mut self,
+        symbol: &str,
+        id: u64,
+        price: Price,
+        qty: Qty,
+        buyer_maker: bool,
+        now: u64,
+    ) {
+        let t = self.trades.entry(symbol.to_string()).or_default();
+        t.push_back(AggRow {
+            id,
+            price,
+            qty,
+            buyer_maker,
+            time: now,
+        });
+        while t.len() > KEEP_TRADES {
+            t.pop_front();
+        }
+    }
+
+    /// The next trade id of `symbol` (for trades recorded by [`Candles::record_trade`] alone).
+    pub fn next_trade_id(&self, symbol: &str) -> u64 {
+        self.trades
+            .get(symbol)
+            .and_then(|t| t.back())
+            .map_or(1, |r| r.id + 1)
+    }
+
+    /// `GET /fapi/v1/aggTrades` of `symbol`: from `fromId`, or within `startTime`..=`endTime` (less than an hour
+    /// apart, -1127 otherwise), oldest first, at most `limit` (default 500, at most 1000); with neither, the
+    /// most recent `limit`.
+    pub fn agg_trades(&self, symbol: &str, p: &Params) -> Result<Value, ApiError> {
+        let limit = match p.opt_u64("limit")? {
+            None => 500,
+            Some(l @ 1..=1000) => l as usize,
+            Some(_) => {
+                return Err(ApiError::new(
+                    400,
+                    -1130,
+                    "Invalid data sent for a parameter.",
+                ))
+            }
+        };
+        let (from, start, end) = (
+            p.opt_u64("fromId")?,
+            p.opt_u64("startTime")?,
+            p.opt_u64("endTime")?,
+        );
+        if let (Some(s), Some(e)) = (start, end) {
+            if e < s || e - s >= AGG_MAX_SPAN {
+                return Err(ApiError::new(
+                    400,
+                    -1127,
+                    "More than 1 hours between startTime and endTime.",
+                ));
+            }
+        }
+        let empty = std::collections::VecDeque::new();
+        let all = self.trades.get(symbol).unwrap_or(&empty);
+        let rows: Vec<&AggRow> = if from.is_none() && start.is_none() && end.is_none() {
+            all.iter().skip(all.len().saturating_sub(limit)).collect()
+        } else {
+            let start = start.or_else(|| end.map(|e| e.saturating_sub(AGG_MAX_SPAN - 1)));
+            let end = end.or_else(|| start.map(|s| s + AGG_MAX_SPAN - 1));
+            all.iter()
+                .filter(|r| from.is_none_or(|f| r.id >= f))
+                .filter(|r| start.is_none_or(|s| r.time >= s) && end.is_none_or(|e| r.time <= e))
+                .take(limit)
+                .collect()
+        };
+        Ok(Value::Array(
+            rows.into_iter()
+                .map(|r| {
+                    json!({"a": r.id, "p": r.price.to_string(), "q": r.qty.to_string(), "f": r.id,
+                           "l": r.id, "T": r.time, "m": r.buyer_maker})
+                })
+                .collect(),
+        ))
     }
 
     /// One-minute bars of `symbol` from `from` to `to` (open times, inclusive), gaps filled at the previous
@@ -545,6 +653,59 @@ mod tests {
             ),
             (&json!("195.00"), &json!(8), &json!(9), &json!("3.000"))
         );
+    }
+
+    #[test]
+    fn agg_trades_by_time_by_id_and_latest() {
+        let mut c = Candles::default();
+        for i in 1..=5u64 {
+            c.record_trade(
+                "BNBUSDT",
+                i,
+                px(&format!("60{i}.0")),
+                q("1.000"),
+                false,
+                1_000 * i,
+            );
+        }
+        let ids = |v: Value| -> Vec<u64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["a"].as_u64().unwrap())
+                .collect()
+        };
+        let by_time = c
+            .agg_trades("BNBUSDT", &p(&[("startTime", "1500"), ("endTime", "4000")]))
+            .unwrap();
+        assert_eq!(ids(by_time.clone()), [2, 3, 4]);
+        assert_eq!(by_time[2]["p"], "604");
+        assert_eq!(by_time[2]["T"], 4000);
+        assert_eq!(
+            ids(c.agg_trades("BNBUSDT", &p(&[("fromId", "4")])).unwrap()),
+            [4, 5]
+        );
+        assert_eq!(
+            ids(c.agg_trades("BNBUSDT", &p(&[("limit", "2")])).unwrap()),
+            [4, 5]
+        );
+        assert_eq!(
+            ids(c
+                .agg_trades("BNBUSDT", &p(&[("endTime", "2500"), ("limit", "1")]))
+                .unwrap()),
+            [1]
+        );
+        let e = c
+            .agg_trades("BNBUSDT", &p(&[("startTime", "0"), ("endTime", "3600000")]))
+            .unwrap_err();
+        assert_eq!(e.code, -1127);
+        assert_eq!(c.next_trade_id("BNBUSDT"), 6);
+        assert!(c
+            .agg_trades("ETHUSDT", &p(&[]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -365,6 +365,12 @@ async fn set_bnb(State(sim): State<Arc<Sim>>, Json(v): Json<Value>) -> Response 
         Some(_) => return bad("price must be a decimal string such as \"600.5\", or null"),
     };
     lock(&sim.ex).bnb_price = price;
+    if let Some(p) = price {
+        // Each price is a BNBUSDT trade at this time, for clients valuing a fee at its fill's time.
+        let mut c = lock(&sim.candles);
+        let id = c.next_trade_id("BNBUSDT");
+        c.record_trade("BNBUSDT", id, p, Qty::ONE, false, sim.now());
+    }
     Json(json!({"bnbPrice": price.map(|p| p.to_string())})).into_response()
 }
 

@@ -83,6 +83,8 @@ pub enum Ep {
     ApiRestrictions,
     /// GET /fapi/v1/klines
     Klines,
+    /// GET /fapi/v1/aggTrades
+    AggTrades,
     /// GET /fapi/v1/ticker/24hr
     Ticker24hr,
     /// GET /fapi/v1/leverageBracket
@@ -154,6 +156,7 @@ pub fn route(method: &Method, path: &str) -> Option<(Ep, u32, Sec)> {
         ("DELETE", "/fapi/v1/listenKey") => (Ep::ListenKeyClose, 1, Key),
         ("GET", "/sapi/v1/account/apiRestrictions") => (Ep::ApiRestrictions, 1, Signed(Perm::Any)),
         ("GET", "/fapi/v1/klines") => (Ep::Klines, 5, None),
+        ("GET", "/fapi/v1/aggTrades") => (Ep::AggTrades, 20, None),
         ("GET", "/fapi/v1/ticker/24hr") => (Ep::Ticker24hr, 1, None),
         ("GET", "/fapi/v1/leverageBracket") => (Ep::LeverageBracket, 1, Signed(Perm::Read)),
         ("GET", "/fapi/v1/positionSide/dual") => (Ep::PositionMode, 30, Signed(Perm::Read)),
@@ -409,6 +412,14 @@ fn handle(
         Ep::Klines => {
             let spec = symbol_param(p, &lock(&sim.ex).specs)?.clone();
             lock(&sim.candles).klines(&spec, p, now)
+        }
+        Ep::AggTrades => {
+            // BNBUSDT (the BNB fee mode's price) is served though it is not a traded symbol here.
+            let symbol = match p.required("symbol")? {
+                "BNBUSDT" => "BNBUSDT".to_string(),
+                _ => symbol_param(p, &lock(&sim.ex).specs)?.symbol.clone(),
+            };
+            lock(&sim.candles).agg_trades(&symbol, p)
         }
         Ep::Ticker24hr => {
             let ex = lock(&sim.ex);
