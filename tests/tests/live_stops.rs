@@ -277,6 +277,30 @@ fn live_stop_rests_on_the_exchange_moves_with_the_position_and_its_trigger_is_bo
     );
 }
 
+/// A stop cancelled behind the bot's back is heard on the user data stream (`ALGO_UPDATE` CANCELED) and placed
+/// again at once, not at the next 30 s audit of `openAlgoOrders`.
+#[test]
+fn live_stop_cancelled_by_hand_is_placed_again_from_the_algo_update() {
+    let _g = serial();
+    let w = World::new("stops-algo-update", keys(false, false));
+    let bot = start_agreed(&w, 1, &testnet_env());
+    manual_buy(&w, "0.003");
+    let s = wait_stop(&w, &bot, "SELL", "0.003", Duration::from_secs(15));
+    let first = s["clientAlgoId"].as_str().unwrap().to_string();
+    let trigger = price(&s["triggerPrice"]);
+    let r = w.signed(
+        Method::DELETE,
+        "/fapi/v1/algoOrder",
+        &[("clientAlgoId", first.as_str())],
+    );
+    assert_eq!(r["clientAlgoId"], first.as_str(), "{r}");
+    // Within 5 s of a bot started seconds ago: its first audit (every 30 s) has not run yet.
+    let again = wait_stop(&w, &bot, "SELL", "0.003", Duration::from_secs(5));
+    assert_ne!(again["clientAlgoId"], first.as_str(), "{again}");
+    assert_eq!(price(&again["triggerPrice"]), trigger, "{again}");
+    bot.expect_log("(ALGO_UPDATE)", Duration::from_secs(2));
+}
+
 #[test]
 fn live_kill_9_leaves_the_stop_on_the_exchange_and_it_closes_the_position() {
     let _g = serial();
@@ -362,6 +386,8 @@ fn live_start_adopts_our_stop_cancels_strays_and_the_kill_switch_removes_algo_or
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
+    // Binance's algo service fails the first two cancel-alls (503): the kill switch retries until it lands.
+    w.admin(AdminCall::fail(2, "/fapi/v1/algoOpenOrders"));
     let r = c
         .post(format!("https://127.0.0.1:{}/api/control/kill", bot.port))
         .json(&serde_json::json!({"flatten": false, "reason": "test"}))
@@ -374,6 +400,14 @@ fn live_start_adopts_our_stop_cancels_strays_and_the_kill_switch_removes_algo_or
         }),
         "{:?}\n{}",
         sim_algo_open(&w),
+        bot.log()
+    );
+    assert_eq!(
+        bot.log()
+            .matches("kill switch: cancelling the algo orders failed, retrying")
+            .count(),
+        2,
+        "{}",
         bot.log()
     );
     assert_eq!(sim_positions(&w).get("BTCUSDT"), Some(&300_000));

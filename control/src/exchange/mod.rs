@@ -227,6 +227,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         ctx.ledger.last_funding_ms,
         client.now_ms(),
     )));
+    let algo_inbox = std::sync::Arc::new(stops::AlgoInbox::default());
     if !read_only {
         // The user data stream first, so no update between the snapshot and the stream is lost (the
         // reconciliation's position settings are absolute, so an update seen twice cannot double count).
@@ -237,6 +238,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
                 ends.inbound.clone(),
                 slot.clone(),
                 funding_book.clone(),
+                algo_inbox.clone(),
             )
             .map_err(|e| run_err(format!("user data stream: {e}")))?,
         );
@@ -520,6 +522,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
                 cfg.exchange.stop_loss,
                 ticks,
                 adopted_stops,
+                algo_inbox,
             );
             Some(rt.spawn(m.run()))
         }

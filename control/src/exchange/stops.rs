@@ -22,7 +22,13 @@
 //! - Kill switch: every algo order of every symbol is cancelled (`DELETE /fapi/v1/algoOpenOrders`) and no stop
 //!   is placed until the engine runs again (resume): a kill means hands off. `kill --flatten` closes the
 //!   positions anyway; without it the positions are listed as unprotected.
-//! - Audit every [`AUDIT_EVERY`] (and the start-up reconciliation, [`super::reconcile::algo_plan`]):
+//! - Heard at once: the user data stream's `ALGO_UPDATE` for one of our stops with a final status (`CANCELED`
+//!   by hand, `EXPIRED`, `REJECTED` when triggered, `FINISHED` after its order) reaches the manager through an
+//!   [`AlgoInbox`] within a [`TICK`]: the stop is forgotten and placed again if the position is still open; a
+//!   `REJECTED` one also raises `protective_stop_failed` with Binance's reason. `TRIGGERING`/`TRIGGERED` change
+//!   nothing (the stop's own order is closing the position; a new stop would trigger at once, -2021).
+//! - Audit every [`AUDIT_EVERY`] (and the start-up reconciliation, [`super::reconcile::algo_plan`]), the net
+//!   under the stream (a missed event, a stream outage):
 //!   `GET /fapi/v1/openAlgoOrders`; a stop we think rests but the exchange no longer lists (triggered, cancelled
 //!   by hand) is forgotten and placed again if the position is still open; ours on a symbol with a position on
 //!   the matching (closing) side and none adopted yet is adopted (and moved if off); anything else is cancelled.
@@ -50,6 +56,69 @@ pub const AUDIT_EVERY: Duration = Duration::from_secs(30);
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Most `ALGO_UPDATE`s held for the manager (it drains them every [`TICK`]; without a manager, in paper
+/// mode, nothing reads them and the oldest go first).
+const INBOX_CAP: usize = 1024;
+
+/// What the user data stream heard of one of our stops: an `ALGO_UPDATE` with a final status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlgoNews {
+    /// `caid`.
+    pub client_algo_id: String,
+    /// `s`.
+    pub symbol: Symbol,
+    /// `X`: `CANCELED`, `EXPIRED`, `REJECTED` or `FINISHED`.
+    pub status: String,
+    /// `rm`: why (Binance's reject reason; may be empty).
+    pub reason: String,
+}
+
+/// `ALGO_UPDATE`s from the user data stream thread to the manager task.
+#[derive(Debug, Default)]
+pub struct AlgoInbox {
+    news: Mutex<Vec<AlgoNews>>,
+}
+
+impl AlgoInbox {
+    /// Keeps the event if it is final news of one of our stops ([`AlgoNews`]); anything else is ignored.
+    pub fn hear(&self, event: &Value) {
+        let Some(n) = parse_algo_update(event) else {
+            return;
+        };
+        let mut q = self.news.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == INBOX_CAP {
+            q.remove(0);
+        }
+        q.push(n);
+    }
+
+    fn take(&self) -> Vec<AlgoNews> {
+        std::mem::take(&mut *self.news.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Parses an `ALGO_UPDATE`: `Some` only for one of our stops ([`PREFIX`]) with a final status.
+pub fn parse_algo_update(v: &Value) -> Option<AlgoNews> {
+    let o = v.get("o")?;
+    let id = o.get("caid")?.as_str()?;
+    let status = o.get("X")?.as_str()?;
+    if !id.starts_with(PREFIX)
+        || !matches!(status, "CANCELED" | "EXPIRED" | "REJECTED" | "FINISHED")
+    {
+        return None;
+    }
+    Some(AlgoNews {
+        client_algo_id: id.to_string(),
+        symbol: Symbol::new(o.get("s")?.as_str()?).ok()?,
+        status: status.to_string(),
+        reason: o
+            .get("rm")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    })
+}
 
 /// One stop as it should rest (or rests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +262,10 @@ pub struct Manager {
     seen_open: std::collections::BTreeSet<Symbol>,
     seq: u64,
     last_audit: Instant,
+    inbox: Arc<AlgoInbox>,
+    /// Symbols whose algo orders the kill switch could not cancel yet, retried with backoff while killed.
+    kill_left: Vec<Symbol>,
+    kill_retry: Option<(Instant, Duration)>,
 }
 
 fn side(sell: bool) -> &'static str {
@@ -213,6 +286,7 @@ impl Manager {
         fraction: Rate,
         ticks: HashMap<Symbol, Price>,
         adopted: BTreeMap<Symbol, Resting>,
+        inbox: Arc<AlgoInbox>,
     ) -> Self {
         let fraction = if fraction.is_zero() {
             aegis_shared::config::DEFAULT_EXCHANGE_STOP_LOSS
@@ -235,6 +309,9 @@ impl Manager {
             // Ids of this run start at the wall clock, so they never repeat an earlier run's.
             seq: super::rest::wall_ms(),
             last_audit: Instant::now(),
+            inbox,
+            kill_left: Vec::new(),
+            kill_retry: None,
         }
     }
 
@@ -272,10 +349,13 @@ impl Manager {
                 reason: HaltReason::KillSwitch
             })
         );
+        self.hear();
         if killed {
             if !self.killed {
                 self.killed = true;
                 self.cancel_everything().await;
+            } else if self.kill_retry.is_some_and(|(at, _)| Instant::now() >= at) {
+                self.cancel_kill_left().await;
             }
             self.live.stops.set(|v| {
                 v.paused_by_kill = true;
@@ -288,6 +368,8 @@ impl Manager {
             return;
         }
         self.killed = false;
+        self.kill_left.clear();
+        self.kill_retry = None;
         self.seen_open.extend(want.keys().copied());
         if self.last_audit.elapsed() >= AUDIT_EVERY {
             self.last_audit = Instant::now();
@@ -458,24 +540,60 @@ impl Manager {
         }
     }
 
+    /// Takes the stream's news of our stops (see the module docs).
+    fn hear(&mut self) {
+        for n in self.inbox.take() {
+            if n.status == "REJECTED" {
+                tracing::error!(symbol = %n.symbol, client_algo_id = %n.client_algo_id, "protective stop REJECTED by Binance when triggered ({}): the position may be open without a stop", n.reason);
+                let _ = self
+                    .inbound
+                    .send(Inbound::Alert(AlertKind::ProtectiveStopFailed));
+            }
+            if self
+                .resting
+                .get(&n.symbol)
+                .is_some_and(|r| r.client_algo_id == n.client_algo_id)
+            {
+                tracing::warn!(symbol = %n.symbol, client_algo_id = %n.client_algo_id, status = %n.status, "protective stop no longer resting on the exchange (ALGO_UPDATE): placing again if the position is open");
+                self.resting.remove(&n.symbol);
+            }
+        }
+    }
+
     /// Kill switch: every waiting algo order of every symbol we trade or hold a stop in.
     async fn cancel_everything(&mut self) {
         let mut symbols: Vec<Symbol> = self.ticks.keys().copied().collect();
         symbols.extend(self.resting.keys().copied());
         symbols.sort();
         symbols.dedup();
-        for s in symbols {
+        self.kill_left = symbols;
+        self.kill_retry = None;
+        self.cancel_kill_left().await;
+        self.resting.clear();
+        self.pending.clear();
+    }
+
+    /// Cancels the algo orders of the symbols the kill switch has not cleared yet; a failure (a ban, a 5xx,
+    /// no network) is retried with backoff for as long as the kill lasts, never left to chance.
+    async fn cancel_kill_left(&mut self) {
+        let delay = self
+            .kill_retry
+            .map(|(_, d)| (d * 2).min(BACKOFF_MAX))
+            .unwrap_or(BACKOFF_MIN);
+        let mut left = Vec::new();
+        for s in std::mem::take(&mut self.kill_left) {
             match self.client.cancel_all_algo(s.as_str()).await {
                 Ok(_) => {
                     tracing::warn!(symbol = %s, "kill switch: algo orders cancelled (DELETE /fapi/v1/algoOpenOrders)")
                 }
                 Err(e) => {
-                    tracing::error!(symbol = %s, "kill switch: cancelling the algo orders failed: {e}")
+                    tracing::error!(symbol = %s, retry_in_ms = delay.as_millis() as u64, "kill switch: cancelling the algo orders failed, retrying: {e}");
+                    left.push(s);
                 }
             }
         }
-        self.resting.clear();
-        self.pending.clear();
+        self.kill_retry = (!left.is_empty()).then(|| (Instant::now() + delay, delay));
+        self.kill_left = left;
     }
 
     /// Compares the exchange's open algo orders with ours (see the module docs).
@@ -546,6 +664,39 @@ mod tests {
     }
     fn rate(s: &str) -> Rate {
         Rate::parse(s).unwrap()
+    }
+
+    #[test]
+    fn algo_updates_of_our_stops_with_a_final_status_are_news_nothing_else() {
+        let ev = |caid: &str, st: &str| {
+            json!({"e": "ALGO_UPDATE", "T": 1, "E": 1, "o": {"caid": caid, "aid": 7, "at": "CONDITIONAL",
+                   "o": "STOP_MARKET", "s": "BTCUSDT", "S": "SELL", "X": st, "rm": "Reduce Only reject"}})
+        };
+        let inbox = AlgoInbox::default();
+        for st in ["NEW", "TRIGGERING", "TRIGGERED"] {
+            inbox.hear(&ev("aegsl-BTCUSDT-5", st));
+        }
+        inbox.hear(&ev("someone-else", "CANCELED"));
+        inbox.hear(&json!({"e": "ALGO_UPDATE", "o": {"caid": "aegsl-BTCUSDT-5"}}));
+        assert!(inbox.take().is_empty());
+        for st in ["CANCELED", "EXPIRED", "REJECTED", "FINISHED"] {
+            inbox.hear(&ev("aegsl-BTCUSDT-5", st));
+        }
+        let news = inbox.take();
+        assert_eq!(news.len(), 4);
+        assert_eq!(news[2].status, "REJECTED");
+        assert_eq!(news[2].reason, "Reduce Only reject");
+        assert_eq!(news[2].symbol.as_str(), "BTCUSDT");
+        assert!(inbox.take().is_empty(), "taken once");
+        for i in 0..INBOX_CAP + 5 {
+            inbox.hear(&ev(&format!("aegsl-BTCUSDT-{i}"), "CANCELED"));
+        }
+        let news = inbox.take();
+        assert_eq!(news.len(), INBOX_CAP);
+        assert_eq!(
+            news[0].client_algo_id, "aegsl-BTCUSDT-5",
+            "the oldest went first"
+        );
     }
 
     #[test]

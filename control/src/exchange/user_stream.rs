@@ -152,6 +152,7 @@ pub fn start(
     inbound: Sender<Inbound>,
     slot: Arc<super::resync::Slot>,
     funding: super::funding::SharedFunding,
+    algo: Arc<super::stops::AlgoInbox>,
 ) -> Result<UserStream, RestError> {
     let stats = Arc::new(UserStreamStats::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -175,6 +176,7 @@ pub fn start(
                 slot,
                 keepalive: every,
                 funding,
+                algo,
             };
             run(&sh, first)
         })
@@ -217,6 +219,8 @@ struct Shared {
     slot: Arc<super::resync::Slot>,
     keepalive: Duration,
     funding: super::funding::SharedFunding,
+    /// Our protective stops' `ALGO_UPDATE`s, for the stop manager.
+    algo: Arc<super::stops::AlgoInbox>,
 }
 
 fn run(sh: &Shared, first: ws::Ws) {
@@ -348,6 +352,7 @@ fn session(sh: &Shared, w: &mut ws::Ws) -> End {
         slot,
         keepalive,
         funding,
+        algo,
     } = sh;
     let mut last_keepalive = Instant::now();
     // The keep-alive runs on the control runtime, so a slow REST answer never stops this stream being read.
@@ -432,6 +437,7 @@ fn session(sh: &Shared, w: &mut ws::Ws) -> End {
                             );
                         }
                     }
+                    Some("ALGO_UPDATE") => algo.hear(&v),
                     Some("listenKeyExpired") => return End::Recreate,
                     _ => {}
                 }

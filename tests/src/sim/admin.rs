@@ -46,6 +46,7 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/market/{symbol}", get(market))
         .route("/clock", post(clock))
         .route("/faults/delay", post(delay))
+        .route("/faults/fail", post(fail))
         .route("/faults/order503", post(order503))
         .route("/faults/depthGap", post(depth_gap))
         .route("/faults/maxLeverage", post(max_leverage))
@@ -256,6 +257,19 @@ async fn delay(State(sim): State<Arc<Sim>>, Json(r): Json<DelayReq>) -> Response
     f.delay_ms = r.ms;
     f.delay_count = r.count;
     f.delay_path_prefix = r.path_prefix;
+    ok(json!({"ok": true}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FailReq {
+    count: u32,
+    path_prefix: String,
+}
+async fn fail(State(sim): State<Arc<Sim>>, Json(r): Json<FailReq>) -> Response {
+    let mut f = lock(&sim.faults);
+    f.fail_count = r.count;
+    f.fail_path_prefix = Some(r.path_prefix);
     ok(json!({"ok": true}))
 }
 

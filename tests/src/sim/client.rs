@@ -108,6 +108,14 @@ impl AdminCall {
             json!({"ms": ms, "count": count, "pathPrefix": path_prefix}),
         )
     }
+    /// `POST /admin/faults/fail`: the next `count` REST requests on paths starting with `path_prefix` answer
+    /// 503 -1001 without being processed (cleared by [`AdminCall::clear_faults`]).
+    pub fn fail(count: u32, path_prefix: &str) -> Self {
+        Self::post(
+            "/admin/faults/fail".into(),
+            json!({"count": count, "pathPrefix": path_prefix}),
+        )
+    }
     /// `POST /admin/faults/order503`: the next `count` order placements answer 503 -1007; `placed` says
     /// whether they were really placed.
     pub fn order_503(count: u32, placed: bool) -> Self {

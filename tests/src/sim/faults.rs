@@ -22,6 +22,11 @@ pub struct Faults {
     /// Highest leverage `POST /fapi/v1/leverage` accepts (above it: -4028), like a symbol whose leverage
     /// brackets stop lower than 125x; `None`: the usual 1–125.
     pub max_leverage: Option<u32>,
+    /// Answer 503 (-1001, unprocessed) to this many next REST requests on paths starting with
+    /// [`Faults::fail_path_prefix`], before touching them: a backend outage for one endpoint.
+    pub fail_count: u32,
+    /// The path prefix [`Faults::fail_count`] applies to.
+    pub fail_path_prefix: Option<String>,
 }
 
 impl Faults {
@@ -43,6 +48,19 @@ impl Faults {
                 Some(self.delay_ms)
             }
         }
+    }
+
+    /// Takes one unprocessed 503 for `path`, if the fault applies.
+    pub fn take_fail(&mut self, path: &str) -> bool {
+        let applies = self.fail_count > 0
+            && self
+                .fail_path_prefix
+                .as_deref()
+                .is_some_and(|p| path.starts_with(p));
+        if applies {
+            self.fail_count -= 1;
+        }
+        applies
     }
 
     /// Takes one 503 for an order placement: `Some(placed)` when it applies.

@@ -703,6 +703,14 @@ pub async fn rest(
         return super::spot::rest::serve(&sim, &method, &path, &query, &headers, &body, addr.ip())
             .await;
     }
+    if lock(&sim.faults).take_fail(&path) {
+        let e = ApiError::new(
+            503,
+            -1001,
+            "Internal error; unable to process your request. Please try again.",
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(e.body())).into_response();
+    }
     let out = process(&sim, &method, &path, &query, &headers, &body, addr.ip());
     let delay = lock(&sim.faults).take_delay(&path);
     if let Some(ms) = delay {
