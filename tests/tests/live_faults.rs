@@ -32,17 +32,6 @@ fn adopt(w: World, env: &[(&str, String)]) -> (World, Bot) {
     (w, bot)
 }
 
-/// The simulator's algo orders of the test account that still wait for their trigger.
-fn sim_algo_waiting(w: &World) -> Vec<serde_json::Value> {
-    w.admin(AdminCall::algo_orders("alice"))
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|o| o["algoStatus"] == "NEW")
-        .collect()
-}
-
 fn count(bot: &Bot, needle: &str) -> usize {
     bot.log().matches(needle).count()
 }
@@ -133,7 +122,7 @@ fn rate_limit_case(tag: &str, limits: serde_json::Value, min_wait: Duration) {
     // The protective stop rests before the limit bites, so the kill switch has an algo order to cancel.
     assert!(
         wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-            !sim_algo_waiting(&w).is_empty()
+            !sim_algo_open(&w).is_empty()
         }),
         "a protective stop rests\n{}",
         bot.log()
@@ -175,10 +164,10 @@ fn rate_limit_case(tag: &str, limits: serde_json::Value, min_wait: Duration) {
     // The kill switch's algo-order cancel, refused while limited, is retried until it lands: no stop is left.
     assert!(
         wait_until(Duration::from_secs(35), Duration::from_millis(100), || {
-            sim_algo_waiting(&w).is_empty()
+            sim_algo_open(&w).is_empty()
         }),
         "{:?}\n{}",
-        sim_algo_waiting(&w),
+        sim_algo_open(&w),
         bot.log()
     );
     // What the operator sees: the gateway's exchange_errors alert, once for the one halt, without key material.

@@ -8,17 +8,6 @@ use aegis_shared::num::{Price, Qty, Rate, SCALE};
 use live_support::*;
 use reqwest::Method;
 
-/// The simulator's algo orders of the test account that still wait for their trigger.
-fn sim_algo_open(w: &World) -> Vec<Value> {
-    w.admin(AdminCall::algo_orders("alice"))
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|o| o["algoStatus"] == "NEW")
-        .cloned()
-        .collect()
-}
-
 fn qty(v: &Value) -> Qty {
     Qty::parse(v.as_str().unwrap_or("0")).unwrap_or_else(|_| panic!("not a quantity: {v}"))
 }

@@ -44,6 +44,16 @@ pub fn quote_asset(symbol: &str) -> Option<&'static str> {
     QUOTES.into_iter().find(|q| symbol.ends_with(q))
 }
 
+/// The pair that values `asset` in `symbol`'s quote asset (`BNB` on `BTCUSDT` → `BNBUSDT`), with that quote;
+/// `Err` with the answer when no price is needed (the fee is in the quote) or none can be had.
+fn fee_pair(symbol: Symbol, asset: Symbol) -> Result<(String, &'static str), FeeConversion> {
+    let quote = quote_asset(symbol.as_str()).ok_or(FeeConversion::Unconvertible)?;
+    if asset.as_str() == quote {
+        return Err(FeeConversion::Quote);
+    }
+    Ok((format!("{}{quote}", asset.as_str()), quote))
+}
+
 /// Values fees (and funding in a non-quote asset) in the quote asset. See the module docs.
 #[derive(Debug, Default)]
 pub struct FeePricer {
@@ -62,13 +72,10 @@ impl FeePricer {
         asset: Symbol,
         amount: Notional,
     ) -> FeeConversion {
-        let Some(quote) = quote_asset(symbol.as_str()) else {
-            return FeeConversion::Unconvertible;
+        let (pair, quote) = match fee_pair(symbol, asset) {
+            Ok(x) => x,
+            Err(c) => return c,
         };
-        if asset.as_str() == quote {
-            return FeeConversion::Quote;
-        }
-        let pair = format!("{}{quote}", asset.as_str());
         match self.price(client, rt, &pair) {
             Ok(p) => FeeConversion::convert(amount, p),
             Err(e) => {
@@ -95,13 +102,10 @@ impl FeePricer {
         amount: Notional,
         at_ms: u64,
     ) -> FeeConversion {
-        let Some(quote) = quote_asset(symbol.as_str()) else {
-            return FeeConversion::Unconvertible;
+        let pair = match fee_pair(symbol, asset) {
+            Ok((pair, _)) => pair,
+            Err(c) => return c,
         };
-        if asset.as_str() == quote {
-            return FeeConversion::Quote;
-        }
-        let pair = format!("{}{quote}", asset.as_str());
         let why = match self.price_at(client, rt, &pair, at_ms) {
             Ok(Some(p)) => return FeeConversion::convert(amount, p),
             Ok(None) => format!("no {pair} trade in the hour before"),

@@ -408,6 +408,17 @@ pub fn sim_open(w: &World) -> Vec<String> {
     v
 }
 
+/// The simulator's algo orders of the test account that still wait for their trigger.
+pub fn sim_algo_open(w: &World) -> Vec<serde_json::Value> {
+    w.admin(AdminCall::algo_orders("alice"))
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| o["algoStatus"] == "NEW")
+        .collect()
+}
+
 /// What the bot believes: net position per symbol (all modes summed) and open client order ids.
 pub fn bot_state(bot: &Bot) -> Option<(std::collections::BTreeMap<String, i64>, Vec<String>)> {
     let p = bot.api("/api/positions")?;
