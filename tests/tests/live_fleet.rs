@@ -13,67 +13,6 @@ use live_support::*;
 const KEY2: &str = "S3c0ndS3c0ndS3c0ndS3c0ndS3c0ndS3c0ndS3c0ndS3c0ndS3c0ndS3c0ndS3c0";
 const SECRET2: &str = "second-sub-account-hmac-secret";
 
-fn pg_addr() -> String {
-    std::env::var("AEGIS_TEST_PG").unwrap_or_else(|_| "127.0.0.1:5432".into())
-}
-
-fn psql(db: &str, sql: &str) -> String {
-    let addr = pg_addr();
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = Command::new("psql")
-        .args([
-            "-X", "-q", "-At", "-h", host, "-p", port, "-U", "postgres", "-d", db, "-c", sql,
-        ])
-        .output()
-        .expect("psql is installed");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A database for one test, dropped afterwards.
-struct Db(String);
-
-impl Db {
-    fn create(tag: &str) -> Db {
-        let name = format!(
-            "aegis_t_fleet_{tag}_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-                % 1_000_000
-        );
-        psql("postgres", &format!("CREATE DATABASE \"{name}\""));
-        Db(name)
-    }
-    fn url(&self) -> String {
-        format!(
-            "postgres://postgres@{}/{}?sslmode=disable",
-            pg_addr(),
-            self.0
-        )
-    }
-    fn sql(&self, sql: &str) -> String {
-        psql(&self.0, sql)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(|| {
-            psql(
-                "postgres",
-                &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.0),
-            )
-        });
-    }
-}
-
 fn host_name() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()
@@ -126,7 +65,7 @@ fn fleet_status(w: &World, db: &Db) -> String {
 fn one_key_two_bots_the_second_refuses_names_the_holder_and_takes_over_only_after_expiry() {
     let _g = serial();
     let w = World::new("fleet-lease", keys(false, false));
-    let db = Db::create("lease");
+    let db = Db::create("fleet_lease");
     let webhook = w.webhook();
     let with_db = |name: &str| {
         let mut e = fleet_env(&w, name, KEY, SECRET);

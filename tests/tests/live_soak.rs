@@ -23,68 +23,6 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn pg_addr() -> String {
-    std::env::var("AEGIS_TEST_PG").unwrap_or_else(|_| "127.0.0.1:5432".into())
-}
-
-fn psql(db: &str, sql: &str) -> String {
-    let addr = pg_addr();
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = Command::new("psql")
-        .args([
-            "-X", "-q", "-At", "-F", "|", "-h", host, "-p", port, "-U", "postgres", "-d", db, "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql is installed");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A database for this test, dropped afterwards.
-struct Db(String);
-
-impl Db {
-    fn create() -> Db {
-        let name = format!(
-            "aegis_t_soak_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-                % 1_000_000
-        );
-        psql("postgres", &format!("CREATE DATABASE \"{name}\""));
-        Db(name)
-    }
-    fn url(&self) -> String {
-        format!(
-            "postgres://postgres@{}/{}?sslmode=disable",
-            pg_addr(),
-            self.0
-        )
-    }
-    fn sql(&self, sql: &str) -> String {
-        psql(&self.0, sql)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(|| {
-            psql(
-                "postgres",
-                &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.0),
-            )
-        });
-    }
-}
-
 fn n(v: &Value) -> Notional {
     Notional::parse(v.as_str().unwrap_or("0")).unwrap_or_else(|_| panic!("not a decimal: {v}"))
 }
@@ -173,7 +111,7 @@ fn soak_funding_bnb_fees_partial_fills_restarts_a_stream_drop_and_a_liquidation_
     let _g = serial();
     let t0 = Instant::now();
     let w = World::new("soak", keys(false, false));
-    let db = Db::create();
+    let db = Db::create("soak");
     let mut env = testnet_env();
     env.push(("DATABASE_URL", db.url()));
     // Not a fleet test: after the kill -9 the key's lease would keep the restart out until it expires (30 s).

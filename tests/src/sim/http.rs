@@ -241,6 +241,104 @@ pub struct Outcome {
     pub usage: Usage,
 }
 
+/// How a REST endpoint authenticates (futures and spot alike).
+pub enum Auth<'a> {
+    /// Public.
+    Public,
+    /// The API key header only (listenKey endpoints).
+    Key,
+    /// Key, signature, timestamp, then this permission check.
+    Signed(&'a dyn Fn(&ApiKey) -> Result<(), ApiError>),
+}
+
+/// What every REST request passes before its handler, futures and spot alike (each with its own limiter):
+/// the IP's request weight, then the key and signature its endpoint needs, then (orders) the order-rate
+/// count. The first refusal is the answer, with the usage counted so far.
+pub struct Admission<'a> {
+    /// The limiter of the request's market.
+    pub limits: &'a std::sync::Mutex<super::ratelimit::RateLimiter>,
+    /// Client IP.
+    pub ip: IpAddr,
+    /// Request weight.
+    pub weight: u32,
+    /// Server time (ms).
+    pub now: u64,
+    /// Request headers (the API key).
+    pub headers: &'a HeaderMap,
+    /// Raw query (signed payload).
+    pub query: &'a str,
+    /// Raw body (signed payload).
+    pub body: &'a [u8],
+    /// Parsed parameters (timestamp, recvWindow).
+    pub params: &'a Params,
+    /// Whether the request places an order (counted against the order limits).
+    pub order: bool,
+}
+
+impl Admission<'_> {
+    /// Admits the request: its key (for authenticated endpoints) and usage, or the refusal to answer.
+    pub fn admit(&self, sim: &Sim, auth: Auth<'_>) -> Result<(Option<ApiKey>, Usage), Outcome> {
+        let (ip, now) = (self.ip, self.now);
+        let mut usage = lock(self.limits)
+            .charge_ip(ip, self.weight, now)
+            .map_err(|(e, u)| Outcome {
+                result: Err(e),
+                usage: u,
+            })?;
+        let checked = match auth {
+            Auth::Public => Ok(None),
+            Auth::Key => authenticate_key(sim, self.headers, ip).map(Some),
+            Auth::Signed(permit) => (|| {
+                let key = authenticate_key(sim, self.headers, ip)?;
+                let (payload, sig) = signed_payload(self.query, self.body)?;
+                if !verify(&key, &payload, &sig) {
+                    return Err(ApiError::bad_signature());
+                }
+                check_timestamp(self.params, now)?;
+                permit(&key)?;
+                Ok(Some(key))
+            })(),
+        };
+        let key = checked.map_err(|e| Outcome {
+            result: Err(e),
+            usage,
+        })?;
+        if self.order {
+            let account = key.as_ref().map(|k| k.account.clone()).unwrap_or_default();
+            usage = lock(self.limits)
+                .charge_order(ip, &account, now, usage)
+                .map_err(|(e, u)| Outcome {
+                    result: Err(e),
+                    usage: u,
+                })?;
+        }
+        Ok((key, usage))
+    }
+}
+
+/// The account of an authenticated request (-2014 without a key).
+pub fn account_of(key: Option<&ApiKey>) -> Result<&str, ApiError> {
+    key.map(|k| k.account.as_str())
+        .ok_or_else(ApiError::key_format)
+}
+
+/// Runs `place` under the 503 fault (REST and WS API, futures and spot): with `placed` the order is placed and
+/// its answer lost; without, nothing happens. Either way the client only sees -1007.
+pub fn with_order_503<T>(
+    sim: &Sim,
+    place: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let fault = lock(&sim.faults).take_order_503();
+    if fault == Some(false) {
+        return Err(ApiError::unknown_status());
+    }
+    let placed = place();
+    if fault == Some(true) {
+        return Err(ApiError::unknown_status());
+    }
+    placed
+}
+
 /// Processes one REST request synchronously.
 pub fn process(
     sim: &Sim,
@@ -264,86 +362,38 @@ pub fn process(
     };
     let params = Params::from_raw(query, body);
     let weight = weight_of(ep, base, &params);
-    let mut usage = match lock(&sim.limits).charge_ip(ip, weight, now) {
-        Ok(u) => u,
-        Err((e, u)) => {
-            return Outcome {
-                result: Err(e),
-                usage: u,
-            }
-        }
+    let req = Admission {
+        limits: &sim.limits,
+        ip,
+        weight,
+        now,
+        headers,
+        query,
+        body,
+        params: &params,
+        order: ep == Ep::NewOrder || ep == Ep::NewAlgo,
     };
-    let key = match sec {
-        Sec::None => None,
-        Sec::Key => match authenticate_key(sim, headers, ip) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                return Outcome {
-                    result: Err(e),
-                    usage,
-                }
-            }
-        },
-        Sec::Signed(perm) => {
-            let checked = (|| {
-                let key = authenticate_key(sim, headers, ip)?;
-                let (payload, sig) = signed_payload(query, body)?;
-                if !verify(&key, &payload, &sig) {
-                    return Err(ApiError::bad_signature());
-                }
-                check_timestamp(&params, now)?;
-                permit(&key, perm)?;
-                Ok(key)
-            })();
-            match checked {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    return Outcome {
-                        result: Err(e),
-                        usage,
-                    }
-                }
-            }
-        }
+    let admitted = match sec {
+        Sec::None => req.admit(sim, Auth::Public),
+        Sec::Key => req.admit(sim, Auth::Key),
+        Sec::Signed(perm) => req.admit(sim, Auth::Signed(&|k| permit(k, perm))),
     };
-    if ep == Ep::NewOrder || ep == Ep::NewAlgo {
-        let account = key.as_ref().map(|k| k.account.clone()).unwrap_or_default();
-        match lock(&sim.limits).charge_order(ip, &account, now, usage) {
-            Ok(u) => usage = u,
-            Err((e, u)) => {
-                return Outcome {
-                    result: Err(e),
-                    usage: u,
-                }
-            }
-        }
-    }
+    let (key, usage) = match admitted {
+        Ok(x) => x,
+        Err(out) => return out,
+    };
     let result = handle(sim, ep, &params, key.as_ref(), now);
     Outcome { result, usage }
 }
 
-fn account_of(key: Option<&ApiKey>) -> Result<&str, ApiError> {
-    key.map(|k| k.account.as_str())
-        .ok_or_else(ApiError::key_format)
-}
-
-/// Places an order (REST and WS API), honouring the 503 fault: with `placed` the order is placed and its
-/// response lost; without, nothing happens. Either way the client only sees -1007.
+/// Places an order (REST and WS API) under the 503 fault ([`with_order_503`]).
 pub fn place_order(sim: &Sim, p: &Params, account: &str, now: u64) -> Result<Value, ApiError> {
-    let fault = lock(&sim.faults).take_order_503();
-    if fault == Some(false) {
-        return Err(ApiError::unknown_status());
-    }
-    let mut ex = lock(&sim.ex);
-    let req = parse_new_order(p, &ex.specs);
-    let placed = req.and_then(|r| {
+    let (pl, result) = with_order_503(sim, || {
+        let mut ex = lock(&sim.ex);
+        let r = parse_new_order(p, &ex.specs)?;
         let result = r.result;
         ex.place(account, r, now).map(|pl| (pl, result))
-    });
-    if fault == Some(true) {
-        return Err(ApiError::unknown_status());
-    }
-    let (pl, result) = placed?;
+    })?;
     Ok(if result {
         pl.order.to_json(false)
     } else {

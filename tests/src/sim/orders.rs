@@ -111,6 +111,10 @@ impl Status {
             Status::Expired => "EXPIRED",
         }
     }
+    /// Still working.
+    pub fn is_open(self) -> bool {
+        matches!(self, Status::New | Status::PartiallyFilled)
+    }
 }
 
 /// An order.

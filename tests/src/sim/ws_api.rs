@@ -84,16 +84,28 @@ fn reply(id: &Value, status: u16, body: Result<Value, ApiError>, limits: Value) 
 
 /// Authenticates a request: its own signature, or the logged-on session.
 fn authenticate(sim: &Sim, s: &Session, p: &Params, now: u64) -> Result<ApiKey, ApiError> {
+    authenticate_ws(sim, s.ip, s.api_key.as_deref(), p, now)
+}
+
+/// A WebSocket-API request's key (futures and spot): its own `apiKey` and `signature`, else the key the
+/// session logged on with (`session`); then its timestamp.
+pub fn authenticate_ws(
+    sim: &Sim,
+    ip: std::net::IpAddr,
+    session: Option<&str>,
+    p: &Params,
+    now: u64,
+) -> Result<ApiKey, ApiError> {
     let key = if let Some(raw) = p.opt("apiKey") {
-        let key = lookup_key(sim, raw, s.ip)?;
+        let key = lookup_key(sim, raw, ip)?;
         let sig = p.required("signature")?;
         if !verify(&key, ws_api_payload(p).as_bytes(), sig) {
             return Err(ApiError::bad_signature());
         }
         key
-    } else if let Some(k) = &s.api_key {
+    } else if let Some(k) = session {
         // A key revoked mid-session fails here, on its next request.
-        lookup_key(sim, k, s.ip)?
+        lookup_key(sim, k, ip)?
     } else {
         return Err(ApiError::mandatory("apiKey"));
     };

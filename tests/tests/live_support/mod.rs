@@ -21,6 +21,73 @@ pub const KEY: &str = "L1veL1veL1veL1veL1veL1veL1veL1veL1veL1veL1veL1veL1veL1veL
 pub const SECRET: &str = "live-hmac-secret-0123456789abcdef";
 pub const ED_KEY: &str = "EdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKeyEdKe";
 
+/// Postgres for the tests that need it: 127.0.0.1:5432 (user postgres, trust auth), `AEGIS_TEST_PG` overrides.
+pub fn pg_addr() -> String {
+    std::env::var("AEGIS_TEST_PG").unwrap_or_else(|_| "127.0.0.1:5432".into())
+}
+
+/// Runs `sql` in database `db` with `psql`; rows one a line, columns separated by `|`.
+pub fn psql(db: &str, sql: &str) -> String {
+    let addr = pg_addr();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = Command::new("psql")
+        .args([
+            "-X", "-q", "-At", "-F", "|", "-h", host, "-p", port, "-U", "postgres", "-d", db, "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql is installed");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A database for one test, dropped afterwards.
+pub struct Db(String);
+
+impl Db {
+    /// A new, empty database named after `tag`, this process and the time.
+    pub fn create(tag: &str) -> Db {
+        let name = format!(
+            "aegis_t_{tag}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                % 1_000_000
+        );
+        psql("postgres", &format!("CREATE DATABASE \"{name}\""));
+        Db(name)
+    }
+    /// Its connection URL.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@{}/{}?sslmode=disable",
+            pg_addr(),
+            self.0
+        )
+    }
+    /// Runs `sql` in it.
+    pub fn sql(&self, sql: &str) -> String {
+        psql(&self.0, sql)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| {
+            psql(
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.0),
+            )
+        });
+    }
+}
+
 pub fn bin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/aegis")
 }

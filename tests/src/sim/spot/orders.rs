@@ -89,37 +89,8 @@ impl Kind {
     }
 }
 
-/// Order status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// NEW.
-    New,
-    /// PARTIALLY_FILLED.
-    PartiallyFilled,
-    /// FILLED.
-    Filled,
-    /// CANCELED.
-    Canceled,
-    /// EXPIRED (IOC rest, an OCO's other leg, an admin expiry).
-    Expired,
-}
-
-impl Status {
-    /// Binance's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::New => "NEW",
-            Status::PartiallyFilled => "PARTIALLY_FILLED",
-            Status::Filled => "FILLED",
-            Status::Canceled => "CANCELED",
-            Status::Expired => "EXPIRED",
-        }
-    }
-    /// Still working.
-    pub fn is_open(self) -> bool {
-        matches!(self, Status::New | Status::PartiallyFilled)
-    }
-}
+/// Order status: the same five as on futures (an OCO's other leg and an IOC's rest are `EXPIRED`).
+pub use super::super::orders::Status;
 
 /// One fill of an order, as in a FULL response's `fills`.
 #[derive(Debug, Clone)]

@@ -2,9 +2,9 @@
 //! `X-MBX-USED-WEIGHT-1M` and on orders `X-MBX-ORDER-COUNT-10S`), key, signature and permission checks in
 //! Binance's order (trading needs `enableSpotAndMarginTrading`), and the handlers.
 
-use super::super::auth::{check_timestamp, signed_payload, verify, Params};
+use super::super::auth::Params;
 use super::super::error::ApiError;
-use super::super::http::{authenticate_key, Outcome};
+use super::super::http::{account_of, with_order_503, Admission, Auth, Outcome};
 use super::super::keys::ApiKey;
 use super::super::ratelimit::Usage;
 use super::super::{lock, Sim};
@@ -152,71 +152,36 @@ pub fn process(
     };
     let params = Params::from_raw(query, body);
     let weight = weight_of(ep, base, &params);
-    let mut usage = match lock(&sim.spot.limits).charge_ip(ip, weight, now) {
-        Ok(u) => u,
-        Err((e, u)) => {
-            return Outcome {
-                result: Err(e),
-                usage: u,
-            }
-        }
+    let req = Admission {
+        limits: &sim.spot.limits,
+        ip,
+        weight,
+        now,
+        headers,
+        query,
+        body,
+        params: &params,
+        order: matches!(ep, Ep::NewOrder | Ep::NewOco),
     };
-    let key = if sec == Sec::None {
-        None
+    let auth = if sec == Sec::None {
+        Auth::Public
     } else {
-        let checked = (|| {
-            let key = authenticate_key(sim, headers, ip)?;
-            let (payload, sig) = signed_payload(query, body)?;
-            if !verify(&key, &payload, &sig) {
-                return Err(ApiError::bad_signature());
-            }
-            check_timestamp(&params, now)?;
-            permit_spot(&key, sec == Sec::Trade)?;
-            Ok(key)
-        })();
-        match checked {
-            Ok(k) => Some(k),
-            Err(e) => {
-                return Outcome {
-                    result: Err(e),
-                    usage,
-                }
-            }
-        }
+        Auth::Signed(&|k| permit_spot(k, sec == Sec::Trade))
     };
-    if matches!(ep, Ep::NewOrder | Ep::NewOco) {
-        let account = key.as_ref().map(|k| k.account.clone()).unwrap_or_default();
-        match lock(&sim.spot.limits).charge_order(ip, &account, now, usage) {
-            Ok(u) => usage = u,
-            Err((e, u)) => {
-                return Outcome {
-                    result: Err(e),
-                    usage: u,
-                }
-            }
-        }
-    }
+    let (key, usage) = match req.admit(sim, auth) {
+        Ok(x) => x,
+        Err(out) => return out,
+    };
     let result = handle(sim, ep, &params, key.as_ref(), now);
     Outcome { result, usage }
 }
 
-fn account_of(key: Option<&ApiKey>) -> Result<&str, ApiError> {
-    key.map(|k| k.account.as_str())
-        .ok_or_else(ApiError::key_format)
-}
-
-/// Places an order (REST and the WebSocket API), honouring the 503 fault like the futures side: with `placed`
-/// the order is placed and its answer lost; without, nothing happens; the client sees -1007 either way.
+/// Places an order (REST and the WebSocket API) under the 503 fault, like the futures side
+/// ([`with_order_503`]).
 pub fn place_order(sim: &Sim, p: &Params, account: &str, now: u64) -> Result<Value, ApiError> {
-    let fault = lock(&sim.faults).take_order_503();
-    if fault == Some(false) {
-        return Err(ApiError::unknown_status());
-    }
-    let placed = parse_new_order(p).and_then(|r| lock(&sim.spot.ex).place(account, r, now));
-    if fault == Some(true) {
-        return Err(ApiError::unknown_status());
-    }
-    let pl = placed?;
+    let pl = with_order_503(sim, || {
+        parse_new_order(p).and_then(|r| lock(&sim.spot.ex).place(account, r, now))
+    })?;
     Ok(pl.order.new_order_json(pl.resp, now))
 }
 

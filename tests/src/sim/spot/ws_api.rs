@@ -209,22 +209,9 @@ fn reply(id: &Value, body: Result<Value, ApiError>, limits: Value) -> String {
     }
 }
 
-/// A request's key: its own signature, or the logged-on session's.
+/// A request's key: its own signature, or the logged-on session's (as on the futures WebSocket API).
 fn authenticate(sim: &Sim, s: &Session, p: &Params, now: u64) -> Result<ApiKey, ApiError> {
-    let key = if let Some(raw) = p.opt("apiKey") {
-        let key = lookup_key(sim, raw, s.ip)?;
-        let sig = p.required("signature")?;
-        if !verify(&key, ws_api_payload(p).as_bytes(), sig) {
-            return Err(ApiError::bad_signature());
-        }
-        key
-    } else if let Some(k) = &s.api_key {
-        lookup_key(sim, k, s.ip)?
-    } else {
-        return Err(ApiError::mandatory("apiKey"));
-    };
-    check_timestamp(p, now)?;
-    Ok(key)
+    super::super::ws_api::authenticate_ws(sim, s.ip, s.api_key.as_deref(), p, now)
 }
 
 fn session_json(s: &Session, now: u64) -> Value {
