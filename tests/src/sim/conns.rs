@@ -286,6 +286,10 @@ pub async fn serve(sim: Arc<Sim>, mut ws: WebSocket, path: String, mut role: Rol
         let lifetime = sim.settings.ws_lifetime_ms.load(Ordering::Relaxed);
         let deadline = opened + Duration::from_millis(lifetime);
         tokio::select! {
+            // In this order: faults first, so a stall or drop the admin API has queued acts before any event
+            // queued after it (a test stalls the stream, then makes a fill that must not be delivered); then the
+            // client's frames, user events and the timers, each ready only now and then; the market stream last.
+            biased;
             c = ctrl.recv() => match c {
                 None | Some(Ctrl::Drop) => break 'conn,
                 Some(Ctrl::Unstall) => {}
@@ -347,18 +351,6 @@ pub async fn serve(sim: Arc<Sim>, mut ws: WebSocket, path: String, mut role: Rol
                 }
                 Some(Ok(_)) => {}
             },
-            r = market_rx.recv(), if matches!(role, Role::Market(_)) => match r {
-                Ok(msg) => {
-                    if let Role::Market(subs) = &role {
-                        if let Some(t) = subs.render(&msg) {
-                            if !send_text(&mut ws, t).await { break 'conn }
-                            sim.probe.market_written(&msg.stream);
-                        }
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => break 'conn,
-            },
             r = async {
                 match &mut user_rx {
                     Some(rx) => rx.recv().await,
@@ -376,6 +368,19 @@ pub async fn serve(sim: Arc<Sim>, mut ws: WebSocket, path: String, mut role: Rol
                 let _ = ws.send(Message::Close(Some(CloseFrame { code: 1000, reason: "24h connection limit".into() }))).await;
                 break 'conn;
             }
+            // Last: the one source that can be ready all the time (10k msg/s) must not starve the others.
+            r = market_rx.recv(), if matches!(role, Role::Market(_)) => match r {
+                Ok(msg) => {
+                    if let Role::Market(subs) = &role {
+                        if let Some(t) = subs.render(&msg) {
+                            if !send_text(&mut ws, t).await { break 'conn }
+                            sim.probe.market_written(&msg.stream);
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break 'conn,
+            },
         }
     }
     sim.conns.unregister(id, sim.now());
