@@ -5,7 +5,7 @@
 //! breakers, fees), started flat: a backtest never reads or writes the journal.
 
 use crate::cli::BacktestArgs;
-use crate::ledger::Ledger;
+use crate::journal::Ledger;
 use crate::runtime::StartContext;
 use aegis_engine::backtest::{self, BacktestOptions};
 use aegis_shared::config::Config;

@@ -245,7 +245,7 @@ pub fn spawn_paper(params: EngineParams, feed: FeedSource) -> Result<EngineStart
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::Ledger;
+    use crate::journal::Ledger;
     use aegis_engine::risk::limits::{LimitDenial, Limits, OrderCheck};
 
     /// The engine's limit state as [`params`] sets it up from these settings: its config, the run's filters and

@@ -3,7 +3,7 @@
 //! - [`config`]: `.env` + environment loading (parsing lives in `aegis_shared::config`).
 //! - [`journal`]: the append-only, checksummed, fsync-batched record of every critical event.
 //! - [`pump`]: the thread that drains the engine's queues, journaling first.
-//! - [`state`] / [`ledger`]: what the API shows, rebuilt identically from the journal on restart.
+//! - [`state`] / [`journal::Ledger`]: what the API shows, rebuilt identically from the journal on restart.
 //! - [`api`]: the HTTPS API; [`tls`]: its certificate.
 //! - [`runtime`]: `aegis run`; [`cli`]: the command line; [`logging`]: tracing setup.
 //! - [`backtest_cmd`]: `aegis backtest` over recorded data with the engine's own code.
@@ -22,7 +22,6 @@ pub mod engine_link;
 pub mod exchange;
 pub mod fleet;
 pub mod journal;
-pub mod ledger;
 pub mod logging;
 pub mod ops;
 pub mod preflight;

@@ -255,8 +255,8 @@ fn run(
 mod tests {
     use super::*;
     use crate::journal::test_support::*;
+    use crate::journal::Ledger;
     use crate::journal::{self, JournalReader};
-    use crate::ledger::Ledger;
     use crate::state::RunInfo;
     use aegis_shared::event::EngineState;
     use aegis_shared::mode::Side;

@@ -6,8 +6,8 @@
 //! stops the API, and returns — all within [`SHUTDOWN_BUDGET`].
 
 use crate::api;
+use crate::journal::Ledger;
 use crate::journal::{self, now_ms, JournalError, JournalRecord, Recovered, SessionRecord};
-use crate::ledger::Ledger;
 use crate::pump::{self, EngineLink, Issued};
 use crate::state::{Live, RunInfo};
 use crate::tls::{self, CertSource, TlsError};

@@ -1,7 +1,7 @@
 //! What the control plane knows about the running bot, shared between the pump thread (writer) and the API.
 
+use crate::journal::Ledger;
 use crate::journal::{now_ms, JournalStats};
-use crate::ledger::Ledger;
 use crate::web::model::LiveModel;
 use aegis_shared::event::{
     BreakerChange, BreakerScope, EngineEvent, EngineState, EngineStats, FeedState, HaltReason,

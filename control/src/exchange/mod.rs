@@ -551,7 +551,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
 fn recover_fills_on_start(
     client: &rest::RestClient,
     rt: &tokio::runtime::Handle,
-    ledger: &crate::ledger::Ledger,
+    ledger: &crate::journal::Ledger,
     symbols: &[aegis_shared::Symbol],
     (orders, positions): (&[serde_json::Value], &[serde_json::Value]),
     funding_book: &funding::SharedFunding,
