@@ -23,6 +23,7 @@
 //! strategies read; no `@depth`, which nothing reads) → periodic key re-check. Without an API key it starts
 //! read-only: market data and dashboard, no orders.
 
+pub mod algo;
 pub mod env;
 pub mod funding;
 pub mod gateway;
@@ -615,7 +616,7 @@ fn recover_fills_on_start(
 async fn reconcile_algo(
     client: &rest::RestClient,
     positions: &[serde_json::Value],
-) -> Result<std::collections::BTreeMap<aegis_shared::Symbol, stops::Resting>, rest::RestError> {
+) -> Result<std::collections::BTreeMap<aegis_shared::Symbol, algo::Resting>, rest::RestError> {
     let open = client.open_algo_orders().await?;
     let seen: Vec<_> = open
         .iter()

@@ -27,6 +27,7 @@
 //!   by hand) is forgotten and placed again if the position is still open; ours on a symbol with a position on
 //!   the matching (closing) side and none adopted yet is adopted (and moved if off); anything else is cancelled.
 
+use super::algo::{Resting, Target, PREFIX};
 use super::reconcile::{algo_plan, AlgoOrderSeen};
 use super::rest::{RestClient, RestError};
 use crate::state::Live;
@@ -39,9 +40,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Prefix of our `clientAlgoId`s (not `ag…`: the triggered order carries this id, and must not pass for an
-/// engine order).
-pub const PREFIX: &str = "aegsl-";
 /// How often the ledger is compared with the resting stops.
 pub const TICK: Duration = Duration::from_millis(500);
 /// How often `openAlgoOrders` is read to catch stops that triggered or were cancelled behind our back.
@@ -50,26 +48,6 @@ pub const AUDIT_EVERY: Duration = Duration::from_secs(30);
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// One stop as it should rest (or rests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target {
-    /// Closing side: SELL for a long.
-    pub sell: bool,
-    /// Net quantity.
-    pub qty: Qty,
-    /// Trigger (mark price).
-    pub trigger: Price,
-}
-
-/// A stop of ours on the exchange.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resting {
-    /// `clientAlgoId`.
-    pub client_algo_id: String,
-    /// What it is.
-    pub target: Target,
-}
 
 /// The trigger price `fraction` of `entry` beyond it on the losing side, on the tick, never closer than
 /// `fraction` (and at least one tick above zero).
