@@ -24,6 +24,7 @@
 //! read-only: market data and dashboard, no orders.
 
 pub mod algo;
+pub mod connect;
 pub mod env;
 pub mod funding;
 pub mod gateway;
@@ -46,6 +47,7 @@ use aegis_engine::{EngineReport, FeedSource};
 use aegis_shared::config::ConfigError;
 use aegis_shared::event::{AlertKind, HaltReason};
 use aegis_shared::TradingMode;
+use connect::{client_and_tls, run_err};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -94,57 +96,6 @@ impl EngineThread for LiveThreads {
     }
 }
 
-/// The `BINANCE_EXTRA_CA_FILE` PEM, read once at start. Errors name the key and the path, never the content.
-fn extra_ca(cfg: &aegis_shared::config::Config) -> Result<Option<Vec<u8>>, ConfigError> {
-    let Some(path) = &cfg.exchange.extra_ca_file else {
-        return Ok(None);
-    };
-    let key = aegis_shared::config::keys::BINANCE_EXTRA_CA_FILE;
-    let shown = path.display().to_string();
-    let pem = std::fs::read(path)
-        .map_err(|e| ConfigError::new(key, Some(&shown), format!("cannot read it: {e}")))?;
-    // Checked here so a wrong file fails at start with the key's name, not later as a TLS error.
-    if reqwest::Certificate::from_pem_bundle(&pem).map_or(true, |c| c.is_empty()) {
-        return Err(ConfigError::new(
-            key,
-            Some(&shown),
-            "not a PEM certificate file: give the CA certificate (-----BEGIN CERTIFICATE-----)",
-        ));
-    }
-    tracing::warn!("exchange:    also trusting the CA in BINANCE_EXTRA_CA_FILE={shown} (simulator or test endpoint)");
-    Ok(Some(pem))
-}
-
-/// The REST client for `endpoints` and the TLS roots of the WebSocket connections, both trusting
-/// `BINANCE_EXTRA_CA_FILE` when set. One config for the WebSocket API, user data and market streams alike,
-/// fixed before any of them connects.
-fn client_and_tls(
-    cfg: &aegis_shared::config::Config,
-    endpoints: env::Endpoints,
-    creds: Option<env::Credentials>,
-) -> Result<
-    (
-        rest::RestClient,
-        Option<std::sync::Arc<rustls::ClientConfig>>,
-    ),
-    RunError,
-> {
-    let extra_ca = extra_ca(cfg)?;
-    let client =
-        rest::RestClient::with_extra_ca(endpoints, creds, extra_ca.as_deref()).map_err(run_err)?;
-    let tls = match &extra_ca {
-        Some(pem) => Some(aegis_engine::net::ws::set_extra_roots(pem).map_err(|e| {
-            ConfigError::new(
-                aegis_shared::config::keys::BINANCE_EXTRA_CA_FILE,
-                None,
-                format!("cannot use it: {e}"),
-            )
-        })?),
-        None => None,
-    };
-    Ok((client, tls))
-}
-
 /// The REST client a command uses to read the exchange of `TRADING_MODE` (the URLs, key and extra CA `aegis run`
 /// would use); `Err` says what to fix. Paper mode has no exchange.
 pub fn command_client(cfg: &aegis_shared::config::Config) -> Result<rest::RestClient, String> {
@@ -156,10 +107,6 @@ pub fn command_client(cfg: &aegis_shared::config::Config) -> Result<rest::RestCl
     client_and_tls(cfg, endpoints, creds)
         .map(|(c, _)| c)
         .map_err(|e| e.to_string())
-}
-
-fn run_err(e: impl std::fmt::Display) -> RunError {
-    RunError::Engine(e.to_string())
 }
 
 /// Starts the engine on Binance (testnet or live). See the module docs.
