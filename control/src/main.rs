@@ -1,8 +1,8 @@
 //! The `aegis` binary: the thin edge that turns typed errors into messages and exit codes.
 
 use aegis_control::cli::{AuditCmd, Cli, Cmd, DbCmd, ExportCmd, FleetCmd, KeysCmd};
-use aegis_control::ops::commands;
-use aegis_control::{config, db_link, engine_link, logging, runtime};
+use aegis_control::ops::{commands, dbcmd};
+use aegis_control::{config, engine_link, logging, runtime};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -19,10 +19,10 @@ fn main() -> ExitCode {
         Cmd::Kill(a) => commands::kill(f, &a),
         Cmd::IncidentReport(a) => commands::incident_report(f, &a),
         Cmd::Backtest(a) => backtest(&cli, &a),
-        Cmd::Audit(AuditCmd::Verify) => db_link::audit_verify(f),
-        Cmd::Export(ExportCmd::Trades(a)) => db_link::export_trades(f, &a),
-        Cmd::Db(DbCmd::Prune) => db_link::db_prune(f),
-        Cmd::Fleet(FleetCmd::Status(a)) => db_link::fleet_status(f, &a),
+        Cmd::Audit(AuditCmd::Verify) => dbcmd::audit_verify(f),
+        Cmd::Export(ExportCmd::Trades(a)) => dbcmd::export_trades(f, &a),
+        Cmd::Db(DbCmd::Prune) => dbcmd::db_prune(f),
+        Cmd::Fleet(FleetCmd::Status(a)) => dbcmd::fleet_status(f, &a),
         Cmd::Reconcile(a) => commands::reconcile_pnl(f, &a),
     };
     ExitCode::from(code)

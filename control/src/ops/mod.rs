@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod commands;
+pub mod dbcmd;
 pub mod env;
 pub mod incident;
 pub mod keycmd;
