@@ -4,8 +4,8 @@
 use super::lease::{self, Acquired, Identity, Renewed};
 use super::{FleetError, FleetSettings, LeaseMode};
 use crate::alerts::{Alert, AlertDispatcher, ControlAlert, Kind};
+use crate::db::Redactor;
 use crate::db::{self, DbError};
-use crate::db_link::Redactor;
 use aegis_engine::venue::binance::Inbound;
 use aegis_shared::config::Config;
 use aegis_shared::event::HaltReason;

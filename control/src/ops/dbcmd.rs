@@ -6,7 +6,7 @@
 use crate::cli::{ExportFormat, ExportTradesArgs};
 use crate::db;
 use crate::db::retention::{self, ACCESS_LOG_RETENTION_DAYS};
-use crate::db_link::Redactor;
+use crate::db::Redactor;
 use aegis_shared::Secret;
 use std::future::Future;
 use std::path::Path;
