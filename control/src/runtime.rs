@@ -384,7 +384,7 @@ where
     let live = Live::new(live_ledger, writer.stats(), info);
 
     // The dashboard (issue 7): settings validated again (config::load already refused bad ones), users in
-    // DATA_DIR/users.json (mirrored to Postgres when there is one, see auth/pg_mirror.rs), the read model seeded
+    // DATA_DIR/users.json (mirrored to Postgres when there is one, see db_link/pg_mirror.rs), the read model seeded
     // from the journal and fed by the pump from here on.
     let web_cfg = crate::dashboard::web_config(&cfg)?;
     let users = crate::auth::MemoryUserStore::open(&cfg.data_dir)
@@ -414,7 +414,7 @@ where
     }
     let users: Arc<dyn crate::auth::UserStore> = match &db {
         Some(d) => {
-            let m = crate::auth::PgMirrorStore::new(users, d.side.clone());
+            let m = crate::db_link::PgMirrorStore::new(users, d.side.clone());
             // Ends with the runtime; a sync in flight at shutdown is retried at the next start.
             drop(m.spawn_sync());
             m

@@ -15,6 +15,10 @@
 //! Nothing here prints `DATABASE_URL` or its password: errors pass through [`Redactor`] as a second line of
 //! defence behind [`crate::db::DbError`], whose messages never contain them.
 
+pub mod pg_mirror;
+
+pub use pg_mirror::PgMirrorStore;
+
 use crate::alerts::AlertDispatcher;
 use crate::db::audit::AuditAction;
 use crate::db::records::{self, AccessRecord};
