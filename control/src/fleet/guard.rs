@@ -188,7 +188,7 @@ pub fn identity(cfg: &Config, s: &FleetSettings) -> Option<Identity> {
     let data_dir = std::fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
     let token: [u8; 16] = rand::random();
     Some(Identity {
-        fingerprint: crate::ops::keys::fingerprint(key),
+        fingerprint: lease::fingerprint(key),
         environment: environment.to_string(),
         instance: s
             .instance

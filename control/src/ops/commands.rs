@@ -2,10 +2,10 @@
 //! (0 fine, 1 refused or a FAIL, 2 bad configuration). Nothing printed here ever contains a secret.
 
 use super::admin::{self, Action, Credential};
-use super::env::{keys as envkeys, EnvSource};
 use super::probe::KeyEnv;
 use super::{incident, keycmd, preflight};
 use crate::cli::{ControlArgs, IncidentArgs, KillArgs, PreflightArgs, RotateArgs};
+use crate::config::env::{keys as envkeys, EnvSource};
 use aegis_shared::config::{parse_duration, Config};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

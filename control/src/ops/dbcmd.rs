@@ -125,7 +125,7 @@ pub fn db_prune(env_file: &Path) -> u8 {
 pub fn fleet_status(env_file: &Path, a: &crate::cli::FleetStatusArgs) -> u8 {
     let json = a.json;
     // The fleet database (FLEET_DATABASE_URL) when the bots keep their records apart, else DATABASE_URL.
-    let fleet_url = match crate::ops::env::EnvSource::load(env_file)
+    let fleet_url = match crate::config::env::EnvSource::load(env_file)
         .map(|e| crate::fleet::FleetSettings::from_env(&e))
     {
         Ok(Ok(s)) => s.database_url,

@@ -1,8 +1,9 @@
 //! Operating the bot the way the security guide says (issue 8): the commands around `aegis run`.
 //!
-//! - [`env`]: `.env` + process environment lookup for the keys the shared [`Config`] does not hold
-//!   (`ALERT_*`, `BACKUP_DIR`, `AEGIS_ADMIN_*`, exchange URL overrides).
-//! - [`keys`]: key fingerprints, key age (`DATA_DIR/keys.json`), the local key-event log, `aegis keys audit` and
+//! - [`crate::config::env`]: `.env` + process environment lookup for the keys the shared [`Config`] does not
+//!   hold (`ALERT_*`, `BACKUP_DIR`, `AEGIS_ADMIN_*`, exchange URL overrides); it lives in `config` because the
+//!   fleet settings read it too.
+//! - [`keys`]: key age (`DATA_DIR/keys.json`), the local key-event log, `aegis keys audit` and
 //!   `aegis keys rotate`.
 //! - [`probe`]: asks the exchange whether a key works and what it may do (`apiRestrictions`).
 //! - [`preflight`]: `aegis preflight` with every input gathered, and the gate that stops `TRADING_MODE=live`.
@@ -18,7 +19,6 @@
 pub mod admin;
 pub mod commands;
 pub mod dbcmd;
-pub mod env;
 pub mod incident;
 pub mod keycmd;
 pub mod keyreload;

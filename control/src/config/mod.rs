@@ -1,6 +1,8 @@
 //! Loading the configuration: `.env` plus the process environment (the environment wins), the `.env`
 //! permission rule, and command-line overrides. Parsing and validation live in [`aegis_shared::config`].
 
+pub mod env;
+
 use crate::cli::RunArgs;
 use aegis_shared::config::{trading_mode_from, Config, ConfigError, FeedKind};
 use aegis_shared::TradingMode;
