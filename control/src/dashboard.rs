@@ -63,21 +63,6 @@ pub fn web_config(cfg: &Config) -> Result<WebConfig, ConfigError> {
     })
 }
 
-/// `MODE_ALLOCATION_FILE` (or the guide's defaults). A bad file is a [`ConfigError`] whose message names the
-/// file and the fix, e.g. percents adding up to more than 100.
-pub fn allocation(cfg: &Config) -> Result<Allocation, ConfigError> {
-    match &cfg.mode_allocation_file {
-        None => Ok(Allocation::default()),
-        Some(p) => Allocation::from_file(p).map_err(|e| {
-            ConfigError::new(
-                keys::MODE_ALLOCATION_FILE,
-                Some(&p.display().to_string()),
-                e.to_string(),
-            )
-        }),
-    }
-}
-
 /// What the dashboard shows next to the live state: limits and the allocation per mode.
 pub fn model_info(cfg: &Config, alloc: &Allocation, started_ms: u64) -> ModelInfo {
     let tracker = AllocationTracker::new(*alloc, cfg.capital_usd);
@@ -247,6 +232,7 @@ impl DashboardBackend for RunBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::allocation;
     use crate::journal::test_support::config as cfg;
 
     #[test]

@@ -139,7 +139,7 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
         max_open_orders: cfg.limits.max_open_orders,
         max_orders_per_10s: cfg.limits.max_orders_per_10s,
     };
-    let allocation = crate::dashboard::allocation(cfg)?;
+    let allocation = crate::config::allocation(cfg)?;
     let on = |m: StrategyMode| cfg.modes_enabled.contains(&m);
     let max_lev = cfg.limits.max_leverage;
     let scalp_default = ScalpParams::default();

@@ -29,7 +29,11 @@ fn main() -> ExitCode {
 }
 
 fn backtest(cli: &Cli, args: &aegis_control::cli::BacktestArgs) -> u8 {
-    let loaded = match config::load(&cli.env_file, &aegis_control::cli::RunArgs::default()) {
+    let loaded = match config::load(
+        &cli.env_file,
+        &aegis_control::cli::RunArgs::default(),
+        check_dashboard,
+    ) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("aegis: {e}");
@@ -41,7 +45,7 @@ fn backtest(cli: &Cli, args: &aegis_control::cli::BacktestArgs) -> u8 {
 
 fn run(cli: &Cli, args: &aegis_control::cli::RunArgs) -> ExitCode {
     // Validate everything before anything starts; one message, exit code 2.
-    let mut loaded = match config::load(&cli.env_file, args) {
+    let mut loaded = match config::load(&cli.env_file, args, check_dashboard) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("aegis: {e}");
@@ -80,4 +84,11 @@ fn run(cli: &Cli, args: &aegis_control::cli::RunArgs) -> ExitCode {
     // Flush the log file before the process ends.
     drop(guard);
     code
+}
+
+/// The dashboard's settings, checked while the configuration loads (one message, exit code 2).
+fn check_dashboard(
+    cfg: &aegis_shared::config::Config,
+) -> Result<(), aegis_shared::config::ConfigError> {
+    aegis_control::dashboard::web_config(cfg).map(drop)
 }

@@ -393,7 +393,7 @@ where
     let model = {
         let slot = command_slot.clone();
         Arc::new(crate::web::model::LiveModel::new(
-            crate::dashboard::model_info(&cfg, &crate::dashboard::allocation(&cfg)?, now_ms()),
+            crate::dashboard::model_info(&cfg, &crate::config::allocation(&cfg)?, now_ms()),
             move |c| slot.send(c),
         ))
     };
