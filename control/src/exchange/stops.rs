@@ -37,7 +37,7 @@ use aegis_shared::num::{Price, Qty, Rate, SCALE};
 use aegis_shared::{StrategyMode, Symbol};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the ledger is compared with the resting stops.
@@ -112,45 +112,6 @@ pub fn target(net: Qty, entry: Price, fraction: Rate, tick: Price) -> Option<Tar
         qty: net.abs(),
         trigger: trigger_price(entry, long, fraction, tick),
     })
-}
-
-/// What `/api/health` shows about the protective stops.
-#[derive(Debug, Default)]
-pub struct StopsHealth {
-    inner: Mutex<HealthView>,
-}
-
-#[derive(Debug, Default, Clone)]
-struct HealthView {
-    active: bool,
-    paused_by_kill: bool,
-    resting: BTreeMap<String, Value>,
-    unprotected: BTreeMap<String, String>,
-}
-
-impl StopsHealth {
-    fn set(&self, f: impl FnOnce(&mut HealthView)) {
-        let mut v = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut v);
-    }
-
-    /// Symbols with an open position and no stop resting, with why.
-    pub fn unprotected(&self) -> BTreeMap<String, String> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unprotected
-            .clone()
-    }
-
-    /// The `protective_stops` object of `/api/health` (`None` while no manager runs: paper mode).
-    pub fn json(&self) -> Option<Value> {
-        let v = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        v.active.then(|| {
-            json!({"paused_by_kill_switch": v.paused_by_kill, "resting": v.resting,
-                   "unprotected": v.unprotected})
-        })
-    }
 }
 
 /// The manager's state (one task on the control runtime).
