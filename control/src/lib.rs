@@ -29,4 +29,5 @@ pub mod pump;
 pub mod runtime;
 pub mod state;
 pub mod tls;
+pub mod watch;
 pub mod web;

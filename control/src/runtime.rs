@@ -187,8 +187,8 @@ impl Default for RunExtras {
     fn default() -> Self {
         Self {
             alerts: None,
-            errors_per_minute: crate::ops::watch::DEFAULT_ERRORS_PER_MINUTE,
-            heartbeat_stall: Duration::from_secs(crate::ops::watch::DEFAULT_HEARTBEAT_SECS),
+            errors_per_minute: crate::watch::DEFAULT_ERRORS_PER_MINUTE,
+            heartbeat_stall: Duration::from_secs(crate::watch::DEFAULT_HEARTBEAT_SECS),
             settings: Default::default(),
             fleet: Default::default(),
         }
@@ -451,7 +451,7 @@ where
         l.attach_alerts(alerts.as_ref().map(|(d, _)| d.clone()));
     }
     let watch = alerts.as_ref().map(|(d, _)| {
-        crate::ops::watch::AlertWatch::new(
+        crate::watch::AlertWatch::new(
             d.clone(),
             extras.errors_per_minute,
             cfg.limits.max_position_usd,
@@ -505,7 +505,7 @@ where
     });
     let (hb_stop, hb_stop_rx) = tokio::sync::watch::channel(false);
     if let Some((d, _)) = &alerts {
-        tokio::spawn(crate::ops::watch::heartbeat_watch(
+        tokio::spawn(crate::watch::heartbeat_watch(
             live.clone(),
             d.clone(),
             extras.heartbeat_stall,

@@ -434,7 +434,7 @@ impl DbLink {
     pub fn attach_alerts(&mut self, alerts: Option<AlertDispatcher>) {
         if let Some(rx) = self.writer.take_alerts() {
             self.tasks.push(match alerts {
-                Some(d) => tokio::spawn(crate::ops::watch::forward_db_alerts(rx, d)),
+                Some(d) => tokio::spawn(crate::watch::forward_db_alerts(rx, d)),
                 // Without alert channels the log is the alert.
                 None => tokio::spawn(log_db_alerts(rx)),
             });

@@ -111,11 +111,11 @@ pub fn run_extras(env_file: &Path, cfg: &Config) -> Result<crate::runtime::RunEx
         alerts: Some(alerts),
         errors_per_minute: env.number(
             envkeys::ALERT_EXCHANGE_ERRORS_PER_MINUTE,
-            super::watch::DEFAULT_ERRORS_PER_MINUTE as u64,
+            crate::watch::DEFAULT_ERRORS_PER_MINUTE as u64,
         ) as u32,
         heartbeat_stall: std::time::Duration::from_secs(env.number(
             envkeys::ALERT_HEARTBEAT_SECONDS,
-            super::watch::DEFAULT_HEARTBEAT_SECS,
+            crate::watch::DEFAULT_HEARTBEAT_SECS,
         )),
         settings: crate::db::config_log::settings_from(|k| env.get(k)),
         fleet: crate::fleet::FleetSettings::from_env(&env).map_err(bad_config)?,

@@ -11,8 +11,8 @@
 //!   `aegis resume` and `aegis kill` use.
 //! - [`incident`]: `aegis incident-report`.
 //! - [`pnl`]: `aegis reconcile --pnl`, the bot's fills, fees, funding and PnL against the exchange's books.
-//! - [`watch`]: alert triggers fed by the pump (engine events, error rate, unusual activity), the heartbeat
-//!   watcher and the database-health forwarder.
+//! - [`crate::watch`] (its own module, below the pump that feeds it): alert triggers fed by the pump (engine
+//!   events, error rate, unusual activity), the heartbeat watcher and the database-health forwarder.
 //!
 //! [`Config`]: aegis_shared::config::Config
 
@@ -26,7 +26,6 @@ pub mod keys;
 pub mod pnl;
 pub mod preflight;
 pub mod probe;
-pub mod watch;
 
 /// Writes `bytes` to `path` atomically with mode 600: a new temporary file beside it (created owner-only, so the
 /// content is never readable by others, not even briefly), fsync, rename over `path`, fsync the directory.
