@@ -5,8 +5,8 @@
 //! breakers, fees), started flat: a backtest never reads or writes the journal.
 
 use crate::cli::BacktestArgs;
+use crate::engine_link::StartContext;
 use crate::journal::Ledger;
-use crate::runtime::StartContext;
 use aegis_engine::backtest::{self, BacktestOptions};
 use aegis_shared::config::Config;
 use std::io::IsTerminal;

@@ -2,7 +2,7 @@
 
 use aegis_control::cli::{AuditCmd, Cli, Cmd, DbCmd, ExportCmd, FleetCmd, KeysCmd};
 use aegis_control::ops::{commands, dbcmd};
-use aegis_control::{config, engine_link, logging, runtime};
+use aegis_control::{config, logging, runtime};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -72,7 +72,12 @@ fn run(cli: &Cli, args: &aegis_control::cli::RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = runtime::run_with(loaded.config, loaded.warnings, extras, engine_link::start);
+    let result = runtime::run_with(
+        loaded.config,
+        loaded.warnings,
+        extras,
+        runtime::start_engine,
+    );
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -3,7 +3,7 @@
 //! `exchange/mod.rs`, which wires both, so neither imports its own parent).
 
 use super::{env, rest};
-use crate::runtime::RunError;
+use crate::engine_link::RunError;
 use aegis_shared::config::ConfigError;
 
 /// The `BINANCE_EXTRA_CA_FILE` PEM, read once at start. Errors name the key and the path, never the content.

@@ -40,7 +40,7 @@ pub mod stops;
 pub mod trades;
 pub mod user_stream;
 
-use crate::runtime::{EngineStart, EngineThread, RunError, StartContext};
+use crate::engine_link::{EngineStart, EngineThread, RunError, StartContext};
 use aegis_engine::sign::WirePrecision;
 use aegis_engine::venue::binance::{self, Inbound};
 use aegis_engine::{EngineReport, FeedSource};
@@ -473,7 +473,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         }
         _ => None,
     };
-    let pinned = crate::runtime::pin_result(h.pinned, "");
+    let pinned = crate::engine_link::pin_result(h.pinned, "");
     Ok(EngineStart {
         link: crate::pump::EngineLink {
             events: h.events,

@@ -9,7 +9,7 @@
 
 use super::connect::{client_and_tls, run_err};
 use super::{env, rest};
-use crate::runtime::{EngineStart, RunError, StartContext};
+use crate::engine_link::{EngineStart, RunError, StartContext};
 use aegis_engine::net::ws_feed::WsFeedConfig;
 use aegis_engine::FeedSource;
 use aegis_shared::config::{Config, ConfigError};
