@@ -8,6 +8,7 @@
 use crate::api;
 use crate::engine_link::{EngineStart, RunError, StartContext};
 use crate::journal::{self, now_ms, JournalRecord, Recovered, SessionRecord};
+use crate::ops::commands::RunExtras;
 use crate::pump::{self, Issued};
 use crate::state::{Live, RunInfo};
 use crate::tls::{self, CertSource};
@@ -41,33 +42,6 @@ pub fn next_session(last: Option<u64>, now: u64) -> u64 {
     match last {
         Some(l) => now.max(l.saturating_add(1)),
         None => now,
-    }
-}
-
-/// Optional parts of a run that need settings beyond [`Config`] (issue 8).
-#[derive(Debug, Clone)]
-pub struct RunExtras {
-    /// Alert channels (`ALERT_*`); `None`: no alert dispatcher.
-    pub alerts: Option<crate::alerts::AlertConfig>,
-    /// `ALERT_EXCHANGE_ERRORS_PER_MINUTE`.
-    pub errors_per_minute: u32,
-    /// `ALERT_HEARTBEAT_SECONDS`.
-    pub heartbeat_stall: Duration,
-    /// The settings of this start, secrets masked; changes since the last start are recorded in Postgres.
-    pub settings: crate::db::config_log::Settings,
-    /// `FLEET_*`: the lease per API key and the host's shared request-weight budget.
-    pub fleet: crate::fleet::FleetSettings,
-}
-
-impl Default for RunExtras {
-    fn default() -> Self {
-        Self {
-            alerts: None,
-            errors_per_minute: crate::watch::DEFAULT_ERRORS_PER_MINUTE,
-            heartbeat_stall: Duration::from_secs(crate::watch::DEFAULT_HEARTBEAT_SECS),
-            settings: Default::default(),
-            fleet: Default::default(),
-        }
     }
 }
 
