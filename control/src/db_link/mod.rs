@@ -9,6 +9,7 @@
 //!   queue, never blocking a request; dropped and counted when the database cannot take it) and the audit view.
 //! - A housekeeping task prunes access logs older than [`ACCESS_LOG_RETENTION_DAYS`] and expired revoked tokens
 //!   once a day.
+//! - [`pg_mirror`]: the dashboard's users and revoked tokens mirrored to Postgres through [`DbSide`].
 //! - [`DbLink::shutdown`] runs after the pump's final fsync: the writer stores what it can within a bounded
 //!   time; the rest stays in the journal for the next start.
 //!

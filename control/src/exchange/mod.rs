@@ -1,13 +1,15 @@
 //! The live exchange path of the control plane: Binance USD-M futures on testnet or production.
 //!
 //! - [`env`]: endpoints and the key of the selected `TRADING_MODE` (never the other mode's).
-//! - [`rest`]: the REST client (signing via `aegis_engine::sign`, clock offset, rate limits, error classes).
+//! - [`rest`]: the REST client (signing via `aegis_engine::sign`, clock offset, rate limits, error classes);
+//!   [`connect`]: the client and WebSocket TLS roots every start connects with.
 //! - [`startup`]: proof that the key works here, `apiRestrictions` in live, exchange filters, leverage.
 //! - [`reconcile`]: the reconciliation policy (start-up; also journal-open orders the exchange no longer lists).
 //! - [`resync`]: the same comparison after every reconnect of the user data stream or the order gateway;
 //!   new entries halt until both sides agree.
 //! - [`user_stream`]: listenKey life cycle and `ORDER_TRADE_UPDATE`s.
-//! - [`stops`]: the protective reduce-only stop resting on Binance for every open position (Algo Order API).
+//! - [`stops`]: the protective reduce-only stop resting on Binance for every open position (Algo Order API);
+//!   [`algo`]: its `clientAlgoId` prefix and shape, which the reconciliation judges too.
 //! - [`rest_worker`]: the REST side of order entry (fallback placement, status queries, cancels, clock
 //!   resync) for the engine thread, which itself sends orders over the WebSocket API
 //!   (`aegis_engine::venue::binance::entry`).
