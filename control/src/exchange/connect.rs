@@ -6,6 +6,11 @@ use super::{env, rest};
 use crate::engine_link::RunError;
 use aegis_shared::config::ConfigError;
 
+/// `recvWindow` of the WebSocket-API requests the engine's order entry signs (its encoder is built here, in the
+/// control plane, at start and on a key switch; moved from `aegis_engine::venue::binance::entry`, which never
+/// read it).
+pub const WS_API_RECV_WINDOW_MS: u32 = 5000;
+
 /// The `BINANCE_EXTRA_CA_FILE` PEM, read once at start. Errors name the key and the path, never the content.
 fn extra_ca(cfg: &aegis_shared::config::Config) -> Result<Option<Vec<u8>>, ConfigError> {
     let Some(path) = &cfg.exchange.extra_ca_file else {

@@ -386,7 +386,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
                 encoder: aegis_engine::sign::OrderEncoder::new(
                     creds.signer.clone(),
                     creds.api_key.clone(),
-                    binance::entry::RECV_WINDOW_MS,
+                    connect::WS_API_RECV_WINDOW_MS,
                 ),
                 precision: precision.iter().map(|(s, p)| (*s, *p)).collect(),
                 clock: std::sync::Arc::new(rest::ClientClock(client.clone())),
