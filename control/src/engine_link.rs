@@ -22,7 +22,7 @@ use std::io::BufRead;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Why `aegis run` failed.
+/// Why `aegis run` failed. Defined with the start interface because every engine starter returns it.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// Bad configuration (exit code 2).

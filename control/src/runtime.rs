@@ -264,7 +264,7 @@ where
     }
     let users: Arc<dyn crate::auth::UserStore> = match &db {
         Some(d) => {
-            let m = crate::db_link::PgMirrorStore::new(users, d.side.clone());
+            let m = crate::db_link::pg_mirror::PgMirrorStore::new(users, d.side.clone());
             // Ends with the runtime; a sync in flight at shutdown is retried at the next start.
             drop(m.spawn_sync());
             m

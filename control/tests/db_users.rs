@@ -7,8 +7,8 @@ mod web_support;
 
 use aegis_control::auth::{MemoryUserStore, PasswordHasher, Role, StoreError};
 use aegis_control::auth::{UserRecord, UserStore};
+use aegis_control::db_link::pg_mirror::PgMirrorStore;
 use aegis_control::db_link::DbSide;
-use aegis_control::db_link::PgMirrorStore;
 use aegis_shared::Secret;
 use db_support::{one, temp_dir, TestDb};
 

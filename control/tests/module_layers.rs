@@ -387,6 +387,18 @@ fn paths_in(line: &str, here: &[String]) -> (Vec<Vec<String>>, Vec<String>) {
     (abs, bare)
 }
 
+/// Whether `line` starts a `use` item (`use`, `pub use`, `pub(crate) use`, …).
+fn is_use(line: &str) -> bool {
+    let mut t = line.trim_start();
+    if let Some(r) = t.strip_prefix("pub") {
+        t = r.trim_start();
+        if t.starts_with('(') {
+            t = t.find(')').map_or("", |i| t[i + 1..].trim_start());
+        }
+    }
+    t.starts_with("use ")
+}
+
 /// Joins lines of a `use … { … };` statement that spans several lines, so groups are seen whole; returns
 /// (line number, text) pairs.
 fn logical_lines(src: &str) -> Vec<(usize, String)> {
@@ -405,8 +417,7 @@ fn logical_lines(src: &str) -> Vec<(usize, String)> {
             continue;
         }
         let depth = line.matches('{').count() as i32 - line.matches('}').count() as i32;
-        let t = line.trim_start();
-        if (t.starts_with("use ") || t.starts_with("pub use ")) && depth > 0 {
+        if is_use(line) && depth > 0 {
             pending = Some((n + 1, line.to_string(), depth));
             continue;
         }
@@ -648,6 +659,14 @@ fn the_scanner_sees_every_form_of_reference() {
         strip("let s = \"crate::api\"; // crate::web\n/* crate::ops */ let c = '\"'; crate::db::x");
     assert!(!stripped.contains("api") && !stripped.contains("web") && !stripped.contains("ops"));
     assert!(stripped.contains("crate::db::x"), "{stripped}");
+    assert!(is_use("pub(crate) use crate::{") && is_use("    use x;") && !is_use("let used = 1;"));
+    let joined =
+        logical_lines("pub(super) use crate::{\n    journal,\n    state::Live,\n};\nfn f() {}\n");
+    assert_eq!(joined[0].0, 1);
+    assert!(
+        joined[0].1.contains("journal") && joined[0].1.contains("state::Live"),
+        "{joined:?}"
+    );
     let (t, files) = strip_tests(
         "fn a() {}\n#[cfg(test)]\nmod tests {\n use crate::ops; }\n#[cfg(test)]\nmod more;\n",
     );

@@ -18,8 +18,6 @@
 
 pub mod pg_mirror;
 
-pub use pg_mirror::PgMirrorStore;
-
 use crate::alerts::AlertDispatcher;
 use crate::db::audit::AuditAction;
 use crate::db::records::{self, AccessRecord};
