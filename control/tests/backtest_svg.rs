@@ -2,8 +2,8 @@
 //! `../shared/data/`: well formed, one equity and one drawdown path per mode, byte-identical for the same input.
 //! (Moved with the renderer from `aegis-engine`, which only produces the report.)
 
+// The engine tests' helpers (data path, limits, short bars), shared rather than copied.
 #[path = "../../engine/tests/engine_support/mod.rs"]
-#[allow(dead_code)]
 mod engine_support;
 
 use aegis_control::backtest_cmd::svg;
