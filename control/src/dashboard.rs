@@ -12,7 +12,7 @@ use crate::web::backend::{
 use crate::web::model::{LiveModel, ModeAllocation, ModelInfo};
 use crate::web::{WebConfig, WebConfigError};
 use aegis_engine::risk::allocation::{Allocation, AllocationTracker};
-use aegis_shared::config::{keys, Config, ConfigError};
+use aegis_shared::config::{keys, Config, ConfigError, FeedKind};
 use aegis_shared::{Command, EngineEvent, Notional, StrategyMode};
 use crossbeam_channel::Sender;
 use std::net::SocketAddr;
@@ -63,18 +63,33 @@ pub fn web_config(cfg: &Config) -> Result<WebConfig, ConfigError> {
     })
 }
 
-/// `MODE_ALLOCATION_FILE` (or the guide's defaults). A bad file is a [`ConfigError`] whose message names the
-/// file and the fix, e.g. percents adding up to more than 100.
-pub fn allocation(cfg: &Config) -> Result<Allocation, ConfigError> {
-    match &cfg.mode_allocation_file {
-        None => Ok(Allocation::default()),
-        Some(p) => Allocation::from_file(p).map_err(|e| {
-            ConfigError::new(
-                keys::MODE_ALLOCATION_FILE,
-                Some(&p.display().to_string()),
-                e.to_string(),
-            )
-        }),
+/// Describes the feed for the banner and the status API.
+pub fn feed_description(cfg: &Config) -> String {
+    // Testnet/live read Binance's market streams whatever FEED says (the simulated market is paper-only).
+    if let Some(e) = crate::exchange::env::Endpoints::paper_market(cfg) {
+        let over = if e.overridden { ", URL overridden" } else { "" };
+        return format!(
+            "Binance USD-M futures {} public market streams ({}/stream{over}), paper fills",
+            e.name,
+            aegis_engine::net::ws::redact(&e.fstream)
+        );
+    }
+    if let Some(e) = crate::exchange::env::Endpoints::for_config(cfg) {
+        let over = if e.overridden { ", URL overridden" } else { "" };
+        return format!(
+            "Binance USD-M futures {} market streams ({}/stream{over})",
+            e.name,
+            aegis_engine::net::ws::redact(&e.fstream)
+        );
+    }
+    match &cfg.feed {
+        FeedKind::Sim => format!(
+            "simulated market (seed {}, {} msg/s, {}x market speed)",
+            cfg.sim.seed, cfg.sim.rate, cfg.sim.speed
+        ),
+        FeedKind::Replay { file, speed } => format!("replay of {} at {}x", file.display(), speed),
+        // Handled above (paper on Binance); testnet/live returned earlier.
+        FeedKind::Binance => "Binance USD-M futures market streams".into(),
     }
 }
 
@@ -83,7 +98,7 @@ pub fn model_info(cfg: &Config, alloc: &Allocation, started_ms: u64) -> ModelInf
     let tracker = AllocationTracker::new(*alloc, cfg.capital_usd);
     ModelInfo {
         trading_mode: cfg.trading_mode,
-        feed_source: crate::runtime::feed_description(cfg),
+        feed_source: feed_description(cfg),
         started_ms,
         max_position_usd: cfg.limits.max_position_usd,
         max_daily_loss_usd: cfg.limits.max_daily_loss_usd,
@@ -247,6 +262,7 @@ impl DashboardBackend for RunBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::allocation;
     use crate::journal::test_support::config as cfg;
 
     #[test]

@@ -1,8 +1,12 @@
-//! Starting the real engine (`aegis_engine::spawn`) from the configuration and the replayed state.
+//! Starting the real engine (`aegis_engine::spawn`) from the configuration and the replayed state, and the
+//! interface every engine starter shares ([`StartContext`] in, [`EngineStart`] or [`RunError`] out): the paper
+//! engine here, Binance in [`crate::exchange`]; which one runs is chosen by `crate::runtime::start_engine`.
 
-use crate::journal::now_ms;
+use crate::api;
+use crate::journal::{now_ms, JournalError, Ledger};
 use crate::pump::EngineLink;
-use crate::runtime::{EngineStart, RunError, StartContext};
+use crate::state::Live;
+use crate::tls::TlsError;
 use aegis_engine::risk::breaker::{BreakerBankSnapshot, BreakerConfig};
 use aegis_engine::risk::limits::{LimitsConfig, SymbolFilters};
 use aegis_engine::strategy::position::PositionParams;
@@ -15,6 +19,116 @@ use aegis_shared::config::{keys, Config, ConfigError, FeedKind};
 use aegis_shared::quote::{self, RunUnits};
 use aegis_shared::{Notional, Price, Qty, StrategyMode, Symbol, TradingMode};
 use std::io::BufRead;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why `aegis run` failed. Defined with the start interface because every engine starter returns it.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad configuration (exit code 2).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The journal could not be opened or written.
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    /// TLS material problem.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    /// The API could not start.
+    #[error("{0}")]
+    Api(#[from] api::ApiError),
+    /// The engine could not start.
+    #[error("engine: {0}")]
+    Engine(String),
+    /// The async runtime or a thread could not start.
+    #[error("cannot start {what}: {source}")]
+    Start {
+        /// What.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The dashboard could not start (its user store or password hasher).
+    #[error("dashboard: {0}")]
+    Dashboard(String),
+    /// The fleet lease refused the start (another bot holds this key, or it could not be verified).
+    #[error("{0}")]
+    Fleet(#[from] crate::fleet::FleetError),
+    /// The engine did not stop within the shutdown budget (the journal was still flushed).
+    #[error("the engine did not stop within {0:?}; the journal was flushed and fsync'd anyway")]
+    ShutdownTimeout(Duration),
+}
+
+impl RunError {
+    /// Process exit code: 2 for configuration errors, 3 when another bot holds this API key's fleet lease, 1
+    /// otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Config(_) => 2,
+            RunError::Fleet(e) => e.exit_code(),
+            _ => 1,
+        }
+    }
+}
+
+/// The engine thread, whatever its handle type.
+pub trait EngineThread: Send {
+    /// True once the thread has ended.
+    fn is_finished(&self) -> bool;
+    /// Waits for the thread.
+    fn join(self: Box<Self>);
+}
+
+impl<T: Send + 'static> EngineThread for std::thread::JoinHandle<T> {
+    fn is_finished(&self) -> bool {
+        std::thread::JoinHandle::is_finished(self)
+    }
+    fn join(self: Box<Self>) {
+        let _ = std::thread::JoinHandle::join(*self);
+    }
+}
+
+/// [`EngineStart::pinned`] from the engine's report; `failed_hint` follows the message of a failed pin.
+pub(crate) fn pin_result(p: aegis_engine::PinOutcome, failed_hint: &str) -> Result<usize, String> {
+    use aegis_engine::PinOutcome;
+    match p {
+        PinOutcome::Pinned { core } => Ok(core),
+        PinOutcome::Failed { core } => Err(format!("pinning to core {core} failed{failed_hint}")),
+        PinOutcome::Unsupported => Err("the OS reports no CPU cores to pin to".to_string()),
+        PinOutcome::Disabled => Err("pinning disabled".to_string()),
+    }
+}
+
+/// A started engine.
+pub struct EngineStart {
+    /// Its queues.
+    pub link: EngineLink,
+    /// `Ok(core)` when pinned, `Err(why)` when pinning failed (a warning, not a failure).
+    pub pinned: Result<usize, String>,
+    /// Its thread.
+    pub thread: Box<dyn EngineThread>,
+}
+
+impl std::fmt::Debug for EngineStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineStart")
+            .field("pinned", &self.pinned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the engine starter gets: the config, the replayed state and the new session id.
+#[derive(Debug)]
+pub struct StartContext<'a> {
+    /// Configuration.
+    pub config: &'a Config,
+    /// State replayed from the journal (positions, breakers).
+    pub ledger: &'a Ledger,
+    /// Client-order-id session for this run.
+    pub session_id: u64,
+    /// The journal-fed live state (what the bot believes now), for reconciliation after reconnects.
+    pub live: Option<Arc<Live>>,
+}
 
 /// Filters for a symbol: Binance's for the built-in ones, the finest possible otherwise (paper only; a live
 /// venue takes them from `exchangeInfo`).
@@ -139,7 +253,7 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
         max_open_orders: cfg.limits.max_open_orders,
         max_orders_per_10s: cfg.limits.max_orders_per_10s,
     };
-    let allocation = crate::dashboard::allocation(cfg)?;
+    let allocation = crate::config::allocation(cfg)?;
     let on = |m: StrategyMode| cfg.modes_enabled.contains(&m);
     let max_lev = cfg.limits.max_leverage;
     let scalp_default = ScalpParams::default();
@@ -212,22 +326,10 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
     Ok((params, feed))
 }
 
-/// Starts the engine thread: paper here, testnet/live through [`crate::exchange::start_live`].
-pub fn start(ctx: StartContext<'_>) -> Result<EngineStart, RunError> {
-    if ctx.config.trading_mode != TradingMode::Paper {
-        return crate::exchange::start_live(ctx);
-    }
-    if ctx.config.feed == FeedKind::Binance {
-        return crate::exchange::paper_market::start(ctx);
-    }
-    let (params, feed) = params(&ctx)?;
-    spawn_paper(params, feed)
-}
-
 /// Spawns the engine on the paper venue (no exchange link) reading `feed`.
 pub fn spawn_paper(params: EngineParams, feed: FeedSource) -> Result<EngineStart, RunError> {
     let h = aegis_engine::spawn(params, feed).map_err(|e| RunError::Engine(e.to_string()))?;
-    let pinned = crate::runtime::pin_result(
+    let pinned = pin_result(
         h.pinned,
         "; check ENGINE_CORE and the CPU affinity the process may use",
     );
@@ -245,7 +347,7 @@ pub fn spawn_paper(params: EngineParams, feed: FeedSource) -> Result<EngineStart
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::Ledger;
+    use crate::journal::Ledger;
     use aegis_engine::risk::limits::{LimitDenial, Limits, OrderCheck};
 
     /// The engine's limit state as [`params`] sets it up from these settings: its config, the run's filters and

@@ -1,8 +1,8 @@
 //! The `aegis` binary: the thin edge that turns typed errors into messages and exit codes.
 
 use aegis_control::cli::{AuditCmd, Cli, Cmd, DbCmd, ExportCmd, FleetCmd, KeysCmd};
-use aegis_control::ops::commands;
-use aegis_control::{config, db_link, engine_link, logging, runtime};
+use aegis_control::ops::{commands, dbcmd};
+use aegis_control::{config, logging, runtime};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -19,17 +19,21 @@ fn main() -> ExitCode {
         Cmd::Kill(a) => commands::kill(f, &a),
         Cmd::IncidentReport(a) => commands::incident_report(f, &a),
         Cmd::Backtest(a) => backtest(&cli, &a),
-        Cmd::Audit(AuditCmd::Verify) => db_link::audit_verify(f),
-        Cmd::Export(ExportCmd::Trades(a)) => db_link::export_trades(f, &a),
-        Cmd::Db(DbCmd::Prune) => db_link::db_prune(f),
-        Cmd::Fleet(FleetCmd::Status(a)) => db_link::fleet_status(f, &a),
+        Cmd::Audit(AuditCmd::Verify) => dbcmd::audit_verify(f),
+        Cmd::Export(ExportCmd::Trades(a)) => dbcmd::export_trades(f, &a),
+        Cmd::Db(DbCmd::Prune) => dbcmd::db_prune(f),
+        Cmd::Fleet(FleetCmd::Status(a)) => dbcmd::fleet_status(f, &a),
         Cmd::Reconcile(a) => commands::reconcile_pnl(f, &a),
     };
     ExitCode::from(code)
 }
 
 fn backtest(cli: &Cli, args: &aegis_control::cli::BacktestArgs) -> u8 {
-    let loaded = match config::load(&cli.env_file, &aegis_control::cli::RunArgs::default()) {
+    let loaded = match config::load(
+        &cli.env_file,
+        &aegis_control::cli::RunArgs::default(),
+        check_dashboard,
+    ) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("aegis: {e}");
@@ -41,7 +45,7 @@ fn backtest(cli: &Cli, args: &aegis_control::cli::BacktestArgs) -> u8 {
 
 fn run(cli: &Cli, args: &aegis_control::cli::RunArgs) -> ExitCode {
     // Validate everything before anything starts; one message, exit code 2.
-    let mut loaded = match config::load(&cli.env_file, args) {
+    let mut loaded = match config::load(&cli.env_file, args, check_dashboard) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("aegis: {e}");
@@ -68,7 +72,12 @@ fn run(cli: &Cli, args: &aegis_control::cli::RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = runtime::run_with(loaded.config, loaded.warnings, extras, engine_link::start);
+    let result = runtime::run_with(
+        loaded.config,
+        loaded.warnings,
+        extras,
+        runtime::start_engine,
+    );
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -80,4 +89,11 @@ fn run(cli: &Cli, args: &aegis_control::cli::RunArgs) -> ExitCode {
     // Flush the log file before the process ends.
     drop(guard);
     code
+}
+
+/// The dashboard's settings, checked while the configuration loads (one message, exit code 2).
+fn check_dashboard(
+    cfg: &aegis_shared::config::Config,
+) -> Result<(), aegis_shared::config::ConfigError> {
+    aegis_control::dashboard::web_config(cfg).map(drop)
 }

@@ -5,8 +5,8 @@
 //! drained even while the async runtime is busy serving HTTPS.
 
 use crate::journal::{now_ms, CommandRecord, JournalRecord, JournalWriter};
-use crate::ops::watch::AlertWatch;
 use crate::state::Live;
+use crate::watch::AlertWatch;
 use aegis_shared::{Command, EngineEvent};
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -255,8 +255,8 @@ fn run(
 mod tests {
     use super::*;
     use crate::journal::test_support::*;
+    use crate::journal::Ledger;
     use crate::journal::{self, JournalReader};
-    use crate::ledger::Ledger;
     use crate::state::RunInfo;
     use aegis_shared::event::EngineState;
     use aegis_shared::mode::Side;

@@ -6,13 +6,15 @@
 //! stops the API, and returns — all within [`SHUTDOWN_BUDGET`].
 
 use crate::api;
-use crate::journal::{self, now_ms, JournalError, JournalRecord, Recovered, SessionRecord};
-use crate::ledger::Ledger;
-use crate::pump::{self, EngineLink, Issued};
+use crate::engine_link::{EngineStart, RunError, StartContext};
+use crate::journal::{self, now_ms, JournalRecord, Recovered, SessionRecord};
+use crate::ops::commands::RunExtras;
+use crate::pump::{self, Issued};
 use crate::state::{Live, RunInfo};
-use crate::tls::{self, CertSource, TlsError};
-use aegis_shared::config::{Config, ConfigError, FeedKind};
+use crate::tls::{self, CertSource};
+use aegis_shared::config::{Config, FeedKind};
 use aegis_shared::Command;
+use aegis_shared::TradingMode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,142 +24,17 @@ pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
 /// Part of the budget the engine gets to report `Stopped`.
 const ENGINE_STOP_WAIT: Duration = Duration::from_millis(3500);
 
-/// Why `aegis run` failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// Bad configuration (exit code 2).
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    /// The journal could not be opened or written.
-    #[error("{0}")]
-    Journal(#[from] JournalError),
-    /// TLS material problem.
-    #[error("{0}")]
-    Tls(#[from] TlsError),
-    /// The API could not start.
-    #[error("{0}")]
-    Api(#[from] api::ApiError),
-    /// The engine could not start.
-    #[error("engine: {0}")]
-    Engine(String),
-    /// The async runtime or a thread could not start.
-    #[error("cannot start {what}: {source}")]
-    Start {
-        /// What.
-        what: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The dashboard could not start (its user store or password hasher).
-    #[error("dashboard: {0}")]
-    Dashboard(String),
-    /// The fleet lease refused the start (another bot holds this key, or it could not be verified).
-    #[error("{0}")]
-    Fleet(#[from] crate::fleet::FleetError),
-    /// The engine did not stop within the shutdown budget (the journal was still flushed).
-    #[error("the engine did not stop within {0:?}; the journal was flushed and fsync'd anyway")]
-    ShutdownTimeout(Duration),
-}
-
-impl RunError {
-    /// Process exit code: 2 for configuration errors, 3 when another bot holds this API key's fleet lease, 1
-    /// otherwise.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            RunError::Config(_) => 2,
-            RunError::Fleet(e) => e.exit_code(),
-            _ => 1,
-        }
+/// Starts the engine thread: paper through [`crate::engine_link`], paper on Binance data and testnet/live
+/// through [`crate::exchange`]. `main` passes it to [`run_with`].
+pub fn start_engine(ctx: StartContext<'_>) -> Result<EngineStart, RunError> {
+    if ctx.config.trading_mode != TradingMode::Paper {
+        return crate::exchange::start_live(ctx);
     }
-}
-
-/// The engine thread, whatever its handle type.
-pub trait EngineThread: Send {
-    /// True once the thread has ended.
-    fn is_finished(&self) -> bool;
-    /// Waits for the thread.
-    fn join(self: Box<Self>);
-}
-
-impl<T: Send + 'static> EngineThread for std::thread::JoinHandle<T> {
-    fn is_finished(&self) -> bool {
-        std::thread::JoinHandle::is_finished(self)
+    if ctx.config.feed == FeedKind::Binance {
+        return crate::exchange::paper_market::start(ctx);
     }
-    fn join(self: Box<Self>) {
-        let _ = std::thread::JoinHandle::join(*self);
-    }
-}
-
-/// [`EngineStart::pinned`] from the engine's report; `failed_hint` follows the message of a failed pin.
-pub(crate) fn pin_result(p: aegis_engine::PinOutcome, failed_hint: &str) -> Result<usize, String> {
-    use aegis_engine::PinOutcome;
-    match p {
-        PinOutcome::Pinned { core } => Ok(core),
-        PinOutcome::Failed { core } => Err(format!("pinning to core {core} failed{failed_hint}")),
-        PinOutcome::Unsupported => Err("the OS reports no CPU cores to pin to".to_string()),
-        PinOutcome::Disabled => Err("pinning disabled".to_string()),
-    }
-}
-
-/// A started engine.
-pub struct EngineStart {
-    /// Its queues.
-    pub link: EngineLink,
-    /// `Ok(core)` when pinned, `Err(why)` when pinning failed (a warning, not a failure).
-    pub pinned: Result<usize, String>,
-    /// Its thread.
-    pub thread: Box<dyn EngineThread>,
-}
-
-impl std::fmt::Debug for EngineStart {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineStart")
-            .field("pinned", &self.pinned)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What the engine starter gets: the config, the replayed state and the new session id.
-#[derive(Debug)]
-pub struct StartContext<'a> {
-    /// Configuration.
-    pub config: &'a Config,
-    /// State replayed from the journal (positions, breakers).
-    pub ledger: &'a Ledger,
-    /// Client-order-id session for this run.
-    pub session_id: u64,
-    /// The journal-fed live state (what the bot believes now), for reconciliation after reconnects.
-    pub live: Option<Arc<Live>>,
-}
-
-/// Describes the feed for the banner and the status API.
-pub fn feed_description(cfg: &Config) -> String {
-    // Testnet/live read Binance's market streams whatever FEED says (the simulated market is paper-only).
-    if let Some(e) = crate::exchange::env::Endpoints::paper_market(cfg) {
-        let over = if e.overridden { ", URL overridden" } else { "" };
-        return format!(
-            "Binance USD-M futures {} public market streams ({}/stream{over}), paper fills",
-            e.name,
-            aegis_engine::net::ws::redact(&e.fstream)
-        );
-    }
-    if let Some(e) = crate::exchange::env::Endpoints::for_config(cfg) {
-        let over = if e.overridden { ", URL overridden" } else { "" };
-        return format!(
-            "Binance USD-M futures {} market streams ({}/stream{over})",
-            e.name,
-            aegis_engine::net::ws::redact(&e.fstream)
-        );
-    }
-    match &cfg.feed {
-        FeedKind::Sim => format!(
-            "simulated market (seed {}, {} msg/s, {}x market speed)",
-            cfg.sim.seed, cfg.sim.rate, cfg.sim.speed
-        ),
-        FeedKind::Replay { file, speed } => format!("replay of {} at {}x", file.display(), speed),
-        // Handled above (paper on Binance); testnet/live returned earlier.
-        FeedKind::Binance => "Binance USD-M futures market streams".into(),
-    }
+    let (params, feed) = crate::engine_link::params(&ctx)?;
+    crate::engine_link::spawn_paper(params, feed)
 }
 
 /// `max(now_ms, last + 1)`: ids stay unique across restarts even if the clock steps back.
@@ -165,33 +42,6 @@ pub fn next_session(last: Option<u64>, now: u64) -> u64 {
     match last {
         Some(l) => now.max(l.saturating_add(1)),
         None => now,
-    }
-}
-
-/// Optional parts of a run that need settings beyond [`Config`] (issue 8).
-#[derive(Debug, Clone)]
-pub struct RunExtras {
-    /// Alert channels (`ALERT_*`); `None`: no alert dispatcher.
-    pub alerts: Option<crate::alerts::AlertConfig>,
-    /// `ALERT_EXCHANGE_ERRORS_PER_MINUTE`.
-    pub errors_per_minute: u32,
-    /// `ALERT_HEARTBEAT_SECONDS`.
-    pub heartbeat_stall: Duration,
-    /// The settings of this start, secrets masked; changes since the last start are recorded in Postgres.
-    pub settings: crate::db::config_log::Settings,
-    /// `FLEET_*`: the lease per API key and the host's shared request-weight budget.
-    pub fleet: crate::fleet::FleetSettings,
-}
-
-impl Default for RunExtras {
-    fn default() -> Self {
-        Self {
-            alerts: None,
-            errors_per_minute: crate::ops::watch::DEFAULT_ERRORS_PER_MINUTE,
-            heartbeat_stall: Duration::from_secs(crate::ops::watch::DEFAULT_HEARTBEAT_SECS),
-            settings: Default::default(),
-            fleet: Default::default(),
-        }
     }
 }
 
@@ -374,7 +224,7 @@ where
     let info = RunInfo {
         trading_mode: cfg.trading_mode,
         environment: cfg.environment(),
-        feed: feed_description(&cfg),
+        feed: crate::dashboard::feed_description(&cfg),
         database_configured: cfg.database_url.is_some(),
         session_id,
         symbols: cfg.symbols.iter().map(|s| s.to_string()).collect(),
@@ -384,7 +234,7 @@ where
     let live = Live::new(live_ledger, writer.stats(), info);
 
     // The dashboard (issue 7): settings validated again (config::load already refused bad ones), users in
-    // DATA_DIR/users.json (mirrored to Postgres when there is one, see auth/pg_mirror.rs), the read model seeded
+    // DATA_DIR/users.json (mirrored to Postgres when there is one, see db_link/pg_mirror.rs), the read model seeded
     // from the journal and fed by the pump from here on.
     let web_cfg = crate::dashboard::web_config(&cfg)?;
     let users = crate::auth::MemoryUserStore::open(&cfg.data_dir)
@@ -393,7 +243,7 @@ where
     let model = {
         let slot = command_slot.clone();
         Arc::new(crate::web::model::LiveModel::new(
-            crate::dashboard::model_info(&cfg, &crate::dashboard::allocation(&cfg)?, now_ms()),
+            crate::dashboard::model_info(&cfg, &crate::config::allocation(&cfg)?, now_ms()),
             move |c| slot.send(c),
         ))
     };
@@ -414,7 +264,7 @@ where
     }
     let users: Arc<dyn crate::auth::UserStore> = match &db {
         Some(d) => {
-            let m = crate::auth::PgMirrorStore::new(users, d.side.clone());
+            let m = crate::db_link::pg_mirror::PgMirrorStore::new(users, d.side.clone());
             // Ends with the runtime; a sync in flight at shutdown is retried at the next start.
             drop(m.spawn_sync());
             m
@@ -451,7 +301,7 @@ where
         l.attach_alerts(alerts.as_ref().map(|(d, _)| d.clone()));
     }
     let watch = alerts.as_ref().map(|(d, _)| {
-        crate::ops::watch::AlertWatch::new(
+        crate::watch::AlertWatch::new(
             d.clone(),
             extras.errors_per_minute,
             cfg.limits.max_position_usd,
@@ -505,7 +355,7 @@ where
     });
     let (hb_stop, hb_stop_rx) = tokio::sync::watch::channel(false);
     if let Some((d, _)) = &alerts {
-        tokio::spawn(crate::ops::watch::heartbeat_watch(
+        tokio::spawn(crate::watch::heartbeat_watch(
             live.clone(),
             d.clone(),
             extras.heartbeat_stall,
@@ -530,7 +380,7 @@ where
     );
     tracing::info!("mode:        {}", cfg.trading_mode.banner());
     tracing::info!("environment: {}", cfg.environment());
-    tracing::info!("feed:        {}", feed_description(&cfg));
+    tracing::info!("feed:        {}", crate::dashboard::feed_description(&cfg));
     tracing::info!("symbols:     {}", live.info.symbols.join(","));
     let data_dir = std::fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
     tracing::info!("data dir:    {}", data_dir.display());

@@ -1,20 +1,69 @@
 //! What the control plane knows about the running bot, shared between the pump thread (writer) and the API.
 
+use crate::journal::Ledger;
 use crate::journal::{now_ms, JournalStats};
-use crate::ledger::Ledger;
-use crate::web::model::LiveModel;
 use aegis_shared::event::{
     BreakerChange, BreakerScope, EngineEvent, EngineState, EngineStats, FeedState, HaltReason,
 };
 use aegis_shared::TradingMode;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The engine counts as down when its last heartbeat is older than this.
 pub const HEARTBEAT_DOWN_AFTER: Duration = Duration::from_secs(2);
+
+/// A read model fed with every critical event after the ledger: the dashboard's `web::model::LiveModel`. A trait,
+/// so the state does not import the web layer above it.
+pub trait EventSink: Send + Sync + std::fmt::Debug {
+    /// Applies one event (already journaled).
+    fn apply(&self, e: &EngineEvent);
+}
+
+/// What `/api/health` shows about the protective stops. Kept here, with the state it is part of, so `state` does
+/// not import the exchange module that writes it.
+#[derive(Debug, Default)]
+pub struct StopsHealth {
+    inner: Mutex<HealthView>,
+}
+
+/// The stop manager's view ([`crate::exchange::stops`] writes it).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct HealthView {
+    pub(crate) active: bool,
+    pub(crate) paused_by_kill: bool,
+    pub(crate) resting: BTreeMap<String, Value>,
+    pub(crate) unprotected: BTreeMap<String, String>,
+}
+
+impl StopsHealth {
+    /// Updates the view (the stop manager, [`crate::exchange::stops`]).
+    pub(crate) fn set(&self, f: impl FnOnce(&mut HealthView)) {
+        let mut v = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut v);
+    }
+
+    /// Symbols with an open position and no stop resting, with why.
+    pub fn unprotected(&self) -> BTreeMap<String, String> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unprotected
+            .clone()
+    }
+
+    /// The `protective_stops` object of `/api/health` (`None` while no manager runs: paper mode).
+    pub fn json(&self) -> Option<Value> {
+        let v = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        v.active.then(|| {
+            json!({"paused_by_kill_switch": v.paused_by_kill, "resting": v.resting,
+                   "unprotected": v.unprotected})
+        })
+    }
+}
 
 /// Facts fixed for the whole run.
 #[derive(Debug, Clone)]
@@ -61,9 +110,9 @@ pub struct Live {
     /// Process start.
     pub started: Instant,
     /// The dashboard's read model, fed with every event after the ledger (so after the journal write).
-    dashboard: OnceLock<Arc<LiveModel>>,
+    dashboard: OnceLock<Arc<dyn EventSink>>,
     /// The protective stops on the exchange ([`crate::exchange::stops`]), for `/api/health`.
-    pub stops: crate::exchange::stops::StopsHealth,
+    pub stops: StopsHealth,
 }
 
 impl Live {
@@ -87,7 +136,7 @@ impl Live {
     }
 
     /// Feeds `model` with every event applied from now on (once; later calls are ignored).
-    pub fn attach_dashboard(&self, model: Arc<LiveModel>) {
+    pub fn attach_dashboard(&self, model: Arc<dyn EventSink>) {
         let _ = self.dashboard.set(model);
     }
 

@@ -5,8 +5,9 @@
 mod db_support;
 mod web_support;
 
-use aegis_control::auth::{MemoryUserStore, PasswordHasher, PgMirrorStore, Role, StoreError};
+use aegis_control::auth::{MemoryUserStore, PasswordHasher, Role, StoreError};
 use aegis_control::auth::{UserRecord, UserStore};
+use aegis_control::db_link::pg_mirror::PgMirrorStore;
 use aegis_control::db_link::DbSide;
 use aegis_shared::Secret;
 use db_support::{one, temp_dir, TestDb};
@@ -163,7 +164,7 @@ async fn work_done_while_the_database_is_down_is_pushed_on_the_next_sync() {
     // A second sync has nothing to do.
     assert_eq!(
         up.sync().await.unwrap(),
-        aegis_control::auth::pg_mirror::SyncReport::default()
+        aegis_control::db_link::pg_mirror::SyncReport::default()
     );
 }
 

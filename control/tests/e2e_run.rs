@@ -4,8 +4,8 @@
 
 mod support;
 
+use aegis_control::journal::Ledger;
 use aegis_control::journal::{self, JournalReader, JournalRecord};
-use aegis_control::ledger::Ledger;
 use aegis_shared::EngineEvent;
 use serde_json::Value;
 use std::fs;

@@ -204,7 +204,8 @@ async fn the_guard_refuses_a_held_key_and_follows_the_database_down_policy() {
     assert_eq!(fleet.len(), 2, "{fleet:?}");
     // A key switch of the running bot (`aegis keys rotate`) moves its lease: refused onto a key another bot
     // holds, else the new key is leased first and the old one released after the switch.
-    let fp = |k: &str| aegis_control::ops::keys::fingerprint(&aegis_shared::Secret::new(k.into()));
+    let fp =
+        |k: &str| aegis_control::fleet::lease::fingerprint(&aegis_shared::Secret::new(k.into()));
     let e = guard::lease_new_key(&fp(KEY_T)).await.unwrap_err();
     assert!(
         e.contains("\"bot-a\"") && e.contains("already in use"),

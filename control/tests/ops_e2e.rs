@@ -610,7 +610,7 @@ fn old_key_warns_in_preflight_and_at_start() {
         0o600,
     );
     let fp =
-        aegis_control::ops::keys::fingerprint(&aegis_shared::Secret::new(GOOD_KEY.to_string()));
+        aegis_control::fleet::lease::fingerprint(&aegis_shared::Secret::new(GOOD_KEY.to_string()));
     let first = aegis_control::journal::now_ms() - 40 * 86_400_000;
     fs::write(
         dir.join("data/keys.json"),
@@ -687,7 +687,8 @@ fn rotation_is_audited_in_postgres_and_the_incident_report_reads_it() {
         out.contains("NOT verified") && out.contains("audited in Postgres"),
         "{out}"
     );
-    let new_fp = aegis_control::ops::keys::fingerprint(&aegis_shared::Secret::new(NEW_KEY.into()));
+    let new_fp =
+        aegis_control::fleet::lease::fingerprint(&aegis_shared::Secret::new(NEW_KEY.into()));
     let (hint, audit_detail): (Option<String>, String) = rt.block_on(async {
         let r = client
             .query_one("SELECT key_hint, event FROM key_events", &[])

@@ -369,11 +369,6 @@ fn both_files_merge_by_event_time_and_reports_are_byte_identical() {
     let b = run(&files, p.clone(), &BacktestOptions::default());
     let (ja, jb) = (a.report.to_json(), b.report.to_json());
     assert_eq!(ja, jb, "same input → byte-identical JSON");
-    assert_eq!(
-        a.report.to_svg(),
-        b.report.to_svg(),
-        "same input → byte-identical SVG"
-    );
     assert_eq!(a.report.to_string(), b.report.to_string());
     let v: serde_json::Value = serde_json::from_str(&ja).expect("valid JSON");
     assert_eq!(
@@ -465,66 +460,4 @@ fn bad_input_gives_clear_errors() {
     let e = backtest::run(p, &[junk], &o, |_, _| {}).expect_err("no market data");
     assert!(e.to_string().contains("no market data"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A tiny well-formedness check: one root `<svg>`, every tag closed in order, attribute quotes balanced.
-fn check_svg(svg: &str) {
-    assert!(svg.starts_with("<svg "), "starts with <svg");
-    let mut stack: Vec<String> = Vec::new();
-    let mut rest = svg;
-    let mut roots = 0;
-    while let Some(i) = rest.find('<') {
-        let j = rest[i..].find('>').expect("tag closed") + i;
-        let tag = &rest[i + 1..j];
-        assert_eq!(
-            tag.matches('"').count() % 2,
-            0,
-            "quotes balanced in <{tag}>"
-        );
-        assert!(!tag.contains('<'), "no '<' inside a tag");
-        if let Some(name) = tag.strip_prefix('/') {
-            assert_eq!(
-                stack.pop().as_deref(),
-                Some(name.trim()),
-                "closing tag matches"
-            );
-        } else if !tag.ends_with('/') {
-            let name = tag.split_whitespace().next().expect("tag name").to_owned();
-            if stack.is_empty() {
-                roots += 1;
-            }
-            stack.push(name);
-        } else if stack.is_empty() {
-            panic!("element outside the root");
-        }
-        rest = &rest[j + 1..];
-    }
-    assert!(stack.is_empty(), "all tags closed: {stack:?}");
-    assert_eq!(roots, 1);
-    assert!(rest.trim().is_empty());
-}
-
-#[test]
-fn svg_is_well_formed_with_a_path_per_mode() {
-    let p = params();
-    let r = run(&[xrpusdc(), xrpusdt()], p, &BacktestOptions::default());
-    let svg = r.report.to_svg();
-    check_svg(&svg);
-    for m in r
-        .report
-        .modes
-        .iter()
-        .map(|m| m.mode.as_str())
-        .chain(["total"])
-    {
-        for kind in ["equity", "drawdown"] {
-            let tag = format!(r#"<path class="{kind}" data-mode="{m}" d="M"#);
-            assert_eq!(svg.matches(&tag).count(), 1, "{kind} path for {m}");
-        }
-        assert!(
-            svg.contains(&format!(">{m}</text>")),
-            "legend entry for {m}"
-        );
-    }
-    assert!(svg.contains("time (UTC)") && svg.contains("Drawdown"));
 }

@@ -92,14 +92,14 @@ pub fn public_routes(live: Arc<Live>) -> Router {
 
 /// [`public_routes`] with the Postgres writer's health in the body (`"database": {state, lag_records, ...}`);
 /// the bot is degraded while the database is down or lagging.
-pub fn public_routes_with_db(live: Arc<Live>, db: crate::db_link::DbHealthSource) -> Router {
+pub fn public_routes_with_db(live: Arc<Live>, db: crate::db::DbHealthSource) -> Router {
     Router::new()
         .route("/api/health", get(health_with_db))
         .with_state((live, db))
 }
 
 async fn health_with_db(
-    State((live, db)): State<(Arc<Live>, crate::db_link::DbHealthSource)>,
+    State((live, db)): State<(Arc<Live>, crate::db::DbHealthSource)>,
 ) -> Response {
     let (up, mut body) = live.health();
     db.merge_into(&mut body);

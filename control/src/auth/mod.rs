@@ -9,13 +9,11 @@
 
 pub mod limits;
 pub mod password;
-pub mod pg_mirror;
 pub mod store;
 pub mod token;
 
 pub use limits::{IpAllowlist, LoginGuard, LoginLimits, RateLimit};
 pub use password::PasswordHasher;
-pub use pg_mirror::PgMirrorStore;
 pub use store::{
     new_uid, MemoryUserStore, Role, StoreError, Tombstone, UserChange, UserRecord, UserStore,
 };

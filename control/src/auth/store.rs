@@ -1,5 +1,5 @@
 //! Users and revoked tokens. [`MemoryUserStore`] serves the no-database mode (persisted to `DATA_DIR/users.json`,
-//! mode 600, argon2id hashes only); with a database, [`super::pg_mirror::PgMirrorStore`] mirrors it to Postgres.
+//! mode 600, argon2id hashes only); with a database, `crate::db_link::pg_mirror::PgMirrorStore` mirrors it to Postgres.
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -20,6 +20,7 @@ pub mod audit;
 pub mod config_log;
 pub mod connect;
 pub mod export;
+pub mod health;
 pub mod migrations;
 pub mod records;
 pub mod retention;
@@ -29,6 +30,7 @@ pub mod writer;
 pub use audit::{append as audit_append, verify_chain, AuditEntry, VerifyReport};
 pub use connect::connect;
 pub use export::export_trades_csv;
+pub use health::{DbHealthSource, Redactor};
 pub use migrations::run as run_migrations;
 pub use writer::{spawn_writer, DbAlert, DbState, WriterConfig, WriterHandle, WriterHealth};
 

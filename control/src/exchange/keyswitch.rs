@@ -166,12 +166,13 @@ impl KeySwitch {
         e: &crossbeam_channel::Sender<aegis_engine::venue::binance::entry::EntrySwitch>,
         creds: Credentials,
     ) -> Result<GatewaySwitched, SwitchError> {
-        use aegis_engine::venue::binance::entry::{EntrySwitch, RECV_WINDOW_MS};
+        use super::connect::WS_API_RECV_WINDOW_MS;
+        use aegis_engine::venue::binance::entry::EntrySwitch;
         let (tx, rx) = crossbeam_channel::bounded(1);
         let encoder = aegis_engine::sign::OrderEncoder::new(
             creds.signer.clone(),
             creds.api_key.clone(),
-            RECV_WINDOW_MS,
+            WS_API_RECV_WINDOW_MS,
         );
         let client = self.client.clone();
         e.send_timeout(

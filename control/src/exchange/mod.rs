@@ -1,13 +1,15 @@
 //! The live exchange path of the control plane: Binance USD-M futures on testnet or production.
 //!
 //! - [`env`]: endpoints and the key of the selected `TRADING_MODE` (never the other mode's).
-//! - [`rest`]: the REST client (signing via `aegis_engine::sign`, clock offset, rate limits, error classes).
+//! - [`rest`]: the REST client (signing via `aegis_engine::sign`, clock offset, rate limits, error classes);
+//!   [`connect`]: the client and WebSocket TLS roots every start connects with.
 //! - [`startup`]: proof that the key works here, `apiRestrictions` in live, exchange filters, leverage.
 //! - [`reconcile`]: the reconciliation policy (start-up; also journal-open orders the exchange no longer lists).
 //! - [`resync`]: the same comparison after every reconnect of the user data stream or the order gateway;
 //!   new entries halt until both sides agree.
 //! - [`user_stream`]: listenKey life cycle and `ORDER_TRADE_UPDATE`s.
-//! - [`stops`]: the protective reduce-only stop resting on Binance for every open position (Algo Order API).
+//! - [`stops`]: the protective reduce-only stop resting on Binance for every open position (Algo Order API);
+//!   [`algo`]: its `clientAlgoId` prefix and shape, which the reconciliation judges too.
 //! - [`rest_worker`]: the REST side of order entry (fallback placement, status queries, cancels, clock
 //!   resync) for the engine thread, which itself sends orders over the WebSocket API
 //!   (`aegis_engine::venue::binance::entry`).
@@ -23,6 +25,8 @@
 //! strategies read; no `@depth`, which nothing reads) → periodic key re-check. Without an API key it starts
 //! read-only: market data and dashboard, no orders.
 
+pub mod algo;
+pub mod connect;
 pub mod env;
 pub mod funding;
 pub mod gateway;
@@ -38,13 +42,14 @@ pub mod stops;
 pub mod trades;
 pub mod user_stream;
 
-use crate::runtime::{EngineStart, EngineThread, RunError, StartContext};
+use crate::engine_link::{EngineStart, EngineThread, RunError, StartContext};
 use aegis_engine::sign::WirePrecision;
 use aegis_engine::venue::binance::{self, Inbound};
 use aegis_engine::{EngineReport, FeedSource};
 use aegis_shared::config::ConfigError;
 use aegis_shared::event::{AlertKind, HaltReason};
 use aegis_shared::TradingMode;
+use connect::{client_and_tls, run_err};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -93,57 +98,6 @@ impl EngineThread for LiveThreads {
     }
 }
 
-/// The `BINANCE_EXTRA_CA_FILE` PEM, read once at start. Errors name the key and the path, never the content.
-fn extra_ca(cfg: &aegis_shared::config::Config) -> Result<Option<Vec<u8>>, ConfigError> {
-    let Some(path) = &cfg.exchange.extra_ca_file else {
-        return Ok(None);
-    };
-    let key = aegis_shared::config::keys::BINANCE_EXTRA_CA_FILE;
-    let shown = path.display().to_string();
-    let pem = std::fs::read(path)
-        .map_err(|e| ConfigError::new(key, Some(&shown), format!("cannot read it: {e}")))?;
-    // Checked here so a wrong file fails at start with the key's name, not later as a TLS error.
-    if reqwest::Certificate::from_pem_bundle(&pem).map_or(true, |c| c.is_empty()) {
-        return Err(ConfigError::new(
-            key,
-            Some(&shown),
-            "not a PEM certificate file: give the CA certificate (-----BEGIN CERTIFICATE-----)",
-        ));
-    }
-    tracing::warn!("exchange:    also trusting the CA in BINANCE_EXTRA_CA_FILE={shown} (simulator or test endpoint)");
-    Ok(Some(pem))
-}
-
-/// The REST client for `endpoints` and the TLS roots of the WebSocket connections, both trusting
-/// `BINANCE_EXTRA_CA_FILE` when set. One config for the WebSocket API, user data and market streams alike,
-/// fixed before any of them connects.
-fn client_and_tls(
-    cfg: &aegis_shared::config::Config,
-    endpoints: env::Endpoints,
-    creds: Option<env::Credentials>,
-) -> Result<
-    (
-        rest::RestClient,
-        Option<std::sync::Arc<rustls::ClientConfig>>,
-    ),
-    RunError,
-> {
-    let extra_ca = extra_ca(cfg)?;
-    let client =
-        rest::RestClient::with_extra_ca(endpoints, creds, extra_ca.as_deref()).map_err(run_err)?;
-    let tls = match &extra_ca {
-        Some(pem) => Some(aegis_engine::net::ws::set_extra_roots(pem).map_err(|e| {
-            ConfigError::new(
-                aegis_shared::config::keys::BINANCE_EXTRA_CA_FILE,
-                None,
-                format!("cannot use it: {e}"),
-            )
-        })?),
-        None => None,
-    };
-    Ok((client, tls))
-}
-
 /// The REST client a command uses to read the exchange of `TRADING_MODE` (the URLs, key and extra CA `aegis run`
 /// would use); `Err` says what to fix. Paper mode has no exchange.
 pub fn command_client(cfg: &aegis_shared::config::Config) -> Result<rest::RestClient, String> {
@@ -155,10 +109,6 @@ pub fn command_client(cfg: &aegis_shared::config::Config) -> Result<rest::RestCl
     client_and_tls(cfg, endpoints, creds)
         .map(|(c, _)| c)
         .map_err(|e| e.to_string())
-}
-
-fn run_err(e: impl std::fmt::Display) -> RunError {
-    RunError::Engine(e.to_string())
 }
 
 /// Starts the engine on Binance (testnet or live). See the module docs.
@@ -227,7 +177,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         ctx.ledger.last_funding_ms,
         client.now_ms(),
     )));
-    let algo_inbox = std::sync::Arc::new(stops::AlgoInbox::default());
+    let algo_inbox = std::sync::Arc::new(algo::AlgoInbox::default());
     if !read_only {
         // The user data stream first, so no update between the snapshot and the stream is lost (the
         // reconciliation's position settings are absolute, so an update seen twice cannot double count).
@@ -438,7 +388,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
                 encoder: aegis_engine::sign::OrderEncoder::new(
                     creds.signer.clone(),
                     creds.api_key.clone(),
-                    binance::entry::RECV_WINDOW_MS,
+                    connect::WS_API_RECV_WINDOW_MS,
                 ),
                 precision: precision.iter().map(|(s, p)| (*s, *p)).collect(),
                 clock: std::sync::Arc::new(rest::ClientClock(client.clone())),
@@ -528,7 +478,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         }
         _ => None,
     };
-    let pinned = crate::runtime::pin_result(h.pinned, "");
+    let pinned = crate::engine_link::pin_result(h.pinned, "");
     Ok(EngineStart {
         link: crate::pump::EngineLink {
             events: h.events,
@@ -554,7 +504,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
 fn recover_fills_on_start(
     client: &rest::RestClient,
     rt: &tokio::runtime::Handle,
-    ledger: &crate::ledger::Ledger,
+    ledger: &crate::journal::Ledger,
     symbols: &[aegis_shared::Symbol],
     (orders, positions): (&[serde_json::Value], &[serde_json::Value]),
     funding_book: &funding::SharedFunding,
@@ -618,7 +568,7 @@ fn recover_fills_on_start(
 async fn reconcile_algo(
     client: &rest::RestClient,
     positions: &[serde_json::Value],
-) -> Result<std::collections::BTreeMap<aegis_shared::Symbol, stops::Resting>, rest::RestError> {
+) -> Result<std::collections::BTreeMap<aegis_shared::Symbol, algo::Resting>, rest::RestError> {
     let open = client.open_algo_orders().await?;
     let seen: Vec<_> = open
         .iter()

@@ -7,8 +7,9 @@
 //! [`super::paper_funding`]), so paper positions pay the funding live ones would. All of it is public and
 //! unsigned.
 
-use super::{env, rest, run_err};
-use crate::runtime::{EngineStart, RunError, StartContext};
+use super::connect::{client_and_tls, run_err};
+use super::{env, rest};
+use crate::engine_link::{EngineStart, RunError, StartContext};
 use aegis_engine::net::ws_feed::WsFeedConfig;
 use aegis_engine::FeedSource;
 use aegis_shared::config::{Config, ConfigError};
@@ -77,7 +78,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         tracing::warn!("exchange:    URLs overridden by BINANCE_*_URL (simulator or proxy): this is not Binance itself");
     }
     // `None`: paper mode has no credentials, so this client cannot sign anything.
-    let (client, tls) = super::client_and_tls(cfg, endpoints, None)?;
+    let (client, tls) = client_and_tls(cfg, endpoints, None)?;
     let (mut params, _sim_feed) = crate::engine_link::params(&ctx)?;
     let symbols: Vec<Symbol> = params.symbols.iter().map(|s| s.symbol).collect();
     let info = rt.block_on(client.exchange_info()).map_err(|e| {

@@ -21,7 +21,7 @@
 //! 5. The engine starts halted (`ReconcileMismatch`); the halt is lifted only after every cancel succeeded and
 //!    the adoptions were queued, so nothing new opens until local and exchange state agree.
 //! 6. Algo (conditional) orders (`GET /fapi/v1/openAlgoOrders`, [`algo_plan`]): our protective stop
-//!    (`clientAlgoId` prefix [`super::stops::PREFIX`], reduce-only `STOP_MARKET`) on a symbol with a net
+//!    (`clientAlgoId` prefix [`super::algo::PREFIX`], reduce-only `STOP_MARKET`) on a symbol with a net
 //!    position, on the closing side → **adopt** (one per symbol; the stop manager takes it over and moves it if
 //!    its quantity or trigger is off); anything else (no position, wrong side, a second one, not ours) →
 //!    **cancel**. The same rule runs at every audit of the stop manager.
@@ -228,7 +228,7 @@ pub fn adopt_msg(o: &Value, mode: StrategyMode) -> Option<Inbound> {
 /// used to close orders the journal holds open but the exchange no longer lists. Positions are taken from the
 /// exchange separately, so a fill missed while the bot was away is not counted twice.
 pub fn final_update(o: &Value, now_ms: u64) -> Option<OrderUpdate> {
-    let status = super::user_stream::status(o.get("status").and_then(Value::as_str)?)?;
+    let status = super::rest::status(o.get("status").and_then(Value::as_str)?)?;
     let Some(Inbound::AdoptOrder {
         symbol,
         side,
@@ -396,7 +396,7 @@ impl AlgoOrderSeen {
 
     /// One of our protective stops.
     pub fn is_our_stop(&self) -> bool {
-        self.client_algo_id.starts_with(super::stops::PREFIX)
+        self.client_algo_id.starts_with(super::algo::PREFIX)
             && self.order_type == "STOP_MARKET"
             && self.reduce_only
     }
@@ -406,7 +406,7 @@ impl AlgoOrderSeen {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AlgoPlan {
     /// Our stops to take over, per symbol.
-    pub adopt: BTreeMap<Symbol, super::stops::Resting>,
+    pub adopt: BTreeMap<Symbol, super::algo::Resting>,
     /// Orders to cancel.
     pub cancel: Vec<AlgoOrderSeen>,
 }
@@ -435,9 +435,9 @@ pub fn algo_plan(
                 covered.insert(o.symbol.clone());
                 out.adopt.insert(
                     s,
-                    super::stops::Resting {
+                    super::algo::Resting {
                         client_algo_id: o.client_algo_id.clone(),
-                        target: super::stops::Target {
+                        target: super::algo::Target {
                             sell: o.sell,
                             qty: o.qty,
                             trigger: o.trigger,

@@ -16,6 +16,7 @@
 
 use super::env::{Credentials, Endpoints};
 use aegis_engine::sign::rest::encode_signed_query;
+use aegis_shared::event::OrderStatus;
 use aegis_shared::num::Notional;
 use serde_json::Value;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -781,6 +782,19 @@ fn api_error(path: &str, status: u16, v: &Value) -> RestError {
             msg,
         }
     }
+}
+
+/// An order status as Binance spells it, in the user stream and in REST answers alike.
+pub fn status(x: &str) -> Option<OrderStatus> {
+    Some(match x {
+        "NEW" => OrderStatus::New,
+        "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
+        "FILLED" => OrderStatus::Filled,
+        "CANCELED" => OrderStatus::Canceled,
+        "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Expired,
+        "REJECTED" => OrderStatus::Rejected,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

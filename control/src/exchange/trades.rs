@@ -260,7 +260,7 @@ pub struct JournalView {
 
 impl JournalView {
     /// From the ledger.
-    pub fn of(l: &crate::ledger::Ledger) -> Self {
+    pub fn of(l: &crate::journal::Ledger) -> Self {
         Self {
             seen: l.trades_seen.clone(),
             last_trade_id: l.last_trade_id.clone(),

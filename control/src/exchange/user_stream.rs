@@ -4,10 +4,10 @@
 //!
 //! Runs on its own thread (`aegis-user`); REST calls go through the control runtime's handle.
 
-use super::rest::{RestClient, RestError};
+use super::rest::{status, RestClient, RestError};
 use aegis_engine::net::ws;
 use aegis_engine::venue::binance::{Inbound, OrderUpdate};
-use aegis_shared::event::{AlertKind, HaltReason, OrderStatus, OrderType};
+use aegis_shared::event::{AlertKind, HaltReason, OrderType};
 use aegis_shared::{ClientOrderId, Notional, Price, Qty, Side, Symbol};
 use crossbeam_channel::Sender;
 use serde_json::Value;
@@ -52,19 +52,6 @@ pub struct UserStreamStats {
 
 fn s<'a>(o: &'a Value, k: &str) -> &'a str {
     o.get(k).and_then(Value::as_str).unwrap_or("")
-}
-
-/// An order status as Binance spells it, in the user stream and in REST answers alike.
-pub(super) fn status(x: &str) -> Option<OrderStatus> {
-    Some(match x {
-        "NEW" => OrderStatus::New,
-        "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
-        "FILLED" => OrderStatus::Filled,
-        "CANCELED" => OrderStatus::Canceled,
-        "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Expired,
-        "REJECTED" => OrderStatus::Rejected,
-        _ => return None,
-    })
 }
 
 /// A decimal field: absent means zero (Binance omits what does not apply), present but unreadable means the
@@ -152,7 +139,7 @@ pub fn start(
     inbound: Sender<Inbound>,
     slot: Arc<super::resync::Slot>,
     funding: super::funding::SharedFunding,
-    algo: Arc<super::stops::AlgoInbox>,
+    algo: Arc<super::algo::AlgoInbox>,
 ) -> Result<UserStream, RestError> {
     let stats = Arc::new(UserStreamStats::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -220,7 +207,7 @@ struct Shared {
     keepalive: Duration,
     funding: super::funding::SharedFunding,
     /// Our protective stops' `ALGO_UPDATE`s, for the stop manager.
-    algo: Arc<super::stops::AlgoInbox>,
+    algo: Arc<super::algo::AlgoInbox>,
 }
 
 fn run(sh: &Shared, first: ws::Ws) {
@@ -457,6 +444,7 @@ fn session(sh: &Shared, w: &mut ws::Ws) -> End {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aegis_shared::event::OrderStatus;
 
     #[test]
     fn the_hidden_keepalive_setting_only_shortens_the_period() {

@@ -4,8 +4,8 @@
 use super::lease::{self, Acquired, Identity, Renewed};
 use super::{FleetError, FleetSettings, LeaseMode};
 use crate::alerts::{Alert, AlertDispatcher, ControlAlert, Kind};
+use crate::db::Redactor;
 use crate::db::{self, DbError};
-use crate::db_link::Redactor;
 use aegis_engine::venue::binance::Inbound;
 use aegis_shared::config::Config;
 use aegis_shared::event::HaltReason;
@@ -188,7 +188,7 @@ pub fn identity(cfg: &Config, s: &FleetSettings) -> Option<Identity> {
     let data_dir = std::fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
     let token: [u8; 16] = rand::random();
     Some(Identity {
-        fingerprint: crate::ops::keys::fingerprint(key),
+        fingerprint: lease::fingerprint(key),
         environment: environment.to_string(),
         instance: s
             .instance

@@ -5,12 +5,21 @@
 //! was released. Every time comparison uses the database's clock, so hosts with different clocks agree.
 
 use crate::db::DbError;
+use aegis_shared::Secret;
+use sha2::Digest;
 use tokio_postgres::Client;
+
+/// `sha256:` + 16 hex digits of SHA-256 of the API key. Never reversible to the key. The key's name in the lease
+/// table and in the key registry (`ops::keys`).
+pub fn fingerprint(api_key: &Secret<String>) -> String {
+    let d = sha2::Sha256::digest(api_key.expose().as_bytes());
+    format!("sha256:{}", &hex::encode(d)[..16])
+}
 
 /// Who a bot is, as the lease table records it. Holds the key's fingerprint only, never the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// `sha256:` + 16 hex digits ([`crate::ops::keys::fingerprint`]).
+    /// `sha256:` + 16 hex digits ([`fingerprint`]).
     pub fingerprint: String,
     /// `production` or `testnet`.
     pub environment: String,

@@ -20,7 +20,7 @@ pub mod guard;
 pub mod lease;
 pub mod status;
 
-use crate::ops::env::EnvSource;
+use crate::config::env::EnvSource;
 use aegis_shared::TradingMode;
 use std::path::PathBuf;
 

@@ -37,11 +37,13 @@
 //! be valid data.
 
 mod format;
+pub mod ledger;
 mod reader;
 mod recovery;
 mod writer;
 
 pub use format::{decode_payload, encode_record, JournalError, HEADER_LEN, MAGIC, MAX_RECORD_LEN};
+pub use ledger::Ledger;
 pub use reader::{Entry, JournalReader, Records};
 pub use recovery::{open, Cut, Recovered};
 pub use writer::{JournalStats, JournalWriter, FSYNC_MAX_RECORDS};

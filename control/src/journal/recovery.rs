@@ -2,9 +2,9 @@
 //! back a writer positioned at the end of the valid prefix.
 
 use super::format::{decode_payload, read_frame, Frame, JournalError, MAGIC};
+use super::ledger::Ledger;
 use super::writer::JournalWriter;
 use super::{now_ms, FILE_NAME};
-use crate::ledger::Ledger;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};

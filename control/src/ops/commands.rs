@@ -2,10 +2,10 @@
 //! (0 fine, 1 refused or a FAIL, 2 bad configuration). Nothing printed here ever contains a secret.
 
 use super::admin::{self, Action, Credential};
-use super::env::{keys as envkeys, EnvSource};
 use super::probe::KeyEnv;
 use super::{incident, keycmd, preflight};
 use crate::cli::{ControlArgs, IncidentArgs, KillArgs, PreflightArgs, RotateArgs};
+use crate::config::env::{keys as envkeys, EnvSource};
 use aegis_shared::config::{parse_duration, Config};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -100,22 +100,50 @@ pub fn run_gate(env_file: &Path, cfg: &Config) -> Result<Vec<String>, u8> {
     Ok(warnings)
 }
 
+/// Optional parts of a run that need settings beyond [`Config`] (issue 8), read by [`run_extras`] and given to
+/// `crate::runtime::run_with`.
+#[derive(Debug, Clone)]
+pub struct RunExtras {
+    /// Alert channels (`ALERT_*`); `None`: no alert dispatcher.
+    pub alerts: Option<crate::alerts::AlertConfig>,
+    /// `ALERT_EXCHANGE_ERRORS_PER_MINUTE`.
+    pub errors_per_minute: u32,
+    /// `ALERT_HEARTBEAT_SECONDS`.
+    pub heartbeat_stall: std::time::Duration,
+    /// The settings of this start, secrets masked; changes since the last start are recorded in Postgres.
+    pub settings: crate::db::config_log::Settings,
+    /// `FLEET_*`: the lease per API key and the host's shared request-weight budget.
+    pub fleet: crate::fleet::FleetSettings,
+}
+
+impl Default for RunExtras {
+    fn default() -> Self {
+        Self {
+            alerts: None,
+            errors_per_minute: crate::watch::DEFAULT_ERRORS_PER_MINUTE,
+            heartbeat_stall: std::time::Duration::from_secs(crate::watch::DEFAULT_HEARTBEAT_SECS),
+            settings: Default::default(),
+            fleet: Default::default(),
+        }
+    }
+}
+
 /// The `ALERT_*` settings and thresholds for `aegis run`.
-pub fn run_extras(env_file: &Path, cfg: &Config) -> Result<crate::runtime::RunExtras, u8> {
+pub fn run_extras(env_file: &Path, cfg: &Config) -> Result<RunExtras, u8> {
     let env = EnvSource::load(env_file).map_err(bad_config)?;
     // Where the running bot re-reads its key on `POST /api/local/keys/reload`.
     super::keyreload::set_env_file(env_file);
     let alerts = crate::alerts::AlertConfig::from_lookup(|k| env.get(k), cfg.trading_mode)
         .map_err(bad_config)?;
-    Ok(crate::runtime::RunExtras {
+    Ok(RunExtras {
         alerts: Some(alerts),
         errors_per_minute: env.number(
             envkeys::ALERT_EXCHANGE_ERRORS_PER_MINUTE,
-            super::watch::DEFAULT_ERRORS_PER_MINUTE as u64,
+            crate::watch::DEFAULT_ERRORS_PER_MINUTE as u64,
         ) as u32,
         heartbeat_stall: std::time::Duration::from_secs(env.number(
             envkeys::ALERT_HEARTBEAT_SECONDS,
-            super::watch::DEFAULT_HEARTBEAT_SECS,
+            crate::watch::DEFAULT_HEARTBEAT_SECS,
         )),
         settings: crate::db::config_log::settings_from(|k| env.get(k)),
         fleet: crate::fleet::FleetSettings::from_env(&env).map_err(bad_config)?,

@@ -8,9 +8,9 @@
 //! raise the expected `key_changed` alert. A running bot is then asked to switch to the new key without a restart
 //! (`POST /api/local/keys/reload`, see [`super::keyreload`]).
 
-use super::env::EnvSource;
 use super::keys::{self as keymod, KeyEvent, NewPair};
 use super::probe::{self, Endpoints, KeyEnv, ProbeReport};
+use crate::config::env::EnvSource;
 use crate::journal::{self, JournalReader, JournalRecord};
 use crate::preflight::{gather, CheckResult, Report, Status};
 use aegis_shared::config::{Config, LogOutput};
@@ -268,7 +268,7 @@ pub async fn audit(cfg: &Config, env: &EnvSource, now_ms: u64) -> Report {
                 ts_ms: now_ms,
                 event: "audited".into(),
                 environment: *which,
-                fingerprint: keymod::fingerprint(key),
+                fingerprint: crate::fleet::lease::fingerprint(key),
                 actor: keymod::cli_actor(),
                 detail: json!({"pass": r.count(Status::Pass), "warn": r.count(Status::Warn), "fail": r.count(Status::Fail)}),
             },
@@ -312,8 +312,8 @@ pub async fn rotate(
         KeyEnv::Production => (&k.api_key, &k.testnet_api_key),
         KeyEnv::Testnet => (&k.testnet_api_key, &k.api_key),
     };
-    let new_fp = keymod::fingerprint(&pair.api_key);
-    let old_fp = (!current.is_empty()).then(|| keymod::fingerprint(current));
+    let new_fp = crate::fleet::lease::fingerprint(&pair.api_key);
+    let old_fp = (!current.is_empty()).then(|| crate::fleet::lease::fingerprint(current));
     if old_fp.as_deref() == Some(new_fp.as_str()) {
         return Err(format!(
             "the new {} key ({new_fp}) is the key already configured: create a new key on Binance first",

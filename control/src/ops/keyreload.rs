@@ -4,9 +4,9 @@
 //! running exchange session to it ([`crate::exchange::keyswitch`]: no restart, no lost order), and record a
 //! `switched` key event (fingerprint only) in `DATA_DIR/key-events.jsonl` and, with `DATABASE_URL`, in Postgres.
 
-use super::env::EnvSource;
 use super::keys::{self as keymod, KeyEvent};
 use super::probe::KeyEnv;
+use crate::config::env::EnvSource;
 use crate::exchange::{env as xenv, keyswitch, rest::RestClient, startup};
 use aegis_shared::config::Config;
 use aegis_shared::{Secret, TradingMode};
@@ -32,7 +32,7 @@ fn env_file() -> PathBuf {
 pub type Refusal = (u16, String);
 
 fn fp(creds: &xenv::Credentials) -> String {
-    keymod::fingerprint(&Secret::new(creds.api_key.expose().to_string()))
+    crate::fleet::lease::fingerprint(&Secret::new(creds.api_key.expose().to_string()))
 }
 
 /// Re-reads, verifies and switches (see the module docs). `actor` names who asked, for the audit.

@@ -11,10 +11,10 @@
 //!   `detail`), appended by `aegis keys rotate` and read by `aegis keys audit` and `aegis incident-report`.
 
 use super::probe::KeyEnv;
+use crate::fleet::lease::fingerprint;
 use aegis_shared::config::Config;
 use aegis_shared::Secret;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -55,16 +55,10 @@ fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> Ke
     }
 }
 
-/// `sha256:` + 16 hex digits of SHA-256 of the API key. Never reversible to the key.
-pub fn fingerprint(api_key: &Secret<String>) -> String {
-    let d = Sha256::digest(api_key.expose().as_bytes());
-    format!("sha256:{}", &hex::encode(d)[..16])
-}
-
 /// One key's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
-    /// [`fingerprint`].
+    /// [`fingerprint`] of the API key.
     pub fingerprint: String,
     /// Environment of the key.
     pub environment: KeyEnv,

@@ -1,8 +1,9 @@
 //! Operating the bot the way the security guide says (issue 8): the commands around `aegis run`.
 //!
-//! - [`env`]: `.env` + process environment lookup for the keys the shared [`Config`] does not hold
-//!   (`ALERT_*`, `BACKUP_DIR`, `AEGIS_ADMIN_*`, exchange URL overrides).
-//! - [`keys`]: key fingerprints, key age (`DATA_DIR/keys.json`), the local key-event log, `aegis keys audit` and
+//! - [`crate::config::env`]: `.env` + process environment lookup for the keys the shared [`Config`] does not
+//!   hold (`ALERT_*`, `BACKUP_DIR`, `AEGIS_ADMIN_*`, exchange URL overrides); it lives in `config` because the
+//!   fleet settings read it too.
+//! - [`keys`]: key age (`DATA_DIR/keys.json`), the local key-event log, `aegis keys audit` and
 //!   `aegis keys rotate`.
 //! - [`probe`]: asks the exchange whether a key works and what it may do (`apiRestrictions`).
 //! - [`preflight`]: `aegis preflight` with every input gathered, and the gate that stops `TRADING_MODE=live`.
@@ -10,14 +11,14 @@
 //!   `aegis resume` and `aegis kill` use.
 //! - [`incident`]: `aegis incident-report`.
 //! - [`pnl`]: `aegis reconcile --pnl`, the bot's fills, fees, funding and PnL against the exchange's books.
-//! - [`watch`]: alert triggers fed by the pump (engine events, error rate, unusual activity), the heartbeat
-//!   watcher and the database-health forwarder.
+//! - [`crate::watch`] (its own module, below the pump that feeds it): alert triggers fed by the pump (engine
+//!   events, error rate, unusual activity), the heartbeat watcher and the database-health forwarder.
 //!
 //! [`Config`]: aegis_shared::config::Config
 
 pub mod admin;
 pub mod commands;
-pub mod env;
+pub mod dbcmd;
 pub mod incident;
 pub mod keycmd;
 pub mod keyreload;
@@ -25,7 +26,6 @@ pub mod keys;
 pub mod pnl;
 pub mod preflight;
 pub mod probe;
-pub mod watch;
 
 /// Writes `bytes` to `path` atomically with mode 600: a new temporary file beside it (created owner-only, so the
 /// content is never readable by others, not even briefly), fsync, rename over `path`, fsync the directory.

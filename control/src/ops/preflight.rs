@@ -3,9 +3,9 @@
 //! store — then the checks, the rendering, and the gate that keeps `TRADING_MODE=live` from starting while any
 //! check FAILs.
 
-use super::env::{keys, EnvSource};
 use super::keys::{self as keymod, KeyAge};
 use super::probe::{self, Endpoints, KeyEnv};
+use crate::config::env::{keys, EnvSource};
 use crate::preflight::{self, gather, CheckResult, Inputs, Report, Status};
 use aegis_shared::config::Config;
 use std::net::IpAddr;

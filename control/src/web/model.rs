@@ -373,6 +373,12 @@ impl LiveModel {
     }
 }
 
+impl crate::state::EventSink for LiveModel {
+    fn apply(&self, e: &EngineEvent) {
+        LiveModel::apply(self, e);
+    }
+}
+
 impl DashboardBackend for LiveModel {
     fn snapshot(&self) -> DashboardSnapshot {
         let now = now_ms();

@@ -41,11 +41,10 @@
 
 mod report;
 pub mod scan;
-mod svg;
 
 pub use report::{
-    BacktestReport, CurvePoint, DenialCount, FileReport, ModeReport, RunReport, SettingsReport,
-    SkippedMode, SymbolReport,
+    utc, BacktestReport, CurvePoint, DenialCount, FileReport, ModeReport, RunReport,
+    SettingsReport, SkippedMode, SymbolReport,
 };
 
 use crate::engine::{Engine, EngineError, EngineParams, FeedEnd, SymbolSpec};

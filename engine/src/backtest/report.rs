@@ -442,11 +442,6 @@ impl BacktestReport {
     pub fn mode(&self, m: StrategyMode) -> Option<&ModeReport> {
         self.modes.iter().find(|r| r.mode == m.as_str())
     }
-
-    /// The equity/drawdown chart as a standalone SVG document (deterministic).
-    pub fn to_svg(&self) -> String {
-        super::svg::render(self)
-    }
 }
 
 impl fmt::Display for BacktestReport {

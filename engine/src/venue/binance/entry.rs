@@ -60,8 +60,6 @@ const MAX_FRAMES_PER_POLL: usize = 8;
 const SLOW_DOWN_AT_PERCENT: u64 = 80;
 /// Margin past a window's end before entries resume: our offset to the server clock is an estimate.
 const WINDOW_MARGIN: Duration = Duration::from_millis(100);
-/// `recvWindow` of WebSocket-API requests.
-pub const RECV_WINDOW_MS: u32 = 5000;
 
 /// Work the engine thread hands to the control plane's REST worker (the answer comes back as
 /// [`Inbound::Rest`] with the job echoed).

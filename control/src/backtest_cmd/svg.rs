@@ -1,8 +1,9 @@
 //! A small hand-written SVG chart of a backtest: mark-to-market equity (top panel) and drawdown (bottom panel)
 //! per mode plus the total, with axes, labels and a legend. Numbers are written with fixed decimals, so the same
-//! report always gives the same bytes.
+//! report always gives the same bytes. `aegis backtest --plot` writes it; the engine, which only produces the
+//! report, does not need it (moved here from `aegis_engine::backtest`).
 
-use super::report::{utc, BacktestReport, ModeReport};
+use aegis_engine::backtest::{utc, BacktestReport, ModeReport};
 use std::fmt::Write;
 
 const W: f64 = 1000.0;

@@ -18,11 +18,11 @@
 //! "The first user becomes admin" stays race-free across installs sharing a database: with Postgres reachable the
 //! first-user insert runs under a transaction-scoped advisory lock and fails when Postgres already has a user.
 
-use super::store::{
+use super::DbSide;
+use crate::auth::store::{
     apply_change, BoxFut, MemoryUserStore, Role, StoreError, UserChange, UserRecord, UserStore,
 };
 use crate::db::DbError;
-use crate::db_link::DbSide;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

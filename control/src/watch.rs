@@ -548,7 +548,7 @@ mod tests {
     #[test]
     fn stalled_heartbeat_alerts_once_per_stall_and_never_while_beating() {
         use crate::journal::JournalStats;
-        use crate::ledger::Ledger;
+        use crate::journal::Ledger;
         use crate::state::RunInfo;
         runtime().block_on(async {
             let (url, got) = hook().await;

@@ -1,8 +1,11 @@
 //! Loading the configuration: `.env` plus the process environment (the environment wins), the `.env`
 //! permission rule, and command-line overrides. Parsing and validation live in [`aegis_shared::config`].
 
+pub mod env;
+
 use crate::cli::RunArgs;
-use aegis_shared::config::{trading_mode_from, Config, ConfigError, FeedKind};
+use aegis_engine::risk::allocation::Allocation;
+use aegis_shared::config::{keys, trading_mode_from, Config, ConfigError, FeedKind};
 use aegis_shared::TradingMode;
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -63,8 +66,29 @@ fn io_kind(e: &dotenvy::Error) -> String {
     }
 }
 
-/// Loads and validates the configuration.
-pub fn load(env_file: &Path, run: &RunArgs) -> Result<Loaded, ConfigError> {
+/// `MODE_ALLOCATION_FILE` (or the guide's defaults). A bad file is a [`ConfigError`] whose message names the
+/// file and the fix, e.g. percents adding up to more than 100.
+pub fn allocation(cfg: &Config) -> Result<Allocation, ConfigError> {
+    match &cfg.mode_allocation_file {
+        None => Ok(Allocation::default()),
+        Some(p) => Allocation::from_file(p).map_err(|e| {
+            ConfigError::new(
+                keys::MODE_ALLOCATION_FILE,
+                Some(&p.display().to_string()),
+                e.to_string(),
+            )
+        }),
+    }
+}
+
+/// Loads and validates the configuration. `check` is the validation of the layers above this one (the
+/// dashboard's settings, `crate::dashboard::web_config`), passed in so this base module does not import them; it
+/// runs at the same point as always, so the first error reported stays the same.
+pub fn load(
+    env_file: &Path,
+    run: &RunArgs,
+    check: impl FnOnce(&Config) -> Result<(), ConfigError>,
+) -> Result<Loaded, ConfigError> {
     let file = read_env_file(env_file)?;
     let lookup = |k: &str| -> Option<String> {
         std::env::var(k)
@@ -102,8 +126,8 @@ pub fn load(env_file: &Path, run: &RunArgs) -> Result<Loaded, ConfigError> {
     }
     // Checked here, before anything starts, so the operator gets one line and exit code 2; the runtime builds
     // both again from the same values.
-    crate::dashboard::web_config(&config)?;
-    crate::dashboard::allocation(&config)?;
+    check(&config)?;
+    allocation(&config)?;
     for q in &run.quote_usd {
         // The command line wins over QUOTE_USD for the same asset.
         config.quote_usd.retain(|c| c.asset != q.asset);

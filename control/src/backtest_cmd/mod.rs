@@ -4,9 +4,11 @@
 //! The engine parameters come from the same configuration mapping as `aegis run` (modes, allocation, limits,
 //! breakers, fees), started flat: a backtest never reads or writes the journal.
 
+pub mod svg;
+
 use crate::cli::BacktestArgs;
-use crate::ledger::Ledger;
-use crate::runtime::StartContext;
+use crate::engine_link::StartContext;
+use crate::journal::Ledger;
 use aegis_engine::backtest::{self, BacktestOptions};
 use aegis_shared::config::Config;
 use std::io::IsTerminal;
@@ -88,7 +90,7 @@ pub fn run(cfg: &Config, args: &BacktestArgs) -> u8 {
         println!("report: {}", p.display());
     }
     if let Some(p) = &args.plot {
-        if let Err(e) = std::fs::write(p, report.to_svg()) {
+        if let Err(e) = std::fs::write(p, svg::render(&report)) {
             eprintln!("aegis: cannot write the plot to {}: {e}", p.display());
             return 1;
         }
