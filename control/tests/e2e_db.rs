@@ -134,6 +134,24 @@ fn sigterm_leaves_every_fill_in_postgres_and_the_dashboard_audits_there() {
             a["entries"][0]["hash"].as_str().unwrap().len() == 64,
             "rows carry the chain hash: {a}"
         );
+        // This start's settings are recorded in the background once the writer has migrated (retrying with
+        // backoff): wait for them before stopping, or a loaded machine can stop the bot first.
+        let pg_early = db.client().await;
+        let recorded = async {
+            for _ in 0..150 {
+                let n: i64 = one(&pg_early, "SELECT count(*) FROM config_changes", &[]).await;
+                if n > 0 {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            false
+        };
+        assert!(
+            recorded.await,
+            "this start's settings were recorded within 30 s"
+        );
+        drop(pg_early);
         let took = bot.stop_cleanly();
         assert!(fills_of(&s) >= 200);
 
