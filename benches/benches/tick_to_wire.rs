@@ -353,8 +353,10 @@ fn main() {
         false => (sim.ws_url(), format!("{}/ws-fapi/v1", sim.ws_url())),
     };
     let mut bot = Command::new(bin())
-        .env("AEGIS_ORDER_PATH", &path)
         .env_clear()
+        // After `env_clear`, which also drops variables set before it (until 2026-12-07 this came first, so the
+        // "gateway" runs measured the engine path too).
+        .env("AEGIS_ORDER_PATH", &path)
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATA_DIR", dir.join("data"))
         .env("API_PORT", port.to_string())
@@ -447,6 +449,14 @@ fn main() {
         std::thread::sleep(Duration::from_millis(30));
     }
     let took = t0.elapsed();
+    // The bot says so (a warning) when it runs the old path: check it ran the path asked for.
+    let bot_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let gateway_seen = bot_log.contains("the old gateway thread");
+    assert_eq!(
+        gateway_seen,
+        path == "gateway",
+        "the bot did not run the {path} order path"
+    );
     let rate = (messages() - m0) as f64 / took.as_secs_f64();
     let _ = bot.kill();
     let _ = bot.wait();
@@ -488,10 +498,7 @@ fn main() {
         sim_lost,
     );
     if lost > 0 || sim_lost > 0 {
-        eprintln!(
-            "bot log: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        eprintln!("bot log: {bot_log}");
     }
     let _ = std::fs::remove_dir_all(&dir);
     rt.block_on(sim.shutdown());
