@@ -244,11 +244,13 @@ fn report(what: &str, h: &Histogram<u64>, missing: usize, acks: usize) {
     };
     println!(
         "{what}, {server}: {} orders ({} missing, {} acks), {:?} apart: engine send -> order.place frame at the server: \
-         p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
+         min {:.1} us, p10 {:.1} us, p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
         h.len(),
         missing,
         acks,
         GAP,
+        h.min() as f64 / 1000.0,
+        us(0.1),
         us(0.5),
         us(0.9),
         us(0.99),
@@ -339,8 +341,9 @@ fn engine_hop() {
     );
     let us = |q: f64| placed.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "engine_hop, sender side: OrderEntry::place call (encode + socket write): p50 {:.2} us, p90 {:.2} us, \
-         p99 {:.2} us, p99.9 {:.2} us, max {:.1} us",
+        "engine_hop, sender side: OrderEntry::place call (encode + socket write): min {:.2} us, p50 {:.2} us, \
+         p90 {:.2} us, p99 {:.2} us, p99.9 {:.2} us, max {:.1} us",
+        placed.min() as f64 / 1000.0,
         us(0.5),
         us(0.9),
         us(0.99),

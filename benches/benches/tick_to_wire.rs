@@ -472,9 +472,11 @@ fn main() {
     let line = |what: &str, h: &Histogram<u64>, lost: usize| {
         let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         println!(
-            "  {what}: {} samples ({lost} without one): p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, \
-             max {:.1} us",
+            "  {what}: {} samples ({lost} without one): min {:.1} us, p10 {:.1} us, p50 {:.1} us, p90 {:.1} us, \
+             p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
             h.len(),
+            h.min() as f64 / 1000.0,
+            us(0.1),
             us(0.5),
             us(0.9),
             us(0.99),
