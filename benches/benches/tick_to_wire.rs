@@ -15,6 +15,10 @@
 //! frame is timed too). So the time does not include a sleeping receiver's wake-up, but it does include every
 //! delay of the bot's threads, including being preempted on a loaded machine.
 //!
+//! `TICK_TO_WIRE_SPIN=0` makes that reader a blocking thread per connection instead (stamped once it has woken
+//! up): on a loaded 2-core machine a spinning reader takes a whole core from everything else, so both are worth
+//! comparing.
+//!
 //! The simulator's own probe ([`aegis_testkit::sim::probe`]: its write of the tick to its socket → its tokio read
 //! of the order frame, both including its scheduling, and now the two proxy hops too) is reported beside it.
 //! `TICK_TO_WIRE_PROXY=0` connects the bot straight to the simulator and reports only that probe, as before.
@@ -165,20 +169,25 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The WebSocket-API proxy: one busy-polling thread reads every bot → simulator connection (non-blocking),
-/// stamps, forwards; a plain thread per connection copies the simulator's replies back.
-fn api_proxy(to: SocketAddr, stamps: Arc<Stamps>, core: usize) -> SocketAddr {
+/// The WebSocket-API proxy: with `spin_core`, one busy-polling thread pinned there reads every bot → simulator
+/// connection (non-blocking), stamps, forwards; without, a thread per connection blocks in `read` and stamps
+/// when it has woken up (`TICK_TO_WIRE_SPIN=0`, for comparison). A plain thread per connection copies the
+/// simulator's replies back.
+fn api_proxy(to: SocketAddr, stamps: Arc<Stamps>, spin_core: Option<usize>) -> SocketAddr {
     use aegis_benches::spin::{pin, try_read, write_all_spin, ClientFrames};
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     let (tx, rx) = crossbeam_channel::unbounded::<(TcpStream, TcpStream)>();
+    let blocking_stamps = stamps.clone();
     std::thread::spawn(move || {
         for c in l.incoming() {
-            let Ok(c) = c else { continue };
+            let Ok(mut c) = c else { continue };
             c.set_nodelay(true).expect("nodelay");
-            let u = upstream(to);
+            let mut u = upstream(to);
             let (mut c2, mut u2) = (c.try_clone().expect("clone"), u.try_clone().expect("clone"));
-            c.set_nonblocking(true).expect("nonblocking");
+            if spin_core.is_some() {
+                c.set_nonblocking(true).expect("nonblocking");
+            }
             std::thread::spawn(move || {
                 // `c2` shares the non-blocking flag of `c`.
                 let mut buf = vec![0u8; 64 * 1024];
@@ -189,11 +198,29 @@ fn api_proxy(to: SocketAddr, stamps: Arc<Stamps>, core: usize) -> SocketAddr {
                 }
                 let _ = c2.shutdown(std::net::Shutdown::Both);
             });
-            if tx.send((c, u)).is_err() {
-                break;
+            if spin_core.is_some() {
+                if tx.send((c, u)).is_err() {
+                    break;
+                }
+                continue;
             }
+            let stamps = blocking_stamps.clone();
+            std::thread::spawn(move || {
+                let mut frames = ClientFrames::with_upgrade();
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = c.read(&mut buf) {
+                    let at = Instant::now();
+                    if n == 0 || !forward(&stamps, &mut u, &mut frames, &buf[..n], at) {
+                        break;
+                    }
+                }
+                let _ = u.shutdown(std::net::Shutdown::Both);
+            });
         }
     });
+    let Some(core) = spin_core else {
+        return addr;
+    };
     std::thread::spawn(move || {
         if !pin(core) {
             eprintln!("ws-api proxy: not pinned to core {core}");
@@ -216,18 +243,7 @@ fn api_proxy(to: SocketAddr, stamps: Arc<Stamps>, core: usize) -> SocketAddr {
                 };
                 let at = Instant::now();
                 idle = false;
-                if u.write_all(&buf[..n]).is_err() {
-                    return false;
-                }
-                frames.feed(&buf[..n], at, |f| {
-                    if f.opcode == 1
-                        && stamps.state.load(Ordering::Acquire) >= WRITING
-                        && contains(f.payload, b"\"order.place\"")
-                    {
-                        lock(&stamps.order).get_or_insert((f.first_byte, f.complete));
-                    }
-                });
-                true
+                forward(&stamps, u, frames, &buf[..n], at)
             });
             if idle {
                 std::hint::spin_loop();
@@ -235,6 +251,29 @@ fn api_proxy(to: SocketAddr, stamps: Arc<Stamps>, core: usize) -> SocketAddr {
         }
     });
     addr
+}
+
+/// Forwards bytes the bot wrote (read at `at`) to the simulator and stamps the first `order.place` frame of an
+/// armed sample. False when the simulator's side is gone.
+fn forward(
+    stamps: &Stamps,
+    u: &mut TcpStream,
+    frames: &mut aegis_benches::spin::ClientFrames,
+    bytes: &[u8],
+    at: Instant,
+) -> bool {
+    if u.write_all(bytes).is_err() {
+        return false;
+    }
+    frames.feed(bytes, at, |f| {
+        if f.opcode == 1
+            && stamps.state.load(Ordering::Acquire) >= WRITING
+            && contains(f.payload, b"\"order.place\"")
+        {
+            lock(&stamps.order).get_or_insert((f.first_byte, f.complete));
+        }
+    });
+    true
 }
 
 fn wall_ms() -> String {
@@ -356,7 +395,8 @@ fn main() {
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(0);
             let m = market_proxy(sim.addr, stamps.clone());
-            let a = api_proxy(sim.addr, stamps.clone(), core);
+            let spin = std::env::var_os("TICK_TO_WIRE_SPIN").is_none_or(|v| v != "0");
+            let a = api_proxy(sim.addr, stamps.clone(), spin.then_some(core));
             (format!("ws://{m}"), format!("ws://{a}/ws-fapi/v1"))
         }
         false => (sim.ws_url(), format!("{}/ws-fapi/v1", sim.ws_url())),
@@ -489,7 +529,10 @@ fn main() {
     );
     if proxied {
         line(
-            "at the bot's sockets, tick write returned -> first byte of order.place read (busy-polled)",
+            match std::env::var_os("TICK_TO_WIRE_SPIN").is_none_or(|v| v != "0") {
+                true => "at the bot's sockets, tick write returned -> first byte of order.place read (busy-polled)",
+                false => "at the bot's sockets, tick write returned -> first byte of order.place read (blocking read, after the wake-up)",
+            },
             &first,
             lost,
         );
