@@ -370,8 +370,9 @@ fn fault_user_stream_lost_while_the_exchange_changed_is_reconciled_after_reconne
 fn fault_the_user_stream_is_read_while_a_slow_reconciliation_runs() {
     let _g = serial();
     let (w, bot) = adopted("resync-reads");
-    // The reconnect's comparison will wait 8 s for its first open-orders answer.
-    w.admin(AdminCall::delay(8000, Some(1), Some("/fapi/v1/openOrders")));
+    // The reconnect's comparison will wait 8 s for its open-orders answer (every openOrders answer waits until
+    // the fault is cleared, so another reader of openOrders cannot use the delay up first).
+    w.admin(AdminCall::delay(8000, None, Some("/fapi/v1/openOrders")));
     w.admin(AdminCall::ws_drop("user"));
     bot.expect_log("user data stream reconnected", Duration::from_secs(10));
     bot.expect_log(
@@ -398,6 +399,7 @@ fn fault_the_user_stream_is_read_while_a_slow_reconciliation_runs() {
             .contains("after user data stream reconnect: local and exchange state agree"),
         "the comparison was still waiting for the exchange (the test needs it to be)"
     );
+    w.admin(AdminCall::clear_faults());
     // The comparison then finishes on its own and entries resume.
     bot.expect_log(
         "after user data stream reconnect: local and exchange state agree",
@@ -447,6 +449,11 @@ fn hold_flatten(w: &World, bot: &Bot) -> String {
     let mut open = Vec::new();
     wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
         open = sim_open(w);
+        if open.is_empty() {
+            // A flatten waits for the symbol's first book; the simulator's book here moves only when told to,
+            // so a bot killed before its first book ticker (a loaded machine) needs one more.
+            nudge(w);
+        }
         !open.is_empty()
     });
     assert_eq!(
