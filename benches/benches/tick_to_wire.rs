@@ -28,7 +28,8 @@
 //! stop-loss exit (a sample); another client buys. Build the bot first:
 //! `cargo build --release -p aegis-control --bin aegis`, then `cargo bench -p aegis-benches --bench tick_to_wire`
 //! (about 1 min). `TICK_TO_WIRE_BIN` runs another build of the bot and `TICK_TO_WIRE_CYCLES` (default 250)
-//! changes the number of cycles, for checking the harness itself.
+//! changes the number of cycles, for checking the harness itself; `TICK_TO_WIRE_MSGS_PER_TICK` (default 51) the
+//! simulated market's messages per millisecond.
 
 use aegis_engine::sign::rest::encode_signed_query;
 use aegis_engine::sign::{HmacSigner, Signer};
@@ -50,6 +51,8 @@ const KEY: &str = "B3nchB3nchB3nchB3nchB3nchB3nchB3nchB3nchB3nchB3nchB3nchB3nchB
 const SECRET: &str = "bench-hmac-secret-0123456789abcdef";
 /// Cycles (two samples each).
 const CYCLES: usize = 250;
+/// Simulated market messages generated per millisecond (see the simulator's settings below).
+const MSGS_PER_TICK: usize = 51;
 
 fn bin() -> PathBuf {
     let p = std::env::var_os("TICK_TO_WIRE_BIN").map_or_else(
@@ -353,9 +356,14 @@ fn main() {
         .block_on(start(SimConfig {
             keys,
             source: SourceKind::EngineSim,
-            // 10 messages every millisecond.
+            // Messages every millisecond: BTCUSDT is pinned (only the bench's quotes move it) and a quote that
+            // leaves the top unchanged is not published, so the bot reads a fraction of what is generated; the
+            // default makes that about 10,000 msg/s on a quiet machine (the run prints the rate it got).
             tick_ms: 1,
-            messages_per_tick: 10,
+            messages_per_tick: std::env::var("TICK_TO_WIRE_MSGS_PER_TICK")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(MSGS_PER_TICK),
             // The account (the bot's exits plus the manual orders) sends more than Binance's ORDERS limits allow;
             // at 80 % of them the bot halts new entries until the window ends, and each halt cost samples (the
             // 6-8 of ~500 per run that saw no order until 2026-12-07). The limits are not what is measured here.
