@@ -9,31 +9,11 @@ mod engine_support;
 use aegis_control::backtest_cmd::svg;
 use aegis_engine::backtest::{self, BacktestOptions, BacktestReport};
 use aegis_engine::EngineParams;
-use engine_support::{data, limits, short_bars};
+use engine_support::{data, limits, short_bars, xrpusdc};
 use std::path::PathBuf;
 
 fn xrpusdt() -> PathBuf {
     data("xrpusdt-perp-kline5m-2021-11-15.jsonl")
-}
-
-/// The XRPETH recording relabelled as a dollar pair (XRPUSDC, same numbers), so two dollar-quoted files merge.
-fn xrpusdc() -> PathBuf {
-    let path = std::env::temp_dir().join(format!("aegis-svg-xrpusdc-{}.jsonl", std::process::id()));
-    if !path.is_file() {
-        let text = std::fs::read_to_string(data("xrpeth-aggtrade-2019-10-11.jsonl"))
-            .expect("read the recording");
-        let tmp = path.with_extension(
-            format!("tmp{:?}", std::thread::current().id()).replace(['(', ')'], ""),
-        );
-        std::fs::write(
-            &tmp,
-            text.replace("XRPETH", "XRPUSDC")
-                .replace("xrpeth", "xrpusdc"),
-        )
-        .expect("write");
-        std::fs::rename(&tmp, &path).expect("rename");
-    }
-    path
 }
 
 /// The settings of the engine's backtest tests: every bar mode trades on a few days of data.

@@ -8,7 +8,7 @@ use aegis_engine::EngineParams;
 use aegis_shared::event::{Fill, PositionUpdate};
 use aegis_shared::quote::{QuoteError, QuoteUsd};
 use aegis_shared::{EngineEvent, Notional, StrategyMode};
-use engine_support::{data, limits, short_bars};
+use engine_support::{data, limits, short_bars, xrpusdc};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -29,26 +29,6 @@ fn eth_opts() -> BacktestOptions {
         quote_usd: vec![eth()],
         ..BacktestOptions::default()
     }
-}
-
-/// The XRPETH recording relabelled as a dollar pair (XRPUSDC, same numbers): a second dollar-quoted file for
-/// the tests of merging files, which cannot mix quote assets.
-fn xrpusdc() -> PathBuf {
-    let path = std::env::temp_dir().join(format!("aegis-bt-xrpusdc-{}.jsonl", std::process::id()));
-    if !path.is_file() {
-        let text = std::fs::read_to_string(xrpeth()).expect("read the recording");
-        let tmp = path.with_extension(
-            format!("tmp{:?}", std::thread::current().id()).replace(['(', ')'], ""),
-        );
-        std::fs::write(
-            &tmp,
-            text.replace("XRPETH", "XRPUSDC")
-                .replace("xrpeth", "xrpusdc"),
-        )
-        .expect("write");
-        std::fs::rename(&tmp, &path).expect("rename");
-    }
-    path
 }
 
 /// Settings that make every bar mode trade on a few days of data (shorter bars than the defaults), with

@@ -18,6 +18,27 @@ pub fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The XRPETH recording relabelled as a dollar pair (XRPUSDC, same numbers): a second dollar-quoted file for
+/// the tests of merging files, which cannot mix quote assets. Written once per test process.
+pub fn xrpusdc() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("aegis-bt-xrpusdc-{}.jsonl", std::process::id()));
+    if !path.is_file() {
+        let text = std::fs::read_to_string(data("xrpeth-aggtrade-2019-10-11.jsonl"))
+            .expect("read the recording");
+        let tmp = path.with_extension(
+            format!("tmp{:?}", std::thread::current().id()).replace(['(', ')'], ""),
+        );
+        std::fs::write(
+            &tmp,
+            text.replace("XRPETH", "XRPUSDC")
+                .replace("xrpeth", "xrpusdc"),
+        )
+        .expect("write");
+        std::fs::rename(&tmp, &path).expect("rename");
+    }
+    path
+}
+
 /// XRPUSDT with its exchange filters.
 pub fn xrp() -> SymbolSpec {
     SymbolSpec {
