@@ -195,17 +195,7 @@ impl Candles {
     /// apart, -1127 otherwise), oldest first, at most `limit` (default 500, at most 1000); with neither, the
     /// most recent `limit`.
     pub fn agg_trades(&self, symbol: &str, p: &Params) -> Result<Value, ApiError> {
-        let limit = match p.opt_u64("limit")? {
-            None => 500,
-            Some(l @ 1..=1000) => l as usize,
-            Some(_) => {
-                return Err(ApiError::new(
-                    400,
-                    -1130,
-                    "Invalid data sent for a parameter.",
-                ))
-            }
-        };
+        let limit = limit_param(p, 1000)?;
         let (from, start, end) = (
             p.opt_u64("fromId")?,
             p.opt_u64("startTime")?,
@@ -302,17 +292,7 @@ impl Candles {
     /// `GET /fapi/v1/klines`.
     pub fn klines(&self, spec: &SymbolSpec, p: &Params, now: u64) -> Result<Value, ApiError> {
         let interval = interval_ms(p.required("interval")?)?;
-        let limit = match p.opt_u64("limit")? {
-            None => 500,
-            Some(n @ 1..=1500) => n as usize,
-            Some(_) => {
-                return Err(ApiError::new(
-                    400,
-                    -1130,
-                    "Data sent for parameter 'limit' is not valid.",
-                ))
-            }
-        };
+        let limit = limit_param(p, 1500)?;
         let start = p.opt_u64("startTime")?;
         let end = p.opt_u64("endTime")?.unwrap_or(now).min(now);
         let from = match start {
@@ -426,6 +406,19 @@ pub fn interval_ms(s: &str) -> Result<u64, ApiError> {
         _ => return Err(ApiError::new(400, -1120, "Invalid interval.")),
     };
     Ok(m * MINUTE)
+}
+
+/// A history request's `limit`: 500 when absent, 1 to `max`, else -1130 as Binance answers it.
+fn limit_param(p: &Params, max: u64) -> Result<usize, ApiError> {
+    match p.opt_u64("limit")? {
+        None => Ok(500),
+        Some(n) if (1..=max).contains(&n) => Ok(n as usize),
+        Some(_) => Err(ApiError::new(
+            400,
+            -1130,
+            "Data sent for parameter 'limit' is not valid.",
+        )),
+    }
 }
 
 /// `GET /fapi/v1/leverageBracket` for one symbol: Binance's tiers for BTCUSDT-like contracts (notional cap in
