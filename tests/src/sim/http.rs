@@ -241,6 +241,20 @@ pub struct Outcome {
     pub usage: Usage,
 }
 
+impl Outcome {
+    /// -1000 for a path no endpoint serves (futures and spot).
+    pub fn not_found(method: &Method, path: &str) -> Self {
+        Self {
+            result: Err(ApiError::new(
+                404,
+                -1000,
+                format!("Path {path} not found for {method}."),
+            )),
+            usage: Usage::default(),
+        }
+    }
+}
+
 /// How a REST endpoint authenticates (futures and spot alike).
 pub enum Auth<'a> {
     /// Public.
@@ -351,14 +365,7 @@ pub fn process(
 ) -> Outcome {
     let now = sim.now();
     let Some((ep, base, sec)) = route(method, path) else {
-        return Outcome {
-            result: Err(ApiError::new(
-                404,
-                -1000,
-                format!("Path {path} not found for {method}."),
-            )),
-            usage: Usage::default(),
-        };
+        return Outcome::not_found(method, path);
     };
     let params = Params::from_raw(query, body);
     let weight = weight_of(ep, base, &params);

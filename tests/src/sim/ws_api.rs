@@ -87,6 +87,20 @@ fn authenticate(sim: &Sim, s: &Session, p: &Params, now: u64) -> Result<ApiKey, 
     authenticate_ws(sim, s.ip, s.api_key.as_deref(), p, now)
 }
 
+/// `session.logon` (futures and spot): an Ed25519 key (else -4056), its signature and timestamp.
+pub fn logon_key(sim: &Sim, ip: IpAddr, p: &Params, now: u64) -> Result<ApiKey, ApiError> {
+    let key = lookup_key(sim, p.required("apiKey")?, ip)?;
+    if !matches!(key.kind, KeyKind::Ed25519(_)) {
+        return Err(ApiError::logon_needs_ed25519());
+    }
+    let sig = p.required("signature")?;
+    if !verify(&key, ws_api_payload(p).as_bytes(), sig) {
+        return Err(ApiError::bad_signature());
+    }
+    check_timestamp(p, now)?;
+    Ok(key)
+}
+
 /// A WebSocket-API request's key (futures and spot): its own `apiKey` and `signature`, else the key the
 /// session logged on with (`session`); then its timestamp.
 pub fn authenticate_ws(
@@ -179,15 +193,7 @@ fn run(
 ) -> Result<Value, ApiError> {
     match method {
         "session.logon" => {
-            let key = lookup_key(sim, p.required("apiKey")?, s.ip)?;
-            if !matches!(key.kind, KeyKind::Ed25519(_)) {
-                return Err(ApiError::logon_needs_ed25519());
-            }
-            let sig = p.required("signature")?;
-            if !verify(&key, ws_api_payload(p).as_bytes(), sig) {
-                return Err(ApiError::bad_signature());
-            }
-            check_timestamp(p, now)?;
+            let key = logon_key(sim, s.ip, p, now)?;
             s.api_key = Some(key.api_key.clone());
             s.authorized_since = Some(now);
             sim.conns.set_api_key(s.conn_id, s.api_key.clone());

@@ -6,7 +6,6 @@ use super::super::auth::Params;
 use super::super::error::ApiError;
 use super::super::http::{account_of, with_order_503, Admission, Auth, Outcome};
 use super::super::keys::ApiKey;
-use super::super::ratelimit::Usage;
 use super::super::{lock, Sim};
 use super::matching::{order_ref, parse_new_order, SpotExchange};
 use super::symbols::s8;
@@ -141,14 +140,7 @@ pub fn process(
 ) -> Outcome {
     let now = sim.now();
     let Some((ep, base, sec)) = route(method, path) else {
-        return Outcome {
-            result: Err(ApiError::new(
-                404,
-                -1000,
-                format!("Path {path} not found for {method}."),
-            )),
-            usage: Usage::default(),
-        };
+        return Outcome::not_found(method, path);
     };
     let params = Params::from_raw(query, body);
     let weight = weight_of(ep, base, &params);

@@ -13,7 +13,7 @@ use super::super::auth::{check_timestamp, verify, ws_api_payload, Params};
 use super::super::conns::{ConnKind, Ctrl};
 use super::super::error::ApiError;
 use super::super::http::lookup_key;
-use super::super::keys::{ApiKey, KeyKind};
+use super::super::keys::ApiKey;
 use super::super::ratelimit::Usage;
 use super::super::{lock, Sim};
 use super::rest::{account_json, cancel_order, open_orders, permit_spot, place_order, query_order};
@@ -283,15 +283,7 @@ fn run(
 ) -> Result<Value, ApiError> {
     match method {
         "session.logon" => {
-            let key = lookup_key(sim, p.required("apiKey")?, s.ip)?;
-            if !matches!(key.kind, KeyKind::Ed25519(_)) {
-                return Err(ApiError::logon_needs_ed25519());
-            }
-            let sig = p.required("signature")?;
-            if !verify(&key, ws_api_payload(p).as_bytes(), sig) {
-                return Err(ApiError::bad_signature());
-            }
-            check_timestamp(p, now)?;
+            let key = super::super::ws_api::logon_key(sim, s.ip, p, now)?;
             s.api_key = Some(key.api_key.clone());
             s.authorized_since = Some(now);
             Ok(session_json(s, now))
