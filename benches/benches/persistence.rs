@@ -44,6 +44,7 @@ fn fill(i: u64) -> JournalRecord {
     JournalRecord::Engine(EngineEvent::Fill(Fill {
         ts_ms: 1_700_000_000_000 + i,
         symbol: Symbol::new(symbol).expect("valid symbol"),
+        market: aegis_shared::Market::Futures,
         client_id: ClientOrderId::new(&format!("ag1-{i}")).expect("valid id"),
         exchange_order_id: 1_000_000 + i,
         trade_id: i,

@@ -28,6 +28,7 @@ fn fill(i: u64, pnl: i64) -> EngineEvent {
     EngineEvent::Fill(Fill {
         ts_ms: now_ms(),
         symbol: Symbol::new("BTCUSDT").unwrap(),
+        market: aegis_shared::Market::Futures,
         client_id: ClientOrderId::new(&format!("ag1-{i}")).unwrap(),
         exchange_order_id: i,
         trade_id: i,

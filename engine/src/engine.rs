@@ -42,7 +42,9 @@ use aegis_shared::event::{
 };
 use aegis_shared::ids::ClientOrderIdGen;
 use aegis_shared::num::Rate;
-use aegis_shared::{Command, EngineEvent, Notional, Price, Qty, Side, StrategyMode, Symbol};
+use aegis_shared::{
+    Command, EngineEvent, Market, Notional, Price, Qty, Side, StrategyMode, Symbol,
+};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -101,6 +103,10 @@ pub enum FeedEnd {
 /// Everything the engine needs to start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineParams {
+    /// The market every symbol trades on (default futures). On spot a position is a balance: long only (a sell
+    /// beyond what a mode holds is denied as [`Denial::SpotShort`]), exits carry no reduce-only flag to the
+    /// exchange, and what is left below the step size or the minimums is dust the modes see as flat.
+    pub market: Market,
     /// Traded symbols and their filters (default BTCUSDT, ETHUSDT).
     pub symbols: Vec<SymbolSpec>,
     /// Paper venue fees (default maker 0.02 %, taker 0.04 %).
@@ -208,6 +214,7 @@ impl EngineParams {
 impl Default for EngineParams {
     fn default() -> Self {
         Self {
+            market: Market::Futures,
             symbols: vec![SymbolSpec::btcusdt(), SymbolSpec::ethusdt()],
             fees: FeeRates::default(),
             scalp_enabled: true,
@@ -266,6 +273,15 @@ pub enum EngineError {
     /// The journal has a position in a symbol the engine is not configured for.
     #[error("restored position in {0}, which is not a configured symbol; add it to the symbols to manage it")]
     UnknownRestoredSymbol(Symbol),
+    /// Spot with the live venue, which speaks USD-M futures only.
+    #[error("the live Binance venue trades USD-M futures only; spot runs on the paper venue (TRADING_MODE=paper)")]
+    SpotLive,
+    /// The journal has a position of the other market (a spot balance in a futures run, or the reverse).
+    #[error("restored {0} position in {1}, but this run trades {2}; point DATA_DIR at that market's own data")]
+    OtherMarket(Market, Symbol, Market),
+    /// A spot position held short: spot cannot hold one.
+    #[error("restored spot position in {0} is short; spot holds no shorts, so the journal is not of a spot run")]
+    SpotShort(Symbol),
     /// The feed could not be opened.
     #[error(transparent)]
     Feed(#[from] FeedError),
@@ -475,6 +491,17 @@ impl Engine {
         if params.symbols.len() > MAX_SYMBOLS {
             return Err(EngineError::TooManySymbols);
         }
+        if params.market == Market::Spot && params.live.is_some() {
+            return Err(EngineError::SpotLive);
+        }
+        for u in &params.restored_positions {
+            if u.market != params.market {
+                return Err(EngineError::OtherMarket(u.market, u.symbol, params.market));
+            }
+            if params.market.long_only() && u.qty.units() < 0 {
+                return Err(EngineError::SpotShort(u.symbol));
+            }
+        }
         let mut gate = RiskGate::new(params.limits, params.breakers);
         for (i, s) in params.symbols.iter().enumerate() {
             if params.symbols[..i].iter().any(|o| o.symbol == s.symbol) {
@@ -542,6 +569,7 @@ impl Engine {
                 specs.iter().map(|s| s.symbol).collect(),
                 params.fees,
                 params.paper_trade_id_base,
+                params.market,
             ),
             next_hb_ns: params.heartbeat_ms * ms,
             next_stats_ns: params.stats_ms * ms,
@@ -994,7 +1022,7 @@ impl Engine {
             }
             let pos = self.positions.get_mut(sym, mode);
             pos.apply_funding(amount);
-            let update = pos.update(ts_ms, symbol, mode);
+            let update = pos.update(ts_ms, symbol, mode, self.params.market);
             self.sink.emit_critical(EngineEvent::Funding(FundingEvent {
                 ts_ms,
                 symbol,

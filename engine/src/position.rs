@@ -8,7 +8,7 @@
 
 use aegis_shared::event::{PositionUpdate, TimestampMs};
 use aegis_shared::num::SCALE;
-use aegis_shared::{Notional, Price, Qty, Side, StrategyMode, Symbol};
+use aegis_shared::{Market, Notional, Price, Qty, Side, StrategyMode, Symbol};
 
 const S: i128 = SCALE as i128;
 
@@ -125,6 +125,25 @@ impl Position {
         self.trade_net += amount;
     }
 
+    /// Removes `qty` from a long without a trade: a spot commission taken in the base asset, which the account
+    /// never receives. The quantity leaves at the average entry (its share of the cost basis goes with it), so
+    /// it realizes nothing; its value is booked as the fill's fee by the caller. Clamped to the long held; a
+    /// flat or short position is left alone (spot holds no shorts).
+    pub fn deduct_held(&mut self, qty: Qty) {
+        let q = self.qty.units() as i128;
+        let d = (qty.units() as i128).min(q);
+        if q <= 0 || d <= 0 {
+            return;
+        }
+        let removed = if d == q {
+            self.cost
+        } else {
+            round_div(self.cost * d, q)
+        };
+        self.cost -= removed;
+        self.qty = Qty::from_units((q - d) as i64);
+    }
+
     /// Unrealized PnL at `mark`.
     #[inline]
     pub fn unrealized(&self, mark: Price) -> Notional {
@@ -223,11 +242,18 @@ impl Position {
         self.realized() - before
     }
 
-    /// The journal record of this position.
-    pub fn update(&self, ts_ms: TimestampMs, symbol: Symbol, mode: StrategyMode) -> PositionUpdate {
+    /// The journal record of this position, on `market`.
+    pub fn update(
+        &self,
+        ts_ms: TimestampMs,
+        symbol: Symbol,
+        mode: StrategyMode,
+        market: Market,
+    ) -> PositionUpdate {
         PositionUpdate {
             ts_ms,
             symbol,
+            market,
             mode,
             qty: self.qty,
             entry_price: self.entry_price(),
@@ -321,7 +347,12 @@ mod tests {
         assert_eq!(pos.unrealized(p(80)), Notional::from_int(10));
         assert_eq!(pos.realized(), Notional::from_int(-15));
         assert_eq!(pos.fees(), Notional::parse("0.1").unwrap());
-        let u = pos.update(5, Symbol::new("BTCUSDT").unwrap(), StrategyMode::Scalp);
+        let u = pos.update(
+            5,
+            Symbol::new("BTCUSDT").unwrap(),
+            StrategyMode::Scalp,
+            Market::Futures,
+        );
         let back = Position::restore(&u);
         assert_eq!(back.qty(), pos.qty());
         assert_eq!(back.realized(), pos.realized());

@@ -9,7 +9,7 @@
 //! Secrets (`BINANCE_*_KEY`, `JWT_SECRET`, `DATABASE_URL`, which holds the database password) are kept in
 //! [`Secret`], so `format!("{config:?}")` never shows one.
 
-use crate::mode::{StrategyMode, TradingMode};
+use crate::mode::{Market, StrategyMode, TradingMode};
 use crate::num::{Notional, Rate};
 use crate::secret::Secret;
 use crate::symbol::Symbol;
@@ -22,6 +22,8 @@ use std::time::Duration;
 pub mod keys {
     /// `paper` | `testnet` | `live`.
     pub const TRADING_MODE: &str = "TRADING_MODE";
+    /// `futures` (default) | `spot`: the Binance market this bot process trades.
+    pub const MARKETS: &str = "MARKETS";
     /// Production API key.
     pub const BINANCE_API_KEY: &str = "BINANCE_API_KEY";
     /// Production secret key.
@@ -177,6 +179,7 @@ pub mod keys {
     /// Every key, in `.env.example` order.
     pub const ALL: &[&str] = &[
         TRADING_MODE,
+        MARKETS,
         BINANCE_API_KEY,
         BINANCE_SECRET_KEY,
         BINANCE_TESTNET_API_KEY,
@@ -446,9 +449,9 @@ pub struct SimConfig {
 /// Paper venue fee rates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeeConfig {
-    /// `FEE_TAKER`, default 0.0004 (0.04 %).
+    /// `FEE_TAKER`, default 0.0004 (0.04 %), on spot 0.001 (0.1 %).
     pub taker: Rate,
-    /// `FEE_MAKER`, default 0.0002 (0.02 %).
+    /// `FEE_MAKER`, default 0.0002 (0.02 %), on spot 0.001 (0.1 %).
     pub maker: Rate,
 }
 
@@ -507,6 +510,8 @@ pub const DEFAULT_WS_ROLLOVER_SECS: u64 = 85_800;
 pub struct Config {
     /// `TRADING_MODE`, default paper.
     pub trading_mode: TradingMode,
+    /// `MARKETS`: the market this process trades, default futures (one market per process).
+    pub market: Market,
     /// Exchange keys.
     pub keys: ApiKeys,
     /// Circuit breaker.
@@ -682,6 +687,38 @@ impl Config {
             "use paper, testnet or live",
             TradingMode::parse,
         )?;
+        let market = match src.get(MARKETS) {
+            None => Market::Futures,
+            Some(v) => {
+                let fix = "use futures or spot";
+                let mut want = Vec::new();
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let m = Market::parse(part)
+                        .ok_or_else(|| ConfigError::new(MARKETS, Some(&v), fix))?;
+                    if !want.contains(&m) {
+                        want.push(m);
+                    }
+                }
+                match want.as_slice() {
+                    [m] => *m,
+                    [] => return Err(ConfigError::new(MARKETS, Some(&v), fix)),
+                    _ => {
+                        return Err(ConfigError::new(
+                            MARKETS,
+                            Some(&v),
+                            "one market per bot process: run a second Aegis with its own DATA_DIR (and API_PORT) and MARKETS=spot beside the futures one",
+                        ))
+                    }
+                }
+            }
+        };
+        if market == Market::Spot && trading_mode != TradingMode::Paper {
+            return Err(ConfigError::new(
+                MARKETS,
+                Some("spot"),
+                "spot trades on the paper venue only so far (TRADING_MODE=paper); the live spot venue is not built yet, so use MARKETS=futures for testnet or live",
+            ));
+        }
 
         let keys = ApiKeys {
             api_key: src.secret(BINANCE_API_KEY),
@@ -912,8 +949,23 @@ impl Config {
             }
         };
         let fees = FeeConfig {
-            taker: src.rate(FEE_TAKER, "0.0004")?,
-            maker: src.rate(FEE_MAKER, "0.0002")?,
+            // Binance's base rates: USD-M futures 0.04 % taker / 0.02 % maker, spot 0.1 % both.
+            taker: src.rate(
+                FEE_TAKER,
+                if market == Market::Spot {
+                    "0.001"
+                } else {
+                    "0.0004"
+                },
+            )?,
+            maker: src.rate(
+                FEE_MAKER,
+                if market == Market::Spot {
+                    "0.001"
+                } else {
+                    "0.0002"
+                },
+            )?,
         };
         let bind_addr = src.parse(
             BIND_ADDR,
@@ -1044,6 +1096,7 @@ impl Config {
 
         Ok(Config {
             modes_enabled,
+            market,
             capital_usd,
             dashboard,
             exchange,

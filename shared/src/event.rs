@@ -9,7 +9,7 @@
 //! These types are also the journal's record payloads, so they derive serde.
 
 use crate::ids::ClientOrderId;
-use crate::mode::{Side, StrategyMode};
+use crate::mode::{Market, Side, StrategyMode};
 use crate::num::{Notional, Price, Qty};
 use crate::symbol::Symbol;
 use serde::{Deserialize, Serialize};
@@ -107,6 +107,9 @@ pub struct OrderEvent {
     pub ts_ms: TimestampMs,
     /// Symbol.
     pub symbol: Symbol,
+    /// Market the symbol trades on. Absent in journals written before markets existed (= futures).
+    #[serde(default)]
+    pub market: Market,
     /// Our id.
     pub client_id: ClientOrderId,
     /// The exchange's id, once known.
@@ -152,6 +155,9 @@ pub struct Fill {
     pub ts_ms: TimestampMs,
     /// Symbol.
     pub symbol: Symbol,
+    /// Market the symbol trades on. Absent in journals written before markets existed (= futures).
+    #[serde(default)]
+    pub market: Market,
     /// Our order id.
     pub client_id: ClientOrderId,
     /// The exchange's order id (0 on the paper venue before one exists).
@@ -328,6 +334,9 @@ pub struct PositionUpdate {
     pub ts_ms: TimestampMs,
     /// Symbol.
     pub symbol: Symbol,
+    /// Market the symbol trades on. Absent in journals written before markets existed (= futures).
+    #[serde(default)]
+    pub market: Market,
     /// Mode that owns the position.
     pub mode: StrategyMode,
     /// Signed size: long > 0, short < 0, flat = 0.
@@ -568,6 +577,7 @@ mod tests {
         let f = Fill {
             ts_ms: 1,
             symbol: Symbol::new("BTCUSDT").unwrap(),
+            market: crate::Market::Futures,
             client_id: ClientOrderId::new("ag1-1").unwrap(),
             exchange_order_id: 7,
             trade_id: 9,

@@ -19,7 +19,7 @@ pub mod symbol;
 pub use command::Command;
 pub use event::EngineEvent;
 pub use ids::ClientOrderId;
-pub use mode::{Side, StrategyMode, TradingMode};
+pub use mode::{Market, Side, StrategyMode, TradingMode};
 pub use num::{Notional, Price, Qty};
 pub use secret::Secret;
 pub use symbol::Symbol;

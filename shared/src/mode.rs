@@ -43,6 +43,49 @@ impl TradingMode {
     }
 }
 
+/// Which Binance market a symbol trades on. One bot process trades one market (`MARKETS`); every order, fill and
+/// position row carries it, so a database or an export that holds both never mixes them up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Market {
+    /// USD-M perpetual futures (`/fapi`): long and short, reduce-only exits, funding. The default, and what
+    /// journals written before markets existed hold.
+    #[default]
+    Futures,
+    /// Spot (`/api/v3`): a position is a balance of the base asset, so long only; no reduce-only; a fee may be
+    /// taken in the asset bought.
+    Spot,
+}
+
+impl Market {
+    /// Parses `futures` or `spot` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "futures" => Some(Self::Futures),
+            "spot" => Some(Self::Spot),
+            _ => None,
+        }
+    }
+    /// Lower-case name, as in config, the journal and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Futures => "futures",
+            Self::Spot => "spot",
+        }
+    }
+    /// True on a market that cannot hold a short position.
+    #[inline]
+    pub fn long_only(self) -> bool {
+        matches!(self, Self::Spot)
+    }
+}
+
+impl fmt::Display for Market {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl fmt::Display for TradingMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -119,6 +119,14 @@ impl Symbol {
             .find(|q| s.len() > q.len() && s.ends_with(q))
     }
 
+    /// The base asset (`BTC` of `BTCUSDT`): the symbol without its [`Symbol::quote_asset`], or `None` when the
+    /// quote asset is unknown. On spot a buy's fee is taken in it by default, which shrinks the held quantity.
+    pub fn base_asset(&self) -> Option<Symbol> {
+        let q = self.quote_asset()?;
+        let s = self.as_str();
+        Symbol::from_bytes(&s.as_bytes()[..s.len() - q.len()]).ok()
+    }
+
     /// Whether the symbol is quoted in US dollars or a dollar stablecoin ([`crate::quote::USD_QUOTES`]). Every limit the guide
     /// sets is in USD, so only such a symbol's notional can be compared with them as it is; any other quote (ETH
     /// in XRPETH) needs a USD price first, or the pair is refused ([`crate::quote::run_units`]).
@@ -186,6 +194,16 @@ mod tests {
         let usd = |s: &str| Symbol::new(s).unwrap().is_usd_quoted();
         assert!(usd("BTCUSDT") && usd("BTCUSDC") && usd("ETHBUSD"));
         assert!(!usd("ETHBTC") && !usd("XRPETH") && !usd("BTCEUR") && !usd("FOO"));
+        let base = |s: &str| {
+            Symbol::new(s)
+                .unwrap()
+                .base_asset()
+                .map(|b| b.as_str().to_owned())
+        };
+        assert_eq!(base("BTCUSDT").as_deref(), Some("BTC"));
+        assert_eq!(base("XRPETH").as_deref(), Some("XRP"));
+        assert_eq!(base("BTCFDUSD").as_deref(), Some("BTC"));
+        assert_eq!(base("FOO"), None);
     }
     use super::*;
     use proptest::prelude::*;

@@ -170,6 +170,7 @@ pub fn plan(
                 out.engine.push(Inbound::SetPosition(PositionUpdate {
                     ts_ms: now_ms,
                     symbol: sym,
+                    market: aegis_shared::Market::Futures,
                     mode: *m,
                     qty: Qty::ZERO,
                     entry_price: Price::ZERO,
@@ -182,6 +183,7 @@ pub fn plan(
         out.engine.push(Inbound::SetPosition(PositionUpdate {
             ts_ms: now_ms,
             symbol: sym,
+            market: aegis_shared::Market::Futures,
             mode: keeper,
             qty: want,
             entry_price: if want.is_zero() { Price::ZERO } else { entry },
@@ -480,6 +482,7 @@ mod tests {
         PositionUpdate {
             ts_ms: 1,
             symbol: Symbol::new(sym).unwrap(),
+            market: aegis_shared::Market::Futures,
             mode,
             qty: Qty::parse(qty).unwrap(),
             entry_price: Price::from_int(100),

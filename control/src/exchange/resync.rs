@@ -345,6 +345,7 @@ mod tests {
         PositionUpdate {
             ts_ms,
             symbol: Symbol::new("BTCUSDT").unwrap(),
+            market: aegis_shared::Market::Futures,
             mode: StrategyMode::Scalp,
             qty: Qty::parse(qty).unwrap(),
             entry_price: Price::from_int(60_000),

@@ -573,6 +573,7 @@ mod tests {
         PositionUpdate {
             ts_ms: 1,
             symbol: Symbol::new(sym).unwrap(),
+            market: aegis_shared::Market::Futures,
             mode,
             qty: Qty::parse(qty).unwrap(),
             entry_price: p(entry),

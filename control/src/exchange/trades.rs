@@ -343,6 +343,7 @@ pub fn positions_after(
         let e = out.entry((*sym, mode)).or_insert(PositionUpdate {
             ts_ms: 0,
             symbol: *sym,
+            market: aegis_shared::Market::Futures,
             mode,
             qty: Qty::ZERO,
             entry_price: Price::ZERO,
@@ -720,6 +721,7 @@ mod tests {
         OrderEvent {
             ts_ms: 1,
             symbol: btc(),
+            market: aegis_shared::Market::Futures,
             client_id: ClientOrderId::new(cid).unwrap(),
             exchange_id,
             mode: StrategyMode::Swing,
@@ -829,6 +831,7 @@ mod tests {
         let mut u = PositionUpdate {
             ts_ms: 1,
             symbol: btc(),
+            market: aegis_shared::Market::Futures,
             mode: StrategyMode::Swing,
             qty: Qty::parse("0.003").unwrap(),
             entry_price: Price::from_int(60_000),

@@ -136,6 +136,7 @@ pub(crate) mod test_support {
         EngineEvent::Fill(Fill {
             ts_ms: 1_700_000_000_000 + i,
             symbol: Symbol::new("BTCUSDT").unwrap(),
+            market: aegis_shared::Market::Futures,
             client_id: ClientOrderId::new(&format!("ag1-{i}")).unwrap(),
             exchange_order_id: i,
             trade_id: i,
@@ -157,6 +158,7 @@ pub(crate) mod test_support {
         EngineEvent::Position(PositionUpdate {
             ts_ms: 1_700_000_000_000 + i,
             symbol: Symbol::new("BTCUSDT").unwrap(),
+            market: aegis_shared::Market::Futures,
             mode: StrategyMode::Scalp,
             qty: Qty::parse(qty).unwrap(),
             entry_price: Price::parse("100").unwrap(),

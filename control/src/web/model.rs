@@ -649,6 +649,7 @@ mod tests {
         m.apply(&EngineEvent::Fill(Fill {
             ts_ms: now,
             symbol: sym,
+            market: aegis_shared::Market::Futures,
             client_id: ClientOrderId::new("ag1-1").unwrap(),
             exchange_order_id: 1,
             trade_id: 1,
@@ -667,6 +668,7 @@ mod tests {
         m.apply(&EngineEvent::Position(PositionUpdate {
             ts_ms: now,
             symbol: sym,
+            market: aegis_shared::Market::Futures,
             mode: StrategyMode::Scalp,
             qty: Qty::from_int(1),
             entry_price: Price::from_int(90),
@@ -710,6 +712,7 @@ mod tests {
         let fill = |fee_conv| Fill {
             ts_ms: now,
             symbol: sym,
+            market: aegis_shared::Market::Futures,
             client_id: ClientOrderId::new("autoclose-1").unwrap(),
             exchange_order_id: 1,
             trade_id: 1,

@@ -184,6 +184,7 @@ pub fn fill(i: u64) -> Fill {
     Fill {
         ts_ms: 1_700_000_000_000 + i * 7,
         symbol: sym(symbol),
+        market: aegis_shared::Market::Futures,
         client_id: ClientOrderId::new(&format!("ag1-{i}")).unwrap(),
         exchange_order_id: 1_000_000 + i,
         trade_id: 5_000_000 + i,
@@ -217,6 +218,7 @@ pub fn order(i: u64, status: OrderStatus) -> OrderEvent {
     OrderEvent {
         ts_ms: 1_700_000_000_000 + i * 7,
         symbol: sym("BTCUSDT"),
+        market: aegis_shared::Market::Futures,
         client_id: ClientOrderId::new(&format!("ag1-o{}", i / 2)).unwrap(),
         exchange_id: if status == OrderStatus::PendingNew {
             None
@@ -245,6 +247,7 @@ pub fn position(i: u64) -> PositionUpdate {
     PositionUpdate {
         ts_ms: 1_700_000_000_000 + i * 7,
         symbol: sym("BTCUSDT"),
+        market: aegis_shared::Market::Futures,
         mode: StrategyMode::Scalp,
         qty: Qty::from_units(i as i64 * 100_000 - 500_000),
         entry_price: Price::parse("20000.5").unwrap(),

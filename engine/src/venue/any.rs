@@ -7,7 +7,7 @@ use crate::book::TopOfBook;
 use crate::position::Positions;
 use crate::queues::EventOut;
 use aegis_shared::event::OrderStatus;
-use aegis_shared::{ClientOrderId, Symbol};
+use aegis_shared::{ClientOrderId, Market, Symbol};
 
 /// The venue the engine trades on.
 #[derive(Debug)]
@@ -19,20 +19,22 @@ pub enum Venue {
 }
 
 impl Venue {
-    /// The live venue when `live` is given, else the paper venue (trade ids above `paper_trade_id_base`).
+    /// The live venue when `live` is given, else the paper venue on `market` (trade ids above
+    /// `paper_trade_id_base`).
     pub fn new(
         live: Option<LiveLink>,
         symbols: Vec<Symbol>,
         fees: FeeRates,
         paper_trade_id_base: u64,
+        market: Market,
     ) -> Self {
         match live {
+            // The engine refuses spot with a live link before it gets here (`EngineError::SpotLive`).
             Some(l) => Self::Live(Box::new(LiveVenue::new(l, symbols))),
-            None => Self::Paper(PaperVenue::with_trade_id_base(
-                symbols.len(),
-                fees,
-                paper_trade_id_base,
-            )),
+            None => Self::Paper(
+                PaperVenue::with_trade_id_base(symbols.len(), fees, paper_trade_id_base)
+                    .on_market(market),
+            ),
         }
     }
 

@@ -10,13 +10,20 @@
 //! Every fill gets a trade id unique per symbol (a per-symbol counter) and an exchange order id, updates the
 //! (symbol, mode) position, and is emitted in journal order: `Order(NEW)` → `Fill` → `Position` →
 //! `Order(FILLED)`. Open orders live in a vector allocated once with [`MAX_PAPER_ORDERS`] capacity.
+//!
+//! On spot ([`PaperVenue::on_market`]) the fee is charged as Binance charges it without BNB: a buy's fee in the
+//! asset bought (the base asset: 0.001 BTC of a 1 BTC buy at 0.1 %), which the account never receives, so the
+//! held quantity shrinks by it ([`crate::position::Position::deduct_held`]); a sell's fee in the quote asset. The
+//! base fee is valued at the fill price for PnL (`FeeConversion::Converted`).
 
 use super::{ExecReport, FeeRates, OrderRequest};
 use crate::book::TopOfBook;
 use crate::position::Positions;
 use crate::queues::EventOut;
-use aegis_shared::event::{Fill, Liquidity, OrderEvent, OrderStatus, OrderType, TimeInForce};
-use aegis_shared::{ClientOrderId, EngineEvent, Price, Qty, Side, Symbol};
+use aegis_shared::event::{
+    FeeConversion, Fill, Liquidity, OrderEvent, OrderStatus, OrderType, TimeInForce,
+};
+use aegis_shared::{ClientOrderId, EngineEvent, Market, Notional, Price, Qty, Side, Symbol};
 
 /// Most resting paper orders.
 pub const MAX_PAPER_ORDERS: usize = 256;
@@ -29,6 +36,7 @@ struct PaperOrder {
     req: OrderRequest,
     client_id: ClientOrderId,
     exchange_id: u64,
+    market: Market,
 }
 
 impl PaperOrder {
@@ -37,6 +45,7 @@ impl PaperOrder {
         EngineEvent::Order(OrderEvent {
             ts_ms: ts,
             symbol: req.symbol,
+            market: self.market,
             client_id: self.client_id,
             exchange_id: Some(self.exchange_id),
             mode: req.mode,
@@ -78,6 +87,7 @@ impl PaperOrder {
 /// The paper venue. See the module docs.
 #[derive(Debug, Clone)]
 pub struct PaperVenue {
+    market: Market,
     fees: FeeRates,
     fee_asset: Symbol,
     trade_ids: Vec<u64>,
@@ -97,6 +107,7 @@ impl PaperVenue {
     /// hands out a `(symbol, trade_id)` an earlier run already stored.
     pub fn with_trade_id_base(nsym: usize, fees: FeeRates, base: u64) -> Self {
         Self {
+            market: Market::Futures,
             fees,
             // Invariant: a valid literal.
             fee_asset: Symbol::from_bytes(b"USDT")
@@ -105,6 +116,12 @@ impl PaperVenue {
             next_order_id: 0,
             open: Vec::with_capacity(MAX_PAPER_ORDERS),
         }
+    }
+
+    /// The same venue trading `market`: on spot a buy's fee is taken in the base asset (see the module docs).
+    pub fn on_market(mut self, market: Market) -> Self {
+        self.market = market;
+        self
     }
 
     /// Resting orders.
@@ -128,15 +145,43 @@ impl PaperVenue {
             Liquidity::Maker => self.fees.maker,
             Liquidity::Taker => self.fees.taker,
         };
-        let fee = price.notional(req.qty).mul_rate(rate);
+        // Spot buy: the fee is a part of the quantity bought (rounded to 10⁻⁸ of the asset, as Binance reports
+        // it), valued at the fill price; everything else pays in the quote asset.
+        let base_fee = match (self.market, req.side, req.symbol.base_asset()) {
+            (Market::Spot, Side::Buy, Some(base)) => {
+                let fee_qty = Notional::from_units(req.qty.units()).mul_rate(rate);
+                Some((base, Qty::from_units(fee_qty.units())))
+            }
+            _ => None,
+        };
+        let (fee, fee_asset, fee_conv) = match base_fee {
+            Some((base, fee_qty)) => {
+                let quote = price.notional(fee_qty);
+                (
+                    Notional::from_units(fee_qty.units()),
+                    base,
+                    FeeConversion::Converted { price, quote },
+                )
+            }
+            None => (
+                price.notional(req.qty).mul_rate(rate),
+                self.fee_asset,
+                FeeConversion::Quote,
+            ),
+        };
+        let qfee = fee_conv.quote_fee(fee);
         let tid = &mut self.trade_ids[req.sym];
         *tid += 1;
         let trade_id = *tid;
         let pos = positions.get_mut(req.sym, req.mode);
-        let r = pos.apply(req.side, price, req.qty, fee, ts);
+        let r = pos.apply(req.side, price, req.qty, qfee, ts);
+        if let Some((_, fee_qty)) = base_fee {
+            pos.deduct_held(fee_qty);
+        }
         out.emit(EngineEvent::Fill(Fill {
             ts_ms: ts,
             symbol: req.symbol,
+            market: o.market,
             client_id: o.client_id,
             exchange_order_id: o.exchange_id,
             trade_id,
@@ -147,19 +192,24 @@ impl PaperVenue {
             price,
             qty: req.qty,
             fee,
-            fee_asset: self.fee_asset,
+            fee_asset,
             liquidity: liq,
             realized_pnl: r.realized,
-            fee_conv: aegis_shared::event::FeeConversion::Quote,
+            fee_conv,
         }));
-        out.emit(EngineEvent::Position(pos.update(ts, req.symbol, req.mode)));
+        out.emit(EngineEvent::Position(pos.update(
+            ts,
+            req.symbol,
+            req.mode,
+            self.market,
+        )));
         out.emit(o.event(ts, req.qty, OrderStatus::Filled, 0));
         on_exec(&ExecReport {
             sym: req.sym,
             mode: req.mode,
             ts_ms: ts,
             qty: req.qty,
-            net: r.realized - fee,
+            net: r.realized - qfee,
             closed_trade: r.closed_trade,
             order_final: true,
         });
@@ -183,6 +233,7 @@ impl PaperVenue {
             req: *req,
             client_id: cid,
             exchange_id: self.next_order_id,
+            market: self.market,
         };
         let mut end = |status: OrderStatus, code: i32| {
             o.end_unfilled(ts, status, code, out, on_exec);

@@ -48,7 +48,9 @@ use aegis_shared::event::{
     AlertKind, FeeConversion, Fill, ForcedCloseKind, FundingEvent, HaltReason, LiquidationEvent,
     Liquidity, OrderEvent, OrderIntent, OrderStatus, OrderType, PositionUpdate, TimeInForce,
 };
-use aegis_shared::{ClientOrderId, EngineEvent, Notional, Price, Qty, Side, StrategyMode, Symbol};
+use aegis_shared::{
+    ClientOrderId, EngineEvent, Market, Notional, Price, Qty, Side, StrategyMode, Symbol,
+};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::Arc;
 
@@ -71,6 +73,8 @@ pub const TRADE_RING: usize = 1024;
 /// Closed orders remembered with a quantity still owed (closed with fewer trades booked than the exchange's
 /// cumulative quantity): a gap loses few trades, and the oldest is forgotten first when the list is full.
 pub const MAX_OWED: usize = 64;
+/// The market this venue trades: it speaks USD-M futures (`/fapi`, `ORDER_TRADE_UPDATE`) only.
+pub const MARKET: Market = Market::Futures;
 
 /// Engine → gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,6 +383,7 @@ impl LiveVenue {
         EngineEvent::Order(OrderEvent {
             ts_ms: ts,
             symbol: w.req.symbol,
+            market: MARKET,
             client_id: w.client_id,
             exchange_id: w.exchange_id,
             mode: w.req.mode,
@@ -604,7 +609,9 @@ impl LiveVenue {
                         ..u
                     };
                     *p = Position::restore(&restored);
-                    out.emit(EngineEvent::Position(p.update(u.ts_ms, u.symbol, u.mode)));
+                    out.emit(EngineEvent::Position(
+                        p.update(u.ts_ms, u.symbol, u.mode, MARKET),
+                    ));
                 }
             }
             Inbound::AdoptOrder {
@@ -806,6 +813,7 @@ impl LiveVenue {
         out.emit(EngineEvent::Fill(Fill {
             ts_ms: u.ts_ms,
             symbol: u.symbol,
+            market: MARKET,
             client_id: u.client_id,
             exchange_order_id: u.exchange_id,
             trade_id: u.trade_id,
@@ -822,7 +830,7 @@ impl LiveVenue {
             fee_conv: u.fee_conv,
         }));
         out.emit(EngineEvent::Position(
-            pos.update(u.ts_ms, u.symbol, w.req.mode),
+            pos.update(u.ts_ms, u.symbol, w.req.mode, MARKET),
         ));
         on_exec(&ExecReport {
             sym,
@@ -874,7 +882,9 @@ impl LiveVenue {
                 total: amount,
                 quote: qparts[i],
             }));
-            out.emit(EngineEvent::Position(pos.update(ts_ms, symbol, mode)));
+            out.emit(EngineEvent::Position(
+                pos.update(ts_ms, symbol, mode, MARKET),
+            ));
             on_exec(&ExecReport {
                 sym,
                 mode,
@@ -923,6 +933,7 @@ impl LiveVenue {
         out.emit(EngineEvent::Fill(Fill {
             ts_ms: u.ts_ms,
             symbol: u.symbol,
+            market: MARKET,
             client_id: u.client_id,
             exchange_order_id: u.exchange_id,
             trade_id: u.trade_id,
@@ -938,7 +949,9 @@ impl LiveVenue {
             realized_pnl: r.realized,
             fee_conv,
         }));
-        out.emit(EngineEvent::Position(pos.update(u.ts_ms, u.symbol, mode)));
+        out.emit(EngineEvent::Position(
+            pos.update(u.ts_ms, u.symbol, mode, MARKET),
+        ));
         if let Some(kind) = forced {
             out.emit(EngineEvent::Liquidation(LiquidationEvent {
                 ts_ms: u.ts_ms,
