@@ -173,6 +173,7 @@ fn risk(c: &mut Criterion) {
                 position_qty: Qty::ZERO,
                 symbol_net_qty: Qty::ZERO,
                 leverage: 1,
+                long_only: false,
             };
             gate.check(black_box(&req), &ctx)
         })

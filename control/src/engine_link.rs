@@ -17,7 +17,7 @@ use aegis_engine::venue::FeeRates;
 use aegis_engine::{EngineParams, FeedSource, SymbolSpec};
 use aegis_shared::config::{keys, Config, ConfigError, FeedKind};
 use aegis_shared::quote::{self, RunUnits};
-use aegis_shared::{Notional, Price, Qty, StrategyMode, Symbol, TradingMode};
+use aegis_shared::{Market, Notional, Price, Qty, StrategyMode, Symbol, TradingMode};
 use std::io::BufRead;
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,8 +132,12 @@ pub struct StartContext<'a> {
 
 /// Filters for a symbol: Binance's for the built-in ones, the finest possible otherwise (paper only; a live
 /// venue takes them from `exchangeInfo`).
-fn spec_for(symbol: Symbol) -> SymbolSpec {
-    [SymbolSpec::btcusdt(), SymbolSpec::ethusdt()]
+fn spec_for(symbol: Symbol, market: Market) -> SymbolSpec {
+    let known = match market {
+        Market::Futures => [SymbolSpec::btcusdt(), SymbolSpec::ethusdt()],
+        Market::Spot => [SymbolSpec::btcusdt_spot(), SymbolSpec::ethusdt_spot()],
+    };
+    known
         .into_iter()
         .find(|s| s.symbol == symbol)
         .unwrap_or_else(|| {
@@ -263,7 +267,11 @@ pub fn params(ctx: &StartContext<'_>) -> Result<(EngineParams, FeedSource), RunE
         tracing::warn!(scope = ?b.scope, change = ?b.change, "circuit breaker restored from the journal: still tripped");
     }
     let params = EngineParams {
-        symbols: symbols.into_iter().map(spec_for).collect(),
+        market: cfg.market,
+        symbols: symbols
+            .into_iter()
+            .map(|s| spec_for(s, cfg.market))
+            .collect(),
         fees: FeeRates {
             maker: cfg.fees.maker,
             taker: cfg.fees.taker,

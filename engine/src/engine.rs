@@ -76,6 +76,30 @@ impl SymbolSpec {
             },
         }
     }
+    /// BTCUSDT spot: tick 0.01, step 0.00001, min qty 0.00001, min notional (`NOTIONAL`) 5.
+    pub fn btcusdt_spot() -> Self {
+        Self {
+            symbol: crate::feed::sim::SimSymbol::btcusdt().symbol,
+            filters: SymbolFilters {
+                tick_size: Price::from_units(1_000_000),
+                step_size: Qty::from_units(1_000),
+                min_qty: Qty::from_units(1_000),
+                min_notional: Notional::from_int(5),
+            },
+        }
+    }
+    /// ETHUSDT spot: tick 0.01, step 0.0001, min qty 0.0001, min notional (`NOTIONAL`) 5.
+    pub fn ethusdt_spot() -> Self {
+        Self {
+            symbol: crate::feed::sim::SimSymbol::ethusdt().symbol,
+            filters: SymbolFilters {
+                tick_size: Price::from_units(1_000_000),
+                step_size: Qty::from_units(10_000),
+                min_qty: Qty::from_units(10_000),
+                min_notional: Notional::from_int(5),
+            },
+        }
+    }
     /// ETHUSDT USD-M: tick 0.01, step 0.001, min qty 0.001, min notional 20.
     pub fn ethusdt() -> Self {
         Self {
@@ -759,10 +783,31 @@ impl Engine {
     fn pos_view(&self, sym: usize, mode: StrategyMode) -> PosView {
         let p = self.positions.get(sym, mode);
         PosView {
-            qty: p.qty(),
+            qty: self.tradable(sym, p.qty()),
             entry: p.entry_price(),
             opened_ms: p.opened_ms(),
             pending: self.pending[sym * MODES + mode.index()],
+        }
+    }
+
+    /// The part of a held quantity that can be traded. On futures: all of it. On spot the account holds a balance:
+    /// what a base-asset fee left below the step size, or a remainder under the symbol's minimum quantity or
+    /// minimum notional (at the bid), cannot be sold. That dust stays in the position's books (its cost counts,
+    /// and a later buy adds to it) but the modes, the allocation and the kill switch's flatten see it as flat, so
+    /// nothing tries forever to sell what the exchange would refuse.
+    #[inline]
+    fn tradable(&self, sym: usize, qty: Qty) -> Qty {
+        if !self.params.market.long_only() || qty.units() <= 0 {
+            return qty;
+        }
+        let f = &self.specs[sym].filters;
+        let q = qty.floor_to(f.step_size);
+        let bid = self.tops[sym].bid;
+        let below_notional = bid.units() > 0 && bid.notional(q) < f.min_notional;
+        if q.units() < f.min_qty.units() || below_notional {
+            Qty::ZERO
+        } else {
+            q
         }
     }
 
@@ -797,18 +842,26 @@ impl Engine {
             let (mut open, mut used) = (0u32, Notional::ZERO);
             for s in 0..self.specs.len() {
                 let p = self.positions.get(s, mode);
-                if !p.qty().is_zero() {
+                if !self.tradable(s, p.qty()).is_zero() {
                     open += 1;
                     used = used.saturating_add(p.entry_price().notional(p.qty().abs()));
                 }
             }
             self.gate.allocation.sync(mode, open, used);
         }
+        let long_only = self.params.market.long_only();
         let ctx = RiskContext {
             now_ms: self.now_ms,
-            position_qty: self.positions.get(sym, mode).qty(),
+            // On spot what may be sold is what the mode holds and the exchange would take (not its dust).
+            position_qty: if long_only {
+                self.tradable(sym, self.positions.get(sym, mode).qty())
+            } else {
+                self.positions.get(sym, mode).qty()
+            },
             symbol_net_qty: self.positions.net_qty(sym),
-            leverage: self.params.leverage,
+            // Spot has no leverage: a position is paid for in full.
+            leverage: if long_only { 1 } else { self.params.leverage },
+            long_only,
         };
         if let Err(d) = self.gate.check(&req, &ctx) {
             self.counters.denials[d.code() as usize] += 1;
@@ -960,7 +1013,7 @@ impl Engine {
         self.flatten_pending = (0..self.specs.len()).any(|s| {
             StrategyMode::ALL
                 .iter()
-                .any(|m| !self.positions.get(s, *m).is_flat())
+                .any(|m| !self.tradable(s, self.positions.get(s, *m).qty()).is_zero())
         });
     }
 

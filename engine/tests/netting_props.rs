@@ -88,6 +88,7 @@ proptest! {
                 position_qty: Qty::from_units(pos[m]),
                 symbol_net_qty: Qty::from_units(net),
                 leverage: 1,
+                long_only: false,
             };
             if g.check(&o, &ctx).is_ok() {
                 if ro {
@@ -115,6 +116,7 @@ fn an_entry_opposite_to_other_modes_net_is_refused_and_the_cap_is_per_symbol() {
         position_qty: Qty::parse(own).unwrap(),
         symbol_net_qty: Qty::parse(net).unwrap(),
         leverage: 1,
+        long_only: false,
     };
     // Scalp is long 0.01; swing (flat) may not go short, since its reduce-only exit could later exceed the net.
     assert_eq!(

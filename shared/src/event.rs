@@ -458,7 +458,7 @@ pub enum FeedState {
 }
 
 /// Number of distinct denial reasons counted in [`EngineStats::denials`].
-pub const DENIAL_REASONS: usize = 17;
+pub const DENIAL_REASONS: usize = 18;
 
 /// Periodic engine counters (droppable).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -37,6 +37,7 @@ pub fn denial_name(d: Denial) -> &'static str {
         Denial::MaxOpenOrders => "max_open_orders",
         Denial::RateLimited => "rate_limited",
         Denial::OppositeNet => "opposite_to_net",
+        Denial::SpotShort => "spot_short",
     }
 }
 

@@ -1,8 +1,11 @@
 //! The pre-trade gate: every order — strategy entries and exits, kill-switch flattens, manual orders — passes
 //! [`RiskGate::check`] before it reaches a venue. The answer is "yes" or a typed [`Denial`] whose stable
-//! [`Denial::code`] (< 16) indexes `EngineStats::denials`.
+//! [`Denial::code`] (< 18) indexes `EngineStats::denials`.
 //!
 //! Order of checks (first failure wins):
+//! 0. long-only markets (spot): a sell larger than what the (symbol, mode) holds is refused
+//!    ([`Denial::SpotShort`]), entry or exit: spot cannot go short, and selling another mode's coins would leave
+//!    that mode's books holding coins the account no longer has;
 //! 1. reduce-only sanity: a reduce-only order must shrink the (symbol, mode) position and not flip it;
 //! 2. entries only: engine halts (operator, kill switch, backpressure, shutdown, …), then the circuit breakers
 //!    (global and the mode's own);
@@ -86,16 +89,19 @@ pub enum Denial {
     /// the net, which Binance refuses (see the module docs and docs/POSITION_MODES.md).
     #[error("entry opposite to the symbol's net position held by the other modes")]
     OppositeNet = 16,
+    /// A sell on a long-only market (spot) larger than the (symbol, mode)'s holding: it would go short.
+    #[error("sell larger than the spot holding: spot cannot go short")]
+    SpotShort = 17,
 }
 
 impl Denial {
-    /// Stable code, `< 17` (= `aegis_shared::event::DENIAL_REASONS`), the index into `EngineStats::denials`.
+    /// Stable code, `< 18` (= `aegis_shared::event::DENIAL_REASONS`), the index into `EngineStats::denials`.
     #[inline]
     pub const fn code(self) -> u8 {
         self as u8
     }
     /// All denials in code order.
-    pub const ALL: [Denial; 17] = [
+    pub const ALL: [Denial; 18] = [
         Self::Halted,
         Self::KillSwitch,
         Self::Backpressure,
@@ -113,6 +119,7 @@ impl Denial {
         Self::MaxOpenOrders,
         Self::RateLimited,
         Self::OppositeNet,
+        Self::SpotShort,
     ];
 }
 
@@ -144,6 +151,8 @@ pub struct RiskContext {
     pub symbol_net_qty: Qty,
     /// Leverage the position uses.
     pub leverage: u32,
+    /// The market cannot hold a short (spot): `position_qty` is then what the mode holds and may sell.
+    pub long_only: bool,
 }
 
 const fn bit(r: HaltReason) -> u16 {
@@ -218,6 +227,9 @@ impl RiskGate {
     pub fn check(&mut self, o: &OrderRequest, ctx: &RiskContext) -> Result<(), Denial> {
         let signed = Qty::from_units(o.side.sign() * o.qty.units());
         let pos = ctx.position_qty;
+        if ctx.long_only && o.side == aegis_shared::Side::Sell && o.qty.units() > pos.units() {
+            return Err(Denial::SpotShort);
+        }
         if o.reduce_only {
             let pu = pos.units();
             if pu == 0 || pu.signum() == signed.units().signum() || o.qty.units() > pu.abs() {
@@ -346,6 +358,7 @@ mod tests {
             position_qty: Qty::parse(pos).unwrap(),
             symbol_net_qty: Qty::parse(pos).unwrap(),
             leverage: 1,
+            long_only: false,
         }
     }
 
