@@ -676,19 +676,22 @@ impl Accumulator {
                 let Some(sym) = engine.sym_index(f.symbol) else {
                     return;
                 };
+                // Fees in the quote asset: a spot buy's fee is charged in the base asset (XRP of XRPETH), and
+                // only its value at the fill price can be added to PnL.
+                let fee = f.quote_fee();
                 let m = &mut self.modes[f.mode.index()];
                 m.fills += 1;
                 m.gross += f.realized_pnl;
-                m.fees += f.fee;
+                m.fees += fee;
                 m.first_fill.get_or_insert(f.ts_ms);
                 m.last_fill = Some(f.ts_ms);
                 let s = &mut self.slots[sym * 4 + f.mode.index()];
-                s.trade_net += f.realized_pnl - f.fee;
+                s.trade_net += f.realized_pnl - fee;
                 s.last_fill_price = f.price;
                 let sf = &mut self.sym_fills[sym];
                 sf.0 += 1;
                 sf.1 += f.realized_pnl;
-                sf.2 += f.fee;
+                sf.2 += fee;
             }
             EngineEvent::Position(u) => {
                 let Some(sym) = engine.sym_index(u.symbol) else {
