@@ -13,10 +13,12 @@ use aegis_engine::net::ws_feed::{WsFeed, WsFeedConfig};
 use aegis_engine::queues::ControlEnds;
 use aegis_engine::sign::WirePrecision;
 use aegis_engine::sign::{ApiKey, HmacSigner, OrderEncoder, OrderRequest, RespType, Signer};
+use aegis_engine::venue::FeeRates;
 use aegis_engine::{Engine, EngineParams, SymbolSpec};
 use aegis_shared::event::{OrderType, TimeInForce};
 use aegis_shared::ids::ClientOrderIdGen;
-use aegis_shared::{EngineEvent, Qty, Secret, Side};
+use aegis_shared::num::Rate;
+use aegis_shared::{EngineEvent, Market, Qty, Secret, Side};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -70,6 +72,8 @@ pub struct Tally {
     pub touch_orders: u64,
     pub engine_orders: u64,
     pub sign_errors: u64,
+    /// Fills whose fee was not taken in USDT (spot buys pay in the base asset).
+    pub base_fee_fills: u64,
 }
 
 /// The engine (BTC + ETH) and the order encoder, driven one market message at a time.
@@ -87,10 +91,26 @@ pub struct Path {
 }
 
 impl Path {
-    pub fn new(signed_ws_api: bool) -> Path {
-        let specs = [SymbolSpec::btcusdt(), SymbolSpec::ethusdt()];
+    /// On spot: spot filters and 0.1 % fees, so the long-only gate, the dust rule and the paper venue's
+    /// base-asset fees are on the counted path.
+    pub fn new(signed_ws_api: bool, market: Market) -> Path {
+        let (specs, fees) = match market {
+            Market::Futures => (
+                [SymbolSpec::btcusdt(), SymbolSpec::ethusdt()],
+                FeeRates::default(),
+            ),
+            Market::Spot => (
+                [SymbolSpec::btcusdt_spot(), SymbolSpec::ethusdt_spot()],
+                FeeRates {
+                    maker: Rate::from_units(100_000),
+                    taker: Rate::from_units(100_000),
+                },
+            ),
+        };
         let params = EngineParams {
             session: 1,
+            market,
+            fees,
             symbols: specs.to_vec(),
             ..EngineParams::default()
         };
@@ -160,6 +180,9 @@ impl Path {
             }
             // Every order the engine decided: encode and sign it for both wire paths.
             while let Ok(ev) = self.ctl.events.try_recv() {
+                if let EngineEvent::Fill(f) = ev {
+                    t.base_fee_fills += u64::from(f.fee_asset.as_str() != "USDT");
+                }
                 if let EngineEvent::Order(o) = ev {
                     let sym = usize::from(o.symbol != self.specs[0].symbol);
                     let req = OrderRequest {
@@ -273,7 +296,7 @@ pub fn read_client_frame<R: Read>(r: &mut R) -> Option<bool> {
 /// asserts the measured run made no allocation on this thread (nor lost the connection, a ping, an order or a
 /// signature). `what` names the transport in the messages.
 pub fn measure_live_feed(mut cfg: WsFeedConfig, warm_up: u64, measured: u64, what: &str) {
-    let mut path = Path::new(false);
+    let mut path = Path::new(false, Market::Futures);
     // A slow CI machine must not trip the silence reconnect mid-test.
     cfg.silence_ms = 120_000;
     let mut feed = WsFeed::start(cfg).unwrap();
