@@ -399,6 +399,39 @@ mod tests {
     }
 
     proptest! {
+        /// A spot base-asset fee leaves a long smaller by exactly the fee (never below zero), at the same average
+        /// entry (to rounding of 10⁻⁸), realizing nothing; selling the rest then closes the position to zero cost.
+        #[test]
+        fn a_base_fee_shrinks_the_long_at_its_entry_and_realizes_nothing(
+            buys in proptest::collection::vec((1i64..10_000_000_000, 1i64..100_000_000_000), 1..6),
+            fee_bp in 0i64..100,
+            exit in 1i64..100_000_000_000,
+        ) {
+            let mut pos = Position::default();
+            for (q, px) in &buys {
+                let q = Qty::from_units(*q);
+                pos.apply_fill(Side::Buy, Price::from_units(*px), q, Notional::ZERO, 1);
+                let fee = Qty::from_units(q.units() * fee_bp / 10_000);
+                let (before_q, before_e, before_r) = (pos.qty(), pos.entry_price(), pos.realized());
+                pos.deduct_held(fee);
+                prop_assert_eq!(pos.qty(), before_q - fee);
+                prop_assert!(pos.qty().units() >= 0);
+                prop_assert_eq!(pos.realized(), before_r);
+                if !pos.is_flat() {
+                    prop_assert!((pos.entry_price().units() - before_e.units()).abs() <= 1);
+                }
+            }
+            let left = pos.qty();
+            if left.units() > 0 {
+                pos.apply_fill(Side::Sell, Price::from_units(exit), left, Notional::ZERO, 2);
+            }
+            prop_assert!(pos.is_flat());
+            prop_assert_eq!(pos.cost, 0);
+            // More than the holding is clamped, and a flat position is left alone.
+            pos.deduct_held(Qty::ONE);
+            prop_assert!(pos.is_flat());
+        }
+
         /// Closed trades and the open one together carry every fee and every realized unit, whatever flips occur.
         #[test]
         fn trade_results_add_up_to_realized_minus_fees(
