@@ -1,5 +1,6 @@
 //! End-to-end tests of the operating commands with the real `aegis` binary: `preflight` against `binance-sim`
-//! (in process) and the real Postgres, the live gate of `aegis run`, `keys rotate` / `keys audit`, and — with a
+//! (in process) and the real Postgres, the live gate of `aegis run`, `keys rotate` / `keys audit` (and the spot &
+//! margin permission judged per MARKETS), the refusal of MARKETS=spot outside paper, and — with a
 //! running bot — `halt` / `resume` / `kill` over the pinned local HTTPS API, the kill-switch alert to a local
 //! webhook receiver, and `incident-report`.
 
@@ -389,6 +390,183 @@ fn keys_rotate_verifies_refuses_bad_keys_and_updates_env_atomically() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(status_of(&j, "audit.key_works"), "FAIL", "{j:#}");
+    rt.block_on(sim.shutdown());
+}
+
+/// One check's `fix` in a report.
+fn fix_of(j: &Value, id: &str) -> String {
+    j["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {j}"))["fix"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn has_check(j: &Value, id: &str) -> bool {
+    j["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["id"] == id)
+}
+
+/// Turns the key's "Enable Spot & Margin Trading" on or off on the simulated exchange.
+fn set_spot(rt: &tokio::runtime::Runtime, sim: &SimHandle, key: &str, on: bool) {
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/admin/keys/{key}/permissions", sim.base_url()))
+            .json(&serde_json::json!({ "spot": on }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    });
+}
+
+/// Requests the simulated exchange has seen with `key`.
+fn requests_with(rt: &tokio::runtime::Runtime, sim: &SimHandle, key: &str) -> u64 {
+    rt.block_on(async {
+        let u: Value = reqwest::Client::new()
+            .get(format!("{}/admin/keys/usage", sim.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        u[key]["requests"].as_u64().unwrap_or(0)
+    })
+}
+
+/// `aegis keys audit --json` and `aegis preflight --json`: (audit exit code, audit, preflight).
+fn audit_and_preflight(dir: &Path) -> (Option<i32>, Value, Value) {
+    let a = aegis(dir, &["keys", "audit", "--json"], None);
+    assert_no_secret(&text(&a));
+    let audit: Value = serde_json::from_slice(&a.stdout).unwrap_or_else(|_| panic!("{}", text(&a)));
+    let p = aegis(dir, &["preflight", "--json"], None);
+    assert_no_secret(&text(&p));
+    let pre: Value = serde_json::from_slice(&p.stdout).unwrap_or_else(|_| panic!("{}", text(&p)));
+    (a.status.code(), audit, pre)
+}
+
+/// Issue 14.6: the spot & margin permission must be off for MARKETS=futures and on for MARKETS=spot, in
+/// `aegis keys audit` and `aegis preflight` alike, against the exchange's `apiRestrictions` (TRADING_MODE=live,
+/// the simulator standing in for Binance).
+#[test]
+fn keys_audit_and_preflight_judge_the_spot_permission_for_the_configured_market() {
+    let rt = rt();
+    let sim = start_sim(&rt);
+    let dir = temp_dir("spot-perm");
+    let futures = format!(
+        "{}JWT_SECRET={STRONG_JWT}\n",
+        base_env(&dir, &sim, GOOD_KEY, GOOD_SECRET)
+    );
+    let spot = format!("{futures}MARKETS=spot\n");
+
+    // MARKETS=futures with a key that can trade spot: FAIL, turn it off.
+    set_spot(&rt, &sim, GOOD_KEY, true);
+    write_env(&dir, &futures, 0o600);
+    let (code, audit, pre) = audit_and_preflight(&dir);
+    assert_eq!(code, Some(1), "{audit:#}");
+    assert_eq!(status_of(&audit, "audit.spot_off"), "FAIL", "{audit:#}");
+    assert!(fix_of(&audit, "audit.spot_off").contains("turn OFF \"Enable Spot & Margin Trading\""));
+    assert!(!has_check(&audit, "audit.spot_on"), "{audit:#}");
+    assert_eq!(status_of(&pre, "keys.spot_off"), "FAIL", "{pre:#}");
+    assert!(!has_check(&pre, "keys.spot_on"), "{pre:#}");
+
+    // MARKETS=spot with a key that cannot trade spot: FAIL, turn it on (and keep the rest locked).
+    set_spot(&rt, &sim, GOOD_KEY, false);
+    write_env(&dir, &spot, 0o600);
+    let (code, audit, pre) = audit_and_preflight(&dir);
+    assert_eq!(code, Some(1), "{audit:#}");
+    assert_eq!(status_of(&audit, "audit.spot_on"), "FAIL", "{audit:#}");
+    for (j, id) in [(&audit, "audit.spot_on"), (&pre, "keys.spot_on")] {
+        let fix = fix_of(j, id);
+        assert!(
+            fix.contains("turn ON \"Enable Spot & Margin Trading\"")
+                && fix.contains("\"Enable Withdrawals\" OFF")
+                && fix.contains("trusted IPs only\" ON"),
+            "{id}: {fix}"
+        );
+    }
+    assert!(!has_check(&audit, "audit.spot_off"), "{audit:#}");
+    assert_eq!(status_of(&pre, "keys.spot_on"), "FAIL", "{pre:#}");
+    // The table says which market it judged.
+    let t = text(&aegis(&dir, &["keys", "audit"], None));
+    assert!(t.contains("Spot & margin trading ON (MARKETS=spot)"), "{t}");
+
+    // MARKETS=spot with a key that can trade spot: that check passes, and so does the whole audit.
+    set_spot(&rt, &sim, GOOD_KEY, true);
+    let (code, audit, pre) = audit_and_preflight(&dir);
+    assert_eq!(status_of(&audit, "audit.spot_on"), "PASS", "{audit:#}");
+    assert_eq!(status_of(&audit, "audit.withdrawals"), "PASS");
+    assert_eq!(status_of(&audit, "audit.ip_restrict"), "PASS");
+    assert_eq!(code, Some(0), "{audit:#}");
+    assert_eq!(status_of(&pre, "keys.spot_on"), "PASS", "{pre:#}");
+    rt.block_on(sim.shutdown());
+}
+
+/// `aegis run` with MARKETS=spot outside paper: no live spot venue exists yet, so it refuses with what to do,
+/// before it talks to the exchange (the simulator sees no request with the key) or opens the journal.
+#[test]
+fn run_refuses_spot_with_testnet_or_live_before_connecting() {
+    let rt = rt();
+    let sim = start_sim(&rt);
+    let dir = temp_dir("spot-run");
+    let live = format!(
+        "{}JWT_SECRET={STRONG_JWT}\nMARKETS=spot\n",
+        base_env(&dir, &sim, GOOD_KEY, GOOD_SECRET)
+    );
+    // Testnet with the same sim key as the testnet pair: the live path would prove it on the simulator first.
+    let testnet = format!(
+        "TRADING_MODE=testnet\nMARKETS=spot\nBINANCE_TESTNET_API_KEY={GOOD_KEY}\nBINANCE_TESTNET_SECRET_KEY={GOOD_SECRET}\nBINANCE_FAPI_URL={u}\nBINANCE_SAPI_URL={u}\nDATA_DIR={}\nAPI_PORT=1\nJWT_SECRET={STRONG_JWT}\n",
+        dir.join("data").display(),
+        u = sim.base_url(),
+    );
+    set_spot(&rt, &sim, GOOD_KEY, true);
+    for (mode, body) in [("testnet", &testnet), ("live", &live)] {
+        write_env(&dir, body, 0o600);
+        let before = requests_with(&rt, &sim, GOOD_KEY);
+        let t = Instant::now();
+        let o = aegis(&dir, &["run"], None);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{mode}: {out}");
+        assert!(
+            out.contains(&format!("TRADING_MODE={mode} with MARKETS=spot"))
+                && out.contains("the live spot venue is not built yet")
+                && out.contains("use TRADING_MODE=paper for spot or MARKETS=futures"),
+            "{mode}: {out}"
+        );
+        assert!(!out.contains("TRADING_MODE=live refused"), "{mode}: {out}");
+        assert_eq!(
+            requests_with(&rt, &sim, GOOD_KEY),
+            before,
+            "{mode}: the exchange was asked before the refusal: {out}"
+        );
+        assert!(
+            !dir.join("data/journal").exists(),
+            "{mode}: the journal was opened: {out}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10), "{mode}");
+        assert_no_secret(&out);
+    }
+    // The same settings with MARKETS=futures do reach the exchange: the count above can move.
+    write_env(
+        &dir,
+        &testnet.replace("MARKETS=spot", "MARKETS=futures"),
+        0o600,
+    );
+    let before = requests_with(&rt, &sim, GOOD_KEY);
+    let log = dir.join("run.log");
+    let mut child = spawn_aegis(&dir, &["run"], &log);
+    let out = watch_then_stop(&mut child, &log, |_| {
+        requests_with(&rt, &sim, GOOD_KEY) > before
+    });
+    assert!(requests_with(&rt, &sim, GOOD_KEY) > before, "{out}");
     rt.block_on(sim.shutdown());
 }
 

@@ -712,13 +712,9 @@ impl Config {
                 }
             }
         };
-        if market == Market::Spot && trading_mode != TradingMode::Paper {
-            return Err(ConfigError::new(
-                MARKETS,
-                Some("spot"),
-                "spot trades on the paper venue only so far (TRADING_MODE=paper); the live spot venue is not built yet, so use MARKETS=futures for testnet or live",
-            ));
-        }
+        // MARKETS=spot with TRADING_MODE=testnet/live is valid configuration: `aegis preflight` and `aegis keys
+        // audit` must be able to judge a spot key for it. Only `aegis run` refuses it (no live spot venue yet),
+        // before it connects to anything (`aegis_control::runtime::refuse_unbuilt_venue`).
 
         let keys = ApiKeys {
             api_key: src.secret(BINANCE_API_KEY),
@@ -1165,6 +1161,47 @@ mod tests {
             Some(std::path::Path::new("/sim-ca.pem"))
         );
         assert_eq!(cfg(&[]).unwrap().exchange.extra_ca_file, None);
+    }
+
+    #[test]
+    fn markets_takes_one_market_and_names_the_second_bot_for_two() {
+        assert_eq!(cfg(&[]).unwrap().market, Market::Futures, "default");
+        assert_eq!(
+            cfg(&[("MARKETS", "futures")]).unwrap().market,
+            Market::Futures
+        );
+        assert_eq!(cfg(&[("MARKETS", "spot")]).unwrap().market, Market::Spot);
+        assert_eq!(cfg(&[("MARKETS", " Spot ")]).unwrap().market, Market::Spot);
+        // The same market twice is still one market.
+        assert_eq!(
+            cfg(&[("MARKETS", "spot, spot")]).unwrap().market,
+            Market::Spot
+        );
+        for two in ["futures,spot", "spot , FUTURES"] {
+            let e = cfg(&[("MARKETS", two)]).unwrap_err();
+            assert_eq!(e.key, "MARKETS");
+            assert!(
+                e.fix.contains("one market per bot process")
+                    && e.fix.contains("run a second Aegis"),
+                "{two}: {e}"
+            );
+        }
+        for bad in ["margin", "futures,margin", ","] {
+            let e = cfg(&[("MARKETS", bad)]).unwrap_err();
+            assert_eq!(e.key, "MARKETS", "{bad}");
+            assert!(e.fix.contains("use futures or spot"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn spot_is_valid_configuration_in_every_trading_mode() {
+        // `aegis keys audit` and `aegis preflight` judge a spot key for testnet and live, so the configuration
+        // must load; `aegis run` is what refuses a live spot venue that does not exist yet.
+        for mode in ["paper", "testnet", "live"] {
+            let c = cfg(&[("TRADING_MODE", mode), ("MARKETS", "spot")])
+                .unwrap_or_else(|e| panic!("{mode}: {e}"));
+            assert_eq!(c.market, Market::Spot, "{mode}");
+        }
     }
 
     #[test]

@@ -427,10 +427,11 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     params.live = Some(link);
 
     let recheck = if cfg.trading_mode == TradingMode::Live && !read_only {
-        let (c, every, allow, tx) = (
+        let (c, every, allow, market, tx) = (
             client.clone(),
             cfg.exchange.key_recheck,
             cfg.exchange.allow_unrestricted_ip,
+            cfg.market,
             ends.inbound.clone(),
         );
         Some(rt.spawn(async move {
@@ -438,7 +439,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             loop {
                 tokio::time::sleep(every).await;
                 match c.api_restrictions().await {
-                    Ok(k) => match startup::judge(k, allow) {
+                    Ok(k) => match startup::judge(k, allow, market) {
                         Ok(_) => {}
                         Err(fix) if !tripped => {
                             tripped = true;

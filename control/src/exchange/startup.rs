@@ -5,15 +5,16 @@ use super::rest::{KeyPermissions, RestClient, RestError};
 use aegis_engine::risk::limits::SymbolFilters;
 use aegis_engine::{EngineParams, SymbolSpec};
 use aegis_shared::config::{keys, Config, ConfigError};
-use aegis_shared::{Notional, Price, Qty, Symbol, TradingMode};
+use aegis_shared::{Market, Notional, Price, Qty, Symbol, TradingMode};
 use serde_json::Value;
 
 /// What the restriction check decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restrictions {
-    /// Withdrawals and spot off, IP restricted.
+    /// Withdrawals off, spot & margin as the market needs it, IP restricted.
     Safe,
-    /// Withdrawals and spot off, not IP restricted, allowed by `ALLOW_UNRESTRICTED_IP=true`.
+    /// Withdrawals off, spot & margin as the market needs it, not IP restricted, allowed by
+    /// `ALLOW_UNRESTRICTED_IP=true`.
     UnrestrictedIpAllowed,
 }
 
@@ -22,17 +23,25 @@ pub const WITHDRAWALS_FIX: &str = "the production API key has \"Enable Withdrawa
 /// The fix text for a key without an IP restriction.
 pub const IP_FIX: &str = "the production API key is not restricted to trusted IPs (security guide §1.3). On Binance: API Management > Edit restrictions for this key > \"Restrict access to trusted IPs only\" > add this server's public IP (curl ifconfig.me) > Save, wait 2-5 minutes, then restart. To run anyway, set ALLOW_UNRESTRICTED_IP=true (logged on every start)";
 
-/// The fix text for a key that can trade spot and margin although the bot trades USD-M futures only.
-pub const SPOT_FIX: &str = "the production API key has \"Enable Spot & Margin Trading\" ON, but Aegis trades USD-M futures only; a key should hold no permission its bot does not use (least privilege, security guide §1.2). On Binance: API Management > Edit restrictions for this key > untick \"Enable Spot & Margin Trading\" > Save, then restart";
+/// The fix text for a key that can trade spot and margin although this bot (`MARKETS=futures`) trades USD-M
+/// futures only.
+pub const SPOT_FIX: &str = "the production API key has \"Enable Spot & Margin Trading\" ON, but with MARKETS=futures Aegis trades USD-M futures only; a key should hold no permission its bot does not use (least privilege, security guide §1.2). On Binance: API Management > Edit restrictions for this key > untick \"Enable Spot & Margin Trading\" > Save, then restart";
+/// The fix text for a `MARKETS=spot` key that cannot trade spot.
+pub const SPOT_NEEDED_FIX: &str = "the production API key has \"Enable Spot & Margin Trading\" OFF, but with MARKETS=spot Aegis places spot orders, which Binance refuses without it. On Binance: API Management > Edit restrictions for this key > tick \"Enable Spot & Margin Trading\" > Save, then restart; keep \"Enable Withdrawals\" OFF and the IP restriction ON (security guide §1.2, §1.3)";
 
-/// Decides on a key's permissions: never withdrawals, never spot and margin (futures only), an IP
-/// restriction unless explicitly allowed without.
-pub fn judge(k: KeyPermissions, allow_ip: bool) -> Result<Restrictions, String> {
+/// Decides on a key's permissions: never withdrawals; spot and margin exactly when `market` is spot (futures
+/// needs none of it: least privilege; spot cannot trade without it); an IP restriction unless explicitly allowed
+/// without. The start-up check and the periodic re-check both judge with this, so they follow `MARKETS` alike.
+pub fn judge(k: KeyPermissions, allow_ip: bool, market: Market) -> Result<Restrictions, String> {
     if k.withdrawals {
         return Err(WITHDRAWALS_FIX.to_string());
     }
-    if k.spot {
-        return Err(SPOT_FIX.to_string());
+    if !crate::preflight::spot_permission_fits(k.spot, market) {
+        return Err(match market {
+            Market::Futures => SPOT_FIX,
+            Market::Spot => SPOT_NEEDED_FIX,
+        }
+        .to_string());
     }
     match (k.ip_restrict, allow_ip) {
         (true, _) => Ok(Restrictions::Safe),
@@ -81,10 +90,13 @@ pub async fn prove(client: &RestClient, cfg: &Config) -> Result<Option<Restricti
     let perms = client.api_restrictions().await.map_err(|e| {
         refuse(var, format!("cannot read the key's restrictions (GET /sapi/v1/account/apiRestrictions): {e}; live trading needs this check to pass"))
     })?;
-    let r = judge(perms, cfg.exchange.allow_unrestricted_ip).map_err(|fix| refuse(var, fix))?;
+    let r = judge(perms, cfg.exchange.allow_unrestricted_ip, cfg.market)
+        .map_err(|fix| refuse(var, fix))?;
     match r {
         Restrictions::Safe => tracing::info!(
-            "key check:   withdrawals disabled, spot & margin disabled, IP restriction on (GET /sapi/v1/account/apiRestrictions)"
+            "key check:   withdrawals disabled, spot & margin {} (MARKETS={}), IP restriction on (GET /sapi/v1/account/apiRestrictions)",
+            if perms.spot { "enabled" } else { "disabled" },
+            cfg.market.as_str()
         ),
         Restrictions::UnrestrictedIpAllowed => tracing::warn!(
             "key check:   SECURITY WARNING: the key is NOT restricted to trusted IPs; running only because ALLOW_UNRESTRICTED_IP=true. Restrict it on Binance (guide §1.3)"
@@ -302,27 +314,61 @@ mod tests {
 
     #[test]
     fn withdrawals_and_spot_are_never_overridable_ip_is() {
-        assert!(judge(key(true, true, false), true)
+        assert!(judge(key(true, true, false), true, Market::Futures)
             .unwrap_err()
             .contains("Enable Withdrawals"));
-        assert!(judge(key(true, false, false), true).is_err());
+        assert!(judge(key(true, false, false), true, Market::Futures).is_err());
         assert_eq!(
-            judge(key(false, true, false), false),
+            judge(key(false, true, false), false, Market::Futures),
             Ok(Restrictions::Safe)
         );
-        assert!(judge(key(false, false, false), false)
+        assert!(judge(key(false, false, false), false, Market::Futures)
             .unwrap_err()
             .contains("ALLOW_UNRESTRICTED_IP"));
         assert_eq!(
-            judge(key(false, false, false), true),
+            judge(key(false, false, false), true, Market::Futures),
             Ok(Restrictions::UnrestrictedIpAllowed)
         );
-        // Futures only: a key that can also trade spot holds a permission the bot never uses.
+        // MARKETS=futures: a key that can also trade spot holds a permission the bot never uses.
         for allow_ip in [false, true] {
-            assert!(judge(key(false, true, true), allow_ip)
-                .unwrap_err()
-                .contains("Enable Spot & Margin Trading"));
+            let e = judge(key(false, true, true), allow_ip, Market::Futures).unwrap_err();
+            assert!(
+                e.contains("Enable Spot & Margin Trading") && e.contains("MARKETS=futures"),
+                "{e}"
+            );
         }
+    }
+
+    #[test]
+    fn spot_permission_follows_the_market() {
+        // MARKETS=spot: the permission must be on; off is refused with the fix to turn it on, no override.
+        for allow_ip in [false, true] {
+            let e = judge(key(false, true, false), allow_ip, Market::Spot).unwrap_err();
+            assert!(
+                e.contains("tick \"Enable Spot & Margin Trading\"") && e.contains("MARKETS=spot"),
+                "{e}"
+            );
+            assert!(e.contains("Enable Withdrawals\" OFF"), "{e}");
+        }
+        assert_eq!(
+            judge(key(false, true, true), false, Market::Spot),
+            Ok(Restrictions::Safe)
+        );
+        assert_eq!(
+            judge(key(false, true, false), false, Market::Futures),
+            Ok(Restrictions::Safe)
+        );
+        // Spot needs the permission, never withdrawals, and the IP rule is the same as for futures.
+        assert!(judge(key(true, true, true), true, Market::Spot)
+            .unwrap_err()
+            .contains("Enable Withdrawals"));
+        assert!(judge(key(false, false, true), false, Market::Spot)
+            .unwrap_err()
+            .contains("ALLOW_UNRESTRICTED_IP"));
+        assert_eq!(
+            judge(key(false, false, true), true, Market::Spot),
+            Ok(Restrictions::UnrestrictedIpAllowed)
+        );
     }
 
     #[test]

@@ -12,10 +12,10 @@ use super::keys::{self as keymod, KeyEvent, NewPair};
 use super::probe::{self, Endpoints, KeyEnv, ProbeReport};
 use crate::config::env::EnvSource;
 use crate::journal::{self, JournalReader, JournalRecord};
-use crate::preflight::{gather, CheckResult, Report, Status};
+use crate::preflight::{self, gather, CheckResult, Report, Status};
 use aegis_shared::config::{Config, LogOutput};
 use aegis_shared::event::{AlertKind, EngineEvent, EngineState, HaltReason};
-use aegis_shared::Secret;
+use aegis_shared::{Market, Secret};
 use serde_json::json;
 use std::path::Path;
 
@@ -83,23 +83,30 @@ pub fn log_key_failures(path: &Path) -> Option<u64> {
     )
 }
 
-/// The exchange part of the audit for one key.
-pub fn probe_results(which: KeyEnv, rep: &ProbeReport) -> Vec<CheckResult> {
+/// The exchange part of the audit for one key. The spot & margin permission is judged for `market` (on for
+/// spot, off for futures; [`preflight::spot_permission_fits`]), and its id and title say which.
+pub fn probe_results(which: KeyEnv, rep: &ProbeReport, market: Market) -> Vec<CheckResult> {
     let mut out: Vec<CheckResult> = Vec::new();
+    let spot_id = match (which, market) {
+        (KeyEnv::Production, Market::Futures) => "audit.spot_off",
+        (KeyEnv::Production, Market::Spot) => "audit.spot_on",
+        (KeyEnv::Testnet, Market::Futures) => "audit.testnet_spot_off",
+        (KeyEnv::Testnet, Market::Spot) => "audit.testnet_spot_on",
+    };
     let ids = match which {
         KeyEnv::Production => [
             "audit.key_works",
             "audit.restrictions",
             "audit.withdrawals",
             "audit.ip_restrict",
-            "audit.spot_off",
+            spot_id,
         ],
         KeyEnv::Testnet => [
             "audit.testnet_key_works",
             "audit.testnet_restrictions",
             "audit.testnet_withdrawals",
             "audit.testnet_ip_restrict",
-            "audit.testnet_spot_off",
+            spot_id,
         ],
     };
     out.push(match &rep.account {
@@ -143,12 +150,26 @@ pub fn probe_results(which: KeyEnv, rep: &ProbeReport) -> Vec<CheckResult> {
                 format!("ipRestrict={}", r.ip_restrict),
                 "Binance > API Management > restrict access to this server's static IP (guide §1.3)",
             ));
+            let (title, fix) = match market {
+                Market::Futures => (
+                    "Spot & margin trading OFF (MARKETS=futures)",
+                    preflight::SPOT_OFF_FIX,
+                ),
+                Market::Spot => (
+                    "Spot & margin trading ON (MARKETS=spot)",
+                    preflight::SPOT_ON_FIX,
+                ),
+            };
             out.push(res(
                 ids[4],
-                "Spot & margin trading off (futures only)",
-                if r.enable_spot { Status::Fail } else { Status::Pass },
+                title,
+                if preflight::spot_permission_fits(r.enable_spot, market) {
+                    Status::Pass
+                } else {
+                    Status::Fail
+                },
                 format!("enableSpotAndMarginTrading={}", r.enable_spot),
-                "Binance > API Management > edit the key > turn OFF \"Enable Spot & Margin Trading\": Aegis trades USD-M futures only (least privilege, guide §1.2)",
+                fix,
             ));
         }
     }
@@ -215,7 +236,7 @@ pub async fn audit(cfg: &Config, env: &EnvSource, now_ms: u64) -> Report {
     // 4. Works + apiRestrictions.
     for (which, key, secret) in &keys {
         let rep = probe::probe(&Endpoints::for_env(cfg, *which), key, secret).await;
-        results.extend(probe_results(*which, &rep));
+        results.extend(probe_results(*which, &rep, cfg.market));
     }
     // 5. Failed attempts.
     let since = now_ms.saturating_sub(AUDIT_WINDOW_DAYS * 86_400_000);
@@ -343,12 +364,27 @@ pub async fn rotate(
             Some(Ok(r)) if !r.ip_restrict => {
                 return Err("the new key is not restricted to trusted IPs: restrict it to this server's IP on Binance first (guide §1.3); .env unchanged".into())
             }
+            // The permission this bot's market needs, no more (the same rule as preflight and the audit).
+            Some(Ok(r)) if !preflight::spot_permission_fits(r.enable_spot, cfg.market) => {
+                return Err(format!(
+                    "the new key does not fit MARKETS={}: {}; .env unchanged",
+                    cfg.market.as_str(),
+                    match cfg.market {
+                        Market::Futures => preflight::SPOT_OFF_FIX,
+                        Market::Spot => preflight::SPOT_ON_FIX,
+                    }
+                ))
+            }
             Some(Err(e)) => {
                 return Err(format!(
                     "apiRestrictions of the new key could not be read: {e}; .env unchanged"
                 ))
             }
-            Some(Ok(_)) => notes.push("exchange: account OK, withdrawals off, IP restricted".into()),
+            Some(Ok(r)) => notes.push(format!(
+                "exchange: account OK, withdrawals off, IP restricted, spot & margin {} (MARKETS={})",
+                if r.enable_spot { "on" } else { "off" },
+                cfg.market.as_str()
+            )),
             None => notes.push(format!(
                 "exchange: account OK ({} has no apiRestrictions; check permissions on the website)",
                 opts.which.as_str()
@@ -440,4 +476,65 @@ pub fn read_input(from_file: Option<&Path>) -> Result<NewPair, String> {
     };
     let text = Secret::new(text);
     keymod::parse_pair(text.expose()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preflight::ApiRestrictions;
+
+    fn rep(enable_spot: bool) -> ProbeReport {
+        ProbeReport {
+            account: Ok(()),
+            restrictions: Some(Ok(ApiRestrictions {
+                enable_withdrawals: false,
+                ip_restrict: true,
+                enable_spot,
+            })),
+        }
+    }
+
+    fn spot_row(which: KeyEnv, enable_spot: bool, market: Market) -> CheckResult {
+        let rows = probe_results(which, &rep(enable_spot), market);
+        // Nothing else in the audit depends on the market.
+        for r in &rows {
+            if !r.title.starts_with("Spot & margin") {
+                assert_eq!(r.status, Status::Pass, "{r:?}");
+            }
+        }
+        rows.into_iter()
+            .find(|r| r.title.starts_with("Spot & margin"))
+            .unwrap_or_else(|| panic!("no spot row for {market:?}"))
+    }
+
+    #[test]
+    fn the_audit_judges_the_spot_permission_for_the_configured_market() {
+        // MARKETS=futures: off passes, on fails with the fix to turn it off.
+        let r = spot_row(KeyEnv::Production, false, Market::Futures);
+        assert_eq!((r.id, r.status), ("audit.spot_off", Status::Pass));
+        assert!(r.title.contains("MARKETS=futures"), "{r:?}");
+        let r = spot_row(KeyEnv::Production, true, Market::Futures);
+        assert_eq!((r.id, r.status), ("audit.spot_off", Status::Fail));
+        assert!(r.fix.contains("turn OFF"), "{r:?}");
+        // MARKETS=spot: the other way round, and the fix keeps withdrawals off and the IP restriction on.
+        let r = spot_row(KeyEnv::Production, true, Market::Spot);
+        assert_eq!((r.id, r.status), ("audit.spot_on", Status::Pass));
+        assert!(
+            r.title.contains("MARKETS=spot") && r.fix.is_empty(),
+            "{r:?}"
+        );
+        let r = spot_row(KeyEnv::Production, false, Market::Spot);
+        assert_eq!((r.id, r.status), ("audit.spot_on", Status::Fail));
+        assert!(
+            r.fix.contains("turn ON \"Enable Spot & Margin Trading\"")
+                && r.fix.contains("\"Enable Withdrawals\" OFF")
+                && r.fix.contains("trusted IPs only\" ON"),
+            "{r:?}"
+        );
+        // The testnet key's rows carry their own ids.
+        let r = spot_row(KeyEnv::Testnet, false, Market::Spot);
+        assert_eq!((r.id, r.status), ("audit.testnet_spot_on", Status::Fail));
+        let r = spot_row(KeyEnv::Testnet, false, Market::Futures);
+        assert_eq!((r.id, r.status), ("audit.testnet_spot_off", Status::Pass));
+    }
 }

@@ -130,12 +130,16 @@ pub struct ProbeReport {
 }
 
 impl ProbeReport {
-    /// Works, withdrawals off, IP restricted (where that can be known).
-    pub fn acceptable(&self) -> bool {
+    /// Works, withdrawals off, IP restricted, spot & margin as `market` needs it (where that can be known).
+    pub fn acceptable(&self, market: aegis_shared::Market) -> bool {
         self.account.is_ok()
             && match &self.restrictions {
                 None => true,
-                Some(Ok(r)) => !r.enable_withdrawals && !r.enable_spot && r.ip_restrict,
+                Some(Ok(r)) => {
+                    !r.enable_withdrawals
+                        && r.ip_restrict
+                        && crate::preflight::spot_permission_fits(r.enable_spot, market)
+                }
                 Some(Err(_)) => false,
             }
     }
@@ -275,7 +279,29 @@ mod tests {
             account: Ok(()),
             restrictions: Some(Ok(r)),
         };
-        assert!(!rep.acceptable());
+        assert!(!rep.acceptable(aegis_shared::Market::Futures));
+        assert!(!rep.acceptable(aegis_shared::Market::Spot));
+        // Withdrawals off and IP restricted: the spot permission decides, by market.
+        let spot_on = ProbeReport {
+            account: Ok(()),
+            restrictions: Some(Ok(ApiRestrictions {
+                enable_withdrawals: false,
+                ip_restrict: true,
+                enable_spot: true,
+            })),
+        };
+        assert!(spot_on.acceptable(aegis_shared::Market::Spot));
+        assert!(!spot_on.acceptable(aegis_shared::Market::Futures));
+        let spot_off = ProbeReport {
+            account: Ok(()),
+            restrictions: Some(Ok(ApiRestrictions {
+                enable_withdrawals: false,
+                ip_restrict: true,
+                enable_spot: false,
+            })),
+        };
+        assert!(spot_off.acceptable(aegis_shared::Market::Futures));
+        assert!(!spot_off.acceptable(aegis_shared::Market::Spot));
         assert!(parse_restrictions(&serde_json::json!({"ipRestrict":true})).is_err());
         assert!(ProbeError::Refused {
             code: -2015,

@@ -14,7 +14,7 @@ pub mod gather;
 mod tests;
 
 use aegis_shared::config::{Config, LogLevel};
-use aegis_shared::{Notional, Secret, TradingMode};
+use aegis_shared::{Market, Notional, Secret, TradingMode};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -276,7 +276,7 @@ pub fn run(cfg: &Config, inp: &Inputs) -> Report {
             live,
             cfg.exchange.allow_unrestricted_ip,
         ),
-        check_spot_off(inp.api_restrictions, live),
+        check_spot_permission(inp.api_restrictions, live, cfg.market),
         check_key_not_in_files(&inp.key_scan),
         check_gitignore(inp.gitignore.as_deref(), inp.is_git_repo),
         check_env_permissions(inp.env_file.as_ref()),
@@ -373,20 +373,54 @@ pub fn check_withdrawals(r: Option<ApiRestrictions>, live: bool) -> CheckResult 
     }
 }
 
-/// Spot & margin trading disabled on the key: Aegis trades USD-M futures only, and a key holds no permission its
-/// bot does not use (least privilege, guide §1.2). The start-up check refuses such a key in live too.
-pub fn check_spot_off(r: Option<ApiRestrictions>, live: bool) -> CheckResult {
-    const ID: &str = "keys.spot_off";
-    const T: &str = "Spot & margin trading disabled on the API key (futures only)";
-    match r {
-        None => restrictions_unknown(ID, T, live),
-        Some(r) if r.enable_spot => fail(
-            ID,
-            T,
-            "the production key can trade spot and margin, which Aegis never does",
-            "Binance > API Management > edit the key > turn OFF \"Enable Spot & Margin Trading\" (least privilege, guide §1.2)",
+/// Whether the key's "Enable Spot & Margin Trading" is what `market` needs: on for `MARKETS=spot` (spot orders are
+/// refused without it), off for `MARKETS=futures` (a key holds no permission its bot does not use: least
+/// privilege, guide §1.2). One process trades one market, so there is no "both".
+pub fn spot_permission_fits(enable_spot: bool, market: Market) -> bool {
+    enable_spot == (market == Market::Spot)
+}
+
+/// The fix for a futures key that can also trade spot and margin.
+pub const SPOT_OFF_FIX: &str = "Binance > API Management > edit the key > turn OFF \"Enable Spot & Margin Trading\": with MARKETS=futures Aegis trades USD-M futures only (least privilege, guide §1.2)";
+/// The fix for a spot key that cannot trade spot.
+pub const SPOT_ON_FIX: &str = "Binance > API Management > edit the key > turn ON \"Enable Spot & Margin Trading\": with MARKETS=spot Aegis places spot orders, which Binance refuses without it. Keep \"Enable Withdrawals\" OFF and \"Restrict access to trusted IPs only\" ON (guide §1.2, §1.3)";
+
+/// The key's spot & margin permission fits the configured market (see [`spot_permission_fits`]): the id, the
+/// title and the fix name the market judged, so a report read later says which rule applied.
+pub fn check_spot_permission(
+    r: Option<ApiRestrictions>,
+    live: bool,
+    market: Market,
+) -> CheckResult {
+    let (id, title) = match market {
+        Market::Futures => (
+            "keys.spot_off",
+            "Spot & margin trading OFF on the API key (MARKETS=futures)",
         ),
-        Some(_) => pass(ID, T, "enableSpotAndMarginTrading=false"),
+        Market::Spot => (
+            "keys.spot_on",
+            "Spot & margin trading ON on the API key (MARKETS=spot)",
+        ),
+    };
+    match r {
+        None => restrictions_unknown(id, title, live),
+        Some(r) if spot_permission_fits(r.enable_spot, market) => pass(
+            id,
+            title,
+            format!("enableSpotAndMarginTrading={}", r.enable_spot),
+        ),
+        Some(_) if market == Market::Spot => fail(
+            id,
+            title,
+            "enableSpotAndMarginTrading=false: MARKETS=spot cannot trade with this key",
+            SPOT_ON_FIX,
+        ),
+        Some(_) => fail(
+            id,
+            title,
+            "enableSpotAndMarginTrading=true: the key can trade spot and margin, which MARKETS=futures never does",
+            SPOT_OFF_FIX,
+        ),
     }
 }
 

@@ -389,18 +389,90 @@ fn individual_rules() {
     );
     assert_eq!(check_withdrawals(open, true).status, Status::Fail);
 
-    // Futures only: a key that may also trade spot fails in live, and is not judged without apiRestrictions.
-    assert_eq!(check_spot_off(open, true).status, Status::Pass);
+    // MARKETS=futures: a key that may also trade spot fails in live, and is not judged without apiRestrictions.
+    let futures = |r| check_spot_permission(r, true, Market::Futures);
+    assert_eq!(futures(open).status, Status::Pass);
     let spot = open.map(|r| ApiRestrictions {
         enable_spot: true,
         ..r
     });
-    let c = check_spot_off(spot, true);
+    let c = futures(spot);
     assert_eq!(c.status, Status::Fail);
-    assert!(c.fix.contains("Enable Spot & Margin Trading"), "{c:?}");
-    assert_eq!(check_spot_off(None, true).status, Status::Warn);
-    assert_eq!(check_spot_off(None, false).status, Status::Pass);
+    assert_eq!(c.id, "keys.spot_off");
+    assert!(c.title.contains("MARKETS=futures"), "{c:?}");
+    assert!(
+        c.fix.contains("turn OFF \"Enable Spot & Margin Trading\""),
+        "{c:?}"
+    );
+    assert_eq!(futures(None).status, Status::Warn);
+    assert_eq!(
+        check_spot_permission(None, false, Market::Futures).status,
+        Status::Pass
+    );
+}
 
+#[test]
+fn spot_permission_must_be_on_for_spot_and_off_for_futures() {
+    let key = |enable_spot| {
+        Some(ApiRestrictions {
+            enable_withdrawals: false,
+            ip_restrict: true,
+            enable_spot,
+        })
+    };
+    // MARKETS=spot: a key without spot trading cannot trade; the fix turns it on and keeps the rest locked.
+    let c = check_spot_permission(key(false), true, Market::Spot);
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert_eq!(c.id, "keys.spot_on");
+    assert!(c.title.contains("MARKETS=spot"), "{c:?}");
+    assert!(
+        c.fix.contains("turn ON \"Enable Spot & Margin Trading\""),
+        "{c:?}"
+    );
+    assert!(
+        c.fix.contains("\"Enable Withdrawals\" OFF") && c.fix.contains("trusted IPs only\" ON"),
+        "{c:?}"
+    );
+    let c = check_spot_permission(key(true), true, Market::Spot);
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(c.fix.is_empty());
+    // The same keys judged for futures: the other way round.
+    assert_eq!(
+        check_spot_permission(key(true), true, Market::Futures).status,
+        Status::Fail
+    );
+    assert_eq!(
+        check_spot_permission(key(false), true, Market::Futures).status,
+        Status::Pass
+    );
+    // Unknown restrictions: a warning in live, as for futures, under the spot id.
+    let c = check_spot_permission(None, true, Market::Spot);
+    assert_eq!((c.id, c.status), ("keys.spot_on", Status::Warn));
+
+    // `run` picks the rule from MARKETS (the config loads spot in live: judging the key is preflight's job).
+    let inputs = Inputs {
+        api_restrictions: key(false),
+        ..Inputs::default()
+    };
+    let spot = run(
+        &config(&[("TRADING_MODE", "live"), ("MARKETS", "spot")]),
+        &inputs,
+    );
+    assert_eq!(
+        spot.get("keys.spot_on").map(|c| c.status),
+        Some(Status::Fail)
+    );
+    assert!(spot.get("keys.spot_off").is_none());
+    let futures = run(&config(&[("TRADING_MODE", "live")]), &inputs);
+    assert_eq!(
+        futures.get("keys.spot_off").map(|c| c.status),
+        Some(Status::Pass)
+    );
+    assert!(futures.get("keys.spot_on").is_none());
+}
+
+#[test]
+fn read_only_live_is_not_refused() {
     // Live with the production key emptied (guide §7.1, incident step one) runs read-only: not refused.
     let read_only = check_separate_keys(&config(&[("TRADING_MODE", "live")]));
     assert_eq!(read_only.status, Status::Warn);
