@@ -276,7 +276,9 @@ fn a_journal_of_the_other_market_or_a_spot_short_is_refused() {
         restored_positions: vec![u],
         ..params(Market::Spot, spot_specs())
     };
-    let e = Engine::with_channels(with(u)).err().expect("refused");
+    let Err(e) = Engine::with_channels(with(u)) else {
+        panic!("a futures journal restored into a spot run");
+    };
     assert!(matches!(
         e,
         EngineError::OtherMarket(Market::Futures, _, Market::Spot)
