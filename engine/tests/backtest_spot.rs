@@ -7,11 +7,11 @@ mod engine_support;
 use aegis_engine::backtest::{self, BacktestOptions};
 use aegis_engine::venue::FeeRates;
 use aegis_engine::EngineParams;
-use aegis_shared::event::{FeeConversion, Fill, PositionUpdate};
+use aegis_shared::event::FeeConversion;
 use aegis_shared::num::Rate;
 use aegis_shared::quote::QuoteUsd;
 use aegis_shared::{EngineEvent, Market, Notional, Qty, Side};
-use engine_support::{data, limits, short_bars};
+use engine_support::{data, fills, limits, positions, short_bars};
 
 fn run(market: Market) -> (backtest::BacktestReport, Vec<EngineEvent>) {
     let spot_rate = Rate::from_units(100_000); // 0.1 %
@@ -39,24 +39,6 @@ fn run(market: Market) -> (backtest::BacktestReport, Vec<EngineEvent>) {
     )
     .expect("backtest runs");
     (report, events)
-}
-
-fn fills(ev: &[EngineEvent]) -> Vec<Fill> {
-    ev.iter()
-        .filter_map(|e| match e {
-            EngineEvent::Fill(f) => Some(*f),
-            _ => None,
-        })
-        .collect()
-}
-
-fn positions(ev: &[EngineEvent]) -> Vec<PositionUpdate> {
-    ev.iter()
-        .filter_map(|e| match e {
-            EngineEvent::Position(p) => Some(*p),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

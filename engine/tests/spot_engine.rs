@@ -2,6 +2,8 @@
 //! a buy's fee taken in the base asset shrinks the holding, what is left below the step size is dust the modes
 //! and the kill switch leave alone, and a journal of the other market is refused.
 
+mod engine_support;
+
 use aegis_engine::engine::FeedEnd;
 use aegis_engine::feed::sim::{SimConfig, SimMarket};
 use aegis_engine::risk::limits::SymbolFilters;
@@ -9,10 +11,11 @@ use aegis_engine::risk::Denial;
 use aegis_engine::strategy::scalp::ScalpParams;
 use aegis_engine::venue::FeeRates;
 use aegis_engine::{spawn, Engine, EngineError, EngineParams, FeedSource, SymbolSpec};
-use aegis_shared::event::{EngineState, FeeConversion, Fill, PositionUpdate};
+use aegis_shared::event::{EngineState, FeeConversion, PositionUpdate};
 use aegis_shared::{
     Command, EngineEvent, Market, Notional, Price, Qty, Side, StrategyMode, Symbol,
 };
+use engine_support::{fills, positions};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -89,24 +92,6 @@ fn run(p: EngineParams, seed: u64) -> (Vec<EngineEvent>, aegis_engine::EngineRep
         }
     }
     (ev, h.join.join().unwrap())
-}
-
-fn fills(ev: &[EngineEvent]) -> Vec<Fill> {
-    ev.iter()
-        .filter_map(|e| match e {
-            EngineEvent::Fill(f) => Some(*f),
-            _ => None,
-        })
-        .collect()
-}
-
-fn positions(ev: &[EngineEvent]) -> Vec<PositionUpdate> {
-    ev.iter()
-        .filter_map(|e| match e {
-            EngineEvent::Position(p) => Some(*p),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

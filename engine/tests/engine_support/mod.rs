@@ -1,5 +1,6 @@
 //! Shared by the engine tests that run over the recorded data in `../shared/data/`: its paths, the XRPUSDT
-//! symbol as the exchange lists it, and the settings that make the bar modes trade on a few days of it.
+//! symbol as the exchange lists it, the settings that make the bar modes trade on a few days of it, and the
+//! fills and position updates picked out of an event stream.
 // Every test binary compiles this module on its own and uses only part of it, so the rest would warn as unused.
 #![allow(dead_code)]
 
@@ -7,8 +8,9 @@ use aegis_engine::risk::limits::{LimitsConfig, SymbolFilters};
 use aegis_engine::strategy::position::PositionParams;
 use aegis_engine::strategy::swing::SwingParams;
 use aegis_engine::{EngineParams, SymbolSpec};
+use aegis_shared::event::{Fill, PositionUpdate};
 use aegis_shared::num::{Notional, Price, Qty};
-use aegis_shared::Symbol;
+use aegis_shared::{EngineEvent, Symbol};
 use std::path::PathBuf;
 
 /// A recording in the repository's `shared/data/`.
@@ -84,4 +86,24 @@ pub fn short_bars(p: EngineParams) -> EngineParams {
         position: Some(short_position()),
         ..p
     }
+}
+
+/// The fills among `ev`, in order.
+pub fn fills(ev: &[EngineEvent]) -> Vec<Fill> {
+    ev.iter()
+        .filter_map(|e| match e {
+            EngineEvent::Fill(f) => Some(*f),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The position updates among `ev`, in order.
+pub fn positions(ev: &[EngineEvent]) -> Vec<PositionUpdate> {
+    ev.iter()
+        .filter_map(|e| match e {
+            EngineEvent::Position(p) => Some(*p),
+            _ => None,
+        })
+        .collect()
 }
