@@ -155,12 +155,13 @@
 
     fill($('positions-body'), s.positions.map((p) => {
       const tr = row([
-        p.symbol, p.mode, p.qty, p.entry_price, p.mark_price, signed(p.unrealized_pnl), signed(p.realized_pnl), p.notional_usd,
+        p.symbol, p.market, p.mode, p.qty, p.entry_price, p.mark_price, signed(p.unrealized_pnl), signed(p.realized_pnl), p.notional_usd,
       ]);
       // Stable hooks for the browser test, so it does not depend on column order or text.
       tr.dataset.testid = 'position-row';
       tr.cells[0].dataset.testid = 'position-symbol';
-      tr.cells[2].dataset.testid = 'position-qty';
+      tr.cells[1].dataset.testid = 'position-market';
+      tr.cells[3].dataset.testid = 'position-qty';
       return tr;
     }));
     $('positions-empty').hidden = s.positions.length > 0;
@@ -175,9 +176,14 @@
       return tr;
     }));
     $('liquidations-empty').hidden = liqs.length > 0;
-    fill($('orders-body'), s.open_orders.map((o) => row([
-      o.client_id, o.symbol, o.mode, o.side, o.order_type, o.price, o.qty, o.filled, o.status,
-    ])));
+    fill($('orders-body'), s.open_orders.map((o) => {
+      const tr = row([
+        o.client_id, o.symbol, o.market, o.mode, o.side, o.order_type, o.price, o.qty, o.filled, o.status,
+      ]);
+      tr.dataset.testid = 'order-row';
+      tr.cells[2].dataset.testid = 'order-market';
+      return tr;
+    }));
     fill($('allocation-body'), s.limits.allocation.map((a) => {
       const cap = Number(a.capital_usd);
       const pct = cap > 0 ? Math.min(100, (100 * Number(a.used_usd)) / cap) : 0;
@@ -276,9 +282,14 @@
     const r = await api('GET', `/api/trades?page=${state.tradesPage}&limit=50`);
     if (!r.ok) return;
     $('trades-page').textContent = `page ${state.tradesPage + 1} of ${Math.max(1, Math.ceil(r.data.total / 50))} (${r.data.total} trades)`;
-    fill($('trades-body'), r.data.trades.map((t) => row([
-      utc(t.ts_ms), t.symbol, t.mode, t.side, t.price, t.qty, `${t.fee} ${t.fee_asset}`, signed(t.realized_pnl), t.intent, t.client_id,
-    ])));
+    fill($('trades-body'), r.data.trades.map((t) => {
+      const tr = row([
+        utc(t.ts_ms), t.symbol, t.market, t.mode, t.side, t.price, t.qty, `${t.fee} ${t.fee_asset}`, signed(t.realized_pnl), t.intent, t.client_id,
+      ]);
+      tr.dataset.testid = 'trade-row';
+      tr.cells[2].dataset.testid = 'trade-market';
+      return tr;
+    }));
   }
 
   async function loadAudit() {

@@ -637,6 +637,7 @@ mod tests {
                 symbol: "BTCUSDT".into(),
                 trade_id: 1,
                 split_part: 0,
+                market: aegis_shared::Market::Futures,
             }),
             Some("fill_conflict")
         );

@@ -11,7 +11,16 @@ use time::macros::datetime;
 #[tokio::test]
 async fn export_writes_one_exact_row_per_fill_in_range() {
     let db = TestDb::create("export").await;
-    let fills: Vec<_> = (0..50u64).map(fill).collect();
+    // Every third fill is spot (issue 14): the market column must follow each row, not be a constant.
+    let fills: Vec<_> = (0..50u64)
+        .map(|i| {
+            let mut f = fill(i);
+            if i % 3 == 1 {
+                f.market = aegis_shared::Market::Spot;
+            }
+            f
+        })
+        .collect();
     let records: Vec<_> = fills
         .iter()
         .map(|f| aegis_control::journal::JournalRecord::Engine(aegis_shared::EngineEvent::Fill(*f)))
@@ -32,10 +41,14 @@ async fn export_writes_one_exact_row_per_fill_in_range() {
     let text = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], HEADER);
+    assert!(HEADER.ends_with(",liquidity,market"), "{HEADER}");
+    let spot = lines[1..].iter().filter(|l| l.ends_with(",spot")).count();
+    assert_eq!(spot, 4, "fills 10, 13, 16 and 19 are spot");
     assert_eq!(lines.len(), 11);
     for (line, f) in lines[1..].iter().zip(&fills[10..20]) {
         let cols: Vec<&str> = line.split(',').collect();
-        assert_eq!(cols.len(), 16, "{line}");
+        assert_eq!(cols.len(), 17, "{line}");
+        assert_eq!(cols[16], f.market.as_str(), "{line}");
         assert_eq!(cols[1], f.symbol.as_str());
         assert_eq!(cols[2], f.side.as_str());
         // Exact: parse back into the same units, no float anywhere.

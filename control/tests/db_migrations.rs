@@ -50,10 +50,11 @@ async fn migrations_apply_once_and_are_idempotent() {
         .await;
         assert_eq!(n, 1, "table {t} missing");
     }
-    // fills are unique per (symbol, trade_id, split_part) (V30: one exchange trade split across modes).
+    // fills are unique per (symbol, trade_id, split_part, market) (V30: one exchange trade split across modes;
+    // V60: spot and futures trade ids are separate id spaces).
     let uniq: i64 = one(
         &c,
-        "SELECT count(*) FROM pg_indexes WHERE tablename = 'fills' AND indexdef LIKE '%UNIQUE%(symbol, trade_id, split_part)%'",
+        "SELECT count(*) FROM pg_indexes WHERE tablename = 'fills' AND indexdef LIKE '%UNIQUE%(symbol, trade_id, split_part, market)%'",
         &[],
     )
     .await;

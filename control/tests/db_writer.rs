@@ -341,3 +341,162 @@ async fn a_different_fill_under_a_stored_key_is_reported_not_dropped() {
     assert_eq!(h.health().fill_conflicts, 1);
     h.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Issue 14: the market of every order, fill and position reaches Postgres. Spot and futures are separate Binance
+/// venues with their own trade and order id spaces, so a spot and a futures fill with the same symbol, trade id
+/// and split part are two fills (both stored, no conflict), and the same client order id on both markets is two
+/// orders. A journal record written before markets existed (no `market` field) is stored as futures.
+#[tokio::test]
+async fn spot_and_futures_rows_carry_their_market_and_never_collide() {
+    use aegis_control::journal::JournalRecord;
+    use aegis_shared::event::{FeeConversion, OrderStatus};
+    use aegis_shared::{EngineEvent, Market, Notional, Price, Symbol};
+    let (db, mut jw, jdir) = db_and_journal("market").await;
+    let futures_fill = db_support::fill(1);
+    assert_eq!(futures_fill.market, Market::Futures);
+    let mut spot_fill = futures_fill;
+    spot_fill.market = Market::Spot;
+    // Spot charges a buy's fee in the asset bought; a BNB fee is valued: both carry a fee value row, keyed by the
+    // market as well.
+    let bnb = FeeConversion::Converted {
+        price: Price::parse("600").unwrap(),
+        quote: Notional::parse("0.24").unwrap(),
+    };
+    let mut spot_fill_bnb = spot_fill;
+    spot_fill_bnb.trade_id += 1;
+    spot_fill_bnb.fee_asset = Symbol::new("BNB").unwrap();
+    spot_fill_bnb.fee_conv = bnb;
+    let mut futures_fill_bnb = spot_fill_bnb;
+    futures_fill_bnb.market = Market::Futures;
+    let futures_order = db_support::order(2, OrderStatus::New);
+    let mut spot_order = futures_order;
+    spot_order.market = Market::Spot;
+    let mut spot_position = db_support::position(3);
+    spot_position.market = Market::Spot;
+    // An old journal's fill: the JSON of a fill with the `market` key removed, as written before issue 14.
+    let mut old = serde_json::to_value(JournalRecord::Engine(EngineEvent::Fill(db_support::fill(
+        4,
+    ))))
+    .unwrap();
+    let removed = old
+        .pointer_mut("/data")
+        .and_then(|f| f.as_object_mut())
+        .and_then(|f| f.remove("market"));
+    assert_eq!(removed, Some(serde_json::json!("futures")), "{old}");
+    let old: JournalRecord = serde_json::from_value(old).unwrap();
+    for r in [
+        EngineEvent::Fill(futures_fill),
+        EngineEvent::Fill(spot_fill),
+        EngineEvent::Fill(spot_fill_bnb),
+        EngineEvent::Fill(futures_fill_bnb),
+        EngineEvent::Order(futures_order),
+        EngineEvent::Order(spot_order),
+        EngineEvent::Position(spot_position),
+    ] {
+        jw.append(&JournalRecord::Engine(r)).unwrap();
+    }
+    jw.append(&old).unwrap();
+    jw.sync().unwrap();
+    let h = start(&db, &jdir, &jw, 128).await;
+    caught_up(&h, &jw).await;
+    assert_eq!(h.health().fill_conflicts, 0, "{:?}", h.health());
+    h.shutdown(Duration::from_secs(5)).await;
+
+    let c = db.client().await;
+    let fills: Vec<(i64, String)> = c
+        .query(
+            "SELECT trade_id, market FROM fills ORDER BY trade_id, market",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let t = futures_fill.trade_id as i64;
+    let old_t = db_support::fill(4).trade_id as i64;
+    assert_eq!(
+        fills,
+        vec![
+            (t, "futures".to_string()),
+            (t, "spot".to_string()),
+            (t + 1, "futures".to_string()),
+            (t + 1, "spot".to_string()),
+            (old_t, "futures".to_string()),
+        ],
+        "both markets' fills of one trade id are stored; the old record reads as futures"
+    );
+    let conflicts: i64 = db_support::one(&c, "SELECT count(*) FROM fill_conflicts", &[]).await;
+    assert_eq!(conflicts, 0);
+    let fee_values: Vec<String> = db_support::column(
+        &c,
+        "SELECT market || ':' || trim_scale(fee_quote)::text FROM fill_fee_values ORDER BY market",
+    )
+    .await;
+    assert_eq!(fee_values, ["futures:0.24", "spot:0.24"]);
+    // Each market's fills are summed on their own day row.
+    let days: Vec<String> = db_support::column(
+        &c,
+        "SELECT market || ':' || fee_asset || ':' || sum(fills) FROM daily_pnl GROUP BY market, fee_asset \
+         ORDER BY market, fee_asset",
+    )
+    .await;
+    assert_eq!(
+        days,
+        [
+            "futures:BNB:1",
+            "futures:USDT:2",
+            "spot:BNB:1",
+            "spot:USDT:1"
+        ]
+    );
+    let net: Vec<String> = db_support::column(
+        &c,
+        "SELECT market || ':' || sum(fills) FROM daily_net GROUP BY market ORDER BY market",
+    )
+    .await;
+    assert_eq!(net, ["futures:3", "spot:2"]);
+
+    let orders: Vec<String> = db_support::column(
+        &c,
+        "SELECT client_id || ':' || market || ':' || status FROM orders ORDER BY market",
+    )
+    .await;
+    let id = futures_order.client_id.as_str();
+    assert_eq!(
+        orders,
+        [format!("{id}:futures:NEW"), format!("{id}:spot:NEW")]
+    );
+    let events: Vec<String> = db_support::column(
+        &c,
+        "SELECT market FROM order_events ORDER BY journal_offset",
+    )
+    .await;
+    assert_eq!(events, ["futures", "spot"]);
+    let positions: Vec<String> =
+        db_support::column(&c, "SELECT market FROM position_snapshots").await;
+    assert_eq!(positions, ["spot"]);
+
+    // A row written the way the writer did before V60 (no market column named) is a futures row, and a market
+    // the schema does not know is refused.
+    c.batch_execute(
+        "INSERT INTO position_snapshots (journal_offset, ts, symbol, mode, qty, entry_price, realized_pnl, fees) \
+         VALUES (999999, now(), 'BTCUSDT', 'scalp', 1, 1, 0, 0)",
+    )
+    .await
+    .unwrap();
+    let m: String = db_support::one(
+        &c,
+        "SELECT market FROM position_snapshots WHERE journal_offset = 999999",
+        &[],
+    )
+    .await;
+    assert_eq!(m, "futures");
+    let bad = c
+        .batch_execute(
+            "INSERT INTO position_snapshots (journal_offset, ts, symbol, mode, qty, entry_price, realized_pnl, \
+             fees, market) VALUES (1000000, now(), 'BTCUSDT', 'scalp', 1, 1, 0, 0, 'margin')",
+        )
+        .await;
+    assert!(bad.is_err(), "market 'margin' must violate the CHECK");
+}

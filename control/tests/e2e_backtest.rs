@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
+    // `AEGIS_SHARED_DATA` points elsewhere when the checkout is not beside `shared/` (a git worktree).
+    std::env::var_os("AEGIS_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
         .join(name)
 }
 
@@ -78,6 +80,14 @@ fn backtest_writes_a_deterministic_consistent_report_and_plot() {
         fills > 0,
         "the configured modes must trade the recorded data: {total}"
     );
+    // Issue 14: the CLI's report names the market the fills were booked on (a default run trades futures).
+    assert_eq!(
+        v["run"]["markets"],
+        serde_json::json!(["futures"]),
+        "{}",
+        v["run"]
+    );
+    assert_eq!(v["symbols"][0]["market"], "futures", "{}", v["symbols"]);
     // Internal consistency of what the CLI wrote: net = gross - fees, exactly (decimal strings, not floats).
     let dec = |k: &str| aegis_shared::Notional::parse(total[k].as_str().unwrap()).unwrap();
     assert_eq!(dec("net_pnl"), dec("gross_pnl") - dec("fees"));

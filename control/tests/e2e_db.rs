@@ -496,7 +496,9 @@ fn export_trades_writes_one_exact_row_per_fill() {
         assert_eq!(sum(4), want.qty);
         assert_eq!(sum(6), want.fees);
         assert_eq!(sum(8), want.pnl);
-        assert!(rows.iter().all(|r| r[0].ends_with('Z') && r.len() == 16));
+        assert!(rows.iter().all(|r| r[0].ends_with('Z') && r.len() == 17));
+        // A paper run trades futures (the default market); the last column says so on every row.
+        assert!(rows.iter().all(|r| r[16] == "futures"), "{csv}");
         // stdout is the default; an RFC 3339 window can exclude everything; bad times are exit 2.
         let o = aegis(
             &dir,

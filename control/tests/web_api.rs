@@ -283,6 +283,97 @@ async fn openapi_document_covers_every_route() {
     );
 }
 
+/// Issue 14: the API's fills, orders and positions say which market they are on (taken from each event, not a
+/// constant), and the dashboard's tables have a Market column for them.
+#[tokio::test]
+async fn fills_orders_and_positions_carry_their_market() {
+    use aegis_shared::event::{OrderEvent, OrderStatus, OrderType, PositionUpdate, TimeInForce};
+    use aegis_shared::Market;
+    let h = harness();
+    let (_, viewer) = admin_and_viewer(&h).await;
+    h.model.apply(&fill(1, 0));
+    let EngineEvent::Fill(mut spot) = fill(2, 0) else {
+        unreachable!()
+    };
+    spot.market = Market::Spot;
+    h.model.apply(&EngineEvent::Fill(spot));
+    h.model.apply(&EngineEvent::Order(OrderEvent {
+        ts_ms: now_ms(),
+        symbol: Symbol::new("ETHUSDT").unwrap(),
+        market: Market::Spot,
+        client_id: ClientOrderId::new("ag1-spot-1").unwrap(),
+        exchange_id: Some(7),
+        mode: StrategyMode::Swing,
+        intent: OrderIntent::Entry,
+        side: Side::Buy,
+        order_type: OrderType::Limit,
+        tif: Some(TimeInForce::Gtc),
+        price: Price::from_int(2000),
+        qty: Qty::parse("0.1").unwrap(),
+        filled: Qty::ZERO,
+        reduce_only: false,
+        status: OrderStatus::New,
+        reject_code: 0,
+    }));
+    h.model.apply(&EngineEvent::Position(PositionUpdate {
+        ts_ms: now_ms(),
+        symbol: Symbol::new("ETHUSDT").unwrap(),
+        market: Market::Spot,
+        mode: StrategyMode::Swing,
+        qty: Qty::parse("0.1").unwrap(),
+        entry_price: Price::from_int(2000),
+        realized_pnl: Notional::ZERO,
+        fees: Notional::ZERO,
+        funding: Default::default(),
+    }));
+
+    let t = call(&h.app, Req::get("/api/trades").session(&viewer))
+        .await
+        .json();
+    let markets: Vec<(u64, &str)> = t["trades"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["trade_id"].as_u64().unwrap(),
+                t["market"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(markets, [(2, "spot"), (1, "futures")], "{t}");
+    let p = call(&h.app, Req::get("/api/positions").session(&viewer))
+        .await
+        .json();
+    assert_eq!(p["positions"][0]["market"], "spot", "{p}");
+    let o = call(&h.app, Req::get("/api/orders/open").session(&viewer))
+        .await
+        .json();
+    assert_eq!(o["orders"][0]["market"], "spot", "{o}");
+    let s = call(&h.app, Req::get("/api/snapshot").session(&viewer))
+        .await
+        .json();
+    assert_eq!(s["positions"][0]["market"], "spot", "{s}");
+    assert_eq!(s["open_orders"][0]["market"], "spot", "{s}");
+
+    // The page: positions, open orders and trades each have a Market column right after Symbol, and the script
+    // fills it from the row's `market`.
+    let page = call(&h.app, Req::get("/")).await.body;
+    assert_eq!(
+        page.matches("<th>Symbol</th><th>Market</th>").count(),
+        3,
+        "positions, open orders and trades tables"
+    );
+    let js = call(&h.app, Req::get("/assets/app.js")).await.body;
+    for field in [
+        "p.symbol, p.market,",
+        "o.symbol, o.market,",
+        "t.symbol, t.market,",
+    ] {
+        assert!(js.contains(field), "app.js does not render {field}");
+    }
+}
+
 #[tokio::test]
 async fn dashboard_assets_are_embedded_and_csp_clean() {
     let h = harness();

@@ -93,6 +93,19 @@ fn check_consistency(r: &Run, p: &EngineParams) {
     assert_eq!(rep.total.fees, fees, "sum of fill fees == fees");
     assert_eq!(rep.total.net_pnl, rep.total.gross_pnl - rep.total.fees);
 
+    // Issue 14: the report names the market each symbol's fills were booked on, as the fill events say.
+    let mut markets = Vec::new();
+    for x in &fl {
+        if !markets.contains(&x.market) {
+            markets.push(x.market);
+        }
+    }
+    assert_eq!(rep.run.markets, markets, "run markets from the fills");
+    for s in &rep.symbols {
+        let mine = fl.iter().find(|x| x.symbol.as_str() == s.symbol);
+        assert_eq!(s.market, mine.map(|x| x.market), "{} market", s.symbol);
+    }
+
     // Per mode: the same sums over that mode's fills, and the modes add up to the total.
     let (mut g, mut f, mut n, mut t, mut w, mut o, mut fc) =
         (Notional::ZERO, Notional::ZERO, Notional::ZERO, 0, 0, 0, 0);
@@ -260,6 +273,29 @@ fn xrpusdt_klines_run_to_the_end_and_add_up() {
         "the strategies traded: {rep}"
     );
     assert_eq!(rep.run.first_event_utc, "2021-11-15T00:05:00.000Z");
+    check_consistency(&r, &p);
+}
+
+/// Issue 14: a spot run's report says spot on the run and on every traded symbol (the JSON too), taken from the
+/// fills the paper venue booked, not from a constant.
+#[test]
+fn a_spot_run_reports_its_market() {
+    let p = EngineParams {
+        market: aegis_shared::Market::Spot,
+        ..params()
+    };
+    let r = run(&[xrpusdt()], p.clone(), &BacktestOptions::default());
+    let rep = &r.report;
+    assert!(rep.total.fills > 0, "the strategies traded spot: {rep}");
+    assert!(fills(&r.events)
+        .iter()
+        .all(|f| f.market == aegis_shared::Market::Spot));
+    assert_eq!(rep.run.markets, [aegis_shared::Market::Spot]);
+    assert_eq!(rep.symbols[0].market, Some(aegis_shared::Market::Spot));
+    let v: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
+    assert_eq!(v["run"]["markets"], serde_json::json!(["spot"]));
+    assert_eq!(v["symbols"][0]["market"], "spot");
+    assert!(rep.to_string().contains("Market: spot"), "{rep}");
     check_consistency(&r, &p);
 }
 

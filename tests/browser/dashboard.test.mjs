@@ -105,7 +105,8 @@ async function watchPositions(page) {
       for (const tr of body.querySelectorAll('tr[data-testid="position-row"]')) {
         const symbol = tr.querySelector('[data-testid="position-symbol"]')?.textContent.trim() ?? '';
         const qty = tr.querySelector('[data-testid="position-qty"]')?.textContent.trim() ?? '';
-        if (symbol !== '' && qty !== '' && Number(qty) !== 0) { window.__aegisSeenPosition = { symbol, qty }; return; }
+        const market = tr.querySelector('[data-testid="position-market"]')?.textContent.trim() ?? '';
+        if (symbol !== '' && qty !== '' && Number(qty) !== 0) { window.__aegisSeenPosition = { symbol, qty, market }; return; }
       }
     };
     new MutationObserver(check).observe(body, { childList: true });
@@ -182,6 +183,12 @@ async function main() {
     log(`position seen live: ${seen.symbol} qty ${seen.qty}`);
     assert.match(seen.symbol, /^[A-Z0-9]{3,}/);
     assert.ok(isNumber(seen.qty) && Number(seen.qty) !== 0, `position quantity: ${JSON.stringify(seen.qty)}`);
+    // Issue 14: every position row names its market; `aegis run` with its defaults trades futures.
+    assert.equal(seen.market, 'futures', `position market: ${JSON.stringify(seen.market)}`);
+    for (const body of ['positions-body', 'orders-body']) {
+      const heads = await page.locator(`#${body}`).locator('xpath=..').locator('thead th').allTextContents();
+      assert.equal(heads[heads.indexOf('Symbol') + 1], 'Market', `${body} header: ${heads.join(' | ')}`);
+    }
 
     // Counts pixels of the curve's stroke (app.js draws it #3fb950 when >= 0, #f85149 when < 0). The empty chart has
     // only grey text and a grey axis, so a count past the threshold means the curve itself was drawn.
@@ -217,6 +224,13 @@ async function main() {
     await shot(page, '05-audit');
     await page.locator('.tab[data-tab="trades"]').click();
     await page.locator('#trades-body tr').first().waitFor({ timeout: 5000 });
+    // The trades table's Market column, filled from each fill's `market` in the API.
+    const tradeHeads = await page.locator('#trades-body').locator('xpath=..').locator('thead th').allTextContents();
+    assert.equal(tradeHeads[tradeHeads.indexOf('Symbol') + 1], 'Market', `trades header: ${tradeHeads.join(' | ')}`);
+    const tradeMarkets = await page.locator('#trades-body [data-testid="trade-market"]').allTextContents();
+    assert.ok(tradeMarkets.length > 0 && tradeMarkets.every((m) => m === 'futures'), `trade markets: ${tradeMarkets.join(',')}`);
+    const apiTrades = JSON.parse((await apiFromPage(page, 'GET', '/api/trades?limit=5')).text);
+    assert.ok(apiTrades.trades.length > 0 && apiTrades.trades.every((t) => t.market === 'futures'), JSON.stringify(apiTrades.trades[0]));
     await shot(page, '06-trades');
     await page.locator('.tab[data-tab="overview"]').click();
 

@@ -7,7 +7,7 @@
 //! stores the new offset** (guarded by the old one). A crash, a `kill -9` or a lost connection therefore leaves
 //! either the whole batch and its offset, or neither: on restart the writer resumes exactly where the database
 //! says it stopped. Every journal-sourced row also has a unique key (`journal_offset`, and
-//! `(symbol, trade_id, split_part)` for fills) with `ON CONFLICT DO NOTHING`, so even replaying a journal into a
+//! `(symbol, trade_id, split_part, market)` for fills) with `ON CONFLICT DO NOTHING`, so even replaying a journal into a
 //! database whose progress row was lost or restored from an older backup stores nothing twice (daily PnL and audit
 //! rows are derived only from rows that were actually inserted).
 //!
@@ -25,7 +25,7 @@
 //! # What goes where
 //! | journal record | rows |
 //! |---|---|
-//! | `Engine(Order)` | `order_events` (history) + `orders` (latest state per client id) |
+//! | `Engine(Order)` | `order_events` (history) + `orders` (latest state per client id and market) |
 //! | `Engine(Fill)` | `fills` + `daily_pnl` |
 //! | `Engine(Position)` | `position_snapshots` |
 //! | `Engine(Breaker)` | `breaker_events` + audit `breaker_trip` / `breaker_resume` / `breaker_reset` |
@@ -43,7 +43,7 @@ use aegis_shared::event::{
     BreakerChange, BreakerScope, EngineEvent, Liquidity, OrderIntent, OrderStatus, OrderType,
     TimeInForce, TripReason,
 };
-use aegis_shared::Secret;
+use aegis_shared::{Market, Secret};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -164,8 +164,8 @@ pub enum DbAlert {
         /// Records stored in total.
         stored_records: u64,
     },
-    /// A journaled fill's key `(symbol, trade_id, split_part)` is already stored with different contents. The
-    /// fill is kept in `fill_conflicts`.
+    /// A journaled fill's key `(symbol, trade_id, split_part, market)` is already stored with different contents.
+    /// The fill is kept in `fill_conflicts`.
     FillConflict {
         /// Journal offset of the fill that was not stored in `fills`.
         journal_offset: u64,
@@ -177,6 +177,8 @@ pub enum DbAlert {
         trade_id: u64,
         /// Split part.
         split_part: u16,
+        /// Market of the fill (spot and futures trade ids are separate id spaces).
+        market: Market,
     },
 }
 
@@ -511,6 +513,7 @@ impl Writer {
                             symbol = %c.symbol,
                             trade_id = c.trade_id,
                             split_part = c.split_part,
+                            market = c.market.as_str(),
                             "fill conflict: this trade id is already stored with different contents; \
                              kept in fill_conflicts, not in fills"
                         );
@@ -520,6 +523,7 @@ impl Writer {
                             symbol: c.symbol,
                             trade_id: c.trade_id,
                             split_part: c.split_part,
+                            market: c.market,
                         });
                     }
                 }
@@ -648,18 +652,18 @@ pub async fn stored_progress(client: &Client, stream: &str) -> Result<Option<(u6
 // Timestamps are TIMESTAMPTZ and money NUMERIC in binary form (db::wire), so the server neither parses nor computes.
 
 const SQL_ORDER_EVENTS: &str = "INSERT INTO order_events (journal_offset, ts, symbol, client_id, exchange_id, mode, \
-     intent, side, order_type, tif, price, qty, filled, reduce_only, status, reject_code) \
+     intent, side, order_type, tif, price, qty, filled, reduce_only, status, reject_code, market) \
      SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
      $7::text[], $8::text[], $9::text[], $10::text[], $11::numeric[], $12::numeric[], $13::numeric[], $14::bool[], \
-     $15::text[], $16::int[]) \
+     $15::text[], $16::int[], $17::text[]) \
      ON CONFLICT DO NOTHING";
 
 const SQL_ORDERS: &str = "INSERT INTO orders (last_offset, updated_at, symbol, client_id, exchange_id, mode, intent, \
-     side, order_type, tif, price, qty, filled, reduce_only, status, reject_code, created_at) \
+     side, order_type, tif, price, qty, filled, reduce_only, status, reject_code, created_at, market) \
      SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
      $7::text[], $8::text[], $9::text[], $10::text[], $11::numeric[], $12::numeric[], $13::numeric[], $14::bool[], \
-     $15::text[], $16::int[], $17::timestamptz[]) \
-     ON CONFLICT (client_id) DO UPDATE SET symbol = EXCLUDED.symbol, \
+     $15::text[], $16::int[], $17::timestamptz[], $18::text[]) \
+     ON CONFLICT (client_id, market) DO UPDATE SET symbol = EXCLUDED.symbol, \
      exchange_id = coalesce(EXCLUDED.exchange_id, orders.exchange_id), mode = EXCLUDED.mode, \
      intent = EXCLUDED.intent, side = EXCLUDED.side, order_type = EXCLUDED.order_type, tif = EXCLUDED.tif, \
      price = EXCLUDED.price, qty = EXCLUDED.qty, filled = EXCLUDED.filled, reduce_only = EXCLUDED.reduce_only, \
@@ -670,10 +674,10 @@ const SQL_ORDERS: &str = "INSERT INTO orders (last_offset, updated_at, symbol, c
 // RETURNING names the fills actually inserted; daily PnL is summed from exactly those (in Rust, exact integers),
 // so a replayed fill never counts twice.
 const SQL_FILLS: &str = "INSERT INTO fills (journal_offset, ts, symbol, client_id, exchange_order_id, \
-     trade_id, mode, intent, side, price, qty, fee, fee_asset, liquidity, realized_pnl, split_part) \
+     trade_id, mode, intent, side, price, qty, fee, fee_asset, liquidity, realized_pnl, split_part, market) \
      SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
      $7::text[], $8::text[], $9::text[], $10::numeric[], $11::numeric[], $12::numeric[], $13::text[], $14::text[], \
-     $15::numeric[], $16::smallint[]) \
+     $15::numeric[], $16::smallint[], $17::text[]) \
      ON CONFLICT DO NOTHING \
      RETURNING journal_offset";
 
@@ -683,31 +687,33 @@ const SQL_FILLS: &str = "INSERT INTO fills (journal_offset, ts, symbol, client_i
 // contents are an idempotent replay and return nothing.
 const SQL_FILL_CONFLICTS: &str = "WITH n AS (SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], \
      $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::numeric[], $11::numeric[], \
-     $12::numeric[], $13::text[], $14::text[], $15::numeric[], $16::smallint[]) \
+     $12::numeric[], $13::text[], $14::text[], $15::numeric[], $16::smallint[], $17::text[]) \
      AS u(journal_offset, ts, symbol, client_id, exchange_order_id, trade_id, mode, intent, side, price, qty, fee, \
-     fee_asset, liquidity, realized_pnl, split_part)) \
-     INSERT INTO fill_conflicts (journal_offset, stored_offset, symbol, trade_id, split_part, detail) \
-     SELECT n.journal_offset, f.journal_offset, n.symbol, n.trade_id, n.split_part, \
+     fee_asset, liquidity, realized_pnl, split_part, market)) \
+     INSERT INTO fill_conflicts (journal_offset, stored_offset, symbol, trade_id, split_part, market, detail) \
+     SELECT n.journal_offset, f.journal_offset, n.symbol, n.trade_id, n.split_part, n.market, \
      jsonb_build_object('journal', to_jsonb(n), 'stored', to_jsonb(f)) \
      FROM n JOIN fills f ON f.symbol = n.symbol AND f.trade_id = n.trade_id AND f.split_part = n.split_part \
+     AND f.market = n.market \
      WHERE (f.ts, f.client_id, f.exchange_order_id, f.mode, f.intent, f.side, f.price, f.qty, f.fee, f.fee_asset, \
      f.liquidity, f.realized_pnl) IS DISTINCT FROM (n.ts, n.client_id, n.exchange_order_id, n.mode, n.intent, \
      n.side, n.price, n.qty, n.fee, n.fee_asset, n.liquidity, n.realized_pnl) \
      ON CONFLICT (journal_offset) DO NOTHING \
-     RETURNING journal_offset, stored_offset, symbol, trade_id, split_part";
+     RETURNING journal_offset, stored_offset, symbol, trade_id, split_part, market";
 
-const SQL_DAILY_PNL: &str = "INSERT INTO daily_pnl (day, symbol, mode, fee_asset, realized_pnl, fees, fills) \
-     SELECT (d AT TIME ZONE 'UTC')::date, s, m, fa, r, f, n \
+const SQL_DAILY_PNL: &str = "INSERT INTO daily_pnl (day, symbol, mode, fee_asset, realized_pnl, fees, fills, \
+     market) \
+     SELECT (d AT TIME ZONE 'UTC')::date, s, m, fa, r, f, n, mk \
      FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::numeric[], \
-     $7::bigint[]) AS u(d, s, m, fa, r, f, n) \
-     ON CONFLICT (day, symbol, mode, fee_asset) DO UPDATE SET \
+     $7::bigint[], $8::text[]) AS u(d, s, m, fa, r, f, n, mk) \
+     ON CONFLICT (day, symbol, mode, fee_asset, market) DO UPDATE SET \
      realized_pnl = daily_pnl.realized_pnl + EXCLUDED.realized_pnl, fees = daily_pnl.fees + EXCLUDED.fees, \
      fills = daily_pnl.fills + EXCLUDED.fills";
 
 const SQL_POSITIONS: &str = "INSERT INTO position_snapshots (journal_offset, ts, symbol, mode, qty, entry_price, \
-     realized_pnl, fees) \
+     realized_pnl, fees, market) \
      SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::numeric[], $6::numeric[], \
-     $7::numeric[], $8::numeric[]) \
+     $7::numeric[], $8::numeric[], $9::text[]) \
      ON CONFLICT DO NOTHING";
 
 const SQL_BREAKERS: &str = "WITH ins AS (INSERT INTO breaker_events (journal_offset, ts, scope, mode, change, reason, \
@@ -868,6 +874,7 @@ struct OrderCols<'a> {
     r: Vec<bool>,
     st: Vec<&'static str>,
     rc: Vec<i32>,
+    mk: Vec<&'static str>,
 }
 
 #[derive(Default)]
@@ -888,6 +895,7 @@ struct FillCols<'a> {
     l: Vec<&'static str>,
     pnl: Vec<Dec8>,
     sp: Vec<i16>,
+    mk: Vec<&'static str>,
 }
 
 /// A fill the batch could not store because its key holds different contents (see [`DbAlert::FillConflict`]).
@@ -898,6 +906,7 @@ struct FillConflict {
     symbol: String,
     trade_id: u64,
     split_part: u16,
+    market: Market,
 }
 
 #[derive(Default)]
@@ -910,6 +919,7 @@ struct PosCols<'a> {
     p: Vec<Dec8>,
     r: Vec<Dec8>,
     f: Vec<Dec8>,
+    mk: Vec<&'static str>,
 }
 
 #[derive(Default)]
@@ -953,7 +963,8 @@ async fn write_batch(
     let mut extra: Vec<(i64, &EngineEvent)> = Vec::new();
     // Latest state per client id within the batch (a multi-row upsert may touch a row only once), plus the
     // time of its first event (the order's creation if it is new).
-    let mut latest: HashMap<&str, (usize, TsMs)> = HashMap::new();
+    // Keyed by (client id, market) like the `orders` table.
+    let mut latest: HashMap<(&str, &'static str), (usize, TsMs)> = HashMap::new();
 
     for e in batch {
         let off = id64(e.offset, "journal offset", e.offset)?;
@@ -981,8 +992,9 @@ async fn write_batch(
                     orders.r.push(o.reduce_only);
                     orders.st.push(status_str(o.status));
                     orders.rc.push(o.reject_code);
+                    orders.mk.push(o.market.as_str());
                     latest
-                        .entry(o.client_id.as_str())
+                        .entry((o.client_id.as_str(), o.market.as_str()))
                         .and_modify(|v| v.0 = idx)
                         .or_insert((idx, t));
                 }
@@ -1004,6 +1016,7 @@ async fn write_batch(
                     fills.fa.push(f.fee_asset.as_str());
                     fills.l.push(liquidity_str(f.liquidity));
                     fills.pnl.push(Dec8(f.realized_pnl.units()));
+                    fills.mk.push(f.market.as_str());
                     if matches!(
                         f.fee_conv,
                         aegis_shared::event::FeeConversion::Converted { .. }
@@ -1026,6 +1039,7 @@ async fn write_batch(
                     pos.p.push(Dec8(p.entry_price.units()));
                     pos.r.push(Dec8(p.realized_pnl.units()));
                     pos.f.push(Dec8(p.fees.units()));
+                    pos.mk.push(p.market.as_str());
                 }
                 EngineEvent::Breaker(b) => {
                     brk.o.push(off);
@@ -1100,7 +1114,7 @@ async fn write_batch(
             &[
                 &orders.o, &orders.t, &orders.s, &orders.c, &orders.x, &orders.m, &orders.i,
                 &orders.sd, &orders.ot, &orders.tf, &orders.p, &orders.q, &orders.f, &orders.r,
-                &orders.st, &orders.rc,
+                &orders.st, &orders.rc, &orders.mk,
             ],
         )
         .await?;
@@ -1113,7 +1127,7 @@ async fn write_batch(
                 &[
                     &fills.o, &fills.t, &fills.s, &fills.c, &fills.x, &fills.tr, &fills.m,
                     &fills.i, &fills.sd, &fills.p, &fills.q, &fills.fe, &fills.fa, &fills.l,
-                    &fills.pnl, &fills.sp,
+                    &fills.pnl, &fills.sp, &fills.mk,
                 ],
             )
             .await?;
@@ -1124,7 +1138,7 @@ async fn write_batch(
                     &[
                         &fills.o, &fills.t, &fills.s, &fills.c, &fills.x, &fills.tr, &fills.m,
                         &fills.i, &fills.sd, &fills.p, &fills.q, &fills.fe, &fills.fa, &fills.l,
-                        &fills.pnl, &fills.sp,
+                        &fills.pnl, &fills.sp, &fills.mk,
                     ],
                 )
                 .await?;
@@ -1135,6 +1149,8 @@ async fn write_batch(
                     symbol: r.get(2),
                     trade_id: r.get::<_, i64>(3).max(0) as u64,
                     split_part: r.get::<_, i16>(4).max(0) as u16,
+                    // The CHECK constraint admits only the two names; anything else would be a schema change.
+                    market: Market::parse(r.get(5)).unwrap_or_default(),
                 });
             }
         }
@@ -1144,7 +1160,7 @@ async fn write_batch(
         tx.execute(
             &stmts.positions,
             &[
-                &pos.o, &pos.t, &pos.s, &pos.m, &pos.q, &pos.p, &pos.r, &pos.f,
+                &pos.o, &pos.t, &pos.s, &pos.m, &pos.q, &pos.p, &pos.r, &pos.f, &pos.mk,
             ],
         )
         .await?;
@@ -1251,8 +1267,9 @@ async fn funding_and_liquidations(
                     _ => (None, None),
                 };
                 tx.execute(
-                    "INSERT INTO fill_fee_values (symbol, trade_id, split_part, fee_asset, price, fee_quote) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (symbol, trade_id, split_part) DO NOTHING",
+                    "INSERT INTO fill_fee_values (symbol, trade_id, split_part, fee_asset, price, fee_quote, market) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (symbol, trade_id, split_part, market) DO NOTHING",
                     &[
                         &f.symbol.as_str(),
                         &id64(o, "trade id", f.trade_id)?,
@@ -1261,6 +1278,7 @@ async fn funding_and_liquidations(
                         &f.fee_asset.as_str(),
                         &price,
                         &quote,
+                        &f.market.as_str(),
                     ],
                 )
                 .await?;
@@ -1271,12 +1289,13 @@ async fn funding_and_liquidations(
     Ok(())
 }
 
-/// (UTC day start in ms, symbol, mode, fee asset).
-type DayKey<'a> = (i64, &'a str, &'static str, &'a str);
+/// (UTC day start in ms, symbol, mode, fee asset, market).
+type DayKey<'a> = (i64, &'a str, &'static str, &'a str, &'static str);
 /// (realized PnL, fees, fills), exact integer units.
 type DaySums = (i128, i128, i64);
 
-/// Adds the fills that were actually inserted to `daily_pnl`, one row per (UTC day, symbol, mode, fee asset).
+/// Adds the fills that were actually inserted to `daily_pnl`, one row per (UTC day, symbol, mode, fee asset,
+/// market).
 async fn daily_pnl(
     tx: &Transaction<'_>,
     stmts: &Statements,
@@ -1300,7 +1319,7 @@ async fn daily_pnl(
         }
         let day = fills.t[k].0.div_euclid(DAY_MS) * DAY_MS;
         let e = days
-            .entry((day, fills.s[k], fills.m[k], fills.fa[k]))
+            .entry((day, fills.s[k], fills.m[k], fills.fa[k], fills.mk[k]))
             .or_insert((0, 0, 0));
         e.0 += fills.pnl[k].0 as i128;
         e.1 += fills.fe[k].0 as i128;
@@ -1313,12 +1332,13 @@ async fn daily_pnl(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut r, mut f, mut c) = (
+    let (mut r, mut f, mut c, mut mk) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for ((day, sym, mode, asset), (pnl, fee, cnt)) in days {
+    for ((day, sym, mode, asset, market), (pnl, fee, cnt)) in days {
         let units = |v: i128, what: &str| {
             i64::try_from(v).map(Dec8).map_err(|_| DbError::Data {
                 offset: fills.o[0] as u64,
@@ -1332,8 +1352,9 @@ async fn daily_pnl(
         r.push(units(pnl, "pnl")?);
         f.push(units(fee, "fee")?);
         c.push(cnt);
+        mk.push(market);
     }
-    tx.execute(&stmts.daily_pnl, &[&d, &s, &m, &fa, &r, &f, &c])
+    tx.execute(&stmts.daily_pnl, &[&d, &s, &m, &fa, &r, &f, &c, &mk])
         .await?;
     Ok(())
 }
@@ -1342,7 +1363,7 @@ async fn upsert_orders(
     tx: &Transaction<'_>,
     stmts: &Statements,
     all: &OrderCols<'_>,
-    latest: &HashMap<&str, (usize, TsMs)>,
+    latest: &HashMap<(&str, &'static str), (usize, TsMs)>,
 ) -> Result<(), DbError> {
     let mut idx: Vec<(usize, TsMs)> = latest.values().copied().collect();
     idx.sort_unstable_by_key(|&(i, _)| i);
@@ -1366,10 +1387,11 @@ async fn upsert_orders(
     let r: Vec<bool> = idx.iter().map(|&(i, _)| all.r[i]).collect();
     let st: Vec<&str> = idx.iter().map(|&(i, _)| all.st[i]).collect();
     let rc: Vec<i32> = idx.iter().map(|&(i, _)| all.rc[i]).collect();
+    let mk: Vec<&str> = idx.iter().map(|&(i, _)| all.mk[i]).collect();
     tx.execute(
         &stmts.orders,
         &[
-            &o, &t, &s, &c, &x, &m, &it, &sd, &ot, &tf, &p, &q, &f, &r, &st, &rc, &ct,
+            &o, &t, &s, &c, &x, &m, &it, &sd, &ot, &tf, &p, &q, &f, &r, &st, &rc, &ct, &mk,
         ],
     )
     .await?;

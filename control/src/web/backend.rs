@@ -5,7 +5,7 @@
 use aegis_shared::event::{
     BreakerScope, EngineStats, FeedState, HaltReason, OrderEvent, TimestampMs, TripReason,
 };
-use aegis_shared::{Command, StrategyMode, TradingMode};
+use aegis_shared::{Command, Market, StrategyMode, TradingMode};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -48,6 +48,8 @@ pub struct StatusView {
 pub struct PositionView {
     /// Symbol.
     pub symbol: String,
+    /// Market (`futures` / `spot`): the same symbol on the other market is another position.
+    pub market: Market,
     /// Mode that owns it.
     pub mode: StrategyMode,
     /// Signed size (long > 0).
@@ -73,6 +75,8 @@ pub struct OrderView {
     pub client_id: String,
     /// Symbol.
     pub symbol: String,
+    /// Market (`futures` / `spot`).
+    pub market: Market,
     /// Mode.
     pub mode: StrategyMode,
     /// BUY / SELL.
@@ -98,6 +102,7 @@ impl From<&OrderEvent> for OrderView {
         Self {
             client_id: o.client_id.to_string(),
             symbol: o.symbol.to_string(),
+            market: o.market,
             mode: o.mode,
             side: o.side.as_str().into(),
             order_type: serde_plain(&o.order_type),
@@ -126,6 +131,8 @@ pub struct TradeView {
     pub ts_ms: TimestampMs,
     /// Symbol.
     pub symbol: String,
+    /// Market (`futures` / `spot`): spot and futures trade ids are separate id spaces.
+    pub market: Market,
     /// Mode.
     pub mode: StrategyMode,
     /// BUY / SELL.

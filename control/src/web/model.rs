@@ -292,6 +292,7 @@ impl LiveModel {
                 s.trades.push_front(TradeView {
                     ts_ms: f.ts_ms,
                     symbol: f.symbol.to_string(),
+                    market: f.market,
                     mode: f.mode,
                     side: f.side.as_str().into(),
                     price: f.price.to_string(),
@@ -415,6 +416,7 @@ impl DashboardBackend for LiveModel {
                 open[p.mode.index()] += 1;
                 PositionView {
                     symbol: p.symbol.to_string(),
+                    market: p.market,
                     mode: p.mode,
                     qty: p.qty.to_string(),
                     entry_price: p.entry_price.to_string(),

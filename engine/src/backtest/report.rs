@@ -6,7 +6,7 @@ use crate::engine::{Engine, EngineParams, EngineReport, SymbolSpec};
 use crate::risk::gate::Denial;
 use aegis_shared::event::{BreakerChange, BreakerScope, TripReason};
 use aegis_shared::quote::RunUnits;
-use aegis_shared::{ClientOrderId, EngineEvent, Notional, Price, StrategyMode};
+use aegis_shared::{ClientOrderId, EngineEvent, Market, Notional, Price, StrategyMode};
 use serde::ser::{SerializeMap, SerializeTuple};
 use serde::{Serialize, Serializer};
 use std::collections::HashSet;
@@ -162,6 +162,9 @@ pub struct FileReport {
 pub struct SymbolReport {
     /// Symbol.
     pub symbol: String,
+    /// Market of this symbol's fills, as the fill events name it (`null` when it never filled). Read from the
+    /// events rather than the run's settings so the report shows what the venue actually booked.
+    pub market: Option<Market>,
     /// Quote asset (the unit of every amount for this symbol), if recognized.
     pub quote_asset: Option<String>,
     /// Tick size used.
@@ -203,6 +206,7 @@ impl SymbolReport {
     ) -> Self {
         Self {
             symbol: s.symbol.as_str().to_owned(),
+            market: None,
             quote_asset: quote.map(str::to_owned),
             tick_size: spec.filters.tick_size.to_string(),
             step_size: spec.filters.step_size.to_string(),
@@ -273,6 +277,9 @@ pub struct RunReport {
     pub orders: u64,
     /// Fills (all modes).
     pub fills: u64,
+    /// Markets of the fills (from each fill event), in the order first seen: one entry for a run that traded,
+    /// none for a run without fills.
+    pub markets: Vec<Market>,
     /// Gate denials by reason (all modes: the engine counts denials per reason, not per mode).
     #[serde(serialize_with = "denials_map")]
     pub denials: Vec<DenialCount>,
@@ -459,6 +466,10 @@ impl fmt::Display for BacktestReport {
             syms.join(", ")
         )?;
         writeln!(f, "Amounts in quote asset: {}", r.quote_assets.join(", "))?;
+        if !r.markets.is_empty() {
+            let m: Vec<&str> = r.markets.iter().map(|m| m.as_str()).collect();
+            writeln!(f, "Market: {}", m.join(", "))?;
+        }
         if let Some(at) = &self.settings.usd_settings_converted_at {
             writeln!(
                 f,
@@ -623,6 +634,9 @@ pub(super) struct Accumulator {
     total: ModeAcc,
     slots: Vec<SlotAcc>,
     sym_fills: Vec<(u64, Notional, Notional)>,
+    /// Market of each symbol's fills (the last fill's; one process trades one market).
+    sym_market: Vec<Option<Market>>,
+    markets: Vec<Market>,
     seen_orders: HashSet<ClientOrderId>,
     global_trips: u64,
     trips_by_reason: [u64; 3],
@@ -653,6 +667,8 @@ impl Accumulator {
             total: ModeAcc::default(),
             slots: vec![SlotAcc::default(); nsym * 4],
             sym_fills: vec![(0, Notional::ZERO, Notional::ZERO); nsym],
+            sym_market: vec![None; nsym],
+            markets: Vec::new(),
             seen_orders: HashSet::new(),
             global_trips: 0,
             trips_by_reason: [0; 3],
@@ -692,6 +708,10 @@ impl Accumulator {
                 sf.0 += 1;
                 sf.1 += f.realized_pnl;
                 sf.2 += fee;
+                self.sym_market[sym] = Some(f.market);
+                if !self.markets.contains(&f.market) {
+                    self.markets.push(f.market);
+                }
             }
             EngineEvent::Position(u) => {
                 let Some(sym) = engine.sym_index(u.symbol) else {
@@ -784,6 +804,7 @@ impl Accumulator {
                 s.fills = n;
                 s.gross_pnl = g;
                 s.fees = fee;
+                s.market = self.sym_market[sym];
             }
         }
         let mut quotes: Vec<String> = symbols
@@ -804,6 +825,7 @@ impl Accumulator {
             last_event_utc: utc(sc.last_ms),
             orders: c.orders,
             fills: c.fills,
+            markets: std::mem::take(&mut self.markets),
             denials_total: denials.iter().map(|d| d.count).sum(),
             denials,
             global_breaker_trips: self.global_trips,

@@ -15,8 +15,10 @@ use std::path::PathBuf;
 
 /// A recording in the repository's `shared/data/`.
 pub fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
+    // `AEGIS_SHARED_DATA` points elsewhere when the checkout is not beside `shared/` (a git worktree).
+    std::env::var_os("AEGIS_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
         .join(name)
 }
 
