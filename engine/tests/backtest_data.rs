@@ -85,7 +85,10 @@ fn check_consistency(r: &Run, p: &EngineParams) {
         .iter()
         .map(|f| f.realized_pnl)
         .fold(Notional::ZERO, |a, b| a + b);
-    let fees: Notional = fl.iter().map(|f| f.fee).fold(Notional::ZERO, |a, b| a + b);
+    let fees: Notional = fl
+        .iter()
+        .map(|f| f.quote_fee())
+        .fold(Notional::ZERO, |a, b| a + b);
     assert_eq!(
         rep.total.gross_pnl, gross,
         "sum of fills' realized PnL == gross PnL"
@@ -120,7 +123,7 @@ fn check_consistency(r: &Run, p: &EngineParams) {
         );
         assert_eq!(
             m.fees,
-            mine.iter().fold(Notional::ZERO, |a, x| a + x.fee),
+            mine.iter().fold(Notional::ZERO, |a, x| a + x.quote_fee()),
             "{}",
             m.mode
         );
