@@ -106,6 +106,12 @@ pub mod keys {
     pub const BINANCE_WSAPI_URL: &str = "BINANCE_WSAPI_URL";
     /// Override of the `/sapi` REST base URL (key restrictions; production `https://api.binance.com`).
     pub const BINANCE_SAPI_URL: &str = "BINANCE_SAPI_URL";
+    /// Override of Binance spot's public REST base URL, read by paper trading on spot (`MARKETS=spot
+    /// FEED=binance`) for `/api/v3/exchangeInfo` (production `https://api.binance.com`).
+    pub const BINANCE_SPOT_URL: &str = "BINANCE_SPOT_URL";
+    /// Override of Binance spot's market stream base URL, read by paper trading on spot (production
+    /// `wss://stream.binance.com:9443`; binance-sim serves spot streams under `ws://127.0.0.1:9010/spot`).
+    pub const BINANCE_SPOT_STREAM_URL: &str = "BINANCE_SPOT_STREAM_URL";
     /// PEM certificate trusted in addition to the public roots by the exchange connections (testnet mode only,
     /// for a simulator or test endpoint with its own CA).
     pub const BINANCE_EXTRA_CA_FILE: &str = "BINANCE_EXTRA_CA_FILE";
@@ -221,6 +227,8 @@ pub mod keys {
         BINANCE_FSTREAM_URL,
         BINANCE_WSAPI_URL,
         BINANCE_SAPI_URL,
+        BINANCE_SPOT_URL,
+        BINANCE_SPOT_STREAM_URL,
         BINANCE_EXTRA_CA_FILE,
         BINANCE_ED25519_PRIVATE_KEY_PATH,
         BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH,
@@ -482,6 +490,10 @@ pub struct ExchangeConfig {
     pub wsapi_url: Option<String>,
     /// `BINANCE_SAPI_URL`: `/sapi` base override.
     pub sapi_url: Option<String>,
+    /// `BINANCE_SPOT_URL`: spot REST base override (paper on spot).
+    pub spot_url: Option<String>,
+    /// `BINANCE_SPOT_STREAM_URL`: spot market stream base override (paper on spot).
+    pub spot_stream_url: Option<String>,
     /// `BINANCE_EXTRA_CA_FILE`: extra trusted CA (never in live; read and checked when the exchange path starts).
     pub extra_ca_file: Option<PathBuf>,
     /// `BINANCE_ED25519_PRIVATE_KEY_PATH`.
@@ -1046,6 +1058,8 @@ impl Config {
             fstream_url: url(BINANCE_FSTREAM_URL, &["wss://", "ws://"])?,
             wsapi_url: url(BINANCE_WSAPI_URL, &["wss://", "ws://"])?,
             sapi_url: url(BINANCE_SAPI_URL, &["https://", "http://"])?,
+            spot_url: url(BINANCE_SPOT_URL, &["https://", "http://"])?,
+            spot_stream_url: url(BINANCE_SPOT_STREAM_URL, &["wss://", "ws://"])?,
             extra_ca_file: match src.path(BINANCE_EXTRA_CA_FILE) {
                 // Production must trust only the public roots: an extra CA there could let a
                 // man-in-the-middle hold the real-money key's session.

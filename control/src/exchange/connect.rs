@@ -49,17 +49,50 @@ pub(super) fn client_and_tls(
     let extra_ca = extra_ca(cfg)?;
     let client =
         rest::RestClient::with_extra_ca(endpoints, creds, extra_ca.as_deref()).map_err(run_err)?;
-    let tls = match &extra_ca {
-        Some(pem) => Some(aegis_engine::net::ws::set_extra_roots(pem).map_err(|e| {
-            ConfigError::new(
-                aegis_shared::config::keys::BINANCE_EXTRA_CA_FILE,
-                None,
-                format!("cannot use it: {e}"),
-            )
-        })?),
-        None => None,
+    Ok((client, ws_tls(extra_ca.as_deref())?))
+}
+
+/// The WebSocket TLS roots with `extra_ca` added (`None`: the public roots only).
+fn ws_tls(
+    extra_ca: Option<&[u8]>,
+) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, RunError> {
+    let Some(pem) = extra_ca else {
+        return Ok(None);
     };
-    Ok((client, tls))
+    let tls = aegis_engine::net::ws::set_extra_roots(pem).map_err(|e| {
+        ConfigError::new(
+            aegis_shared::config::keys::BINANCE_EXTRA_CA_FILE,
+            None,
+            format!("cannot use it: {e}"),
+        )
+    })?;
+    Ok(Some(tls))
+}
+
+/// A plain HTTP client for public, unsigned requests (paper on spot reads spot's exchangeInfo with it, which the
+/// futures [`rest::RestClient`] has no base URL for) and the WebSocket TLS roots, both trusting
+/// `BINANCE_EXTRA_CA_FILE` when set. It holds no key: nothing it sends can be signed.
+pub(super) fn public_http_and_tls(
+    cfg: &aegis_shared::config::Config,
+) -> Result<
+    (
+        reqwest::Client,
+        Option<std::sync::Arc<rustls::ClientConfig>>,
+    ),
+    RunError,
+> {
+    let extra_ca = extra_ca(cfg)?;
+    let mut builder = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .user_agent(concat!("aegis/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = &extra_ca {
+        for c in reqwest::Certificate::from_pem_bundle(pem).map_err(run_err)? {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    let http = builder.build().map_err(run_err)?;
+    Ok((http, ws_tls(extra_ca.as_deref())?))
 }
 
 /// An exchange failure during the start, as the run reports it.

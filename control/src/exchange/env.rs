@@ -88,6 +88,46 @@ impl Endpoints {
     }
 }
 
+/// Binance spot's public base URLs, read by paper trading on spot (`MARKETS=spot FEED=binance`). Public only:
+/// nothing here ever carries a key (paper has none), and no order endpoint is derived from them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpotEndpoints {
+    /// `production`, for banners (paper reads the real market, never the spot testnet
+    /// `testnet.binance.vision`, whose prices are not the market's).
+    pub name: &'static str,
+    /// Spot REST base (`/api/v3/exchangeInfo` is appended).
+    pub rest: String,
+    /// Spot market stream base (`/stream?streams=` is appended).
+    pub stream: String,
+    /// True when any URL was overridden (simulator or proxy).
+    pub overridden: bool,
+}
+
+/// Binance spot's production REST base.
+pub const SPOT_REST: &str = "https://api.binance.com";
+/// Binance spot's production market stream base (port 9443 is the one Binance documents; 443 also works).
+pub const SPOT_STREAM: &str = "wss://stream.binance.com:9443";
+
+impl SpotEndpoints {
+    /// Where paper trading on spot reads Binance's public spot market data: production's, or the
+    /// `BINANCE_SPOT_URL` / `BINANCE_SPOT_STREAM_URL` overrides. `None` unless paper mode reads Binance.
+    pub fn paper_market(cfg: &Config) -> Option<Self> {
+        if cfg.trading_mode != TradingMode::Paper || cfg.feed != FeedKind::Binance {
+            return None;
+        }
+        let x = &cfg.exchange;
+        Some(Self {
+            name: "production",
+            rest: x.spot_url.clone().unwrap_or_else(|| SPOT_REST.into()),
+            stream: x
+                .spot_stream_url
+                .clone()
+                .unwrap_or_else(|| SPOT_STREAM.into()),
+            overridden: x.spot_url.is_some() || x.spot_stream_url.is_some(),
+        })
+    }
+}
+
 /// A usable key: the API key and what signs with it.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -215,6 +255,42 @@ mod tests {
             Endpoints::paper_market(&cfg(&[("FEED", "binance"), ("TRADING_MODE", "testnet")]))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn paper_on_spot_reads_spot_endpoints_and_its_own_overrides_only() {
+        let c = cfg(&[("FEED", "binance"), ("MARKETS", "spot")]);
+        let e = SpotEndpoints::paper_market(&c).unwrap();
+        assert_eq!(
+            (e.rest.as_str(), e.stream.as_str(), e.overridden),
+            (
+                "https://api.binance.com",
+                "wss://stream.binance.com:9443",
+                false
+            )
+        );
+        // The futures overrides do not move spot's endpoints (a futures simulator URL must not be read as spot).
+        let c = cfg(&[
+            ("FEED", "binance"),
+            ("MARKETS", "spot"),
+            ("BINANCE_FAPI_URL", "http://127.0.0.1:9"),
+            ("BINANCE_FSTREAM_URL", "ws://127.0.0.1:9"),
+        ]);
+        let e = SpotEndpoints::paper_market(&c).unwrap();
+        assert_eq!(e.rest, "https://api.binance.com");
+        assert!(!e.overridden);
+        let c = cfg(&[
+            ("FEED", "binance"),
+            ("MARKETS", "spot"),
+            ("BINANCE_SPOT_URL", "http://127.0.0.1:9010/"),
+            ("BINANCE_SPOT_STREAM_URL", "ws://127.0.0.1:9010/spot"),
+        ]);
+        let e = SpotEndpoints::paper_market(&c).unwrap();
+        assert_eq!(
+            (e.rest.as_str(), e.stream.as_str(), e.overridden),
+            ("http://127.0.0.1:9010", "ws://127.0.0.1:9010/spot", true)
+        );
+        assert!(SpotEndpoints::paper_market(&cfg(&[("MARKETS", "spot")])).is_none());
     }
 
     #[test]

@@ -81,6 +81,7 @@ ADMIN API (test kit only; JSON bodies; all under /admin)
   POST /admin/keys                            a keys-file key entry (add a key while running)
   POST /admin/keys/{api_key}/revoke           WS-API sessions on it get {"id":null,"status":401,...}
   GET  /admin/keys/usage                      per key {requests, refused, lastUsedMs} (REST + WebSocket API)
+  GET  /admin/requests                        REST requests per path so far (futures and spot)
   POST /admin/keys/{api_key}/permissions      {"futures":false,"withdrawals":true,"ipRestrict":true,"allowedIps":[..]}
   POST /admin/ws/drop       {"target":"all|market|user|api"}   TCP cut, no close frame
   POST /admin/ws/stall      {"target":..., "ms": 5000}         no data, no pongs (ms omitted: until unstall)
@@ -97,7 +98,7 @@ SPOT (REST /api/v3, WebSocket API /ws-api/v3 with userDataStream.subscribe(.sign
   POST /admin/spot/accounts/{account}/balances {"BTC":"1.5","USDT":"1000"}  free balances (balanceUpdate)
   POST /admin/spot/accounts/{account}/commission {"maker":"0.001","taker":"0.001"}
   POST /admin/spot/accounts/{account}/orders/fill {"clientOrderId":..,"qty":"0.001"}  fill at its price, as maker
-  POST /admin/spot/market/price                {"symbol":"BTCUSDT","price":"59000","bid":..,"ask":..}  stops trigger
+  POST /admin/spot/market/price                {"symbol":"BTCUSDT","price":"59000","bid":..,"ask":..,"bidQty":..,"askQty":..}  stops trigger
   POST /admin/spot/fees/bnb                    {"enabled":true}  commissions in BNB when the account holds enough
   POST /admin/spot/userDataStream/terminate    {"account":..}  eventStreamTerminated to its subscriptions
   POST /admin/spot/limits                      {"weightPerMinute":6000,"ordersPer10s":100,...}  spot's own counters

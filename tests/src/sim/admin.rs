@@ -64,6 +64,12 @@ pub fn router() -> Router<Arc<Sim>> {
         )
         .route("/keys/{api_key}/permissions", post(permissions))
         .route(
+            "/requests",
+            get(|State(sim): State<Arc<Sim>>| async move {
+                Json(json!(lock(&sim.rest_paths).clone()))
+            }),
+        )
+        .route(
             "/ws/connections",
             get(|State(sim): State<Arc<Sim>>| async move { Json(sim.conns.list()) }),
         )

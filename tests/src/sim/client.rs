@@ -165,6 +165,10 @@ impl AdminCall {
     pub fn revoke_key(api_key: &str) -> Self {
         Self::post(format!("/admin/keys/{api_key}/revoke"), json!({}))
     }
+    /// `GET /admin/requests`: REST requests per path so far (`{"/api/v3/exchangeInfo": 1, …}`).
+    pub fn requests() -> Self {
+        Self::get("/admin/requests".into())
+    }
     /// `GET /admin/keys/usage`: per API key `{requests, refused, lastUsedMs}`.
     pub fn key_usage() -> Self {
         Self::get("/admin/keys/usage".into())
@@ -273,6 +277,14 @@ impl AdminCall {
         Self::post(
             "/admin/spot/market/price".into(),
             json!({"symbol": symbol, "price": price, "bid": bid, "ask": ask}),
+        )
+    }
+    /// [`AdminCall::spot_price`] with the sizes at the touch too (`bid_qty`, `ask_qty`).
+    pub fn spot_quote(symbol: &str, bid: &str, bid_qty: &str, ask: &str, ask_qty: &str) -> Self {
+        Self::post(
+            "/admin/spot/market/price".into(),
+            json!({"symbol": symbol, "price": bid, "bid": bid, "ask": ask, "bidQty": bid_qty,
+                   "askQty": ask_qty}),
         )
     }
     /// `POST /admin/spot/fees/bnb`: spot commissions in BNB (when the account holds enough) or not.

@@ -756,6 +756,7 @@ pub async fn rest(
 ) -> Response {
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
+    *lock(&sim.rest_paths).entry(path.clone()).or_default() += 1;
     if path.starts_with("/api/v3/") {
         return super::spot::rest::serve(&sim, &method, &path, &query, &headers, &body, addr.ip())
             .await;

@@ -94,6 +94,9 @@ pub struct Sim {
     pub settings: Settings,
     /// Requests per API key (every authenticated REST and WebSocket API request, accepted or not).
     pub key_usage: Mutex<std::collections::HashMap<String, KeyUsage>>,
+    /// REST requests per path (futures and spot, every method, answered or not): what a test checks to show an
+    /// endpoint was never called.
+    pub rest_paths: Mutex<std::collections::BTreeMap<String, u64>>,
     /// One-minute bars of the public trades (klines, 24 h tickers).
     pub candles: Mutex<candles::Candles>,
     /// Tick → order latency probe (benchmarks).
@@ -142,6 +145,7 @@ impl Sim {
                 listen_key_ttl_ms: AtomicU64::new(cfg.listen_key_ttl_ms),
             },
             key_usage: Mutex::new(Default::default()),
+            rest_paths: Mutex::new(Default::default()),
             candles: Mutex::new(Default::default()),
             probe: probe::Probe::default(),
             funding: Mutex::new(Default::default()),

@@ -7,7 +7,8 @@
 //!   (`balanceUpdate` + `outboundAccountPosition` on the user data stream).
 //! - `POST /admin/spot/accounts/{name}/commission` `{"maker": "0.001", "taker": "0.001"}`.
 //! - `POST /admin/spot/accounts/{name}/orders/fill` `{"clientOrderId": "…", "qty": "0.5"}` (qty absent: all).
-//! - `POST /admin/spot/market/price` `{"symbol": "BTCUSDT", "price": "59000", "bid": …, "ask": …}`.
+//! - `POST /admin/spot/market/price` `{"symbol": "BTCUSDT", "price": "59000", "bid": …, "ask": …, "bidQty": …,
+//!   "askQty": …}` (sizes at the touch on the streams; both or neither, default 10 each).
 //! - `POST /admin/spot/fees/bnb` `{"enabled": true}`.
 //! - `POST /admin/spot/userDataStream/terminate` `{"account": "alice"}`: `eventStreamTerminated` to every
 //!   subscription of the account, which ends.
@@ -141,11 +142,14 @@ async fn fill(
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct PriceReq {
     symbol: String,
     price: String,
     bid: Option<String>,
     ask: Option<String>,
+    bid_qty: Option<String>,
+    ask_qty: Option<String>,
 }
 
 async fn price(State(sim): State<Arc<Sim>>, Json(r): Json<PriceReq>) -> Response {
@@ -154,8 +158,16 @@ async fn price(State(sim): State<Arc<Sim>>, Json(r): Json<PriceReq>) -> Response
     else {
         return bad("price, bid and ask must be decimal strings");
     };
+    let sizes = match (r.bid_qty.as_deref(), r.ask_qty.as_deref()) {
+        (None, None) => None,
+        (Some(b), Some(a)) => match (Qty::parse(b), Qty::parse(a)) {
+            (Ok(b), Ok(a)) if b.units() > 0 && a.units() > 0 => Some((b, a)),
+            _ => return bad("bidQty and askQty must be positive decimal strings"),
+        },
+        _ => return bad("give both bidQty and askQty, or neither"),
+    };
     let now = sim.now();
-    match lock(&sim.spot.ex).set_price(&r.symbol, last, bid, ask, now) {
+    match lock(&sim.spot.ex).set_price(&r.symbol, last, bid, ask, sizes, now) {
         Ok(()) => Json(json!({"ok": true})).into_response(),
         Err(e) => bad(e.msg),
     }

@@ -35,6 +35,9 @@ pub struct SpotBook {
     pub bid: Price,
     /// Best ask (market and marketable buys fill here).
     pub ask: Price,
+    /// Size at the best bid and ask on the streams (default 10 each; the admin API sets them so a test can show an
+    /// imbalanced book).
+    pub sizes: (Qty, Qty),
     /// Book update id (bookTicker `u`, depth `lastUpdateId`).
     pub update_id: u64,
     /// Recent public trades, newest last (aggTrades, trades, klines).
@@ -298,6 +301,7 @@ impl SpotExchange {
                         last: s.start_price,
                         bid: s.start_price,
                         ask: s.start_price,
+                        sizes: (Qty::from_int(10), Qty::from_int(10)),
                         update_id: 1,
                         trades: VecDeque::new(),
                     },
@@ -364,14 +368,14 @@ impl SpotExchange {
         // Spot bookTicker has no event type or times.
         self.publish(
             format!("{lower}@bookTicker"),
-            json!({"u": b.update_id, "s": symbol, "b": s8(b.bid.units()), "B": s8(Qty::from_int(10).units()),
-                   "a": s8(b.ask.units()), "A": s8(Qty::from_int(10).units())}),
+            json!({"u": b.update_id, "s": symbol, "b": s8(b.bid.units()), "B": s8(b.sizes.0.units()),
+                   "a": s8(b.ask.units()), "A": s8(b.sizes.1.units())}),
         );
         self.publish(
             format!("{lower}@depth"),
             json!({"e": "depthUpdate", "E": now, "s": symbol, "U": b.update_id, "u": b.update_id,
-                   "b": [[s8(b.bid.units()), s8(Qty::from_int(10).units())]],
-                   "a": [[s8(b.ask.units()), s8(Qty::from_int(10).units())]]}),
+                   "b": [[s8(b.bid.units()), s8(b.sizes.0.units())]],
+                   "a": [[s8(b.ask.units()), s8(b.sizes.1.units())]]}),
         );
     }
 
@@ -1032,12 +1036,16 @@ impl SpotExchange {
         last: Price,
         bid: Option<Price>,
         ask: Option<Price>,
+        sizes: Option<(Qty, Qty)>,
         now: u64,
     ) -> Result<(), ApiError> {
         self.spec(symbol)?;
         if let Some(b) = self.books.get_mut(symbol) {
             b.bid = bid.unwrap_or(last);
             b.ask = ask.unwrap_or(last);
+            if let Some(z) = sizes {
+                b.sizes = z;
+            }
             b.update_id += 1;
         }
         self.public_trade(symbol, last, Qty::from_int(1), false, now);
