@@ -92,6 +92,7 @@ fn paper_on_binance_spot_streams_is_long_only_and_pays_base_fees() {
     for t in all.iter().rev() {
         let qty = Qty::parse(t["qty"].as_str().unwrap()).unwrap();
         let fee = Qty::parse(t["fee"].as_str().unwrap()).unwrap();
+        assert_eq!(t["market"], "spot", "every fill is a spot fill: {t}");
         // Sized on the spot exchangeInfo's grid (LOT_SIZE 0.00001), which the futures one (0.001) is not.
         assert!(qty.is_multiple_of(spot_step), "{t}");
         assert!(!qty.is_multiple_of(futures_step), "{t}");
@@ -114,6 +115,7 @@ fn paper_on_binance_spot_streams_is_long_only_and_pays_base_fees() {
     for p in pos["positions"].as_array().into_iter().flatten() {
         let q = Qty::parse(p["qty"].as_str().unwrap()).unwrap();
         assert!(q.units() >= 0, "no short position: {pos}");
+        assert_eq!(p["market"], "spot", "{pos}");
     }
     // Only spot's public endpoints were used: exchangeInfo on /api/v3, streams under /spot; no /fapi at all.
     let reqs = w.admin(AdminCall::requests());
