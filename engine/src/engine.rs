@@ -796,7 +796,7 @@ impl Engine {
     /// and a later buy adds to it) but the modes, the allocation and the kill switch's flatten see it as flat, so
     /// nothing tries forever to sell what the exchange would refuse.
     #[inline]
-    fn tradable(&self, sym: usize, qty: Qty) -> Qty {
+    pub fn tradable(&self, sym: usize, qty: Qty) -> Qty {
         if !self.params.market.long_only() || qty.units() <= 0 {
             return qty;
         }
@@ -893,8 +893,17 @@ impl Engine {
     }
 
     fn process_execs(&mut self) {
-        let sink = &mut self.sink;
-        for r in self.exec_buf.drain(..) {
+        for i in 0..self.exec_buf.len() {
+            let mut r = self.exec_buf[i];
+            // On spot a trade that sold down to dust is closed (the position never reaches zero: the buy's base
+            // fee left a remainder the exchange will not take), so the breakers judge it like any other.
+            if self.params.market.long_only() && r.qty.units() > 0 && r.closed_trade.is_none() {
+                let q = self.positions.get(r.sym, r.mode).qty();
+                if q.units() > 0 && self.tradable(r.sym, q).is_zero() {
+                    r.closed_trade = Some(self.positions.get_mut(r.sym, r.mode).close_dust_trade());
+                }
+            }
+            let sink = &mut self.sink;
             // Funding settlements report a PnL without a quantity: they count for the daily loss too.
             if r.qty.units() > 0 || !r.net.is_zero() {
                 self.counters.fills += u64::from(r.qty.units() > 0);
@@ -914,6 +923,7 @@ impl Engine {
                 self.pending[r.sym * MODES + r.mode.index()] = false;
             }
         }
+        self.exec_buf.clear();
     }
 
     fn emit_state(&mut self) {

@@ -144,6 +144,12 @@ impl Position {
         self.qty = Qty::from_units((q - d) as i64);
     }
 
+    /// Ends the open trade without the position reaching zero and returns its net result (realized − fees since
+    /// it opened): a spot position sold down to dust it cannot sell. What a later buy adds starts a new trade.
+    pub fn close_dust_trade(&mut self) -> Notional {
+        std::mem::replace(&mut self.trade_net, Notional::ZERO)
+    }
+
     /// Unrealized PnL at `mark`.
     #[inline]
     pub fn unrealized(&self, mark: Price) -> Notional {

@@ -136,7 +136,9 @@ fn check_consistency(r: &Run, p: &EngineParams) {
             m.curve.windows(2).all(|w| w[0].t_ms <= w[1].t_ms),
             "curve in time order"
         );
-        if m.open_positions_end == 0 {
+        // On spot what is left below the step or the minimums counts as flat but still holds coins marked to
+        // market, so only futures' flat means no unrealized PnL.
+        if m.open_positions_end == 0 && p.market == aegis_shared::Market::Futures {
             assert_eq!(m.unrealized_pnl, Notional::ZERO);
         }
         g += m.gross_pnl;
@@ -187,13 +189,25 @@ fn check_consistency(r: &Run, p: &EngineParams) {
     let mut trades = 0u64;
     for e in &r.events {
         if let EngineEvent::Position(u) = e {
+            // On spot less than one step is dust the engine cannot sell: the trade closed there.
+            let step = rep
+                .symbols
+                .iter()
+                .find(|s| s.symbol == u.symbol.as_str())
+                .map(|s| aegis_shared::Qty::parse(&s.step_size).unwrap())
+                .unwrap();
+            let q = if p.market == aegis_shared::Market::Spot {
+                u.qty.floor_to(step)
+            } else {
+                u.qty
+            };
             let s = sign
                 .entry((u.symbol.as_str().to_owned(), u.mode))
                 .or_insert(0);
-            if *s != 0 && u.qty.signum() != *s {
+            if *s != 0 && q.signum() != *s {
                 trades += 1;
             }
-            *s = u.qty.signum();
+            *s = q.signum();
         }
     }
     assert_eq!(rep.total.trades, trades, "round trips");

@@ -82,4 +82,9 @@ fn spot_backtest_is_long_only_with_base_fees_valued_in_the_quote_asset() {
     assert_eq!(rep.total.net_pnl, gross - fees);
     let by_mode = rep.modes.iter().fold(Notional::ZERO, |a, m| a + m.fees);
     assert_eq!(by_mode, fees);
+    // A trade sold down to dust (the base fee's remainder) is a closed trade, won or lost.
+    assert!(
+        rep.total.trades > 0 && rep.total.wins + rep.total.losses > 0,
+        "{rep}"
+    );
 }

@@ -245,6 +245,34 @@ fn dust_below_the_step_is_left_and_the_kill_switch_flatten_finishes() {
 }
 
 #[test]
+fn a_spot_trade_sold_down_to_dust_is_a_closed_trade_for_the_losing_streak_breaker() {
+    // Every exit leaves the base fee's dust, so the position never reaches zero; the losing-streak breaker must
+    // still see each closed trade. One loss trips it.
+    let p = EngineParams {
+        breakers: aegis_engine::risk::breaker::BreakerConfig {
+            max_consecutive_losses: 1,
+            ..Default::default()
+        },
+        ..params(Market::Spot, spot_specs())
+    };
+    let (ev, _) = run(p, 11);
+    assert!(
+        fills(&ev).iter().any(|f| f.side == Side::Sell),
+        "the spot run exited a trade"
+    );
+    assert!(
+        positions(&ev)
+            .iter()
+            .any(|p| p.qty.units() > 0 && p.qty.units() < 1_000),
+        "an exit left dust below the step"
+    );
+    assert!(
+        ev.iter().any(|e| matches!(e, EngineEvent::Breaker(_))),
+        "the losing streak breaker tripped on a spot trade"
+    );
+}
+
+#[test]
 fn a_journal_of_the_other_market_or_a_spot_short_is_refused() {
     let u = PositionUpdate {
         ts_ms: 1,

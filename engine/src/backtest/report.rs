@@ -719,7 +719,8 @@ impl Accumulator {
                 };
                 let mi = u.mode.index();
                 let s = &mut self.slots[sym * 4 + mi];
-                let sign = u.qty.signum();
+                // Spot dust (below what can be sold) counts as flat, as the engine's breakers count it.
+                let sign = engine.tradable(sym, u.qty).signum();
                 // Same rule as the engine's breakers: a trade closes when the position goes flat or flips.
                 if s.qty_sign != 0 && sign != s.qty_sign {
                     let net = s.trade_net;
