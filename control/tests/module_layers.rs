@@ -52,7 +52,7 @@ const EXCHANGE_LAYERS: &[&[&str]] = &[
     &["env", "algo"],
     // The REST client; what every start connects with.
     &["rest"],
-    &["connect", "startup", "funding", "paper_funding"],
+    &["connect", "startup", "funding", "paper_funding", "spot_info"],
     // The reconciliation policy, then what applies it: the protective stops, the trade history.
     &["reconcile"],
     &["stops", "trades"],
