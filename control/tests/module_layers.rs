@@ -52,7 +52,13 @@ const EXCHANGE_LAYERS: &[&[&str]] = &[
     &["env", "algo"],
     // The REST client; what every start connects with.
     &["rest"],
-    &["connect", "startup", "funding", "paper_funding", "spot_info"],
+    &[
+        "connect",
+        "startup",
+        "funding",
+        "paper_funding",
+        "spot_info",
+    ],
     // The reconciliation policy, then what applies it: the protective stops, the trade history.
     &["reconcile"],
     &["stops", "trades"],
