@@ -128,8 +128,9 @@ pub enum FeedEnd {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineParams {
     /// The market every symbol trades on (default futures). On spot a position is a balance: long only (a sell
-    /// beyond what a mode holds is denied as [`Denial::SpotShort`]), exits carry no reduce-only flag to the
-    /// exchange, and what is left below the step size or the minimums is dust the modes see as flat.
+    /// beyond what a mode holds is denied as [`Denial::SpotShort`]), no leverage, and what is left below the
+    /// step size or the minimums is dust the modes see as flat. Spot runs on the paper venue only: the
+    /// `reduce_only` of a spot exit marks it for the gate, and no spot order encoder exists yet.
     pub market: Market,
     /// Traded symbols and their filters (default BTCUSDT, ETHUSDT).
     pub symbols: Vec<SymbolSpec>,
