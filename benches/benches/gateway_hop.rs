@@ -170,6 +170,9 @@ fn main() {
         fstream: "ws://127.0.0.1:9".into(),
         wsapi: format!("ws://127.0.0.1:{port}/ws-fapi/v1"),
         sapi: None,
+        spot: "http://127.0.0.1:9".into(),
+        spot_stream: "ws://127.0.0.1:9".into(),
+        spot_wsapi: "ws://127.0.0.1:9".into(),
         overridden: true,
     };
     let creds = Credentials {

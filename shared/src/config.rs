@@ -112,6 +112,9 @@ pub mod keys {
     /// Override of Binance spot's market stream base URL, read by paper trading on spot (production
     /// `wss://stream.binance.com:9443`; binance-sim serves spot streams under `ws://127.0.0.1:9010/spot`).
     pub const BINANCE_SPOT_STREAM_URL: &str = "BINANCE_SPOT_STREAM_URL";
+    /// Override of Binance spot's WebSocket API URL (orders and user data on `MARKETS=spot` testnet/live;
+    /// production `wss://ws-api.binance.com:443/ws-api/v3`; binance-sim serves it at `ws://127.0.0.1:9010/ws-api/v3`).
+    pub const BINANCE_SPOT_WSAPI_URL: &str = "BINANCE_SPOT_WSAPI_URL";
     /// PEM certificate trusted in addition to the public roots by the exchange connections (testnet mode only,
     /// for a simulator or test endpoint with its own CA).
     pub const BINANCE_EXTRA_CA_FILE: &str = "BINANCE_EXTRA_CA_FILE";
@@ -229,6 +232,7 @@ pub mod keys {
         BINANCE_SAPI_URL,
         BINANCE_SPOT_URL,
         BINANCE_SPOT_STREAM_URL,
+        BINANCE_SPOT_WSAPI_URL,
         BINANCE_EXTRA_CA_FILE,
         BINANCE_ED25519_PRIVATE_KEY_PATH,
         BINANCE_TESTNET_ED25519_PRIVATE_KEY_PATH,
@@ -494,6 +498,8 @@ pub struct ExchangeConfig {
     pub spot_url: Option<String>,
     /// `BINANCE_SPOT_STREAM_URL`: spot market stream base override (paper on spot).
     pub spot_stream_url: Option<String>,
+    /// `BINANCE_SPOT_WSAPI_URL`: spot WebSocket API override (live spot orders and user data).
+    pub spot_wsapi_url: Option<String>,
     /// `BINANCE_EXTRA_CA_FILE`: extra trusted CA (never in live; read and checked when the exchange path starts).
     pub extra_ca_file: Option<PathBuf>,
     /// `BINANCE_ED25519_PRIVATE_KEY_PATH`.
@@ -1060,6 +1066,7 @@ impl Config {
             sapi_url: url(BINANCE_SAPI_URL, &["https://", "http://"])?,
             spot_url: url(BINANCE_SPOT_URL, &["https://", "http://"])?,
             spot_stream_url: url(BINANCE_SPOT_STREAM_URL, &["wss://", "ws://"])?,
+            spot_wsapi_url: url(BINANCE_SPOT_WSAPI_URL, &["wss://", "ws://"])?,
             extra_ca_file: match src.path(BINANCE_EXTRA_CA_FILE) {
                 // Production must trust only the public roots: an extra CA there could let a
                 // man-in-the-middle hold the real-money key's session.

@@ -22,9 +22,29 @@ pub struct Endpoints {
     pub wsapi: String,
     /// `/sapi` base (production only; `None` on testnet, which has no key restrictions endpoint).
     pub sapi: Option<String>,
+    /// Spot REST base (`/api/v3/...`; `MARKETS=spot`). Spot is a separate host at Binance, with its own
+    /// request weight (6,000/min).
+    pub spot: String,
+    /// Spot market stream base (`/stream?streams=` is appended).
+    pub spot_stream: String,
+    /// Spot WebSocket API URL: orders and, since the spot listenKey is gone, the user data stream.
+    pub spot_wsapi: String,
     /// True when any URL was overridden (simulator).
     pub overridden: bool,
 }
+
+/// Binance spot testnet's REST base, streams and WebSocket API (`testnet.binance.vision`).
+pub const SPOT_TESTNET: [&str; 3] = [
+    "https://testnet.binance.vision",
+    "wss://stream.testnet.binance.vision:9443",
+    "wss://ws-api.testnet.binance.vision/ws-api/v3",
+];
+/// Binance spot production's REST base, streams and WebSocket API.
+pub const SPOT_PRODUCTION: [&str; 3] = [
+    SPOT_REST,
+    SPOT_STREAM,
+    "wss://ws-api.binance.com:443/ws-api/v3",
+];
 
 impl Endpoints {
     /// The endpoints for `cfg.trading_mode` (`None` for paper).
@@ -40,6 +60,7 @@ impl Endpoints {
                     "wss://fstream.binancefuture.com",
                     "wss://testnet.binancefuture.com/ws-fapi/v1",
                 ],
+                SPOT_TESTNET,
                 None,
             )),
         }
@@ -62,6 +83,7 @@ impl Endpoints {
                 "wss://fstream.binance.com",
                 "wss://ws-fapi.binance.com/ws-fapi/v1",
             ],
+            SPOT_PRODUCTION,
             Some("https://api.binance.com"),
         )
     }
@@ -70,19 +92,32 @@ impl Endpoints {
         cfg: &Config,
         name: &'static str,
         [fapi, fstream, wsapi]: [&str; 3],
+        [spot, spot_stream, spot_wsapi]: [&str; 3],
         sapi: Option<&str>,
     ) -> Self {
         let x = &cfg.exchange;
         let overridden = x.fapi_url.is_some()
             || x.fstream_url.is_some()
             || x.wsapi_url.is_some()
-            || x.sapi_url.is_some();
+            || x.sapi_url.is_some()
+            || x.spot_url.is_some()
+            || x.spot_stream_url.is_some()
+            || x.spot_wsapi_url.is_some();
         Self {
             name,
             fapi: x.fapi_url.clone().unwrap_or_else(|| fapi.into()),
             fstream: x.fstream_url.clone().unwrap_or_else(|| fstream.into()),
             wsapi: x.wsapi_url.clone().unwrap_or_else(|| wsapi.into()),
             sapi: x.sapi_url.clone().or(sapi.map(String::from)),
+            spot: x.spot_url.clone().unwrap_or_else(|| spot.into()),
+            spot_stream: x
+                .spot_stream_url
+                .clone()
+                .unwrap_or_else(|| spot_stream.into()),
+            spot_wsapi: x
+                .spot_wsapi_url
+                .clone()
+                .unwrap_or_else(|| spot_wsapi.into()),
             overridden,
         }
     }

@@ -18,6 +18,7 @@ use super::env::{Credentials, Endpoints};
 use aegis_engine::sign::rest::encode_signed_query;
 use aegis_shared::event::OrderStatus;
 use aegis_shared::num::Notional;
+use aegis_shared::Market;
 use serde_json::Value;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -111,7 +112,13 @@ pub enum Base {
     Fapi,
     /// Wallet/key endpoints (`/sapi`).
     Sapi,
+    /// Spot (`/api/v3`, `MARKETS=spot`): its own host at Binance, with its own REQUEST_WEIGHT
+    /// ([`SPOT_WEIGHT_LIMIT`]) and its own bans, counted apart from the futures ones.
+    Spot,
 }
+
+/// Spot's REQUEST_WEIGHT per minute (`/api/v3/exchangeInfo` of api.binance.com).
+pub const SPOT_WEIGHT_LIMIT: u64 = 6000;
 
 /// How a request authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +187,10 @@ pub struct Shared {
     pub blocked_until_ms: AtomicU64,
     /// Clock resyncs done.
     pub resyncs: AtomicU64,
+    /// Last `X-MBX-USED-WEIGHT-1M` of the spot host.
+    pub spot_used_weight: AtomicU64,
+    /// Nothing may be sent to the spot host before this wall time (ms): spot bans are the spot host's own.
+    pub spot_blocked_until_ms: AtomicU64,
     /// The host budget file failed once (logged once, then the bot paces itself by its own headers only).
     budget_failed: std::sync::atomic::AtomicBool,
 }
@@ -196,6 +207,10 @@ pub struct RestClient {
     pub shared: Arc<Shared>,
     /// The host's request-weight budget shared with the other bots here (`None`: this client paces alone).
     budget: Option<Arc<crate::fleet::budget::HostBudget>>,
+    /// The market the order paths speak ([`RestClient::on_market`]): the clock, account, open orders,
+    /// exchangeInfo, depth and the order endpoints (place, query, cancel) go to `/fapi` or to spot's `/api/v3`,
+    /// so the REST worker serves the engine's orders on either market unchanged.
+    market: Market,
 }
 
 impl std::fmt::Debug for RestClient {
@@ -262,7 +277,27 @@ impl RestClient {
             endpoints: Arc::new(endpoints),
             creds: Arc::new(std::sync::RwLock::new(creds.map(Arc::new))),
             shared: Arc::new(Shared::default()),
+            market: Market::Futures,
         })
+    }
+
+    /// The same client speaking `market`'s order paths (see the field's docs).
+    pub fn on_market(mut self, market: Market) -> Self {
+        self.market = market;
+        self
+    }
+
+    /// The market this client's order paths speak.
+    pub fn market(&self) -> Market {
+        self.market
+    }
+
+    /// The base and path of an endpoint on this client's market: `fapi` on futures, `spot` on spot.
+    fn at(&self, fapi: &'static str, spot: &'static str) -> (Base, &'static str) {
+        match self.market {
+            Market::Futures => (Base::Fapi, fapi),
+            Market::Spot => (Base::Spot, spot),
+        }
     }
 
     /// Uses `budget` (or none) instead of the one installed for `aegis run`.
@@ -326,26 +361,36 @@ impl RestClient {
         (wall_ms() as i64 + self.shared.offset_ms.load(Ordering::Relaxed)).max(0) as u64
     }
 
-    /// `GET /fapi/v1/time`: sets the offset (taking half the round trip as the one-way delay).
+    /// `GET /fapi/v1/time` (spot: `/api/v3/time`): sets the offset (taking half the round trip as the one-way
+    /// delay).
     pub async fn sync_time(&self) -> Result<i64, RestError> {
         let t0 = wall_ms();
+        let (base, path) = self.at("/fapi/v1/time", "/api/v3/time");
         let v = self
-            .request_once(
-                reqwest::Method::GET,
-                Base::Fapi,
-                "/fapi/v1/time",
-                &[],
-                Auth::None,
-            )
+            .request_once(reqwest::Method::GET, base, path, &[], Auth::None)
             .await?;
         let t1 = wall_ms();
         let server = v
             .get("serverTime")
             .and_then(Value::as_u64)
-            .ok_or_else(|| decode_error("/fapi/v1/time", "no serverTime"))?;
+            .ok_or_else(|| decode_error(path, "no serverTime"))?;
         let offset = server as i64 - ((t0 + t1) / 2) as i64;
         self.shared.offset_ms.store(offset, Ordering::Relaxed);
         Ok(offset)
+    }
+
+    /// The used-weight cell, the ban cell and the weight limit of `base`'s host (`/sapi` is paced with the
+    /// futures cells, as before).
+    fn limits_of(&self, base: Base) -> (&AtomicU64, &AtomicU64, u64) {
+        let s = &self.shared;
+        match base {
+            Base::Spot => (
+                &s.spot_used_weight,
+                &s.spot_blocked_until_ms,
+                SPOT_WEIGHT_LIMIT,
+            ),
+            Base::Fapi | Base::Sapi => (&s.used_weight, &s.blocked_until_ms, WEIGHT_LIMIT),
+        }
     }
 
     /// Sends one request (see the module docs for the error classes). `params` values must be query-safe.
@@ -373,8 +418,8 @@ impl RestClient {
     }
 
     /// Refuses to send while the exchange's last 429/418 ban runs (sending anyway would lengthen it).
-    fn not_blocked(&self) -> Result<(), RestError> {
-        let blocked = self.shared.blocked_until_ms.load(Ordering::Relaxed);
+    fn not_blocked(&self, base: Base) -> Result<(), RestError> {
+        let blocked = self.limits_of(base).1.load(Ordering::Relaxed);
         let now = wall_ms();
         if blocked > now {
             return Err(RestError::RateLimited {
@@ -393,19 +438,21 @@ impl RestClient {
         params: &[(&str, String)],
         auth: Auth,
     ) -> Result<Value, RestError> {
-        self.not_blocked()?;
+        self.not_blocked(base)?;
         if base == Base::Fapi {
             // /sapi has its own limits at Binance.
             self.charge_host(request_weight(&method, path, params))
                 .await;
         }
-        let used = self.shared.used_weight.load(Ordering::Relaxed);
-        if used as f64 > WEIGHT_LIMIT as f64 * SLOW_DOWN_AT {
+        let (used_cell, blocked_cell, limit) = self.limits_of(base);
+        let used = used_cell.load(Ordering::Relaxed);
+        if used as f64 > limit as f64 * SLOW_DOWN_AT {
             // Close to the limit: space requests out instead of running into 429.
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let base_url = match base {
             Base::Fapi => self.endpoints.fapi.as_str(),
+            Base::Spot => self.endpoints.spot.as_str(),
             Base::Sapi => self
                 .endpoints
                 .sapi
@@ -474,16 +521,14 @@ impl RestClient {
         let headers = resp.headers().clone();
         let used_1m = hdr_u64(&headers, "x-mbx-used-weight-1m");
         if let Some(w) = used_1m {
-            self.shared.used_weight.store(w, Ordering::Relaxed);
+            used_cell.store(w, Ordering::Relaxed);
         }
         if status == 429 || status == 418 {
             let secs =
                 hdr_u64(&headers, "retry-after").unwrap_or(if status == 418 { 120 } else { 5 });
             let retry_after = Duration::from_secs(secs.max(1));
             let until = wall_ms() + retry_after.as_millis() as u64;
-            self.shared
-                .blocked_until_ms
-                .fetch_max(until, Ordering::Relaxed);
+            blocked_cell.fetch_max(until, Ordering::Relaxed);
             if base == Base::Fapi {
                 self.report_host(None, Some(until));
             }
@@ -524,9 +569,10 @@ impl RestClient {
             .await
     }
 
-    /// `GET /fapi/v2/account`.
+    /// `GET /fapi/v2/account` (spot: `GET /api/v3/account`, the balances).
     pub async fn account(&self) -> Result<Value, RestError> {
-        self.get_signed(Base::Fapi, "/fapi/v2/account", &[]).await
+        let (base, path) = self.at("/fapi/v2/account", "/api/v3/account");
+        self.get_signed(base, path, &[]).await
     }
 
     /// `GET /sapi/v1/account/apiRestrictions`: the permissions the start-up and periodic checks judge.
@@ -545,11 +591,10 @@ impl RestClient {
         })
     }
 
-    /// `GET /fapi/v1/openOrders`.
+    /// `GET /fapi/v1/openOrders` (spot: `/api/v3/openOrders`).
     pub async fn open_orders(&self) -> Result<Vec<Value>, RestError> {
-        let v = self
-            .get_signed(Base::Fapi, "/fapi/v1/openOrders", &[])
-            .await?;
+        let (base, path) = self.at("/fapi/v1/openOrders", "/api/v3/openOrders");
+        let v = self.get_signed(base, path, &[]).await?;
         Ok(v.as_array().cloned().unwrap_or_default())
     }
 
@@ -580,32 +625,82 @@ impl RestClient {
 
     /// Unauthenticated `GET` of market data.
     async fn get_public(&self, path: &str, params: &[(&str, String)]) -> Result<Value, RestError> {
-        self.request(reqwest::Method::GET, Base::Fapi, path, params, Auth::None)
+        let base = match self.market {
+            Market::Futures => Base::Fapi,
+            Market::Spot => Base::Spot,
+        };
+        self.request(reqwest::Method::GET, base, path, params, Auth::None)
             .await
     }
 
     /// `GET /fapi/v1/depth?symbol=&limit=` (the local order book's snapshot).
     pub async fn depth(&self, symbol: &str, limit: u32) -> Result<Value, RestError> {
         let params = [("symbol", symbol.to_string()), ("limit", limit.to_string())];
-        self.get_public("/fapi/v1/depth", &params).await
+        self.get_public(self.at("/fapi/v1/depth", "/api/v3/depth").1, &params)
+            .await
     }
 
-    /// `GET /fapi/v1/exchangeInfo`.
+    /// `GET /fapi/v1/exchangeInfo` (spot: `/api/v3/exchangeInfo`).
     pub async fn exchange_info(&self) -> Result<Value, RestError> {
-        self.get_public("/fapi/v1/exchangeInfo", &[]).await
+        let path = self.at("/fapi/v1/exchangeInfo", "/api/v3/exchangeInfo").1;
+        self.get_public(path, &[]).await
     }
 
-    /// `GET /fapi/v1/order?origClientOrderId=`.
+    /// `GET /fapi/v1/order?origClientOrderId=` (spot: `/api/v3/order`).
     pub async fn query_order(&self, symbol: &str, client_id: &str) -> Result<Value, RestError> {
         let params = order_ref(symbol, client_id);
-        self.get_signed(Base::Fapi, "/fapi/v1/order", &params).await
+        let (base, path) = self.at("/fapi/v1/order", "/api/v3/order");
+        self.get_signed(base, path, &params).await
     }
 
-    /// `DELETE /fapi/v1/order?origClientOrderId=`.
+    /// `DELETE /fapi/v1/order?origClientOrderId=` (spot: `/api/v3/order`).
     pub async fn cancel_order(&self, symbol: &str, client_id: &str) -> Result<Value, RestError> {
         let params = order_ref(symbol, client_id);
-        self.fapi_signed(reqwest::Method::DELETE, "/fapi/v1/order", &params)
+        let (base, path) = self.at("/fapi/v1/order", "/api/v3/order");
+        self.request(reqwest::Method::DELETE, base, path, &params, Auth::Signed)
             .await
+    }
+
+    /// `POST /api/v3/order` (spot), signed here: the spot stop manager's resting `STOP_LOSS_LIMIT` orders.
+    /// `params` are query-safe.
+    pub async fn spot_order(&self, params: &[(&str, String)]) -> Result<Value, RestError> {
+        self.request(
+            reqwest::Method::POST,
+            Base::Spot,
+            "/api/v3/order",
+            params,
+            Auth::Signed,
+        )
+        .await
+    }
+
+    /// `GET /api/v3/myTrades?symbol=&fromId=` (spot, weight 20): the trades a stream gap may have lost.
+    pub async fn spot_my_trades(
+        &self,
+        symbol: &str,
+        from_id: Option<u64>,
+    ) -> Result<Vec<Value>, RestError> {
+        let mut params = vec![("symbol", symbol.to_string()), ("limit", "1000".into())];
+        if let Some(id) = from_id {
+            params.push(("fromId", id.to_string()));
+        }
+        let v = self
+            .get_signed(Base::Spot, "/api/v3/myTrades", &params)
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// `GET /api/v3/ticker/price?symbol=` (spot): the last price of a pair (BNB fee conversion, non-dollar quotes).
+    pub async fn spot_price(&self, symbol: &str) -> Result<Value, RestError> {
+        let params = [("symbol", symbol.to_string())];
+        self.request(
+            reqwest::Method::GET,
+            Base::Spot,
+            "/api/v3/ticker/price",
+            &params,
+            Auth::None,
+        )
+        .await
     }
 
     /// `POST /fapi/v1/leverage?symbol=&leverage=` (the symbol's initial leverage on this account).
@@ -629,16 +724,40 @@ impl RestClient {
             .await
     }
 
-    /// `POST /fapi/v1/order` with a query already encoded and signed by `OrderEncoder::rest_order`.
+    /// `POST /fapi/v1/order` (spot: `/api/v3/order`) with a query already encoded and signed by
+    /// `OrderEncoder::rest_order`.
     pub async fn place_order_raw(&self, signed_query: &str) -> Result<Value, RestError> {
+        let (base, path) = self.at("/fapi/v1/order", "/api/v3/order");
+        self.post_raw(base, path, signed_query).await
+    }
+
+    /// `POST /api/v3/order/cancelReplace` (spot) with a query encoded and signed by
+    /// `OrderEncoder::rest_cancel_replace`: cancels a resting stop and places the exit in one request.
+    pub async fn cancel_replace_raw(&self, signed_query: &str) -> Result<Value, RestError> {
+        self.post_raw(Base::Spot, "/api/v3/order/cancelReplace", signed_query)
+            .await
+    }
+
+    /// A `POST` of a query the engine's encoder signed.
+    async fn post_raw(
+        &self,
+        base: Base,
+        path: &'static str,
+        signed_query: &str,
+    ) -> Result<Value, RestError> {
         // The gateway signs the query with its encoder and swaps encoder and client key together on its own
         // thread, so this key is the one that signed.
         let creds = self.credentials().ok_or(RestError::NoKey)?;
-        let path = "/fapi/v1/order";
-        let url = format!("{}{path}?{signed_query}", self.endpoints.fapi);
-        self.not_blocked()?;
+        let host = match base {
+            Base::Spot => self.endpoints.spot.as_str(),
+            _ => self.endpoints.fapi.as_str(),
+        };
+        let url = format!("{host}{path}?{signed_query}");
+        self.not_blocked(base)?;
         // Weight 0 at Binance, but not while the host is blocked by a 429/418.
-        self.charge_host(0).await;
+        if base == Base::Fapi {
+            self.charge_host(0).await;
+        }
         let resp = self
             .http
             .post(&url)
@@ -658,10 +777,12 @@ impl RestClient {
         let headers = resp.headers().clone();
         if status == 429 || status == 418 {
             let secs = hdr_u64(&headers, "retry-after").unwrap_or(5).max(1);
-            self.shared
-                .blocked_until_ms
+            self.limits_of(base)
+                .1
                 .fetch_max(wall_ms() + secs * 1000, Ordering::Relaxed);
-            self.report_host(None, Some(wall_ms() + secs * 1000));
+            if base == Base::Fapi {
+                self.report_host(None, Some(wall_ms() + secs * 1000));
+            }
             return Err(RestError::RateLimited {
                 status,
                 retry_after: Duration::from_secs(secs),
@@ -675,7 +796,10 @@ impl RestClient {
             });
         }
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if status >= 400 {
+        // A cancel-replace that partly failed (409, -2021) or wholly failed (400, -2022) says per leg what
+        // happened in `data`: the caller reads the legs, since a failed cancel with a placed exit is still a
+        // placed order.
+        if status >= 400 && !(path.ends_with("cancelReplace") && v.get("data").is_some()) {
             return Err(api_error(path, status, &v));
         }
         Ok(v)
@@ -834,6 +958,7 @@ impl aegis_engine::venue::binance::entry::VenueClock for ClientClock {
         self.0.now_ms()
     }
     fn blocked_until_ms(&self) -> u64 {
-        self.0.shared.blocked_until_ms.load(Ordering::Relaxed)
+        let base = self.0.at("/fapi/v1/order", "/api/v3/order").0;
+        self.0.limits_of(base).1.load(Ordering::Relaxed)
     }
 }

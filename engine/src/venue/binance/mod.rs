@@ -207,6 +207,15 @@ pub enum Inbound {
     Alert(AlertKind),
     /// The key is unusable (missing, or rejected with -2014/-2015): refuse every order from now on.
     ReadOnly,
+    /// Spot (`MARKETS=spot`): the control plane's stop manager has a `STOP_LOSS_LIMIT` sell of `symbol`
+    /// resting on the exchange with this client id (`None`: no longer). The stop locks the balance it would
+    /// sell, so an exit of that symbol must cancel it in the same request (`order.cancelReplace`).
+    SpotStop {
+        /// Symbol.
+        symbol: Symbol,
+        /// The resting stop's client id.
+        client_id: Option<ClientOrderId>,
+    },
     /// The control plane's REST worker answers a job of the engine thread's order entry ([`entry::RestJob`]).
     Rest {
         /// The job, echoed.
@@ -672,6 +681,8 @@ impl LiveVenue {
             Inbound::Clear(r) => self.signal(VenueSignal::Clear(r)),
             Inbound::Alert(k) => self.signal(VenueSignal::Alert(k)),
             Inbound::ReadOnly => self.read_only = true,
+            // Scaffolding for the spot exit path (the live venue's spot support lands next).
+            Inbound::SpotStop { .. } => {}
             Inbound::Rest { job, outcome } => {
                 if let Some(e) = self.entry.as_deref_mut() {
                     e.on_rest(job, outcome);
