@@ -66,6 +66,8 @@ const EXCHANGE_LAYERS: &[&[&str]] = &[
     &["user_stream", "rest_worker", "gateway"],
     &["keyswitch"],
     &["paper_market"],
+    // Binance spot on testnet/live: its reconciliation, user stream, stops and start-up (uses all of the above).
+    &["spot"],
     &["mod"],
 ];
 

@@ -293,7 +293,7 @@ impl RestClient {
     }
 
     /// The base and path of an endpoint on this client's market: `fapi` on futures, `spot` on spot.
-    fn at(&self, fapi: &'static str, spot: &'static str) -> (Base, &'static str) {
+    pub fn at(&self, fapi: &'static str, spot: &'static str) -> (Base, &'static str) {
         match self.market {
             Market::Futures => (Base::Fapi, fapi),
             Market::Spot => (Base::Spot, spot),
@@ -644,6 +644,28 @@ impl RestClient {
     pub async fn exchange_info(&self) -> Result<Value, RestError> {
         let path = self.at("/fapi/v1/exchangeInfo", "/api/v3/exchangeInfo").1;
         self.get_public(path, &[]).await
+    }
+
+    /// `GET /api/v3/exchangeInfo?symbols=[…]` (spot): only the traded pairs, since the full answer is megabytes.
+    pub async fn spot_exchange_info(
+        &self,
+        symbols: &[aegis_shared::Symbol],
+    ) -> Result<Value, RestError> {
+        // `["BTCUSDT","ETHUSDT"]`, percent-encoded: the params must be query-safe.
+        let list = symbols
+            .iter()
+            .map(|s| format!("%22{s}%22"))
+            .collect::<Vec<_>>()
+            .join("%2C");
+        let params = [("symbols", format!("%5B{list}%5D"))];
+        self.request(
+            reqwest::Method::GET,
+            Base::Spot,
+            "/api/v3/exchangeInfo",
+            &params,
+            Auth::None,
+        )
+        .await
     }
 
     /// `GET /fapi/v1/order?origClientOrderId=` (spot: `/api/v3/order`).

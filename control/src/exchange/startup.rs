@@ -67,7 +67,25 @@ pub async fn prove(client: &RestClient, cfg: &Config) -> Result<Option<Restricti
         return Ok(None);
     };
     let var = creds.source;
+    let spot = client.market() == Market::Spot;
     match client.account().await {
+        Ok(v) if spot => {
+            // Spot's account answer says whether this key may trade spot at all (the key's "Enable Spot &
+            // Margin Trading", or an account restriction); without it every order would come back -2010.
+            if v.get("canTrade").and_then(Value::as_bool) == Some(false) {
+                return Err(refuse(var, format!(
+                    "Binance {env} says this key cannot trade spot (GET /api/v3/account: canTrade=false): enable \"Spot & Margin Trading\" for it in API Management (keep withdrawals off and the IP restriction on), or use MARKETS=futures"
+                )));
+            }
+            let held = v
+                .get("balances")
+                .and_then(Value::as_array)
+                .map_or(0, |b| b.len());
+            tracing::info!(
+                "key check:   {var} works on Binance spot {env} (GET /api/v3/account: canTrade, {held} asset balance(s), {} key)",
+                if creds.is_ed25519() { "Ed25519" } else { "HMAC" }
+            );
+        }
         Ok(v) => {
             let wallet = shown(&v, "totalWalletBalance");
             tracing::info!(
@@ -77,7 +95,8 @@ pub async fn prove(client: &RestClient, cfg: &Config) -> Result<Option<Restricti
         }
         Err(RestError::KeyRejected { code, .. }) => {
             return Err(refuse(var, format!(
-                "Binance {env} refused this key ({code}): check that it is a {env} key (testnet keys only work on testnet, production keys only on production), that it is not deleted, that futures trading is enabled for it and that this server's IP is whitelisted"
+                "Binance {env} refused this key ({code}): check that it is a {env} key (testnet keys only work on testnet, production keys only on production; spot testnet keys come from testnet.binance.vision), that it is not deleted, that {} trading is enabled for it and that this server's IP is whitelisted",
+                if spot { "spot" } else { "futures" }
             )))
         }
         Err(e) => {

@@ -96,9 +96,10 @@ fn num_u64(v: &Value) -> Option<u64> {
 /// Parses one `userTrades` row; `None` for a row missing a field or holding an unreadable decimal.
 pub fn parse_user_trade(v: &Value) -> Option<UserTrade> {
     let s = |k: &str| v.get(k).and_then(Value::as_str);
-    let side = match s("side")? {
-        "BUY" => Side::Buy,
-        "SELL" => Side::Sell,
+    // Spot's `myTrades` rows have no `side`, only `isBuyer` (and `isMaker` for `maker`).
+    let side = match (s("side"), v.get("isBuyer").and_then(Value::as_bool)) {
+        (Some("BUY"), _) | (None, Some(true)) => Side::Buy,
+        (Some("SELL"), _) | (None, Some(false)) => Side::Sell,
         _ => return None,
     };
     let qty = Qty::parse(s("qty")?).ok().filter(|q| q.units() > 0)?;
@@ -112,7 +113,11 @@ pub fn parse_user_trade(v: &Value) -> Option<UserTrade> {
         commission: Notional::parse(s("commission")?).ok()?,
         commission_asset: Symbol::new(s("commissionAsset")?).ok()?,
         realized_pnl: Notional::parse(s("realizedPnl").unwrap_or("0")).ok()?,
-        maker: v.get("maker").and_then(Value::as_bool).unwrap_or(false),
+        maker: v
+            .get("maker")
+            .or_else(|| v.get("isMaker"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         time: v.get("time").and_then(Value::as_u64).unwrap_or(0),
     })
 }
@@ -145,10 +150,11 @@ pub async fn fetch_user_trades(
     let mut out = Vec::new();
     let mut from = from_id;
     for _ in 0..MAX_PAGES {
+        let (base, path) = trades_path(client);
         let v = client
             .get_signed(
-                Base::Fapi,
-                "/fapi/v1/userTrades",
+                base,
+                path,
                 &[
                     ("symbol", symbol.to_string()),
                     ("fromId", from.to_string()),
@@ -174,16 +180,23 @@ pub async fn fetch_user_trades(
     })
 }
 
+/// Where the account's trades are read on the client's market: futures `userTrades` (weight 5), spot
+/// `myTrades` (weight 20; same paging by `fromId`, same `orderId` filter).
+fn trades_path(client: &RestClient) -> (Base, &'static str) {
+    client.at("/fapi/v1/userTrades", "/api/v3/myTrades")
+}
+
 /// The trades of one order (`orderId`; an order has far fewer than [`PAGE_LIMIT`] trades).
 pub async fn fetch_order_trades(
     client: &RestClient,
     symbol: Symbol,
     order_id: u64,
 ) -> Result<Vec<UserTrade>, TradesError> {
+    let (base, path) = trades_path(client);
     let v = client
         .get_signed(
-            Base::Fapi,
-            "/fapi/v1/userTrades",
+            base,
+            path,
             &[
                 ("symbol", symbol.to_string()),
                 ("orderId", order_id.to_string()),
@@ -200,10 +213,11 @@ pub async fn client_id_of(
     symbol: Symbol,
     order_id: u64,
 ) -> Result<Option<ClientOrderId>, RestError> {
+    let (base, path) = client.at("/fapi/v1/order", "/api/v3/order");
     let v = client
         .get_signed(
-            Base::Fapi,
-            "/fapi/v1/order",
+            base,
+            path,
             &[
                 ("symbol", symbol.to_string()),
                 ("orderId", order_id.to_string()),
@@ -322,13 +336,25 @@ pub fn plan_recovery(
             .or_insert_with(|| out.orders.get(&cid).copied().unwrap_or(Qty::ZERO));
         *c += t.qty;
         named.push((t, cid));
-        *out.delta.entry(t.symbol).or_default() += t.side.sign() * t.qty.units();
+        *out.delta.entry(t.symbol).or_default() += held_delta(t);
     }
     for (t, cid) in named {
         let c = cum.get(&cid).copied().unwrap_or(t.qty);
         out.updates.push(to_update(t, cid, c));
     }
     out
+}
+
+/// How much a trade moves the held quantity, in units: buys +, sells −, and a commission charged in the
+/// pair's base asset (spot: a buy's fee is taken from what was bought) comes off what is held. Futures never
+/// charge the base asset, so this is the plain signed quantity there.
+pub fn held_delta(t: &UserTrade) -> i64 {
+    let fee = if t.symbol.base_asset() == Some(t.commission_asset) {
+        t.commission.units()
+    } else {
+        0
+    };
+    t.side.sign() * t.qty.units() - fee
 }
 
 /// Journal positions moved by the recovered trades (the symbol's largest journal mode takes each symbol's net),
@@ -565,10 +591,11 @@ async fn first_id_from(
 ) -> Result<u64, TradesError> {
     let mut from = 0u64;
     for _ in 0..MAX_PAGES {
+        let (base, path) = trades_path(client);
         let v = client
             .get_signed(
-                Base::Fapi,
-                "/fapi/v1/userTrades",
+                base,
+                path,
                 &[
                     ("symbol", symbol.to_string()),
                     ("fromId", from.to_string()),
@@ -701,6 +728,27 @@ mod tests {
     use super::*;
     use aegis_shared::event::{OrderIntent, TimeInForce};
     use serde_json::json;
+
+    #[test]
+    fn spot_my_trades_rows_read_side_and_maker_and_a_base_fee_comes_off_what_is_held() {
+        // Binance's documented `GET /api/v3/myTrades` row: no `side`, `isBuyer`/`isMaker` instead.
+        let row = json!({"symbol": "BNBBTC", "id": 28457, "orderId": 100234, "orderListId": -1,
+            "price": "4.00000100", "qty": "12.00000000", "quoteQty": "48.000012",
+            "commission": "10.10000000", "commissionAsset": "BNB", "time": 1499865549590u64,
+            "isBuyer": true, "isMaker": false, "isBestMatch": true});
+        let t = parse_user_trade(&row).unwrap();
+        assert_eq!(
+            (t.side, t.maker, t.id, t.order_id),
+            (Side::Buy, false, 28457, 100234)
+        );
+        // BNB is BNBBTC's base: 12 bought, 10.1 taken as the fee, 1.9 held.
+        assert_eq!(held_delta(&t), Qty::parse("1.9").unwrap().units());
+        let sell = json!({"symbol": "BTCUSDT", "id": 2, "orderId": 3, "price": "100", "qty": "0.5",
+            "commission": "0.05", "commissionAsset": "USDT", "isBuyer": false, "isMaker": true});
+        let t = parse_user_trade(&sell).unwrap();
+        assert_eq!((t.side, t.maker), (Side::Sell, true));
+        assert_eq!(held_delta(&t), -Qty::parse("0.5").unwrap().units());
+    }
 
     fn btc() -> Symbol {
         Symbol::new("BTCUSDT").unwrap()
