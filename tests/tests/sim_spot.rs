@@ -5,6 +5,7 @@
 
 mod common;
 
+use aegis_shared::Qty;
 use aegis_testkit::sim::auth::{hmac_hex, ws_api_payload, Params};
 use aegis_testkit::sim::client::AdminCall;
 use aegis_testkit::sim::keys::{KeyEntry, Permissions};
@@ -940,4 +941,65 @@ async fn spot_weight_is_its_own_counter_with_429_then_418() {
     // Futures on the same IP is not banned.
     assert_eq!(c.public("/fapi/v1/ping", "").await.status, 200);
     h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marketable_order_can_fill_in_parts_each_with_its_own_trade_and_fee() {
+    let h = spot_sim().await;
+    let c = carol(&h);
+    admin(&h, AdminCall::spot_price("BTCUSDT", "60000", None, None)).await;
+    admin(&h, AdminCall::spot_fill_parts(3)).await;
+    let r = order(
+        &c,
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "BUY"),
+            ("type", "MARKET"),
+            ("quantity", "0.01000"),
+            ("newOrderRespType", "FULL"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "FILLED");
+    let fills = r.body["fills"].as_array().unwrap();
+    let qtys: Vec<&str> = fills.iter().map(|f| f["qty"].as_str().unwrap()).collect();
+    // 0.01 / 3 on the 0.00001 step: two of 0.00333, the last the remaining 0.00334.
+    assert_eq!(qtys, ["0.00333000", "0.00333000", "0.00334000"]);
+    let fee: Qty = fills
+        .iter()
+        .map(|f| Qty::parse(f["commission"].as_str().unwrap()).unwrap())
+        .fold(Qty::ZERO, |a, b| a + b);
+    // Each part pays 0.1 % of itself, in BTC (a buy's fee is taken in the base asset).
+    assert_eq!(fee, Qty::parse("0.00001").unwrap());
+    let mytrades = c
+        .signed("GET", "/api/v3/myTrades", &[("symbol", "BTCUSDT")])
+        .await;
+    assert_eq!(
+        mytrades.body.as_array().map(Vec::len),
+        Some(3),
+        "{:?}",
+        mytrades.body
+    );
+    let (free, _) = balance(&h, "carol", "BTC").await;
+    assert_eq!(free, "0.00999000");
+    // Back to one trade per order; zero parts is refused.
+    admin(&h, AdminCall::spot_fill_parts(1)).await;
+    let r = order(
+        &c,
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "SELL"),
+            ("type", "MARKET"),
+            ("quantity", "0.00500"),
+            ("newOrderRespType", "FULL"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        r.body["fills"].as_array().map(Vec::len),
+        Some(1),
+        "{:?}",
+        r.body
+    );
 }

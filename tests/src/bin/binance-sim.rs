@@ -100,6 +100,7 @@ SPOT (REST /api/v3, WebSocket API /ws-api/v3 with userDataStream.subscribe(.sign
   POST /admin/spot/accounts/{account}/orders/fill {"clientOrderId":..,"qty":"0.001"}  fill at its price, as maker
   POST /admin/spot/market/price                {"symbol":"BTCUSDT","price":"59000","bid":..,"ask":..,"bidQty":..,"askQty":..}  stops trigger
   POST /admin/spot/fees/bnb                    {"enabled":true}  commissions in BNB when the account holds enough
+  POST /admin/spot/market/fill_parts          {"parts":3}  marketable spot orders fill in that many trades (partial fills)
   POST /admin/spot/userDataStream/terminate    {"account":..}  eventStreamTerminated to its subscriptions
   POST /admin/spot/limits                      {"weightPerMinute":6000,"ordersPer10s":100,...}  spot's own counters
   Rust: aegis_testkit::sim::client::{AdminClient, BlockingAdminClient, AdminCall}.

@@ -291,6 +291,13 @@ impl AdminCall {
     pub fn spot_bnb_fees(enabled: bool) -> Self {
         Self::post("/admin/spot/fees/bnb".into(), json!({"enabled": enabled}))
     }
+    /// `POST /admin/spot/market/fill_parts`: marketable spot orders fill in `parts` trades.
+    pub fn spot_fill_parts(parts: u32) -> Self {
+        Self::post(
+            "/admin/spot/market/fill_parts".into(),
+            json!({"parts": parts}),
+        )
+    }
     /// `POST /admin/spot/limits`: spot's own limits (the [`AdminCall::set_limits`] shape); counters reset.
     pub fn spot_limits(limits: Value) -> Self {
         Self::post("/admin/spot/limits".into(), limits)

@@ -10,6 +10,8 @@
 //! - `POST /admin/spot/market/price` `{"symbol": "BTCUSDT", "price": "59000", "bid": …, "ask": …, "bidQty": …,
 //!   "askQty": …}` (sizes at the touch on the streams; both or neither, default 10 each).
 //! - `POST /admin/spot/fees/bnb` `{"enabled": true}`.
+//! - `POST /admin/spot/market/fill_parts` `{"parts": 3}`: marketable orders fill in that many trades (partial
+//!   fills, each with its own commission).
 //! - `POST /admin/spot/userDataStream/terminate` `{"account": "alice"}`: `eventStreamTerminated` to every
 //!   subscription of the account, which ends.
 //! - `POST /admin/spot/limits` spot's REQUEST_WEIGHT / ORDERS limits and ban rule (the futures shape).
@@ -44,6 +46,7 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/accounts/{name}/orders/fill", post(fill))
         .route("/market/price", post(price))
         .route("/fees/bnb", post(bnb))
+        .route("/market/fill_parts", post(fill_parts))
         .route("/userDataStream/terminate", post(terminate))
         .route("/limits", post(set_limits))
 }
@@ -180,6 +183,19 @@ struct BnbReq {
 
 async fn bnb(State(sim): State<Arc<Sim>>, Json(r): Json<BnbReq>) -> Response {
     lock(&sim.spot.ex).bnb_fees = r.enabled;
+    Json(json!({"ok": true})).into_response()
+}
+
+#[derive(Deserialize)]
+struct PartsReq {
+    parts: u32,
+}
+
+async fn fill_parts(State(sim): State<Arc<Sim>>, Json(r): Json<PartsReq>) -> Response {
+    if r.parts == 0 {
+        return bad("parts must be at least 1");
+    }
+    lock(&sim.spot.ex).fill_parts = r.parts;
     Json(json!({"ok": true})).into_response()
 }
 

@@ -273,6 +273,9 @@ pub struct SpotExchange {
     pub start_balances: Vec<(String, Qty)>,
     /// Commissions in BNB when the account holds enough.
     pub bnb_fees: bool,
+    /// Trades a marketable order is filled in (1 = one trade; the admin API sets more so a test sees partial
+    /// fills: each part its own trade id, execution report and commission, as Binance fills across levels).
+    pub fill_parts: u32,
     /// Market stream messages.
     pub market_tx: broadcast::Sender<SpotStreamMsg>,
     next_order: u64,
@@ -315,6 +318,7 @@ impl SpotExchange {
             accounts: HashMap::new(),
             start_balances: vec![("USDT".into(), Qty::from_int(10_000))],
             bnb_fees: false,
+            fill_parts: 1,
             market_tx,
             next_order: 7_000_000,
             next_trade: 900_000,
@@ -598,7 +602,24 @@ impl SpotExchange {
             };
         if marketable {
             let q = o.remaining();
-            self.fill(acc, idx, q, at, false, now);
+            let step = self.books[&o.symbol].spec.step.units().max(1);
+            // Equal parts on the step, the last taking the remainder; never a zero-quantity trade.
+            let parts = i64::from(self.fill_parts.max(1))
+                .min(q.units() / step)
+                .max(1);
+            let part = q.units() / parts / step * step;
+            for i in 0..parts {
+                let left = acc.orders[idx].remaining();
+                let this = if i + 1 == parts {
+                    left
+                } else {
+                    Qty::from_units(part)
+                };
+                if this.is_zero() {
+                    break;
+                }
+                self.fill(acc, idx, this, at, false, now);
+            }
         } else if o.tif != "GTC" {
             self.end(acc, idx, Status::Expired, "EXPIRED", None, now);
         }
