@@ -64,6 +64,8 @@ const EXCHANGE_LAYERS: &[&[&str]] = &[
     &["stops", "trades"],
     &["resync"],
     &["user_stream", "rest_worker", "gateway"],
+    // Spot's user data stream over the WebSocket API (uses `rest` only).
+    &["spot"],
     &["keyswitch"],
     &["paper_market"],
     &["mod"],

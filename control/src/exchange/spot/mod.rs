@@ -1,0 +1,15 @@
+//! Binance spot (`MARKETS=spot` on testnet or live): what the spot account needs beyond the REST paths of
+//! [`super::rest`] (which speaks spot's `/api/v3` when the client is [`super::rest::RestClient::on_market`]
+//! spot).
+//!
+//! - [`user_stream`]: the spot user data stream. Spot has it only through the WebSocket API since the spot
+//!   listenKey was retired on 2026-02-20: `userDataStream.subscribe.signature` on a `/ws-api/v3` connection,
+//!   events wrapped as `{"subscriptionId":N,"event":{…}}`, `eventStreamTerminated` when a subscription ends
+//!   (resubscribed at once), reconnects with backoff. `executionReport`s become
+//!   [`aegis_engine::venue::binance::Inbound::Update`]s for the engine; `outboundAccountPosition` and
+//!   `balanceUpdate` keep [`user_stream::Balances`] (free and locked per asset) current.
+//!
+//! Layer: below `exchange/mod.rs`, which wires it at start-up; it uses only [`super::rest`] (the order status
+//! names) and the engine's signing and WebSocket client.
+
+pub mod user_stream;
