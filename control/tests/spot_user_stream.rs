@@ -2,8 +2,8 @@
 //! over spot REST (`POST /api/v3/order`, signed) come back as `Inbound::Update`s with the right fields and fees
 //! (base asset, quote asset, BNB through the pricer), the balances follow the simulator's account, an admin
 //! `terminate` (`eventStreamTerminated`) and a dropped connection are both followed by a new subscription, events
-//! again and `on_resync`, and a refused key or secret fails `start` with what to fix. HMAC and Ed25519 keys both
-//! subscribe.
+//! again and `on_resync`, a refused key or secret fails `start` with what to fix, a key revoked before a reconnect
+//! halts the engine read-only, and `wss://` uses the caller's TLS config. HMAC and Ed25519 keys both subscribe.
 
 use aegis_control::exchange::env::{Credentials, Endpoints};
 use aegis_control::exchange::rest::RestClient;
@@ -16,7 +16,7 @@ use aegis_engine::venue::binance::entry::WallClock;
 use aegis_engine::venue::binance::{Inbound, OrderUpdate};
 use aegis_shared::event::{FeeConversion, OrderStatus, OrderType};
 use aegis_shared::{Market, Notional, Price, Qty, Secret, Side, Symbol};
-use aegis_testkit::sim::client::AdminCall;
+use aegis_testkit::sim::client::{AdminCall, AdminClient};
 use aegis_testkit::sim::keys::{KeyEntry, KeysFile, Permissions};
 use aegis_testkit::sim::{self, SimConfig, SimHandle};
 use crossbeam_channel::Receiver;
@@ -48,6 +48,10 @@ fn spot_perms() -> Permissions {
 }
 
 fn start_sim(rt: &tokio::runtime::Runtime) -> SimHandle {
+    start_sim_tls(rt, None)
+}
+
+fn start_sim_tls(rt: &tokio::runtime::Runtime, tls: Option<sim::SimTls>) -> SimHandle {
     let entry = |key: &str, account: &str, secret: Option<&str>, ed: Option<&str>| KeyEntry {
         api_key: key.into(),
         account: Some(account.into()),
@@ -66,6 +70,7 @@ fn start_sim(rt: &tokio::runtime::Runtime) -> SimHandle {
             ..Default::default()
         },
         source: sim::SourceKind::Frozen,
+        tls,
         ..SimConfig::default()
     };
     let h = rt.block_on(sim::start(cfg)).unwrap();
@@ -84,7 +89,11 @@ fn start_sim(rt: &tokio::runtime::Runtime) -> SimHandle {
 }
 
 fn admin(rt: &tokio::runtime::Runtime, h: &SimHandle, c: AdminCall) -> Value {
-    rt.block_on(h.admin().call(c)).unwrap()
+    let a = match h.ca_pem() {
+        Some(pem) => AdminClient::with_ca_pem(&h.base_url(), pem).unwrap(),
+        None => h.admin(),
+    };
+    rt.block_on(a.call(c)).unwrap()
 }
 
 fn rest(h: &SimHandle, key: &str, secret: &str) -> RestClient {
@@ -470,5 +479,69 @@ fn a_refused_key_or_secret_fails_the_start_with_what_to_fix() {
         "{e}"
     );
     assert!(!e.to_string().contains("wrongSECRET"), "{e}");
+    rt.block_on(h.shutdown());
+}
+
+#[test]
+fn a_key_revoked_while_reconnecting_halts_the_engine_read_only() {
+    let rt = rt();
+    let h = start_sim(&rt);
+    let st = start_stream(&h, KEY, SECRET);
+    admin(&rt, &h, AdminCall::revoke_key(KEY));
+    admin(&rt, &h, AdminCall::ws_drop("api"));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.push(
+            st.rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("the halt"),
+        );
+    }
+    assert_eq!(
+        got,
+        vec![
+            Inbound::ReadOnly,
+            Inbound::Halt(aegis_shared::event::HaltReason::KeyRejected),
+            Inbound::Alert(aegis_shared::event::AlertKind::KeyInvalid),
+        ]
+    );
+    wait("the thread's end", || !st.s.is_running());
+    assert_eq!(st.s.stats.reconnects.load(Ordering::Relaxed), 0);
+    st.s.stop();
+    rt.block_on(h.shutdown());
+}
+
+#[test]
+fn wss_with_the_callers_tls_roots() {
+    let rt = rt();
+    let h = start_sim_tls(&rt, Some(sim::SimTls::SelfSigned));
+    assert!(h.ws_url().starts_with("wss://"));
+    let (mut cfg, _, _) = config(&h, ED_KEY, ED_PRIVATE);
+    // The simulator's self-signed certificate is trusted by this config only (not by the process's roots).
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(h.ca_pem().unwrap().as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.tls = Some(Arc::new(tls));
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let s = us::start(cfg, tx, Arc::new(Balances::new())).expect("subscribed over wss");
+    admin(
+        &rt,
+        &h,
+        AdminCall::spot_balances("bob", json!({"ETH": "2.5"})),
+    );
+    wait("the balance over wss", || {
+        s.balances.held("ETH") == n("2.5")
+    });
+    assert!(rx.try_recv().is_err());
+    s.stop();
     rt.block_on(h.shutdown());
 }
