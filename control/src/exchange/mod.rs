@@ -7,7 +7,8 @@
 //! - [`reconcile`]: the reconciliation policy (start-up; also journal-open orders the exchange no longer lists).
 //! - [`resync`]: the same comparison after every reconnect of the user data stream or the order gateway;
 //!   new entries halt until both sides agree.
-//! - [`user_stream`]: listenKey life cycle and `ORDER_TRADE_UPDATE`s.
+//! - [`user_stream`]: listenKey life cycle and `ORDER_TRADE_UPDATE`s; [`spot`]: spot's user data stream
+//!   (WebSocket API `userDataStream.subscribe.signature`: `executionReport`s and balances).
 //! - [`stops`]: the protective reduce-only stop resting on Binance for every open position (Algo Order API);
 //!   [`algo`]: its `clientAlgoId` prefix and shape, which the reconciliation judges too.
 //! - [`rest_worker`]: the REST side of order entry (fallback placement, status queries, cancels, clock

@@ -136,6 +136,16 @@ pub fn redact(url: &str) -> &str {
 /// Connects and performs the WebSocket handshake. `timeout` bounds the TCP connect and each handshake read or
 /// write; afterwards the socket has no read timeout (see [`set_read_timeout`]).
 pub fn connect(url: &str, timeout: Duration) -> Result<Ws, NetError> {
+    connect_with(url, timeout, None)
+}
+
+/// [`connect`] with the TLS settings of `tls` for `wss://` (`None`: [`tls_config`], the process's roots).
+pub fn connect_with(
+    url: &str,
+    timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Ws, NetError> {
+    let tls_cfg = tls;
     let uri: Uri = url
         .parse()
         .map_err(|_| NetError::BadUrl(redact(url).to_string()))?;
@@ -179,8 +189,12 @@ pub fn connect(url: &str, timeout: Duration) -> Result<Ws, NetError> {
     let stream = if tls {
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| NetError::Tls(e.to_string()))?;
-        let conn = rustls::ClientConnection::new(tls_config()?, name)
-            .map_err(|e| NetError::Tls(e.to_string()))?;
+        let cfg = match tls_cfg {
+            Some(c) => c,
+            None => tls_config()?,
+        };
+        let conn =
+            rustls::ClientConnection::new(cfg, name).map_err(|e| NetError::Tls(e.to_string()))?;
         Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
     } else {
         Stream::Plain(tcp)
