@@ -66,6 +66,8 @@ const EXCHANGE_LAYERS: &[&[&str]] = &[
     &["user_stream", "rest_worker", "gateway"],
     &["keyswitch"],
     &["paper_market"],
+    // Spot on testnet/live (`exchange/spot/`): its protective stops build on the futures manager's pricing.
+    &["spot"],
     &["mod"],
 ];
 

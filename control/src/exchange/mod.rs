@@ -37,6 +37,7 @@ pub mod reconcile;
 pub mod rest;
 pub mod rest_worker;
 pub mod resync;
+pub mod spot;
 pub mod spot_info;
 pub mod startup;
 pub mod stops;

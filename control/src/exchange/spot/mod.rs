@@ -1,0 +1,2 @@
+//! Binance spot (MARKETS=spot) on testnet/live.
+pub mod stops;
