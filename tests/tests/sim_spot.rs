@@ -5,7 +5,6 @@
 
 mod common;
 
-use aegis_shared::Qty;
 use aegis_testkit::sim::auth::{hmac_hex, ws_api_payload, Params};
 use aegis_testkit::sim::client::AdminCall;
 use aegis_testkit::sim::keys::{KeyEntry, Permissions};
@@ -16,6 +15,7 @@ use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::Signer as _;
 use serde_json::{json, Value};
 use std::time::Duration;
+use aegis_shared::Qty;
 
 const T: Duration = Duration::from_secs(10);
 const SPOT_KEY: &str = "Sp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0t";
@@ -940,6 +940,475 @@ async fn spot_weight_is_its_own_counter_with_429_then_418() {
     assert_eq!(seen.last(), Some(&418), "{seen:?}");
     // Futures on the same IP is not banned.
     assert_eq!(c.public("/fapi/v1/ping", "").await.status, 200);
+    h.shutdown().await;
+}
+
+async fn cancel_replace(c: &Client, params: &[(&str, &str)]) -> Resp {
+    c.signed_body("POST", "/api/v3/order/cancelReplace", params)
+        .await
+}
+
+/// An order's status in the simulator's view, by client id.
+async fn status_of(c: &Client, cid: &str) -> Value {
+    c.signed(
+        "GET",
+        "/api/v3/order",
+        &[("symbol", "BTCUSDT"), ("origClientOrderId", cid)],
+    )
+    .await
+    .body["status"]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_cancel_replace_answers_and_the_cancel_frees_the_stop_s_lock() {
+    let h = spot_sim().await;
+    let c = carol(&h);
+    admin(&h, AdminCall::spot_price("BTCUSDT", "60000", None, None)).await;
+    admin(&h, AdminCall::spot_balances("carol", json!({"BTC": "0.1"}))).await;
+    let info = c.public("/api/v3/exchangeInfo", "symbol=BTCUSDT").await;
+    assert_eq!(info.body["symbols"][0]["cancelReplaceAllowed"], true);
+
+    // A resting stop-loss-limit locks all the BTC: a plain exit sell beside it is refused.
+    let r = order(
+        &c,
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "SELL"),
+            ("type", "STOP_LOSS_LIMIT"),
+            ("timeInForce", "GTC"),
+            ("quantity", "0.1"),
+            ("stopPrice", "58000"),
+            ("price", "57700"),
+            ("newClientOrderId", "stop1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        balance(&h, "carol", "BTC").await,
+        ("0.00000000".into(), "0.10000000".into())
+    );
+    let exit = [
+        ("symbol", "BTCUSDT"),
+        ("side", "SELL"),
+        ("type", "MARKET"),
+        ("quantity", "0.1"),
+    ];
+    assert_code(
+        &order(&c, &exit).await,
+        400,
+        -2010,
+        "Account has insufficient balance for requested action.",
+    );
+
+    // A filter failure of the new order is refused before anything is cancelled: plain -1013, stop still there.
+    let r = cancel_replace(
+        &c,
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "SELL"),
+            ("type", "MARKET"),
+            ("quantity", "0.000001"),
+            ("cancelReplaceMode", "STOP_ON_FAILURE"),
+            ("cancelOrigClientOrderId", "stop1"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_i64(), r.body.get("data")),
+        (400, Some(-1013), None),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(status_of(&c, "stop1").await, "NEW");
+
+    // Cancel-replace: the cancel frees the lock, the exit sells it. 200, both halves' answers.
+    let mut p = exit.to_vec();
+    p.extend([
+        ("cancelReplaceMode", "STOP_ON_FAILURE"),
+        ("cancelOrigClientOrderId", "stop1"),
+        ("cancelNewClientOrderId", "cx1"),
+        ("newClientOrderId", "exit1"),
+    ]);
+    let r = cancel_replace(&c, &p).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (
+            r.body["cancelResult"].as_str(),
+            r.body["newOrderResult"].as_str()
+        ),
+        (Some("SUCCESS"), Some("SUCCESS"))
+    );
+    let cr = &r.body["cancelResponse"];
+    assert_eq!(
+        (
+            cr["status"].as_str(),
+            cr["origClientOrderId"].as_str(),
+            cr["clientOrderId"].as_str(),
+            cr["type"].as_str()
+        ),
+        (
+            Some("CANCELED"),
+            Some("stop1"),
+            Some("cx1"),
+            Some("STOP_LOSS_LIMIT")
+        )
+    );
+    let nr = &r.body["newOrderResponse"];
+    assert_eq!(
+        (
+            nr["status"].as_str(),
+            nr["clientOrderId"].as_str(),
+            nr["executedQty"].as_str()
+        ),
+        (Some("FILLED"), Some("exit1"), Some("0.10000000"))
+    );
+    // One order on spot's 10-second count each: the stop, the refused exit, the refused cancel-replace, this.
+    assert_eq!(r.header("x-mbx-order-count-10s").as_deref(), Some("4"));
+    assert_eq!(
+        balance(&h, "carol", "BTC").await,
+        ("0.00000000".into(), "0.00000000".into())
+    );
+    // 10,000 + 0.1 × 60,000 − 0.1 % of 6,000.
+    assert_eq!(balance(&h, "carol", "USDT").await.0, "15994.00000000");
+
+    // STOP_ON_FAILURE and a cancel that fails: 400 -2022, the new order not attempted (still counted).
+    let buy = [
+        ("symbol", "BTCUSDT"),
+        ("side", "BUY"),
+        ("type", "LIMIT"),
+        ("timeInForce", "GTC"),
+        ("quantity", "0.01"),
+        ("price", "59000"),
+        ("newClientOrderId", "b1"),
+    ];
+    let mut p = buy.to_vec();
+    p.extend([
+        ("cancelReplaceMode", "STOP_ON_FAILURE"),
+        ("cancelOrigClientOrderId", "nope"),
+    ]);
+    let r = cancel_replace(&c, &p).await;
+    assert_code(&r, 400, -2022, "Order cancel-replace failed.");
+    assert_eq!(
+        r.body["data"],
+        json!({"cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+               "cancelResponse": {"code": -2011, "msg": "Unknown order sent."}, "newOrderResponse": null})
+    );
+    assert_eq!(r.header("x-mbx-order-count-10s").as_deref(), Some("5"));
+    assert_eq!(status_of(&c, "b1").await, Value::Null);
+
+    // ALLOW_FAILURE: the cancel fails, the new order is placed: 409 -2021.
+    p[7].1 = "ALLOW_FAILURE";
+    let r = cancel_replace(&c, &p).await;
+    assert_code(&r, 409, -2021, "Order cancel-replace partially failed.");
+    let d = &r.body["data"];
+    assert_eq!(
+        (
+            d["cancelResult"].as_str(),
+            d["newOrderResult"].as_str(),
+            d["cancelResponse"]["code"].as_i64()
+        ),
+        (Some("FAILURE"), Some("SUCCESS"), Some(-2011))
+    );
+    assert_eq!(d["newOrderResponse"]["status"], "NEW", "{d}");
+    assert_eq!(status_of(&c, "b1").await, "NEW");
+    assert_eq!(balance(&h, "carol", "USDT").await.1, "590.00000000");
+
+    // The cancel succeeds, the new order fails (no BTC to sell): 409 -2021, the buy's lock is back.
+    let r = cancel_replace(
+        &c,
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "SELL"),
+            ("type", "MARKET"),
+            ("quantity", "1"),
+            ("cancelReplaceMode", "STOP_ON_FAILURE"),
+            ("cancelOrigClientOrderId", "b1"),
+        ],
+    )
+    .await;
+    assert_code(&r, 409, -2021, "Order cancel-replace partially failed.");
+    let d = &r.body["data"];
+    assert_eq!(
+        (
+            d["cancelResult"].as_str(),
+            d["newOrderResult"].as_str(),
+            d["cancelResponse"]["status"].as_str()
+        ),
+        (Some("SUCCESS"), Some("FAILURE"), Some("CANCELED"))
+    );
+    assert_eq!(
+        d["newOrderResponse"],
+        json!({"code": -2010, "msg": "Account has insufficient balance for requested action."})
+    );
+    assert_eq!(status_of(&c, "b1").await, "CANCELED");
+    assert_eq!(
+        balance(&h, "carol", "USDT").await,
+        ("15994.00000000".into(), "0.00000000".into())
+    );
+
+    // Both fail under ALLOW_FAILURE: 400 -2022 with both errors.
+    let r = cancel_replace(
+        &c,
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "SELL"),
+            ("type", "MARKET"),
+            ("quantity", "1"),
+            ("cancelReplaceMode", "ALLOW_FAILURE"),
+            ("cancelOrderId", "1"),
+        ],
+    )
+    .await;
+    assert_code(&r, 400, -2022, "Order cancel-replace failed.");
+    assert_eq!(
+        (
+            r.body["data"]["cancelResult"].as_str(),
+            r.body["data"]["newOrderResult"].as_str(),
+            r.body["data"]["newOrderResponse"]["code"].as_i64()
+        ),
+        (Some("FAILURE"), Some("FAILURE"), Some(-2010))
+    );
+    // Neither cancel reference: -1102; an unknown mode: -1102.
+    let r = cancel_replace(
+        &c,
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "SELL"),
+            ("type", "MARKET"),
+            ("quantity", "1"),
+            ("cancelReplaceMode", "ALLOW_FAILURE"),
+        ],
+    )
+    .await;
+    assert_eq!(r.body["code"], -1102, "{:?}", r.body);
+    let r = cancel_replace(
+        &c,
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "SELL"),
+            ("type", "MARKET"),
+            ("quantity", "1"),
+            ("cancelReplaceMode", "SOMETIMES"),
+            ("cancelOrderId", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.body["code"], -1102, "{:?}", r.body);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_api_cancel_replace_answers_and_both_execution_reports() {
+    let h = spot_sim().await;
+    admin(&h, AdminCall::spot_price("BTCUSDT", "60000", None, None)).await;
+    admin(&h, AdminCall::spot_balances("carol", json!({"BTC": "0.1"}))).await;
+    let mut w = ws(&h, "/ws-api/v3").await;
+    let ts = || now_ms().to_string();
+    let r = call(
+        &mut w,
+        1,
+        "userDataStream.subscribe.signature",
+        ws_sign(&[("apiKey", SPOT_KEY.into()), ("timestamp", ts())]),
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{r}");
+    let r = call(
+        &mut w,
+        2,
+        "order.place",
+        ws_sign(&[
+            ("apiKey", SPOT_KEY.into()),
+            ("symbol", "BTCUSDT".into()),
+            ("side", "SELL".into()),
+            ("type", "STOP_LOSS_LIMIT".into()),
+            ("timeInForce", "GTC".into()),
+            ("quantity", "0.1".into()),
+            ("stopPrice", "58000".into()),
+            ("price", "57700".into()),
+            ("newClientOrderId", "wstop".into()),
+            ("timestamp", ts()),
+        ]),
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{r}");
+    let exit = |mode: &str, cancel: &str| {
+        ws_sign(&[
+            ("apiKey", SPOT_KEY.into()),
+            ("symbol", "BTCUSDT".into()),
+            ("side", "SELL".into()),
+            ("type", "MARKET".into()),
+            ("quantity", "0.1".into()),
+            ("cancelReplaceMode", mode.into()),
+            ("cancelOrigClientOrderId", cancel.into()),
+            ("cancelNewClientOrderId", "wcx".into()),
+            ("newClientOrderId", "wexit".into()),
+            ("timestamp", ts()),
+        ])
+    };
+    // Success: status 200, the cancel's executionReport (c = the cancel's id, C = the stop's), then the exit's.
+    let r = call(
+        &mut w,
+        3,
+        "order.cancelReplace",
+        exit("STOP_ON_FAILURE", "wstop"),
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(
+        (
+            r["result"]["cancelResult"].as_str(),
+            r["result"]["newOrderResult"].as_str(),
+            r["result"]["newOrderResponse"]["status"].as_str()
+        ),
+        (Some("SUCCESS"), Some("SUCCESS"), Some("FILLED"))
+    );
+    let orders = r["rateLimits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["rateLimitType"] == "ORDERS")
+        .cloned();
+    assert_eq!(orders.map(|o| o["count"].clone()), Some(json!(2)), "{r}");
+    let cancel = next_matching(&mut w, T, |v| {
+        v["event"]["e"] == "executionReport" && v["event"]["x"] == "CANCELED"
+    })
+    .await;
+    assert_eq!(
+        (
+            cancel["event"]["c"].as_str(),
+            cancel["event"]["C"].as_str(),
+            cancel["event"]["o"].as_str()
+        ),
+        (Some("wcx"), Some("wstop"), Some("STOP_LOSS_LIMIT"))
+    );
+    let new = next_matching(&mut w, T, |v| {
+        v["event"]["e"] == "executionReport" && v["event"]["c"] == "wexit"
+    })
+    .await;
+    assert_eq!(new["event"]["x"], "NEW");
+    let trade = next_matching(&mut w, T, |v| {
+        v["event"]["e"] == "executionReport" && v["event"]["x"] == "TRADE"
+    })
+    .await;
+    assert_eq!(trade["event"]["c"], "wexit");
+    assert_eq!(
+        balance(&h, "carol", "BTC").await,
+        ("0.00000000".into(), "0.00000000".into())
+    );
+
+    // STOP_ON_FAILURE with nothing to cancel: status 400, -2022 with its data in the error.
+    let r = call(
+        &mut w,
+        4,
+        "order.cancelReplace",
+        exit("STOP_ON_FAILURE", "wstop"),
+    )
+    .await;
+    assert_eq!(
+        (r["status"].as_i64(), r["error"]["code"].as_i64()),
+        (Some(400), Some(-2022)),
+        "{r}"
+    );
+    assert_eq!(r["error"]["data"]["newOrderResult"], "NOT_ATTEMPTED", "{r}");
+    assert_eq!(r["error"]["data"]["newOrderResponse"], Value::Null);
+    // ALLOW_FAILURE with nothing to cancel and no BTC left: both fail, 400 -2022.
+    let r = call(
+        &mut w,
+        5,
+        "order.cancelReplace",
+        exit("ALLOW_FAILURE", "wstop"),
+    )
+    .await;
+    assert_eq!(
+        (
+            r["status"].as_i64(),
+            r["error"]["code"].as_i64(),
+            r["error"]["data"]["newOrderResult"].as_str()
+        ),
+        (Some(400), Some(-2022), Some("FAILURE")),
+        "{r}"
+    );
+    // ALLOW_FAILURE, nothing to cancel, a buy that can be placed: status 409, -2021.
+    let r = call(
+        &mut w,
+        6,
+        "order.cancelReplace",
+        ws_sign(&[
+            ("apiKey", SPOT_KEY.into()),
+            ("symbol", "BTCUSDT".into()),
+            ("side", "BUY".into()),
+            ("type", "LIMIT".into()),
+            ("timeInForce", "GTC".into()),
+            ("quantity", "0.01".into()),
+            ("price", "59000".into()),
+            ("cancelReplaceMode", "ALLOW_FAILURE".into()),
+            ("cancelOrderId", "1".into()),
+            ("newClientOrderId", "wb1".into()),
+            ("timestamp", ts()),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        (
+            r["status"].as_i64(),
+            r["error"]["code"].as_i64(),
+            r["error"]["msg"].as_str()
+        ),
+        (
+            Some(409),
+            Some(-2021),
+            Some("Order cancel-replace partially failed.")
+        ),
+        "{r}"
+    );
+    let d = &r["error"]["data"];
+    assert_eq!(
+        (
+            d["cancelResult"].as_str(),
+            d["newOrderResult"].as_str(),
+            d["newOrderResponse"]["clientOrderId"].as_str()
+        ),
+        (Some("FAILURE"), Some("SUCCESS"), Some("wb1"))
+    );
+    // The cancel succeeds, the new order fails (LIMIT_MAKER that would take): 409 -2021, newOrderResult FAILURE.
+    let r = call(
+        &mut w,
+        7,
+        "order.cancelReplace",
+        ws_sign(&[
+            ("apiKey", SPOT_KEY.into()),
+            ("symbol", "BTCUSDT".into()),
+            ("side", "BUY".into()),
+            ("type", "LIMIT_MAKER".into()),
+            ("quantity", "0.01".into()),
+            ("price", "60000".into()),
+            ("cancelReplaceMode", "ALLOW_FAILURE".into()),
+            ("cancelOrigClientOrderId", "wb1".into()),
+            ("timestamp", ts()),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        (r["status"].as_i64(), r["error"]["code"].as_i64()),
+        (Some(409), Some(-2021)),
+        "{r}"
+    );
+    let d = &r["error"]["data"];
+    assert_eq!(
+        (
+            d["cancelResult"].as_str(),
+            d["newOrderResult"].as_str(),
+            d["newOrderResponse"]["msg"].as_str()
+        ),
+        (
+            Some("SUCCESS"),
+            Some("FAILURE"),
+            Some("Order would immediately match and take.")
+        )
+    );
+    assert_eq!(balance(&h, "carol", "USDT").await.1, "0.00000000");
     h.shutdown().await;
 }
 

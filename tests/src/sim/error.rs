@@ -13,6 +13,9 @@ pub struct ApiError {
     pub msg: String,
     /// `Retry-After` seconds for 429/418.
     pub retry_after: Option<u64>,
+    /// The `data` object some errors carry beside code and message (spot's cancel-replace says there which
+    /// half failed).
+    pub data: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -23,11 +26,15 @@ impl ApiError {
             code,
             msg: msg.into(),
             retry_after: None,
+            data: None,
         }
     }
-    /// The JSON body.
+    /// The JSON body (with `data` when the error has one).
     pub fn body(&self) -> serde_json::Value {
-        json!({"code": self.code, "msg": self.msg})
+        match &self.data {
+            Some(d) => json!({"code": self.code, "msg": self.msg, "data": d}),
+            None => json!({"code": self.code, "msg": self.msg}),
+        }
     }
 
     /// -1000

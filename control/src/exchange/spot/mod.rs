@@ -10,9 +10,12 @@
 //!   (resubscribed at once), reconnects with backoff. `executionReport`s become
 //!   [`aegis_engine::venue::binance::Inbound::Update`]s for the engine; `outboundAccountPosition` and
 //!   `balanceUpdate` keep [`user_stream::Balances`] (free and locked per asset) current.
+//! - [`stops`]: the protective `STOP_LOSS_LIMIT` sell resting on the exchange for every spot holding (it locks
+//!   what it would sell, so the engine's exit cancels it in the same request: `order.cancelReplace`).
 //!
 //! Layer: above every other exchange module but `exchange/mod.rs`, which hands a spot configuration to
 //! `start` (it reuses the REST worker, the feed set-up and the futures reconciliation's order rules).
 
 pub mod reconcile;
+pub mod stops;
 pub mod user_stream;

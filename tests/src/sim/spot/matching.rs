@@ -12,6 +12,8 @@
 //!   when the BNB fee mode is on and the account holds enough free BNB (no BNB discount is modelled).
 //! - OCO (`orderList/oco`): two legs sharing one lock; when one leg triggers or fills, the other expires; a
 //!   cancel of either leg cancels the list.
+//! - Cancel-replace (`order/cancelReplace`): the new order's filters first, then the cancel, then the new order
+//!   against the balance the cancel freed; Binance's 200 / 409 `-2021` / 400 `-2022` answers.
 
 use super::super::auth::Params;
 use super::super::error::ApiError;
@@ -100,6 +102,29 @@ pub enum OrderRef {
     Id(u64),
     /// By client order id.
     Client(String),
+    /// By exchange id, whose client order id must also be this one (cancel-replace with both
+    /// `cancelOrderId` and `cancelOrigClientOrderId`).
+    Both(u64, String),
+}
+
+impl OrderRef {
+    /// Whether `o` is the order meant.
+    pub fn matches(&self, o: &SpotOrder) -> bool {
+        match self {
+            OrderRef::Id(id) => o.order_id == *id,
+            OrderRef::Client(c) => &o.client_order_id == c,
+            OrderRef::Both(id, c) => o.order_id == *id && &o.client_order_id == c,
+        }
+    }
+}
+
+/// `cancelReplaceMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplaceMode {
+    /// `STOP_ON_FAILURE`: a failed cancel leaves the new order unattempted.
+    StopOnFailure,
+    /// `ALLOW_FAILURE`: the new order is attempted whatever the cancel did.
+    AllowFailure,
 }
 
 fn mandatory_either(a: &str, b: &str) -> ApiError {
@@ -435,32 +460,7 @@ impl SpotExchange {
                 return Err(rejected("Duplicate order sent."));
             }
         }
-        if req.kind.has_price() {
-            spec.check_price(req.price)?;
-            spec.check_percent(req.price, book.last)?;
-        }
-        if req.kind.is_stop() {
-            spec.check_price(req.stop)?;
-        }
-        let market = req.kind.is_market();
-        if req.quote_qty.is_zero() {
-            spec.check_qty(req.qty, market)?;
-        } else if req.quote_qty.units() <= 0 {
-            return Err(filter("NOTIONAL"));
-        }
-        let reference = if req.kind.has_price() {
-            req.price
-        } else if req.kind.is_stop() {
-            req.stop
-        } else {
-            book.last
-        };
-        let notional = if req.quote_qty.is_zero() {
-            reference.notional(req.qty)
-        } else {
-            req.quote_qty
-        };
-        spec.check_notional(notional, market)?;
+        self.check_filters(req)?;
         let open = acc
             .orders
             .iter()
@@ -491,6 +491,40 @@ impl SpotExchange {
                 return Err(rejected("Order would immediately match and take."));
             }
         }
+        Ok(spec)
+    }
+
+    /// The symbol's filters alone (`-1013`), which need nothing of the account: what cancel-replace evaluates
+    /// before it cancels anything.
+    fn check_filters(&self, req: &NewOrder) -> Result<SpotSpec, ApiError> {
+        let spec = self.spec(&req.symbol)?.clone();
+        let book = &self.books[&spec.symbol];
+        if req.kind.has_price() {
+            spec.check_price(req.price)?;
+            spec.check_percent(req.price, book.last)?;
+        }
+        if req.kind.is_stop() {
+            spec.check_price(req.stop)?;
+        }
+        let market = req.kind.is_market();
+        if req.quote_qty.is_zero() {
+            spec.check_qty(req.qty, market)?;
+        } else if req.quote_qty.units() <= 0 {
+            return Err(filter("NOTIONAL"));
+        }
+        let reference = if req.kind.has_price() {
+            req.price
+        } else if req.kind.is_stop() {
+            req.stop
+        } else {
+            book.last
+        };
+        let notional = if req.quote_qty.is_zero() {
+            reference.notional(req.qty)
+        } else {
+            req.quote_qty
+        };
+        spec.check_notional(notional, market)?;
         Ok(spec)
     }
 
@@ -788,13 +822,10 @@ impl SpotExchange {
 
     /// Finds an order.
     pub fn find<'a>(acc: &'a SpotAccount, symbol: &str, r: &OrderRef) -> Option<&'a SpotOrder> {
-        acc.orders.iter().rev().find(|o| {
-            o.symbol == symbol
-                && match r {
-                    OrderRef::Id(id) => o.order_id == *id,
-                    OrderRef::Client(c) => &o.client_order_id == c,
-                }
-        })
+        acc.orders
+            .iter()
+            .rev()
+            .find(|o| o.symbol == symbol && r.matches(o))
     }
 
     /// Cancels an open order (an OCO leg cancels its whole list): `-2011 Unknown order sent.` otherwise.
@@ -807,30 +838,108 @@ impl SpotExchange {
         now: u64,
     ) -> Result<Value, ApiError> {
         let mut acc = self.take(account);
-        let idx = acc.orders.iter().rposition(|o| {
-            o.symbol == symbol
-                && o.status.is_open()
-                && match r {
-                    OrderRef::Id(id) => o.order_id == *id,
-                    OrderRef::Client(c) => &o.client_order_id == c,
-                }
-        });
+        let v = self.cancel_in(&mut acc, symbol, r, cancel_id, now);
+        acc.flush_position(now);
+        self.put(account, acc);
+        v
+    }
+
+    /// Cancels an open order of `acc` (and its OCO list): the cancel's answer, or `-2011`.
+    fn cancel_in(
+        &mut self,
+        acc: &mut SpotAccount,
+        symbol: &str,
+        r: &OrderRef,
+        cancel_id: Option<&str>,
+        now: u64,
+    ) -> Result<Value, ApiError> {
+        let idx = acc
+            .orders
+            .iter()
+            .rposition(|o| o.symbol == symbol && o.status.is_open() && r.matches(o));
         let Some(idx) = idx else {
-            self.put(account, acc);
             return Err(ApiError::unknown_order_cancel());
         };
         let cid = cancel_id
             .map(str::to_string)
             .unwrap_or_else(|| format!("sim_cancel_{}", acc.orders[idx].order_id));
         let list_id = acc.orders[idx].list_id;
-        self.end(&mut acc, idx, Status::Canceled, "CANCELED", Some(&cid), now);
+        self.end(acc, idx, Status::Canceled, "CANCELED", Some(&cid), now);
         if list_id >= 0 {
-            self.cancel_list_in(&mut acc, list_id, now);
+            self.cancel_list_in(acc, list_id, now);
         }
-        let v = acc.orders[idx].cancel_json(&cid, now);
+        Ok(acc.orders[idx].cancel_json(&cid, now))
+    }
+
+    /// Cancels an order and places a new one on the same symbol (`POST /api/v3/order/cancelReplace`,
+    /// `order.cancelReplace`), as Binance answers it:
+    /// - both done: `{cancelResult: SUCCESS, newOrderResult: SUCCESS, cancelResponse, newOrderResponse}`;
+    /// - one half failed (the cancel only under `ALLOW_FAILURE`): HTTP 409 `-2021 Order cancel-replace partially
+    ///   failed.` with the same four fields in `data`, the failed half as `{code, msg}`;
+    /// - the cancel failed under `STOP_ON_FAILURE` (`newOrderResult: NOT_ATTEMPTED`, `newOrderResponse: null`)
+    ///   or both failed: HTTP 400 `-2022 Order cancel-replace failed.`.
+    ///
+    /// The new order's parameters and the symbol's filters are checked before anything is cancelled (a plain
+    /// error then); its balance after the cancel, so the cancelled order's lock pays for it (a resting stop's
+    /// base asset for the sell that replaces it). Both halves send their executionReports.
+    pub fn cancel_replace(
+        &mut self,
+        account: &str,
+        p: &Params,
+        now: u64,
+    ) -> Result<Value, ApiError> {
+        let symbol = self.symbol_param(p)?.symbol;
+        let mode = match p.required("cancelReplaceMode")? {
+            "STOP_ON_FAILURE" => ReplaceMode::StopOnFailure,
+            "ALLOW_FAILURE" => ReplaceMode::AllowFailure,
+            _ => return Err(ApiError::mandatory("cancelReplaceMode")),
+        };
+        let target = match (
+            p.opt_u64("cancelOrderId")?,
+            p.opt("cancelOrigClientOrderId"),
+        ) {
+            (Some(id), Some(c)) => OrderRef::Both(id, c.to_string()),
+            (Some(id), None) => OrderRef::Id(id),
+            (None, Some(c)) => OrderRef::Client(c.to_string()),
+            (None, None) => {
+                return Err(mandatory_either("cancelOrderId", "cancelOrigClientOrderId"))
+            }
+        };
+        let cancel_id = p.opt("cancelNewClientOrderId");
+        if let Some(c) = cancel_id {
+            check_client_id(c, "cancelNewClientOrderId")?;
+        }
+        let req = parse_new_order(p)?;
+        self.check_filters(&req)?;
+        let mut acc = self.take(account);
+        let cancelled = self.cancel_in(&mut acc, &symbol, &target, cancel_id, now);
+        let placed = if cancelled.is_err() && mode == ReplaceMode::StopOnFailure {
+            None
+        } else {
+            Some(self.place_in(&mut acc, req, -1, now))
+        };
         acc.flush_position(now);
         self.put(account, acc);
-        Ok(v)
+        let half = |r: &Result<Value, ApiError>| match r {
+            Ok(v) => ("SUCCESS", v.clone()),
+            Err(e) => ("FAILURE", json!({"code": e.code, "msg": e.msg})),
+        };
+        let (cancel_result, cancel_response) = half(&cancelled);
+        let placed = placed.map(|r| r.map(|pl| pl.order.new_order_json(pl.resp, now)));
+        let (new_result, new_response) = match &placed {
+            None => ("NOT_ATTEMPTED", Value::Null),
+            Some(r) => half(r),
+        };
+        let body = json!({"cancelResult": cancel_result, "newOrderResult": new_result,
+                          "cancelResponse": cancel_response, "newOrderResponse": new_response});
+        let (http, code, msg) = match (cancelled.is_ok(), matches!(placed, Some(Ok(_)))) {
+            (true, true) => return Ok(body),
+            (true, false) | (false, true) => (409, -2021, "Order cancel-replace partially failed."),
+            (false, false) => (400, -2022, "Order cancel-replace failed."),
+        };
+        let mut e = ApiError::new(http, code, msg);
+        e.data = Some(body);
+        Err(e)
     }
 
     fn cancel_list_in(&mut self, acc: &mut SpotAccount, list_id: i64, now: u64) {

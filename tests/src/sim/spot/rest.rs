@@ -49,6 +49,8 @@ pub enum Ep {
     QueryOrder,
     /// DELETE order.
     CancelOrder,
+    /// POST order/cancelReplace.
+    CancelReplace,
     /// GET openOrders.
     OpenOrders,
     /// DELETE openOrders.
@@ -93,6 +95,7 @@ fn route(method: &Method, path: &str) -> Option<(Ep, u32, Sec)> {
         ("POST", "/api/v3/order/test") => (Ep::TestOrder, 1, Trade),
         ("GET", "/api/v3/order") => (Ep::QueryOrder, 4, Read),
         ("DELETE", "/api/v3/order") => (Ep::CancelOrder, 1, Trade),
+        ("POST", "/api/v3/order/cancelReplace") => (Ep::CancelReplace, 1, Trade),
         ("GET", "/api/v3/openOrders") => (Ep::OpenOrders, 6, Read),
         ("DELETE", "/api/v3/openOrders") => (Ep::CancelAll, 1, Trade),
         ("GET", "/api/v3/allOrders") => (Ep::AllOrders, 20, Read),
@@ -153,7 +156,8 @@ pub fn process(
         query,
         body,
         params: &params,
-        order: matches!(ep, Ep::NewOrder | Ep::NewOco),
+        // Cancel-replace counts one order, even when its new order is not attempted (as Binance documents).
+        order: matches!(ep, Ep::NewOrder | Ep::NewOco | Ep::CancelReplace),
     };
     let auth = if sec == Sec::None {
         Auth::Public
@@ -175,6 +179,11 @@ pub fn place_order(sim: &Sim, p: &Params, account: &str, now: u64) -> Result<Val
         parse_new_order(p).and_then(|r| lock(&sim.spot.ex).place(account, r, now))
     })?;
     Ok(pl.order.new_order_json(pl.resp, now))
+}
+
+/// `POST /api/v3/order/cancelReplace` and `order.cancelReplace`, under the 503 fault like a new order.
+pub fn cancel_replace(sim: &Sim, p: &Params, account: &str, now: u64) -> Result<Value, ApiError> {
+    with_order_503(sim, || lock(&sim.spot.ex).cancel_replace(account, p, now))
 }
 
 /// `GET /api/v3/openOrders` and `openOrders.status`.
@@ -453,6 +462,7 @@ fn handle(
         }
         Ep::QueryOrder => query_order(&mut lock(&sim.spot.ex), p, account_of(key)?),
         Ep::CancelOrder => cancel_order(&mut lock(&sim.spot.ex), p, account_of(key)?, now),
+        Ep::CancelReplace => cancel_replace(sim, p, account_of(key)?, now),
         Ep::OpenOrders => open_orders(&mut lock(&sim.spot.ex), p, account_of(key)?),
         Ep::CancelAll => {
             let mut ex = lock(&sim.spot.ex);
@@ -560,7 +570,10 @@ pub async fn serve(
     if let Some(ms) = delay {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
-    let order_endpoint =
-        *method == Method::POST && (path == "/api/v3/order" || path == "/api/v3/orderList/oco");
+    let order_endpoint = *method == Method::POST
+        && matches!(
+            path,
+            "/api/v3/order" | "/api/v3/orderList/oco" | "/api/v3/order/cancelReplace"
+        );
     respond(out, order_endpoint)
 }

@@ -130,7 +130,7 @@ impl SpotSpec {
             "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
                            "TAKE_PROFIT_LIMIT"],
             "icebergAllowed": false, "ocoAllowed": true, "otoAllowed": false,
-            "quoteOrderQtyMarketAllowed": true, "allowTrailingStop": false, "cancelReplaceAllowed": false,
+            "quoteOrderQtyMarketAllowed": true, "allowTrailingStop": false, "cancelReplaceAllowed": true,
             "amendAllowed": false, "isSpotTradingAllowed": true, "isMarginTradingAllowed": false,
             "filters": [
                 {"filterType": "PRICE_FILTER", "minPrice": s8(self.min_price.units()),

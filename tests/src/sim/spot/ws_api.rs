@@ -1,5 +1,5 @@
 //! The spot WebSocket API on `/ws-api/v3`: `session.logon` (Ed25519 only), `session.status`, `session.logout`,
-//! `order.place`, `order.cancel`, `order.status`, `openOrders.status`, `account.status`, and user data the only
+//! `order.place`, `order.cancel`, `order.cancelReplace`, `order.status`, `openOrders.status`, `account.status`, and user data the only
 //! way spot has it now: `userDataStream.subscribe` (on a logged-on session) or
 //! `userDataStream.subscribe.signature` (a signed request, any session), `userDataStream.unsubscribe`.
 //!
@@ -16,7 +16,9 @@ use super::super::http::lookup_key;
 use super::super::keys::ApiKey;
 use super::super::ratelimit::Usage;
 use super::super::{lock, Sim};
-use super::rest::{account_json, cancel_order, open_orders, permit_spot, place_order, query_order};
+use super::rest::{
+    account_json, cancel_order, cancel_replace, open_orders, permit_spot, place_order, query_order,
+};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
@@ -203,9 +205,9 @@ fn to_params(v: Option<&Value>) -> Params {
 fn reply(id: &Value, body: Result<Value, ApiError>, limits: Value) -> String {
     match body {
         Ok(r) => json!({"id": id, "status": 200, "result": r, "rateLimits": limits}).to_string(),
-        Err(e) => json!({"id": id, "status": e.http, "error": {"code": e.code, "msg": e.msg},
-                         "rateLimits": limits})
-        .to_string(),
+        Err(e) => {
+            json!({"id": id, "status": e.http, "error": e.body(), "rateLimits": limits}).to_string()
+        }
     }
 }
 
@@ -328,9 +330,10 @@ fn run(
             pushes.extend(s.end_subs(now, |x| only.is_none_or(|i| x.id == i)));
             Ok(json!({}))
         }
-        "order.place" => {
+        "order.place" | "order.cancelReplace" => {
             let key = authenticate(sim, s, p, now)?;
             permit_spot(&key, true)?;
+            // A cancel-replace counts one order, attempted or not.
             match lock(&sim.spot.limits).charge_order(s.ip, &key.account, now, *usage) {
                 Ok(u) => *usage = u,
                 Err((e, u)) => {
@@ -338,7 +341,11 @@ fn run(
                     return Err(e);
                 }
             }
-            place_order(sim, p, &key.account, now)
+            if method == "order.place" {
+                place_order(sim, p, &key.account, now)
+            } else {
+                cancel_replace(sim, p, &key.account, now)
+            }
         }
         "order.cancel" => {
             let key = authenticate(sim, s, p, now)?;
