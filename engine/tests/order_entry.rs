@@ -285,7 +285,8 @@ fn a_lost_connection_makes_orders_in_flight_unknown_and_new_ones_go_over_rest() 
     assert!(jobs.contains(&RestJob::Place {
         req: order(),
         client_id: cid("ag1-6"),
-        resent: false
+        resent: false,
+        cancel_stop: None
     }));
     // Reconnected: the unknown order is found by order.status (the REST worker cannot reach the exchange
     // here), and a reconciliation round is asked for.
@@ -319,7 +320,8 @@ fn a_clock_refusal_resyncs_once_and_resends_once() {
         job,
         RestJob::Resync {
             req: order(),
-            client_id: cid("ag1-7")
+            client_id: cid("ag1-7"),
+            cancel_stop: None
         }
     );
     e.on_rest(job, RestOutcome::Ok { order_id: 0 });
