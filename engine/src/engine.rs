@@ -129,8 +129,9 @@ pub enum FeedEnd {
 pub struct EngineParams {
     /// The market every symbol trades on (default futures). On spot a position is a balance: long only (a sell
     /// beyond what a mode holds is denied as [`Denial::SpotShort`]), no leverage, and what is left below the
-    /// step size or the minimums is dust the modes see as flat. Spot runs on the paper venue only: the
-    /// `reduce_only` of a spot exit marks it for the gate, and no spot order encoder exists yet.
+    /// step size or the minimums is dust the modes see as flat. The `reduce_only` of a spot exit marks it for the
+    /// gate (spot orders carry no `reduceOnly`). Spot runs on the paper venue or, with `live`, on the live
+    /// Binance venue (spot WebSocket API, base-asset fees, resting stops cancelled by a spot exit).
     pub market: Market,
     /// Traded symbols and their filters (default BTCUSDT, ETHUSDT).
     pub symbols: Vec<SymbolSpec>,
@@ -298,9 +299,6 @@ pub enum EngineError {
     /// The journal has a position in a symbol the engine is not configured for.
     #[error("restored position in {0}, which is not a configured symbol; add it to the symbols to manage it")]
     UnknownRestoredSymbol(Symbol),
-    /// Spot with the live venue, which speaks USD-M futures only.
-    #[error("the live Binance venue trades USD-M futures only; spot runs on the paper venue (TRADING_MODE=paper)")]
-    SpotLive,
     /// The journal has a position of the other market (a spot balance in a futures run, or the reverse).
     #[error("restored {0} position in {1}, but this run trades {2}; point DATA_DIR at that market's own data")]
     OtherMarket(Market, Symbol, Market),
@@ -515,9 +513,6 @@ impl Engine {
         }
         if params.symbols.len() > MAX_SYMBOLS {
             return Err(EngineError::TooManySymbols);
-        }
-        if params.market == Market::Spot && params.live.is_some() {
-            return Err(EngineError::SpotLive);
         }
         for u in &params.restored_positions {
             if u.market != params.market {

@@ -285,7 +285,8 @@ fn a_lost_connection_makes_orders_in_flight_unknown_and_new_ones_go_over_rest() 
     assert!(jobs.contains(&RestJob::Place {
         req: order(),
         client_id: cid("ag1-6"),
-        resent: false
+        resent: false,
+        cancel_stop: None
     }));
     // Reconnected: the unknown order is found by order.status (the REST worker cannot reach the exchange
     // here), and a reconciliation round is asked for.
@@ -319,7 +320,8 @@ fn a_clock_refusal_resyncs_once_and_resends_once() {
         job,
         RestJob::Resync {
             req: order(),
-            client_id: cid("ag1-7")
+            client_id: cid("ag1-7"),
+            cancel_stop: None
         }
     );
     e.on_rest(job, RestOutcome::Ok { order_id: 0 });
@@ -395,4 +397,105 @@ fn a_rejected_key_makes_the_entry_read_only() {
     ));
     std::thread::sleep(Duration::from_millis(100));
     assert!(rx.try_recv().is_err());
+}
+
+/// Spot: orders carry no `reduceOnly`, post-only is `LIMIT_MAKER`; an exit placed with `place_replacing` goes as
+/// `order.cancelReplace` (ALLOW_FAILURE, the stop's client id) and its fate is its new-order leg: placed when
+/// the cancel failed because the stop had triggered (409, -2021), refused with the leg's own code when the stop
+/// had sold the balance (-2010), placed on a plain 200. With the connection down it goes to the REST worker
+/// with the stop to cancel.
+#[test]
+fn spot_orders_and_an_exit_that_cancels_the_resting_stop() {
+    let leg = |v: &Value| -> Value {
+        let p = &v["params"];
+        if v["method"] != "order.cancelReplace" {
+            return ack(v);
+        }
+        let new_ok = json!({"symbol": "BTCUSDT", "orderId": 91, "status": "NEW", "clientOrderId": p["newClientOrderId"]});
+        match p["newClientOrderId"].as_str() {
+            Some("ag9-2") => json!({"id": v["id"], "status": 409, "error": {"code": -2021,
+                "msg": "Order cancel-replace partially failed.",
+                "data": {"cancelResult": "FAILURE", "newOrderResult": "SUCCESS",
+                    "cancelResponse": {"code": -2011, "msg": "Unknown order sent."}, "newOrderResponse": new_ok}}}),
+            Some("ag9-3") => json!({"id": v["id"], "status": 409, "error": {"code": -2021,
+                "msg": "Order cancel-replace partially failed.",
+                "data": {"cancelResult": "SUCCESS", "newOrderResult": "FAILURE",
+                    "cancelResponse": {"symbol": "BTCUSDT", "orderId": 5, "status": "CANCELED"},
+                    "newOrderResponse": {"code": -2010, "msg": "Account has insufficient balance for requested action."}}}}),
+            _ => json!({"id": v["id"], "status": 200, "result": {"cancelResult": "SUCCESS",
+                "newOrderResult": "SUCCESS", "cancelResponse": {"orderId": 5, "status": "CANCELED"},
+                "newOrderResponse": new_ok}}),
+        }
+    };
+    let (url, rx) = server(Box::new(move |v| Some(leg(v))), None);
+    let (mut e, rest) = entry(&url, hmac());
+    e.set_market(aegis_shared::Market::Spot);
+    assert_eq!(e.market(), aegis_shared::Market::Spot);
+    until(&mut e, |e| e.is_open());
+    let maker = OrderRequest {
+        order_type: OrderType::Limit,
+        tif: Some(aegis_shared::event::TimeInForce::Gtx),
+        price: Price::parse("49000").unwrap(),
+        ..order()
+    };
+    e.place(maker, cid("ag9-1"));
+    let req = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(req["method"], "order.place");
+    assert_eq!(req["params"]["type"], "LIMIT_MAKER");
+    assert!(req["params"].get("timeInForce").is_none(), "{req}");
+    assert!(req["params"].get("reduceOnly").is_none(), "{req}");
+    assert!(matches!(next(&mut e), Inbound::Ack { .. }));
+    let exit = OrderRequest {
+        side: Side::Sell,
+        intent: OrderIntent::SignalExit,
+        reduce_only: true,
+        ..order()
+    };
+    let stop = cid("agstop-BTCUSDT-1");
+    for (exit_cid, want) in [("ag9-2", Ok(91)), ("ag9-3", Err(-2010)), ("ag9-4", Ok(91))] {
+        e.place_replacing(exit, cid(exit_cid), stop);
+        let req = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(req["method"], "order.cancelReplace");
+        let p = &req["params"];
+        assert_eq!(p["cancelReplaceMode"], "ALLOW_FAILURE");
+        assert_eq!(p["cancelOrigClientOrderId"], "agstop-BTCUSDT-1");
+        assert_eq!(p["newClientOrderId"], exit_cid);
+        assert_eq!((&p["side"], &p["type"]), (&json!("SELL"), &json!("MARKET")));
+        assert!(p.get("reduceOnly").is_none(), "{req}");
+        assert!(p["signature"].is_string());
+        match (next(&mut e), want) {
+            (
+                Inbound::Ack {
+                    client_id,
+                    exchange_id,
+                    ..
+                },
+                Ok(id),
+            ) => {
+                assert_eq!((client_id, exchange_id), (cid(exit_cid), id))
+            }
+            (
+                Inbound::Rejected {
+                    client_id, code, ..
+                },
+                Err(c),
+            ) => {
+                assert_eq!((client_id, code), (cid(exit_cid), c))
+            }
+            (m, w) => panic!("{exit_cid}: {m:?}, wanted {w:?}"),
+        }
+    }
+    assert_eq!(e.in_flight(), 0);
+    // Connection gone: the exit goes to the REST worker with the stop to cancel.
+    e.close();
+    e.place_replacing(exit, cid("ag9-5"), stop);
+    assert_eq!(
+        job(&mut e, &rest),
+        RestJob::Place {
+            req: exit,
+            client_id: cid("ag9-5"),
+            resent: false,
+            cancel_stop: Some(stop),
+        }
+    );
 }

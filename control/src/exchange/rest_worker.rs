@@ -3,7 +3,9 @@
 //! (`aegis_engine::venue::binance::entry`); what must not block it comes here as a [`RestJob`] on a bounded
 //! queue: the REST fallback placement while the WebSocket API is down, `GET /fapi/v1/order` status queries of
 //! unknown orders, REST cancels, the clock resync after -1021, requests for a reconciliation round, and the
-//! lines the engine thread wants in the log ([`EntryNote`]).
+//! lines the engine thread wants in the log ([`EntryNote`]). On spot (the client `.on_market(Market::Spot)`)
+//! the fallback placement is `POST /api/v3/order`, and an exit that cancels the symbol's resting stop
+//! (`cancel_stop`) is `POST /api/v3/order/cancelReplace`, judged by its new-order leg ([`cancel_replace_outcome`]).
 //!
 //! A thread (`aegis-rest`) takes the jobs and runs each request as a task on the control runtime, so a slow
 //! request never holds up the next one; each answer goes back to the engine as [`Inbound::Rest`] with the job
@@ -12,7 +14,9 @@
 
 use super::rest::{RestClient, RestError};
 use super::resync::Slot;
-use aegis_engine::sign::{OrderEncoder, OrderRequest as WireOrder, RespType, WirePrecision};
+use aegis_engine::sign::{
+    CancelReplace, OrderEncoder, OrderRequest as WireOrder, RespType, WirePrecision,
+};
 use aegis_engine::venue::binance::entry::{EntryNote, RestJob, RestOutcome, UNKNOWN_DEADLINE};
 use aegis_engine::venue::binance::Inbound;
 use aegis_shared::Symbol;
@@ -37,6 +41,37 @@ pub fn outcome(r: &Result<Value, RestError>) -> RestOutcome {
         },
         Err(RestError::Transport { .. } | RestError::NoKey) => RestOutcome::NotSent,
         Err(RestError::Unknown { .. } | RestError::Decode { .. }) => RestOutcome::Unknown,
+    }
+}
+
+/// Classifies a `POST /api/v3/order/cancelReplace` answer by its new-order leg, which decides the exit's fate
+/// (the cancel may fail because the stop already triggered; the exit still stands or falls on its own): the
+/// legs are in the body on 200 and in `data` on 409 (-2021) and 400 (-2022), which the client returns as `Ok`.
+/// `SUCCESS` → placed, with `newOrderResponse.orderId`; `FAILURE` / `NOT_ATTEMPTED` → refused with
+/// `newOrderResponse.code` (else the answer's own code). Other errors are classified as any REST answer.
+pub fn cancel_replace_outcome(r: &Result<Value, RestError>) -> RestOutcome {
+    let Ok(v) = r else {
+        return outcome(r);
+    };
+    let legs = v.get("data").unwrap_or(v);
+    let resp = legs.get("newOrderResponse");
+    let code = |k: &Value| {
+        k.get("code")
+            .and_then(Value::as_i64)
+            .and_then(|c| i32::try_from(c).ok())
+    };
+    match legs.get("newOrderResult").and_then(Value::as_str) {
+        Some("SUCCESS") => RestOutcome::Ok {
+            order_id: resp
+                .and_then(|o| o.get("orderId"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+        },
+        Some(_) => RestOutcome::Refused {
+            code: resp.and_then(code).or_else(|| code(v)).unwrap_or(-2022),
+        },
+        // No legs: not a cancel-replace answer we can read; whether the exit exists is not known.
+        None => RestOutcome::Unknown,
     }
 }
 
@@ -76,7 +111,12 @@ async fn run(
     job: RestJob,
 ) -> RestOutcome {
     match job {
-        RestJob::Place { req, client_id, .. } => {
+        RestJob::Place {
+            req,
+            client_id,
+            cancel_stop,
+            ..
+        } => {
             let Some(p) = precision.get(&req.symbol) else {
                 return RestOutcome::Refused { code: -1121 };
             };
@@ -95,7 +135,25 @@ async fn run(
                 resp_type: RespType::Ack,
             };
             // The client's current key signs: a key switch swaps both together (see `keyswitch`).
-            let mut enc = OrderEncoder::new(creds.signer.clone(), creds.api_key.clone(), 5000);
+            let mut enc = OrderEncoder::new(creds.signer.clone(), creds.api_key.clone(), 5000)
+                .on_market(client.market());
+            if let Some(stop) = cancel_stop {
+                // Spot: the exit cancels the resting stop that locks the balance it sells, in one request.
+                let c = CancelReplace {
+                    cancel_client_id: stop,
+                    cancel_new_client_id: None,
+                };
+                let q = match enc.rest_cancel_replace(&wire, p, &c, client.now_ms()) {
+                    Ok(b) => String::from_utf8_lossy(b).into_owned(),
+                    Err(_) => return RestOutcome::Refused { code: -1111 },
+                };
+                let r = client.cancel_replace_raw(&q).await;
+                let o = cancel_replace_outcome(&r);
+                if !matches!(o, RestOutcome::Ok { .. }) {
+                    tracing::warn!(client_id = %client_id, stop = %stop, outcome = ?o, "REST cancel-replace of a spot exit did not place it");
+                }
+                return o;
+            }
             let q = match enc.rest_order(&wire, p, client.now_ms()) {
                 Ok(b) => String::from_utf8_lossy(b).into_owned(),
                 Err(_) => return RestOutcome::Refused { code: -1111 },
@@ -177,5 +235,64 @@ fn note(n: EntryNote, client: &RestClient) {
             queried,
             "order entry: switched to the new API key (engine thread)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The three shapes of Binance's `POST /api/v3/order/cancelReplace` answer (the client returns the 409 and
+    /// 400 ones as `Ok` because they carry `data`): the new-order leg decides.
+    #[test]
+    fn a_cancel_replace_is_judged_by_its_new_order_leg() {
+        let ok = json!({"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS",
+            "cancelResponse": {"symbol": "BTCUSDT", "orderId": 125690984230_u64, "status": "CANCELED"},
+            "newOrderResponse": {"symbol": "BTCUSDT", "orderId": 12569099453_u64, "status": "NEW"}});
+        assert_eq!(
+            cancel_replace_outcome(&Ok(ok)),
+            RestOutcome::Ok {
+                order_id: 12569099453
+            }
+        );
+        let stop_gone = json!({"code": -2021, "msg": "Order cancel-replace partially failed.",
+            "data": {"cancelResult": "FAILURE", "newOrderResult": "SUCCESS",
+                "cancelResponse": {"code": -2011, "msg": "Unknown order sent."},
+                "newOrderResponse": {"symbol": "BTCUSDT", "orderId": 12569099453_u64, "status": "NEW"}}});
+        assert_eq!(
+            cancel_replace_outcome(&Ok(stop_gone)),
+            RestOutcome::Ok {
+                order_id: 12569099453
+            }
+        );
+        let refused = json!({"code": -2021, "msg": "Order cancel-replace partially failed.",
+            "data": {"cancelResult": "SUCCESS", "newOrderResult": "FAILURE",
+                "cancelResponse": {"symbol": "BTCUSDT", "orderId": 125690984230_u64, "status": "CANCELED"},
+                "newOrderResponse": {"code": -2010, "msg": "Account has insufficient balance for requested action."}}});
+        assert_eq!(
+            cancel_replace_outcome(&Ok(refused)),
+            RestOutcome::Refused { code: -2010 }
+        );
+        let both = json!({"code": -2022, "msg": "Order cancel-replace failed.",
+            "data": {"cancelResult": "FAILURE", "newOrderResult": "FAILURE",
+                "cancelResponse": {"code": -2011, "msg": "Unknown order sent."},
+                "newOrderResponse": {"code": -2010, "msg": "Order would immediately match and take."}}});
+        assert_eq!(
+            cancel_replace_outcome(&Ok(both)),
+            RestOutcome::Refused { code: -2010 }
+        );
+        let not = json!({"code": -2022, "msg": "Order cancel-replace failed.",
+            "data": {"cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                "cancelResponse": {"code": -2011, "msg": "Unknown order sent."}, "newOrderResponse": null}});
+        assert_eq!(
+            cancel_replace_outcome(&Ok(not)),
+            RestOutcome::Refused { code: -2022 }
+        );
+        assert_eq!(cancel_replace_outcome(&Ok(json!({}))), RestOutcome::Unknown);
+        assert_eq!(
+            cancel_replace_outcome(&Err(RestError::NoKey)),
+            RestOutcome::NotSent
+        );
     }
 }

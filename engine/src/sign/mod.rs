@@ -3,11 +3,20 @@
 //! - [`hmac::HmacSigner`]: HMAC-SHA256 with the key hashed in once; each signature clones the keyed state.
 //! - [`ed25519::Ed25519Signer`]: Ed25519 + base64 (+ percent-encoding for REST); the only key type
 //!   `session.logon` accepts.
-//! - [`rest`]: the `POST /fapi/v1/order` and `DELETE /fapi/v1/order` query strings, `signature` last.
-//! - [`ws_api`]: WebSocket-API `order.place`, `order.cancel` and `session.logon` JSON requests, params sorted by
-//!   name and signed over `k=v&…` of the sorted params (protocol notes §6).
-//! - [`fast`]: the logged-on session's `order.place` as a fixed template (same bytes as [`ws_api`], cheaper).
-//! - [`OrderEncoder`]: owns the reused buffers and ties the above together for the engine.
+//! - [`rest`]: the `POST /fapi/v1/order` and `DELETE /fapi/v1/order` query strings, `signature` last; on spot
+//!   `POST /api/v3/order` and `POST /api/v3/order/cancelReplace`.
+//! - [`ws_api`]: WebSocket-API `order.place`, `order.cancel`, `order.status`, `order.cancelReplace` (spot) and
+//!   `session.logon` JSON requests, params sorted by name and signed over `k=v&…` of the sorted params (protocol
+//!   notes §6).
+//! - [`fast`]: the logged-on session's futures `order.place` as a fixed template (same bytes as [`ws_api`],
+//!   cheaper).
+//! - [`OrderEncoder`]: owns the reused buffers and ties the above together for the engine, for the market it is
+//!   set to ([`OrderEncoder::on_market`]).
+//!
+//! Spot orders differ from futures ones on the wire in three ways only: no `reduceOnly` (spot refuses the
+//! parameter: there is nothing to reduce but a balance), no `positionSide` (never sent on futures either: one-way
+//! mode), and post-only is its own order type, `LIMIT_MAKER` without a `timeInForce`, instead of futures'
+//! `timeInForce=GTX`.
 //!
 //! Prices and quantities are written from exact [`Price`]/[`Qty`] values with the symbol's tick/step decimals
 //! ([`WirePrecision`]); a value off the tick or step is refused, never rounded. Every function writes into a
@@ -25,7 +34,7 @@ mod out;
 
 use aegis_shared::event::{OrderType, TimeInForce};
 use aegis_shared::num::decimals_of;
-use aegis_shared::{ClientOrderId, Price, Qty, Secret, Side, Symbol};
+use aegis_shared::{ClientOrderId, Market, Price, Qty, Secret, Side, Symbol};
 use std::fmt;
 
 pub use self::ed25519::Ed25519Signer;
@@ -306,6 +315,46 @@ pub struct CancelRequest {
     pub order: CancelRef,
 }
 
+/// The cancel leg of a spot `order.cancelReplace` / `POST /api/v3/order/cancelReplace`: the resting order to
+/// cancel by client id (always with `cancelReplaceMode=ALLOW_FAILURE`, so the new order is placed even when the
+/// cancel fails because the resting order already triggered or filled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelReplace {
+    /// `cancelOrigClientOrderId`: the client id of the order to cancel (a resting stop).
+    pub cancel_client_id: ClientOrderId,
+    /// `cancelNewClientOrderId`: the id the cancelled order takes (Binance generates one when absent).
+    pub cancel_new_client_id: Option<ClientOrderId>,
+}
+
+/// How an order's fields are written: futures, a spot `order.place`, or a spot cancel-replace.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Flavor<'a> {
+    Futures,
+    Spot,
+    SpotReplace(&'a CancelReplace),
+}
+
+impl Flavor<'_> {
+    #[inline]
+    pub(crate) fn is_spot(&self) -> bool {
+        !matches!(self, Self::Futures)
+    }
+
+    /// The `type` and `timeInForce` written for a checked order: on spot a post-only (GTX) limit is the
+    /// `LIMIT_MAKER` type, which takes no time in force (Binance refuses GTX on spot).
+    #[inline]
+    pub(crate) fn shape(
+        &self,
+        t: OrderType,
+        tif: Option<TimeInForce>,
+    ) -> (&'static str, Option<TimeInForce>) {
+        match (self.is_spot(), t, tif) {
+            (true, OrderType::Limit, Some(TimeInForce::Gtx)) => ("LIMIT_MAKER", None),
+            _ => (order_type_str(t), tif),
+        }
+    }
+}
+
 /// Binance's name for an order type.
 pub const fn order_type_str(t: OrderType) -> &'static str {
     match t {
@@ -371,20 +420,39 @@ pub struct OrderEncoder {
     signer: Signer,
     api_key: ApiKey,
     recv_window_ms: u32,
+    market: Market,
     out: Box<[u8]>,
     scratch: Box<[u8]>,
 }
 
 impl OrderEncoder {
-    /// Allocates the buffers once.
+    /// Allocates the buffers once. Encodes USD-M futures orders until told otherwise ([`Self::on_market`]).
     pub fn new(signer: Signer, api_key: ApiKey, recv_window_ms: u32) -> Self {
         Self {
             signer,
             api_key,
             recv_window_ms,
+            market: Market::Futures,
             out: vec![0u8; MAX_REQUEST_LEN].into_boxed_slice(),
             scratch: vec![0u8; MAX_REQUEST_LEN].into_boxed_slice(),
         }
+    }
+
+    /// The same encoder writing `market`'s orders (see the module docs for how spot differs).
+    pub fn on_market(mut self, market: Market) -> Self {
+        self.market = market;
+        self
+    }
+
+    /// Switches the market whose orders [`Self::rest_order`] and [`Self::ws_order_place`] write (the live venue
+    /// sets it from its own market when order entry is attached, so an encoder built elsewhere cannot disagree).
+    pub fn set_market(&mut self, market: Market) {
+        self.market = market;
+    }
+
+    /// The market whose orders this encoder writes.
+    pub fn market(&self) -> Market {
+        self.market
     }
 
     /// The signer.
@@ -428,15 +496,51 @@ impl OrderEncoder {
         Ok(&self.out[..n])
     }
 
-    /// Signed `POST /fapi/v1/order` query string (the bytes after `?`, or the form body).
+    /// Signed `POST /fapi/v1/order` query string (the bytes after `?`, or the form body); on spot the one of
+    /// `POST /api/v3/order` (no `reduceOnly`, post-only as `LIMIT_MAKER`).
     pub fn rest_order(
         &mut self,
         o: &OrderRequest,
         p: &WirePrecision,
         timestamp_ms: u64,
     ) -> Result<&[u8], SignError> {
+        let flavor = match self.market {
+            Market::Futures => Flavor::Futures,
+            Market::Spot => Flavor::Spot,
+        };
         self.written(|e| {
-            rest::encode_order(o, p, e.recv_window_ms, timestamp_ms, &e.signer, &mut e.out)
+            rest::encode_order_as(
+                o,
+                p,
+                flavor,
+                e.recv_window_ms,
+                timestamp_ms,
+                &e.signer,
+                &mut e.out,
+            )
+        })
+    }
+
+    /// Signed query of spot's `POST /api/v3/order/cancelReplace`: cancels `c.cancel_client_id` and places `o` in
+    /// one request (`cancelReplaceMode=ALLOW_FAILURE`). Spot only, whatever [`Self::market`] says: futures has no
+    /// such request.
+    pub fn rest_cancel_replace(
+        &mut self,
+        o: &OrderRequest,
+        p: &WirePrecision,
+        c: &CancelReplace,
+        timestamp_ms: u64,
+    ) -> Result<&[u8], SignError> {
+        self.written(|e| {
+            rest::encode_order_as(
+                o,
+                p,
+                Flavor::SpotReplace(c),
+                e.recv_window_ms,
+                timestamp_ms,
+                &e.signer,
+                &mut e.out,
+            )
         })
     }
 
@@ -451,8 +555,8 @@ impl OrderEncoder {
         })
     }
 
-    /// WebSocket-API `order.place` request. `logged_on` = the connection passed `session.logon`, so the request
-    /// carries neither apiKey nor signature.
+    /// WebSocket-API `order.place` request of [`Self::market`]. `logged_on` = the connection passed
+    /// `session.logon`, so the request carries neither apiKey nor signature.
     pub fn ws_order_place(
         &mut self,
         id: u64,
@@ -461,6 +565,12 @@ impl OrderEncoder {
         timestamp_ms: u64,
         logged_on: bool,
     ) -> Result<&[u8], SignError> {
+        if self.market == Market::Spot {
+            // The general encoder (the template is futures' field list); still allocation-free.
+            return self.ws_written(logged_on, |recv, auth, scratch, out| {
+                ws_api::encode_spot_order_place(id, o, p, recv, timestamp_ms, auth, scratch, out)
+            });
+        }
         if logged_on {
             // The hot path: no signature, so the template encoder writes the whole request.
             return self.written(|e| {
@@ -476,6 +586,23 @@ impl OrderEncoder {
         }
         self.ws_written(logged_on, |recv, auth, scratch, out| {
             ws_api::encode_order_place(id, o, p, recv, timestamp_ms, auth, scratch, out)
+        })
+    }
+
+    /// WebSocket-API `order.cancelReplace` (spot): cancels `c.cancel_client_id` and places `o` (its
+    /// `newClientOrderId` is `o.client_id`) in one request, `cancelReplaceMode=ALLOW_FAILURE`. Spot only,
+    /// whatever [`Self::market`] says.
+    pub fn ws_order_cancel_replace(
+        &mut self,
+        id: u64,
+        o: &OrderRequest,
+        p: &WirePrecision,
+        c: &CancelReplace,
+        timestamp_ms: u64,
+        logged_on: bool,
+    ) -> Result<&[u8], SignError> {
+        self.ws_written(logged_on, |recv, auth, scratch, out| {
+            ws_api::encode_order_cancel_replace(id, o, p, c, recv, timestamp_ms, auth, scratch, out)
         })
     }
 
@@ -535,6 +662,7 @@ impl fmt::Debug for OrderEncoder {
             .field("signer", &self.signer)
             .field("api_key", &self.api_key)
             .field("recv_window_ms", &self.recv_window_ms)
+            .field("market", &self.market)
             .finish_non_exhaustive()
     }
 }
@@ -623,6 +751,61 @@ mod tests {
                 proptest::prop_assert_eq!(t.divides(m), m % small == 0);
             }
         }
+    }
+
+    /// The encoder follows its market: the same request on spot drops `reduceOnly` on every path (REST,
+    /// signed and logged-on WebSocket API) and writes post-only as `LIMIT_MAKER`.
+    #[test]
+    fn the_encoder_writes_spot_orders_on_spot() {
+        let mut e = OrderEncoder::new(
+            Signer::from_secret(&Secret::new("hmacsecretxyz".into())).unwrap(),
+            ApiKey::new(Secret::new("myapikey123".into())).unwrap(),
+            5000,
+        );
+        assert_eq!(e.market(), Market::Futures);
+        let o = OrderRequest {
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            side: Side::Sell,
+            order_type: OrderType::Limit,
+            tif: Some(TimeInForce::Gtx),
+            qty: Qty::parse("0.001").unwrap(),
+            price: Price::parse("60000.1").unwrap(),
+            reduce_only: true,
+            client_id: ClientOrderId::new("ag1-1").unwrap(),
+            resp_type: RespType::Ack,
+        };
+        let p =
+            WirePrecision::new(Price::parse("0.1").unwrap(), Qty::parse("0.001").unwrap()).unwrap();
+        let fut =
+            String::from_utf8(e.ws_order_place(1, &o, &p, 1, true).unwrap().to_vec()).unwrap();
+        assert!(fut.contains(r#""reduceOnly":"true""#) && fut.contains(r#""timeInForce":"GTX""#));
+        e.set_market(Market::Spot);
+        let mut e = e.on_market(Market::Spot);
+        assert_eq!(e.market(), Market::Spot);
+        for logged_on in [false, true] {
+            let t = String::from_utf8(e.ws_order_place(1, &o, &p, 1, logged_on).unwrap().to_vec())
+                .unwrap();
+            assert!(
+                !t.contains("reduceOnly") && !t.contains("timeInForce"),
+                "{t}"
+            );
+            assert!(t.contains(r#""type":"LIMIT_MAKER""#), "{t}");
+        }
+        let q = String::from_utf8(e.rest_order(&o, &p, 1).unwrap().to_vec()).unwrap();
+        assert!(q.starts_with("symbol=BTCUSDT&side=SELL&type=LIMIT_MAKER&quantity=0.001&price=60000.1&newClientOrderId=ag1-1&"), "{q}");
+        let c = CancelReplace {
+            cancel_client_id: ClientOrderId::new("agstop-1").unwrap(),
+            cancel_new_client_id: None,
+        };
+        let w = String::from_utf8(
+            e.ws_order_cancel_replace(2, &o, &p, &c, 1, true)
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(w.starts_with(r#"{"id":2,"method":"order.cancelReplace","params":{"cancelOrigClientOrderId":"agstop-1","cancelReplaceMode":"ALLOW_FAILURE","newClientOrderId":"ag1-1","#), "{w}");
+        let r = String::from_utf8(e.rest_cancel_replace(&o, &p, &c, 1).unwrap().to_vec()).unwrap();
+        assert!(r.starts_with("symbol=BTCUSDT&cancelReplaceMode=ALLOW_FAILURE&cancelOrigClientOrderId=agstop-1&side=SELL&type=LIMIT_MAKER&"), "{r}");
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! Signed REST query strings for USD-M futures order entry (`POST`/`DELETE /fapi/v1/order`).
+//! Signed REST query strings for order entry: USD-M futures (`POST`/`DELETE /fapi/v1/order`) and spot (`POST
+//! /api/v3/order`, `POST /api/v3/order/cancelReplace`; the cancel of `DELETE /api/v3/order` is futures' query).
 //!
 //! The whole query is written into the caller's buffer, then signed over exactly those bytes, and
 //! `&signature=<sig>` is appended last (futures require it last). Send it as the URL query or as the
 //! `application/x-www-form-urlencoded` body; the signature covers the same bytes either way.
 
 use super::out::{Num, Out};
-use super::{check_order, order_type_str, tif_str, CancelRef, CancelRequest, OrderRequest};
+use super::{check_order, tif_str, CancelRef, CancelRequest, Flavor, OrderRequest};
 use super::{SignError, Signer, WirePrecision};
 
 /// Appends `&signature=…` over everything written so far.
@@ -54,15 +55,90 @@ pub fn encode_order(
     signer: &Signer,
     out: &mut [u8],
 ) -> Result<usize, SignError> {
+    encode_order_as(
+        o,
+        p,
+        Flavor::Futures,
+        recv_window_ms,
+        timestamp_ms,
+        signer,
+        out,
+    )
+}
+
+/// Writes the signed query for spot's `POST /api/v3/order`: the futures fields without `reduceOnly`, and a
+/// post-only (GTX) limit as `type=LIMIT_MAKER` without `timeInForce`. Returns the length. Allocation-free.
+pub fn encode_spot_order(
+    o: &OrderRequest,
+    p: &WirePrecision,
+    recv_window_ms: u32,
+    timestamp_ms: u64,
+    signer: &Signer,
+    out: &mut [u8],
+) -> Result<usize, SignError> {
+    encode_order_as(
+        o,
+        p,
+        Flavor::Spot,
+        recv_window_ms,
+        timestamp_ms,
+        signer,
+        out,
+    )
+}
+
+/// Writes the signed query for spot's `POST /api/v3/order/cancelReplace`: `symbol, cancelReplaceMode=
+/// ALLOW_FAILURE, cancelOrigClientOrderId, [cancelNewClientOrderId]`, then the new order's spot fields as in
+/// [`encode_spot_order`] (`newClientOrderId` is the new order's). Returns the length. Allocation-free.
+pub fn encode_cancel_replace(
+    o: &OrderRequest,
+    p: &WirePrecision,
+    c: &super::CancelReplace,
+    recv_window_ms: u32,
+    timestamp_ms: u64,
+    signer: &Signer,
+    out: &mut [u8],
+) -> Result<usize, SignError> {
+    encode_order_as(
+        o,
+        p,
+        Flavor::SpotReplace(c),
+        recv_window_ms,
+        timestamp_ms,
+        signer,
+        out,
+    )
+}
+
+/// The three order queries above in one field list.
+#[inline]
+pub(crate) fn encode_order_as(
+    o: &OrderRequest,
+    p: &WirePrecision,
+    flavor: Flavor<'_>,
+    recv_window_ms: u32,
+    timestamp_ms: u64,
+    signer: &Signer,
+    out: &mut [u8],
+) -> Result<usize, SignError> {
     let c = check_order(o, p)?;
+    let (type_str, tif) = flavor.shape(o.order_type, c.tif);
     let mut w = Out::new(out);
     w.put(b"symbol=")?;
     w.put(o.symbol.as_bytes())?;
+    if let Flavor::SpotReplace(r) = flavor {
+        w.put(b"&cancelReplaceMode=ALLOW_FAILURE&cancelOrigClientOrderId=")?;
+        w.put(r.cancel_client_id.as_bytes())?;
+        if let Some(n) = &r.cancel_new_client_id {
+            w.put(b"&cancelNewClientOrderId=")?;
+            w.put(n.as_bytes())?;
+        }
+    }
     w.put(b"&side=")?;
     w.put(o.side.as_str().as_bytes())?;
     w.put(b"&type=")?;
-    w.put(order_type_str(o.order_type).as_bytes())?;
-    if let Some(tif) = c.tif {
+    w.put(type_str.as_bytes())?;
+    if let Some(tif) = tif {
         w.put(b"&timeInForce=")?;
         w.put(tif_str(tif).as_bytes())?;
     }
@@ -72,11 +148,15 @@ pub fn encode_order(
         w.put(b"&price=")?;
         w.put(price.as_bytes())?;
     }
-    w.put(if o.reduce_only {
-        b"&reduceOnly=true"
-    } else {
-        b"&reduceOnly=false"
-    })?;
+    // Spot refuses the parameter (-1104 "Not all sent parameters were read"): a spot exit is marked
+    // reduce-only for the engine's gate only.
+    if !flavor.is_spot() {
+        w.put(if o.reduce_only {
+            b"&reduceOnly=true"
+        } else {
+            b"&reduceOnly=false"
+        })?;
+    }
     w.put(b"&newClientOrderId=")?;
     w.put(o.client_id.as_bytes())?;
     w.put(b"&newOrderRespType=")?;
@@ -227,6 +307,51 @@ mod tests {
             text(&out[..n]),
             format!("{payload}&signature={}", reference_sig(payload))
         );
+    }
+
+    /// Spot: no `reduceOnly` even on an exit, post-only as `LIMIT_MAKER` without `timeInForce`, and the
+    /// cancel-replace's cancel leg after the symbol.
+    #[test]
+    fn spot_order_and_cancel_replace_golden_strings() {
+        let mut out = [0u8; MAX_REQUEST_LEN];
+        let mut o = order();
+        o.tif = Some(TimeInForce::Gtx);
+        o.side = Side::Sell;
+        o.reduce_only = true;
+        let n =
+            encode_spot_order(&o, &btc(), 5000, 1_591_702_613_943, &signer(), &mut out).unwrap();
+        let payload = "symbol=BTCUSDT&side=SELL&type=LIMIT_MAKER&quantity=0.010&price=9000.1\
+                       &newClientOrderId=agmd3k2x1c-1a&newOrderRespType=ACK&recvWindow=5000&timestamp=1591702613943";
+        assert_eq!(
+            text(&out[..n]),
+            format!("{payload}&signature={}", reference_sig(payload))
+        );
+        // Futures keeps GTX as a time in force.
+        let n = encode_order(&o, &btc(), 5000, 1, &signer(), &mut out).unwrap();
+        assert!(text(&out[..n]).contains("&type=LIMIT&timeInForce=GTX&"));
+        let mut m = order();
+        m.order_type = OrderType::Market;
+        m.side = Side::Sell;
+        m.reduce_only = true;
+        let c = super::super::CancelReplace {
+            cancel_client_id: ClientOrderId::new("agstop-BTCUSDT-1").unwrap(),
+            cancel_new_client_id: None,
+        };
+        let n = encode_cancel_replace(&m, &btc(), &c, 5000, 7, &signer(), &mut out).unwrap();
+        let payload = "symbol=BTCUSDT&cancelReplaceMode=ALLOW_FAILURE&cancelOrigClientOrderId=agstop-BTCUSDT-1\
+                       &side=SELL&type=MARKET&quantity=0.010&newClientOrderId=agmd3k2x1c-1a&newOrderRespType=ACK\
+                       &recvWindow=5000&timestamp=7";
+        assert_eq!(
+            text(&out[..n]),
+            format!("{payload}&signature={}", reference_sig(payload))
+        );
+        let c = super::super::CancelReplace {
+            cancel_new_client_id: Some(ClientOrderId::new("agx-9").unwrap()),
+            ..c
+        };
+        let n = encode_cancel_replace(&m, &btc(), &c, 5000, 7, &signer(), &mut out).unwrap();
+        assert!(text(&out[..n])
+            .starts_with("symbol=BTCUSDT&cancelReplaceMode=ALLOW_FAILURE&cancelOrigClientOrderId=agstop-BTCUSDT-1&cancelNewClientOrderId=agx-9&side=SELL&"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! WebSocket-API requests (`order.place`, `order.cancel`, `order.status`, `session.logon`) as JSON bytes.
+//! WebSocket-API requests (`order.place`, `order.cancel`, `order.status`, spot's `order.cancelReplace`,
+//! `session.logon`) as JSON bytes.
 //!
 //! Signing rule (protocol notes §6): every param except `signature` — `apiKey` included — sorted by name, joined
 //! as `k=v&…`, signed; the signature goes in as one more param. Integers are JSON numbers, decimals and names
@@ -7,7 +8,7 @@
 //! `apiKey` nor `signature` ([`WsAuth::Session`]) — no per-order signing cost at all.
 
 use super::out::{Num, Out};
-use super::{check_order, order_type_str, tif_str, ApiKey, CancelRef, CancelRequest};
+use super::{check_order, tif_str, ApiKey, CancelRef, CancelReplace, CancelRequest, Flavor};
 use super::{Ed25519Signer, OrderRequest, SignError, Signer, WirePrecision, MAX_SIGNATURE_LEN};
 
 /// A param's value and how JSON writes it.
@@ -240,8 +241,9 @@ macro_rules! field {
     };
 }
 
-/// The fields of an `order.place`, sorted by name (byte order). Every order.place name sorts after `apiKey`;
-/// `signature` sorts between `side` and `symbol`. The golden tests pin this order.
+/// The fields of an `order.place` (or a spot `order.cancelReplace`), sorted by name (byte order). Every name
+/// sorts after `apiKey` (the `cancel…` ones too: `ap` < `ca`); `signature` sorts between `side` and `symbol`.
+/// The golden tests pin this order.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // Private; one call site per sink.
 fn order_fields<const JSON: bool>(
@@ -250,11 +252,24 @@ fn order_fields<const JSON: bool>(
     sig: Option<&[u8]>,
     o: &OrderRequest,
     c: &super::Checked,
+    flavor: Flavor<'_>,
     recv: &Num,
     ts: &Num,
 ) -> Result<(), SignError> {
     if let Some(k) = api_key {
         field!(s, "apiKey", k, true)?;
+    }
+    if let Flavor::SpotReplace(r) = flavor {
+        if let Some(n) = &r.cancel_new_client_id {
+            field!(s, "cancelNewClientOrderId", n.as_bytes(), true)?;
+        }
+        field!(
+            s,
+            "cancelOrigClientOrderId",
+            r.cancel_client_id.as_bytes(),
+            true
+        )?;
+        field!(s, "cancelReplaceMode", b"ALLOW_FAILURE", true)?;
     }
     field!(s, "newClientOrderId", o.client_id.as_bytes(), true)?;
     field!(s, "newOrderRespType", o.resp_type.as_str().as_bytes(), true)?;
@@ -263,18 +278,22 @@ fn order_fields<const JSON: bool>(
     }
     field!(s, "quantity", c.qty.as_bytes(), true)?;
     field!(s, "recvWindow", recv.as_bytes(), false)?;
-    let reduce: &[u8] = if o.reduce_only { b"true" } else { b"false" };
-    field!(s, "reduceOnly", reduce, true)?;
+    // Spot refuses `reduceOnly`: a spot exit is reduce-only for the engine's gate only.
+    if !flavor.is_spot() {
+        let reduce: &[u8] = if o.reduce_only { b"true" } else { b"false" };
+        field!(s, "reduceOnly", reduce, true)?;
+    }
     field!(s, "side", o.side.as_str().as_bytes(), true)?;
     if let Some(sig) = sig {
         field!(s, "signature", sig, true)?;
     }
     field!(s, "symbol", o.symbol.as_bytes(), true)?;
-    if let Some(tif) = c.tif {
+    let (type_str, tif) = flavor.shape(o.order_type, c.tif);
+    if let Some(tif) = tif {
         field!(s, "timeInForce", tif_str(tif).as_bytes(), true)?;
     }
     field!(s, "timestamp", ts.as_bytes(), false)?;
-    field!(s, "type", order_type_str(o.order_type).as_bytes(), true)
+    field!(s, "type", type_str.as_bytes(), true)
 }
 
 /// Writes an `order.place` request: the same fields as the REST order (see [`super::rest::encode_order`]),
@@ -286,6 +305,86 @@ fn order_fields<const JSON: bool>(
 #[inline]
 pub fn encode_order_place(
     id: u64,
+    o: &OrderRequest,
+    p: &WirePrecision,
+    recv_window_ms: u32,
+    timestamp_ms: u64,
+    auth: WsAuth<'_>,
+    scratch: &mut [u8],
+    out: &mut [u8],
+) -> Result<usize, SignError> {
+    encode_order_as(
+        id,
+        Flavor::Futures,
+        o,
+        p,
+        recv_window_ms,
+        timestamp_ms,
+        auth,
+        scratch,
+        out,
+    )
+}
+
+/// Writes a spot `order.place` request: [`encode_order_place`]'s fields without `reduceOnly`, and a post-only
+/// (GTX) limit as `type` `LIMIT_MAKER` without `timeInForce`. Returns the length. Allocation-free.
+#[allow(clippy::too_many_arguments)] // Mirrors the wire request one to one.
+pub fn encode_spot_order_place(
+    id: u64,
+    o: &OrderRequest,
+    p: &WirePrecision,
+    recv_window_ms: u32,
+    timestamp_ms: u64,
+    auth: WsAuth<'_>,
+    scratch: &mut [u8],
+    out: &mut [u8],
+) -> Result<usize, SignError> {
+    encode_order_as(
+        id,
+        Flavor::Spot,
+        o,
+        p,
+        recv_window_ms,
+        timestamp_ms,
+        auth,
+        scratch,
+        out,
+    )
+}
+
+/// Writes a spot `order.cancelReplace` request: cancel `c.cancel_client_id` (`cancelReplaceMode`
+/// `ALLOW_FAILURE`, so the new order goes in even when the cancel fails) and place `o` with the fields of
+/// [`encode_spot_order_place`]. Returns the length. Allocation-free.
+#[allow(clippy::too_many_arguments)] // Mirrors the wire request one to one.
+pub fn encode_order_cancel_replace(
+    id: u64,
+    o: &OrderRequest,
+    p: &WirePrecision,
+    c: &CancelReplace,
+    recv_window_ms: u32,
+    timestamp_ms: u64,
+    auth: WsAuth<'_>,
+    scratch: &mut [u8],
+    out: &mut [u8],
+) -> Result<usize, SignError> {
+    encode_order_as(
+        id,
+        Flavor::SpotReplace(c),
+        o,
+        p,
+        recv_window_ms,
+        timestamp_ms,
+        auth,
+        scratch,
+        out,
+    )
+}
+
+#[allow(clippy::too_many_arguments)] // Private; the three encoders above.
+#[inline]
+fn encode_order_as(
+    id: u64,
+    flavor: Flavor<'_>,
     o: &OrderRequest,
     p: &WirePrecision,
     recv_window_ms: u32,
@@ -308,6 +407,7 @@ pub fn encode_order_place(
                 None,
                 o,
                 &c,
+                flavor,
                 &recv,
                 &ts,
             )?;
@@ -322,13 +422,17 @@ pub fn encode_order_place(
     let mut w = Out::new(out);
     w.put(b"{\"id\":")?;
     w.put(Num::int(id).as_bytes())?;
-    w.put(b",\"method\":\"order.place\",\"params\":{")?;
+    w.put(match flavor {
+        Flavor::SpotReplace(_) => &b",\"method\":\"order.cancelReplace\",\"params\":{"[..],
+        _ => &b",\"method\":\"order.place\",\"params\":{"[..],
+    })?;
     order_fields(
         &mut Fields::<true>::new(&mut w),
         api_key,
         sig,
         o,
         &c,
+        flavor,
         &recv,
         &ts,
     )?;
@@ -599,6 +703,132 @@ mod tests {
             .map(|k| t.find(&format!("\"{k}\":")).unwrap())
             .collect();
         assert!(pos.windows(2).all(|w| w[0] < w[1]), "{t}");
+    }
+
+    /// Spot `order.place`: no `reduceOnly` even on an exit, post-only as `LIMIT_MAKER` without `timeInForce`;
+    /// the signature covers exactly the sorted params sent.
+    #[test]
+    fn spot_order_place_golden_limit_maker_and_no_reduce_only() {
+        let mut o = order();
+        o.tif = Some(TimeInForce::Gtx);
+        o.reduce_only = true;
+        let t = signed(|a, sc, out| {
+            encode_spot_order_place(7, &o, &prec(), 100, 1645423376532, a, sc, out)
+        });
+        let payload = format!(
+            "apiKey={SPOT_KEY}&newClientOrderId=agx-1&newOrderRespType=ACK&price=52000.00&quantity=0.01000000\
+             &recvWindow=100&side=SELL&symbol=BTCUSDT&timestamp=1645423376532&type=LIMIT_MAKER"
+        );
+        let mut sig = [0u8; 64];
+        HmacSigner::new(&Secret::new(SPOT_SECRET.into()))
+            .sign_hex(payload.as_bytes(), &mut sig)
+            .unwrap();
+        let expected = format!(
+            r#"{{"id":7,"method":"order.place","params":{{"apiKey":"{SPOT_KEY}","newClientOrderId":"agx-1","newOrderRespType":"ACK","price":"52000.00","quantity":"0.01000000","recvWindow":100,"side":"SELL","signature":"{}","symbol":"BTCUSDT","timestamp":1645423376532,"type":"LIMIT_MAKER"}}}}"#,
+            text(&sig)
+        );
+        assert_eq!(t, expected);
+        // A GTC limit keeps its time in force; a logged-on session's request has neither key nor signature.
+        o.tif = Some(TimeInForce::Gtc);
+        let mut scratch = [0u8; MAX_REQUEST_LEN];
+        let mut out = [0u8; MAX_REQUEST_LEN];
+        let n = encode_spot_order_place(
+            8,
+            &o,
+            &prec(),
+            100,
+            5,
+            WsAuth::Session,
+            &mut scratch,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            text(&out[..n]),
+            r#"{"id":8,"method":"order.place","params":{"newClientOrderId":"agx-1","newOrderRespType":"ACK","price":"52000.00","quantity":"0.01000000","recvWindow":100,"side":"SELL","symbol":"BTCUSDT","timeInForce":"GTC","timestamp":5,"type":"LIMIT"}}"#
+        );
+    }
+
+    /// `order.cancelReplace` (Binance's example's parameter names): the cancel leg's fields sort after `apiKey`,
+    /// and the specialised writer agrees byte for byte with the generic sorted-params encoder.
+    #[test]
+    fn cancel_replace_golden_and_equal_to_the_generic_encoder() {
+        let mut o = order();
+        o.order_type = OrderType::Market;
+        o.tif = None;
+        o.reduce_only = true;
+        o.client_id = ClientOrderId::new("agx-2").unwrap();
+        let c = CancelReplace {
+            cancel_client_id: ClientOrderId::new("4d96324ff9d44481926157").unwrap(),
+            cancel_new_client_id: Some(ClientOrderId::new("91fe37ce9e69c90d6358c0").unwrap()),
+        };
+        let t = signed(|a, sc, out| {
+            encode_order_cancel_replace(9, &o, &prec(), &c, 100, 1660813156900, a, sc, out)
+        });
+        let params = [
+            WsParam {
+                name: "cancelNewClientOrderId",
+                value: WsValue::Str(b"91fe37ce9e69c90d6358c0"),
+            },
+            WsParam {
+                name: "cancelOrigClientOrderId",
+                value: WsValue::Str(b"4d96324ff9d44481926157"),
+            },
+            WsParam {
+                name: "cancelReplaceMode",
+                value: WsValue::Str(b"ALLOW_FAILURE"),
+            },
+            WsParam {
+                name: "newClientOrderId",
+                value: WsValue::Str(b"agx-2"),
+            },
+            WsParam {
+                name: "newOrderRespType",
+                value: WsValue::Str(b"ACK"),
+            },
+            WsParam {
+                name: "quantity",
+                value: WsValue::Str(b"0.01000000"),
+            },
+            WsParam {
+                name: "recvWindow",
+                value: WsValue::Num(b"100"),
+            },
+            WsParam {
+                name: "side",
+                value: WsValue::Str(b"SELL"),
+            },
+            WsParam {
+                name: "symbol",
+                value: WsValue::Str(b"BTCUSDT"),
+            },
+            WsParam {
+                name: "timestamp",
+                value: WsValue::Num(b"1660813156900"),
+            },
+            WsParam {
+                name: "type",
+                value: WsValue::Str(b"MARKET"),
+            },
+        ];
+        let generic =
+            signed(|a, sc, out| encode_request(9, "order.cancelReplace", &params, a, sc, out));
+        assert_eq!(t, generic);
+        assert!(t.starts_with(&format!(
+            r#"{{"id":9,"method":"order.cancelReplace","params":{{"apiKey":"{SPOT_KEY}","cancelNewClientOrderId":"91fe37ce9e69c90d6358c0","cancelOrigClientOrderId":"4d96324ff9d44481926157","cancelReplaceMode":"ALLOW_FAILURE","newClientOrderId":"agx-2","#
+        )));
+        assert!(!t.contains("reduceOnly"), "{t}");
+        // Without a new id for the cancelled order the field is simply absent.
+        let c = CancelReplace {
+            cancel_new_client_id: None,
+            ..c
+        };
+        let t = signed(|a, sc, out| {
+            encode_order_cancel_replace(9, &o, &prec(), &c, 100, 1660813156900, a, sc, out)
+        });
+        let generic =
+            signed(|a, sc, out| encode_request(9, "order.cancelReplace", &params[1..], a, sc, out));
+        assert_eq!(t, generic);
     }
 
     #[test]

@@ -29,8 +29,7 @@ impl Venue {
         market: Market,
     ) -> Self {
         match live {
-            // The engine refuses spot with a live link before it gets here (`EngineError::SpotLive`).
-            Some(l) => Self::Live(Box::new(LiveVenue::new(l, symbols))),
+            Some(l) => Self::Live(Box::new(LiveVenue::new(l, symbols, market))),
             None => Self::Paper(
                 PaperVenue::with_trade_id_base(symbols.len(), fees, paper_trade_id_base)
                     .on_market(market),

@@ -1,5 +1,5 @@
 //! Zero-allocation parser of WebSocket-API answers (`order.place`, `order.cancel`, `order.status`,
-//! `session.logon`): the fields order entry acts on, read from the frame's bytes in one pass, without building a
+//! `session.logon`, spot's `order.cancelReplace`): the fields order entry acts on, read from the frame's bytes in one pass, without building a
 //! JSON tree. Unknown keys and the rest of `result` are skipped with a bounded-depth structural scan; the error
 //! message is kept as a slice of the input.
 //!
@@ -7,6 +7,16 @@
 //! {"id":7,"status":200,"result":{"orderId":1,"status":"NEW",…},"rateLimits":[{"rateLimitType":"ORDERS",
 //!  "interval":"SECOND","intervalNum":10,"limit":300,"count":1},…]}
 //! {"id":7,"status":400,"error":{"code":-2013,"msg":"Order does not exist.","data":{"retryAfter":…}}}
+//! ```
+//!
+//! A spot `order.cancelReplace` answers with both legs: in `result` when both succeeded (200), in
+//! `error.data` when one failed (409, -2021) or both did (400, -2022). The new order's leg is read into
+//! [`Answer::new_order`]: it decides the fate of the order it places, whatever happened to the cancel.
+//!
+//! ```text
+//! {"id":9,"status":409,"error":{"code":-2021,"msg":"Order cancel-replace partially failed.","data":{
+//!  "cancelResult":"FAILURE","newOrderResult":"SUCCESS","cancelResponse":{"code":-2011,…},
+//!  "newOrderResponse":{"orderId":12569099453,…}}}}
 //! ```
 
 /// Most `rateLimits` entries kept (Binance sends up to three; more are counted in [`Answer::limits_dropped`]).
@@ -47,6 +57,28 @@ pub struct LimitUse {
     pub count: u64,
 }
 
+/// How one leg of a cancel-replace went (`cancelResult` / `newOrderResult`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegResult {
+    /// `SUCCESS`.
+    Success,
+    /// `FAILURE`: the leg's response holds the code.
+    Failure,
+    /// `NOT_ATTEMPTED` (`STOP_ON_FAILURE` after a failed cancel; the bot sends `ALLOW_FAILURE`).
+    NotAttempted,
+}
+
+/// The new-order leg of a cancel-replace answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewOrderLeg {
+    /// `newOrderResult`.
+    pub result: LegResult,
+    /// `newOrderResponse.orderId` (a placed order).
+    pub order_id: Option<u64>,
+    /// `newOrderResponse.code` (a refused one, e.g. -2010 when the stop already sold the balance).
+    pub code: Option<i32>,
+}
+
 /// What an answer says. Absent fields are `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Answer<'a> {
@@ -62,6 +94,11 @@ pub struct Answer<'a> {
     pub msg: &'a [u8],
     /// `error.data.retryAfter` (epoch ms).
     pub retry_after_ms: Option<u64>,
+    /// A cancel-replace's new-order leg (`newOrderResult` in `result` or `error.data`); `None` for other
+    /// answers.
+    pub new_order: Option<NewOrderLeg>,
+    /// A cancel-replace's `cancelResult`.
+    pub cancel_result: Option<LegResult>,
     limits: [Option<LimitUse>; MAX_LIMITS],
     /// `rateLimits` entries past [`MAX_LIMITS`].
     pub limits_dropped: u32,
@@ -318,6 +355,59 @@ fn limit_entry(p: &mut P<'_>, depth: usize) -> R<Option<LimitUse>> {
     }))
 }
 
+fn leg_result(v: Option<&[u8]>) -> Option<LegResult> {
+    match v? {
+        b"SUCCESS" => Some(LegResult::Success),
+        b"FAILURE" => Some(LegResult::Failure),
+        b"NOT_ATTEMPTED" => Some(LegResult::NotAttempted),
+        _ => None,
+    }
+}
+
+/// The cancel-replace fields of `result` or `error.data`, gathered in any key order.
+#[derive(Default)]
+struct Legs {
+    cancel: Option<LegResult>,
+    new: Option<LegResult>,
+    new_order_id: Option<u64>,
+    new_code: Option<i32>,
+}
+
+impl Legs {
+    /// Reads `k` when it is a cancel-replace field; false when it is not (the caller reads or skips it).
+    fn read(&mut self, p: &mut P<'_>, k: &[u8], d: usize) -> R<bool> {
+        match k {
+            b"cancelResult" => self.cancel = leg_result(p.opt_str(d)?),
+            b"newOrderResult" => self.new = leg_result(p.opt_str(d)?),
+            // An object when placed (`orderId`) or refused (`code`, `msg`), `null` when not attempted.
+            b"newOrderResponse" if p.peek() == Some(b'{') => p.object(d, |p, k, d| {
+                match k {
+                    b"orderId" => self.new_order_id = p.opt_uint(d)?,
+                    b"code" => self.new_code = p.opt_int(d)?.and_then(|c| i32::try_from(c).ok()),
+                    _ => p.skip(d)?,
+                }
+                Ok(())
+            })?,
+            // `cancelResponse` is skipped whole: its `orderId` is the cancelled stop's, not the new order's.
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn into_answer(self, a: &mut Answer<'_>) {
+        if self.cancel.is_some() {
+            a.cancel_result = self.cancel;
+        }
+        if let Some(result) = self.new {
+            a.new_order = Some(NewOrderLeg {
+                result,
+                order_id: self.new_order_id,
+                code: self.new_code,
+            });
+        }
+    }
+}
+
 /// Reads one answer frame. Never allocates.
 pub fn parse(b: &[u8]) -> Result<Answer<'_>, AnswerError> {
     let mut a = Answer::default();
@@ -327,24 +417,34 @@ pub fn parse(b: &[u8]) -> Result<Answer<'_>, AnswerError> {
         match k {
             b"id" => a.id = p.opt_uint(d)?,
             b"status" => a.status = p.opt_uint(d)?.and_then(|s| u16::try_from(s).ok()),
-            b"result" if p.peek() == Some(b'{') => p.object(d, |p, k, d| {
-                match k {
-                    b"orderId" => a.order_id = p.opt_uint(d)?,
-                    _ => p.skip(d)?,
-                }
-                Ok(())
-            })?,
+            b"result" if p.peek() == Some(b'{') => {
+                let mut legs = Legs::default();
+                p.object(d, |p, k, d| {
+                    match k {
+                        b"orderId" => a.order_id = p.opt_uint(d)?,
+                        _ if legs.read(p, k, d)? => {}
+                        _ => p.skip(d)?,
+                    }
+                    Ok(())
+                })?;
+                legs.into_answer(&mut a);
+            }
             b"error" if p.peek() == Some(b'{') => p.object(d, |p, k, d| {
                 match k {
                     b"code" => a.code = p.opt_int(d)?.and_then(|c| i32::try_from(c).ok()),
                     b"msg" => a.msg = p.opt_str(d)?.unwrap_or(b""),
-                    b"data" if p.peek() == Some(b'{') => p.object(d, |p, k, d| {
-                        match k {
-                            b"retryAfter" => a.retry_after_ms = p.opt_uint(d)?,
-                            _ => p.skip(d)?,
-                        }
-                        Ok(())
-                    })?,
+                    b"data" if p.peek() == Some(b'{') => {
+                        let mut legs = Legs::default();
+                        p.object(d, |p, k, d| {
+                            match k {
+                                b"retryAfter" => a.retry_after_ms = p.opt_uint(d)?,
+                                _ if legs.read(p, k, d)? => {}
+                                _ => p.skip(d)?,
+                            }
+                            Ok(())
+                        })?;
+                        legs.into_answer(&mut a);
+                    }
                     _ => p.skip(d)?,
                 }
                 Ok(())
@@ -436,6 +536,97 @@ mod tests {
         let a = parse(br#"{"id":9,"status":418,"error":{"code":-1003,"msg":"Way too many requests; IP banned until 1700000120000. Please use the websocket."}}"#).unwrap();
         assert_eq!(banned_until(a.msg), Some(1_700_000_120_000));
         assert_eq!(banned_until(b"no ban"), None);
+    }
+
+    const LIMITS: &str = r#""rateLimits":[{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":50,"count":1},{"rateLimitType":"ORDERS","interval":"DAY","intervalNum":1,"limit":160000,"count":1},{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":1200,"count":1}]"#;
+
+    /// The three shapes of a spot `order.cancelReplace` answer, as Binance's WebSocket-API documentation shows
+    /// them (ids made numeric: the bot's request ids are integers). The new-order leg is read wherever it is;
+    /// the cancelled order's `orderId` never passes for the new order's.
+    #[test]
+    fn cancel_replace_answers_in_all_three_shapes() {
+        let cancel_ok = r#"{"symbol":"BTCUSDT","origClientOrderId":"4d96324ff9d44481926157","orderId":125690984230,"orderListId":-1,"clientOrderId":"91fe37ce9e69c90d6358c0","price":"23450.00000000","origQty":"0.00847000","executedQty":"0.00001000","cummulativeQuoteQty":"0.23450000","status":"CANCELED","timeInForce":"GTC","type":"LIMIT","side":"SELL","selfTradePreventionMode":"NONE"}"#;
+        let new_ok = r#"{"symbol":"BTCUSDT","orderId":12569099453,"orderListId":-1,"clientOrderId":"bX5wROblo6YeDwa9iTLeyY","transactTime":1660813156959,"price":"23416.10000000","origQty":"0.00847000","executedQty":"0.00000000","cummulativeQuoteQty":"0.00000000","status":"NEW","timeInForce":"GTC","type":"LIMIT","side":"SELL","workingTime":1669693344508,"fills":[],"selfTradePreventionMode":"NONE"}"#;
+        // Both succeeded: 200 with the legs in `result`.
+        let ok = format!(
+            r#"{{"id":1,"status":200,"result":{{"cancelResult":"SUCCESS","newOrderResult":"SUCCESS","cancelResponse":{cancel_ok},"newOrderResponse":{new_ok}}},{LIMITS}}}"#
+        );
+        let a = parse(ok.as_bytes()).unwrap();
+        assert_eq!(
+            (a.id, a.status, a.code, a.order_id),
+            (Some(1), Some(200), None, None)
+        );
+        assert_eq!(a.cancel_result, Some(LegResult::Success));
+        assert_eq!(
+            a.new_order,
+            Some(NewOrderLeg {
+                result: LegResult::Success,
+                order_id: Some(12569099453),
+                code: None
+            })
+        );
+        assert_eq!(a.limits().count(), 3);
+        // The stop had triggered (unknown to cancel), the exit was placed: 409, -2021, data.
+        let part = format!(
+            r#"{{"id":2,"status":409,"error":{{"code":-2021,"msg":"Order cancel-replace partially failed.","data":{{"cancelResult":"FAILURE","newOrderResult":"SUCCESS","cancelResponse":{{"code":-2011,"msg":"Unknown order sent."}},"newOrderResponse":{new_ok}}}}},{LIMITS}}}"#
+        );
+        let a = parse(part.as_bytes()).unwrap();
+        assert_eq!((a.status, a.code), (Some(409), Some(-2021)));
+        assert_eq!(a.msg, b"Order cancel-replace partially failed.");
+        assert_eq!(a.cancel_result, Some(LegResult::Failure));
+        assert_eq!(
+            a.new_order,
+            Some(NewOrderLeg {
+                result: LegResult::Success,
+                order_id: Some(12569099453),
+                code: None
+            })
+        );
+        // The cancel went through, the exit was refused: 409, -2021, the new order's own code.
+        let refused = format!(
+            r#"{{"id":3,"status":409,"error":{{"code":-2021,"msg":"Order cancel-replace partially failed.","data":{{"cancelResult":"SUCCESS","newOrderResult":"FAILURE","cancelResponse":{cancel_ok},"newOrderResponse":{{"code":-2010,"msg":"Order would immediately match and take."}}}}}},{LIMITS}}}"#
+        );
+        let a = parse(refused.as_bytes()).unwrap();
+        assert_eq!(a.cancel_result, Some(LegResult::Success));
+        assert_eq!(
+            a.new_order,
+            Some(NewOrderLeg {
+                result: LegResult::Failure,
+                order_id: None,
+                code: Some(-2010)
+            })
+        );
+        // Both failed: 400, -2022, data.
+        let both = format!(
+            r#"{{"id":4,"status":400,"error":{{"code":-2022,"msg":"Order cancel-replace failed.","data":{{"cancelResult":"FAILURE","newOrderResult":"FAILURE","cancelResponse":{{"code":-2011,"msg":"Unknown order sent."}},"newOrderResponse":{{"code":-2010,"msg":"Order would immediately match and take."}}}}}},{LIMITS}}}"#
+        );
+        let a = parse(both.as_bytes()).unwrap();
+        assert_eq!((a.status, a.code), (Some(400), Some(-2022)));
+        assert_eq!(
+            a.new_order,
+            Some(NewOrderLeg {
+                result: LegResult::Failure,
+                order_id: None,
+                code: Some(-2010)
+            })
+        );
+        // STOP_ON_FAILURE's shape (not what the bot sends, still read): the new order was never attempted.
+        let not = r#"{"id":5,"status":400,"error":{"code":-2022,"msg":"Order cancel-replace failed.","data":{"cancelResult":"FAILURE","newOrderResult":"NOT_ATTEMPTED","cancelResponse":{"code":-2011,"msg":"Unknown order sent."},"newOrderResponse":null}}}"#;
+        let a = parse(not.as_bytes()).unwrap();
+        assert_eq!(
+            a.new_order,
+            Some(NewOrderLeg {
+                result: LegResult::NotAttempted,
+                order_id: None,
+                code: None
+            })
+        );
+        // Other answers have no legs.
+        let a = parse(br#"{"id":6,"status":200,"result":{"orderId":7}}"#).unwrap();
+        assert_eq!(
+            (a.new_order, a.cancel_result, a.order_id),
+            (None, None, Some(7))
+        );
     }
 
     #[test]

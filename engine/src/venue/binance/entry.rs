@@ -1,5 +1,5 @@
 //! Order entry on the engine thread: the WebSocket-API order connection (`order.place`, `order.cancel`,
-//! `order.status`, `session.logon`) on the same non-blocking mio client as market data
+//! `order.status`, `session.logon`, and on spot `order.cancelReplace`) on the same non-blocking mio client as market data
 //! ([`crate::net::mio_ws::WsConn`]), requests encoded into the [`OrderEncoder`]'s reused buffers, answers read in
 //! place ([`super::answer`]), and the unknown-outcome timers — all driven from the engine's busy loop by
 //! [`OrderEntry::poll`]. Nothing here blocks, sleeps or (once the connection is open) allocates.
@@ -21,18 +21,23 @@
 //! - -2014/-2015 → read-only, entries halt (`KeyRejected`), `key_invalid` alert; no retry.
 //! - 429/418 → the order is rejected, entries halt (`RateLimited`) until the wait has passed; an answer whose
 //!   `rateLimits` show a count at 80 % of its limit halts entries until that window has ended.
+//! - Spot (the encoder's market, set by the venue): orders go without `reduceOnly`, post-only as
+//!   `LIMIT_MAKER`. An exit placed with [`OrderEntry::place_replacing`] cancels the symbol's resting stop in the
+//!   same request (`order.cancelReplace`, `ALLOW_FAILURE`; over REST `POST /api/v3/order/cancelReplace`): the
+//!   answer's new-order leg decides the exit's fate, whatever happened to the cancel (a stop that already
+//!   triggered cannot be cancelled, and the exit may then find nothing left to sell: -2010).
 
-use super::answer::{self, Answer, LimitUse};
+use super::answer::{self, Answer, LegResult, LimitUse, NewOrderLeg};
 use super::Inbound;
 use crate::clock::wall_ms;
 use crate::net::mio_ws::{WsClientConfig, WsConn, WsEvent};
 use crate::sign::{
-    CancelRef, CancelRequest, OrderEncoder, OrderRequest as WireOrder, RespType, Signer,
-    WirePrecision,
+    CancelRef, CancelReplace, CancelRequest, OrderEncoder, OrderRequest as WireOrder, RespType,
+    Signer, WirePrecision,
 };
 use crate::venue::OrderRequest;
 use aegis_shared::event::{AlertKind, HaltReason};
-use aegis_shared::{ClientOrderId, Symbol};
+use aegis_shared::{ClientOrderId, Market, Symbol};
 use crossbeam_channel::Sender;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,7 +70,8 @@ const WINDOW_MARGIN: Duration = Duration::from_millis(100);
 /// [`Inbound::Rest`] with the job echoed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestJob {
-    /// `POST /fapi/v1/order` (the WebSocket API is down). `resent`: the second try after a -1021 resync.
+    /// `POST /fapi/v1/order` (spot: `/api/v3/order`; the WebSocket API is down). `resent`: the second try
+    /// after a -1021 resync.
     Place {
         /// The order.
         req: OrderRequest,
@@ -73,6 +79,9 @@ pub enum RestJob {
         client_id: ClientOrderId,
         /// Already resent once after a clock resync.
         resent: bool,
+        /// Spot: the resting stop this exit cancels in the same request (`POST /api/v3/order/cancelReplace`,
+        /// `cancelOrigClientOrderId`); `None`: a plain placement.
+        cancel_stop: Option<ClientOrderId>,
     },
     /// `GET /fapi/v1/order` by client id (an unknown outcome).
     Query {
@@ -94,6 +103,8 @@ pub enum RestJob {
         req: OrderRequest,
         /// Its client id.
         client_id: ClientOrderId,
+        /// The resting stop it cancels in the same request (spot), as first sent.
+        cancel_stop: Option<ClientOrderId>,
     },
     /// Ask for a reconciliation round (after a reconnect, or an order given up at its deadline).
     Reconcile,
@@ -260,7 +271,7 @@ const MAX_DEFERRED: usize = 512;
 
 #[derive(Debug, Clone, Copy)]
 enum Deferred {
-    Place(OrderRequest, ClientOrderId),
+    Place(OrderRequest, ClientOrderId, Option<ClientOrderId>),
     Cancel(Symbol, ClientOrderId),
 }
 
@@ -303,7 +314,8 @@ impl std::fmt::Debug for EntryConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Place(OrderRequest, bool),
+    /// An order, whether it was resent after a clock resync, and the resting stop it cancels (spot).
+    Place(OrderRequest, bool, Option<ClientOrderId>),
     Cancel,
     Logon,
     Query,
@@ -341,6 +353,8 @@ struct Said {
     order_id: u64,
     retry_after: Option<Duration>,
     limit_wait: Option<(LimitUse, Duration)>,
+    /// A cancel-replace's new-order leg.
+    new_order: Option<NewOrderLeg>,
 }
 
 /// How long a WebSocket-API 429/418 asks us to wait: `data.retryAfter`, else the ban's end in the message (both
@@ -544,6 +558,7 @@ impl OrderEntry {
                         order_id: a.order_id.unwrap_or(0),
                         retry_after: ws_retry_after(&a, server_now),
                         limit_wait: limit_to_wait_for(&a, server_now),
+                        new_order: a.new_order,
                     });
                     if let Some(s) = said {
                         self.settle(&s, now);
@@ -668,13 +683,48 @@ impl OrderEntry {
     pub fn place(&mut self, req: OrderRequest, cid: ClientOrderId) {
         if self.switching.is_some() {
             if self.deferred.len() < MAX_DEFERRED {
-                self.deferred.push_back(Deferred::Place(req, cid));
+                self.deferred.push_back(Deferred::Place(req, cid, None));
             } else {
                 self.reject(cid, super::REJECT_FULL);
             }
             return;
         }
-        self.place_inner(req, cid, false, Instant::now());
+        self.place_inner(req, cid, false, None, Instant::now());
+    }
+
+    /// Spot: sends an exit that cancels the symbol's resting stop `stop_cid` in the same request
+    /// (`order.cancelReplace` with `cancelReplaceMode=ALLOW_FAILURE`, else the REST worker's
+    /// `POST /api/v3/order/cancelReplace`). The stop locks the balance the exit sells, so a plain `order.place`
+    /// would be refused (-2010) while it rests. The exit is acknowledged or rejected by the new-order leg of
+    /// the answer; whether the cancel itself succeeded (the stop may have triggered already) does not matter
+    /// for it: the stop is gone either way.
+    pub fn place_replacing(
+        &mut self,
+        req: OrderRequest,
+        cid: ClientOrderId,
+        stop_cid: ClientOrderId,
+    ) {
+        if self.switching.is_some() {
+            if self.deferred.len() < MAX_DEFERRED {
+                self.deferred
+                    .push_back(Deferred::Place(req, cid, Some(stop_cid)));
+            } else {
+                self.reject(cid, super::REJECT_FULL);
+            }
+            return;
+        }
+        self.place_inner(req, cid, false, Some(stop_cid), Instant::now());
+    }
+
+    /// The market whose orders the encoder writes (the venue sets it, [`OrderEntry::set_market`]).
+    pub fn market(&self) -> Market {
+        self.encoder.market()
+    }
+
+    /// Encodes `market`'s orders from now on (the live venue calls it with its own market when the entry is
+    /// attached, so a spot venue never writes a futures request). Kept across key switches.
+    pub fn set_market(&mut self, market: Market) {
+        self.encoder.set_market(market);
     }
 
     fn begin_switch(&mut self, sw: EntrySwitch, now: Instant) {
@@ -722,8 +772,11 @@ impl OrderEntry {
                 if self.read_only {
                     return self.end_switch(Err("Binance refused the old key while its orders were settled: order entry is read-only; restart the bot with the new key"));
                 }
-                // The swap: encoder here and the control plane's REST key together, with nothing in flight.
+                // The swap: encoder here and the control plane's REST key together, with nothing in flight. The
+                // new key's encoder writes the same market's orders as the old one.
+                let market = self.encoder.market();
                 self.encoder = sw.encoder;
+                self.encoder.set_market(market);
                 (sw.on_swap)();
                 let at = wall_ms();
                 self.close();
@@ -775,7 +828,7 @@ impl OrderEntry {
         let now = Instant::now();
         while let Some(d) = self.deferred.pop_front() {
             match d {
-                Deferred::Place(req, cid) => self.place_inner(req, cid, false, now),
+                Deferred::Place(req, cid, stop) => self.place_inner(req, cid, false, stop, now),
                 Deferred::Cancel(symbol, cid) => {
                     self.cancel(symbol, cid);
                 }
@@ -783,7 +836,14 @@ impl OrderEntry {
         }
     }
 
-    fn place_inner(&mut self, req: OrderRequest, cid: ClientOrderId, resent: bool, now: Instant) {
+    fn place_inner(
+        &mut self,
+        req: OrderRequest,
+        cid: ClientOrderId,
+        resent: bool,
+        cancel_stop: Option<ClientOrderId>,
+        now: Instant,
+    ) {
         if self.read_only {
             return self.reject(cid, -2015);
         }
@@ -802,15 +862,23 @@ impl OrderEntry {
             let id = self.take_id();
             let ts = self.clock.server_now_ms();
             let logged_on = self.logged_on;
-            let sent = match (
-                self.encoder.ws_order_place(id, &wire, &p, ts, logged_on),
-                self.conn.as_mut(),
-            ) {
+            let encoded = match cancel_stop {
+                Some(stop) => {
+                    let c = CancelReplace {
+                        cancel_client_id: stop,
+                        cancel_new_client_id: None,
+                    };
+                    self.encoder
+                        .ws_order_cancel_replace(id, &wire, &p, &c, ts, logged_on)
+                }
+                None => self.encoder.ws_order_place(id, &wire, &p, ts, logged_on),
+            };
+            let sent = match (encoded, self.conn.as_mut()) {
                 (Ok(b), Some(c)) => c.send_text(b),
                 (Err(_), _) => return self.reject(cid, -1111),
                 (Ok(_), None) => Err(crate::net::mio_ws::WsError::Local),
             };
-            let kind = Kind::Place(req, resent);
+            let kind = Kind::Place(req, resent, cancel_stop);
             match sent {
                 Ok(()) => self.pending.push(Pending {
                     id,
@@ -838,6 +906,7 @@ impl OrderEntry {
             req,
             client_id: cid,
             resent,
+            cancel_stop,
         }) {
             self.reject(cid, super::REJECT_FULL);
         }
@@ -1105,6 +1174,7 @@ impl OrderEntry {
         cid: ClientOrderId,
         req: OrderRequest,
         resent: bool,
+        cancel_stop: Option<ClientOrderId>,
         o: RestOutcome,
         now: Instant,
     ) {
@@ -1124,13 +1194,16 @@ impl OrderEntry {
                 if !self.post(RestJob::Resync {
                     req,
                     client_id: cid,
+                    cancel_stop,
                 }) {
                     self.reject(cid, -1021);
                 }
             }
             RestOutcome::Refused { code } => self.reject(cid, code),
             RestOutcome::NotSent => self.reject(cid, -1001),
-            RestOutcome::Unknown => self.unknown(cid, req.symbol, Kind::Place(req, resent), now),
+            RestOutcome::Unknown => {
+                self.unknown(cid, req.symbol, Kind::Place(req, resent, cancel_stop), now)
+            }
         }
     }
 
@@ -1145,7 +1218,8 @@ impl OrderEntry {
                 req,
                 client_id,
                 resent,
-            } => self.failed(client_id, req, resent, o, now),
+                cancel_stop,
+            } => self.failed(client_id, req, resent, cancel_stop, o, now),
             RestJob::Query { client_id, .. } => match o {
                 RestOutcome::Ok { order_id } => self.found(client_id, order_id),
                 RestOutcome::Refused { code: -2013 } => self.absent(client_id, false),
@@ -1157,7 +1231,11 @@ impl OrderEntry {
                     self.key_rejected(code);
                 }
             }
-            RestJob::Resync { req, client_id } => self.place_inner(req, client_id, true, now),
+            RestJob::Resync {
+                req,
+                client_id,
+                cancel_stop,
+            } => self.place_inner(req, client_id, true, cancel_stop, now),
             RestJob::Reconcile | RestJob::Note(_) => {}
         }
     }
@@ -1183,7 +1261,18 @@ impl OrderEntry {
             }
             return;
         }
-        let outcome = if s.status == 200 {
+        let outcome = if let Some(leg) = s.new_order.filter(|_| matches!(p.kind, Kind::Place(..))) {
+            // A cancel-replace: the new order's leg is the exit's fate (200, or 409 with the cancel failed
+            // because the stop triggered: placed; 409/400 with it refused: its own code, e.g. -2010).
+            match leg.result {
+                LegResult::Success => RestOutcome::Ok {
+                    order_id: leg.order_id.unwrap_or(0),
+                },
+                LegResult::Failure | LegResult::NotAttempted => RestOutcome::Refused {
+                    code: leg.code.unwrap_or(s.code),
+                },
+            }
+        } else if s.status == 200 {
             RestOutcome::Ok {
                 order_id: s.order_id,
             }
@@ -1219,7 +1308,7 @@ impl OrderEntry {
                     self.key_rejected(code);
                 }
             }
-            Kind::Place(req, resent) => self.failed(p.cid, req, resent, outcome, now),
+            Kind::Place(req, resent, stop) => self.failed(p.cid, req, resent, stop, outcome, now),
             Kind::Query => {}
         }
     }

@@ -1,4 +1,5 @@
-//! The live Binance USD-M futures venue: the engine side of order entry on testnet or production.
+//! The live Binance venue, USD-M futures or spot ([`LiveVenue::new`]'s market): the engine side of order entry
+//! on testnet or production.
 //!
 //! **Order entry runs on the engine thread** ([`entry`]): an approved order is encoded and written to the
 //! WebSocket-API connection (`order.place` / `order.cancel` / `order.status`, `session.logon` for Ed25519 keys)
@@ -34,6 +35,20 @@
 //!   that closes with less booked than the exchange's cumulative quantity is kept, with what it is owed, among
 //!   the last [`MAX_OWED`] such orders, and a late trade of it within that quantity is booked as its fill, not
 //!   by the foreign-fill rule (which would pick the mode by position, not by who placed the order).
+//!
+//! On **spot** (issue 14) the same rules hold, with spot's differences:
+//! - Orders are encoded as spot's (the venue sets its market on the order entry's encoder): no `reduceOnly`
+//!   (a spot exit's reduce-only marks it for the gate only), post-only as `LIMIT_MAKER`.
+//! - A fee taken in the symbol's base asset (Binance's default for a buy: the commission comes out of the
+//!   asset received) is never received: the held quantity moves by `last_qty − fee` on a buy, and a sell whose
+//!   fee were in the base asset leaves `fee` less too. The fee is valued at the fill price
+//!   (`FeeConversion::Converted`), as the paper venue does; fees in BNB or the quote asset arrive priced by the
+//!   control plane. Spot is long only: no fee, and no foreign sell, makes a position negative (clamped).
+//! - The control plane's stop manager rests a `STOP_LOSS_LIMIT` sell per symbol on the exchange and reports it
+//!   ([`Inbound::SpotStop`]). The stop locks the balance it would sell, so a spot sell exit of a symbol with a
+//!   resting stop goes as `order.cancelReplace` cancelling that stop ([`entry::OrderEntry::place_replacing`];
+//!   over REST `POST /api/v3/order/cancelReplace`), and the venue forgets the stop: it is gone either way
+//!   (cancelled, or it triggered first, in which case the exit finds the balance sold and is refused, -2010).
 //!
 //! Nothing here allocates after construction: the working-order table is preallocated ([`MAX_LIVE_ORDERS`]),
 //! the ring of recent trade ids is a fixed array, the owed list has a fixed capacity.
@@ -73,8 +88,6 @@ pub const TRADE_RING: usize = 1024;
 /// Closed orders remembered with a quantity still owed (closed with fewer trades booked than the exchange's
 /// cumulative quantity): a gap loses few trades, and the oldest is forgotten first when the list is full.
 pub const MAX_OWED: usize = 64;
-/// The market this venue trades: it speaks USD-M futures (`/fapi`, `ORDER_TRADE_UPDATE`) only.
-pub const MARKET: Market = Market::Futures;
 
 /// Engine → gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,16 +333,25 @@ pub struct LiveVenue {
     trades_at: usize,
     /// Closed orders owed trades, oldest first: (order with `filled` = booked, quantity still owed).
     owed: Vec<(Working, Qty)>,
+    /// The market traded: on every event, and it decides the order encoding and the fee rules (module docs).
+    market: Market,
+    /// Spot: the client id of the stop resting on the exchange per symbol index (fixed at construction).
+    stops: Box<[Option<ClientOrderId>]>,
 }
 
 impl LiveVenue {
-    /// A venue for the engine's symbols (index order). Order entry runs on the engine thread when the link
-    /// carries an [`entry::EntryConfig`], else orders go to the gateway thread on the link's queue.
-    pub fn new(link: LiveLink, symbols: Vec<Symbol>) -> Self {
-        let entry = link
-            .take_entry()
-            .map(|c| Box::new(entry::OrderEntry::new(c)));
+    /// A venue trading `market` for the engine's symbols (index order). Order entry runs on the engine thread
+    /// when the link carries an [`entry::EntryConfig`] (its encoder is set to `market` here, whatever it was
+    /// built with), else orders go to the gateway thread on the link's queue.
+    pub fn new(link: LiveLink, symbols: Vec<Symbol>, market: Market) -> Self {
+        let entry = link.take_entry().map(|c| {
+            let mut e = Box::new(entry::OrderEntry::new(c));
+            e.set_market(market);
+            e
+        });
         Self {
+            market,
+            stops: vec![None; symbols.len()].into_boxed_slice(),
             entry,
             link,
             symbols,
@@ -383,16 +405,27 @@ impl LiveVenue {
         self.refused
     }
 
+    /// The market this venue trades.
+    pub fn market(&self) -> Market {
+        self.market
+    }
+
+    /// Spot: the client id of the stop resting on the exchange for symbol index `sym`, as last reported by
+    /// [`Inbound::SpotStop`] (cleared once an exit cancelled it).
+    pub fn resting_stop(&self, sym: usize) -> Option<ClientOrderId> {
+        self.stops.get(sym).copied().flatten()
+    }
+
     /// The engine thread's order entry, when it runs here (see [`entry`]).
     pub fn entry(&self) -> Option<&entry::OrderEntry> {
         self.entry.as_deref()
     }
 
-    fn order_event(w: &Working, ts: u64, status: OrderStatus, code: i32) -> EngineEvent {
+    fn order_event(&self, w: &Working, ts: u64, status: OrderStatus, code: i32) -> EngineEvent {
         EngineEvent::Order(OrderEvent {
             ts_ms: ts,
             symbol: w.req.symbol,
-            market: MARKET,
+            market: self.market,
             client_id: w.client_id,
             exchange_id: w.exchange_id,
             mode: w.req.mode,
@@ -444,23 +477,37 @@ impl LiveVenue {
             status: OrderStatus::PendingNew,
         };
         if self.orders.len() == MAX_LIVE_ORDERS {
-            out.emit(Self::order_event(
-                &w,
-                ts,
-                OrderStatus::Rejected,
-                REJECT_FULL,
-            ));
+            out.emit(self.order_event(&w, ts, OrderStatus::Rejected, REJECT_FULL));
             on_exec(&Self::final_report(req, ts));
             return OrderStatus::Rejected;
         }
         // Journal order: the PendingNew event is handed over before the request can reach the exchange.
-        out.emit(Self::order_event(&w, ts, OrderStatus::PendingNew, 0));
+        out.emit(self.order_event(&w, ts, OrderStatus::PendingNew, 0));
+        // Spot: a sell exit of a symbol whose stop rests on the exchange cancels it in the same request (the stop
+        // locks the balance this sells). The stop is forgotten now: cancelled by this request, or triggered
+        // before it, it rests no more either way, and the stop manager reports the next one.
+        let replacing = match self.market {
+            Market::Spot if req.reduce_only && req.side == Side::Sell => {
+                self.stops.get(req.sym).copied().flatten()
+            }
+            _ => None,
+        };
         if let Some(e) = self.entry.as_deref_mut() {
             // Written to the socket now; refusals and answers come back through `poll`.
             self.orders.push(w);
-            e.place(*req, cid);
+            match replacing {
+                Some(stop) => {
+                    e.place_replacing(*req, cid, stop);
+                    if let Some(slot) = self.stops.get_mut(req.sym) {
+                        *slot = None;
+                    }
+                }
+                None => e.place(*req, cid),
+            }
             return OrderStatus::PendingNew;
         }
+        // The old gateway thread (the A/B bench path) has no cancel-replace: a spot exit goes as a plain order
+        // there, and the stop stays remembered.
         match self.link.outbound.try_send(Outbound::Place {
             req: *req,
             client_id: cid,
@@ -470,12 +517,7 @@ impl LiveVenue {
                 OrderStatus::PendingNew
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                out.emit(Self::order_event(
-                    &w,
-                    ts,
-                    OrderStatus::Rejected,
-                    REJECT_FULL,
-                ));
+                out.emit(self.order_event(&w, ts, OrderStatus::Rejected, REJECT_FULL));
                 on_exec(&Self::final_report(req, ts));
                 OrderStatus::Rejected
             }
@@ -591,7 +633,7 @@ impl LiveVenue {
                     if w.status == OrderStatus::PendingNew {
                         w.status = OrderStatus::New;
                         let w = *w;
-                        out.emit(Self::order_event(&w, ts_ms, OrderStatus::New, 0));
+                        out.emit(self.order_event(&w, ts_ms, OrderStatus::New, 0));
                     }
                 }
             }
@@ -602,7 +644,7 @@ impl LiveVenue {
             } => {
                 if let Some(i) = self.find(&client_id) {
                     let w = self.orders.swap_remove(i);
-                    out.emit(Self::order_event(&w, ts_ms, OrderStatus::Rejected, code));
+                    out.emit(self.order_event(&w, ts_ms, OrderStatus::Rejected, code));
                     on_exec(&Self::final_report(&w.req, ts_ms));
                 }
             }
@@ -618,9 +660,12 @@ impl LiveVenue {
                         ..u
                     };
                     *p = Position::restore(&restored);
-                    out.emit(EngineEvent::Position(
-                        p.update(u.ts_ms, u.symbol, u.mode, MARKET),
-                    ));
+                    out.emit(EngineEvent::Position(p.update(
+                        u.ts_ms,
+                        u.symbol,
+                        u.mode,
+                        self.market,
+                    )));
                 }
             }
             Inbound::AdoptOrder {
@@ -665,7 +710,7 @@ impl LiveVenue {
                     status: OrderStatus::New,
                 };
                 self.orders.push(w);
-                out.emit(Self::order_event(&w, 0, OrderStatus::New, 0));
+                out.emit(self.order_event(&w, 0, OrderStatus::New, 0));
             }
             Inbound::Funding {
                 ts_ms,
@@ -681,8 +726,11 @@ impl LiveVenue {
             Inbound::Clear(r) => self.signal(VenueSignal::Clear(r)),
             Inbound::Alert(k) => self.signal(VenueSignal::Alert(k)),
             Inbound::ReadOnly => self.read_only = true,
-            // Scaffolding for the spot exit path (the live venue's spot support lands next).
-            Inbound::SpotStop { .. } => {}
+            Inbound::SpotStop { symbol, client_id } => {
+                if let Some(sym) = self.sym_index(symbol) {
+                    self.stops[sym] = client_id;
+                }
+            }
             Inbound::Rest { job, outcome } => {
                 if let Some(e) = self.entry.as_deref_mut() {
                     e.on_rest(job, outcome);
@@ -701,6 +749,13 @@ impl LiveVenue {
         let Some(sym) = self.sym_index(u.symbol) else {
             return;
         };
+        // Spot: a fee in the base asset is valued at the fill price here (the control plane prices BNB and
+        // quote fees; a base fee needs no other market). Its quantity leaves the held balance when booked.
+        let mut u = u;
+        if self.base_fee(&u).is_some() {
+            u.fee_conv = FeeConversion::convert(u.fee, u.last_price);
+        }
+        let u = u;
         let liq = if u.maker {
             Liquidity::Maker
         } else {
@@ -724,7 +779,7 @@ impl LiveVenue {
                 let changed = w.status != u.status;
                 w.status = u.status;
                 if changed || u.last_qty.units() > 0 {
-                    out.emit(Self::order_event(&w, u.ts_ms, u.status, 0));
+                    out.emit(self.order_event(&w, u.ts_ms, u.status, 0));
                 }
                 if u.status.is_final() {
                     self.orders.swap_remove(i);
@@ -784,7 +839,10 @@ impl LiveVenue {
                     );
                     part += 1;
                 }
-                if !left.is_zero() {
+                // Spot holds no shorts: what a foreign sell takes beyond what the modes hold came from a balance
+                // the bot does not trade (held before it, or dust), and is not booked as a short.
+                let spot_sell = self.market == Market::Spot && u.side == Side::Sell;
+                if !left.is_zero() && !spot_sell {
                     self.foreign_fill(
                         sym,
                         ADOPT_DEFAULT_MODE,
@@ -803,6 +861,17 @@ impl LiveVenue {
         }
     }
 
+    /// Spot: the fee of `u` as a quantity of the base asset when it was taken in it (Binance's default for a
+    /// buy: the commission comes out of the asset received), else `None` (futures, BNB or quote fees).
+    fn base_fee(&self, u: &OrderUpdate) -> Option<Qty> {
+        if self.market != Market::Spot {
+            return None;
+        }
+        let base = u.symbol.base_asset()?;
+        // Fee and quantity are both in units of 10⁻⁸ of their asset.
+        (u.fee_asset == base).then(|| Qty::from_units(u.fee.units()))
+    }
+
     /// Books trade `u` as a fill of our order `w` (its mode and intent), after the duplicate checks.
     #[allow(clippy::too_many_arguments)] // Private helper of two call sites.
     fn book_own(
@@ -819,12 +888,18 @@ impl LiveVenue {
         if u.fee_conv == FeeConversion::Unconvertible {
             self.signal(VenueSignal::Alert(AlertKind::FeeUnconverted));
         }
+        let base_fee = self.base_fee(u);
         let pos = positions.get_mut(sym, w.req.mode);
         let r = pos.apply(u.side, u.last_price, u.last_qty, qfee, u.ts_ms);
+        if let Some(q) = base_fee {
+            // The account never received it: a buy holds `last_qty − fee`, a sell leaves `fee` less. Clamped to
+            // the long held (spot is long only: fee math never makes a position negative).
+            pos.deduct_held(q);
+        }
         out.emit(EngineEvent::Fill(Fill {
             ts_ms: u.ts_ms,
             symbol: u.symbol,
-            market: MARKET,
+            market: self.market,
             client_id: u.client_id,
             exchange_order_id: u.exchange_id,
             trade_id: u.trade_id,
@@ -840,9 +915,12 @@ impl LiveVenue {
             realized_pnl: r.realized,
             fee_conv: u.fee_conv,
         }));
-        out.emit(EngineEvent::Position(
-            pos.update(u.ts_ms, u.symbol, w.req.mode, MARKET),
-        ));
+        out.emit(EngineEvent::Position(pos.update(
+            u.ts_ms,
+            u.symbol,
+            w.req.mode,
+            self.market,
+        )));
         on_exec(&ExecReport {
             sym,
             mode: w.req.mode,
@@ -893,9 +971,12 @@ impl LiveVenue {
                 total: amount,
                 quote: qparts[i],
             }));
-            out.emit(EngineEvent::Position(
-                pos.update(ts_ms, symbol, mode, MARKET),
-            ));
+            out.emit(EngineEvent::Position(pos.update(
+                ts_ms,
+                symbol,
+                mode,
+                self.market,
+            )));
             on_exec(&ExecReport {
                 sym,
                 mode,
@@ -939,12 +1020,17 @@ impl LiveVenue {
             c => c,
         };
         let qfee = fee_conv.quote_fee(fee);
+        let base_fee = self.base_fee(u).map(|_| Qty::from_units(fee.units()));
         let pos = positions.get_mut(sym, mode);
         let r = pos.apply(u.side, u.last_price, qty, qfee, u.ts_ms);
+        if let Some(q) = base_fee {
+            // This mode's share of a base-asset fee leaves its balance (clamped to its long, as above).
+            pos.deduct_held(q);
+        }
         out.emit(EngineEvent::Fill(Fill {
             ts_ms: u.ts_ms,
             symbol: u.symbol,
-            market: MARKET,
+            market: self.market,
             client_id: u.client_id,
             exchange_order_id: u.exchange_id,
             trade_id: u.trade_id,
@@ -960,9 +1046,12 @@ impl LiveVenue {
             realized_pnl: r.realized,
             fee_conv,
         }));
-        out.emit(EngineEvent::Position(
-            pos.update(u.ts_ms, u.symbol, mode, MARKET),
-        ));
+        out.emit(EngineEvent::Position(pos.update(
+            u.ts_ms,
+            u.symbol,
+            mode,
+            self.market,
+        )));
         if let Some(kind) = forced {
             out.emit(EngineEvent::Liquidation(LiquidationEvent {
                 ts_ms: u.ts_ms,
@@ -1041,7 +1130,7 @@ mod tests {
     #[test]
     fn order_is_pending_until_the_exchange_fills_it_and_duplicates_count_once() {
         let (l, g) = link();
-        let mut v = LiveVenue::new(l, vec![sym()]);
+        let mut v = LiveVenue::new(l, vec![sym()], Market::Futures);
         let mut pos = Positions::new(1);
         let mut ev: Vec<EngineEvent> = Vec::new();
         let mut rep = Vec::new();
@@ -1086,7 +1175,7 @@ mod tests {
     #[test]
     fn liquidation_reduces_the_holding_mode_and_read_only_refuses_silently() {
         let (l, g) = link();
-        let mut v = LiveVenue::new(l, vec![sym()]);
+        let mut v = LiveVenue::new(l, vec![sym()], Market::Futures);
         let mut pos = Positions::new(1);
         pos.get_mut(0, StrategyMode::Swing).apply(
             Side::Buy,
@@ -1128,7 +1217,7 @@ mod tests {
     #[test]
     fn a_late_trade_of_a_closed_order_goes_to_its_own_mode() {
         let (l, g) = link();
-        let mut v = LiveVenue::new(l, vec![sym()]);
+        let mut v = LiveVenue::new(l, vec![sym()], Market::Futures);
         let mut pos = Positions::new(1);
         let mut ev: Vec<EngineEvent> = Vec::new();
         let cid = ClientOrderId::new("ag3-1").unwrap();
@@ -1215,7 +1304,7 @@ mod tests {
     #[test]
     fn a_trade_is_booked_once_by_id_in_any_order_of_stream_and_recovery() {
         let (l, g) = link();
-        let mut v = LiveVenue::new(l, vec![sym()]);
+        let mut v = LiveVenue::new(l, vec![sym()], Market::Futures);
         let mut pos = Positions::new(1);
         let mut ev: Vec<EngineEvent> = Vec::new();
         let cid = ClientOrderId::new("ag1-1").unwrap();
@@ -1304,7 +1393,7 @@ mod tests {
     /// A live venue on [`sym`] whose modes hold these longs, bought at 60,000 (the gateway ends keep its queues open).
     fn venue_with_longs(longs: &[(StrategyMode, &str)]) -> (LiveVenue, Positions, GatewayEnds) {
         let (l, g) = link();
-        let v = LiveVenue::new(l, vec![sym()]);
+        let v = LiveVenue::new(l, vec![sym()], Market::Futures);
         let mut pos = Positions::new(1);
         for (mode, q) in longs {
             pos.get_mut(0, *mode).apply(
@@ -1438,7 +1527,7 @@ mod tests {
             price in 1i64..200_000_000_000,
         ) {
             let (l, _g) = link();
-            let mut v = LiveVenue::new(l, vec![sym()]);
+            let mut v = LiveVenue::new(l, vec![sym()], Market::Futures);
             let mut pos = Positions::new(1);
             for (i, m) in StrategyMode::ALL.into_iter().enumerate() {
                 if sizes[i] > 0 {
@@ -1468,6 +1557,171 @@ mod tests {
             let fees_books = StrategyMode::ALL.iter().fold(Notional::ZERO, |a, m| a + pos.get(0, *m).fees());
             proptest::prop_assert_eq!(fees_books, quote_sum);
         }
+    }
+
+    /// Spot: a buy's fee in BTC leaves the position at bought − fee, valued at the fill price; a sell whose fee
+    /// were in BTC cannot push the position below zero; a foreign sell beyond the held balance opens no short;
+    /// events carry the spot market.
+    #[test]
+    fn spot_base_fees_shrink_the_holding_and_never_make_it_negative() {
+        let (l, _g) = link();
+        let mut v = LiveVenue::new(l, vec![sym()], Market::Spot);
+        assert_eq!(v.market(), Market::Spot);
+        let mut pos = Positions::new(1);
+        let mut ev: Vec<EngineEvent> = Vec::new();
+        let cid = ClientOrderId::new("ag5-1").unwrap();
+        v.submit(&req(Side::Buy, "0.01"), cid, 1, &mut ev, &mut |_| {});
+        let btc = Symbol::new("BTC").unwrap();
+        let mut nets = Vec::new();
+        for (id, last, cum, fee, st) in [
+            (
+                1,
+                "0.004",
+                "0.004",
+                "0.000004",
+                OrderStatus::PartiallyFilled,
+            ),
+            (2, "0.006", "0.01", "0.000006", OrderStatus::Filled),
+        ] {
+            let u = OrderUpdate {
+                trade_id: id,
+                fee: Notional::parse(fee).unwrap(),
+                fee_asset: btc,
+                // Whatever the control plane said, a base fee is valued at the fill price here.
+                fee_conv: FeeConversion::Quote,
+                ..update("ag5-1", st, last, cum, Side::Buy)
+            };
+            v.apply(Inbound::Update(u), &mut pos, &mut ev, &mut |r| {
+                if !r.order_final {
+                    nets.push(r.net)
+                }
+            });
+        }
+        let p = pos.get(0, StrategyMode::Scalp);
+        assert_eq!(
+            p.qty(),
+            Qty::parse("0.00999").unwrap(),
+            "0.01 bought − 0.00001 fee"
+        );
+        assert_eq!(
+            p.fees(),
+            Notional::parse("0.6").unwrap(),
+            "0.00001 BTC at 60,000"
+        );
+        let fills: Vec<Fill> = ev
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Fill(f) => Some(*f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fills.len(), 2);
+        assert!(fills
+            .iter()
+            .all(|f| f.market == Market::Spot && f.fee_asset == btc));
+        assert_eq!(
+            fills[0].fee_conv,
+            FeeConversion::convert(
+                Notional::parse("0.000004").unwrap(),
+                Price::from_int(60_000)
+            )
+        );
+        assert!(ev.iter().all(|e| match e {
+            EngineEvent::Order(o) => o.market == Market::Spot,
+            EngineEvent::Position(p) => p.market == Market::Spot,
+            _ => true,
+        }));
+        assert_eq!(
+            nets,
+            [
+                Notional::parse("-0.24").unwrap(),
+                Notional::parse("-0.36").unwrap()
+            ]
+        );
+        // Sell all that is held, with (unusually) a fee in BTC: flat, never short.
+        let cid = ClientOrderId::new("ag5-2").unwrap();
+        let mut exit = req(Side::Sell, "0.00999");
+        exit.reduce_only = true;
+        v.submit(&exit, cid, 1, &mut ev, &mut |_| {});
+        let u = OrderUpdate {
+            trade_id: 3,
+            fee: Notional::parse("0.00000999").unwrap(),
+            fee_asset: btc,
+            orig_qty: Qty::parse("0.00999").unwrap(),
+            ..update(
+                "ag5-2",
+                OrderStatus::Filled,
+                "0.00999",
+                "0.00999",
+                Side::Sell,
+            )
+        };
+        v.apply(Inbound::Update(u), &mut pos, &mut ev, &mut |_| {});
+        assert!(pos.get(0, StrategyMode::Scalp).qty().is_zero());
+        // A foreign sell of coins the modes do not hold books no short on spot.
+        let u = OrderUpdate {
+            trade_id: 4,
+            ..update("manual-9", OrderStatus::Filled, "0.5", "0.5", Side::Sell)
+        };
+        v.apply(Inbound::Update(u), &mut pos, &mut ev, &mut |_| {});
+        for m in StrategyMode::ALL {
+            assert!(pos.get(0, m).qty().units() >= 0, "{m:?}");
+        }
+    }
+
+    /// Spot: the venue remembers each symbol's resting stop from [`Inbound::SpotStop`] (and forgets it on
+    /// `None`); on futures a sell exit never asks for a cancel-replace; a stop of an unknown symbol is ignored.
+    #[test]
+    fn spot_stops_are_remembered_per_symbol() {
+        let (l, g) = link();
+        let mut v = LiveVenue::new(l, vec![sym()], Market::Spot);
+        let mut pos = Positions::new(1);
+        let mut ev: Vec<EngineEvent> = Vec::new();
+        let stop = ClientOrderId::new("agstop-1").unwrap();
+        assert_eq!(v.resting_stop(0), None);
+        v.apply(
+            Inbound::SpotStop {
+                symbol: sym(),
+                client_id: Some(stop),
+            },
+            &mut pos,
+            &mut ev,
+            &mut |_| {},
+        );
+        v.apply(
+            Inbound::SpotStop {
+                symbol: Symbol::new("ETHUSDT").unwrap(),
+                client_id: None,
+            },
+            &mut pos,
+            &mut ev,
+            &mut |_| {},
+        );
+        assert_eq!(v.resting_stop(0), Some(stop));
+        assert_eq!(v.resting_stop(7), None);
+        // Without order entry on this thread (the gateway path) the exit goes as a plain order and the stop
+        // stays remembered: only the engine-thread entry can cancel-replace.
+        let mut exit = req(Side::Sell, "0.01");
+        exit.reduce_only = true;
+        v.submit(
+            &exit,
+            ClientOrderId::new("ag6-1").unwrap(),
+            1,
+            &mut ev,
+            &mut |_| {},
+        );
+        assert!(matches!(g.outbound.try_recv(), Ok(Outbound::Place { .. })));
+        assert_eq!(v.resting_stop(0), Some(stop));
+        v.apply(
+            Inbound::SpotStop {
+                symbol: sym(),
+                client_id: None,
+            },
+            &mut pos,
+            &mut ev,
+            &mut |_| {},
+        );
+        assert_eq!(v.resting_stop(0), None);
     }
 
     /// Issue 13.1: one liquidation trade booked to several modes gives each part its own key
