@@ -509,6 +509,9 @@ pub enum AlertKind {
     FeeUnconverted,
     /// An open position has no protective stop resting on the exchange (placing, moving or cancelling it failed).
     ProtectiveStopFailed,
+    /// Spot: the account holds less of a pair's base asset than the bot's position (sold or moved outside the
+    /// bot); the position was set down to the balance.
+    SoldOutsideBot,
 }
 
 /// Everything the engine tells the control plane.

@@ -92,7 +92,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for exhaustive tests and documentation.
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 22] = [
         Kind::Engine(AlertKind::KeyInvalid),
         Kind::Engine(AlertKind::KeyRestrictionsChanged),
         Kind::Engine(AlertKind::DailyLossLimit),
@@ -103,6 +103,7 @@ impl Kind {
         Kind::Engine(AlertKind::Liquidation),
         Kind::Engine(AlertKind::FeeUnconverted),
         Kind::Engine(AlertKind::ProtectiveStopFailed),
+        Kind::Engine(AlertKind::SoldOutsideBot),
         Kind::Control(ControlAlert::EngineStopped),
         Kind::Control(ControlAlert::BotCrashed),
         Kind::Control(ControlAlert::DatabaseLost),
@@ -130,6 +131,7 @@ impl Kind {
                 AlertKind::Liquidation => "liquidation",
                 AlertKind::FeeUnconverted => "fee_unconverted",
                 AlertKind::ProtectiveStopFailed => "protective_stop_failed",
+                AlertKind::SoldOutsideBot => "sold_outside_bot",
             },
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped => "engine_stopped",
@@ -160,7 +162,8 @@ impl Kind {
                 AlertKind::DailyLossLimit
                 | AlertKind::FeedStale
                 | AlertKind::ExchangeErrors
-                | AlertKind::FeeUnconverted => Severity::Warning,
+                | AlertKind::FeeUnconverted
+                | AlertKind::SoldOutsideBot => Severity::Warning,
             },
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped
@@ -196,6 +199,7 @@ impl Kind {
                 AlertKind::ProtectiveStopFailed => {
                     "An open position has no protective stop on the exchange"
                 }
+                AlertKind::SoldOutsideBot => "A spot holding was sold or moved outside the bot",
             },
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped => "Trading engine stopped",
@@ -227,6 +231,7 @@ impl Kind {
                 AlertKind::Liquidation => "the position is closed at the liquidation price and its loss is booked; lower leverage or size before trading on (dashboard: Liquidations)",
                 AlertKind::FeeUnconverted => "the fee is kept per asset but left out of PnL and the loss limits; check that BNBUSDT premiumIndex is reachable",
                 AlertKind::ProtectiveStopFailed => "the bot retries with backoff; until it succeeds only the software exits protect the position, which stop if the bot dies: check /api/health (protective_stops) and the log, or place a stop on Binance by hand (docs/EXCHANGE_STOPS.md)",
+                AlertKind::SoldOutsideBot => "the account holds less of the base asset than the bot's position: the bot now trades only what is held; if that was not you, check the account's history on Binance and rotate the key (`aegis keys rotate`)",
             },
             Kind::Control(k) => match k {
                 ControlAlert::EngineStopped => "check `systemctl status aegis` / `docker compose ps` and the log (guide §7.2)",
