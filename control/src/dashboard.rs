@@ -66,6 +66,24 @@ pub fn web_config(cfg: &Config) -> Result<WebConfig, ConfigError> {
 /// Describes the feed for the banner and the status API.
 pub fn feed_description(cfg: &Config) -> String {
     // Testnet/live read Binance's market streams whatever FEED says (the simulated market is paper-only).
+    if cfg.market == aegis_shared::Market::Spot {
+        if let Some(e) = crate::exchange::env::SpotEndpoints::paper_market(cfg) {
+            let over = if e.overridden { ", URL overridden" } else { "" };
+            return format!(
+                "Binance spot {} public market streams ({}/stream{over}), paper fills",
+                e.name,
+                aegis_engine::net::ws::redact(&e.stream)
+            );
+        }
+        if let Some(e) = crate::exchange::env::Endpoints::for_config(cfg) {
+            let over = if e.overridden { ", URL overridden" } else { "" };
+            return format!(
+                "Binance spot {} market streams ({}/stream{over})",
+                e.name,
+                aegis_engine::net::ws::redact(&e.spot_stream)
+            );
+        }
+    }
     if let Some(e) = crate::exchange::env::Endpoints::paper_market(cfg) {
         let over = if e.overridden { ", URL overridden" } else { "" };
         return format!(

@@ -52,12 +52,6 @@ fn run(cli: &Cli, args: &aegis_control::cli::RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Before the live gate below, which already talks to the exchange: a market without a venue for this trading
-    // mode (spot outside paper) is refused without connecting to anything.
-    if let Err(e) = runtime::refuse_unbuilt_venue(&loaded.config) {
-        eprintln!("aegis: {e}");
-        return ExitCode::from(e.exit_code() as u8);
-    }
     // Live refuses to start while the preflight checklist has a FAIL; key-age warnings in every mode.
     match commands::run_gate(&cli.env_file, &loaded.config) {
         Ok(w) => loaded.warnings.extend(w),

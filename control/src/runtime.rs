@@ -12,9 +12,9 @@ use crate::ops::commands::RunExtras;
 use crate::pump::{self, Issued};
 use crate::state::{Live, RunInfo};
 use crate::tls::{self, CertSource};
-use aegis_shared::config::{keys, Config, ConfigError, FeedKind};
+use aegis_shared::config::{Config, FeedKind};
 use aegis_shared::Command;
-use aegis_shared::{Market, TradingMode};
+use aegis_shared::TradingMode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,30 +24,9 @@ pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
 /// Part of the budget the engine gets to report `Stopped`.
 const ENGINE_STOP_WAIT: Duration = Duration::from_millis(3500);
 
-/// Refuses a start whose market has no venue for its trading mode: `MARKETS=spot` trades on the paper venue only,
-/// because the live spot venue (spot REST/WS-API orders, balances as positions) is not built yet. Without this the
-/// live path, which speaks USD-M futures only, would trade futures under a spot configuration. `main` calls it
-/// before the live gate (which already talks to the exchange), [`start_engine`] again as a second line, and the
-/// engine refuses a spot market with a live link as a third (`EngineError::SpotLive`). The configuration itself
-/// accepts the combination so that `aegis preflight` and `aegis keys audit` can judge a spot key beforehand.
-pub fn refuse_unbuilt_venue(cfg: &Config) -> Result<(), RunError> {
-    if cfg.market == Market::Spot && cfg.trading_mode != TradingMode::Paper {
-        return Err(RunError::Config(ConfigError::new(
-            keys::MARKETS,
-            Some(cfg.market.as_str()),
-            format!(
-                "TRADING_MODE={} with MARKETS=spot: the live spot venue is not built yet; use TRADING_MODE=paper for spot or MARKETS=futures (`aegis preflight` and `aegis keys audit` already judge a spot key)",
-                cfg.trading_mode.as_str()
-            ),
-        )));
-    }
-    Ok(())
-}
-
 /// Starts the engine thread: paper through [`crate::engine_link`], paper on Binance data and testnet/live
 /// through [`crate::exchange`]. `main` passes it to [`run_with`].
 pub fn start_engine(ctx: StartContext<'_>) -> Result<EngineStart, RunError> {
-    refuse_unbuilt_venue(ctx.config)?;
     if ctx.config.trading_mode != TradingMode::Paper {
         return crate::exchange::start_live(ctx);
     }
@@ -542,25 +521,5 @@ mod tests {
         assert_eq!(next_session(Some(100), 100), 101);
         assert_eq!(next_session(Some(500), 100), 501);
         assert_eq!(next_session(Some(u64::MAX), 1), u64::MAX);
-    }
-
-    #[test]
-    fn spot_runs_on_paper_only_until_the_live_spot_venue_exists() {
-        use crate::journal::test_support::config;
-        for mode in ["testnet", "live"] {
-            let e = refuse_unbuilt_venue(&config(&[("TRADING_MODE", mode), ("MARKETS", "spot")]))
-                .unwrap_err();
-            assert_eq!(e.exit_code(), 2, "a configuration refusal");
-            let m = e.to_string();
-            assert!(
-                m.contains("MARKETS")
-                    && m.contains(&format!("TRADING_MODE={mode}"))
-                    && m.contains("the live spot venue is not built yet")
-                    && m.contains("use TRADING_MODE=paper for spot or MARKETS=futures"),
-                "{m}"
-            );
-            assert!(refuse_unbuilt_venue(&config(&[("TRADING_MODE", mode)])).is_ok());
-        }
-        assert!(refuse_unbuilt_venue(&config(&[("MARKETS", "spot")])).is_ok());
     }
 }

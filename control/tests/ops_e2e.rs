@@ -510,63 +510,37 @@ fn keys_audit_and_preflight_judge_the_spot_permission_for_the_configured_market(
     rt.block_on(sim.shutdown());
 }
 
-/// `aegis run` with MARKETS=spot outside paper: no live spot venue exists yet, so it refuses with what to do,
-/// before it talks to the exchange (the simulator sees no request with the key) or opens the journal.
+/// `aegis run` with MARKETS=spot on testnet talks to spot (`/api/v3`), never to the futures endpoints, and
+/// proves first that the key may trade spot: a key without "Spot & Margin Trading" is refused with the fix
+/// (testnet has no apiRestrictions endpoint, so `canTrade` of `GET /api/v3/account` is the proof there).
 #[test]
-fn run_refuses_spot_with_testnet_or_live_before_connecting() {
+fn run_on_spot_proves_the_key_can_trade_spot_and_calls_no_futures_endpoint() {
     let rt = rt();
     let sim = start_sim(&rt);
     let dir = temp_dir("spot-run");
-    let live = format!(
-        "{}JWT_SECRET={STRONG_JWT}\nMARKETS=spot\n",
-        base_env(&dir, &sim, GOOD_KEY, GOOD_SECRET)
-    );
-    // Testnet with the same sim key as the testnet pair: the live path would prove it on the simulator first.
     let testnet = format!(
-        "TRADING_MODE=testnet\nMARKETS=spot\nBINANCE_TESTNET_API_KEY={GOOD_KEY}\nBINANCE_TESTNET_SECRET_KEY={GOOD_SECRET}\nBINANCE_FAPI_URL={u}\nBINANCE_SAPI_URL={u}\nDATA_DIR={}\nAPI_PORT=1\nJWT_SECRET={STRONG_JWT}\n",
+        "TRADING_MODE=testnet\nMARKETS=spot\nBINANCE_TESTNET_API_KEY={GOOD_KEY}\nBINANCE_TESTNET_SECRET_KEY={GOOD_SECRET}\nBINANCE_FAPI_URL={u}\nBINANCE_SAPI_URL={u}\nBINANCE_SPOT_URL={u}\nDATA_DIR={}\nAPI_PORT=1\nJWT_SECRET={STRONG_JWT}\n",
         dir.join("data").display(),
         u = sim.base_url(),
     );
-    set_spot(&rt, &sim, GOOD_KEY, true);
-    for (mode, body) in [("testnet", &testnet), ("live", &live)] {
-        write_env(&dir, body, 0o600);
-        let before = requests_with(&rt, &sim, GOOD_KEY);
-        let t = Instant::now();
-        let o = aegis(&dir, &["run"], None);
-        let out = text(&o);
-        assert_eq!(o.status.code(), Some(2), "{mode}: {out}");
-        assert!(
-            out.contains(&format!("TRADING_MODE={mode} with MARKETS=spot"))
-                && out.contains("the live spot venue is not built yet")
-                && out.contains("use TRADING_MODE=paper for spot or MARKETS=futures"),
-            "{mode}: {out}"
-        );
-        assert!(!out.contains("TRADING_MODE=live refused"), "{mode}: {out}");
-        assert_eq!(
-            requests_with(&rt, &sim, GOOD_KEY),
-            before,
-            "{mode}: the exchange was asked before the refusal: {out}"
-        );
-        assert!(
-            !dir.join("data/journal").exists(),
-            "{mode}: the journal was opened: {out}"
-        );
-        assert!(t.elapsed() < Duration::from_secs(10), "{mode}");
-        assert_no_secret(&out);
-    }
-    // The same settings with MARKETS=futures do reach the exchange: the count above can move.
-    write_env(
-        &dir,
-        &testnet.replace("MARKETS=spot", "MARKETS=futures"),
-        0o600,
-    );
+    set_spot(&rt, &sim, GOOD_KEY, false);
+    write_env(&dir, &testnet, 0o600);
     let before = requests_with(&rt, &sim, GOOD_KEY);
-    let log = dir.join("run.log");
-    let mut child = spawn_aegis(&dir, &["run"], &log);
-    let out = watch_then_stop(&mut child, &log, |_| {
-        requests_with(&rt, &sim, GOOD_KEY) > before
-    });
+    let o = aegis(&dir, &["run"], None);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("cannot trade spot")
+            && out.contains("canTrade=false")
+            && out.contains("Spot & Margin Trading")
+            && out.contains("BINANCE_TESTNET_API_KEY"),
+        "{out}"
+    );
+    assert!(out.contains("Binance spot TESTNET"), "{out}");
+    // The key was used (on spot) and nothing futures was asked.
     assert!(requests_with(&rt, &sim, GOOD_KEY) > before, "{out}");
+    assert!(!out.contains("/fapi/"), "{out}");
+    assert_no_secret(&out);
     rt.block_on(sim.shutdown());
 }
 

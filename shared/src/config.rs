@@ -730,9 +730,6 @@ impl Config {
                 }
             }
         };
-        // MARKETS=spot with TRADING_MODE=testnet/live is valid configuration: `aegis preflight` and `aegis keys
-        // audit` must be able to judge a spot key for it. Only `aegis run` refuses it (no live spot venue yet),
-        // before it connects to anything (`aegis_control::runtime::refuse_unbuilt_venue`).
 
         let keys = ApiKeys {
             api_key: src.secret(BINANCE_API_KEY),
@@ -1144,6 +1141,10 @@ impl Config {
                 "paper (simulated fills on Binance's public market data; no key, no orders sent)"
             }
             TradingMode::Paper => "paper (simulated fills, no exchange)",
+            TradingMode::Testnet if self.market == Market::Spot => "Binance spot TESTNET",
+            TradingMode::Live if self.market == Market::Spot => {
+                "Binance spot PRODUCTION (real money)"
+            }
             TradingMode::Testnet => "Binance USD-M futures TESTNET",
             TradingMode::Live => "Binance USD-M futures PRODUCTION (real money)",
         }

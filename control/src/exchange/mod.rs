@@ -1,4 +1,5 @@
-//! The live exchange path of the control plane: Binance USD-M futures on testnet or production.
+//! The live exchange path of the control plane: Binance USD-M futures (and, through [`spot`], spot) on testnet or
+//! production.
 //!
 //! - [`env`]: endpoints and the key of the selected `TRADING_MODE` (never the other mode's).
 //! - [`rest`]: the REST client (signing via `aegis_engine::sign`, clock offset, rate limits, error classes);
@@ -18,6 +19,9 @@
 //!   only for the A/B measurement: `AEGIS_ORDER_PATH=gateway` (hidden setting) selects it.
 //! - [`paper_market`]: paper fills on Binance's public market data (`FEED=binance`), and the market-data feed
 //!   set-up that testnet/live share with it; [`paper_funding`]: the funding such paper positions pay.
+//! - [`spot`]: Binance spot (`MARKETS=spot`) on testnet/live: balances as positions, the user stream over the
+//!   spot WebSocket API, resting `STOP_LOSS_LIMIT` stops, and its own start-up ([`spot::start`]), which
+//!   [`start_live`] hands a spot configuration to.
 //!
 //! [`start_live`] wires them: clock → key proof (+ restrictions in live) → user data stream → reconciliation
 //! snapshot → exchangeInfo → leverage of every SYMBOLS entry (`POST /fapi/v1/leverage`) → reconciliation
@@ -124,6 +128,9 @@ pub fn start_live(ctx: StartContext<'_>) -> Result<EngineStart, RunError> {
 
 fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<EngineStart, RunError> {
     let cfg = ctx.config;
+    if cfg.market == aegis_shared::Market::Spot {
+        return spot::start::start_spot(ctx, rt);
+    }
     let endpoints =
         env::Endpoints::for_config(cfg).ok_or_else(|| run_err("paper mode has no exchange"))?;
     let creds = env::credentials(cfg)?;

@@ -190,7 +190,10 @@ fn note(n: EntryNote, client: &RestClient) {
     match n {
         EntryNote::Connected => tracing::info!(
             "order entry: WebSocket API connected on the engine thread ({})",
-            aegis_engine::net::ws::redact(&client.endpoints.wsapi)
+            aegis_engine::net::ws::redact(match client.market() {
+                aegis_shared::Market::Futures => &client.endpoints.wsapi,
+                aegis_shared::Market::Spot => &client.endpoints.spot_wsapi,
+            })
         ),
         EntryNote::Unavailable => {
             tracing::warn!("order entry: WebSocket API unavailable; using REST until it is back")

@@ -17,5 +17,6 @@
 //! `start` (it reuses the REST worker, the feed set-up and the futures reconciliation's order rules).
 
 pub mod reconcile;
+pub mod start;
 pub mod stops;
 pub mod user_stream;

@@ -65,6 +65,8 @@ pub struct SpotPlan {
     pub sold_outside: Vec<Symbol>,
     /// Client ids of our resting stops left for the stop manager.
     pub stops_left: Vec<String>,
+    /// The bot's position per pair after the plan (journal capped by the balance), for the stop manager.
+    pub kept: BTreeMap<Symbol, Qty>,
 }
 
 /// Builds the plan (pure; see the module docs). `is_our_stop` tells the stop manager's client ids.
@@ -102,6 +104,7 @@ pub fn plan(
             left.insert(b, have - keep);
         }
         kept.insert(*sym, keep);
+        out.kept.insert(*sym, Qty::from_units(keep));
         if keep > 0 {
             out.plan.position_symbols.push(*sym);
         }

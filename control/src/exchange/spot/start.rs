@@ -1,0 +1,719 @@
+//! `aegis run` on Binance spot (`MARKETS=spot`, testnet or live): the spot wiring of [`crate::exchange`].
+//!
+//! Order of start-up (the futures one's, with spot's parts): clock (`GET /api/v3/time`) → key proof
+//! (`GET /api/v3/account`: `canTrade`; in live also `apiRestrictions`, which must allow spot) → user data
+//! stream over the spot WebSocket API (`userDataStream.subscribe.signature`; there is no spot listenKey any more)
+//! → balances and open orders → `GET /api/v3/exchangeInfo` filters → fills made while the bot was away
+//! (`GET /api/v3/myTrades`) → the balance reconciliation ([`super::reconcile`]) → order entry on the engine
+//! thread over the spot WebSocket API (REST `/api/v3/order` fallback on the REST worker) → engine on spot's
+//! market streams → the protective-stop manager (`STOP_LOSS_LIMIT` resting on the exchange) → the balance
+//! watcher and the periodic key re-check.
+//!
+//! Nothing futures-only is called: no leverage, no position or asset mode, no algo orders, no funding.
+
+use super::super::connect::{client_and_tls, run_err};
+use super::super::{env, paper_market, rest, rest_worker, resync, startup};
+use super::user_stream::{self, Balances, SpotAssets, SpotFeePricer, SpotUserStreamConfig};
+use super::{reconcile, stops};
+use crate::engine_link::{EngineStart, EngineThread, RunError, StartContext};
+use aegis_engine::sign::WirePrecision;
+use aegis_engine::venue::binance::{self, Inbound};
+use aegis_engine::{EngineReport, FeedSource};
+use aegis_shared::config::ConfigError;
+use aegis_shared::event::{AlertKind, FeeConversion, HaltReason};
+use aegis_shared::{Market, Notional, Symbol, TradingMode};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the balance watcher compares the held balances with the bot's positions (local data only).
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// How long a balance below the bot's position must last, with no open order of the pair, before it counts
+/// as sold outside the bot (a sell's balance update can precede its fill's journal write).
+pub const SOLD_OUTSIDE_AFTER: Duration = Duration::from_secs(3);
+
+/// The spot run's threads and tasks, stopped in order once the engine has stopped.
+struct SpotThreads {
+    engine: std::thread::JoinHandle<EngineReport>,
+    rest_worker: Option<std::thread::JoinHandle<()>>,
+    user: Option<user_stream::SpotUserStream>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl EngineThread for SpotThreads {
+    fn is_finished(&self) -> bool {
+        self.engine.is_finished()
+    }
+    fn join(self: Box<Self>) {
+        let s = *self;
+        let _ = s.engine.join();
+        if let Some(w) = s.rest_worker {
+            let t = std::time::Instant::now();
+            while !w.is_finished() && t.elapsed() < Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        if let Some(u) = s.user {
+            u.stop();
+        }
+        // The resting stops stay on the exchange: they protect the balances while the bot is down.
+        for t in s.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// BNB (or any non-quote, non-base) fees of the user stream, valued at the asset's current spot price in the
+/// pair's quote (`GET /api/v3/ticker/price`, cached for a minute): unvalued (reported) when it cannot be read.
+struct TickerPricer {
+    client: rest::RestClient,
+    rt: tokio::runtime::Handle,
+    cache: std::sync::Mutex<HashMap<String, (Notional, std::time::Instant)>>,
+}
+
+impl SpotFeePricer for TickerPricer {
+    fn price_fee(&self, asset: &str, amount: Notional, quote: &str) -> FeeConversion {
+        let pair = format!("{asset}{quote}");
+        let cached = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&pair).copied())
+            .filter(|(_, at)| at.elapsed() < Duration::from_secs(60))
+            .map(|(p, _)| p);
+        let price = match cached {
+            Some(p) => Some(p),
+            // The user stream's own thread, never a runtime worker: blocking on the runtime is fine here.
+            None => self
+                .rt
+                .block_on(self.client.spot_price(&pair))
+                .ok()
+                .map(|v| rest::dec(&v, "price"))
+                .filter(|p| !p.is_zero()),
+        };
+        match price {
+            Some(p) => {
+                if let Ok(mut c) = self.cache.lock() {
+                    c.insert(pair, (p, std::time::Instant::now()));
+                }
+                FeeConversion::convert(amount, aegis_shared::Price::from_units(p.units()))
+            }
+            None => FeeConversion::Unconvertible,
+        }
+    }
+}
+
+/// Starts the engine on Binance spot (testnet or live). See the module docs.
+pub fn start_spot(
+    ctx: StartContext<'_>,
+    rt: tokio::runtime::Handle,
+) -> Result<EngineStart, RunError> {
+    let cfg = ctx.config;
+    let endpoints =
+        env::Endpoints::for_config(cfg).ok_or_else(|| run_err("paper mode has no exchange"))?;
+    let creds = env::credentials(cfg)?;
+    tracing::info!(
+        "exchange:    Binance spot {} (REST {}, streams {}, WebSocket API {})",
+        endpoints.name.to_uppercase(),
+        endpoints.spot,
+        endpoints.spot_stream,
+        endpoints.spot_wsapi
+    );
+    if endpoints.overridden {
+        tracing::warn!("exchange:    URLs overridden by BINANCE_*_URL (simulator or proxy): this is not Binance itself");
+    }
+    let (client, feed_tls) = client_and_tls(cfg, endpoints, creds)?;
+    let client = client.on_market(Market::Spot);
+    let offset = rt.block_on(client.sync_time()).map_err(|e| {
+        run_err(format!(
+            "cannot reach Binance spot {}: {e}",
+            client.endpoints.name
+        ))
+    })?;
+    tracing::info!("clock:       server time offset {offset} ms (GET /api/v3/time)");
+    let read_only = client.credentials().is_none();
+    if read_only {
+        tracing::warn!("==================== READ-ONLY MODE ====================");
+        tracing::warn!(
+            "no API key for TRADING_MODE={}: spot market data and dashboard only, NO ORDERS",
+            cfg.trading_mode
+        );
+    }
+    rt.block_on(startup::prove(&client, cfg))?;
+
+    let (mut params, _paper_feed) = crate::engine_link::params(&ctx)?;
+    let (link, ends) = binance::link();
+    crate::fleet::guard::attach_inbound(ends.inbound.clone());
+    let _ = ends
+        .inbound
+        .send(Inbound::Halt(HaltReason::ReconcileMismatch));
+
+    let mut symbols: Vec<Symbol> = params.symbols.iter().map(|s| s.symbol).collect();
+    let slot = Arc::new(resync::Slot::default());
+    let balances = Arc::new(Balances::default());
+    let mut user = None;
+    let mut exch_orders = Vec::new();
+    let mut held = reconcile::Held::new();
+    if !read_only {
+        let Some(c) = client.credentials() else {
+            return Err(run_err("the key vanished during start-up"));
+        };
+        let s2 = slot.clone();
+        let mut ucfg = SpotUserStreamConfig::new(
+            client.endpoints.spot_wsapi.clone(),
+            c.api_key.clone(),
+            c.signer.clone(),
+            Arc::new(rest::ClientClock(client.clone())),
+            Arc::new(TickerPricer {
+                client: client.clone(),
+                rt: rt.clone(),
+                cache: Default::default(),
+            }),
+            Arc::new(move |why: &str| {
+                tracing::warn!(
+                    "user data:   {why}: reconciling with the exchange's balances again"
+                );
+                s2.wanted.store(true, Ordering::Release);
+            }),
+        );
+        ucfg.assets = assets_of(&symbols);
+        ucfg.tls = feed_tls.clone();
+        // First, so no execution report between the snapshot and the stream is lost.
+        user = Some(
+            user_stream::start(ucfg, ends.inbound.clone(), balances.clone())
+                .map_err(|e| run_err(format!("spot user data stream: {e}")))?,
+        );
+        let account = rt.block_on(client.account()).map_err(run_err)?;
+        balances.seed(&account);
+        held = reconcile::held_of(&account);
+        exch_orders = rt.block_on(client.open_orders()).map_err(run_err)?;
+    }
+    for ((s, _), u) in &ctx.ledger.positions {
+        if !u.qty.is_zero() && !symbols.contains(s) {
+            tracing::warn!(symbol = %s, "the journal holds a spot position in {s}, which is not in SYMBOLS: managing it anyway");
+            symbols.push(*s);
+        }
+    }
+    let info = rt
+        .block_on(client.spot_exchange_info(&symbols))
+        .map_err(run_err)?;
+    params.symbols = super::super::spot_info::specs(&info, &symbols)
+        .map_err(|e| ConfigError::new("SYMBOLS", None, e.to_string()))?;
+    params
+        .restored_positions
+        .retain(|p| symbols.contains(&p.symbol));
+
+    // Fills while away, then the balances comparison on the journal moved by them.
+    let mut plan = crate::exchange::reconcile::Plan::default();
+    let mut sold_outside = Vec::new();
+    let mut adopted_stops = BTreeMap::new();
+    let mut kept = BTreeMap::new();
+    let mut all_done = true;
+    if !read_only {
+        let journal = crate::exchange::trades::JournalView::of(ctx.ledger);
+        let mut moved = ctx.ledger.positions.clone();
+        match rt.block_on(recover_fills(&client, &journal, &symbols, &exch_orders)) {
+            Ok(rec) => {
+                tracing::info!(
+                    "recovery:    {} spot fill(s) made while the bot was away recovered (GET /api/v3/myTrades)",
+                    rec.updates.len()
+                );
+                moved = crate::exchange::trades::positions_after(&ctx.ledger.positions, &rec.delta);
+                for u in &rec.updates {
+                    plan.engine.push(Inbound::Update(*u));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recovery:    cannot read the spot fills made while the bot was away; positions are capped by the balances, their PnL and fees are not booked")
+            }
+        }
+        // Orders the journal holds open that the exchange no longer lists: closed with their real state.
+        for cid in crate::exchange::reconcile::stale_orders(&exch_orders, &ctx.ledger.open_orders) {
+            let mode = |s| crate::exchange::reconcile::mode_for(&ctx.ledger.positions, s);
+            match rt.block_on(crate::exchange::reconcile::resolve_stale(
+                &client, cid, &symbols, mode,
+            )) {
+                crate::exchange::reconcile::Stale::Found(msgs) => {
+                    plan.notes.push(format!(
+                        "close order {cid} (open in the journal, no longer open on the exchange)"
+                    ));
+                    plan.engine.extend(msgs);
+                }
+                crate::exchange::reconcile::Stale::Missing => {
+                    plan.notes.push(format!(
+                        "close order {cid} (open in the journal, unknown to the exchange: never placed)"
+                    ));
+                    if let Some(s) = symbols.first() {
+                        plan.engine
+                            .extend(crate::exchange::reconcile::close_missing(
+                                cid,
+                                *s,
+                                mode(*s),
+                                client.now_ms(),
+                            ));
+                    }
+                }
+                crate::exchange::reconcile::Stale::Unknown => {
+                    all_done = false;
+                    tracing::error!(client_id = %cid, "reconcile: could not look up an order the journal holds open; new entries stay halted");
+                }
+            }
+        }
+        let mut sp = reconcile::plan(
+            &exch_orders,
+            &held,
+            &ctx.ledger.open_orders,
+            &moved,
+            client.now_ms(),
+            &|c: &str| c.starts_with(stops::PREFIX),
+        );
+        // Which of our stops still fit what the bot keeps: adopted; the others go with the strays.
+        let sp_stops = stops::reconcile(&exch_orders, &sp.kept, &filters_of(&params.symbols));
+        for o in &sp_stops.cancel {
+            if o.is_our_stop() && sp.stops_left.contains(&o.client_id) {
+                sp.plan.notes.push(format!(
+                    "cancel protective stop {} on {} (it no longer fits the position)",
+                    o.client_id, o.symbol
+                ));
+                sp.plan.cancel.push(crate::exchange::reconcile::ToCancel {
+                    symbol: o.symbol.to_string(),
+                    client_id: o.client_id.clone(),
+                    why: "our stop, not fitting the position",
+                });
+            }
+        }
+        adopted_stops = sp_stops.adopt;
+        kept = sp.kept.clone();
+        sold_outside = sp.sold_outside;
+        plan.cancel = sp.plan.cancel;
+        plan.engine.extend(sp.plan.engine);
+        plan.notes.extend(sp.plan.notes);
+    }
+    for n in &plan.notes {
+        tracing::info!("reconcile:   {n}");
+    }
+    for c in &plan.cancel {
+        match rt.block_on(client.cancel_order(&c.symbol, &c.client_id)) {
+            Ok(_) | Err(rest::RestError::Api { code: -2011, .. }) => {}
+            Err(e) => {
+                all_done = false;
+                tracing::error!(client_id = %c.client_id, error = %e, "reconcile: could not cancel a spot order; new entries stay halted");
+            }
+        }
+    }
+    for m in plan.engine {
+        let _ = ends.inbound.send(m);
+    }
+    if !sold_outside.is_empty() {
+        // Not a mismatch (that one is a kill-switch trigger): the balance is the truth and was adopted.
+        let _ = ends.inbound.send(Inbound::Alert(AlertKind::SoldOutsideBot));
+    }
+    if read_only {
+        let _ = ends.inbound.send(Inbound::ReadOnly);
+        let _ = ends.inbound.send(Inbound::Halt(HaltReason::KeyRejected));
+        let _ = ends
+            .inbound
+            .send(Inbound::Clear(HaltReason::ReconcileMismatch));
+    } else if all_done {
+        let _ = ends
+            .inbound
+            .send(Inbound::Clear(HaltReason::ReconcileMismatch));
+        tracing::info!(
+            "reconcile:   local and exchange state agree ({} cancelled, {} pair(s) set down to their balance)",
+            plan.cancel.len(),
+            sold_outside.len()
+        );
+    } else {
+        let _ = ends
+            .inbound
+            .send(Inbound::Alert(AlertKind::ReconcileMismatch));
+    }
+
+    // Order entry on the engine thread over spot's WebSocket API; REST fallback on the REST worker.
+    let mut rest_worker = None;
+    if !read_only {
+        let mut precision = HashMap::new();
+        for s in &params.symbols {
+            let p = WirePrecision::new(s.filters.tick_size, s.filters.step_size)
+                .map_err(|e| run_err(format!("{}: {e}", s.symbol)))?;
+            precision.insert(s.symbol, p);
+        }
+        let Some(creds) = client.credentials() else {
+            return Err(run_err("order entry needs a key"));
+        };
+        let (job_tx, job_rx) = crossbeam_channel::bounded(rest_worker::JOB_CAPACITY);
+        let mut ws =
+            aegis_engine::net::mio_ws::WsClientConfig::new(client.endpoints.spot_wsapi.clone());
+        ws.tls = feed_tls.clone();
+        ws.read_capacity = 64 * 1024;
+        link.attach_entry(binance::entry::EntryConfig {
+            ws,
+            encoder: aegis_engine::sign::OrderEncoder::new(
+                creds.signer.clone(),
+                creds.api_key.clone(),
+                super::super::connect::WS_API_RECV_WINDOW_MS,
+            )
+            .on_market(Market::Spot),
+            precision: precision.iter().map(|(s, p)| (*s, *p)).collect(),
+            clock: Arc::new(rest::ClientClock(client.clone())),
+            rest: job_tx,
+            stats: Arc::new(binance::entry::EntryStats::default()),
+            // Key rotation swaps a running futures bot's key; a spot bot takes a new key at restart.
+            switch: None,
+        });
+        rest_worker = Some(
+            rest_worker::start(
+                client.clone(),
+                rt.clone(),
+                job_rx,
+                ends.inbound.clone(),
+                precision,
+                slot.clone(),
+            )
+            .map_err(|source| RunError::Start {
+                what: "the REST worker thread",
+                source,
+            })?,
+        );
+    }
+
+    let feed = FeedSource::Ws(paper_market::ws_feed_at(
+        cfg,
+        &client.endpoints.spot_stream,
+        params.symbols.iter().map(|s| s.symbol),
+        feed_tls,
+    ));
+    params.live = Some(link);
+    let filters = filters_of(&params.symbols);
+    let h = aegis_engine::spawn(params, feed).map_err(|e| RunError::Engine(e.to_string()))?;
+
+    let mut tasks = Vec::new();
+    if let (Some(live), false) = (&ctx.live, read_only) {
+        let m = stops::Manager::new(
+            client.clone(),
+            live.clone(),
+            ends.inbound.clone(),
+            stops::SpotStopConfig {
+                fraction: cfg.exchange.stop_loss,
+                ..Default::default()
+            },
+            filters,
+            adopted_stops,
+        );
+        let l = live.clone();
+        tasks.push(rt.spawn(async move {
+            // Sized from the ledger: first let it show what reconciliation set (recovered fills, positions
+            // capped by the balances), or the first stop would be sized on the journal's old holding.
+            settle(&l, &kept, SETTLE_LIMIT).await;
+            m.run().await
+        }));
+        tasks.push(rt.spawn(watch_balances(
+            client.clone(),
+            live.clone(),
+            balances.clone(),
+            slot.clone(),
+            ends.inbound.clone(),
+        )));
+        if cfg.trading_mode == TradingMode::Live {
+            tasks.push(rt.spawn(recheck_key(
+                client.clone(),
+                cfg.exchange.key_recheck,
+                cfg.exchange.allow_unrestricted_ip,
+                ends.inbound.clone(),
+            )));
+        }
+    }
+    let pinned = crate::engine_link::pin_result(h.pinned, "");
+    Ok(EngineStart {
+        link: crate::pump::EngineLink {
+            events: h.events,
+            stats: h.stats,
+            commands: h.commands,
+        },
+        pinned,
+        thread: Box::new(SpotThreads {
+            engine: h.join,
+            rest_worker,
+            user,
+            tasks,
+        }),
+    })
+}
+
+/// The exchange filters per pair (the stop manager sizes and prices its stops by them).
+fn filters_of(
+    specs: &[aegis_engine::SymbolSpec],
+) -> HashMap<Symbol, aegis_engine::risk::limits::SymbolFilters> {
+    specs.iter().map(|s| (s.symbol, s.filters)).collect()
+}
+
+/// Longest the stop manager waits for the ledger to show the reconciled positions before it sizes stops.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Waits until the ledger's position in every pair of `kept` is what reconciliation left (or `limit` passed).
+async fn settle(
+    live: &crate::state::Live,
+    kept: &BTreeMap<Symbol, aegis_shared::Qty>,
+    limit: Duration,
+) {
+    let t = std::time::Instant::now();
+    while t.elapsed() < limit {
+        let agreed = {
+            let v = live.view();
+            kept.iter().all(|(s, q)| {
+                let held: i64 = v
+                    .ledger
+                    .positions
+                    .iter()
+                    .filter(|((p, _), _)| p == s)
+                    .map(|(_, u)| u.qty.units())
+                    .sum();
+                held == q.units()
+            })
+        };
+        if agreed {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!("spot stops: the ledger did not show the reconciled positions within {limit:?}; sizing stops from what it shows");
+}
+
+/// The base and quote asset of every pair (the user stream values fees by them).
+fn assets_of(symbols: &[Symbol]) -> BTreeMap<Symbol, SpotAssets> {
+    symbols
+        .iter()
+        .filter_map(|s| {
+            Some((
+                *s,
+                SpotAssets {
+                    base: s.base_asset()?.to_string(),
+                    quote: s.quote_asset()?.to_string(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Fills of the journal's orders made while the bot was away: per pair from the journal's newest trade id,
+/// per order for pairs without one (`GET /api/v3/myTrades`), booked like the stream would have.
+async fn recover_fills(
+    client: &rest::RestClient,
+    journal: &crate::exchange::trades::JournalView,
+    symbols: &[Symbol],
+    open: &[serde_json::Value],
+) -> Result<crate::exchange::trades::Recovered, crate::exchange::trades::TradesError> {
+    use crate::exchange::trades;
+    let mut syms = symbols.to_vec();
+    for e in journal.open.values() {
+        if !syms.contains(&e.symbol) {
+            syms.push(e.symbol);
+        }
+    }
+    let from = trades::from_ids(journal, &syms);
+    let mut ids = HashMap::new();
+    for o in open {
+        if let Some(Inbound::AdoptOrder {
+            symbol,
+            client_id,
+            exchange_id,
+            ..
+        }) = crate::exchange::reconcile::adopt_msg(o, binance::ADOPT_DEFAULT_MODE)
+        {
+            if journal.open.contains_key(&client_id) {
+                ids.insert((symbol, exchange_id), client_id);
+            }
+        }
+    }
+    let mut by_order: Vec<_> = ids.keys().copied().collect();
+    by_order.extend(
+        journal
+            .open
+            .values()
+            .filter_map(|e| e.exchange_id.map(|x| (e.symbol, x))),
+    );
+    by_order.sort();
+    by_order.dedup();
+    trades::recover(client, &from, &by_order, journal, &ids).await
+}
+
+/// Notices a base asset sold outside the bot while it runs: a pair whose held balance (the user stream's
+/// `outboundAccountPosition`s) stays below the bot's position for [`SOLD_OUTSIDE_AFTER`] with no open order
+/// of the pair asks for a reconciliation round, which reads the balances from REST and sets the position down
+/// (and alerts). Local data only between rounds: no request per check.
+async fn watch_balances(
+    client: rest::RestClient,
+    live: Arc<crate::state::Live>,
+    balances: Arc<Balances>,
+    slot: Arc<resync::Slot>,
+    inbound: crossbeam_channel::Sender<Inbound>,
+) {
+    let mut since: BTreeMap<Symbol, std::time::Instant> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        if slot.wanted.swap(false, Ordering::AcqRel) {
+            if !resync_round(&client, &live, &balances, &inbound).await {
+                slot.wanted.store(true, Ordering::Release);
+            }
+            since.clear();
+            continue;
+        }
+        let (positions, busy) = {
+            let v = live.view();
+            let mut p: BTreeMap<Symbol, i64> = BTreeMap::new();
+            for ((s, _), u) in &v.ledger.positions {
+                *p.entry(*s).or_default() += u.qty.units();
+            }
+            let busy: Vec<Symbol> = v
+                .ledger
+                .open_order_events
+                .values()
+                .map(|e| e.symbol)
+                .collect();
+            (p, busy)
+        };
+        let mut due = false;
+        for (s, q) in positions {
+            let Some(base) = s.base_asset() else { continue };
+            let short = q > 0 && balances.held(base.as_str()).units() < q && !busy.contains(&s);
+            if !short {
+                since.remove(&s);
+                continue;
+            }
+            let t = *since.entry(s).or_insert_with(std::time::Instant::now);
+            if t.elapsed() >= SOLD_OUTSIDE_AFTER {
+                due = true;
+            }
+        }
+        if due {
+            if !resync_round(&client, &live, &balances, &inbound).await {
+                slot.wanted.store(true, Ordering::Release);
+            }
+            since.clear();
+        }
+    }
+}
+
+/// One reconciliation round while running: entries halt, balances and open orders are read again, positions
+/// above their balance are set down (alerting), strays cancelled; entries resume once that is done. `false`:
+/// the exchange could not be read, entries stay halted and the round is to be tried again.
+async fn resync_round(
+    client: &rest::RestClient,
+    live: &crate::state::Live,
+    balances: &Balances,
+    inbound: &crossbeam_channel::Sender<Inbound>,
+) -> bool {
+    let _ = inbound.send(Inbound::Halt(HaltReason::ReconcileMismatch));
+    let read = async {
+        let account = client.account().await?;
+        let orders = client.open_orders().await?;
+        Ok::<_, rest::RestError>((account, orders))
+    };
+    let (account, orders) = match read.await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "reconcile:   cannot read the spot balances; new entries stay halted, trying again");
+            return false;
+        }
+    };
+    balances.seed(&account);
+    let (open, positions) = {
+        let v = live.view();
+        (v.ledger.open_orders.clone(), v.ledger.positions.clone())
+    };
+    let sp = reconcile::plan(
+        &orders,
+        &reconcile::held_of(&account),
+        &open,
+        &positions,
+        client.now_ms(),
+        &|c: &str| c.starts_with(stops::PREFIX),
+    );
+    for n in &sp.plan.notes {
+        tracing::info!("reconcile:   {n}");
+    }
+    let mut ok = true;
+    for c in &sp.plan.cancel {
+        match client.cancel_order(&c.symbol, &c.client_id).await {
+            Ok(_) | Err(rest::RestError::Api { code: -2011, .. }) => {}
+            Err(e) => {
+                ok = false;
+                tracing::error!(client_id = %c.client_id, error = %e, "reconcile: could not cancel a spot order; new entries stay halted");
+            }
+        }
+    }
+    // Positions only: adoptions of open orders are for start-up (the engine already tracks its own).
+    for m in sp.plan.engine {
+        if matches!(m, Inbound::SetPosition(_)) {
+            let _ = inbound.send(m);
+        }
+    }
+    if !sp.sold_outside.is_empty() {
+        for s in &sp.sold_outside {
+            tracing::error!(symbol = %s, "spot: the account holds less {s} base asset than the bot's position: sold outside the bot; position set to the balance");
+        }
+        let _ = inbound.send(Inbound::Alert(AlertKind::SoldOutsideBot));
+    }
+    if ok {
+        let _ = inbound.send(Inbound::Clear(HaltReason::ReconcileMismatch));
+    } else {
+        // A spot order we cannot cancel could trade against the books: the futures rule, a kill-switch trigger.
+        let _ = inbound.send(Inbound::Alert(AlertKind::ReconcileMismatch));
+    }
+    true
+}
+
+/// Live only: the key's restrictions re-read every `every` (as on futures); a change halts entries.
+async fn recheck_key(
+    client: rest::RestClient,
+    every: Duration,
+    allow_ip: bool,
+    inbound: crossbeam_channel::Sender<Inbound>,
+) {
+    let mut tripped = false;
+    loop {
+        tokio::time::sleep(every).await;
+        match client.api_restrictions().await {
+            Ok(k) => match startup::judge(k, allow_ip, Market::Spot) {
+                Ok(_) => {}
+                Err(fix) if !tripped => {
+                    tripped = true;
+                    tracing::error!("key restrictions changed: new entries halted: {fix}");
+                    let _ = inbound.send(Inbound::Halt(HaltReason::KeyRejected));
+                    let _ = inbound.send(Inbound::Alert(AlertKind::KeyRestrictionsChanged));
+                }
+                Err(_) => {}
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "key restriction re-check failed; trying again next period")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aegis_shared::Qty;
+
+    #[test]
+    fn assets_split_each_pair() {
+        let a = assets_of(&[
+            Symbol::new("ETHBTC").unwrap(),
+            Symbol::new("BTCUSDT").unwrap(),
+        ]);
+        assert_eq!(a[&Symbol::new("ETHBTC").unwrap()].base, "ETH");
+        assert_eq!(a[&Symbol::new("ETHBTC").unwrap()].quote, "BTC");
+        assert_eq!(a[&Symbol::new("BTCUSDT").unwrap()].quote, "USDT");
+    }
+
+    #[test]
+    fn a_qty_and_notional_share_the_scale() {
+        // `held_delta` and the watcher compare Qty and Notional units directly.
+        assert_eq!(
+            Qty::parse("1.5").unwrap().units(),
+            Notional::parse("1.5").unwrap().units()
+        );
+    }
+}
