@@ -5,6 +5,7 @@
 
 mod common;
 
+use aegis_shared::Qty;
 use aegis_testkit::sim::auth::{hmac_hex, ws_api_payload, Params};
 use aegis_testkit::sim::client::AdminCall;
 use aegis_testkit::sim::keys::{KeyEntry, Permissions};
@@ -15,7 +16,6 @@ use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::Signer as _;
 use serde_json::{json, Value};
 use std::time::Duration;
-use aegis_shared::Qty;
 
 const T: Duration = Duration::from_secs(10);
 const SPOT_KEY: &str = "Sp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0tSp0t";
