@@ -179,6 +179,65 @@ fn live_spot_entry_and_exit_fill_in_parts_pay_base_fees_and_match_the_exchanges_
         .filter(|t| t["isBuyer"] == false)
         .count();
     assert_eq!(sells, 3, "the exit filled in three parts too");
+    // The stop was cancelled by the exit itself (the manager keeps it while the position is open), and the
+    // exit is the bot's own order, filled.
+    let all = spot_signed(
+        &w,
+        reqwest::Method::GET,
+        "/api/v3/allOrders",
+        &[("symbol", "BTCUSDT")],
+    );
+    let status_of = |cid: &str| {
+        all.as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["clientOrderId"] == cid)
+            .map(|o| o["status"].clone())
+    };
+    assert_eq!(
+        status_of(stop["clientOrderId"].as_str().unwrap()),
+        Some(Value::from("CANCELED")),
+        "{all}"
+    );
+    let exits: Vec<&Value> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["side"] == "SELL" && o["type"] == "MARKET")
+        .collect();
+    assert_eq!(exits.len(), 1, "{all}");
+    assert!(exits[0]["clientOrderId"]
+        .as_str()
+        .unwrap()
+        .starts_with("ag"));
+    assert_eq!(exits[0]["status"], "FILLED");
+    // The bot's fees are the exchange's commissions in USDT: BTC fees valued at each trade's price (half away
+    // from zero at 10⁻⁸), USDT fees as charged.
+    let want: i64 = sim_account(&w)["trades"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let c = qty_units(&t["commission"]) as i128;
+            if t["commissionAsset"] == "BTC" {
+                let p = qty_units(&t["price"]) as i128;
+                let v = c * p;
+                ((v.abs() + 50_000_000) / 100_000_000 * v.signum()) as i64
+            } else {
+                c as i64
+            }
+        })
+        .sum();
+    let p = bot.api("/api/positions").unwrap_or_default();
+    let rows: Vec<&Value> = p["positions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|x| x["symbol"] == "BTCUSDT")
+        .collect();
+    assert!(rows.iter().all(|x| x["market"] == "spot"), "{p}");
+    let got: i64 = rows.iter().map(|x| qty_units(&x["fees"])).sum();
+    assert_eq!(got, want, "bot fees vs the exchange's commissions: {p}");
 }
 
 /// A signed spot call as another client of alice's account would make it.
