@@ -33,8 +33,9 @@ pub const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Why a switch failed. Never contains key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SwitchError {
-    /// No live exchange session runs (paper mode, or the bot started without a key).
-    #[error("no live exchange session with a key runs in this bot (paper mode or read-only start): nothing to switch; restart it with the new key")]
+    /// No live exchange session whose key can be swapped runs (paper mode, a start without a key, or spot,
+    /// whose user stream and order entry take a new key at restart).
+    #[error("no live exchange session with a swappable key runs in this bot (paper mode, a read-only start, or MARKETS=spot, which takes a new key at restart): nothing to switch; restart it with the new key")]
     NotLive,
     /// Another switch is in progress.
     #[error("another key switch is in progress; try again when it has finished")]
