@@ -541,6 +541,14 @@ fn run_on_spot_proves_the_key_can_trade_spot_and_calls_no_futures_endpoint() {
     assert!(requests_with(&rt, &sim, GOOD_KEY) > before, "{out}");
     assert!(!out.contains("/fapi/"), "{out}");
     assert_no_secret(&out);
+    // `aegis reconcile --pnl` compares with futures' books only: on spot it says so instead of comparing the
+    // wrong market, and asks the exchange nothing.
+    let before = requests_with(&rt, &sim, GOOD_KEY);
+    let o = aegis(&dir, &["reconcile", "--pnl"], None);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("has no spot comparison yet"), "{out}");
+    assert_eq!(requests_with(&rt, &sim, GOOD_KEY), before, "{out}");
     rt.block_on(sim.shutdown());
 }
 

@@ -480,6 +480,12 @@ pub fn reconcile_pnl(env_file: &Path, args: &crate::cli::ReconcileArgs) -> u8 {
         }
     };
     let from = since.or(bot.first_ms).unwrap_or(now);
+    if cfg.market == aegis_shared::Market::Spot {
+        // The comparison reads futures' userTrades and income history; spot has neither income nor funding,
+        // and its own trade history is not compared yet. Saying so beats comparing against the wrong market.
+        eprintln!("aegis: reconcile --pnl compares with Binance USD-M futures' own books (userTrades, income) and has no spot comparison yet; with MARKETS=spot, check the bot's trades against the account's trade history on Binance (the running bot reconciles its positions with the spot balances by itself)");
+        return 2;
+    }
     let client = match crate::exchange::command_client(&cfg) {
         Ok(c) => c,
         Err(e) => {
