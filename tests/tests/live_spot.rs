@@ -415,3 +415,30 @@ fn a_spot_holding_moved_outside_the_running_bot_is_noticed_and_the_position_foll
     assert!(!bot.log().contains("kind=\"kill_switch\""), "{}", bot.log());
     assert_ne!(bot.halt_reason().as_deref(), Some("kill_switch"));
 }
+
+#[test]
+fn a_terminated_spot_user_stream_is_resubscribed_and_reconciled_and_the_exit_still_books() {
+    let _g = serial();
+    let w = World::new("live-spot-terminated", spot_keys());
+    push_quotes(&w, 60_000.0, 0.0, 1, "5", "5");
+    let bot = w.bot(1, &spot_env(&w));
+    bot.expect_log("local and exchange state agree", Duration::from_secs(25));
+    let held = enter(&w, &bot);
+    // Binance ends the subscription (`eventStreamTerminated`): the bot subscribes again and reconciles.
+    w.admin(AdminCall::spot_terminate_streams("alice"));
+    bot.expect_log(
+        "stream terminated: reconciling with the exchange's balances again",
+        Duration::from_secs(10),
+    );
+    // The position still agrees with the balance (nothing set down), and the next fills arrive on the new
+    // subscription: the exit books to the dust the exchange leaves.
+    assert_eq!(bot_btc(&bot), Some(held));
+    push_quotes(&w, 60_110.0, -0.5, 220, "2", "8");
+    let mut last = (0, None);
+    let ok = wait_until(Duration::from_secs(25), Duration::from_millis(100), || {
+        last = (sim_held(&w, "BTC"), bot_btc(&bot));
+        last.0 < STEP && last.1 == Some(last.0)
+    });
+    assert!(ok, "exit after resubscribe: {last:?}\n{}", bot.log());
+    assert!(!bot.log().contains("sold outside the bot"), "{}", bot.log());
+}

@@ -104,6 +104,19 @@ impl SpotFeePricer for TickerPricer {
     }
 }
 
+/// How a recovered trade's fee is valued: in the quote asset as it is; in the base asset by the engine (at the
+/// fill price); in any other asset (BNB) at its current spot price, since `myTrades` rows are read after the fact.
+fn recovered_fee(u: &binance::OrderUpdate, pricer: &TickerPricer) -> FeeConversion {
+    let quote = u.symbol.quote_asset().unwrap_or("");
+    if u.fee.is_zero()
+        || u.fee_asset.as_str() == quote
+        || u.symbol.base_asset() == Some(u.fee_asset)
+    {
+        return FeeConversion::Quote;
+    }
+    pricer.price_fee(u.fee_asset.as_str(), u.fee, quote)
+}
+
 /// Starts the engine on Binance spot (testnet or live). See the module docs.
 pub fn start_spot(
     ctx: StartContext<'_>,
@@ -151,6 +164,11 @@ pub fn start_spot(
 
     let mut symbols: Vec<Symbol> = params.symbols.iter().map(|s| s.symbol).collect();
     let slot = Arc::new(resync::Slot::default());
+    let pricer = Arc::new(TickerPricer {
+        client: client.clone(),
+        rt: rt.clone(),
+        cache: Default::default(),
+    });
     let balances = Arc::new(Balances::default());
     let mut user = None;
     let mut exch_orders = Vec::new();
@@ -160,16 +178,13 @@ pub fn start_spot(
             return Err(run_err("the key vanished during start-up"));
         };
         let s2 = slot.clone();
+        let pricer = pricer.clone();
         let mut ucfg = SpotUserStreamConfig::new(
             client.endpoints.spot_wsapi.clone(),
             c.api_key.clone(),
             c.signer.clone(),
             Arc::new(rest::ClientClock(client.clone())),
-            Arc::new(TickerPricer {
-                client: client.clone(),
-                rt: rt.clone(),
-                cache: Default::default(),
-            }),
+            pricer,
             Arc::new(move |why: &str| {
                 tracing::warn!(
                     "user data:   {why}: reconciling with the exchange's balances again"
@@ -221,7 +236,9 @@ pub fn start_spot(
                 );
                 moved = crate::exchange::trades::positions_after(&ctx.ledger.positions, &rec.delta);
                 for u in &rec.updates {
-                    plan.engine.push(Inbound::Update(*u));
+                    let mut u = *u;
+                    u.fee_conv = recovered_fee(&u, &pricer);
+                    plan.engine.push(Inbound::Update(u));
                 }
             }
             Err(e) => {
@@ -408,13 +425,15 @@ pub fn start_spot(
             settle(&l, &kept, SETTLE_LIMIT).await;
             m.run().await
         }));
-        tasks.push(rt.spawn(watch_balances(
-            client.clone(),
-            live.clone(),
-            balances.clone(),
-            slot.clone(),
-            ends.inbound.clone(),
-        )));
+        tasks.push(rt.spawn(watch_balances(Round {
+            client: client.clone(),
+            live: live.clone(),
+            balances: balances.clone(),
+            slot: slot.clone(),
+            inbound: ends.inbound.clone(),
+            symbols: symbols.clone(),
+            pricer: pricer.clone(),
+        })));
         if cfg.trading_mode == TradingMode::Live {
             tasks.push(rt.spawn(recheck_key(
                 client.clone(),
@@ -538,29 +557,32 @@ async fn recover_fills(
     trades::recover(client, &from, &by_order, journal, &ids).await
 }
 
-/// Notices a base asset sold outside the bot while it runs: a pair whose held balance (the user stream's
-/// `outboundAccountPosition`s) stays below the bot's position for [`SOLD_OUTSIDE_AFTER`] with no open order
-/// of the pair asks for a reconciliation round, which reads the balances from REST and sets the position down
-/// (and alerts). Local data only between rounds: no request per check.
-async fn watch_balances(
+/// What a reconciliation round while running needs.
+struct Round {
     client: rest::RestClient,
     live: Arc<crate::state::Live>,
     balances: Arc<Balances>,
     slot: Arc<resync::Slot>,
     inbound: crossbeam_channel::Sender<Inbound>,
-) {
+    symbols: Vec<Symbol>,
+    pricer: Arc<TickerPricer>,
+}
+
+/// A journal-open order younger than this is left to the engine's own unknown-outcome handling in a running
+/// round: it may still be on its way to the exchange, and closing it as never placed would orphan it.
+pub const IN_FLIGHT_MS: u64 = 10_000;
+
+/// Runs the reconciliation rounds while the bot runs: when asked (the user stream resubscribed or reconnected,
+/// the REST worker gave an order up) and when a pair's held balance (the user stream's
+/// `outboundAccountPosition`s) stays below the bot's position for [`SOLD_OUTSIDE_AFTER`] with no open order of
+/// the pair. Local data only between rounds: no request per check.
+async fn watch_balances(r: Round) {
     let mut since: BTreeMap<Symbol, std::time::Instant> = BTreeMap::new();
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
-        if slot.wanted.swap(false, Ordering::AcqRel) {
-            if !resync_round(&client, &live, &balances, &inbound).await {
-                slot.wanted.store(true, Ordering::Release);
-            }
-            since.clear();
-            continue;
-        }
+        let mut due = r.slot.wanted.swap(false, Ordering::AcqRel);
         let (positions, busy) = {
-            let v = live.view();
+            let v = r.live.view();
             let mut p: BTreeMap<Symbol, i64> = BTreeMap::new();
             for ((s, _), u) in &v.ledger.positions {
                 *p.entry(*s).or_default() += u.qty.units();
@@ -573,10 +595,9 @@ async fn watch_balances(
                 .collect();
             (p, busy)
         };
-        let mut due = false;
         for (s, q) in positions {
             let Some(base) = s.base_asset() else { continue };
-            let short = q > 0 && balances.held(base.as_str()).units() < q && !busy.contains(&s);
+            let short = q > 0 && r.balances.held(base.as_str()).units() < q && !busy.contains(&s);
             if !short {
                 since.remove(&s);
                 continue;
@@ -587,23 +608,20 @@ async fn watch_balances(
             }
         }
         if due {
-            if !resync_round(&client, &live, &balances, &inbound).await {
-                slot.wanted.store(true, Ordering::Release);
+            if !resync_round(&r).await {
+                r.slot.wanted.store(true, Ordering::Release);
             }
             since.clear();
         }
     }
 }
 
-/// One reconciliation round while running: entries halt, balances and open orders are read again, positions
-/// above their balance are set down (alerting), strays cancelled; entries resume once that is done. `false`:
-/// the exchange could not be read, entries stay halted and the round is to be tried again.
-async fn resync_round(
-    client: &rest::RestClient,
-    live: &crate::state::Live,
-    balances: &Balances,
-    inbound: &crossbeam_channel::Sender<Inbound>,
-) -> bool {
+/// One reconciliation round while running: entries halt; balances and open orders are read again; the fills a
+/// stream gap lost are recovered from `myTrades` and orders that closed in it are closed with their real state;
+/// positions above their balance are set down (alert `sold_outside_bot`), strays cancelled; entries resume.
+/// `false`: the exchange could not be read, entries stay halted and the round is to be tried again.
+async fn resync_round(r: &Round) -> bool {
+    let (client, inbound) = (&r.client, &r.inbound);
     let _ = inbound.send(Inbound::Halt(HaltReason::ReconcileMismatch));
     let read = async {
         let account = client.account().await?;
@@ -617,17 +635,73 @@ async fn resync_round(
             return false;
         }
     };
-    balances.seed(&account);
-    let (open, positions) = {
-        let v = live.view();
-        (v.ledger.open_orders.clone(), v.ledger.positions.clone())
+    r.balances.seed(&account);
+    let (journal, positions, open) = {
+        let v = r.live.view();
+        (
+            crate::exchange::trades::JournalView::of(&v.ledger),
+            v.ledger.positions.clone(),
+            v.ledger.open_orders.clone(),
+        )
     };
+    let mut moved = positions.clone();
+    match recover_fills(client, &journal, &r.symbols, &orders).await {
+        Ok(rec) => {
+            if !rec.updates.is_empty() {
+                tracing::info!(
+                    "recovery:    {} spot fill(s) the user stream missed recovered (GET /api/v3/myTrades)",
+                    rec.updates.len()
+                );
+            }
+            moved = crate::exchange::trades::positions_after(&positions, &rec.delta);
+            for u in &rec.updates {
+                let mut u = *u;
+                // A runtime worker: pricing may block on a request.
+                u.fee_conv = tokio::task::block_in_place(|| recovered_fee(&u, &r.pricer));
+                let _ = inbound.send(Inbound::Update(u));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recovery:    cannot read the spot fills the user stream missed; positions are capped by the balances")
+        }
+    }
+    let now = client.now_ms();
+    for cid in crate::exchange::reconcile::stale_orders(&orders, &open) {
+        if journal
+            .open
+            .get(&cid)
+            .is_some_and(|e| now.saturating_sub(e.ts_ms) < IN_FLIGHT_MS)
+        {
+            continue;
+        }
+        let mode = |s| crate::exchange::reconcile::mode_for(&positions, s);
+        match crate::exchange::reconcile::resolve_stale(client, cid, &r.symbols, mode).await {
+            // The engine tracks the order already: only its final state is news.
+            crate::exchange::reconcile::Stale::Found(msgs) => {
+                for m in msgs {
+                    if matches!(m, Inbound::Update(_)) {
+                        let _ = inbound.send(m);
+                    }
+                }
+            }
+            crate::exchange::reconcile::Stale::Missing => {
+                let _ = inbound.send(Inbound::Rejected {
+                    client_id: cid,
+                    code: -2013,
+                    ts_ms: now,
+                });
+            }
+            crate::exchange::reconcile::Stale::Unknown => {
+                tracing::warn!(client_id = %cid, "reconcile:   could not look up an order the journal holds open; the next round tries again");
+            }
+        }
+    }
     let sp = reconcile::plan(
         &orders,
         &reconcile::held_of(&account),
         &open,
-        &positions,
-        client.now_ms(),
+        &moved,
+        now,
         &|c: &str| c.starts_with(stops::PREFIX),
     );
     for n in &sp.plan.notes {
