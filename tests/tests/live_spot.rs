@@ -442,3 +442,35 @@ fn a_terminated_spot_user_stream_is_resubscribed_and_reconciled_and_the_exit_sti
     assert!(ok, "exit after resubscribe: {last:?}\n{}", bot.log());
     assert!(!bot.log().contains("sold outside the bot"), "{}", bot.log());
 }
+
+#[test]
+fn live_spot_needs_the_spot_permission_in_apirestrictions_and_trades_with_it() {
+    let _g = serial();
+    let w = World::new("live-spot-perm", keys(false, true));
+    let mut env = spot_env(&w);
+    env.retain(|(k, _)| !k.starts_with("BINANCE_TESTNET") && *k != "TRADING_MODE");
+    env.extend(live_env());
+    // Without "Enable Spot & Margin Trading" a spot bot could not place a single order: refused before trading.
+    let mut bot = w.bot(1, &env);
+    let code = bot.wait_exit(Duration::from_secs(15));
+    let log = bot.log();
+    assert!(matches!(code, Some(1 | 2)), "{code:?} {log}");
+    assert!(log.contains("Spot & Margin Trading"), "{log}");
+    assert!(
+        !log.contains("market data:"),
+        "never started trading: {log}"
+    );
+    // With it (withdrawals off, IP restricted) the live spot bot starts on production's spot and trades.
+    w.admin(AdminCall::set_permissions(
+        KEY,
+        serde_json::json!({"spot": true}),
+    ));
+    let bot = w.bot(2, &env);
+    bot.expect_log("Binance spot PRODUCTION", Duration::from_secs(20));
+    bot.expect_log(
+        "spot & margin enabled (MARKETS=spot)",
+        Duration::from_secs(10),
+    );
+    bot.expect_log("local and exchange state agree", Duration::from_secs(10));
+    enter(&w, &bot);
+}
