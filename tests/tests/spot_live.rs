@@ -14,24 +14,22 @@
 //!
 //! [`LiveVenue`]: aegis_engine::venue::binance::LiveVenue
 
+mod spot_support;
+
 use aegis_engine::net::mio_ws::WsClientConfig;
 use aegis_engine::position::Positions;
-use aegis_engine::sign::ws_api::encode_request;
 use aegis_engine::sign::{
-    ApiKey, HmacSigner, OrderEncoder, Signer, WirePrecision, WsAuth, WsParam, WsValue,
-    MAX_REQUEST_LEN,
+    ApiKey, HmacSigner, OrderEncoder, Signer, WirePrecision, MAX_REQUEST_LEN,
 };
 use aegis_engine::venue::binance::entry::{EntryConfig, EntryStats, RestJob, WallClock};
-use aegis_engine::venue::binance::{link, Inbound, LiveVenue, OrderUpdate};
+use aegis_engine::venue::binance::{link, Inbound, LiveVenue};
 use aegis_engine::venue::OrderRequest;
-use aegis_shared::event::{
-    FeeConversion, OrderEvent, OrderIntent, OrderStatus, OrderType, TimeInForce,
-};
+use aegis_shared::event::{OrderEvent, OrderIntent, OrderStatus, OrderType, TimeInForce};
 use aegis_shared::{
     ClientOrderId, EngineEvent, Market, Notional, Price, Qty, Secret, Side, StrategyMode, Symbol,
 };
 use aegis_testkit::sim::client::{AdminCall, BlockingAdminClient};
-use aegis_testkit::sim::keys::{KeyEntry, KeysFile, Permissions};
+use aegis_testkit::sim::keys::KeysFile;
 use aegis_testkit::sim::{start, SimConfig, SourceKind};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,129 +53,6 @@ fn encoder() -> OrderEncoder {
     let signer = Signer::Hmac(HmacSigner::new(&Secret::new(SECRET.to_string())));
     // Built as the futures encoder on purpose: the venue sets its own market on it.
     OrderEncoder::new(signer, key, 5000)
-}
-
-/// A spot `executionReport` in engine types (what the control plane's spot user data reader hands the venue;
-/// the commission is left for the venue to price when it is in the base asset).
-fn execution_report(e: &Value) -> Option<OrderUpdate> {
-    let st = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
-    let qty = |k: &str| Qty::parse(st(k)).unwrap_or(Qty::ZERO);
-    let px = |k: &str| Price::parse(st(k)).unwrap_or(Price::ZERO);
-    let status = match st("X") {
-        "NEW" => OrderStatus::New,
-        "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
-        "FILLED" => OrderStatus::Filled,
-        "CANCELED" => OrderStatus::Canceled,
-        "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Expired,
-        _ => OrderStatus::Rejected,
-    };
-    // A cancel reports the cancelled order's own id in `C`.
-    let c = if st("x") == "CANCELED" && !st("C").is_empty() {
-        st("C")
-    } else {
-        st("c")
-    };
-    let fee_asset = match e.get("N").and_then(Value::as_str) {
-        Some(a) => Symbol::new(a).ok()?,
-        None => Symbol::new("USDT").ok()?,
-    };
-    Some(OrderUpdate {
-        ts_ms: e.get("T").and_then(Value::as_u64).unwrap_or(0),
-        symbol: Symbol::new(st("s")).ok()?,
-        client_id: ClientOrderId::new(c).ok()?,
-        exchange_id: e.get("i").and_then(Value::as_u64).unwrap_or(0),
-        side: if st("S") == "SELL" {
-            Side::Sell
-        } else {
-            Side::Buy
-        },
-        order_type: if st("o").starts_with("LIMIT") {
-            OrderType::Limit
-        } else {
-            OrderType::Market
-        },
-        status,
-        price: px("p"),
-        orig_qty: qty("q"),
-        last_qty: qty("l"),
-        last_price: px("L"),
-        cum_qty: qty("z"),
-        fee: Notional::parse(st("n")).unwrap_or(Notional::ZERO),
-        fee_asset,
-        fee_conv: FeeConversion::Quote,
-        trade_id: e
-            .get("t")
-            .and_then(Value::as_i64)
-            .filter(|t| *t > 0)
-            .unwrap_or(0) as u64,
-        maker: e.get("m").and_then(Value::as_bool).unwrap_or(false),
-        reduce_only: false,
-    })
-}
-
-/// The control plane's side, off the engine thread: spot user data over the WebSocket API
-/// (`userDataStream.subscribe.signature`), each `executionReport` sent to the venue. Ends when `stop` is set.
-fn user_data(
-    ws_base: String,
-    inbound: crossbeam_channel::Sender<Inbound>,
-    stop: Arc<AtomicBool>,
-    subscribed: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut ws = aegis_engine::net::ws::connect(
-            &format!("{ws_base}/ws-api/v3"),
-            Duration::from_secs(10),
-        )
-        .expect("spot WebSocket API");
-        let key = ApiKey::new(Secret::new(KEY.to_string())).unwrap();
-        let signer = Signer::Hmac(HmacSigner::new(&Secret::new(SECRET.to_string())));
-        let ts = aegis_engine::clock::wall_ms().to_string();
-        let (mut scratch, mut out) = ([0u8; MAX_REQUEST_LEN], [0u8; MAX_REQUEST_LEN]);
-        let n = encode_request(
-            1,
-            "userDataStream.subscribe.signature",
-            &[WsParam {
-                name: "timestamp",
-                value: WsValue::Num(ts.as_bytes()),
-            }],
-            WsAuth::Signed {
-                api_key: &key,
-                signer: &signer,
-            },
-            &mut scratch,
-            &mut out,
-        )
-        .unwrap();
-        ws.send(tungstenite::Message::text(
-            std::str::from_utf8(&out[..n]).unwrap(),
-        ))
-        .unwrap();
-        aegis_engine::net::ws::set_read_timeout(&ws, Some(Duration::from_millis(5))).unwrap();
-        while !stop.load(Ordering::Acquire) {
-            match ws.read() {
-                Ok(tungstenite::Message::Text(t)) => {
-                    let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
-                        continue;
-                    };
-                    if v["id"] == 1 {
-                        assert_eq!(v["status"], 200, "subscribe: {v}");
-                        subscribed.store(true, Ordering::Release);
-                        continue;
-                    }
-                    let e = &v["event"];
-                    if e["e"] != "executionReport" {
-                        continue;
-                    }
-                    if let Some(u) = execution_report(e) {
-                        let _ = inbound.send(Inbound::Update(u));
-                    }
-                }
-                Ok(_) => {}
-                Err(e) if aegis_engine::net::ws::is_timeout(&e) => {}
-                Err(e) => panic!("spot user data: {e}"),
-            }
-        }
-    })
 }
 
 /// The test's engine loop: the venue, its positions and everything it emitted.
@@ -301,20 +176,7 @@ fn the_live_venue_trades_spot_on_binance_sim() {
         .build()
         .unwrap();
     let keys = KeysFile {
-        keys: vec![KeyEntry {
-            api_key: KEY.into(),
-            account: Some(ACCOUNT.into()),
-            secret: Some(SECRET.into()),
-            ed25519_public_key: None,
-            permissions: Permissions {
-                reading: true,
-                futures: false,
-                spot: true,
-                withdrawals: false,
-            },
-            ip_restrict: false,
-            allowed_ips: vec![],
-        }],
+        keys: vec![spot_support::spot_key(KEY, SECRET, ACCOUNT)],
         accounts: vec![],
     };
     let sim = rt
@@ -367,8 +229,10 @@ fn the_live_venue_trades_spot_on_binance_sim() {
     });
     let stop = Arc::new(AtomicBool::new(false));
     let subscribed = Arc::new(AtomicBool::new(false));
-    let reader = user_data(
+    let reader = spot_support::user_data(
         sim.ws_url(),
+        KEY,
+        SECRET,
         ends.inbound.clone(),
         stop.clone(),
         subscribed.clone(),
