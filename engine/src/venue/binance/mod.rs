@@ -484,8 +484,8 @@ impl LiveVenue {
         // Journal order: the PendingNew event is handed over before the request can reach the exchange.
         out.emit(self.order_event(&w, ts, OrderStatus::PendingNew, 0));
         // Spot: a sell exit of a symbol whose stop rests on the exchange cancels it in the same request (the stop
-        // locks the balance this sells). The stop is forgotten now: cancelled by this request, or triggered
-        // before it, it rests no more either way, and the stop manager reports the next one.
+        // locks the balance this sells). Once the request left, the stop is forgotten: cancelled by it, or
+        // triggered before it, it rests no more either way, and the stop manager reports the next one.
         let replacing = match self.market {
             Market::Spot if req.reduce_only && req.side == Side::Sell => {
                 self.stops.get(req.sym).copied().flatten()
@@ -496,10 +496,12 @@ impl LiveVenue {
             // Written to the socket now; refusals and answers come back through `poll`.
             self.orders.push(w);
             match replacing {
+                // Forgotten only when the request left: refused here, the stop still rests.
                 Some(stop) => {
-                    e.place_replacing(*req, cid, stop);
-                    if let Some(slot) = self.stops.get_mut(req.sym) {
-                        *slot = None;
+                    if e.place_replacing(*req, cid, stop) {
+                        if let Some(slot) = self.stops.get_mut(req.sym) {
+                            *slot = None;
+                        }
                     }
                 }
                 None => e.place(*req, cid),
