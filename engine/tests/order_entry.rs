@@ -488,7 +488,10 @@ fn spot_orders_and_an_exit_that_cancels_the_resting_stop() {
     assert_eq!(e.in_flight(), 0);
     // Connection gone: the exit goes to the REST worker with the stop to cancel.
     e.close();
-    assert!(e.place_replacing(exit, cid("ag9-5"), stop), "handed to REST");
+    assert!(
+        e.place_replacing(exit, cid("ag9-5"), stop),
+        "handed to REST"
+    );
     assert_eq!(
         job(&mut e, &rest),
         RestJob::Place {
