@@ -2,14 +2,14 @@
 //! on testnet or production.
 //!
 //! **Order entry runs on the engine thread** ([`entry`]): an approved order is encoded and written to the
-//! WebSocket-API connection (`order.place` / `order.cancel` / `order.status`, `session.logon` for Ed25519 keys)
-//! by the engine thread itself, on the same non-blocking mio client as market data (`crate::net::mio_ws`); the
+//! WebSocket-API connection (`order.place` / `order.cancel` / `order.status`, `session.logon` for Ed25519 keys,
+//! on spot `order.cancelReplace`) by the engine thread itself, on the same non-blocking mio client as market data (`crate::net::mio_ws`); the
 //! answers and the unknown-outcome timers are handled in its busy loop ([`LiveVenue::poll`]). The REST fallback,
 //! REST status queries and the clock resync run on the control plane's REST worker
 //! (`aegis_control::exchange::rest_worker`), reached through a bounded queue; its answers come back as
 //! [`Inbound::Rest`]. Everything else the exchange says arrives as [`Inbound`] messages on a bounded queue the
-//! engine drains in the same loop: `ORDER_TRADE_UPDATE`s from the user data stream (fills, partial fills,
-//! cancels, expiries, liquidations), reconciliation adoptions and halts (key rejected, rate limited,
+//! engine drains in the same loop: `ORDER_TRADE_UPDATE`s (spot: `executionReport`s) from the user data stream
+//! (fills, partial fills, cancels, expiries, liquidations), the spot stop manager's resting stops, reconciliation adoptions and halts (key rejected, rate limited,
 //! reconciliation pending).
 //!
 //! Without an [`entry::EntryConfig`] on the link (the hidden `AEGIS_ORDER_PATH=gateway`, kept for the A/B
@@ -108,7 +108,7 @@ pub enum Outbound {
     },
 }
 
-/// One `ORDER_TRADE_UPDATE` (or an order status learned by query), in engine types.
+/// One `ORDER_TRADE_UPDATE` (spot: `executionReport`; or an order status learned by query), in engine types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderUpdate {
     /// Event time (ms).
@@ -137,7 +137,8 @@ pub struct OrderUpdate {
     pub cum_qty: Qty,
     /// `n`: commission (positive = paid).
     pub fee: Notional,
-    /// `N`: commission asset (USDT when omitted).
+    /// `N`: commission asset (USDT when omitted). On spot, the symbol's base asset means the commission came
+    /// out of the quantity received (see the module docs).
     pub fee_asset: Symbol,
     /// How `fee` is valued in the quote asset (the control plane prices a BNB fee before the engine sees it).
     pub fee_conv: FeeConversion,
