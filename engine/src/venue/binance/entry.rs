@@ -1,8 +1,8 @@
 //! Order entry on the engine thread: the WebSocket-API order connection (`order.place`, `order.cancel`,
-//! `order.status`, `session.logon`, and on spot `order.cancelReplace`) on the same non-blocking mio client as market data
-//! ([`crate::net::mio_ws::WsConn`]), requests encoded into the [`OrderEncoder`]'s reused buffers, answers read in
-//! place ([`super::answer`]), and the unknown-outcome timers — all driven from the engine's busy loop by
-//! [`OrderEntry::poll`]. Nothing here blocks, sleeps or (once the connection is open) allocates.
+//! `order.status`, `session.logon`, and on spot `order.cancelReplace`) on the same non-blocking mio client as
+//! market data ([`crate::net::mio_ws::WsConn`]), requests encoded into the [`OrderEncoder`]'s reused buffers,
+//! answers read in place ([`super::answer`]), and the unknown-outcome timers — all driven from the engine's busy
+//! loop by [`OrderEntry::poll`]. Nothing here blocks, sleeps or (once the connection is open) allocates.
 //!
 //! What must not run on the engine thread goes to the control plane's REST worker as a [`RestJob`] on a bounded
 //! queue: the REST fallback placement while the WebSocket API is down, REST status queries (`GET

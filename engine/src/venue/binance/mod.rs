@@ -3,14 +3,14 @@
 //!
 //! **Order entry runs on the engine thread** ([`entry`]): an approved order is encoded and written to the
 //! WebSocket-API connection (`order.place` / `order.cancel` / `order.status`, `session.logon` for Ed25519 keys,
-//! on spot `order.cancelReplace`) by the engine thread itself, on the same non-blocking mio client as market data (`crate::net::mio_ws`); the
-//! answers and the unknown-outcome timers are handled in its busy loop ([`LiveVenue::poll`]). The REST fallback,
-//! REST status queries and the clock resync run on the control plane's REST worker
-//! (`aegis_control::exchange::rest_worker`), reached through a bounded queue; its answers come back as
-//! [`Inbound::Rest`]. Everything else the exchange says arrives as [`Inbound`] messages on a bounded queue the
-//! engine drains in the same loop: `ORDER_TRADE_UPDATE`s (spot: `executionReport`s) from the user data stream
-//! (fills, partial fills, cancels, expiries, liquidations), the spot stop manager's resting stops, reconciliation adoptions and halts (key rejected, rate limited,
-//! reconciliation pending).
+//! on spot `order.cancelReplace`) by the engine thread itself, on the same non-blocking mio client as market
+//! data (`crate::net::mio_ws`); the answers and the unknown-outcome timers are handled in its busy loop
+//! ([`LiveVenue::poll`]). The REST fallback, REST status queries and the clock resync run on the control
+//! plane's REST worker (`aegis_control::exchange::rest_worker`), reached through a bounded queue; its answers
+//! come back as [`Inbound::Rest`]. Everything else the exchange says arrives as [`Inbound`] messages on a
+//! bounded queue the engine drains in the same loop: `ORDER_TRADE_UPDATE`s (spot: `executionReport`s) from the
+//! user data stream (fills, partial fills, cancels, expiries, liquidations), the spot stop manager's resting
+//! stops, reconciliation adoptions and halts (key rejected, rate limited, reconciliation pending).
 //!
 //! Without an [`entry::EntryConfig`] on the link (the hidden `AEGIS_ORDER_PATH=gateway`, kept for the A/B
 //! measurement) orders go as [`Outbound`] messages to the control plane's old gateway thread instead
@@ -47,8 +47,9 @@
 //! - The control plane's stop manager rests a `STOP_LOSS_LIMIT` sell per symbol on the exchange and reports it
 //!   ([`Inbound::SpotStop`]). The stop locks the balance it would sell, so a spot sell exit of a symbol with a
 //!   resting stop goes as `order.cancelReplace` cancelling that stop ([`entry::OrderEntry::place_replacing`];
-//!   over REST `POST /api/v3/order/cancelReplace`), and the venue forgets the stop: it is gone either way
-//!   (cancelled, or it triggered first, in which case the exit finds the balance sold and is refused, -2010).
+//!   over REST `POST /api/v3/order/cancelReplace`), and once that request left the venue forgets the stop: it
+//!   is gone either way (cancelled, or it triggered first, in which case the exit finds the balance sold and is
+//!   refused, -2010).
 //!
 //! Nothing here allocates after construction: the working-order table is preallocated ([`MAX_LIVE_ORDERS`]),
 //! the ring of recent trade ids is a fixed array, the owed list has a fixed capacity.
