@@ -453,7 +453,7 @@ fn spot_orders_and_an_exit_that_cancels_the_resting_stop() {
     };
     let stop = cid("agstop-BTCUSDT-1");
     for (exit_cid, want) in [("ag9-2", Ok(91)), ("ag9-3", Err(-2010)), ("ag9-4", Ok(91))] {
-        e.place_replacing(exit, cid(exit_cid), stop);
+        assert!(e.place_replacing(exit, cid(exit_cid), stop), "it left");
         let req = rx.recv_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(req["method"], "order.cancelReplace");
         let p = &req["params"];
@@ -488,7 +488,10 @@ fn spot_orders_and_an_exit_that_cancels_the_resting_stop() {
     assert_eq!(e.in_flight(), 0);
     // Connection gone: the exit goes to the REST worker with the stop to cancel.
     e.close();
-    e.place_replacing(exit, cid("ag9-5"), stop);
+    assert!(
+        e.place_replacing(exit, cid("ag9-5"), stop),
+        "handed to REST"
+    );
     assert_eq!(
         job(&mut e, &rest),
         RestJob::Place {

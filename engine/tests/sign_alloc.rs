@@ -4,11 +4,13 @@
 //! under test are counted (thread-local switch and counter), so the harness's other threads cannot disturb it.
 
 use aegis_engine::sign::{
-    ApiKey, CancelRef, CancelRequest, Ed25519Signer, OrderEncoder, OrderRequest, RespType, Signer,
-    WirePrecision,
+    ApiKey, CancelRef, CancelReplace, CancelRequest, Ed25519Signer, OrderEncoder, OrderRequest,
+    RespType, Signer, WirePrecision,
 };
+use aegis_engine::venue::binance::answer::{self, LegResult};
 use aegis_shared::event::{OrderType, TimeInForce};
 use aegis_shared::ids::ClientOrderIdGen;
+use aegis_shared::Market;
 use aegis_shared::{Price, Qty, Secret, Side, Symbol};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -141,6 +143,65 @@ fn hmac_signing_and_encoding_allocate_nothing_after_warm_up() {
         "the loop really encoded: {bytes}"
     );
     assert_eq!(allocs, 0, "allocations on the signing path over {N} orders");
+}
+
+/// Spot: the spot `order.place` (signed and logged on), `POST /api/v3/order`, `order.cancelReplace` and its REST
+/// query, and reading a cancel-replace's answer (its legs in `error.data`), all without allocating.
+#[test]
+fn spot_encoding_and_cancel_replace_answers_allocate_nothing_after_warm_up() {
+    const N: u64 = 20_000;
+    let signer = Signer::from_secret(&Secret::new("spot-secret-0123456789".to_string())).unwrap();
+    let key = ApiKey::new(Secret::new("dbefbc809e3e83c283a984c3a1459732".to_string())).unwrap();
+    let mut enc = OrderEncoder::new(signer, key, 5000).on_market(Market::Spot);
+    let prec =
+        WirePrecision::new(Price::parse("0.1").unwrap(), Qty::parse("0.001").unwrap()).unwrap();
+    let sym = Symbol::new("BTCUSDT").unwrap();
+    let mut gen = ClientOrderIdGen::new(1_700_000_000_000);
+    let stop = CancelReplace {
+        cancel_client_id: gen.next_id(),
+        cancel_new_client_id: None,
+    };
+    let frame = br#"{"id":5,"status":409,"error":{"code":-2021,"msg":"Order cancel-replace partially failed.","data":{"cancelResult":"FAILURE","newOrderResult":"SUCCESS","cancelResponse":{"code":-2011,"msg":"Unknown order sent."},"newOrderResponse":{"symbol":"BTCUSDT","orderId":12569099453,"orderListId":-1,"clientOrderId":"bX5wROblo6YeDwa9iTLeyY","transactTime":1660813156959,"status":"NEW","fills":[]}}},"rateLimits":[{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":50,"count":1}]}"#;
+    for i in 0..100 {
+        let o = order(i, &mut gen, sym);
+        enc.rest_order(&o, &prec, i).unwrap();
+        enc.ws_order_place(i, &o, &prec, i, false).unwrap();
+        enc.ws_order_cancel_replace(i, &o, &prec, &stop, i, false)
+            .unwrap();
+        enc.rest_cancel_replace(&o, &prec, &stop, i).unwrap();
+        answer::parse(frame).unwrap();
+    }
+    let (bytes, allocs) = counted(|| {
+        let mut total = 0usize;
+        for i in 0..N {
+            let ts = 1_700_000_000_000 + i;
+            let o = order(i, &mut gen, sym);
+            let q = enc.rest_order(&o, &prec, ts).unwrap();
+            assert!(!contains(q, b"reduceOnly"));
+            total += q.len();
+            total += enc
+                .ws_order_place(i, &o, &prec, ts, i % 2 == 0)
+                .unwrap()
+                .len();
+            let w = enc
+                .ws_order_cancel_replace(i, &o, &prec, &stop, ts, i % 2 == 1)
+                .unwrap();
+            assert!(contains(w, b"order.cancelReplace"));
+            total += w.len();
+            total += enc.rest_cancel_replace(&o, &prec, &stop, ts).unwrap().len();
+            let a = answer::parse(frame).unwrap();
+            assert_eq!(a.new_order.map(|l| l.result), Some(LegResult::Success));
+        }
+        total
+    });
+    assert!(
+        bytes > (N as usize) * 800,
+        "the loop really encoded: {bytes}"
+    );
+    assert_eq!(
+        allocs, 0,
+        "allocations on the spot encoding path over {N} orders"
+    );
 }
 
 #[test]

@@ -313,3 +313,24 @@ fn a_journal_of_the_other_market_or_a_spot_short_is_refused() {
     let (e, _ctl) = Engine::with_channels(with(spot)).unwrap();
     assert_eq!(e.positions().get(0, StrategyMode::Scalp).qty(), spot.qty);
 }
+
+/// Spot with the live venue is a valid engine now (it used to be refused as `SpotLive`): the live Binance venue
+/// trades spot too.
+#[test]
+fn spot_with_a_live_link_starts_on_the_live_venue() {
+    let (live, _gateway) = aegis_engine::venue::binance::link();
+    let p = EngineParams {
+        live: Some(live),
+        ..params(Market::Spot, spot_specs())
+    };
+    let (mut e, ctl) = Engine::with_channels(p).expect("spot on the live venue");
+    // Nothing reached the exchange, so nothing is working; the engine runs.
+    e.poll_venue();
+    assert!(ctl.events.try_iter().any(|ev| matches!(
+        ev,
+        EngineEvent::State {
+            state: EngineState::Running,
+            ..
+        }
+    )));
+}

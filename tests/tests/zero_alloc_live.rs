@@ -13,6 +13,11 @@
 //! stream, which turns binance-sim's `ORDER_TRADE_UPDATE`s into fills for the venue, and a stand-in for the
 //! control plane's REST worker.
 //!
+//! The spot variant runs the live venue built for `Market::Spot` with its order entry on this thread against
+//! binance-sim's spot WebSocket API (`/ws-api/v3`): spot `order.place` (a resting buy, a `LIMIT_MAKER` that the
+//! exchange refuses), an exit that cancels a resting stop (`order.cancelReplace`), `order.cancel`, every answer
+//! read in place, and the cancels arriving as `executionReport`s from the spot user data read off this thread.
+//!
 //! [`WsFeed`]: aegis_engine::net::ws_feed::WsFeed
 //! [`LiveVenue`]: aegis_engine::venue::binance::LiveVenue
 //! [`OrderEntry`]: aegis_engine::venue::binance::entry::OrderEntry
@@ -41,6 +46,8 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod spot_support;
 
 // The engine's zero-allocation tests' counting allocator, shared rather than written again.
 #[path = "../../engine/tests/alloc_support/mod.rs"]
@@ -409,4 +416,219 @@ fn live_path_over_tcp_to_binance_sim_allocates_nothing_in_steady_state() {
 #[test]
 fn live_path_over_tls_to_binance_sim_allocates_nothing_in_steady_state() {
     run(true, 10_000, 30_000);
+}
+
+const SPOT_KEY: &str = "Sp0tZ3r0Sp0tZ3r0Sp0tZ3r0Sp0tZ3r0Sp0tZ3r0Sp0tZ3r0Sp0tZ3r0Sp0tZ3r0";
+const SPOT_SECRET: &str = "spot-zero-alloc-hmac-secret";
+
+/// Spot: the live venue and its order entry on this thread, over TCP to binance-sim's spot WebSocket API. Each
+/// cycle places a resting GTC buy, a post-only buy at the ask (refused, -2010) and a sell exit that cancels a
+/// stop (`order.cancelReplace`; refused too: the account holds no BTC, or this simulator has no cancel-replace),
+/// waits for the answers, then cancels the resting buy and waits for its `CANCELED` from the user data.
+fn run_spot(warm_up: u32, measured: u32) {
+    use aegis_engine::position::Positions;
+    use aegis_engine::venue::binance::LiveVenue;
+    use aegis_engine::venue::OrderRequest;
+    use aegis_shared::event::{OrderIntent, TimeInForce};
+    use aegis_shared::ids::ClientOrderIdGen;
+    use aegis_shared::{Market, StrategyMode};
+
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = rt
+        .block_on(start(SimConfig {
+            keys: KeysFile {
+                keys: vec![spot_support::spot_key(SPOT_KEY, SPOT_SECRET, "sam")],
+                accounts: vec![],
+            },
+            source: SourceKind::Frozen,
+            tick_ms: 50,
+            ..SimConfig::default()
+        }))
+        .expect("simulator starts");
+    let admin = BlockingAdminClient::new(&sim.base_url());
+    admin
+        .call(AdminCall::spot_balances(
+            "sam",
+            serde_json::json!({"USDT": "100000000"}),
+        ))
+        .unwrap();
+    admin
+        .call(AdminCall::spot_price(
+            "BTCUSDT",
+            "60000",
+            Some("59999"),
+            Some("60001"),
+        ))
+        .unwrap();
+    // Wide limits: the cycles place orders far faster than a bot would, and entry halts at 80 % of a limit.
+    admin
+        .call(AdminCall::spot_limits(serde_json::json!({"weightPerMinute": 100_000_000,
+            "ordersPer10s": 100_000_000, "ordersPerMinute": 100_000_000, "banAfter429s": 3, "banSecs": 120})))
+        .unwrap();
+
+    let btc = Symbol::new("BTCUSDT").unwrap();
+    let (venue_link, ends) = link();
+    let (job_tx, job_rx) = crossbeam_channel::bounded(4096);
+    let mut ws = WsClientConfig::new(format!("{}/ws-api/v3", sim.ws_url()));
+    ws.read_capacity = 64 * 1024;
+    let key = ApiKey::new(Secret::new(SPOT_KEY.to_string())).unwrap();
+    let signer = Signer::Hmac(HmacSigner::new(&Secret::new(SPOT_SECRET.to_string())));
+    venue_link.attach_entry(EntryConfig {
+        ws,
+        encoder: OrderEncoder::new(signer, key, 5000),
+        precision: vec![(
+            btc,
+            WirePrecision::new(
+                Price::parse("0.01").unwrap(),
+                Qty::parse("0.00001").unwrap(),
+            )
+            .unwrap(),
+        )],
+        clock: Arc::new(WallClock),
+        rest: job_tx,
+        stats: Arc::new(EntryStats::default()),
+        switch: None,
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let subscribed = Arc::new(AtomicBool::new(false));
+    let reader = spot_support::user_data(
+        sim.ws_url(),
+        SPOT_KEY,
+        SPOT_SECRET,
+        ends.inbound.clone(),
+        stop.clone(),
+        subscribed.clone(),
+    );
+    let mut venue = LiveVenue::new(venue_link, vec![btc], Market::Spot);
+    let mut pos = Positions::new(1);
+    let mut events: Vec<EngineEvent> = Vec::with_capacity(4096);
+    let started = Instant::now();
+    while !(venue.entry().is_some_and(|e| e.is_open()) && subscribed.load(Ordering::Acquire)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "spot WebSocket API not up"
+        );
+        venue.poll(64, &mut pos, &mut events, &mut |_| {});
+        std::thread::yield_now();
+    }
+    let req =
+        |side: Side, order_type: OrderType, tif: Option<TimeInForce>, price: i64, reduce: bool| {
+            OrderRequest {
+                symbol: btc,
+                sym: 0,
+                mode: StrategyMode::Swing,
+                intent: if reduce {
+                    OrderIntent::SignalExit
+                } else {
+                    OrderIntent::Entry
+                },
+                side,
+                order_type,
+                tif,
+                price: Price::from_int(price),
+                ref_price: Price::from_int(60_000),
+                qty: Qty::parse("0.001").unwrap(),
+                reduce_only: reduce,
+            }
+        };
+    let resting = req(
+        Side::Buy,
+        OrderType::Limit,
+        Some(TimeInForce::Gtc),
+        59_000,
+        false,
+    );
+    let crossing = req(
+        Side::Buy,
+        OrderType::Limit,
+        Some(TimeInForce::Gtx),
+        60_001,
+        false,
+    );
+    let exit = req(Side::Sell, OrderType::Market, None, 0, true);
+    let stop_cid = ClientOrderId::new("agstop-zero").unwrap();
+    let mut gen = ClientOrderIdGen::new(aegis_engine::clock::wall_ms());
+    // (rejections, cancels) seen.
+    let mut seen = (0u32, 0u32);
+    let mut cycle = |seen: &mut (u32, u32)| {
+        let settle = |venue: &mut LiveVenue,
+                      pos: &mut Positions,
+                      events: &mut Vec<EngineEvent>,
+                      open: usize| {
+            let t = Instant::now();
+            loop {
+                venue.poll(64, pos, events, &mut |_| {});
+                let quiet = venue.entry().is_some_and(|e| e.in_flight() == 0);
+                if venue.open_orders() == open && quiet {
+                    break;
+                }
+                assert!(t.elapsed() < Duration::from_secs(20), "spot cycle stalled");
+                while job_rx.try_recv().is_ok() {}
+                std::hint::spin_loop();
+            }
+        };
+        venue.submit(&resting, gen.next_id(), 1, &mut events, &mut |_| {});
+        venue.submit(&crossing, gen.next_id(), 1, &mut events, &mut |_| {});
+        venue.apply(
+            Inbound::SpotStop {
+                symbol: btc,
+                client_id: Some(stop_cid),
+            },
+            &mut pos,
+            &mut events,
+            &mut |_| {},
+        );
+        venue.submit(&exit, gen.next_id(), 1, &mut events, &mut |_| {});
+        settle(&mut venue, &mut pos, &mut events, 1);
+        venue.cancel_all();
+        settle(&mut venue, &mut pos, &mut events, 0);
+        for e in &events {
+            if let EngineEvent::Order(o) = e {
+                match o.status {
+                    OrderStatus::Rejected => seen.0 += 1,
+                    OrderStatus::Canceled => seen.1 += 1,
+                    _ => {}
+                }
+            }
+        }
+        events.clear();
+    };
+    for _ in 0..warm_up {
+        cycle(&mut seen);
+    }
+    let seen0 = seen;
+    let before = allocs();
+    let t0 = Instant::now();
+    for _ in 0..measured {
+        cycle(&mut seen);
+    }
+    let took = t0.elapsed();
+    let made = allocs() - before;
+    stop.store(true, Ordering::Release);
+    reader.join().unwrap();
+    let (rejected, cancelled) = (seen.0 - seen0.0, seen.1 - seen0.1);
+    eprintln!(
+        "spot TCP: {measured} cycles in {took:.1?} after {warm_up}: {made} allocations, {rejected} refusals \
+         (LIMIT_MAKER and cancel-replace exits), {cancelled} cancels"
+    );
+    assert_eq!(
+        (rejected, cancelled),
+        (2 * measured, measured),
+        "every cycle was answered: two refusals and a cancel"
+    );
+    assert_eq!(
+        made, 0,
+        "spot: the live path allocated {made} times in {measured} cycles"
+    );
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn spot_live_venue_over_tcp_to_binance_sim_allocates_nothing_in_steady_state() {
+    run_spot(50, 200);
 }

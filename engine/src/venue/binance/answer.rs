@@ -1,7 +1,7 @@
 //! Zero-allocation parser of WebSocket-API answers (`order.place`, `order.cancel`, `order.status`,
-//! `session.logon`, spot's `order.cancelReplace`): the fields order entry acts on, read from the frame's bytes in one pass, without building a
-//! JSON tree. Unknown keys and the rest of `result` are skipped with a bounded-depth structural scan; the error
-//! message is kept as a slice of the input.
+//! `session.logon`, spot's `order.cancelReplace`): the fields order entry acts on, read from the frame's bytes
+//! in one pass, without building a JSON tree. Unknown keys and the rest of `result` are skipped with a
+//! bounded-depth structural scan; the error message is kept as a slice of the input.
 //!
 //! ```text
 //! {"id":7,"status":200,"result":{"orderId":1,"status":"NEW",…},"rateLimits":[{"rateLimitType":"ORDERS",

@@ -1,8 +1,8 @@
 //! Order entry on the engine thread: the WebSocket-API order connection (`order.place`, `order.cancel`,
-//! `order.status`, `session.logon`, and on spot `order.cancelReplace`) on the same non-blocking mio client as market data
-//! ([`crate::net::mio_ws::WsConn`]), requests encoded into the [`OrderEncoder`]'s reused buffers, answers read in
-//! place ([`super::answer`]), and the unknown-outcome timers — all driven from the engine's busy loop by
-//! [`OrderEntry::poll`]. Nothing here blocks, sleeps or (once the connection is open) allocates.
+//! `order.status`, `session.logon`, and on spot `order.cancelReplace`) on the same non-blocking mio client as
+//! market data ([`crate::net::mio_ws::WsConn`]), requests encoded into the [`OrderEncoder`]'s reused buffers,
+//! answers read in place ([`super::answer`]), and the unknown-outcome timers — all driven from the engine's busy
+//! loop by [`OrderEntry::poll`]. Nothing here blocks, sleeps or (once the connection is open) allocates.
 //!
 //! What must not run on the engine thread goes to the control plane's REST worker as a [`RestJob`] on a bounded
 //! queue: the REST fallback placement while the WebSocket API is down, REST status queries (`GET
@@ -698,22 +698,26 @@ impl OrderEntry {
     /// would be refused (-2010) while it rests. The exit is acknowledged or rejected by the new-order leg of
     /// the answer; whether the cancel itself succeeded (the stop may have triggered already) does not matter
     /// for it: the stop is gone either way.
+    ///
+    /// Returns false when the exit was refused here and never left (read-only, a rate-limit wait, tables full,
+    /// no precision for the symbol): the stop then still rests. True when it went out, was handed to the REST
+    /// worker, or waits for a key switch to end.
     pub fn place_replacing(
         &mut self,
         req: OrderRequest,
         cid: ClientOrderId,
         stop_cid: ClientOrderId,
-    ) {
+    ) -> bool {
         if self.switching.is_some() {
             if self.deferred.len() < MAX_DEFERRED {
                 self.deferred
                     .push_back(Deferred::Place(req, cid, Some(stop_cid)));
-            } else {
-                self.reject(cid, super::REJECT_FULL);
+                return true;
             }
-            return;
+            self.reject(cid, super::REJECT_FULL);
+            return false;
         }
-        self.place_inner(req, cid, false, Some(stop_cid), Instant::now());
+        self.place_inner(req, cid, false, Some(stop_cid), Instant::now())
     }
 
     /// The market whose orders the encoder writes (the venue sets it, [`OrderEntry::set_market`]).
@@ -828,7 +832,9 @@ impl OrderEntry {
         let now = Instant::now();
         while let Some(d) = self.deferred.pop_front() {
             match d {
-                Deferred::Place(req, cid, stop) => self.place_inner(req, cid, false, stop, now),
+                Deferred::Place(req, cid, stop) => {
+                    self.place_inner(req, cid, false, stop, now);
+                }
                 Deferred::Cancel(symbol, cid) => {
                     self.cancel(symbol, cid);
                 }
@@ -836,6 +842,7 @@ impl OrderEntry {
         }
     }
 
+    /// Places (or hands to the REST worker) one order; false when it was refused here and never left.
     fn place_inner(
         &mut self,
         req: OrderRequest,
@@ -843,18 +850,22 @@ impl OrderEntry {
         resent: bool,
         cancel_stop: Option<ClientOrderId>,
         now: Instant,
-    ) {
+    ) -> bool {
+        let refused = |e: &mut Self, code: i32| {
+            e.reject(cid, code);
+            false
+        };
         if self.read_only {
-            return self.reject(cid, -2015);
+            return refused(self, -2015);
         }
         if self.rate_halt_until.is_some() || self.clock.blocked_until_ms() > wall_ms() {
-            return self.reject(cid, -1003);
+            return refused(self, -1003);
         }
         let Some(p) = self.precision_of(req.symbol) else {
-            return self.reject(cid, -1121);
+            return refused(self, -1121);
         };
         if self.pending.len() >= MAX_PENDING {
-            return self.reject(cid, super::REJECT_FULL);
+            return refused(self, super::REJECT_FULL);
         }
         let wire = Self::wire(&req, cid);
         self.stats.placed.fetch_add(1, Ordering::Relaxed);
@@ -875,31 +886,34 @@ impl OrderEntry {
             };
             let sent = match (encoded, self.conn.as_mut()) {
                 (Ok(b), Some(c)) => c.send_text(b),
-                (Err(_), _) => return self.reject(cid, -1111),
+                (Err(_), _) => return refused(self, -1111),
                 (Ok(_), None) => Err(crate::net::mio_ws::WsError::Local),
             };
             let kind = Kind::Place(req, resent, cancel_stop);
-            match sent {
-                Ok(()) => self.pending.push(Pending {
-                    id,
-                    cid,
-                    symbol: req.symbol,
-                    sent: now,
-                    kind,
-                }),
+            return match sent {
+                Ok(()) => {
+                    self.pending.push(Pending {
+                        id,
+                        cid,
+                        symbol: req.symbol,
+                        sent: now,
+                        kind,
+                    });
+                    true
+                }
                 // No room in the connection's output: the frame was never queued, so it never left.
                 Err(crate::net::mio_ws::WsError::Io(e))
                     if e.kind() == std::io::ErrorKind::WouldBlock =>
                 {
-                    self.reject(cid, -1001)
+                    refused(self, -1001)
                 }
                 Err(_) => {
                     // The socket failed while writing: the frame may or may not have left.
                     self.unknown(cid, req.symbol, kind, now);
                     self.closed(now);
+                    true
                 }
-            }
-            return;
+            };
         }
         self.stats.rest_fallback.fetch_add(1, Ordering::Relaxed);
         if !self.post(RestJob::Place {
@@ -908,8 +922,9 @@ impl OrderEntry {
             resent,
             cancel_stop,
         }) {
-            self.reject(cid, super::REJECT_FULL);
+            return refused(self, super::REJECT_FULL);
         }
+        true
     }
 
     /// Asks the exchange to cancel an order by client id (`order.cancel`, else the REST worker). The user data
@@ -1235,7 +1250,9 @@ impl OrderEntry {
                 req,
                 client_id,
                 cancel_stop,
-            } => self.place_inner(req, client_id, true, cancel_stop, now),
+            } => {
+                self.place_inner(req, client_id, true, cancel_stop, now);
+            }
             RestJob::Reconcile | RestJob::Note(_) => {}
         }
     }

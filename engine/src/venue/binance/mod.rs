@@ -2,15 +2,15 @@
 //! on testnet or production.
 //!
 //! **Order entry runs on the engine thread** ([`entry`]): an approved order is encoded and written to the
-//! WebSocket-API connection (`order.place` / `order.cancel` / `order.status`, `session.logon` for Ed25519 keys)
-//! by the engine thread itself, on the same non-blocking mio client as market data (`crate::net::mio_ws`); the
-//! answers and the unknown-outcome timers are handled in its busy loop ([`LiveVenue::poll`]). The REST fallback,
-//! REST status queries and the clock resync run on the control plane's REST worker
-//! (`aegis_control::exchange::rest_worker`), reached through a bounded queue; its answers come back as
-//! [`Inbound::Rest`]. Everything else the exchange says arrives as [`Inbound`] messages on a bounded queue the
-//! engine drains in the same loop: `ORDER_TRADE_UPDATE`s from the user data stream (fills, partial fills,
-//! cancels, expiries, liquidations), reconciliation adoptions and halts (key rejected, rate limited,
-//! reconciliation pending).
+//! WebSocket-API connection (`order.place` / `order.cancel` / `order.status`, `session.logon` for Ed25519 keys,
+//! on spot `order.cancelReplace`) by the engine thread itself, on the same non-blocking mio client as market
+//! data (`crate::net::mio_ws`); the answers and the unknown-outcome timers are handled in its busy loop
+//! ([`LiveVenue::poll`]). The REST fallback, REST status queries and the clock resync run on the control
+//! plane's REST worker (`aegis_control::exchange::rest_worker`), reached through a bounded queue; its answers
+//! come back as [`Inbound::Rest`]. Everything else the exchange says arrives as [`Inbound`] messages on a
+//! bounded queue the engine drains in the same loop: `ORDER_TRADE_UPDATE`s (spot: `executionReport`s) from the
+//! user data stream (fills, partial fills, cancels, expiries, liquidations), the spot stop manager's resting
+//! stops, reconciliation adoptions and halts (key rejected, rate limited, reconciliation pending).
 //!
 //! Without an [`entry::EntryConfig`] on the link (the hidden `AEGIS_ORDER_PATH=gateway`, kept for the A/B
 //! measurement) orders go as [`Outbound`] messages to the control plane's old gateway thread instead
@@ -47,8 +47,9 @@
 //! - The control plane's stop manager rests a `STOP_LOSS_LIMIT` sell per symbol on the exchange and reports it
 //!   ([`Inbound::SpotStop`]). The stop locks the balance it would sell, so a spot sell exit of a symbol with a
 //!   resting stop goes as `order.cancelReplace` cancelling that stop ([`entry::OrderEntry::place_replacing`];
-//!   over REST `POST /api/v3/order/cancelReplace`), and the venue forgets the stop: it is gone either way
-//!   (cancelled, or it triggered first, in which case the exit finds the balance sold and is refused, -2010).
+//!   over REST `POST /api/v3/order/cancelReplace`), and once that request left the venue forgets the stop: it
+//!   is gone either way (cancelled, or it triggered first, in which case the exit finds the balance sold and is
+//!   refused, -2010).
 //!
 //! Nothing here allocates after construction: the working-order table is preallocated ([`MAX_LIVE_ORDERS`]),
 //! the ring of recent trade ids is a fixed array, the owed list has a fixed capacity.
@@ -108,7 +109,7 @@ pub enum Outbound {
     },
 }
 
-/// One `ORDER_TRADE_UPDATE` (or an order status learned by query), in engine types.
+/// One `ORDER_TRADE_UPDATE` (spot: `executionReport`; or an order status learned by query), in engine types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderUpdate {
     /// Event time (ms).
@@ -137,7 +138,8 @@ pub struct OrderUpdate {
     pub cum_qty: Qty,
     /// `n`: commission (positive = paid).
     pub fee: Notional,
-    /// `N`: commission asset (USDT when omitted).
+    /// `N`: commission asset (USDT when omitted). On spot, the symbol's base asset means the commission came
+    /// out of the quantity received (see the module docs).
     pub fee_asset: Symbol,
     /// How `fee` is valued in the quote asset (the control plane prices a BNB fee before the engine sees it).
     pub fee_conv: FeeConversion,
@@ -484,8 +486,8 @@ impl LiveVenue {
         // Journal order: the PendingNew event is handed over before the request can reach the exchange.
         out.emit(self.order_event(&w, ts, OrderStatus::PendingNew, 0));
         // Spot: a sell exit of a symbol whose stop rests on the exchange cancels it in the same request (the stop
-        // locks the balance this sells). The stop is forgotten now: cancelled by this request, or triggered
-        // before it, it rests no more either way, and the stop manager reports the next one.
+        // locks the balance this sells). Once the request left, the stop is forgotten: cancelled by it, or
+        // triggered before it, it rests no more either way, and the stop manager reports the next one.
         let replacing = match self.market {
             Market::Spot if req.reduce_only && req.side == Side::Sell => {
                 self.stops.get(req.sym).copied().flatten()
@@ -496,10 +498,12 @@ impl LiveVenue {
             // Written to the socket now; refusals and answers come back through `poll`.
             self.orders.push(w);
             match replacing {
+                // Forgotten only when the request left: refused here, the stop still rests.
                 Some(stop) => {
-                    e.place_replacing(*req, cid, stop);
-                    if let Some(slot) = self.stops.get_mut(req.sym) {
-                        *slot = None;
+                    if e.place_replacing(*req, cid, stop) {
+                        if let Some(slot) = self.stops.get_mut(req.sym) {
+                            *slot = None;
+                        }
                     }
                 }
                 None => e.place(*req, cid),
