@@ -99,3 +99,72 @@ pub(super) fn public_http_and_tls(
 pub(super) fn run_err(e: impl std::fmt::Display) -> RunError {
     RunError::Engine(e.to_string())
 }
+
+/// The first steps of every testnet/live start on `market`: the endpoints and key of `TRADING_MODE` (logged,
+/// loudly when overridden), the client on the market's paths, the clock offset (`GET /fapi/v1/time` or
+/// `/api/v3/time`), and the read-only banner when there is no key. Returns the client, the WebSocket TLS roots
+/// and whether the run is read-only.
+pub(super) fn open_exchange(
+    cfg: &aegis_shared::config::Config,
+    rt: &tokio::runtime::Handle,
+    market: aegis_shared::Market,
+) -> Result<
+    (
+        rest::RestClient,
+        Option<std::sync::Arc<rustls::ClientConfig>>,
+        bool,
+    ),
+    RunError,
+> {
+    use aegis_shared::{Market, TradingMode};
+    let endpoints =
+        env::Endpoints::for_config(cfg).ok_or_else(|| run_err("paper mode has no exchange"))?;
+    let creds = env::credentials(cfg)?;
+    let (what, rest, stream, wsapi) = match market {
+        Market::Futures => (
+            "USD-M futures",
+            &endpoints.fapi,
+            &endpoints.fstream,
+            &endpoints.wsapi,
+        ),
+        Market::Spot => (
+            "spot",
+            &endpoints.spot,
+            &endpoints.spot_stream,
+            &endpoints.spot_wsapi,
+        ),
+    };
+    tracing::info!(
+        "exchange:    Binance {what} {} (REST {rest}, streams {stream}, WebSocket API {wsapi})",
+        endpoints.name.to_uppercase(),
+    );
+    if endpoints.overridden {
+        tracing::warn!("exchange:    URLs overridden by BINANCE_*_URL (simulator or proxy): this is not Binance itself");
+    }
+    let (client, tls) = client_and_tls(cfg, endpoints, creds)?;
+    let client = client.on_market(market);
+    let offset = rt.block_on(client.sync_time()).map_err(|e| {
+        run_err(format!(
+            "cannot reach Binance {}{}: {e}",
+            if market == Market::Spot { "spot " } else { "" },
+            client.endpoints.name
+        ))
+    })?;
+    let time = client.at("/fapi/v1/time", "/api/v3/time").1;
+    tracing::info!("clock:       server time offset {offset} ms (GET {time})");
+    let read_only = client.credentials().is_none();
+    if read_only {
+        tracing::warn!("==================== READ-ONLY MODE ====================");
+        tracing::warn!(
+            "no API key for TRADING_MODE={} ({}): {}market data and dashboard only, NO ORDERS",
+            cfg.trading_mode,
+            if cfg.trading_mode == TradingMode::Live {
+                "BINANCE_API_KEY is empty"
+            } else {
+                "BINANCE_TESTNET_API_KEY is empty"
+            },
+            if market == Market::Spot { "spot " } else { "" },
+        );
+    }
+    Ok((client, tls, read_only))
+}

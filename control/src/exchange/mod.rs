@@ -50,11 +50,10 @@ pub mod trades;
 pub mod user_stream;
 
 use crate::engine_link::{EngineStart, EngineThread, RunError, StartContext};
-use aegis_engine::sign::WirePrecision;
 use aegis_engine::venue::binance::{self, Inbound};
 use aegis_engine::{EngineReport, FeedSource};
 use aegis_shared::config::ConfigError;
-use aegis_shared::event::{AlertKind, HaltReason};
+use aegis_shared::event::HaltReason;
 use aegis_shared::TradingMode;
 use connect::{client_and_tls, run_err};
 use std::collections::HashMap;
@@ -131,40 +130,8 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     if cfg.market == aegis_shared::Market::Spot {
         return spot::start::start_spot(ctx, rt);
     }
-    let endpoints =
-        env::Endpoints::for_config(cfg).ok_or_else(|| run_err("paper mode has no exchange"))?;
-    let creds = env::credentials(cfg)?;
-    tracing::info!(
-        "exchange:    Binance USD-M futures {} (REST {}, streams {}, WebSocket API {})",
-        endpoints.name.to_uppercase(),
-        endpoints.fapi,
-        endpoints.fstream,
-        endpoints.wsapi
-    );
-    if endpoints.overridden {
-        tracing::warn!("exchange:    URLs overridden by BINANCE_*_URL (simulator or proxy): this is not Binance itself");
-    }
-    let (client, feed_tls) = client_and_tls(cfg, endpoints, creds)?;
-    let offset = rt.block_on(client.sync_time()).map_err(|e| {
-        run_err(format!(
-            "cannot reach Binance {}: {e}",
-            client.endpoints.name
-        ))
-    })?;
-    tracing::info!("clock:       server time offset {offset} ms (GET /fapi/v1/time)");
-    let read_only = client.credentials().is_none();
-    if read_only {
-        tracing::warn!("==================== READ-ONLY MODE ====================");
-        tracing::warn!(
-            "no API key for TRADING_MODE={} ({}): market data and dashboard only, NO ORDERS",
-            cfg.trading_mode,
-            if cfg.trading_mode == TradingMode::Live {
-                "BINANCE_API_KEY is empty"
-            } else {
-                "BINANCE_TESTNET_API_KEY is empty"
-            }
-        );
-    }
+    let (client, feed_tls, read_only) =
+        connect::open_exchange(cfg, &rt, aegis_shared::Market::Futures)?;
     rt.block_on(startup::prove(&client, cfg))?;
     rt.block_on(startup::check_account_modes(&client))?;
 
@@ -246,37 +213,16 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         .restored_positions
         .retain(|p| symbols.contains(&p.symbol));
 
-    let mut all_cancelled = true;
     // Orders the journal holds open that the exchange no longer lists (filled, cancelled or never arrived
     // while the bot was down, e.g. after `kill -9`): looked up by client id and closed with their real state.
-    for cid in reconcile::stale_orders(&exch_orders, &ctx.ledger.open_orders) {
-        let mode = |s| reconcile::mode_for(&ctx.ledger.positions, s);
-        match rt.block_on(reconcile::resolve_stale(&client, cid, &symbols, mode)) {
-            reconcile::Stale::Found(msgs) => {
-                plan.notes.push(format!(
-                    "close order {cid} (open in the journal, no longer open on the exchange)"
-                ));
-                plan.engine.extend(msgs);
-            }
-            reconcile::Stale::Missing => {
-                plan.notes.push(format!(
-                    "close order {cid} (open in the journal, unknown to the exchange: never placed)"
-                ));
-                if let Some(s) = symbols.first() {
-                    plan.engine.extend(reconcile::close_missing(
-                        cid,
-                        *s,
-                        mode(*s),
-                        client.now_ms(),
-                    ));
-                }
-            }
-            reconcile::Stale::Unknown => {
-                all_cancelled = false;
-                tracing::error!(client_id = %cid, "reconcile: could not look up an order the journal holds open; new entries stay halted");
-            }
-        }
-    }
+    let mut all_cancelled = reconcile::close_stale_on_start(
+        &client,
+        &rt,
+        &exch_orders,
+        ctx.ledger,
+        &symbols,
+        &mut plan,
+    );
     if !read_only {
         recover_fills_on_start(
             &client,
@@ -291,15 +237,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     for n in &plan.notes {
         tracing::info!("reconcile:   {n}");
     }
-    for c in &plan.cancel {
-        match rt.block_on(client.cancel_order(&c.symbol, &c.client_id)) {
-            Ok(_) | Err(rest::RestError::Api { code: -2011, .. }) => {}
-            Err(e) => {
-                all_cancelled = false;
-                tracing::error!(client_id = %c.client_id, error = %e, "reconcile: could not cancel an unknown order; new entries stay halted");
-            }
-        }
-    }
+    all_cancelled &= reconcile::cancel_planned(&client, &rt, &plan.cancel);
     let mut adopted_stops = std::collections::BTreeMap::new();
     if !read_only {
         match rt.block_on(reconcile_algo(&client, &exch_positions)) {
@@ -310,29 +248,18 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             }
         }
     }
-    for m in plan.engine {
-        let _ = ends.inbound.send(m);
-    }
-    if read_only {
-        let _ = ends.inbound.send(Inbound::ReadOnly);
-        let _ = ends.inbound.send(Inbound::Halt(HaltReason::KeyRejected));
-        let _ = ends
-            .inbound
-            .send(Inbound::Clear(HaltReason::ReconcileMismatch));
-    } else if all_cancelled {
-        let _ = ends
-            .inbound
-            .send(Inbound::Clear(HaltReason::ReconcileMismatch));
-        tracing::info!(
-            "reconcile:   local and exchange state agree ({} cancelled, {} adjustments)",
-            plan.cancel.len(),
-            plan.notes.len() - plan.cancel.len()
-        );
-    } else {
-        let _ = ends
-            .inbound
-            .send(Inbound::Alert(AlertKind::ReconcileMismatch));
-    }
+    let summary = format!(
+        "{} cancelled, {} adjustments",
+        plan.cancel.len(),
+        plan.notes.len() - plan.cancel.len()
+    );
+    reconcile::finish_start(
+        &ends.inbound,
+        plan.engine,
+        read_only,
+        all_cancelled,
+        &summary,
+    );
 
     // Reconnects from now on re-run the comparison (user data stream and order gateway threads).
     if !read_only {
@@ -357,12 +284,7 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     let mut gateway = None;
     let mut rest_worker = None;
     if !read_only {
-        let mut precision = HashMap::new();
-        for s in &params.symbols {
-            let p = WirePrecision::new(s.filters.tick_size, s.filters.step_size)
-                .map_err(|e| run_err(format!("{}: {e}", s.symbol)))?;
-            precision.insert(s.symbol, p);
-        }
+        let precision = rest_worker::precision_of(&params.symbols).map_err(run_err)?;
         if old_path {
             tracing::warn!("order entry: the old gateway thread ({ORDER_PATH_KEY}=gateway, for measurements only)");
             let g = gateway::start(
@@ -383,37 +305,17 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             )));
             gateway = Some(g);
         } else {
-            let Some(creds) = client.credentials() else {
-                return Err(run_err("order entry needs a key"));
-            };
-            let (job_tx, job_rx) = crossbeam_channel::bounded(rest_worker::JOB_CAPACITY);
             let (switch_tx, switch_rx) = crossbeam_channel::bounded(1);
-            let mut ws =
-                aegis_engine::net::mio_ws::WsClientConfig::new(client.endpoints.wsapi.clone());
-            ws.tls = feed_tls.clone();
-            // Answers are small; a 64 KiB buffer is plenty (the market data connection's 1 MiB is not needed).
-            ws.read_capacity = 64 * 1024;
-            link.attach_entry(binance::entry::EntryConfig {
-                ws,
-                encoder: aegis_engine::sign::OrderEncoder::new(
-                    creds.signer.clone(),
-                    creds.api_key.clone(),
-                    connect::WS_API_RECV_WINDOW_MS,
-                ),
-                precision: precision.iter().map(|(s, p)| (*s, *p)).collect(),
-                clock: std::sync::Arc::new(rest::ClientClock(client.clone())),
-                rest: job_tx,
-                stats: std::sync::Arc::new(binance::entry::EntryStats::default()),
-                switch: Some(switch_rx),
-            });
             rest_worker = Some(
-                rest_worker::start(
-                    client.clone(),
-                    rt.clone(),
-                    job_rx,
+                rest_worker::attach_entry(
+                    &link,
+                    &client,
+                    &rt,
                     ends.inbound.clone(),
                     precision,
                     slot.clone(),
+                    feed_tls.clone(),
+                    Some(switch_rx),
                 )
                 .map_err(|source| RunError::Start {
                     what: "the REST worker thread",
@@ -436,36 +338,15 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     ));
     params.live = Some(link);
 
-    let recheck = if cfg.trading_mode == TradingMode::Live && !read_only {
-        let (c, every, allow, market, tx) = (
+    let recheck = (cfg.trading_mode == TradingMode::Live && !read_only).then(|| {
+        rt.spawn(startup::recheck_key(
             client.clone(),
             cfg.exchange.key_recheck,
             cfg.exchange.allow_unrestricted_ip,
             cfg.market,
             ends.inbound.clone(),
-        );
-        Some(rt.spawn(async move {
-            let mut tripped = false;
-            loop {
-                tokio::time::sleep(every).await;
-                match c.api_restrictions().await {
-                    Ok(k) => match startup::judge(k, allow, market) {
-                        Ok(_) => {}
-                        Err(fix) if !tripped => {
-                            tripped = true;
-                            tracing::error!("key restrictions changed: new entries halted: {fix}");
-                            let _ = tx.send(Inbound::Halt(HaltReason::KeyRejected));
-                            let _ = tx.send(Inbound::Alert(AlertKind::KeyRestrictionsChanged));
-                        }
-                        Err(_) => {}
-                    },
-                    Err(e) => tracing::warn!(error = %e, "key restriction re-check failed; trying again next period"),
-                }
-            }
-        }))
-    } else {
-        None
-    };
+        ))
+    });
 
     let ticks: HashMap<_, _> = params
         .symbols

@@ -473,6 +473,91 @@ pub fn net_from_position_risk(positions: &[Value]) -> BTreeMap<Symbol, Qty> {
     out
 }
 
+/// Start-up rule 4 for every journal-open order the exchange's `open` orders do not list: looked up by client id
+/// and closed in the plan with its real state (or as never placed). `false`: one could not be looked up, and new
+/// entries must stay halted. Spot and futures alike (the client speaks its market's paths).
+pub fn close_stale_on_start(
+    client: &super::rest::RestClient,
+    rt: &tokio::runtime::Handle,
+    open: &[Value],
+    ledger: &crate::journal::Ledger,
+    symbols: &[Symbol],
+    plan: &mut Plan,
+) -> bool {
+    let mut all = true;
+    for cid in stale_orders(open, &ledger.open_orders) {
+        let mode = |s| mode_for(&ledger.positions, s);
+        match rt.block_on(resolve_stale(client, cid, symbols, mode)) {
+            Stale::Found(msgs) => {
+                plan.notes.push(format!(
+                    "close order {cid} (open in the journal, no longer open on the exchange)"
+                ));
+                plan.engine.extend(msgs);
+            }
+            Stale::Missing => {
+                plan.notes.push(format!(
+                    "close order {cid} (open in the journal, unknown to the exchange: never placed)"
+                ));
+                if let Some(s) = symbols.first() {
+                    plan.engine
+                        .extend(close_missing(cid, *s, mode(*s), client.now_ms()));
+                }
+            }
+            Stale::Unknown => {
+                all = false;
+                tracing::error!(client_id = %cid, "reconcile: could not look up an order the journal holds open; new entries stay halted");
+            }
+        }
+    }
+    all
+}
+
+/// Cancels the plan's orders (`-2011`, already gone, counts as done). `false`: one could not be cancelled, and
+/// new entries must stay halted.
+pub fn cancel_planned(
+    client: &super::rest::RestClient,
+    rt: &tokio::runtime::Handle,
+    cancel: &[ToCancel],
+) -> bool {
+    let mut all = true;
+    for c in cancel {
+        match rt.block_on(client.cancel_order(&c.symbol, &c.client_id)) {
+            Ok(_) | Err(super::rest::RestError::Api { code: -2011, .. }) => {}
+            Err(e) => {
+                all = false;
+                tracing::error!(client_id = %c.client_id, error = %e, "reconcile: could not cancel an unknown order; new entries stay halted");
+            }
+        }
+    }
+    all
+}
+
+/// Ends start-up reconciliation: the plan's messages go to the engine, then the halt it started with is lifted
+/// when everything was done (logging `local and exchange state agree ({summary})`); a read-only start is halted
+/// for good instead, and a failure leaves the halt on and alerts (a kill-switch trigger).
+pub fn finish_start(
+    inbound: &crossbeam_channel::Sender<Inbound>,
+    msgs: Vec<Inbound>,
+    read_only: bool,
+    all_done: bool,
+    summary: &str,
+) {
+    use aegis_shared::event::{AlertKind, HaltReason};
+    for m in msgs {
+        let _ = inbound.send(m);
+    }
+    if read_only {
+        let _ = inbound.send(Inbound::ReadOnly);
+        let _ = inbound.send(Inbound::Halt(HaltReason::KeyRejected));
+        let _ = inbound.send(Inbound::Clear(HaltReason::ReconcileMismatch));
+    } else if all_done {
+        let _ = inbound.send(Inbound::Clear(HaltReason::ReconcileMismatch));
+        tracing::info!("reconcile:   local and exchange state agree ({summary})");
+    } else {
+        let _ = inbound.send(Inbound::Alert(AlertKind::ReconcileMismatch));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,6 +184,63 @@ async fn run(
     }
 }
 
+/// The wire precision (tick and step) of every symbol, for order encoding; `Err` names a symbol whose filters
+/// cannot be written exactly.
+pub fn precision_of(
+    specs: &[aegis_engine::SymbolSpec],
+) -> Result<HashMap<Symbol, WirePrecision>, String> {
+    specs
+        .iter()
+        .map(|s| {
+            WirePrecision::new(s.filters.tick_size, s.filters.step_size)
+                .map(|p| (s.symbol, p))
+                .map_err(|e| format!("{}: {e}", s.symbol))
+        })
+        .collect()
+}
+
+/// Order entry on the engine thread (the WebSocket API of `client`'s market, read into a 64 KiB buffer: answers
+/// are small) with this REST worker behind it; `switch` lets a key switch reach the engine's encoder. Returns
+/// the worker's thread.
+#[allow(clippy::too_many_arguments)] // The start-up wiring of both markets, one call each.
+pub fn attach_entry(
+    link: &aegis_engine::venue::binance::LiveLink,
+    client: &RestClient,
+    rt: &tokio::runtime::Handle,
+    inbound: crossbeam_channel::Sender<Inbound>,
+    precision: HashMap<Symbol, WirePrecision>,
+    slot: Arc<Slot>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    switch: Option<crossbeam_channel::Receiver<aegis_engine::venue::binance::entry::EntrySwitch>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let creds = client
+        .credentials()
+        .ok_or_else(|| std::io::Error::other("order entry needs a key"))?;
+    let (job_tx, job_rx) = crossbeam_channel::bounded(JOB_CAPACITY);
+    let url = match client.market() {
+        aegis_shared::Market::Futures => client.endpoints.wsapi.clone(),
+        aegis_shared::Market::Spot => client.endpoints.spot_wsapi.clone(),
+    };
+    let mut ws = aegis_engine::net::mio_ws::WsClientConfig::new(url);
+    ws.tls = tls;
+    ws.read_capacity = 64 * 1024;
+    link.attach_entry(aegis_engine::venue::binance::entry::EntryConfig {
+        ws,
+        encoder: aegis_engine::sign::OrderEncoder::new(
+            creds.signer.clone(),
+            creds.api_key.clone(),
+            super::connect::WS_API_RECV_WINDOW_MS,
+        )
+        .on_market(client.market()),
+        precision: precision.iter().map(|(s, p)| (*s, *p)).collect(),
+        clock: Arc::new(super::rest::ClientClock(client.clone())),
+        rest: job_tx,
+        stats: Arc::new(aegis_engine::venue::binance::entry::EntryStats::default()),
+        switch,
+    });
+    start(client.clone(), rt.clone(), job_rx, inbound, precision, slot)
+}
+
 /// The engine thread's order entry does not log; its rare events are logged here, worded as the order gateway
 /// worded them (operators and tests look for these lines).
 fn note(n: EntryNote, client: &RestClient) {

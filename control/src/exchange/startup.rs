@@ -266,6 +266,38 @@ pub fn specs_from_exchange_info(
     Ok(out)
 }
 
+/// Live only: the key's restrictions re-read every `every`, judged for `market`; a change halts entries and
+/// raises `key_restrictions_changed` (once).
+pub async fn recheck_key(
+    client: RestClient,
+    every: std::time::Duration,
+    allow_ip: bool,
+    market: Market,
+    inbound: crossbeam_channel::Sender<aegis_engine::venue::binance::Inbound>,
+) {
+    use aegis_engine::venue::binance::Inbound;
+    use aegis_shared::event::{AlertKind, HaltReason};
+    let mut tripped = false;
+    loop {
+        tokio::time::sleep(every).await;
+        match client.api_restrictions().await {
+            Ok(k) => match judge(k, allow_ip, market) {
+                Ok(_) => {}
+                Err(fix) if !tripped => {
+                    tripped = true;
+                    tracing::error!("key restrictions changed: new entries halted: {fix}");
+                    let _ = inbound.send(Inbound::Halt(HaltReason::KeyRejected));
+                    let _ = inbound.send(Inbound::Alert(AlertKind::KeyRestrictionsChanged));
+                }
+                Err(_) => {}
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "key restriction re-check failed; trying again next period")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

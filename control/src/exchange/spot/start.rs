@@ -11,12 +11,11 @@
 //!
 //! Nothing futures-only is called: no leverage, no position or asset mode, no algo orders, no funding.
 
-use super::super::connect::{client_and_tls, run_err};
-use super::super::{env, paper_market, rest, rest_worker, resync, startup};
+use super::super::connect::run_err;
+use super::super::{paper_market, rest, rest_worker, resync, startup};
 use super::user_stream::{self, Balances, SpotAssets, SpotFeePricer, SpotUserStreamConfig};
 use super::{reconcile, stops};
 use crate::engine_link::{EngineStart, EngineThread, RunError, StartContext};
-use aegis_engine::sign::WirePrecision;
 use aegis_engine::venue::binance::{self, Inbound};
 use aegis_engine::{EngineReport, FeedSource};
 use aegis_shared::config::ConfigError;
@@ -123,36 +122,8 @@ pub fn start_spot(
     rt: tokio::runtime::Handle,
 ) -> Result<EngineStart, RunError> {
     let cfg = ctx.config;
-    let endpoints =
-        env::Endpoints::for_config(cfg).ok_or_else(|| run_err("paper mode has no exchange"))?;
-    let creds = env::credentials(cfg)?;
-    tracing::info!(
-        "exchange:    Binance spot {} (REST {}, streams {}, WebSocket API {})",
-        endpoints.name.to_uppercase(),
-        endpoints.spot,
-        endpoints.spot_stream,
-        endpoints.spot_wsapi
-    );
-    if endpoints.overridden {
-        tracing::warn!("exchange:    URLs overridden by BINANCE_*_URL (simulator or proxy): this is not Binance itself");
-    }
-    let (client, feed_tls) = client_and_tls(cfg, endpoints, creds)?;
-    let client = client.on_market(Market::Spot);
-    let offset = rt.block_on(client.sync_time()).map_err(|e| {
-        run_err(format!(
-            "cannot reach Binance spot {}: {e}",
-            client.endpoints.name
-        ))
-    })?;
-    tracing::info!("clock:       server time offset {offset} ms (GET /api/v3/time)");
-    let read_only = client.credentials().is_none();
-    if read_only {
-        tracing::warn!("==================== READ-ONLY MODE ====================");
-        tracing::warn!(
-            "no API key for TRADING_MODE={}: spot market data and dashboard only, NO ORDERS",
-            cfg.trading_mode
-        );
-    }
+    let (client, feed_tls, read_only) =
+        super::super::connect::open_exchange(cfg, &rt, Market::Spot)?;
     rt.block_on(startup::prove(&client, cfg))?;
 
     let (mut params, _paper_feed) = crate::engine_link::params(&ctx)?;
@@ -246,37 +217,14 @@ pub fn start_spot(
             }
         }
         // Orders the journal holds open that the exchange no longer lists: closed with their real state.
-        for cid in crate::exchange::reconcile::stale_orders(&exch_orders, &ctx.ledger.open_orders) {
-            let mode = |s| crate::exchange::reconcile::mode_for(&ctx.ledger.positions, s);
-            match rt.block_on(crate::exchange::reconcile::resolve_stale(
-                &client, cid, &symbols, mode,
-            )) {
-                crate::exchange::reconcile::Stale::Found(msgs) => {
-                    plan.notes.push(format!(
-                        "close order {cid} (open in the journal, no longer open on the exchange)"
-                    ));
-                    plan.engine.extend(msgs);
-                }
-                crate::exchange::reconcile::Stale::Missing => {
-                    plan.notes.push(format!(
-                        "close order {cid} (open in the journal, unknown to the exchange: never placed)"
-                    ));
-                    if let Some(s) = symbols.first() {
-                        plan.engine
-                            .extend(crate::exchange::reconcile::close_missing(
-                                cid,
-                                *s,
-                                mode(*s),
-                                client.now_ms(),
-                            ));
-                    }
-                }
-                crate::exchange::reconcile::Stale::Unknown => {
-                    all_done = false;
-                    tracing::error!(client_id = %cid, "reconcile: could not look up an order the journal holds open; new entries stay halted");
-                }
-            }
-        }
+        all_done &= crate::exchange::reconcile::close_stale_on_start(
+            &client,
+            &rt,
+            &exch_orders,
+            ctx.ledger,
+            &symbols,
+            &mut plan,
+        );
         let mut sp = reconcile::plan(
             &exch_orders,
             &held,
@@ -310,83 +258,34 @@ pub fn start_spot(
     for n in &plan.notes {
         tracing::info!("reconcile:   {n}");
     }
-    for c in &plan.cancel {
-        match rt.block_on(client.cancel_order(&c.symbol, &c.client_id)) {
-            Ok(_) | Err(rest::RestError::Api { code: -2011, .. }) => {}
-            Err(e) => {
-                all_done = false;
-                tracing::error!(client_id = %c.client_id, error = %e, "reconcile: could not cancel a spot order; new entries stay halted");
-            }
-        }
-    }
-    for m in plan.engine {
-        let _ = ends.inbound.send(m);
-    }
+    all_done &= crate::exchange::reconcile::cancel_planned(&client, &rt, &plan.cancel);
+    let mut msgs = plan.engine;
     if !sold_outside.is_empty() {
         // Not a mismatch (that one is a kill-switch trigger): the balance is the truth and was adopted.
-        let _ = ends.inbound.send(Inbound::Alert(AlertKind::SoldOutsideBot));
+        msgs.push(Inbound::Alert(AlertKind::SoldOutsideBot));
     }
-    if read_only {
-        let _ = ends.inbound.send(Inbound::ReadOnly);
-        let _ = ends.inbound.send(Inbound::Halt(HaltReason::KeyRejected));
-        let _ = ends
-            .inbound
-            .send(Inbound::Clear(HaltReason::ReconcileMismatch));
-    } else if all_done {
-        let _ = ends
-            .inbound
-            .send(Inbound::Clear(HaltReason::ReconcileMismatch));
-        tracing::info!(
-            "reconcile:   local and exchange state agree ({} cancelled, {} pair(s) set down to their balance)",
-            plan.cancel.len(),
-            sold_outside.len()
-        );
-    } else {
-        let _ = ends
-            .inbound
-            .send(Inbound::Alert(AlertKind::ReconcileMismatch));
-    }
+    let summary = format!(
+        "{} cancelled, {} pair(s) set down to their balance",
+        plan.cancel.len(),
+        sold_outside.len()
+    );
+    crate::exchange::reconcile::finish_start(&ends.inbound, msgs, read_only, all_done, &summary);
 
     // Order entry on the engine thread over spot's WebSocket API; REST fallback on the REST worker.
     let mut rest_worker = None;
     if !read_only {
-        let mut precision = HashMap::new();
-        for s in &params.symbols {
-            let p = WirePrecision::new(s.filters.tick_size, s.filters.step_size)
-                .map_err(|e| run_err(format!("{}: {e}", s.symbol)))?;
-            precision.insert(s.symbol, p);
-        }
-        let Some(creds) = client.credentials() else {
-            return Err(run_err("order entry needs a key"));
-        };
-        let (job_tx, job_rx) = crossbeam_channel::bounded(rest_worker::JOB_CAPACITY);
-        let mut ws =
-            aegis_engine::net::mio_ws::WsClientConfig::new(client.endpoints.spot_wsapi.clone());
-        ws.tls = feed_tls.clone();
-        ws.read_capacity = 64 * 1024;
-        link.attach_entry(binance::entry::EntryConfig {
-            ws,
-            encoder: aegis_engine::sign::OrderEncoder::new(
-                creds.signer.clone(),
-                creds.api_key.clone(),
-                super::super::connect::WS_API_RECV_WINDOW_MS,
-            )
-            .on_market(Market::Spot),
-            precision: precision.iter().map(|(s, p)| (*s, *p)).collect(),
-            clock: Arc::new(rest::ClientClock(client.clone())),
-            rest: job_tx,
-            stats: Arc::new(binance::entry::EntryStats::default()),
-            // Key rotation swaps a running futures bot's key; a spot bot takes a new key at restart.
-            switch: None,
-        });
+        let precision = rest_worker::precision_of(&params.symbols).map_err(run_err)?;
+        // No key switch: a running spot bot takes a new key at restart (its user stream signs with the old).
         rest_worker = Some(
-            rest_worker::start(
-                client.clone(),
-                rt.clone(),
-                job_rx,
+            rest_worker::attach_entry(
+                &link,
+                &client,
+                &rt,
                 ends.inbound.clone(),
                 precision,
                 slot.clone(),
+                feed_tls.clone(),
+                None,
             )
             .map_err(|source| RunError::Start {
                 what: "the REST worker thread",
@@ -435,10 +334,11 @@ pub fn start_spot(
             pricer: pricer.clone(),
         })));
         if cfg.trading_mode == TradingMode::Live {
-            tasks.push(rt.spawn(recheck_key(
+            tasks.push(rt.spawn(startup::recheck_key(
                 client.clone(),
                 cfg.exchange.key_recheck,
                 cfg.exchange.allow_unrestricted_ip,
+                Market::Spot,
                 ends.inbound.clone(),
             )));
         }
@@ -736,34 +636,6 @@ async fn resync_round(r: &Round) -> bool {
         let _ = inbound.send(Inbound::Alert(AlertKind::ReconcileMismatch));
     }
     true
-}
-
-/// Live only: the key's restrictions re-read every `every` (as on futures); a change halts entries.
-async fn recheck_key(
-    client: rest::RestClient,
-    every: Duration,
-    allow_ip: bool,
-    inbound: crossbeam_channel::Sender<Inbound>,
-) {
-    let mut tripped = false;
-    loop {
-        tokio::time::sleep(every).await;
-        match client.api_restrictions().await {
-            Ok(k) => match startup::judge(k, allow_ip, Market::Spot) {
-                Ok(_) => {}
-                Err(fix) if !tripped => {
-                    tripped = true;
-                    tracing::error!("key restrictions changed: new entries halted: {fix}");
-                    let _ = inbound.send(Inbound::Halt(HaltReason::KeyRejected));
-                    let _ = inbound.send(Inbound::Alert(AlertKind::KeyRestrictionsChanged));
-                }
-                Err(_) => {}
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "key restriction re-check failed; trying again next period")
-            }
-        }
-    }
 }
 
 #[cfg(test)]
