@@ -46,6 +46,41 @@ impl StopsHealth {
         f(&mut v);
     }
 
+    /// The kill switch holds: no stop rests and none is placed; every symbol in `positions` is unprotected.
+    pub(crate) fn paused_by_kill(&self, positions: impl Iterator<Item = String>) {
+        self.set(|v| {
+            v.paused_by_kill = true;
+            v.resting.clear();
+            v.unprotected = positions
+                .map(|s| (s, "kill switch: no stop until resumed".into()))
+                .collect();
+        });
+    }
+
+    /// After a manager's round: the stops resting now, and the symbols with a position but no stop (each keeps
+    /// the reason a failure gave it, else "stop not placed yet").
+    pub(crate) fn publish(
+        &self,
+        resting: BTreeMap<String, Value>,
+        missing: impl Iterator<Item = String>,
+    ) {
+        let prev = self.unprotected();
+        let unprotected = missing
+            .map(|k| {
+                let why = prev
+                    .get(&k)
+                    .cloned()
+                    .unwrap_or_else(|| "stop not placed yet".into());
+                (k, why)
+            })
+            .collect();
+        self.set(|v| {
+            v.paused_by_kill = false;
+            v.resting = resting;
+            v.unprotected = unprotected;
+        });
+    }
+
     /// Symbols with an open position and no stop resting, with why.
     pub fn unprotected(&self) -> BTreeMap<String, String> {
         self.inner

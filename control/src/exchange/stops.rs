@@ -55,6 +55,34 @@ pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// The retry backoff per symbol of a stop manager (futures and spot): [`BACKOFF_MIN`] after the first failure,
+/// doubling to [`BACKOFF_MAX`], forgotten on success.
+#[derive(Debug, Default)]
+pub struct Retries(BTreeMap<Symbol, (Instant, Duration)>);
+
+impl Retries {
+    /// Whether `s` waits for its next try.
+    pub fn waiting(&self, s: Symbol) -> bool {
+        self.0.get(&s).is_some_and(|(at, _)| Instant::now() < *at)
+    }
+
+    /// `s` succeeded: its next failure starts the backoff again.
+    pub fn succeeded(&mut self, s: Symbol) {
+        self.0.remove(&s);
+    }
+
+    /// `s` failed: the delay until its next try.
+    pub fn failed(&mut self, s: Symbol) -> Duration {
+        let delay = self
+            .0
+            .get(&s)
+            .map(|(_, d)| (*d * 2).min(BACKOFF_MAX))
+            .unwrap_or(BACKOFF_MIN);
+        self.0.insert(s, (Instant::now() + delay, delay));
+        delay
+    }
+}
+
 /// The trigger price `fraction` of `entry` beyond it on the losing side, on the tick, never closer than
 /// `fraction` (and at least one tick above zero).
 pub fn trigger_price(entry: Price, long: bool, fraction: Rate, tick: Price) -> Price {
@@ -130,7 +158,7 @@ pub struct Manager {
     resting: BTreeMap<Symbol, Resting>,
     /// The id each symbol's next placement uses (kept across retries of the same target).
     pending: BTreeMap<Symbol, (Target, String)>,
-    retry_at: BTreeMap<Symbol, (Instant, Duration)>,
+    retry_at: Retries,
     alerted: BTreeMap<Symbol, bool>,
     killed: bool,
     /// Symbols the ledger has shown with a position since the start: only those count as "flat" when the ledger
@@ -178,7 +206,7 @@ impl Manager {
             ticks,
             resting: adopted,
             pending: BTreeMap::new(),
-            retry_at: BTreeMap::new(),
+            retry_at: Retries::default(),
             alerted: BTreeMap::new(),
             killed: false,
             seen_open: Default::default(),
@@ -233,14 +261,9 @@ impl Manager {
             } else if self.kill_retry.is_some_and(|(at, _)| Instant::now() >= at) {
                 self.cancel_kill_left().await;
             }
-            self.live.stops.set(|v| {
-                v.paused_by_kill = true;
-                v.resting.clear();
-                v.unprotected = want
-                    .keys()
-                    .map(|s| (s.to_string(), "kill switch: no stop until resumed".into()))
-                    .collect();
-            });
+            self.live
+                .stops
+                .paused_by_kill(want.keys().map(|s| s.to_string()));
             return;
         }
         self.killed = false;
@@ -258,11 +281,7 @@ impl Manager {
             }
         }
         for s in symbols {
-            if self
-                .retry_at
-                .get(&s)
-                .is_some_and(|(at, _)| Instant::now() < *at)
-            {
+            if self.retry_at.waiting(s) {
                 continue;
             }
             let r = self.converge(s, want.get(&s).copied()).await;
@@ -274,16 +293,11 @@ impl Manager {
     fn record(&mut self, s: Symbol, r: Result<(), String>) {
         match r {
             Ok(()) => {
-                self.retry_at.remove(&s);
+                self.retry_at.succeeded(s);
                 self.alerted.remove(&s);
             }
             Err(why) => {
-                let delay = self
-                    .retry_at
-                    .get(&s)
-                    .map(|(_, d)| (*d * 2).min(BACKOFF_MAX))
-                    .unwrap_or(BACKOFF_MIN);
-                self.retry_at.insert(s, (Instant::now() + delay, delay));
+                let delay = self.retry_at.failed(s);
                 if !self.alerted.get(&s).copied().unwrap_or(false) {
                     self.alerted.insert(s, true);
                     let _ = self
@@ -310,28 +324,12 @@ impl Manager {
                 )
             })
             .collect();
-        let prev = self.live.stops.unprotected();
-        let unprotected: BTreeMap<String, String> = want
-            .iter()
-            .filter(|(s, t)| self.resting.get(s).is_none_or(|r| r.target != **t))
-            .filter(|(s, _)| {
-                // A stop that rests but still needs a move protects the position: only a missing one counts.
-                !self.resting.contains_key(*s)
-            })
-            .map(|(s, _)| {
-                let k = s.to_string();
-                let why = prev
-                    .get(&k)
-                    .cloned()
-                    .unwrap_or_else(|| "stop not placed yet".into());
-                (k, why)
-            })
-            .collect();
-        self.live.stops.set(|v| {
-            v.paused_by_kill = false;
-            v.resting = resting;
-            v.unprotected = unprotected;
-        });
+        // A stop that rests but still needs a move protects the position: only a missing one counts.
+        let missing = want
+            .keys()
+            .filter(|s| !self.resting.contains_key(*s))
+            .map(|s| s.to_string());
+        self.live.stops.publish(resting, missing);
     }
 
     fn next_id(&mut self, s: Symbol) -> String {

@@ -48,10 +48,9 @@ pub const DEFAULT_SLIPPAGE: Rate = Rate::from_units(500_000);
 pub const TICK: Duration = Duration::from_millis(500);
 /// How often the open orders of the symbols with a stop are read (6 weight per symbol on spot).
 pub const AUDIT_EVERY: Duration = Duration::from_secs(10);
-/// First retry delay after a failure.
-pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Longest retry delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+use super::super::stops::Retries;
+/// Retries back off as the futures manager's do ([`super::super::stops::Retries`]).
+pub use super::super::stops::{BACKOFF_MAX, BACKOFF_MIN};
 
 /// One stop as it should rest (or rests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +320,7 @@ pub struct Manager {
     resting: BTreeMap<Symbol, SpotResting>,
     /// The id each symbol's next placement uses (kept across retries of the same target).
     pending: BTreeMap<Symbol, (SpotTarget, String)>,
-    retry_at: BTreeMap<Symbol, (Instant, Duration)>,
+    retry_at: Retries,
     /// Symbols whose failure has been alerted in this episode.
     alerted: BTreeSet<Symbol>,
     /// Symbols the ledger has shown holding since the start (an adopted stop survives until the reconciled
@@ -352,7 +351,7 @@ impl Manager {
             filters,
             resting: BTreeMap::new(),
             pending: BTreeMap::new(),
-            retry_at: BTreeMap::new(),
+            retry_at: Retries::default(),
             alerted: BTreeSet::new(),
             seen_open: BTreeSet::new(),
             killed: false,
@@ -421,14 +420,9 @@ impl Manager {
         if killed {
             self.killed = true;
             self.cancel_all_ours().await;
-            self.live.stops.set(|v| {
-                v.paused_by_kill = true;
-                v.resting.clear();
-                v.unprotected = want
-                    .keys()
-                    .map(|s| (s.to_string(), "kill switch: no stop until resumed".into()))
-                    .collect();
-            });
+            self.live
+                .stops
+                .paused_by_kill(want.keys().map(|s| s.to_string()));
             return;
         }
         self.killed = false;
@@ -440,11 +434,7 @@ impl Manager {
         let mut symbols: BTreeSet<Symbol> = want.keys().copied().collect();
         symbols.extend(self.resting.keys().copied());
         for s in symbols {
-            if self
-                .retry_at
-                .get(&s)
-                .is_some_and(|(at, _)| Instant::now() < *at)
-            {
+            if self.retry_at.waiting(s) {
                 continue;
             }
             let r = self.converge(s, want.get(&s).copied()).await;
@@ -461,23 +451,16 @@ impl Manager {
     fn record(&mut self, s: Symbol, r: Result<(), SpotStopError>) {
         match r {
             Ok(()) => {
-                self.retry_at.remove(&s);
+                self.retry_at.succeeded(s);
                 self.alerted.remove(&s);
             }
             Err(e) => {
-                let unrestable = matches!(e, SpotStopError::Unrestable(_));
                 // An unrestable position is re-judged every tick (the ledger may change it), not retried.
-                let delay = if unrestable {
+                let delay = if matches!(e, SpotStopError::Unrestable(_)) {
                     Duration::ZERO
                 } else {
-                    self.retry_at
-                        .get(&s)
-                        .map(|(_, d)| (*d * 2).min(BACKOFF_MAX))
-                        .unwrap_or(BACKOFF_MIN)
+                    self.retry_at.failed(s)
                 };
-                if !unrestable {
-                    self.retry_at.insert(s, (Instant::now() + delay, delay));
-                }
                 // Once per episode: an alert and an error line, not one per tick.
                 if self.alerted.insert(s) {
                     let _ = self
@@ -508,24 +491,11 @@ impl Manager {
                 )
             })
             .collect();
-        let prev = self.live.stops.unprotected();
-        let unprotected: BTreeMap<String, String> = want
+        let missing = want
             .keys()
             .filter(|s| !self.resting.contains_key(*s))
-            .map(|s| {
-                let k = s.to_string();
-                let why = prev
-                    .get(&k)
-                    .cloned()
-                    .unwrap_or_else(|| "stop not placed yet".into());
-                (k, why)
-            })
-            .collect();
-        self.live.stops.set(|v| {
-            v.paused_by_kill = false;
-            v.resting = resting;
-            v.unprotected = unprotected;
-        });
+            .map(|s| s.to_string());
+        self.live.stops.publish(resting, missing);
     }
 
     fn next_id(&mut self, s: Symbol) -> String {
