@@ -474,3 +474,28 @@ fn live_spot_needs_the_spot_permission_in_apirestrictions_and_trades_with_it() {
     bot.expect_log("local and exchange state agree", Duration::from_secs(10));
     enter(&w, &bot);
 }
+
+#[test]
+fn the_kill_switch_on_spot_sells_the_holding_and_leaves_no_order_resting() {
+    let _g = serial();
+    let w = World::new("live-spot-kill", spot_keys());
+    push_quotes(&w, 60_000.0, 0.0, 1, "5", "5");
+    let bot = w.bot(1, &spot_env(&w));
+    bot.expect_log("local and exchange state agree", Duration::from_secs(25));
+    enter(&w, &bot);
+    wait_resting_stop(&w, &bot, Duration::from_secs(10));
+    // The KILL file flattens: the exit sells the BTC the stop locks (its cancel and the sell race the stop
+    // manager's own cancel of its stops; either way nothing may be left resting and nothing left to sell).
+    kill_file(&w);
+    let mut last = (0, None, Vec::new());
+    let ok = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        push_quotes(&w, 60_000.0, 0.0, 1, "5", "5");
+        last = (sim_held(&w, "BTC"), bot_btc(&bot), sim_spot_open(&w));
+        last.0 < STEP && last.1 == Some(last.0) && last.2.is_empty()
+    });
+    assert!(ok, "after the kill: {last:?}\n{}", bot.log());
+    assert_eq!(bot.halt_reason().as_deref(), Some("kill_switch"));
+    // And it stays that way: no stop is placed again while the kill holds.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(sim_spot_open(&w).is_empty(), "{:?}", sim_spot_open(&w));
+}
