@@ -499,3 +499,51 @@ fn the_kill_switch_on_spot_sells_the_holding_and_leaves_no_order_resting() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(sim_spot_open(&w).is_empty(), "{:?}", sim_spot_open(&w));
 }
+
+/// A fill racing a reconnect of the spot WebSocket API: another client of the account buys right after the
+/// connections drop. Whether its executionReport reaches the new subscription or only `myTrades` has it (the
+/// round after the reconnect recovers it then; which of the two happens depends on timing), the bot ends with
+/// the exchange's balance and a stop of that size.
+#[test]
+fn a_fill_around_a_user_stream_reconnect_ends_with_the_position_equal_to_the_balance() {
+    let _g = serial();
+    let w = World::new("live-spot-gap", spot_keys());
+    push_quotes(&w, 60_000.0, 0.0, 1, "5", "5");
+    let bot = w.bot(1, &spot_env(&w));
+    bot.expect_log("local and exchange state agree", Duration::from_secs(25));
+    let held = enter(&w, &bot);
+    wait_resting_stop(&w, &bot, Duration::from_secs(10));
+    w.admin(AdminCall::ws_drop("api"));
+    let r = spot_signed(
+        &w,
+        reqwest::Method::POST,
+        "/api/v3/order",
+        &[
+            ("symbol", "BTCUSDT"),
+            ("side", "BUY"),
+            ("type", "MARKET"),
+            ("quantity", "0.00100"),
+        ],
+    );
+    assert_eq!(r["status"], "FILLED", "{r}");
+    bot.expect_log(
+        "reconnected: reconciling with the exchange's balances again",
+        Duration::from_secs(15),
+    );
+    let now = sim_held(&w, "BTC");
+    assert!(now > held);
+    let mut last = None;
+    let ok = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        last = bot_btc(&bot);
+        last == Some(now)
+    });
+    assert!(ok, "bot {last:?} vs exchange {now}\n{}", bot.log());
+    // A trade of the account moves the position (as on futures); the stop follows it.
+    let ok = wait_until(Duration::from_secs(15), Duration::from_millis(200), || {
+        sim_spot_open(&w).iter().any(|o| {
+            o["type"] == "STOP_LOSS_LIMIT" && qty_units(&o["origQty"]) == now / STEP * STEP
+        })
+    });
+    assert!(ok, "{:?}\n{}", sim_spot_open(&w), bot.log());
+    assert!(!bot.log().contains("sold outside the bot"), "{}", bot.log());
+}
