@@ -84,12 +84,8 @@ impl EngineThread for LiveThreads {
         if let Some(g) = s.gateway {
             g.stop(Duration::from_secs(1));
         }
-        // Ends by itself once the engine (its queue's sender) is gone; never waited for long.
         if let Some(w) = s.rest_worker {
-            let t = std::time::Instant::now();
-            while !w.is_finished() && t.elapsed() < Duration::from_secs(1) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            rest_worker::wait_ended(w);
         }
         if let Some(u) = s.user {
             u.stop();

@@ -184,6 +184,15 @@ async fn run(
     }
 }
 
+/// Waits up to a second for the REST worker to end: it ends by itself once the engine (its queue's sender) is
+/// gone, so a stop never waits for long.
+pub fn wait_ended(worker: std::thread::JoinHandle<()>) {
+    let t = std::time::Instant::now();
+    while !worker.is_finished() && t.elapsed() < std::time::Duration::from_secs(1) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// The wire precision (tick and step) of every symbol, for order encoding; `Err` names a symbol whose filters
 /// cannot be written exactly.
 pub fn precision_of(

@@ -48,10 +48,7 @@ impl EngineThread for SpotThreads {
         let s = *self;
         let _ = s.engine.join();
         if let Some(w) = s.rest_worker {
-            let t = std::time::Instant::now();
-            while !w.is_finished() && t.elapsed() < Duration::from_secs(1) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            rest_worker::wait_ended(w);
         }
         if let Some(u) = s.user {
             u.stop();
