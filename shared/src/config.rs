@@ -1217,8 +1217,8 @@ mod tests {
 
     #[test]
     fn spot_is_valid_configuration_in_every_trading_mode() {
-        // `aegis keys audit` and `aegis preflight` judge a spot key for testnet and live, so the configuration
-        // must load; `aegis run` is what refuses a live spot venue that does not exist yet.
+        // Spot trades on paper, testnet and live, and `aegis keys audit` / `aegis preflight` judge a spot key in
+        // each: the configuration loads in every mode.
         for mode in ["paper", "testnet", "live"] {
             let c = cfg(&[("TRADING_MODE", mode), ("MARKETS", "spot")])
                 .unwrap_or_else(|e| panic!("{mode}: {e}"));
