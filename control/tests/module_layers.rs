@@ -48,8 +48,8 @@ const LAYERS: &[&[&str]] = &[
 
 /// The submodules of `control/src/exchange` (`mod` is `exchange/mod.rs`, which wires them), lowest first.
 const EXCHANGE_LAYERS: &[&[&str]] = &[
-    // Endpoints and keys; our stop's algo-order shape.
-    &["env", "algo"],
+    // Endpoints and keys; our stop's algo-order shape; what a run stops after its engine.
+    &["env", "algo", "threads"],
     // The REST client; what every start connects with.
     &["rest"],
     &[

@@ -122,6 +122,18 @@ fn enter(w: &World, bot: &Bot) -> i64 {
     wait_agreed_long(w, bot, Duration::from_secs(25))
 }
 
+/// A spot world whose bot (run 1) has agreed with the exchange, entered a long and has its stop resting:
+/// (world, bot, the BTC held in units, the stop as the simulator lists it).
+fn protected_long(tag: &str) -> (World, Bot, i64, Value) {
+    let w = World::new(tag, spot_keys());
+    push_quotes(&w, 60_000.0, 0.0, 1, "5", "5");
+    let bot = w.bot(1, &spot_env(&w));
+    bot.expect_log("local and exchange state agree", Duration::from_secs(25));
+    let held = enter(&w, &bot);
+    let stop = wait_resting_stop(&w, &bot, Duration::from_secs(10));
+    (w, bot, held, stop)
+}
+
 #[test]
 fn live_spot_entry_and_exit_fill_in_parts_pay_base_fees_and_match_the_exchanges_balances() {
     let _g = serial();
@@ -149,6 +161,8 @@ fn live_spot_entry_and_exit_fill_in_parts_pay_base_fees_and_match_the_exchanges_
     );
     assert!(fees > 0);
     assert_eq!(held, bought - fees, "{acc}");
+    // Agreed by the fills themselves, not by the balance watcher setting the position down afterwards.
+    assert!(!bot.log().contains("sold outside the bot"), "{}", bot.log());
     // The position is protected by a stop resting on the exchange, selling what is held.
     let stop = wait_resting_stop(&w, &bot, Duration::from_secs(10));
     assert_eq!(stop["side"], "SELL");
@@ -238,6 +252,7 @@ fn live_spot_entry_and_exit_fill_in_parts_pay_base_fees_and_match_the_exchanges_
     assert!(rows.iter().all(|x| x["market"] == "spot"), "{p}");
     let got: i64 = rows.iter().map(|x| qty_units(&x["fees"])).sum();
     assert_eq!(got, want, "bot fees vs the exchange's commissions: {p}");
+    assert!(!bot.log().contains("sold outside the bot"), "{}", bot.log());
 }
 
 /// A signed spot call as another client of alice's account would make it.
@@ -248,12 +263,7 @@ fn spot_signed(w: &World, method: reqwest::Method, path: &str, params: &[(&str, 
 #[test]
 fn live_spot_restart_reconciles_from_balances_cancels_a_stray_and_notices_a_sale_outside_the_bot() {
     let _g = serial();
-    let w = World::new("live-spot-restart", spot_keys());
-    push_quotes(&w, 60_000.0, 0.0, 1, "5", "5");
-    let mut bot = w.bot(1, &spot_env(&w));
-    bot.expect_log("local and exchange state agree", Duration::from_secs(25));
-    let held = enter(&w, &bot);
-    let stop = wait_resting_stop(&w, &bot, Duration::from_secs(10));
+    let (w, mut bot, held, stop) = protected_long("live-spot-restart");
     bot.stop_cleanly(Duration::from_secs(15));
     // The stop stays on the exchange while the bot is down.
     assert!(
@@ -345,12 +355,7 @@ fn live_spot_restart_reconciles_from_balances_cancels_a_stray_and_notices_a_sale
 #[test]
 fn a_spot_stop_resting_on_the_exchange_sells_after_kill_9_and_the_restarted_bot_books_it() {
     let _g = serial();
-    let w = World::new("live-spot-kill9", spot_keys());
-    push_quotes(&w, 60_000.0, 0.0, 1, "5", "5");
-    let mut bot = w.bot(1, &spot_env(&w));
-    bot.expect_log("local and exchange state agree", Duration::from_secs(25));
-    let held = enter(&w, &bot);
-    let stop = wait_resting_stop(&w, &bot, Duration::from_secs(10));
+    let (w, mut bot, held, stop) = protected_long("live-spot-kill9");
     let stop_price: f64 = stop["stopPrice"].as_str().unwrap().parse().unwrap();
     bot.signal(9);
     assert!(bot.wait_exit(Duration::from_secs(5)).is_some());
@@ -372,17 +377,18 @@ fn a_spot_stop_resting_on_the_exchange_sells_after_kill_9_and_the_restarted_bot_
         last == Some(sim_held(&w, "BTC"))
     });
     assert!(ok, "bot {last:?}\n{}", bot.log());
+    // Booked as the stop's fill (recovered from myTrades), not set down to the balance afterwards.
+    bot.expect_log(
+        "1 spot fill(s) made while the bot was away recovered",
+        Duration::from_secs(1),
+    );
+    assert!(!bot.log().contains("sold outside the bot"), "{}", bot.log());
 }
 
 #[test]
 fn a_spot_holding_moved_outside_the_running_bot_is_noticed_and_the_position_follows_the_balance() {
     let _g = serial();
-    let w = World::new("live-spot-outside", spot_keys());
-    push_quotes(&w, 60_000.0, 0.0, 1, "5", "5");
-    let bot = w.bot(1, &spot_env(&w));
-    bot.expect_log("local and exchange state agree", Duration::from_secs(25));
-    let held = enter(&w, &bot);
-    let stop = wait_resting_stop(&w, &bot, Duration::from_secs(10));
+    let (w, bot, held, stop) = protected_long("live-spot-outside");
     // The owner cancels the stop and withdraws part of the BTC while the bot runs: no trade, only balances.
     let cid = stop["clientOrderId"].as_str().unwrap().to_string();
     let r = spot_signed(
@@ -419,11 +425,7 @@ fn a_spot_holding_moved_outside_the_running_bot_is_noticed_and_the_position_foll
 #[test]
 fn a_terminated_spot_user_stream_is_resubscribed_and_reconciled_and_the_exit_still_books() {
     let _g = serial();
-    let w = World::new("live-spot-terminated", spot_keys());
-    push_quotes(&w, 60_000.0, 0.0, 1, "5", "5");
-    let bot = w.bot(1, &spot_env(&w));
-    bot.expect_log("local and exchange state agree", Duration::from_secs(25));
-    let held = enter(&w, &bot);
+    let (w, bot, held, _) = protected_long("live-spot-terminated");
     // Binance ends the subscription (`eventStreamTerminated`): the bot subscribes again and reconciles.
     w.admin(AdminCall::spot_terminate_streams("alice"));
     bot.expect_log(
@@ -478,12 +480,7 @@ fn live_spot_needs_the_spot_permission_in_apirestrictions_and_trades_with_it() {
 #[test]
 fn the_kill_switch_on_spot_sells_the_holding_and_leaves_no_order_resting() {
     let _g = serial();
-    let w = World::new("live-spot-kill", spot_keys());
-    push_quotes(&w, 60_000.0, 0.0, 1, "5", "5");
-    let bot = w.bot(1, &spot_env(&w));
-    bot.expect_log("local and exchange state agree", Duration::from_secs(25));
-    enter(&w, &bot);
-    wait_resting_stop(&w, &bot, Duration::from_secs(10));
+    let (w, bot, _, _) = protected_long("live-spot-kill");
     // The KILL file flattens: the exit sells the BTC the stop locks (its cancel and the sell race the stop
     // manager's own cancel of its stops; either way nothing may be left resting and nothing left to sell).
     kill_file(&w);
@@ -507,12 +504,7 @@ fn the_kill_switch_on_spot_sells_the_holding_and_leaves_no_order_resting() {
 #[test]
 fn a_fill_around_a_user_stream_reconnect_ends_with_the_position_equal_to_the_balance() {
     let _g = serial();
-    let w = World::new("live-spot-gap", spot_keys());
-    push_quotes(&w, 60_000.0, 0.0, 1, "5", "5");
-    let bot = w.bot(1, &spot_env(&w));
-    bot.expect_log("local and exchange state agree", Duration::from_secs(25));
-    let held = enter(&w, &bot);
-    wait_resting_stop(&w, &bot, Duration::from_secs(10));
+    let (w, bot, held, _) = protected_long("live-spot-gap");
     w.admin(AdminCall::ws_drop("api"));
     let r = spot_signed(
         &w,

@@ -19,6 +19,7 @@
 //!   only for the A/B measurement: `AEGIS_ORDER_PATH=gateway` (hidden setting) selects it.
 //! - [`paper_market`]: paper fills on Binance's public market data (`FEED=binance`), and the market-data feed
 //!   set-up that testnet/live share with it; [`paper_funding`]: the funding such paper positions pay.
+//! - [`threads`]: the engine thread of a run and what is stopped after it, in order.
 //! - [`spot`]: Binance spot (`MARKETS=spot`) on testnet/live: balances as positions, the user stream over the
 //!   spot WebSocket API, resting `STOP_LOSS_LIMIT` stops, and its own start-up ([`spot::start`]), which
 //!   [`start_live`] hands a spot configuration to.
@@ -46,12 +47,13 @@ pub mod spot;
 pub mod spot_info;
 pub mod startup;
 pub mod stops;
+pub mod threads;
 pub mod trades;
 pub mod user_stream;
 
-use crate::engine_link::{EngineStart, EngineThread, RunError, StartContext};
+use crate::engine_link::{EngineStart, RunError, StartContext};
 use aegis_engine::venue::binance::{self, Inbound};
-use aegis_engine::{EngineReport, FeedSource};
+use aegis_engine::FeedSource;
 use aegis_shared::config::ConfigError;
 use aegis_shared::event::HaltReason;
 use aegis_shared::TradingMode;
@@ -62,43 +64,6 @@ use std::time::Duration;
 /// Hidden setting: `gateway` sends orders through the old gateway thread instead of the engine thread (for the
 /// A/B measurement of `benches/benches/tick_to_wire.rs`; not for trading).
 pub const ORDER_PATH_KEY: &str = "AEGIS_ORDER_PATH";
-
-/// The engine thread plus the exchange threads that must outlive it until it has stopped.
-struct LiveThreads {
-    engine: std::thread::JoinHandle<EngineReport>,
-    gateway: Option<gateway::Gateway>,
-    rest_worker: Option<std::thread::JoinHandle<()>>,
-    user: Option<user_stream::UserStream>,
-    recheck: Option<tokio::task::JoinHandle<()>>,
-    stops: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl EngineThread for LiveThreads {
-    fn is_finished(&self) -> bool {
-        self.engine.is_finished()
-    }
-    fn join(self: Box<Self>) {
-        let s = *self;
-        let _ = s.engine.join();
-        keyswitch::register(None);
-        if let Some(g) = s.gateway {
-            g.stop(Duration::from_secs(1));
-        }
-        if let Some(w) = s.rest_worker {
-            rest_worker::wait_ended(w);
-        }
-        if let Some(u) = s.user {
-            u.stop();
-        }
-        if let Some(r) = s.recheck {
-            r.abort();
-        }
-        // The stops stay on the exchange: they protect the positions while the bot is down.
-        if let Some(t) = s.stops {
-            t.abort();
-        }
-    }
-}
 
 /// The REST client a command uses to read the exchange of `TRADING_MODE` (the URLs, key and extra CA `aegis run`
 /// would use); `Err` says what to fix. Paper mode has no exchange.
@@ -374,14 +339,24 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
             commands: h.commands,
         },
         pinned,
-        thread: Box::new(LiveThreads {
-            engine: h.join,
-            gateway,
-            rest_worker,
-            user,
-            recheck,
-            stops,
-        }),
+        thread: Box::new(
+            threads::RunThreads::new(h.join)
+                .then(move || {
+                    keyswitch::register(None);
+                    if let Some(g) = gateway {
+                        g.stop(Duration::from_secs(1));
+                    }
+                    if let Some(w) = rest_worker {
+                        rest_worker::wait_ended(w);
+                    }
+                    if let Some(u) = user {
+                        u.stop();
+                    }
+                })
+                .abort(recheck)
+                // The stops stay on the exchange: they protect the positions while the bot is down.
+                .abort(stops),
+        ),
     })
 }
 

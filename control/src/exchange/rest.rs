@@ -696,22 +696,6 @@ impl RestClient {
         .await
     }
 
-    /// `GET /api/v3/myTrades?symbol=&fromId=` (spot, weight 20): the trades a stream gap may have lost.
-    pub async fn spot_my_trades(
-        &self,
-        symbol: &str,
-        from_id: Option<u64>,
-    ) -> Result<Vec<Value>, RestError> {
-        let mut params = vec![("symbol", symbol.to_string()), ("limit", "1000".into())];
-        if let Some(id) = from_id {
-            params.push(("fromId", id.to_string()));
-        }
-        let v = self
-            .get_signed(Base::Spot, "/api/v3/myTrades", &params)
-            .await?;
-        Ok(v.as_array().cloned().unwrap_or_default())
-    }
-
     /// `GET /api/v3/ticker/price?symbol=` (spot): the last price of a pair (BNB fee conversion, non-dollar quotes).
     pub async fn spot_price(&self, symbol: &str) -> Result<Value, RestError> {
         let params = [("symbol", symbol.to_string())];

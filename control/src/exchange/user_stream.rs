@@ -50,13 +50,14 @@ pub struct UserStreamStats {
     pub listen_key: AtomicU64,
 }
 
-fn s<'a>(o: &'a Value, k: &str) -> &'a str {
+/// A string field, empty when absent (the spot user stream reads its events with the same rules).
+pub(crate) fn s<'a>(o: &'a Value, k: &str) -> &'a str {
     o.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
 /// A decimal field: absent means zero (Binance omits what does not apply), present but unreadable means the
 /// whole update is unusable. Guessing zero for a fill quantity would silently lose a fill.
-fn num<T>(o: &Value, k: &str, zero: T, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+pub(crate) fn num<T>(o: &Value, k: &str, zero: T, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
     match o.get(k) {
         None | Some(Value::Null) => Some(zero),
         Some(Value::String(x)) => parse(x),

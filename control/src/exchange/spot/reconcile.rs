@@ -22,38 +22,25 @@
 use crate::exchange::reconcile::{adopt_msg, mode_for, Plan, ToCancel};
 use aegis_engine::venue::binance::Inbound;
 use aegis_shared::event::PositionUpdate;
-use aegis_shared::{ClientOrderId, Market, Price, Qty, StrategyMode, Symbol};
+use aegis_shared::{ClientOrderId, Market, Notional, Price, Qty, StrategyMode, Symbol};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 
 /// Base-asset quantity held per asset (free + locked), as `GET /api/v3/account` lists it.
 pub type Held = BTreeMap<Symbol, Qty>;
 
-/// The balances of an account answer (`balances: [{asset, free, locked}]`), free + locked per asset.
-/// Unreadable rows are skipped (and so count as nothing held: the safe side, a position is never invented).
-pub fn held_of(account: &Value) -> Held {
-    let mut out = Held::new();
-    for b in account
-        .get("balances")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let s = |k: &str| b.get(k).and_then(Value::as_str);
-        let (Some(asset), Some(free), Some(locked)) = (s("asset"), s("free"), s("locked")) else {
-            continue;
-        };
-        let (Ok(asset), Ok(free), Ok(locked)) =
-            (Symbol::new(asset), Qty::parse(free), Qty::parse(locked))
-        else {
-            continue;
-        };
-        let total = free + locked;
-        if !total.is_zero() {
-            out.insert(asset, total);
-        }
-    }
-    out
+/// What is held per asset, free + locked, from the balances the user stream keeps
+/// ([`super::user_stream::Balances::snapshot`], seeded from `GET /api/v3/account`). Amounts that are no quantity
+/// are skipped, and so count as nothing held: the safe side, a position is never invented.
+pub fn held_of(balances: &BTreeMap<String, (Notional, Notional)>) -> Held {
+    balances
+        .iter()
+        .filter_map(|(asset, (free, locked))| {
+            let total = Qty::from_units((*free + *locked).units());
+            let asset = Symbol::new(asset).ok()?;
+            (!total.is_zero()).then_some((asset, total))
+        })
+        .collect()
 }
 
 /// What the spot plan found beyond the futures [`Plan`].
@@ -216,13 +203,15 @@ mod tests {
     }
 
     #[test]
-    fn balances_are_free_plus_locked_and_skip_zero_and_junk() {
-        let a = json!({"balances": [
+    fn held_is_free_plus_locked_of_the_streams_balances_and_skips_zero_and_junk() {
+        // Through the stream's own balance book, seeded as start-up seeds it.
+        let b = crate::exchange::spot::user_stream::Balances::new();
+        b.seed(&json!({"updateTime": 1, "balances": [
             {"asset": "BTC", "free": "0.001", "locked": "0.002"},
             {"asset": "USDT", "free": "0", "locked": "0"},
             {"asset": "ETH", "free": "x", "locked": "0"},
-        ]});
-        let h = held_of(&a);
+        ]}));
+        let h = held_of(&b.snapshot());
         assert_eq!(h.len(), 1);
         assert_eq!(h[&sym("BTC")], Qty::parse("0.003").unwrap());
     }

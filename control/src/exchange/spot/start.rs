@@ -15,9 +15,9 @@ use super::super::connect::run_err;
 use super::super::{paper_market, rest, rest_worker, resync, startup};
 use super::user_stream::{self, Balances, SpotAssets, SpotFeePricer, SpotUserStreamConfig};
 use super::{reconcile, stops};
-use crate::engine_link::{EngineStart, EngineThread, RunError, StartContext};
+use crate::engine_link::{EngineStart, RunError, StartContext};
 use aegis_engine::venue::binance::{self, Inbound};
-use aegis_engine::{EngineReport, FeedSource};
+use aegis_engine::FeedSource;
 use aegis_shared::config::ConfigError;
 use aegis_shared::event::{AlertKind, FeeConversion, HaltReason};
 use aegis_shared::{Market, Notional, Symbol, TradingMode};
@@ -31,34 +31,6 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// How long a balance below the bot's position must last, with no open order of the pair, before it counts
 /// as sold outside the bot (a sell's balance update can precede its fill's journal write).
 pub const SOLD_OUTSIDE_AFTER: Duration = Duration::from_secs(3);
-
-/// The spot run's threads and tasks, stopped in order once the engine has stopped.
-struct SpotThreads {
-    engine: std::thread::JoinHandle<EngineReport>,
-    rest_worker: Option<std::thread::JoinHandle<()>>,
-    user: Option<user_stream::SpotUserStream>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl EngineThread for SpotThreads {
-    fn is_finished(&self) -> bool {
-        self.engine.is_finished()
-    }
-    fn join(self: Box<Self>) {
-        let s = *self;
-        let _ = s.engine.join();
-        if let Some(w) = s.rest_worker {
-            rest_worker::wait_ended(w);
-        }
-        if let Some(u) = s.user {
-            u.stop();
-        }
-        // The resting stops stay on the exchange: they protect the balances while the bot is down.
-        for t in s.tasks {
-            t.abort();
-        }
-    }
-}
 
 /// BNB (or any non-quote, non-base) fees of the user stream, valued at the asset's current spot price in the
 /// pair's quote (`GET /api/v3/ticker/price`, cached for a minute): unvalued (reported) when it cannot be read.
@@ -169,7 +141,7 @@ pub fn start_spot(
         );
         let account = rt.block_on(client.account()).map_err(run_err)?;
         balances.seed(&account);
-        held = reconcile::held_of(&account);
+        held = reconcile::held_of(&balances.snapshot());
         exch_orders = rt.block_on(client.open_orders()).map_err(run_err)?;
     }
     for ((s, _), u) in &ctx.ledger.positions {
@@ -348,12 +320,20 @@ pub fn start_spot(
             commands: h.commands,
         },
         pinned,
-        thread: Box::new(SpotThreads {
-            engine: h.join,
-            rest_worker,
-            user,
-            tasks,
-        }),
+        thread: Box::new(
+            super::super::threads::RunThreads::new(h.join).then(move || {
+                if let Some(w) = rest_worker {
+                    rest_worker::wait_ended(w);
+                }
+                if let Some(u) = user {
+                    u.stop();
+                }
+                // The resting stops stay on the exchange: they protect the balances while the bot is down.
+                for t in tasks {
+                    t.abort();
+                }
+            }),
+        ),
     })
 }
 
@@ -595,7 +575,7 @@ async fn resync_round(r: &Round) -> bool {
     }
     let sp = reconcile::plan(
         &orders,
-        &reconcile::held_of(&account),
+        &reconcile::held_of(&r.balances.snapshot()),
         &open,
         &moved,
         now,
@@ -638,7 +618,6 @@ async fn resync_round(r: &Round) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aegis_shared::Qty;
 
     #[test]
     fn assets_split_each_pair() {
@@ -649,14 +628,5 @@ mod tests {
         assert_eq!(a[&Symbol::new("ETHBTC").unwrap()].base, "ETH");
         assert_eq!(a[&Symbol::new("ETHBTC").unwrap()].quote, "BTC");
         assert_eq!(a[&Symbol::new("BTCUSDT").unwrap()].quote, "USDT");
-    }
-
-    #[test]
-    fn a_qty_and_notional_share_the_scale() {
-        // `held_delta` and the watcher compare Qty and Notional units directly.
-        assert_eq!(
-            Qty::parse("1.5").unwrap().units(),
-            Notional::parse("1.5").unwrap().units()
-        );
     }
 }

@@ -23,6 +23,7 @@
 //! here logs or returns the key or a signature.
 
 use crate::exchange::rest::status;
+use crate::exchange::user_stream::{num, s};
 use aegis_engine::net::ws;
 use aegis_engine::sign::{ws_api, ApiKey, SignError, Signer, WsAuth, WsParam, WsValue};
 use aegis_engine::venue::binance::entry::VenueClock;
@@ -51,8 +52,6 @@ pub const PING_EVERY: Duration = Duration::from_secs(30);
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(90);
 /// The longest wait between two reconnect attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// `recvWindow` of the subscription request.
-pub const RECV_WINDOW_MS: u64 = 5000;
 
 /// Values a fee paid in an asset that is neither of the pair's (BNB with "pay fees with BNB").
 pub trait SpotFeePricer: Send + Sync {
@@ -400,20 +399,6 @@ impl Balances {
     }
 }
 
-fn s<'a>(o: &'a Value, k: &str) -> &'a str {
-    o.get(k).and_then(Value::as_str).unwrap_or("")
-}
-
-/// A decimal field: absent means zero, present but unreadable means the whole report is unusable (guessing zero
-/// for a fill quantity would silently lose a fill).
-fn num<T>(o: &Value, k: &str, zero: T, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
-    match o.get(k) {
-        None | Some(Value::Null) => Some(zero),
-        Some(Value::String(x)) => parse(x),
-        Some(_) => None,
-    }
-}
-
 /// Spot's order types as the engine knows them: the limit kinds (`LIMIT`, `LIMIT_MAKER`, `STOP_LOSS_LIMIT`,
 /// `TAKE_PROFIT_LIMIT`) are limits, the rest (`MARKET`, `STOP_LOSS`, `TAKE_PROFIT`) markets.
 pub fn order_type(o: &str) -> OrderType {
@@ -722,7 +707,7 @@ impl Worker {
     /// The signed request's JSON.
     fn request(&self, id: u64) -> Result<String, SpotStreamError> {
         let ts = self.cfg.clock.server_now_ms().to_string();
-        let recv = RECV_WINDOW_MS.to_string();
+        let recv = crate::exchange::connect::WS_API_RECV_WINDOW_MS.to_string();
         let params = [
             WsParam {
                 name: "recvWindow",
