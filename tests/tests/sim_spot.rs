@@ -401,6 +401,26 @@ async fn rest_orders_filters_no_short_and_fees_in_the_base_asset() {
         )
         .await;
     assert_eq!(t.body[0]["id"], trades[3]["id"]);
+    // By time: a window of at most 24 hours.
+    let t0 = trades[0]["time"].as_u64().unwrap();
+    let (s, e) = (t0.to_string(), (t0 + 86_400_000).to_string());
+    let t = c
+        .signed(
+            "GET",
+            "/api/v3/myTrades",
+            &[("symbol", "BTCUSDT"), ("startTime", &s), ("endTime", &e)],
+        )
+        .await;
+    assert_eq!(t.body.as_array().unwrap().len(), 4, "{:?}", t.body);
+    let e = (t0 + 86_400_001).to_string();
+    let t = c
+        .signed(
+            "GET",
+            "/api/v3/myTrades",
+            &[("symbol", "BTCUSDT"), ("startTime", &s), ("endTime", &e)],
+        )
+        .await;
+    assert_eq!(t.body["code"], -1127, "{:?}", t.body);
     let all = c
         .signed("GET", "/api/v3/allOrders", &[("symbol", "BTCUSDT")])
         .await;

@@ -315,6 +315,13 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
         .map(|s| (s.symbol, s.filters.tick_size))
         .collect();
     let h = aegis_engine::spawn(params, feed).map_err(|e| RunError::Engine(e.to_string()))?;
+    // What the ledger shows once the engine took the plan: the exchange's net sizes, flat where it holds none.
+    let mut kept = reconcile::net_from_position_risk(&exch_positions);
+    for ((s, _), u) in &ctx.ledger.positions {
+        if !u.qty.is_zero() && symbols.contains(s) {
+            kept.entry(*s).or_insert(aegis_shared::Qty::ZERO);
+        }
+    }
     // After the engine: the ledger it feeds is where the manager reads the positions.
     let stops = match (&ctx.live, read_only) {
         (Some(live), false) => {
@@ -327,7 +334,13 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
                 adopted_stops,
                 algo_inbox,
             );
-            Some(rt.spawn(m.run()))
+            let l = live.clone();
+            Some(rt.spawn(async move {
+                // Sized from the ledger: first let it show what reconciliation set (recovered fills, the
+                // exchange's sizes), or the first stop would be sized on the journal's old position.
+                stops::settle(&l, &kept, "protective stops").await;
+                m.run().await
+            }))
         }
         _ => None,
     };
@@ -382,6 +395,13 @@ fn recover_fills_on_start(
         }
     }
     let from = trades::from_ids(&journal, &syms);
+    let since = trades::since_times(
+        &ledger.positions,
+        ledger.last_session,
+        &syms,
+        &from,
+        client.now_ms(),
+    );
     let mut by_order: Vec<_> = ids.keys().copied().collect();
     by_order.extend(
         journal
@@ -391,11 +411,13 @@ fn recover_fills_on_start(
     );
     by_order.sort();
     by_order.dedup();
-    match rt.block_on(trades::recover(client, &from, &by_order, &journal, &ids)) {
+    match rt.block_on(trades::recover(
+        client, &from, &since, &by_order, &journal, &ids,
+    )) {
         Ok(mut rec) => {
             trades::price_fees(&mut rec.updates, funding_book, client, rt);
             tracing::info!(
-                "recovery:    {} fill(s) made while the bot was away recovered from userTrades (GET /fapi/v1/userTrades from trade ids {from:?})",
+                "recovery:    {} fill(s) made while the bot was away recovered from userTrades (GET /fapi/v1/userTrades from trade ids {from:?}, from times {since:?})",
                 rec.updates.len()
             );
             for u in &rec.updates {

@@ -194,6 +194,8 @@ impl Resync {
         match self.rt.block_on(super::trades::recover(
             &self.client,
             from,
+            // While running, every order of this session is the engine's own: the ids suffice.
+            &Default::default(),
             &by_order,
             &journal,
             &ids,

@@ -46,6 +46,37 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Longest a stop manager waits for the ledger to show the reconciled positions before it sizes stops.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Waits until the ledger's net position in every symbol of `kept` is what start-up reconciliation left (or
+/// [`SETTLE_LIMIT`] passed): a manager that sized stops from the journal's old position would place one for a
+/// position the exchange no longer holds (or of the wrong size) and cancel it a moment later. `who` names the
+/// manager in the warning.
+pub async fn settle(live: &Live, kept: &BTreeMap<Symbol, Qty>, who: &str) {
+    let t = Instant::now();
+    while t.elapsed() < SETTLE_LIMIT {
+        let agreed = {
+            let v = live.view();
+            kept.iter().all(|(s, q)| {
+                let held: i64 = v
+                    .ledger
+                    .positions
+                    .iter()
+                    .filter(|((p, _), _)| p == s)
+                    .map(|(_, u)| u.qty.units())
+                    .sum();
+                held == q.units()
+            })
+        };
+        if agreed {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!("{who}: the ledger did not show the reconciled positions within {SETTLE_LIMIT:?}; sizing stops from what it shows");
+}
+
 /// How often the ledger is compared with the resting stops.
 pub const TICK: Duration = Duration::from_millis(500);
 /// How often `openAlgoOrders` is read to catch stops that triggered or were cancelled behind our back.

@@ -4,9 +4,11 @@
 //!
 //! - **Where to read from.** Per symbol, from the newest trade id the journal holds when the gap began
 //!   (`fromId` = that + 1), paged by [`PAGE_LIMIT`] (Binance's maximum) until a short page. A symbol with no
-//!   journaled trade yet is read per order (`orderId`) for the journal's open orders in it, so a fresh journal
-//!   does not import the account's history. The REST client paces every request by the exchange's used weight
-//!   (weight 5 each).
+//!   journaled trade yet is read per order (`orderId`) for the journal's open orders in it, and at start-up
+//!   also by time after the journal's newest position record of it ([`since_times`], at most
+//!   [`LOOKBACK_MS`]): an order whose submission the journal never got (killed just after it went out) is
+//!   found that way. A fresh journal does not import the account's history. The REST client paces every
+//!   request by the exchange's used weight (weight 5 each).
 //! - **Exactly once.** A trade whose (symbol, id) the journal holds is skipped here; one that is on its way to
 //!   the journal (delivered by the stream meanwhile) is skipped by the live venue, which books each trade id
 //!   once (`aegis_engine::venue::binance`); the Postgres writer keys fills by (symbol, trade id, split part).
@@ -383,12 +385,14 @@ pub fn positions_after(
 }
 
 /// Reads the trades since the gap and plans their booking (see the module docs). `from` gives each symbol's
-/// first trade id to read; `by_order` lists (symbol, order id) of journal orders on symbols without a
+/// first trade id to read; `since`, for symbols not in `from`, the first trade time ([`since_times`]);
+/// `by_order` lists (symbol, order id) of journal orders on symbols without a
 /// journaled trade, read per order; `ids` names journal orders whose exchange id the journal does not hold
 /// (learned from the exchange's open orders or a query).
 pub async fn recover(
     client: &RestClient,
     from: &BTreeMap<Symbol, u64>,
+    since: &BTreeMap<Symbol, u64>,
     by_order: &[(Symbol, u64)],
     journal: &JournalView,
     ids: &HashMap<(Symbol, u64), ClientOrderId>,
@@ -396,6 +400,12 @@ pub async fn recover(
     let mut trades = Vec::new();
     for (sym, f) in from {
         trades.extend(fetch_user_trades(client, *sym, *f).await?);
+    }
+    let now = client.now_ms();
+    for (sym, t) in since {
+        if !from.contains_key(sym) {
+            trades.extend(fetch_user_trades_between(client, *sym, *t, now).await?);
+        }
     }
     for (sym, o) in by_order {
         if !from.contains_key(sym) {
@@ -536,10 +546,59 @@ pub fn merge_into_plan(
 
 /// The longest window `userTrades` and `income` answer per request (7 days, ms).
 pub const WINDOW_MS: u64 = 7 * 86_400_000;
+/// The longest window spot `myTrades` answers per request (24 hours, ms).
+pub const SPOT_WINDOW_MS: u64 = 86_400_000;
+/// How far back a start-up recovery reads a symbol's trades by time ([`since_times`]): a bot down longer has
+/// the older fills corrected from the exchange's position instead (one futures request, seven spot ones).
+pub const LOOKBACK_MS: u64 = 7 * 86_400_000;
 
-/// Every trade of `symbol` with `from_ms <= time <= to_ms`, ascending by id (for `aegis reconcile --pnl`).
+/// The trades window of the client's market.
+fn window_ms(client: &RestClient) -> u64 {
+    match client.market() {
+        aegis_shared::Market::Futures => WINDOW_MS,
+        aegis_shared::Market::Spot => SPOT_WINDOW_MS,
+    }
+}
+
+/// Where start-up recovery reads by time the symbols that have no journaled trade (so no `fromId`): an order
+/// can reach the exchange and fill while its submission never reached the journal (the process was killed in
+/// between), and only a read by time finds such a fill. Per symbol of `symbols` not in `from`:
+/// - after the newest journal position record of the symbol: its quantity holds nothing traded after it (a
+///   booked fill is stamped with its event time; an adoption read the exchange before it stamped the record,
+///   so a trade at or before the stamp is never booked twice, only possibly left to the position correction);
+/// - without any record (never held), after the newest session's start (`last_session`);
+/// - never more than [`LOOKBACK_MS`] before `now_ms`.
 ///
-/// The first trade of the range is found with 7-day windows (`startTime`/`endTime`); from its id on the trades
+/// Trades the journal holds are skipped anyway ([`plan_recovery`]).
+pub fn since_times(
+    positions: &BTreeMap<(Symbol, StrategyMode), PositionUpdate>,
+    last_session: Option<u64>,
+    symbols: &[Symbol],
+    from: &BTreeMap<Symbol, u64>,
+    now_ms: u64,
+) -> BTreeMap<Symbol, u64> {
+    let floor = now_ms.saturating_sub(LOOKBACK_MS);
+    symbols
+        .iter()
+        .filter(|s| !from.contains_key(s))
+        .filter_map(|s| {
+            let newest = positions
+                .iter()
+                .filter(|((p, _), _)| p == s)
+                .map(|(_, u)| u.ts_ms)
+                .max()
+                .filter(|t| *t > 0);
+            // Strictly after the record: a trade stamped with it is already in it.
+            let since = newest.map(|t| t + 1).or(last_session)?;
+            Some((*s, since.max(floor)))
+        })
+        .collect()
+}
+
+/// Every trade of `symbol` with `from_ms <= time <= to_ms`, ascending by id (for `aegis reconcile --pnl` and
+/// the start-up recovery of symbols without a journaled trade, [`since_times`]).
+///
+/// The first trade of the range is found with windows of 7 days (spot: 24 hours) (`startTime`/`endTime`); from its id on the trades
 /// are read by id ([`fetch_user_trades`]) and cut at `to_ms`. A window holding more than [`PAGE_LIMIT`] trades
 /// answers only its newest ones, so then the first id is found by paging ids from 0.
 pub async fn fetch_user_trades_between(
@@ -550,12 +609,13 @@ pub async fn fetch_user_trades_between(
 ) -> Result<Vec<UserTrade>, TradesError> {
     let mut start = from_ms;
     let mut first = None;
+    let (base, path) = trades_path(client);
     while start <= to_ms && first.is_none() {
-        let end = to_ms.min(start.saturating_add(WINDOW_MS - 1));
+        let end = to_ms.min(start.saturating_add(window_ms(client) - 1));
         let v = client
             .get_signed(
-                Base::Fapi,
-                "/fapi/v1/userTrades",
+                base,
+                path,
                 &[
                     ("symbol", symbol.to_string()),
                     ("startTime", start.to_string()),
@@ -904,6 +964,56 @@ mod tests {
             after[&(eth, aegis_engine::venue::binance::ADOPT_DEFAULT_MODE)].qty,
             Qty::from_units(5)
         );
+    }
+
+    #[test]
+    fn symbols_without_a_trade_id_are_read_after_their_newest_record_or_the_last_session() {
+        let day = 86_400_000u64;
+        let now = 100 * day;
+        let eth = Symbol::new("ETHUSDT").unwrap();
+        let sol = Symbol::new("SOLUSDT").unwrap();
+        let xrp = Symbol::new("XRPUSDT").unwrap();
+        let rec = |sym: Symbol, mode: StrategyMode, ts_ms: u64| PositionUpdate {
+            ts_ms,
+            symbol: sym,
+            market: aegis_shared::Market::Futures,
+            mode,
+            qty: Qty::ZERO,
+            entry_price: Price::ZERO,
+            realized_pnl: Notional::ZERO,
+            fees: Notional::ZERO,
+            funding: Notional::ZERO,
+        };
+        let mut p = BTreeMap::new();
+        // Two modes: the newer record counts.
+        p.insert(
+            (btc(), StrategyMode::Swing),
+            rec(btc(), StrategyMode::Swing, now - 50),
+        );
+        p.insert(
+            (btc(), StrategyMode::Scalp),
+            rec(btc(), StrategyMode::Scalp, now - 90),
+        );
+        // A record older than the lookback is read from the lookback on.
+        p.insert(
+            (sol, StrategyMode::Swing),
+            rec(sol, StrategyMode::Swing, now - 30 * day),
+        );
+        let from: BTreeMap<_, _> = [(xrp, 7u64)].into_iter().collect();
+        let got = since_times(&p, Some(now - 2 * day), &[btc(), eth, sol, xrp], &from, now);
+        let want: BTreeMap<_, _> = [
+            (btc(), now - 49),
+            (eth, now - 2 * day),
+            (sol, now - LOOKBACK_MS),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            got, want,
+            "xrp reads by id; eth was never held: the last session's start"
+        );
+        // A fresh journal (no session, no record) imports nothing.
+        assert!(since_times(&BTreeMap::new(), None, &[btc()], &BTreeMap::new(), now).is_empty());
     }
 
     #[test]

@@ -168,7 +168,13 @@ pub fn start_spot(
     if !read_only {
         let journal = crate::exchange::trades::JournalView::of(ctx.ledger);
         let mut moved = ctx.ledger.positions.clone();
-        match rt.block_on(recover_fills(&client, &journal, &symbols, &exch_orders)) {
+        match rt.block_on(recover_fills(
+            &client,
+            &journal,
+            &symbols,
+            &exch_orders,
+            Some(ctx.ledger),
+        )) {
             Ok(rec) => {
                 tracing::info!(
                     "recovery:    {} spot fill(s) made while the bot was away recovered (GET /api/v3/myTrades)",
@@ -290,7 +296,7 @@ pub fn start_spot(
         tasks.push(rt.spawn(async move {
             // Sized from the ledger: first let it show what reconciliation set (recovered fills, positions
             // capped by the balances), or the first stop would be sized on the journal's old holding.
-            settle(&l, &kept, SETTLE_LIMIT).await;
+            crate::exchange::stops::settle(&l, &kept, "spot stops").await;
             m.run().await
         }));
         tasks.push(rt.spawn(watch_balances(Round {
@@ -344,38 +350,6 @@ fn filters_of(
     specs.iter().map(|s| (s.symbol, s.filters)).collect()
 }
 
-/// Longest the stop manager waits for the ledger to show the reconciled positions before it sizes stops.
-pub const SETTLE_LIMIT: Duration = Duration::from_secs(5);
-
-/// Waits until the ledger's position in every pair of `kept` is what reconciliation left (or `limit` passed).
-async fn settle(
-    live: &crate::state::Live,
-    kept: &BTreeMap<Symbol, aegis_shared::Qty>,
-    limit: Duration,
-) {
-    let t = std::time::Instant::now();
-    while t.elapsed() < limit {
-        let agreed = {
-            let v = live.view();
-            kept.iter().all(|(s, q)| {
-                let held: i64 = v
-                    .ledger
-                    .positions
-                    .iter()
-                    .filter(|((p, _), _)| p == s)
-                    .map(|(_, u)| u.qty.units())
-                    .sum();
-                held == q.units()
-            })
-        };
-        if agreed {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tracing::warn!("spot stops: the ledger did not show the reconciled positions within {limit:?}; sizing stops from what it shows");
-}
-
 /// The base and quote asset of every pair (the user stream values fees by them).
 fn assets_of(symbols: &[Symbol]) -> BTreeMap<Symbol, SpotAssets> {
     symbols
@@ -393,12 +367,14 @@ fn assets_of(symbols: &[Symbol]) -> BTreeMap<Symbol, SpotAssets> {
 }
 
 /// Fills of the journal's orders made while the bot was away: per pair from the journal's newest trade id,
-/// per order for pairs without one (`GET /api/v3/myTrades`), booked like the stream would have.
+/// per order for pairs without one (`GET /api/v3/myTrades`), and at start (`at_start`: the replayed journal)
+/// by time for those pairs too ([`crate::exchange::trades::since_times`]), booked like the stream would have.
 async fn recover_fills(
     client: &rest::RestClient,
     journal: &crate::exchange::trades::JournalView,
     symbols: &[Symbol],
     open: &[serde_json::Value],
+    at_start: Option<&crate::journal::Ledger>,
 ) -> Result<crate::exchange::trades::Recovered, crate::exchange::trades::TradesError> {
     use crate::exchange::trades;
     let mut syms = symbols.to_vec();
@@ -408,6 +384,9 @@ async fn recover_fills(
         }
     }
     let from = trades::from_ids(journal, &syms);
+    let since = at_start
+        .map(|l| trades::since_times(&l.positions, l.last_session, &syms, &from, client.now_ms()))
+        .unwrap_or_default();
     let mut ids = HashMap::new();
     for o in open {
         if let Some(Inbound::AdoptOrder {
@@ -431,7 +410,7 @@ async fn recover_fills(
     );
     by_order.sort();
     by_order.dedup();
-    trades::recover(client, &from, &by_order, journal, &ids).await
+    trades::recover(client, &from, &since, &by_order, journal, &ids).await
 }
 
 /// What a reconciliation round while running needs.
@@ -522,7 +501,8 @@ async fn resync_round(r: &Round) -> bool {
         )
     };
     let mut moved = positions.clone();
-    match recover_fills(client, &journal, &r.symbols, &orders).await {
+    // While running, the engine knows every order of this session: no read by time.
+    match recover_fills(client, &journal, &r.symbols, &orders, None).await {
         Ok(rec) => {
             if !rec.updates.is_empty() {
                 tracing::info!(

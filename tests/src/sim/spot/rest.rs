@@ -502,6 +502,16 @@ fn handle(
                     "Combination of optional parameters invalid.",
                 ));
             }
+            // Binance: a myTrades window spans at most 24 hours.
+            if let (Some(s), Some(e)) = (start, end) {
+                if e < s || e - s > 86_400_000 {
+                    return Err(ApiError::new(
+                        400,
+                        -1127,
+                        "More than 24 hours between startTime and endTime.",
+                    ));
+                }
+            }
             let limit = limit_param(p, 500, 1000)?;
             let acc = ex.account(account_of(key)?);
             let picked: Vec<Value> = acc
