@@ -139,6 +139,9 @@ fn live_spot_entry_and_exit_fill_in_parts_pay_base_fees_and_match_the_exchanges_
     let _g = serial();
     let w = World::new("live-spot", spot_keys());
     w.admin(AdminCall::spot_fill_parts(3));
+    // A tight PERCENT_PRICE_BY_SIDE floor (0.9672 × the price, ~58,040 here) above the stop's own limit (0.5 %
+    // under a stop ~3 % under the entry, ~57,950) but under the stop: the stop must be fitted to rest at all.
+    w.admin(AdminCall::spot_percent_price("BTCUSDT", "0.9672", "5"));
     push_quotes(&w, 60_000.0, 0.0, 1, "5", "5");
     let bot = w.bot(1, &spot_env(&w));
     bot.expect_log("Binance spot TESTNET", Duration::from_secs(20));
@@ -166,6 +169,17 @@ fn live_spot_entry_and_exit_fill_in_parts_pay_base_fees_and_match_the_exchanges_
     // The position is protected by a stop resting on the exchange, selling what is held.
     let stop = wait_resting_stop(&w, &bot, Duration::from_secs(10));
     assert_eq!(stop["side"], "SELL");
+    let (trigger, limit) = (qty_units(&stop["stopPrice"]), qty_units(&stop["price"]));
+    assert!(
+        limit > trigger - trigger / 200 && limit <= trigger,
+        "the limit was raised into the band, not above the stop: {stop}"
+    );
+    assert!(
+        bot.log()
+            .contains("limit moved into the PERCENT_PRICE_BY_SIDE band"),
+        "{}",
+        bot.log()
+    );
     assert!(
         qty_units(&stop["origQty"]) <= held && qty_units(&stop["origQty"]) > 0,
         "{stop}"

@@ -709,6 +709,20 @@ impl RestClient {
         .await
     }
 
+    /// `GET /api/v3/avgPrice?symbol=` (spot, weight 2): the pair's average price over Binance's window, which
+    /// PERCENT_PRICE(_BY_SIDE) bands a limit price around.
+    pub async fn spot_avg_price(&self, symbol: &str) -> Result<Value, RestError> {
+        let params = [("symbol", symbol.to_string())];
+        self.request(
+            reqwest::Method::GET,
+            Base::Spot,
+            "/api/v3/avgPrice",
+            &params,
+            Auth::None,
+        )
+        .await
+    }
+
     /// `POST /fapi/v1/leverage?symbol=&leverage=` (the symbol's initial leverage on this account).
     pub async fn set_leverage(&self, symbol: &str, leverage: u32) -> Result<Value, RestError> {
         let params = [

@@ -10,13 +10,16 @@
 //!   is a multiple of the other; otherwise no quantity satisfies both and the symbol is refused;
 //! - `NOTIONAL.minNotional` (current Binance) or `MIN_NOTIONAL.minNotional` (the older filter).
 //!
-//! `PERCENT_PRICE` / `PERCENT_PRICE_BY_SIDE` are not checked: they bound a limit price against the average price,
-//! and a market order at the touch always lies within them.
+//! `PERCENT_PRICE` / `PERCENT_PRICE_BY_SIDE` bound a limit price against the pair's average price. The engine's
+//! orders do not need them (market orders, and post-only entries at the touch, lie within any band); the
+//! protective stops' limit prices do: [`sell_bands`] gives the stop manager each pair's band for a SELL
+//! ([`PriceBand`]), and it fits the stop's limit into it when it places the stop.
 
 use aegis_engine::risk::limits::SymbolFilters;
 use aegis_engine::SymbolSpec;
 use aegis_shared::{Notional, Price, Qty, Symbol};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// The path paper trading on spot reads its filters from.
 pub const PATH: &str = "/api/v3/exchangeInfo";
@@ -149,6 +152,62 @@ pub fn specs(info: &Value, symbols: &[Symbol]) -> Result<Vec<SymbolSpec>, SpotIn
         .collect()
 }
 
+/// The band a SELL's limit price must lie in when it is placed: `down` × the average price ≤ price ≤ `up` ×
+/// the average price (`GET /api/v3/avgPrice`; Binance may use a reference price instead, which the band is
+/// then only an estimate of, and its -1013 still decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PriceBand {
+    /// Lowest multiple of the average price (`askMultiplierDown` / `multiplierDown`).
+    pub down: aegis_shared::num::Rate,
+    /// Highest multiple (`askMultiplierUp` / `multiplierUp`).
+    pub up: aegis_shared::num::Rate,
+}
+
+/// Each of `symbols`' SELL band: `PERCENT_PRICE_BY_SIDE`'s ask multipliers, else `PERCENT_PRICE`'s. A pair
+/// without either (or with a multiplier that does not parse: logged) has none, and Binance alone decides.
+pub fn sell_bands(info: &Value, symbols: &[Symbol]) -> HashMap<Symbol, PriceBand> {
+    let list = info
+        .get("symbols")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let mut out = HashMap::new();
+    for s in symbols {
+        let Some(filters) = list
+            .iter()
+            .find(|e| e.get("symbol").and_then(Value::as_str) == Some(s.as_str()))
+            .and_then(|e| e.get("filters"))
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        let of = |ty: &str| {
+            filters
+                .iter()
+                .find(|f| f.get("filterType").and_then(Value::as_str) == Some(ty))
+        };
+        let (f, down, up) = match (of("PERCENT_PRICE_BY_SIDE"), of("PERCENT_PRICE")) {
+            (Some(f), _) => (f, "askMultiplierDown", "askMultiplierUp"),
+            (None, Some(f)) => (f, "multiplierDown", "multiplierUp"),
+            (None, None) => continue,
+        };
+        let rate = |k: &str| {
+            f.get(k)
+                .and_then(Value::as_str)
+                .and_then(|t| aegis_shared::num::Rate::parse(t).ok())
+                .filter(|r| r.units() > 0)
+        };
+        match (rate(down), rate(up)) {
+            (Some(down), Some(up)) if down <= up => {
+                out.insert(*s, PriceBand { down, up });
+            }
+            _ => {
+                tracing::warn!(symbol = %s, filter = %f, "spot filters: a price band that does not parse; stop limits are sent unchecked against it")
+            }
+        }
+    }
+    out
+}
+
 fn spec_of(symbol: Symbol, e: &Value) -> Result<SymbolSpec, SpotInfoError> {
     let status = e.get("status").and_then(Value::as_str).unwrap_or("");
     if status != "TRADING" {
@@ -232,9 +291,6 @@ fn spec_of(symbol: Symbol, e: &Value) -> Result<SymbolSpec, SpotInfoError> {
         Some(n) => n,
         None => field("MIN_NOTIONAL", "minNotional")?.unwrap_or(0),
     };
-    if filter("PERCENT_PRICE").is_some() || filter("PERCENT_PRICE_BY_SIDE").is_some() {
-        tracing::debug!(%symbol, "spot filters: PERCENT_PRICE(_BY_SIDE) not checked: the bot sends market orders, which fill at the touch and so always lie within the allowed band around the average price");
-    }
     Ok(SymbolSpec {
         symbol,
         filters: SymbolFilters {
@@ -307,6 +363,49 @@ mod tests {
 
     fn one(e: Value) -> Result<SymbolFilters, SpotInfoError> {
         specs(&info(vec![e]), &[sym("BTCUSDT")]).map(|v| v[0].filters)
+    }
+
+    #[test]
+    fn sell_bands_are_the_ask_multipliers_or_percent_price_and_a_bad_one_is_none() {
+        use aegis_shared::num::Rate;
+        let r = |t: &str| Rate::parse(t).unwrap();
+        let mut older = btcusdt();
+        older["symbol"] = json!("ETHUSDT");
+        older["filters"] = json!([{"filterType": "PERCENT_PRICE", "multiplierUp": "1.3000",
+                                   "multiplierDown": "0.7000", "avgPriceMins": 5}]);
+        let mut bad = btcusdt();
+        bad["symbol"] = json!("SOLUSDT");
+        bad["filters"] = json!([{"filterType": "PERCENT_PRICE_BY_SIDE", "askMultiplierUp": "x",
+                                 "askMultiplierDown": "0.2"}]);
+        let mut none = btcusdt();
+        none["symbol"] = json!("XRPUSDT");
+        none["filters"] = json!([]);
+        let mut sides = btcusdt();
+        sides["filters"][5]["bidMultiplierDown"] = json!("0.9");
+        let i = info(vec![sides, older, bad, none]);
+        let all = [
+            sym("BTCUSDT"),
+            sym("ETHUSDT"),
+            sym("SOLUSDT"),
+            sym("XRPUSDT"),
+        ];
+        let b = sell_bands(&i, &all);
+        assert_eq!(
+            b.get(&sym("BTCUSDT")),
+            Some(&PriceBand {
+                down: r("0.2"),
+                up: r("5")
+            }),
+            "a sell is held to the ask side"
+        );
+        assert_eq!(
+            b.get(&sym("ETHUSDT")),
+            Some(&PriceBand {
+                down: r("0.7"),
+                up: r("1.3")
+            })
+        );
+        assert_eq!(b.len(), 2, "{b:?}");
     }
 
     #[test]

@@ -103,6 +103,7 @@ SPOT (REST /api/v3, WebSocket API /ws-api/v3 with userDataStream.subscribe(.sign
   POST /admin/spot/market/fill_parts          {"parts":3}  marketable spot orders fill in that many trades (partial fills)
   POST /admin/spot/userDataStream/terminate    {"account":..}  eventStreamTerminated to its subscriptions
   POST /admin/spot/limits                      {"weightPerMinute":6000,"ordersPer10s":100,...}  spot's own counters
+  POST /admin/spot/market/percent_price       {"symbol":..,"down":"0.99","up":"1.01"}  the pair's PERCENT_PRICE_BY_SIDE band
   Rust: aegis_testkit::sim::client::{AdminClient, BlockingAdminClient, AdminCall}.
 "#;
 

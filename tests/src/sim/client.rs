@@ -298,6 +298,13 @@ impl AdminCall {
             json!({"parts": parts}),
         )
     }
+    /// `POST /admin/spot/market/percent_price`: the pair's PERCENT_PRICE_BY_SIDE multipliers.
+    pub fn spot_percent_price(symbol: &str, down: &str, up: &str) -> Self {
+        Self::post(
+            "/admin/spot/market/percent_price".into(),
+            json!({"symbol": symbol, "down": down, "up": up}),
+        )
+    }
     /// `POST /admin/spot/limits`: spot's own limits (the [`AdminCall::set_limits`] shape); counters reset.
     pub fn spot_limits(limits: Value) -> Self {
         Self::post("/admin/spot/limits".into(), limits)

@@ -153,6 +153,7 @@ pub fn start_spot(
     let info = rt
         .block_on(client.spot_exchange_info(&symbols))
         .map_err(run_err)?;
+    let bands = super::super::spot_info::sell_bands(&info, &symbols);
     params.symbols = super::super::spot_info::specs(&info, &symbols)
         .map_err(|e| ConfigError::new("SYMBOLS", None, e.to_string()))?;
     params
@@ -291,7 +292,8 @@ pub fn start_spot(
             },
             filters,
             adopted_stops,
-        );
+        )
+        .with_bands(bands);
         let l = live.clone();
         tasks.push(rt.spawn(async move {
             // Sized from the ledger: first let it show what reconciliation set (recovered fills, positions

@@ -8,6 +8,11 @@
 //!   long trigger ([`super::super::stops::trigger_price`]: `entry − ⌈entry × EXCHANGE_STOP_LOSS⌉` down to the
 //!   tick); limit `price` a slippage ([`DEFAULT_SLIPPAGE`], 0.5 %) below the stop, down to the tick, so the sell
 //!   still fills in a fast fall (a limit at the stop would rest unfilled below the market).
+//! - PERCENT_PRICE_BY_SIDE ([`fit_limit`]): a limit outside the pair's SELL band around the average price
+//!   (`GET /api/v3/avgPrice`, read when placing) is moved to the band's edge, as long as that edge is not above
+//!   the stop; otherwise (the market is so far above the stop that the band excludes it) nothing is sent and
+//!   the symbol is reported unprotected, with the band in the reason. The bands are exchangeInfo's at start. The stop's target keeps its own limit, so a moved
+//!   average never makes the manager move a resting stop.
 //! - A quantity that floors to zero is nothing to protect (what a fee leaves below the step). Below `minQty`, or
 //!   a notional at the limit price below `NOTIONAL`/`MIN_NOTIONAL`, the stop cannot rest: logged once and
 //!   `protective_stop_failed` raised once per episode; `/api/health` lists the symbol as unprotected.
@@ -128,6 +133,54 @@ pub fn limit_price(stop: Price, slippage: Rate, tick: Price) -> Price {
     let raw = (s - off).max(0);
     let t = tick.units().max(1) as i128;
     Price::from_units(((raw / t) * t).max(t).min(i64::MAX as i128) as i64)
+}
+
+/// The stop's limit cannot be fitted into the pair's price band (see [`fit_limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("PERCENT_PRICE_BY_SIDE lets a sell rest at {low} at the lowest now ({down} x the average price {avg}), above the stop price {stop}: no stop this far below the market can rest; the engine's own stop still exits, and the stop is tried again")]
+pub struct OutOfBand {
+    /// The band's lowest price (on the tick).
+    pub low: Price,
+    /// The band's lower multiplier.
+    pub down: Rate,
+    /// The average price it was computed from.
+    pub avg: Price,
+    /// The stop price.
+    pub stop: Price,
+}
+
+/// The limit price `t` can be placed with now, given the pair's SELL `band` around the average price `avg`:
+/// its own limit when that lies in the band; above the band, the band's highest price (a lower sell limit fills
+/// at least as surely); below it, the band's lowest price, while that is not above the stop (a stop-limit whose
+/// limit lay above its stop would rest unfilled once triggered). Band edges round inwards to the tick.
+pub fn fit_limit(
+    t: &SpotTarget,
+    band: super::super::spot_info::PriceBand,
+    avg: Price,
+    tick: Price,
+) -> Result<Price, OutOfBand> {
+    let tick = Price::from_units(tick.units().max(1));
+    let a = Notional::from_units(avg.units());
+    let low = Price::from_units(a.mul_rate(band.down).units()).ceil_to(tick);
+    let high = Price::from_units(a.mul_rate(band.up).units()).floor_to(tick);
+    let out = OutOfBand {
+        low,
+        down: band.down,
+        avg,
+        stop: t.stop,
+    };
+    if low > high {
+        return Err(out);
+    }
+    if t.limit > high {
+        Ok(high)
+    } else if t.limit >= low {
+        Ok(t.limit)
+    } else if low <= t.stop {
+        Ok(low)
+    } else {
+        Err(out)
+    }
 }
 
 /// The stop a held spot position of `held` at `entry` needs: `Ok(None)` when nothing is left to protect
@@ -308,6 +361,9 @@ pub enum SpotStopError {
     /// The position cannot have a stop.
     #[error("no stop can rest: {0}")]
     Unrestable(Unrestable),
+    /// No limit price the exchange would take now protects the position.
+    #[error("no stop can rest now: {0}")]
+    OutOfBand(OutOfBand),
 }
 
 /// The spot stop manager (one task on the control runtime).
@@ -317,6 +373,8 @@ pub struct Manager {
     inbound: crossbeam_channel::Sender<Inbound>,
     cfg: SpotStopConfig,
     filters: HashMap<Symbol, SymbolFilters>,
+    /// Each pair's SELL price band (PERCENT_PRICE_BY_SIDE), where exchangeInfo gives one.
+    bands: HashMap<Symbol, super::super::spot_info::PriceBand>,
     resting: BTreeMap<Symbol, SpotResting>,
     /// The id each symbol's next placement uses (kept across retries of the same target).
     pending: BTreeMap<Symbol, (SpotTarget, String)>,
@@ -349,6 +407,7 @@ impl Manager {
             inbound,
             cfg,
             filters,
+            bands: HashMap::new(),
             resting: BTreeMap::new(),
             pending: BTreeMap::new(),
             retry_at: Retries::default(),
@@ -364,6 +423,15 @@ impl Manager {
             m.resting.insert(s, r);
         }
         m
+    }
+
+    /// Fits the stops' limit prices into these SELL bands ([`super::super::spot_info::sell_bands`]).
+    pub fn with_bands(
+        mut self,
+        bands: HashMap<Symbol, super::super::spot_info::PriceBand>,
+    ) -> Self {
+        self.bands = bands;
+        self
     }
 
     /// The stops resting now, by symbol.
@@ -576,7 +644,40 @@ impl Manager {
         Ok(())
     }
 
+    /// The limit `t` is placed with: fitted into the pair's band around the average price read now. Without a
+    /// band, or when the average cannot be read, the target's own (Binance's -1013 then decides).
+    async fn limit_now(&self, s: Symbol, t: &SpotTarget) -> Result<Price, SpotStopError> {
+        let (Some(band), Some(f)) = (self.bands.get(&s), self.filters.get(&s)) else {
+            return Ok(t.limit);
+        };
+        let avg = self
+            .client
+            .spot_avg_price(s.as_str())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|v| {
+                v.get("price")
+                    .and_then(Value::as_str)
+                    .and_then(|p| Price::parse(p).ok())
+                    .filter(|p| p.units() > 0)
+                    .ok_or_else(|| format!("no price in {v}"))
+            });
+        let avg = match avg {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(symbol = %s, "spot protective stop: the average price could not be read ({e}); the limit is sent unchecked against PERCENT_PRICE_BY_SIDE");
+                return Ok(t.limit);
+            }
+        };
+        let limit = fit_limit(t, *band, avg, f.tick_size).map_err(SpotStopError::OutOfBand)?;
+        if limit != t.limit {
+            tracing::info!(symbol = %s, stop = %t.stop, limit = %t.limit, fitted = %limit, avg = %avg, "spot protective stop: limit moved into the PERCENT_PRICE_BY_SIDE band");
+        }
+        Ok(limit)
+    }
+
     async fn place(&self, s: Symbol, t: SpotTarget, id: &str) -> Result<(), SpotStopError> {
+        let limit = self.limit_now(s, &t).await?;
         let params = [
             ("symbol", s.as_str().to_string()),
             ("side", "SELL".to_string()),
@@ -584,7 +685,7 @@ impl Manager {
             ("timeInForce", "GTC".to_string()),
             ("quantity", t.qty.to_string()),
             ("stopPrice", t.stop.to_string()),
-            ("price", t.limit.to_string()),
+            ("price", limit.to_string()),
             ("newClientOrderId", id.to_string()),
             ("newOrderRespType", "ACK".to_string()),
         ];
@@ -703,6 +804,46 @@ mod tests {
             limit_price(p("0.01"), Rate::parse("0.5").unwrap(), p("0.01")),
             p("0.01")
         );
+    }
+
+    #[test]
+    fn a_limit_is_fitted_into_the_band_inwards_on_the_tick_and_never_above_the_stop() {
+        use super::super::super::spot_info::PriceBand;
+        let band = |d: &str, u: &str| PriceBand {
+            down: Rate::parse(d).unwrap(),
+            up: Rate::parse(u).unwrap(),
+        };
+        let t = SpotTarget {
+            qty: q("0.01"),
+            stop: p("58200"),
+            limit: p("57909"),
+        };
+        let tick = p("0.01");
+        // Inside: its own.
+        assert_eq!(
+            fit_limit(&t, band("0.2", "5"), p("60000"), tick),
+            Ok(p("57909"))
+        );
+        // Below: the low edge, rounded up to the tick (60000.03 × 0.9675 = 58050.029025 → 58050.03).
+        assert_eq!(
+            fit_limit(&t, band("0.9675", "5"), p("60000.03"), tick),
+            Ok(p("58050.03"))
+        );
+        // The edge exactly at the stop still protects.
+        assert_eq!(
+            fit_limit(&t, band("0.97", "5"), p("60000"), tick),
+            Ok(p("58200"))
+        );
+        // Above the stop: nothing to send.
+        let e = fit_limit(&t, band("0.98", "5"), p("60000"), tick).unwrap_err();
+        assert_eq!((e.low, e.stop), (p("58800"), p("58200")));
+        // Above the band (the average fell below the limit's reach): the high edge, rounded down.
+        assert_eq!(
+            fit_limit(&t, band("0.2", "1.05"), p("55000.01"), tick),
+            Ok(p("57750.01"))
+        );
+        // A band narrower than a tick holds no price.
+        assert!(fit_limit(&t, band("1", "1"), p("58000.005"), tick).is_err());
     }
 
     #[test]
@@ -1122,6 +1263,96 @@ mod tests {
         assert_eq!(alerts, 1);
         assert!(live.stops.unprotected().contains_key("BTCUSDT"));
         assert!(book(&h).await.0.is_empty());
+        h.shutdown().await;
+    }
+
+    /// PERCENT_PRICE_BY_SIDE on the wire: with a tight band the stop's own limit would be refused (-1013), so the
+    /// manager fits it to the band's low edge; a band above the stop itself leaves the pair unprotected with the
+    /// band in the reason and sends nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stop_limit_below_the_price_band_rests_at_its_edge_or_not_at_all() {
+        let h = sim().await;
+        admin(&h, AdminCall::spot_price("BTCUSDT", "60000", None, None)).await;
+        // Sells may rest from 60000 × 0.9675 = 58050 up: the 0.01 at 60000 stop (58200, limit 57909) lies below.
+        admin(
+            &h,
+            AdminCall::spot_percent_price("BTCUSDT", "0.9675", "1.5"),
+        )
+        .await;
+        let c = client(&h);
+        let info = c.exchange_info().await.unwrap();
+        let spec = super::super::super::spot_info::specs(&info, &[btc()]).unwrap();
+        let bands = super::super::super::spot_info::sell_bands(&info, &[btc()]);
+        assert_eq!(
+            bands[&btc()],
+            super::super::super::spot_info::PriceBand {
+                down: Rate::parse("0.9675").unwrap(),
+                up: Rate::parse("1.5").unwrap()
+            }
+        );
+        // The simulator refuses the unfitted limit: what the manager must not send.
+        let refused = c
+            .spot_order(&[
+                ("symbol", "BTCUSDT".to_string()),
+                ("side", "SELL".to_string()),
+                ("type", "STOP_LOSS_LIMIT".to_string()),
+                ("timeInForce", "GTC".to_string()),
+                ("quantity", "0.01".to_string()),
+                ("stopPrice", "58200".to_string()),
+                ("price", "57909".to_string()),
+            ])
+            .await;
+        assert!(
+            matches!(&refused, Err(RestError::Api { code: -1013, .. })),
+            "{refused:?}"
+        );
+        let filters = HashMap::from([(btc(), spec[0].filters)]);
+        let live = live();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut m = Manager::new(
+            c,
+            live.clone(),
+            tx,
+            SpotStopConfig::default(),
+            filters,
+            BTreeMap::new(),
+        )
+        .with_bands(bands);
+        admin(&h, AdminCall::spot_balances("erin", json!({"BTC": "0.02"}))).await;
+        hold(&live, "0.01", "60000");
+        m.step().await;
+        let (open, _) = book(&h).await;
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(
+            (open[0]["stopPrice"].as_str(), open[0]["price"].as_str()),
+            (Some("58200.00000000"), Some("58050.00000000"))
+        );
+        assert!(live.stops.unprotected().is_empty());
+        // The target keeps its own limit: a later average moves nothing.
+        assert_eq!(m.resting()[&btc()].target.limit, p("57909"));
+        admin(&h, AdminCall::spot_price("BTCUSDT", "60500", None, None)).await;
+        let _ = spot_stops(&rx);
+        m.step().await;
+        assert!(spot_stops(&rx).is_empty());
+        assert_eq!(book(&h).await.0.len(), 1);
+
+        // The market rallies to 62000 and the holding grows to 0.02 at 61000 (stop 59170), while sells may rest
+        // only from 62000 × 0.9675 = 59985 up: the old stop goes (it locks the coins), nothing new is sent, the
+        // reason names the band.
+        admin(&h, AdminCall::spot_price("BTCUSDT", "62000", None, None)).await;
+        hold(&live, "0.02", "61000");
+        m.step().await;
+        assert!(book(&h).await.0.is_empty());
+        let why = live.stops.unprotected()["BTCUSDT"].clone();
+        assert!(
+            why.contains("PERCENT_PRICE_BY_SIDE") && why.contains("59985") && why.contains("59170"),
+            "{why}"
+        );
+        let alerts = rx
+            .try_iter()
+            .filter(|i| matches!(i, Inbound::Alert(AlertKind::ProtectiveStopFailed)))
+            .count();
+        assert_eq!(alerts, 1);
         h.shutdown().await;
     }
 

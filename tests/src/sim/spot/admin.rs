@@ -15,6 +15,8 @@
 //! - `POST /admin/spot/userDataStream/terminate` `{"account": "alice"}`: `eventStreamTerminated` to every
 //!   subscription of the account, which ends.
 //! - `POST /admin/spot/limits` spot's REQUEST_WEIGHT / ORDERS limits and ban rule (the futures shape).
+//! - `POST /admin/spot/market/percent_price` `{"symbol": "BTCUSDT", "down": "0.99", "up": "1.01"}`: the pair's
+//!   PERCENT_PRICE_BY_SIDE multipliers (both sides), as exchangeInfo then lists and the matcher checks them.
 
 use super::super::ratelimit::Limits;
 use super::super::{lock, Sim};
@@ -49,6 +51,30 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/market/fill_parts", post(fill_parts))
         .route("/userDataStream/terminate", post(terminate))
         .route("/limits", post(set_limits))
+        .route("/market/percent_price", post(percent_price))
+}
+
+#[derive(Deserialize)]
+struct PercentReq {
+    symbol: String,
+    down: String,
+    up: String,
+}
+
+async fn percent_price(State(sim): State<Arc<Sim>>, Json(r): Json<PercentReq>) -> Response {
+    let (Ok(down), Ok(up)) = (Rate::parse(&r.down), Rate::parse(&r.up)) else {
+        return bad("down and up must be decimals");
+    };
+    if down.units() <= 0 || down > up {
+        return bad("need 0 < down <= up");
+    }
+    let mut ex = lock(&sim.spot.ex);
+    let Some(spec) = ex.specs.iter_mut().find(|s| s.symbol == r.symbol) else {
+        return bad(format!("unknown spot symbol {}", r.symbol));
+    };
+    spec.multiplier_down = down;
+    spec.multiplier_up = up;
+    Json(json!({"ok": true})).into_response()
 }
 
 /// Spot's own limits (`{"weightPerMinute": 6000, "ordersPer10s": 100, "banAfter429s": 3, "banSecs": 120}`); the
