@@ -373,10 +373,11 @@ fn start_inner(ctx: StartContext<'_>, rt: tokio::runtime::Handle) -> Result<Engi
     })
 }
 
-/// Fills made while the bot was away (issue 13.3): the trades since the journal's newest one are read back from
-/// `GET /fapi/v1/userTrades` and put into the start-up plan as fills, before the orders' final states and the
-/// position comparison (see [`trades`]). If they cannot be read, the plan stays as it was: the exchange's
-/// positions are adopted (corrected) and the error is logged.
+/// Fills made while the bot was away (issue 13.3): the trades since the journal's newest one (for a symbol
+/// without one: per journal order, and by time after its newest position record, [`trades::since_times`]) are
+/// read back from `GET /fapi/v1/userTrades` and put into the start-up plan as fills, before the orders' final
+/// states and the position comparison (see [`trades`]). If they cannot be read, the plan stays as it was: the
+/// exchange's positions are adopted (corrected) and the error is logged.
 fn recover_fills_on_start(
     client: &rest::RestClient,
     rt: &tokio::runtime::Handle,
