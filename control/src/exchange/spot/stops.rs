@@ -9,10 +9,12 @@
 //!   tick); limit `price` a slippage ([`DEFAULT_SLIPPAGE`], 0.5 %) below the stop, down to the tick, so the sell
 //!   still fills in a fast fall (a limit at the stop would rest unfilled below the market).
 //! - PERCENT_PRICE_BY_SIDE ([`fit_limit`]): a limit outside the pair's SELL band around the average price
-//!   (`GET /api/v3/avgPrice`, read when placing) is moved to the band's edge, as long as that edge is not above
-//!   the stop; otherwise (the market is so far above the stop that the band excludes it) nothing is sent and
-//!   the symbol is reported unprotected, with the band in the reason. The bands are exchangeInfo's at start. The stop's target keeps its own limit, so a moved
-//!   average never makes the manager move a resting stop.
+//!   (`GET /api/v3/avgPrice`, read when placing; the bands are exchangeInfo's at start) is moved to the band's
+//!   edge, as long as that edge is not above the stop; otherwise (the market is so far above the stop that the
+//!   band excludes it) nothing is sent and the symbol is reported unprotected, with the band in the reason. A
+//!   stop of the wanted quantity and stop price is kept whatever its limit (the limit follows from the stop
+//!   and, when it was placed, the band), so a moving average never moves a resting stop; `/api/health` shows
+//!   the limit it rests with.
 //! - A quantity that floors to zero is nothing to protect (what a fee leaves below the step). Below `minQty`, or
 //!   a notional at the limit price below `NOTIONAL`/`MIN_NOTIONAL`, the stop cannot rest: logged once and
 //!   `protective_stop_failed` raised once per episode; `/api/health` lists the symbol as unprotected.
@@ -73,8 +75,10 @@ pub struct SpotTarget {
 pub struct SpotResting {
     /// Its client order id ([`PREFIX`]…).
     pub client_id: String,
-    /// What it is.
+    /// What it protects: the target it was placed for (adopted: as listed).
     pub target: SpotTarget,
+    /// The limit price it rests with: the target's, or fitted into the pair's band when placed ([`fit_limit`]).
+    pub sent_limit: Price,
 }
 
 /// Why a held position cannot have a stop resting.
@@ -330,6 +334,7 @@ pub fn reconcile(
                         stop: o.stop,
                         limit: o.price,
                     },
+                    sent_limit: o.price,
                 },
             );
         } else {
@@ -555,7 +560,7 @@ impl Manager {
                     s.to_string(),
                     json!({"client_order_id": r.client_id, "side": "SELL", "type": "STOP_LOSS_LIMIT",
                            "quantity": r.target.qty.to_string(), "stop_price": r.target.stop.to_string(),
-                           "price": r.target.limit.to_string()}),
+                           "price": r.sent_limit.to_string()}),
                 )
             })
             .collect();
@@ -597,7 +602,11 @@ impl Manager {
                 }
                 Err(SpotStopError::Unrestable(u))
             }
-            (Some(Ok(t)), Some(old)) if old.target == t => Ok(()),
+            // Same quantity and stop: it protects as wanted. The limit follows from the stop (and the band, when
+            // it was placed), so a stop adopted with a fitted limit is not moved for it.
+            (Some(Ok(t)), Some(old)) if old.target.qty == t.qty && old.target.stop == t.stop => {
+                Ok(())
+            }
             (Some(Ok(t)), old) => {
                 // The old stop locks the base asset: it goes first (see the module docs).
                 if let Some(old) = old {
@@ -611,7 +620,7 @@ impl Manager {
                         id
                     }
                 };
-                self.place(s, t, &id).await?;
+                let sent_limit = self.place(s, t, &id).await?;
                 self.pending.remove(&s);
                 tracing::info!(symbol = %s, client_order_id = %id, qty = %t.qty, stop = %t.stop, price = %t.limit, "spot protective stop resting on the exchange");
                 self.tell(s, Some(&id));
@@ -620,6 +629,7 @@ impl Manager {
                     SpotResting {
                         client_id: id,
                         target: t,
+                        sent_limit,
                     },
                 );
                 Ok(())
@@ -676,7 +686,8 @@ impl Manager {
         Ok(limit)
     }
 
-    async fn place(&self, s: Symbol, t: SpotTarget, id: &str) -> Result<(), SpotStopError> {
+    /// Places the stop; the limit price it was sent with.
+    async fn place(&self, s: Symbol, t: SpotTarget, id: &str) -> Result<Price, SpotStopError> {
         let limit = self.limit_now(s, &t).await?;
         let params = [
             ("symbol", s.as_str().to_string()),
@@ -690,11 +701,11 @@ impl Manager {
             ("newOrderRespType", "ACK".to_string()),
         ];
         match self.client.spot_order(&params).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(limit),
             // Our own id already open: an earlier attempt whose answer was lost landed.
             Err(RestError::Api {
                 code: -2010, msg, ..
-            }) if msg == "Duplicate order sent." => Ok(()),
+            }) if msg == "Duplicate order sent." => Ok(limit),
             Err(source) => Err(SpotStopError::Place {
                 client_id: id.to_string(),
                 source,
@@ -1328,8 +1339,36 @@ mod tests {
             (Some("58200.00000000"), Some("58050.00000000"))
         );
         assert!(live.stops.unprotected().is_empty());
+        // A restarted manager adopts the fitted stop (its listed limit differs from the target's) and keeps it.
+        let (open, _) = book(&h).await;
+        let held = BTreeMap::from([(btc(), q("0.01"))]);
+        let plan = reconcile(&open, &held, &HashMap::from([(btc(), spec[0].filters)]));
+        assert!(plan.cancel.is_empty(), "{:?}", plan.cancel);
+        let (tx2, rx2) = crossbeam_channel::unbounded();
+        let mut again = Manager::new(
+            client(&h),
+            live.clone(),
+            tx2,
+            SpotStopConfig::default(),
+            HashMap::from([(btc(), spec[0].filters)]),
+            plan.adopt,
+        );
+        let _ = spot_stops(&rx2);
+        again.step().await;
+        assert!(spot_stops(&rx2).is_empty(), "nothing cancelled or placed");
+        assert_eq!(
+            book(&h).await.0[0]["clientOrderId"],
+            open[0]["clientOrderId"]
+        );
+        drop(again);
         // The target keeps its own limit: a later average moves nothing.
         assert_eq!(m.resting()[&btc()].target.limit, p("57909"));
+        assert_eq!(m.resting()[&btc()].sent_limit, p("58050"));
+        assert_eq!(
+            live.stops.json().unwrap()["resting"]["BTCUSDT"]["price"],
+            "58050",
+            "health shows what rests"
+        );
         admin(&h, AdminCall::spot_price("BTCUSDT", "60500", None, None)).await;
         let _ = spot_stops(&rx);
         m.step().await;
