@@ -386,9 +386,9 @@ pub fn positions_after(
 
 /// Reads the trades since the gap and plans their booking (see the module docs). `from` gives each symbol's
 /// first trade id to read; `since`, for symbols not in `from`, the first trade time ([`since_times`]);
-/// `by_order` lists (symbol, order id) of journal orders on symbols without a
-/// journaled trade, read per order; `ids` names journal orders whose exchange id the journal does not hold
-/// (learned from the exchange's open orders or a query).
+/// `by_order` lists (symbol, order id) of journal orders on symbols without a journaled trade, read per order;
+/// `ids` names journal orders whose exchange id the journal does not hold (learned from the exchange's open
+/// orders or a query).
 pub async fn recover(
     client: &RestClient,
     from: &BTreeMap<Symbol, u64>,
@@ -598,8 +598,8 @@ pub fn since_times(
 /// Every trade of `symbol` with `from_ms <= time <= to_ms`, ascending by id (for `aegis reconcile --pnl` and
 /// the start-up recovery of symbols without a journaled trade, [`since_times`]).
 ///
-/// The first trade of the range is found with windows of 7 days (spot: 24 hours) (`startTime`/`endTime`); from its id on the trades
-/// are read by id ([`fetch_user_trades`]) and cut at `to_ms`. A window holding more than [`PAGE_LIMIT`] trades
+/// The first trade of the range is found with `startTime`/`endTime` windows of 7 days (spot: 24 hours); from
+/// its id on the trades are read by id ([`fetch_user_trades`]) and cut at `to_ms`. A window holding more than [`PAGE_LIMIT`] trades
 /// answers only its newest ones, so then the first id is found by paging ids from 0.
 pub async fn fetch_user_trades_between(
     client: &RestClient,
