@@ -353,6 +353,24 @@ pub struct PositionUpdate {
     pub funding: Notional,
 }
 
+impl PositionUpdate {
+    /// A flat position of `symbol` on `market` held by `mode` at `ts_ms`, with nothing realized, paid or received
+    /// (a position correction's zero, or the start a change is added to).
+    pub fn flat(ts_ms: TimestampMs, symbol: Symbol, market: Market, mode: StrategyMode) -> Self {
+        Self {
+            ts_ms,
+            symbol,
+            market,
+            mode,
+            qty: Qty::ZERO,
+            entry_price: Price::ZERO,
+            realized_pnl: Notional::ZERO,
+            fees: Notional::ZERO,
+            funding: Notional::ZERO,
+        }
+    }
+}
+
 /// Which breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "scope", content = "mode")]

@@ -167,17 +167,12 @@ pub fn plan(
         // Absolute settings (idempotent, so updates that raced with the fetch cannot double count).
         for (m, _) in &held {
             if *m != keeper {
-                out.engine.push(Inbound::SetPosition(PositionUpdate {
-                    ts_ms: now_ms,
-                    symbol: sym,
-                    market: aegis_shared::Market::Futures,
-                    mode: *m,
-                    qty: Qty::ZERO,
-                    entry_price: Price::ZERO,
-                    realized_pnl: Default::default(),
-                    fees: Default::default(),
-                    funding: Default::default(),
-                }));
+                out.engine.push(Inbound::SetPosition(PositionUpdate::flat(
+                    now_ms,
+                    sym,
+                    aegis_shared::Market::Futures,
+                    *m,
+                )));
             }
         }
         out.engine.push(Inbound::SetPosition(PositionUpdate {

@@ -698,29 +698,20 @@ impl RestClient {
 
     /// `GET /api/v3/ticker/price?symbol=` (spot): the last price of a pair (BNB fee conversion, non-dollar quotes).
     pub async fn spot_price(&self, symbol: &str) -> Result<Value, RestError> {
-        let params = [("symbol", symbol.to_string())];
-        self.request(
-            reqwest::Method::GET,
-            Base::Spot,
-            "/api/v3/ticker/price",
-            &params,
-            Auth::None,
-        )
-        .await
+        self.spot_public_of(symbol, "/api/v3/ticker/price").await
     }
 
     /// `GET /api/v3/avgPrice?symbol=` (spot, weight 2): the pair's average price over Binance's window, which
     /// PERCENT_PRICE(_BY_SIDE) bands a limit price around.
     pub async fn spot_avg_price(&self, symbol: &str) -> Result<Value, RestError> {
+        self.spot_public_of(symbol, "/api/v3/avgPrice").await
+    }
+
+    /// An unsigned spot `GET path?symbol=`.
+    async fn spot_public_of(&self, symbol: &str, path: &str) -> Result<Value, RestError> {
         let params = [("symbol", symbol.to_string())];
-        self.request(
-            reqwest::Method::GET,
-            Base::Spot,
-            "/api/v3/avgPrice",
-            &params,
-            Auth::None,
-        )
-        .await
+        self.request(reqwest::Method::GET, Base::Spot, path, &params, Auth::None)
+            .await
     }
 
     /// `POST /fapi/v1/leverage?symbol=&leverage=` (the symbol's initial leverage on this account).

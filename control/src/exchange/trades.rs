@@ -368,17 +368,12 @@ pub fn positions_after(
     let mut out = positions.clone();
     for (sym, d) in delta {
         let mode = super::reconcile::mode_for(positions, *sym);
-        let e = out.entry((*sym, mode)).or_insert(PositionUpdate {
-            ts_ms: 0,
-            symbol: *sym,
-            market: aegis_shared::Market::Futures,
+        let e = out.entry((*sym, mode)).or_insert(PositionUpdate::flat(
+            0,
+            *sym,
+            aegis_shared::Market::Futures,
             mode,
-            qty: Qty::ZERO,
-            entry_price: Price::ZERO,
-            realized_pnl: Notional::ZERO,
-            fees: Notional::ZERO,
-            funding: Notional::ZERO,
-        });
+        ));
         e.qty = Qty::from_units(e.qty.units() + d);
     }
     out
@@ -973,16 +968,8 @@ mod tests {
         let eth = Symbol::new("ETHUSDT").unwrap();
         let sol = Symbol::new("SOLUSDT").unwrap();
         let xrp = Symbol::new("XRPUSDT").unwrap();
-        let rec = |sym: Symbol, mode: StrategyMode, ts_ms: u64| PositionUpdate {
-            ts_ms,
-            symbol: sym,
-            market: aegis_shared::Market::Futures,
-            mode,
-            qty: Qty::ZERO,
-            entry_price: Price::ZERO,
-            realized_pnl: Notional::ZERO,
-            fees: Notional::ZERO,
-            funding: Notional::ZERO,
+        let rec = |sym: Symbol, mode: StrategyMode, ts_ms: u64| {
+            PositionUpdate::flat(ts_ms, sym, aegis_shared::Market::Futures, mode)
         };
         let mut p = BTreeMap::new();
         // Two modes: the newer record counts.

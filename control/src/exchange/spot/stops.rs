@@ -1115,6 +1115,32 @@ mod tests {
         live.view().ledger.positions.insert((u.symbol, u.mode), u);
     }
 
+    /// BTCUSDT's filters as the bot reads them from the simulator's spot exchangeInfo, and the info itself.
+    async fn btc_filters(c: &RestClient) -> (Value, HashMap<Symbol, SymbolFilters>) {
+        let info = c.exchange_info().await.unwrap();
+        let spec = super::super::super::spot_info::specs(&info, &[btc()]).unwrap();
+        (info, HashMap::from([(btc(), spec[0].filters)]))
+    }
+
+    /// A manager of BTCUSDT on the simulator starting with `adopted`, and what it tells the engine.
+    fn manager(
+        h: &SimHandle,
+        live: &Arc<Live>,
+        filters: &HashMap<Symbol, SymbolFilters>,
+        adopted: BTreeMap<Symbol, SpotResting>,
+    ) -> (Manager, crossbeam_channel::Receiver<Inbound>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let m = Manager::new(
+            client(h),
+            live.clone(),
+            tx,
+            SpotStopConfig::default(),
+            filters.clone(),
+            adopted,
+        );
+        (m, rx)
+    }
+
     async fn admin(h: &SimHandle, c: AdminCall) -> Value {
         h.admin().call(c).await.unwrap()
     }
@@ -1152,21 +1178,9 @@ mod tests {
     async fn the_stop_rests_moves_goes_when_flat_and_triggers_on_the_sim() {
         let h = sim().await;
         admin(&h, AdminCall::spot_price("BTCUSDT", "60000", None, None)).await;
-        let c = client(&h);
-        // The filters as the bot reads them from spot's exchangeInfo.
-        let info = c.exchange_info().await.unwrap();
-        let spec = super::super::super::spot_info::specs(&info, &[btc()]).unwrap();
-        let filters = HashMap::from([(btc(), spec[0].filters)]);
+        let (_, filters) = btc_filters(&client(&h)).await;
         let live = live();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let mut m = Manager::new(
-            c,
-            live.clone(),
-            tx,
-            SpotStopConfig::default(),
-            filters,
-            BTreeMap::new(),
-        );
+        let (mut m, rx) = manager(&h, &live, &filters, BTreeMap::new());
 
         // Nothing held: nothing placed.
         m.step().await;
@@ -1291,8 +1305,7 @@ mod tests {
         )
         .await;
         let c = client(&h);
-        let info = c.exchange_info().await.unwrap();
-        let spec = super::super::super::spot_info::specs(&info, &[btc()]).unwrap();
+        let (info, filters) = btc_filters(&c).await;
         let bands = super::super::super::spot_info::sell_bands(&info, &[btc()]);
         assert_eq!(
             bands[&btc()],
@@ -1317,18 +1330,9 @@ mod tests {
             matches!(&refused, Err(RestError::Api { code: -1013, .. })),
             "{refused:?}"
         );
-        let filters = HashMap::from([(btc(), spec[0].filters)]);
         let live = live();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let mut m = Manager::new(
-            c,
-            live.clone(),
-            tx,
-            SpotStopConfig::default(),
-            filters,
-            BTreeMap::new(),
-        )
-        .with_bands(bands);
+        let (m, rx) = manager(&h, &live, &filters, BTreeMap::new());
+        let mut m = m.with_bands(bands);
         admin(&h, AdminCall::spot_balances("erin", json!({"BTC": "0.02"}))).await;
         hold(&live, "0.01", "60000");
         m.step().await;
@@ -1342,17 +1346,9 @@ mod tests {
         // A restarted manager adopts the fitted stop (its listed limit differs from the target's) and keeps it.
         let (open, _) = book(&h).await;
         let held = BTreeMap::from([(btc(), q("0.01"))]);
-        let plan = reconcile(&open, &held, &HashMap::from([(btc(), spec[0].filters)]));
+        let plan = reconcile(&open, &held, &filters);
         assert!(plan.cancel.is_empty(), "{:?}", plan.cancel);
-        let (tx2, rx2) = crossbeam_channel::unbounded();
-        let mut again = Manager::new(
-            client(&h),
-            live.clone(),
-            tx2,
-            SpotStopConfig::default(),
-            HashMap::from([(btc(), spec[0].filters)]),
-            plan.adopt,
-        );
+        let (mut again, rx2) = manager(&h, &live, &filters, plan.adopt);
         let _ = spot_stops(&rx2);
         again.step().await;
         assert!(spot_stops(&rx2).is_empty(), "nothing cancelled or placed");
